@@ -1,0 +1,114 @@
+"""Scores over embeddings: the single-example dot product and AirRep's attention-pooled group score.
+
+Everything here works block by block: a query set against a corpus of any size never materialises
+the full n x m score matrix unless the caller asks for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def _as_tensor(x: ArrayLike) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+
+
+def group_score(query: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+    """AirRep Eq. 7: ``score(S, z) = sum_i softmax_i(|e_z . e_i|) (e_z . e_i)``.
+
+    ``query`` is ``[d]`` or ``[q, d]``; ``members`` is ``[n, d]`` (the group S). Returns a scalar or
+    ``[q]``. There is no temperature and no normalisation of the embeddings. Differentiable.
+    """
+    dots = members @ query.T if query.dim() == 2 else members @ query  # [n, q] or [n]
+    attn = torch.softmax(dots.abs(), dim=0)
+    return (attn * dots).sum(dim=0)
+
+
+def sum_group_score(query: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+    """Sum aggregation, ``sum_i e_z . e_i``: the group score used for additive (gradient) methods."""
+    return (members @ query.T if query.dim() == 2 else members @ query).sum(dim=0)
+
+
+class StreamingGroupScore:
+    """Eq. 7 over a group that arrives in blocks, exact, with a running log-sum-exp.
+
+    For each query keeps ``m = max |s|``, ``den = sum exp(|s| - m)`` and ``num = sum exp(|s| - m) s``;
+    the score is ``num / den``. Feeding every member once, in any blocking, equals :func:`group_score`.
+    """
+
+    def __init__(self, queries: ArrayLike) -> None:
+        self.queries = _as_tensor(queries).to(torch.float64)
+        q = self.queries.shape[0]
+        self.m = torch.full((q,), -float("inf"), dtype=torch.float64)
+        self.num = torch.zeros(q, dtype=torch.float64)
+        self.den = torch.zeros(q, dtype=torch.float64)
+        self.count = 0
+
+    def update(self, block: ArrayLike) -> None:
+        dots = _as_tensor(block).to(torch.float64) @ self.queries.T  # [b, q]
+        if dots.shape[0] == 0:
+            return
+        a = dots.abs()
+        new_m = torch.maximum(self.m, a.max(dim=0).values)
+        scale = torch.exp(self.m - new_m)
+        w = torch.exp(a - new_m)
+        self.num = self.num * scale + (w * dots).sum(dim=0)
+        self.den = self.den * scale + w.sum(dim=0)
+        self.m = new_m
+        self.count += dots.shape[0]
+
+    def result(self) -> np.ndarray:
+        out = torch.where(self.den > 0, self.num / self.den, torch.full_like(self.num, float("nan")))
+        return out.numpy()
+
+
+class TopK:
+    """Running top-k (largest or smallest) of query-by-item scores, merged block by block.
+
+    Holds at most ``q x k`` scores: each new block is concatenated with the kept ones and cut back to
+    k, which is the heap-merge of a k-heap per query done as one tensor operation.
+    """
+
+    def __init__(self, n_queries: int, k: int, *, largest: bool = True) -> None:
+        self.k = k
+        self.largest = largest
+        fill = -float("inf") if largest else float("inf")
+        self.scores = torch.full((n_queries, 0), fill, dtype=torch.float32)
+        self.indices = torch.zeros((n_queries, 0), dtype=torch.int64)
+
+    def update(self, scores: torch.Tensor, offset: int) -> None:
+        """``scores`` is ``[q, b]`` for items ``offset .. offset+b-1``."""
+        idx = torch.arange(offset, offset + scores.shape[1], dtype=torch.int64).expand(scores.shape[0], -1)
+        all_s = torch.cat([self.scores, scores.to(torch.float32)], dim=1)
+        all_i = torch.cat([self.indices, idx], dim=1)
+        k = min(self.k, all_s.shape[1])
+        top = torch.topk(all_s, k, dim=1, largest=self.largest, sorted=True)
+        self.scores = top.values
+        self.indices = torch.gather(all_i, 1, top.indices)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.scores.numpy(), self.indices.numpy()
+
+
+def blocked_dot_topk(
+    queries: ArrayLike, blocks: Iterable[ArrayLike], k: int, *, largest: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k dot-product search over a corpus that arrives in blocks (rows in order)."""
+    q = _as_tensor(queries).to(torch.float32)
+    heap = TopK(q.shape[0], k, largest=largest)
+    offset = 0
+    for block in blocks:
+        b = _as_tensor(block).to(torch.float32)
+        heap.update(q @ b.T, offset)
+        offset += b.shape[0]
+    return heap.result()
+
+
+def iter_blocks(matrix: ArrayLike, block_size: int) -> Iterator[ArrayLike]:
+    for start in range(0, matrix.shape[0], block_size):
+        yield matrix[start : start + block_size]

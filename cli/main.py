@@ -1,0 +1,36 @@
+"""The ``airsearch`` console script: a thin click layer over the Python API.
+
+Each command lives in its own module under ``cli/`` and is registered in :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import click
+
+# (module, attribute) of every top-level command or group, in --help order.
+COMMANDS: list[tuple[str, str]] = [
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="airsearch")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def app(quiet: bool) -> None:
+    """airsearch: find the training examples that made a language model produce an output."""
+    if quiet:
+        os.environ["AIRSEARCH_QUIET"] = "1"
+
+
+for _module, _attr in COMMANDS:
+    app.add_command(getattr(importlib.import_module(_module), _attr))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Core pieces: the encoder, Eq. 7 group score, streaming and blocked scoring, config round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+from airsearch.config import CommandConfig
+from airsearch.data.example import Example, airrep_text
+from airsearch.encoder import AirRepEncoder
+from airsearch.errors import InputError
+from airsearch.labels import normalise_losses
+from airsearch.scoring import StreamingGroupScore, blocked_dot_topk, group_score, iter_blocks
+
+
+def eq7_numpy(e: np.ndarray, members: np.ndarray) -> float:
+    dots = members @ e
+    a = np.exp(np.abs(dots) - np.abs(dots).max())
+    a /= a.sum()
+    return float((a * dots).sum())
+
+
+def test_group_score_matches_numpy_reference():
+    rng = np.random.default_rng(0)
+    e, members = rng.normal(size=8), rng.normal(size=(13, 8)) * 2
+    got = group_score(torch.tensor(e), torch.tensor(members)).item()
+    assert got == pytest.approx(eq7_numpy(e, members), rel=1e-10)
+    q = rng.normal(size=(3, 8))
+    batch = group_score(torch.tensor(q), torch.tensor(members)).numpy()
+    assert np.allclose(batch, [eq7_numpy(x, members) for x in q])
+
+
+def test_streaming_group_score_equals_one_shot():
+    rng = np.random.default_rng(1)
+    q, members = rng.normal(size=(4, 6)), rng.normal(size=(50, 6)) * 3
+    acc = StreamingGroupScore(q)
+    for block in iter_blocks(members, 7):
+        acc.update(block)
+    assert np.allclose(acc.result(), [eq7_numpy(x, members) for x in q])
+
+
+def test_blocked_topk_equals_full_sort():
+    rng = np.random.default_rng(2)
+    q, corpus = rng.normal(size=(5, 8)).astype(np.float32), rng.normal(size=(103, 8)).astype(np.float32)
+    scores, idx = blocked_dot_topk(q, iter_blocks(corpus, 10), k=7)
+    full = q @ corpus.T
+    assert np.array_equal(idx, np.argsort(-full, axis=1)[:, :7])
+    assert np.allclose(scores, np.take_along_axis(full, idx, 1), atol=1e-5)
+    low_s, low_i = blocked_dot_topk(q, iter_blocks(corpus, 10), k=3, largest=False)
+    assert np.array_equal(low_i, np.argsort(full, axis=1)[:, :3])
+
+
+def test_untrained_airrep_equals_base_and_roundtrips(tiny_bert_dir, tmp_path):
+    enc = AirRepEncoder.from_base(tiny_bert_dir, device="cpu")
+    ex = [Example(str(i), f"prompt {i} " * (i + 1), f"answer {i}") for i in range(5)]
+    v = enc.encode(ex)
+    base = SentenceTransformer(str(tiny_bert_dir), device="cpu")  # plain HF folder: mean pooling
+    assert np.allclose(v, base.encode([enc.text(x) for x in ex]), atol=1e-5)
+    out = enc.save(tmp_path / "enc")
+    st = SentenceTransformer(str(out), device="cpu")
+    assert np.allclose(st.encode([enc.text(x) for x in ex]), v, atol=1e-6)
+    again = AirRepEncoder.load(out, device="cpu")
+    assert again.fingerprint == enc.fingerprint
+    assert again.info.base_encoder == str(tiny_bert_dir)
+
+
+def test_airrep_text_template():
+    long_prompt = " ".join(f"w{i}" for i in range(300))
+    text = airrep_text(long_prompt, "yes")
+    assert text.startswith("Question: w0 w1")
+    assert "w255" in text and "w256" not in text
+    assert text.endswith("\nAnswer: yes")
+
+
+def test_normalise_losses_eq8():
+    losses = np.array([[1.0, 2.0], [3.0, 2.0], [5.0, 2.0]])
+    y = normalise_losses(losses)
+    assert np.allclose(y[:, 0], -(losses[:, 0] - 3.0) / np.std(losses[:, 0]))
+    assert np.allclose(y[:, 1], 0.0)  # constant column: std 0 -> 1
+
+
+@dataclasses.dataclass
+class _Cfg(CommandConfig):
+    n: int = 3
+    name: str = "x"
+    tags: tuple[str, ...] = ()
+
+
+def test_config_roundtrip_and_errors(tmp_path):
+    cfg = _Cfg(n=5, tags=("a", "b"))
+    for suffix in (".yaml", ".json"):
+        cfg.save(tmp_path / f"c{suffix}")
+        assert _Cfg.load(tmp_path / f"c{suffix}") == cfg
+    with pytest.raises(InputError, match="unknown field"):
+        _Cfg.from_dict({"m": 1})
+    with pytest.raises(InputError, match="field 'n'"):
+        _Cfg.from_dict({"n": "many"})
