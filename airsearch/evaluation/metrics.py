@@ -1,0 +1,137 @@
+"""Evaluation metrics (methods.md §6): LDS with a bootstrap interval, AUC, R@k, classification.
+
+LDS itself is :func:`airsearch.metrics.lds_per_example`; this module adds the statistics the
+evaluation tables report on top of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from airsearch.metrics import lds_per_example, spearman
+
+__all__ = [
+    "BootstrapCI",
+    "bootstrap_mean_ci",
+    "lds_with_ci",
+    "roc_auc",
+    "precision_at_k",
+    "top_k_label_accuracy",
+    "spearman",
+]
+
+
+@dataclass(frozen=True)
+class BootstrapCI:
+    """A mean over examples with its percentile-bootstrap interval."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    confidence: float
+    n_resamples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def bootstrap_mean_ci(
+    values: Sequence[float] | np.ndarray, *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> BootstrapCI:
+    """Percentile bootstrap of the mean over examples (NaNs dropped), seeded.
+
+    The point estimate is the mean of the full sample. With few distinct values the percentile
+    interval can miss it by rounding; the interval is then widened to include it, so
+    ``low <= mean <= high`` always holds.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        nan = float("nan")
+        return BootstrapCI(nan, nan, nan, 0, confidence, n_resamples)
+    point = float(v.mean())
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    block = max(1, 2_000_000 // max(v.size, 1))  # bound memory: resample in chunks
+    for start in range(0, n_resamples, block):
+        stop = min(n_resamples, start + block)
+        idx = rng.integers(0, v.size, size=(stop - start, v.size))
+        means[start:stop] = v[idx].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return BootstrapCI(
+        point, float(min(low, point)), float(max(high, point)), int(v.size), confidence, n_resamples
+    )
+
+
+def lds_with_ci(
+    predicted: np.ndarray, targets: np.ndarray, *, n_resamples: int = 1000, seed: int = 0
+) -> tuple[np.ndarray, BootstrapCI]:
+    """Per-dev-example LDS (Spearman over subsets) and the bootstrap CI of its mean."""
+    per = lds_per_example(predicted, targets)
+    return per, bootstrap_mean_ci(per, n_resamples=n_resamples, seed=seed)
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve with positives = injected rows (DDA §5.2), ties counted as 1/2.
+
+    Computed as the Mann-Whitney U statistic from average ranks, which equals
+    ``sklearn.metrics.roc_auc_score(positive, scores)``. NaN when one class is empty.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(positive, dtype=bool).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"shape mismatch: scores {s.shape} vs labels {y.shape}")
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(s)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def precision_at_k(scores: np.ndarray, positive: np.ndarray, k: int) -> float:
+    """R@k as DDA Eq. 13 defines it: the share of positives among the k highest-scored rows.
+
+    Ties at the cut are broken by row order (a stable sort on the negated score).
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(positive, dtype=bool).ravel()
+    k = min(int(k), s.size)
+    if k <= 0:
+        return float("nan")
+    top = np.argsort(-s, kind="stable")[:k]
+    return float(y[top].mean())
+
+
+def top_k_label_accuracy(
+    ranked_labels: Sequence[Sequence[Any]], query_labels: Sequence[Any], k: int
+) -> dict[str, float]:
+    """Data classification (AirRep §7) from each query's ranked training labels (best first).
+
+    Returns ``top1`` (share of queries whose top-1 example has the query's label), ``topk_any``
+    (share with at least one of the top k) and ``topk_share`` (mean share of the top k that match).
+    """
+    if len(ranked_labels) != len(query_labels):
+        raise ValueError("one ranked label list per query is needed")
+    if not query_labels:
+        nan = float("nan")
+        return {"top1": nan, "topk_any": nan, "topk_share": nan, "k": k, "n_queries": 0}
+    top1, any_k, share = [], [], []
+    for ranked, label in zip(ranked_labels, query_labels, strict=True):
+        hits = [r == label for r in list(ranked)[:k]]
+        top1.append(bool(hits[:1]) and hits[0])
+        any_k.append(any(hits))
+        share.append(float(np.mean(hits)) if hits else 0.0)
+    return {
+        "top1": float(np.mean(top1)),
+        "topk_any": float(np.mean(any_k)),
+        "topk_share": float(np.mean(share)),
+        "k": int(k),
+        "n_queries": len(query_labels),
+    }

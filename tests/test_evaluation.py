@@ -1,0 +1,71 @@
+"""Evaluation harness: metrics against references, planted generators, adapters, eval commands."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from airsearch.evaluation.metrics import (
+    bootstrap_mean_ci,
+    lds_with_ci,
+    precision_at_k,
+    roc_auc,
+    top_k_label_accuracy,
+)
+from airsearch.labels import normalise_losses
+
+
+# ----------------------------------------------------------------------------- metrics
+def test_lds_equals_hand_computation():
+    # 4 subsets x 2 dev examples; losses and predicted group scores chosen by hand.
+    losses = np.array([[1.0, 4.0], [2.0, 3.0], [3.0, 2.0], [4.0, 1.0]])
+    targets = normalise_losses(losses)  # example 0: targets decrease with k; example 1: increase
+    predicted = np.array([[0.9, 0.1], [0.8, 0.3], [0.1, 0.2], [0.2, 0.4]])
+    # example 0: target ranks [4,3,2,1], predicted ranks [4,3,1,2] -> d^2 = 0+0+1+1 = 2
+    #   rho = 1 - 6*2/(4*15) = 0.8
+    # example 1: target ranks [1,2,3,4], predicted ranks [1,3,2,4] -> d^2 = 2 -> rho = 0.8
+    per, ci = lds_with_ci(predicted, targets, n_resamples=200)
+    assert per == pytest.approx([0.8, 0.8])
+    assert ci.mean == pytest.approx(0.8)
+    assert ci.low <= ci.mean <= ci.high
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_bootstrap_interval_contains_point(seed):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.2, 0.3, size=int(rng.integers(1, 40)))
+    values[0] = np.nan  # NaNs (constant labels) are dropped
+    ci = bootstrap_mean_ci(values, n_resamples=300, seed=seed)
+    assert ci.low <= ci.mean <= ci.high
+    assert ci.mean == pytest.approx(np.nanmean(values)) if ci.n else np.isnan(ci.mean)
+    again = bootstrap_mean_ci(values, n_resamples=300, seed=seed)
+    assert again == ci  # seeded
+    skewed = bootstrap_mean_ci([0.0] * 30 + [1.0], n_resamples=50, seed=seed)
+    assert skewed.low <= skewed.mean <= skewed.high
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auc_matches_sklearn_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.random(60) < 0.2
+    y[:2] = [True, False]
+    scores = np.round(rng.normal(size=60) + y, 1)  # rounding creates ties
+    assert roc_auc(scores, y) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    assert np.isnan(roc_auc(scores, np.zeros(60, bool)))
+
+
+def test_precision_at_k_matches_numpy_reference():
+    rng = np.random.default_rng(5)
+    scores, y = rng.normal(size=100), rng.random(100) < 0.3
+    for k in (1, 5, 10, 100, 500):
+        ref = y[np.argsort(-scores)[: min(k, 100)]].mean()
+        assert precision_at_k(scores, y, k) == pytest.approx(ref)
+
+
+def test_top_k_label_accuracy():
+    ranked = [["a", "b", "a"], ["b", "a", "c"], ["c", "c", "c"]]
+    acc = top_k_label_accuracy(ranked, ["a", "a", "a"], k=2)
+    assert acc["top1"] == pytest.approx(1 / 3)
+    assert acc["topk_any"] == pytest.approx(2 / 3)
+    assert acc["topk_share"] == pytest.approx((0.5 + 0.5 + 0) / 3)
