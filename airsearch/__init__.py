@@ -25,6 +25,12 @@ _EXPORTS: dict[str, str] = {
     "SplitLabels": "airsearch.labels",
     "normalise_losses": "airsearch.labels",
     "lds": "airsearch.metrics",
+    "TargetLM": "airsearch.lm.model",
+    "load_lm": "airsearch.lm.model",
+    "save_lm": "airsearch.lm.model",
+    "encode_examples": "airsearch.lm.model",
+    "masked_token_nll": "airsearch.lm.loss",
+    "example_losses": "airsearch.lm.loss",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,23 @@
+"""The target language model: loading, formatting, the masked response NLL, fine-tuning, builders.
+
+- :mod:`airsearch.lm.model`: :class:`TargetLM`, :func:`load_lm`, :func:`save_lm`, :func:`encode_examples`
+- :mod:`airsearch.lm.loss`: :func:`masked_token_nll`, :func:`example_losses`
+- :mod:`airsearch.lm.finetune`: :class:`FinetuneConfig`, :func:`finetune`
+- :mod:`airsearch.lm.tiny`: :class:`TinyLMConfig`, :func:`build_tiny_lm` (a CPU-sized target LM)
+- :mod:`airsearch.lm.gguf`: :func:`import_gguf` (GGUF file -> plain safetensors HF folder)
+"""
+
+from airsearch.lm.loss import batch_loss, example_losses, masked_token_nll
+from airsearch.lm.model import IGNORE_INDEX, TargetLM, encode_examples, load_lm, save_lm, tokenize_example
+
+__all__ = [
+    "IGNORE_INDEX",
+    "TargetLM",
+    "batch_loss",
+    "encode_examples",
+    "example_losses",
+    "load_lm",
+    "masked_token_nll",
+    "save_lm",
+    "tokenize_example",
+]
