@@ -31,6 +31,11 @@ _EXPORTS: dict[str, str] = {
     "encode_examples": "airsearch.lm.model",
     "masked_token_nll": "airsearch.lm.loss",
     "example_losses": "airsearch.lm.loss",
+    "FinetuneConfig": "airsearch.lm.finetune",
+    "finetune": "airsearch.lm.finetune",
+    "TinyLMConfig": "airsearch.lm.tiny",
+    "build_tiny_lm": "airsearch.lm.tiny",
+    "import_gguf": "airsearch.lm.gguf",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,10 +7,16 @@
 - :mod:`airsearch.lm.gguf`: :func:`import_gguf` (GGUF file -> plain safetensors HF folder)
 """
 
+from airsearch.lm.finetune import FinetuneConfig, finetune
 from airsearch.lm.loss import batch_loss, example_losses, masked_token_nll
 from airsearch.lm.model import IGNORE_INDEX, TargetLM, encode_examples, load_lm, save_lm, tokenize_example
+from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
 
 __all__ = [
+    "FinetuneConfig",
+    "TinyLMConfig",
+    "build_tiny_lm",
+    "finetune",
     "IGNORE_INDEX",
     "TargetLM",
     "batch_loss",

@@ -1,0 +1,244 @@
+"""A tiny target LM for CPU tests and CPU-scale benchmarks, built from the corpus itself.
+
+No causal LM small enough for CPU work ships on PyPI (offline-assets.md), so this builds one:
+
+1. a byte-level BPE tokenizer of ``vocab_size`` entries trained with ``tokenizers`` on the corpus,
+   with ``<pad>``, ``<s>`` (BOS), ``</s>`` (EOS) and ``<unk>``;
+2. a small ``LlamaConfig`` (hidden 128, 2 layers, 4 heads, MLP 256, tied embeddings by default);
+3. a few minutes of seeded causal-LM pre-training on the corpus texts, each formatted with the
+   AirRep "Question:/Answer:" template (text rows as they are), packed into one token stream from
+   which windows of ``context`` tokens are drawn.
+
+The output is an ordinary HF folder (``model.safetensors``, ``config.json``, ``tokenizer.json``...)
+that :func:`airsearch.lm.load_lm`, ``AutoModelForCausalLM`` and ``AutoTokenizer`` load, plus
+``airsearch_lm.json`` (source, fingerprints, the build config and the training-loss curve).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from airsearch.atomic import atomic_path
+from airsearch.config import CommandConfig, require
+from airsearch.data.example import ANSWER_PREFIX, QUESTION_PREFIX, Example
+from airsearch.errors import InputError
+from airsearch.fingerprint import fingerprint_json, fingerprint_state_dict
+from airsearch.lm.loss import masked_token_nll
+from airsearch.lm.model import LM_INFO_FILE
+from airsearch.progress import progress
+
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+TINY_CONFIG_FILE = "tiny_lm_config.json"
+
+
+@dataclass
+class TinyLMConfig(CommandConfig):
+    """Size and pre-training budget of the tiny Llama (defaults: ~0.9M parameters, a few CPU minutes)."""
+
+    vocab_size: int = field(default=4096, metadata={"help": "BPE vocabulary size (special tokens included)."})
+    hidden_size: int = field(default=128, metadata={"help": "Model width."})
+    layers: int = field(default=2, metadata={"help": "Transformer layers."})
+    heads: int = field(default=4, metadata={"help": "Attention heads."})
+    intermediate_size: int = field(default=256, metadata={"help": "MLP width."})
+    context: int = field(default=128, metadata={"help": "Tokens per pre-training window."})
+    steps: int = field(default=1000, metadata={"help": "Pre-training steps (0 = random weights)."})
+    batch_size: int = field(default=8, metadata={"help": "Windows per pre-training step."})
+    lr: float = field(default=3e-3, metadata={"help": "Peak AdamW learning rate (cosine decay)."})
+    warmup_steps: int = field(default=50, metadata={"help": "Linear warm-up steps."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    min_frequency: int = field(default=2, metadata={"help": "Minimum pair count for a BPE merge."})
+    tie_embeddings: bool = field(default=True, metadata={"help": "Share input and output embeddings."})
+    seed: int = field(default=0, metadata={"help": "Seed for initialisation and window sampling."})
+
+    def validate(self) -> None:
+        require(self.vocab_size >= 300, "vocab_size", "must be at least 300 (256 bytes + specials + merges)")
+        require(self.hidden_size >= 8, "hidden_size", "must be at least 8")
+        require(self.layers >= 1, "layers", "must be at least 1")
+        require(self.heads >= 1 and self.hidden_size % self.heads == 0, "heads", "must divide hidden_size")
+        require(self.intermediate_size >= 1, "intermediate_size", "must be positive")
+        require(self.context >= 8, "context", "must be at least 8")
+        require(self.steps >= 0, "steps", "must be >= 0")
+        require(self.batch_size >= 1, "batch_size", "must be at least 1")
+        require(self.lr > 0, "lr", "must be positive")
+        require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        require(self.min_frequency >= 1, "min_frequency", "must be at least 1")
+
+
+def corpus_text(example: Example) -> str:
+    """The pre-training text of one example: the AirRep template, or the bare text of a text row."""
+    return (
+        QUESTION_PREFIX + example.prompt + ANSWER_PREFIX + example.response
+        if example.prompt
+        else example.response
+    )
+
+
+def train_tokenizer(
+    texts: Sequence[str], vocab_size: int, *, min_frequency: int = 2, model_max_length: int = 512
+) -> Any:
+    """A byte-level BPE ``PreTrainedTokenizerFast`` trained on ``texts`` (BOS added by the post-processor)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[PAD, BOS, EOS, UNK],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos_id = tok.token_to_id(BOS)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        model_max_length=model_max_length,
+        padding_side="right",
+    )
+
+
+def _token_stream(tokenizer: Any, texts: Sequence[str], min_len: int) -> torch.Tensor:
+    ids: list[int] = []
+    for chunk in range(0, len(texts), 256):
+        enc = tokenizer(list(texts[chunk : chunk + 256]), add_special_tokens=False)["input_ids"]
+        for row in enc:
+            ids.append(tokenizer.bos_token_id)
+            ids.extend(row)
+            ids.append(tokenizer.eos_token_id)
+    stream = torch.tensor(ids, dtype=torch.long)
+    if len(stream) < min_len:  # a very small corpus: repeat it
+        stream = stream.repeat(math.ceil(min_len / max(len(stream), 1)))
+    return stream
+
+
+def build_tiny_lm(
+    examples: Sequence[Example],
+    out_dir: str | Path,
+    cfg: TinyLMConfig | None = None,
+    *,
+    show_progress: bool = True,
+) -> Path:
+    """Train the tokenizer, build and pre-train a tiny Llama on ``examples``; save a HF folder at ``out_dir``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = cfg or TinyLMConfig()
+    cfg.validate()
+    if not examples:
+        raise InputError("the corpus is empty", where="build-tiny")
+    started = time.perf_counter()
+    texts = [corpus_text(ex) for ex in examples]
+    tokenizer = train_tokenizer(texts, cfg.vocab_size, min_frequency=cfg.min_frequency, model_max_length=512)
+    stream = _token_stream(tokenizer, texts, cfg.context + 1)
+    tokenizer_s = time.perf_counter() - started
+
+    model_cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        num_key_value_heads=cfg.heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=2048,
+        tie_word_embeddings=cfg.tie_embeddings,
+        attention_dropout=0.0,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = LlamaForCausalLM(model_cfg)
+    losses = _pretrain(model, stream, cfg, show_progress)
+    model.eval()
+    train_s = time.perf_counter() - started - tokenizer_s
+
+    out_dir = Path(out_dir)
+    n_params = sum(p.numel() for p in model.parameters())
+    corpus_fp = fingerprint_json([[ex.id, ex.prompt, ex.response] for ex in examples])
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        cfg.save(tmp / TINY_CONFIG_FILE)
+        info = {
+            "source": f"airsearch-tiny:{corpus_fp}",
+            "fingerprint": fingerprint_state_dict(model.state_dict()),
+            "corpus_fingerprint": corpus_fp,
+            "corpus_examples": len(examples),
+            "stream_tokens": len(stream),
+            "num_parameters": n_params,
+            "vocab_size": len(tokenizer),
+            "config": cfg.to_dict(),
+            "tokenizer_seconds": round(tokenizer_s, 3),
+            "train_seconds": round(train_s, 3),
+            "seconds_per_step": round(train_s / cfg.steps, 4) if cfg.steps else None,
+            "loss_first": losses[0] if losses else None,
+            "loss_last": _tail_mean(losses),
+            "loss_curve": losses[:: max(1, len(losses) // 100)],
+        }
+        (tmp / LM_INFO_FILE).write_text(json.dumps(info, indent=2))
+    return out_dir
+
+
+def _tail_mean(losses: list[float], k: int = 20) -> float | None:
+    return round(sum(losses[-k:]) / len(losses[-k:]), 5) if losses else None
+
+
+def _pretrain(
+    model: torch.nn.Module, stream: torch.Tensor, cfg: TinyLMConfig, show_progress: bool
+) -> list[float]:
+    """Causal-LM training on random windows of the token stream; returns the per-step losses."""
+    if cfg.steps == 0:
+        return []
+    gen = torch.Generator().manual_seed(cfg.seed)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+
+    def schedule(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    width = cfg.context
+    model.train()
+    losses: list[float] = []
+    bar = progress(
+        range(cfg.steps), desc="pre-train tiny LM", unit="step", quiet=None if show_progress else True
+    )
+    for _ in bar:
+        starts = torch.randint(0, len(stream) - width + 1, (cfg.batch_size,), generator=gen)
+        batch = torch.stack([stream[s : s + width] for s in starts.tolist()])
+        logits = model(input_ids=batch, use_cache=False).logits
+        loss = masked_token_nll(logits, batch, "mean").mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(round(loss.item(), 5))
+        if len(losses) % 10 == 0:
+            bar.set_postfix(loss=f"{_tail_mean(losses, 10):.3f}")
+    return losses
