@@ -1,0 +1,36 @@
+"""Subset-loss labels for AirRep training (AirRep §3.2, Eq. 8; methods.md §1).
+
+Public API (``trainers`` names are not exported from ``airsearch``; import them from here)::
+
+    from trainers.labels import generate_labels, LabelConfig, LabelStore
+
+    summary = generate_labels(LabelConfig(corpus=["train.jsonl"], model="lm/", out="labels/"))
+    store = LabelStore.open("labels/")
+    for split in store.splits():          # list[airsearch.labels.SplitLabels], split order
+        y = split.targets()               # Eq. 8 targets [n_subsets, n_dev]
+
+- :mod:`trainers.labels.config`: :class:`LabelConfig` (the ``airsearch labels generate`` options)
+- :mod:`trainers.labels.sampling`: the deterministic split/subset scheme (:func:`sample_splits`)
+- :mod:`trainers.labels.store`: :class:`LabelStore` (reader and writer, layout documented there)
+- :mod:`trainers.labels.generate`: :func:`generate_labels`, the per-subset job, teacher plug-ins
+"""
+
+from trainers.labels.config import LabelConfig
+from trainers.labels.generate import TEACHERS, LabelSummary, generate_labels, run_subset_job
+from trainers.labels.sampling import SplitPlan, job_id, job_seed, sample_splits
+from trainers.labels.store import LabelStore, job_result, make_manifest
+
+__all__ = [
+    "TEACHERS",
+    "LabelConfig",
+    "LabelStore",
+    "LabelSummary",
+    "SplitPlan",
+    "generate_labels",
+    "job_id",
+    "job_result",
+    "job_seed",
+    "make_manifest",
+    "run_subset_job",
+    "sample_splits",
+]

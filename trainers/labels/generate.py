@@ -1,0 +1,152 @@
+"""Subset-retraining label generation (AirRep §3.2, Eq. 8; methods.md §1).
+
+For every sampled (split, subset) one job fine-tunes a fresh copy of the target LM on the subset and
+records the mean response-token loss of each dev example of the split. Jobs run through
+:func:`trainers.runner.run_jobs` (in-process, local processes or Ray) and are committed one file
+each into the label store, so a run can be killed and resumed.
+
+Gradient teachers (issue 4) plug in through :data:`TEACHERS`: ``"name": "module:function"`` where
+``function(cfg, store, plans, corpus, lm) -> None`` writes every job with
+:meth:`LabelStore.write_job_result` (``losses = -group score``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+from typing import Any
+
+from airsearch.data.example import Example
+from airsearch.errors import InputError
+from trainers.labels.config import LabelConfig
+from trainers.labels.sampling import SplitPlan, job_id, job_seed, sample_splits
+from trainers.labels.store import LabelStore, job_result, make_manifest
+from trainers.runner import Job, RunSummary, run_jobs
+
+# teacher name -> "module:function" (see the module docstring); "retrain" is built in.
+TEACHERS: dict[str, str] = {}
+
+_LM_CACHE: dict[str, Any] = {}  # model path -> TargetLM, per process (workers reuse the base model)
+
+
+@dataclasses.dataclass
+class LabelSummary:
+    """What :func:`generate_labels` did."""
+
+    out: str
+    teacher: str
+    total_jobs: int
+    done_jobs: int
+    skipped_jobs: int
+    completed_jobs: int
+    seconds: float
+    jobs_per_hour: float
+    backend: str
+    corpus_fingerprint: str
+    model_fingerprint: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None = None) -> LabelSummary:
+    """Sample splits and subsets, create (or resume) the label store at ``cfg.out``, run every job.
+
+    ``corpus`` (an object with ``.examples`` and ``.fingerprint``, e.g. :class:`airsearch.data.corpus.Corpus`)
+    overrides reading ``cfg.corpus``. A store made by another config, corpus, model or teacher is
+    refused with :class:`airsearch.errors.FingerprintMismatch`.
+    """
+    cfg.validate()
+    if not cfg.out:
+        raise InputError("an output folder is needed", where="option '--out'")
+    if not cfg.model:
+        raise InputError("a target model is needed", where="option '--model'")
+    if cfg.teacher != "retrain" and cfg.teacher not in TEACHERS:
+        raise InputError(f"unknown teacher {cfg.teacher!r}; known: {['retrain', *sorted(TEACHERS)]}",
+                         where="option '--teacher'")
+    if corpus is None:
+        if not cfg.corpus:
+            raise InputError("no corpus given", where="argument 'CORPUS'")
+        from airsearch.data.corpus import load_corpus
+
+        corpus = load_corpus(list(cfg.corpus))
+    from airsearch.lm import load_lm
+
+    model_path = _model_source(cfg.model)
+    lm = load_lm(model_path, max_length=cfg.max_length)
+    examples: list[Example] = list(corpus.examples)
+    plans = sample_splits([e.id for e in examples], splits=cfg.splits, dev_size=cfg.dev_size,
+                          pool_size=cfg.pool_size, subset_size=cfg.subset_size,
+                          subsets_per_split=cfg.subsets_per_split, seed=cfg.seed)
+    manifest = make_manifest(cfg.to_dict(), plans, teacher=cfg.teacher,
+                             corpus_fingerprint=corpus.fingerprint, model_fingerprint=lm.fingerprint)
+    store = LabelStore.create(cfg.out, manifest, examples)
+
+    if cfg.teacher != "retrain":
+        mod, _, fn = TEACHERS[cfg.teacher].partition(":")
+        getattr(importlib.import_module(mod), fn)(cfg, store, plans, corpus, lm)
+        prog = store.progress()
+        return LabelSummary(str(store.root), cfg.teacher, prog["total"], prog["done"], 0, prog["done"], 0.0,
+                            float("nan"), "teacher", corpus.fingerprint, lm.fingerprint)
+
+    jobs = subset_jobs(cfg, plans, {e.id: e for e in examples}, model_path)
+    in_process = cfg.workers == 1 and not cfg.ray
+    if in_process:
+        _LM_CACHE[model_path] = lm  # reuse the driver's copy; each job fine-tunes a clone
+    try:
+        run: RunSummary = run_jobs(jobs, run_subset_job, store.results_dir, workers=cfg.workers,
+                                   ray_address=cfg.ray, progress_desc="subset fine-tunes", quiet=quiet)
+    finally:
+        if in_process:
+            _LM_CACHE.pop(model_path, None)
+    prog = store.progress()
+    return LabelSummary(out=str(store.root), teacher=cfg.teacher, total_jobs=prog["total"],
+                        done_jobs=prog["done"], skipped_jobs=run.skipped, completed_jobs=run.completed,
+                        seconds=run.seconds, jobs_per_hour=run.jobs_per_hour, backend=run.backend,
+                        corpus_fingerprint=corpus.fingerprint, model_fingerprint=lm.fingerprint)
+
+
+def subset_jobs(cfg: LabelConfig, plans: list[SplitPlan], by_id: dict[str, Example],
+                model_path: str) -> list[Job]:
+    """One :class:`Job` per (split, subset); the payload carries the examples (no shared disk needed)."""
+    jobs = []
+    for plan in plans:
+        dev = [by_id[i] for i in plan.dev_ids]
+        for k, members in enumerate(plan.subsets):
+            finetune = {"epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
+                        "max_length": cfg.max_length, "seed": job_seed(cfg.seed, plan.split, k),
+                        "lora_r": cfg.lora, "lora_alpha": cfg.lora_alpha}
+            jobs.append(Job(job_id(plan.split, k), {
+                "model": model_path, "split": plan.split, "subset": k,
+                "train": [by_id[i] for i in members], "dev": dev, "finetune": finetune,
+                "eval_batch_size": cfg.eval_batch_size, "max_length": cfg.max_length,
+            }))
+    return jobs
+
+
+def run_subset_job(payload: dict[str, Any]) -> dict[str, Any]:
+    """Worker: fine-tune a fresh copy of the base LM on the subset, return the dev losses (Eq. 8's L_S(z))."""
+    import time
+
+    from airsearch.lm import example_losses, load_lm
+    from airsearch.lm.finetune import FinetuneConfig, finetune
+
+    t0 = time.perf_counter()
+    path = payload["model"]
+    base = _LM_CACHE.get(path)
+    if base is None:
+        base = _LM_CACHE[path] = load_lm(path, max_length=payload["max_length"])
+    tuned = finetune(base, payload["train"], FinetuneConfig(**payload["finetune"]), show_progress=False)
+    losses = example_losses(tuned, payload["dev"], batch_size=payload["eval_batch_size"],
+                            max_length=payload["max_length"], show_progress=False)
+    del tuned
+    return job_result(payload["split"], payload["subset"], [e.id for e in payload["train"]],
+                      [e.id for e in payload["dev"]], losses, seconds=round(time.perf_counter() - t0, 3),
+                      teacher="retrain")
+
+
+def _model_source(model: str) -> str:
+    """An absolute path for a local model folder (workers may run elsewhere), else the hub name."""
+    p = Path(model).expanduser()
+    return str(p.resolve()) if p.exists() else model

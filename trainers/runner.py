@@ -1,0 +1,306 @@
+"""A resumable job runner: in-process, local worker processes, or Ray tasks.
+
+Long label-generation runs (one fine-tune per subset) and Daunce's K perturbed fine-tunes are sets of
+independent jobs. A job is ``(job_id, payload)``; a module-level worker function ``fn(payload)``
+returns a result dict. The *driver* (the process that called :func:`run_jobs`) writes each result as
+one file ``<out_dir>/<job_id>.npz``, atomically (temporary file, fsync, ``os.replace``), so that:
+
+- a rerun skips every job whose result file exists;
+- ``kill -9`` at any moment loses at most the jobs in flight; a result is either complete or absent,
+  and a job is never written twice (one result file per job id; a driver lock refuses a second run
+  writing into the same folder at the same time);
+- stale temporary files left by a killed run are removed on restart and never read.
+
+Result dicts hold numpy arrays (numeric or string arrays), lists of strings/numbers, and JSON-able
+scalars; they are read back with ``np.load(allow_pickle=False)`` and JSON, never unpickled.
+
+Backends: ``workers=1`` runs jobs in this process; ``workers=W>1`` uses W spawned local processes
+(each with ``cpu_count // W`` torch threads); ``ray_address`` runs each job as a Ray task (one GPU per
+task when the cluster has GPUs). Results come back to the driver, so Ray workers need no shared disk.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import fcntl
+import json
+import multiprocessing as mp
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from airsearch.errors import InputError, MissingDependency
+from airsearch.progress import progress
+
+RESULT_SUFFIX = ".npz"
+_JSON_KEY = "__json__"
+_LOCK_NAME = ".runner.lock"
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One independent unit of work: a file-name-safe id and a picklable payload for the worker."""
+
+    job_id: str
+    payload: Any
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What :func:`run_jobs` did: totals, how many were already done, time and throughput."""
+
+    total: int
+    skipped: int
+    completed: int
+    seconds: float
+    backend: str
+
+    @property
+    def jobs_per_hour(self) -> float:
+        return self.completed * 3600.0 / self.seconds if self.seconds > 0 else float("nan")
+
+
+# ----------------------------------------------------------------------------- result files
+
+
+def result_path(out_dir: str | os.PathLike, job_id: str) -> Path:
+    return Path(out_dir) / f"{job_id}{RESULT_SUFFIX}"
+
+
+def finished_job_ids(out_dir: str | os.PathLike) -> set[str]:
+    """Ids of jobs with a committed result in ``out_dir`` (temporary files are ignored)."""
+    d = Path(out_dir)
+    if not d.is_dir():
+        return set()
+    return {p.name[: -len(RESULT_SUFFIX)] for p in d.iterdir()
+            if p.name.endswith(RESULT_SUFFIX) and not p.name.startswith(".") and p.is_file()}
+
+
+def clean_stale_temp_files(out_dir: str | os.PathLike) -> int:
+    """Remove temporary files left by a killed writer (``.<name>.tmp-*``); returns how many."""
+    d = Path(out_dir)
+    n = 0
+    if d.is_dir():
+        for p in d.iterdir():
+            if p.name.startswith(".") and ".tmp-" in p.name and p.is_file():
+                p.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
+def write_result(out_dir: str | os.PathLike, job_id: str, result: dict[str, Any]) -> Path:
+    """Commit one job's result atomically: arrays as npz entries, everything else as one JSON entry."""
+    _check_job_id(job_id)
+    arrays: dict[str, np.ndarray] = {}
+    meta: dict[str, Any] = {}
+    for key, value in result.items():
+        if key == _JSON_KEY:
+            raise ValueError(f"result key {_JSON_KEY!r} is reserved")
+        if isinstance(value, np.ndarray):
+            if value.dtype == object:
+                raise TypeError(f"job {job_id}: result '{key}' is an object array; use numbers or str")
+            arrays[key] = value
+        else:
+            meta[key] = value
+    arrays[_JSON_KEY] = np.array(json.dumps(meta, default=_json_default))
+    target = result_path(out_dir, job_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(target.parent)
+    return target
+
+
+def read_result(out_dir: str | os.PathLike, job_id: str) -> dict[str, Any]:
+    """Read a committed result (no unpickling): arrays plus the JSON fields."""
+    path = result_path(out_dir, job_id)
+    with np.load(path, allow_pickle=False) as z:
+        out: dict[str, Any] = {k: z[k] for k in z.files if k != _JSON_KEY}
+        meta = json.loads(str(z[_JSON_KEY])) if _JSON_KEY in z.files else {}
+    out.update(meta)
+    return out
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def run_jobs(jobs: Sequence[Job], fn: Callable[[Any], dict[str, Any]], out_dir: str | os.PathLike, *,
+             workers: int = 1, ray_address: str | None = None, progress_desc: str = "jobs",
+             quiet: bool | None = None) -> RunSummary:
+    """Run every job whose result is not yet in ``out_dir``; commit each result as it finishes.
+
+    ``fn`` must be a module-level function (it is pickled by reference for processes and Ray).
+    ``ray_address``: ``"local"`` starts a local Ray with ``workers`` CPUs, ``"auto"`` or an address
+    joins a running cluster. A failing job stops the run (finished results are kept) and re-raises.
+    """
+    ids = [j.job_id for j in jobs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("job ids must be unique")
+    for i in ids:
+        _check_job_id(i)
+    if workers < 1:
+        raise InputError(f"workers must be >= 1, got {workers}", where="option 'workers'")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with _driver_lock(out):
+        clean_stale_temp_files(out)
+        done = finished_job_ids(out)
+        todo = [j for j in jobs if j.job_id not in done]
+        skipped = len(jobs) - len(todo)
+        backend = f"ray({ray_address})" if ray_address else ("in-process" if workers == 1 else
+                                                               f"processes({workers})")
+        t0 = time.perf_counter()
+        bar = progress(desc=progress_desc, total=len(jobs), unit="job", quiet=quiet, initial=skipped)
+        completed = 0
+        stream: Any = ()
+        try:
+            if ray_address:
+                stream = _run_ray(todo, fn, ray_address, workers)
+            elif workers == 1:
+                stream = ((j.job_id, fn(j.payload)) for j in todo)
+            else:
+                stream = _run_processes(todo, fn, workers)
+            for job_id, result in stream:
+                write_result(out, job_id, result)
+                completed += 1
+                bar.update(1)
+                bar.set_postfix_str(_rate_text(completed, len(todo), time.perf_counter() - t0))
+        finally:
+            if hasattr(stream, "close"):
+                stream.close()
+            bar.close()
+        return RunSummary(total=len(jobs), skipped=skipped, completed=completed,
+                          seconds=time.perf_counter() - t0, backend=backend)
+
+
+def _rate_text(completed: int, todo: int, elapsed: float) -> str:
+    if completed == 0 or elapsed <= 0:
+        return ""
+    per_hour = completed * 3600.0 / elapsed
+    eta = (todo - completed) * elapsed / completed
+    return f"{per_hour:.1f} jobs/h, ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}"
+
+
+def _run_processes(todo: Sequence[Job], fn: Callable, workers: int) -> Iterator[tuple[str, dict]]:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                initargs=(threads, os.getpid())) as pool:
+        futures = {pool.submit(fn, j.payload): j.job_id for j in todo}
+        try:
+            for fut in cf.as_completed(futures):
+                yield futures[fut], fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+
+def _worker_init(threads: int, parent_pid: int) -> None:
+    """Set torch threads; exit if the driver dies (so a killed run leaves no orphans computing)."""
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _run_ray(todo: Sequence[Job], fn: Callable, address: str, workers: int) -> Iterator[tuple[str, dict]]:
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependency("ray", "distributed", "--ray (running jobs as Ray tasks)") from None
+    started = False
+    if not ray.is_initialized():
+        if address == "local":
+            ray.init(num_cpus=workers if workers > 1 else None, include_dashboard=False,
+                     log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+        started = True
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=0)(fn)
+        refs = {remote.remote(j.payload): j.job_id for j in todo}
+        pending = list(refs)
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                for ref in ready:
+                    yield refs[ref], ray.get(ref)
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class _driver_lock:
+    """An exclusive ``flock`` on ``<out_dir>/.runner.lock``; released by the OS if the driver dies."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / _LOCK_NAME
+        self.fd: int | None = None
+
+    def __enter__(self) -> _driver_lock:
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise InputError("another run is writing results into this folder; wait for it or stop it",
+                             where=str(self.path.parent)) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+
+
+def _check_job_id(job_id: str) -> None:
+    if not job_id or job_id.startswith(".") or "/" in job_id or os.sep in job_id:
+        raise ValueError(f"job id {job_id!r} must be a non-empty file name not starting with '.'")
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:  # pragma: no cover
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
