@@ -78,8 +78,11 @@ def finished_job_ids(out_dir: str | os.PathLike) -> set[str]:
     d = Path(out_dir)
     if not d.is_dir():
         return set()
-    return {p.name[: -len(RESULT_SUFFIX)] for p in d.iterdir()
-            if p.name.endswith(RESULT_SUFFIX) and not p.name.startswith(".") and p.is_file()}
+    return {
+        p.name[: -len(RESULT_SUFFIX)]
+        for p in d.iterdir()
+        if p.name.endswith(RESULT_SUFFIX) and not p.name.startswith(".") and p.is_file()
+    }
 
 
 def clean_stale_temp_files(out_dir: str | os.PathLike) -> int:
@@ -137,9 +140,16 @@ def read_result(out_dir: str | os.PathLike, job_id: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- running
 
 
-def run_jobs(jobs: Sequence[Job], fn: Callable[[Any], dict[str, Any]], out_dir: str | os.PathLike, *,
-             workers: int = 1, ray_address: str | None = None, progress_desc: str = "jobs",
-             quiet: bool | None = None) -> RunSummary:
+def run_jobs(
+    jobs: Sequence[Job],
+    fn: Callable[[Any], dict[str, Any]],
+    out_dir: str | os.PathLike,
+    *,
+    workers: int = 1,
+    ray_address: str | None = None,
+    progress_desc: str = "jobs",
+    quiet: bool | None = None,
+) -> RunSummary:
     """Run every job whose result is not yet in ``out_dir``; commit each result as it finishes.
 
     ``fn`` must be a module-level function (it is pickled by reference for processes and Ray).
@@ -160,8 +170,11 @@ def run_jobs(jobs: Sequence[Job], fn: Callable[[Any], dict[str, Any]], out_dir: 
         done = finished_job_ids(out)
         todo = [j for j in jobs if j.job_id not in done]
         skipped = len(jobs) - len(todo)
-        backend = f"ray({ray_address})" if ray_address else ("in-process" if workers == 1 else
-                                                               f"processes({workers})")
+        backend = (
+            f"ray({ray_address})"
+            if ray_address
+            else ("in-process" if workers == 1 else f"processes({workers})")
+        )
         t0 = time.perf_counter()
         bar = progress(desc=progress_desc, total=len(jobs), unit="job", quiet=quiet, initial=skipped)
         completed = 0
@@ -182,8 +195,13 @@ def run_jobs(jobs: Sequence[Job], fn: Callable[[Any], dict[str, Any]], out_dir: 
             if hasattr(stream, "close"):
                 stream.close()
             bar.close()
-        return RunSummary(total=len(jobs), skipped=skipped, completed=completed,
-                          seconds=time.perf_counter() - t0, backend=backend)
+        return RunSummary(
+            total=len(jobs),
+            skipped=skipped,
+            completed=completed,
+            seconds=time.perf_counter() - t0,
+            backend=backend,
+        )
 
 
 def _rate_text(completed: int, todo: int, elapsed: float) -> str:
@@ -197,8 +215,9 @@ def _rate_text(completed: int, todo: int, elapsed: float) -> str:
 def _run_processes(todo: Sequence[Job], fn: Callable, workers: int) -> Iterator[tuple[str, dict]]:
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                initargs=(threads, os.getpid())) as pool:
+    with cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, os.getpid())
+    ) as pool:
         futures = {pool.submit(fn, j.payload): j.job_id for j in todo}
         try:
             for fut in cf.as_completed(futures):
@@ -234,8 +253,7 @@ def _run_ray(todo: Sequence[Job], fn: Callable, address: str, workers: int) -> I
     started = False
     if not ray.is_initialized():
         if address == "local":
-            ray.init(num_cpus=workers if workers > 1 else None, include_dashboard=False,
-                     log_to_driver=False)
+            ray.init(num_cpus=workers if workers > 1 else None, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
         started = True
@@ -270,8 +288,10 @@ class _driver_lock:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self.fd)
-            raise InputError("another run is writing results into this folder; wait for it or stop it",
-                             where=str(self.path.parent)) from None
+            raise InputError(
+                "another run is writing results into this folder; wait for it or stop it",
+                where=str(self.path.parent),
+            ) from None
         return self
 
     def __exit__(self, *exc: object) -> None:

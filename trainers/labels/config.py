@@ -16,35 +16,63 @@ EXECUTION_FIELDS = frozenset({"corpus", "model", "out", "workers", "ray", "eval_
 class LabelConfig(CommandConfig):
     """Subset-retraining labels (AirRep §3.2, Eq. 8; methods.md §1)."""
 
-    corpus: list[str] = field(default_factory=list, metadata={
-        "help": "Corpus file(s) (JSONL/Parquet/...); the positional CORPUS arguments.", "cli": False})
+    corpus: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Corpus file(s) (JSONL/Parquet/...); the positional CORPUS arguments.",
+            "cli": False,
+        },
+    )
     model: str = field(default="", metadata={"help": "Target LM folder (HF format)."})
     out: str = field(default="", metadata={"help": "Label store directory (created or resumed)."})
     splits: int = field(default=10, metadata={"help": "Number of cross-validation splits."})
     dev_size: int = field(default=200, metadata={"help": "Dev examples per split."})
-    pool_size: int = field(default=1000, metadata={"help": "Train-pool examples per split (disjoint from its dev set)."})
+    pool_size: int = field(
+        default=1000, metadata={"help": "Train-pool examples per split (disjoint from its dev set)."}
+    )
     subset_size: int = field(default=100, metadata={"help": "Examples per training subset (m)."})
-    subsets_per_split: int = field(default=32, metadata={"help": "Subsets per split (K); each is one fine-tune job."})
+    subsets_per_split: int = field(
+        default=32, metadata={"help": "Subsets per split (K); each is one fine-tune job."}
+    )
     epochs: int = field(default=2, metadata={"help": "Fine-tuning epochs per subset."})
     lr: float = field(default=2e-5, metadata={"help": "Fine-tuning learning rate."})
     batch_size: int = field(default=16, metadata={"help": "Fine-tuning batch size."})
     max_length: int = field(default=512, metadata={"help": "Max tokens per example."})
     lora: int = field(default=0, metadata={"help": "LoRA rank for the fine-tunes; 0 = full fine-tuning."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (with --lora > 0)."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha (with --lora > 0)."})
     seed: int = field(default=0, metadata={"help": "Seed of the sampling and of every fine-tune."})
     eval_batch_size: int = field(default=32, metadata={"help": "Batch size of the dev-loss pass."})
-    teacher: str = field(default="retrain", metadata={
-        "help": "Label source: 'retrain' (fine-tune on each subset) or a gradient teacher."})
+    teacher: str = field(
+        default="retrain",
+        metadata={"help": "Label source: 'retrain' (fine-tune on each subset) or a gradient teacher."},
+    )
     workers: int = field(default=1, metadata={"help": "Local worker processes (1 = in this process)."})
-    ray: str | None = field(default=None, metadata={
-        "help": "Run jobs as Ray tasks: 'auto', a cluster address, or 'local' (a local Ray with --workers CPUs)."})
+    ray: str | None = field(
+        default=None,
+        metadata={
+            "help": "Run jobs as Ray tasks: 'auto', a cluster address, or 'local' (a local Ray with --workers CPUs)."
+        },
+    )
 
     def validate(self) -> None:
-        for name in ("splits", "dev_size", "pool_size", "subset_size", "subsets_per_split", "epochs",
-                     "batch_size", "max_length", "eval_batch_size", "workers"):
+        for name in (
+            "splits",
+            "dev_size",
+            "pool_size",
+            "subset_size",
+            "subsets_per_split",
+            "epochs",
+            "batch_size",
+            "max_length",
+            "eval_batch_size",
+            "workers",
+        ):
             require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        require(self.subset_size <= self.pool_size, "subset_size",
-                f"subset size {self.subset_size} exceeds the pool size {self.pool_size}")
+        require(
+            self.subset_size <= self.pool_size,
+            "subset_size",
+            f"subset size {self.subset_size} exceeds the pool size {self.pool_size}",
+        )
         require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         require(self.lora >= 0, "lora", f"must be >= 0 (0 = full fine-tuning), got {self.lora}")
         require(bool(self.teacher), "teacher", "must name a teacher ('retrain' or a gradient teacher)")

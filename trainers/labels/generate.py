@@ -63,8 +63,10 @@ def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None 
     if not cfg.model:
         raise InputError("a target model is needed", where="option '--model'")
     if cfg.teacher != "retrain" and cfg.teacher not in TEACHERS:
-        raise InputError(f"unknown teacher {cfg.teacher!r}; known: {['retrain', *sorted(TEACHERS)]}",
-                         where="option '--teacher'")
+        raise InputError(
+            f"unknown teacher {cfg.teacher!r}; known: {['retrain', *sorted(TEACHERS)]}",
+            where="option '--teacher'",
+        )
     if corpus is None:
         if not cfg.corpus:
             raise InputError("no corpus given", where="argument 'CORPUS'")
@@ -76,52 +78,107 @@ def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None 
     model_path = _model_source(cfg.model)
     lm = load_lm(model_path, max_length=cfg.max_length)
     examples: list[Example] = list(corpus.examples)
-    plans = sample_splits([e.id for e in examples], splits=cfg.splits, dev_size=cfg.dev_size,
-                          pool_size=cfg.pool_size, subset_size=cfg.subset_size,
-                          subsets_per_split=cfg.subsets_per_split, seed=cfg.seed)
-    manifest = make_manifest(cfg.to_dict(), plans, teacher=cfg.teacher,
-                             corpus_fingerprint=corpus.fingerprint, model_fingerprint=lm.fingerprint)
+    plans = sample_splits(
+        [e.id for e in examples],
+        splits=cfg.splits,
+        dev_size=cfg.dev_size,
+        pool_size=cfg.pool_size,
+        subset_size=cfg.subset_size,
+        subsets_per_split=cfg.subsets_per_split,
+        seed=cfg.seed,
+    )
+    manifest = make_manifest(
+        cfg.to_dict(),
+        plans,
+        teacher=cfg.teacher,
+        corpus_fingerprint=corpus.fingerprint,
+        model_fingerprint=lm.fingerprint,
+    )
     store = LabelStore.create(cfg.out, manifest, examples)
 
     if cfg.teacher != "retrain":
         mod, _, fn = TEACHERS[cfg.teacher].partition(":")
         getattr(importlib.import_module(mod), fn)(cfg, store, plans, corpus, lm)
         prog = store.progress()
-        return LabelSummary(str(store.root), cfg.teacher, prog["total"], prog["done"], 0, prog["done"], 0.0,
-                            float("nan"), "teacher", corpus.fingerprint, lm.fingerprint)
+        return LabelSummary(
+            str(store.root),
+            cfg.teacher,
+            prog["total"],
+            prog["done"],
+            0,
+            prog["done"],
+            0.0,
+            float("nan"),
+            "teacher",
+            corpus.fingerprint,
+            lm.fingerprint,
+        )
 
     jobs = subset_jobs(cfg, plans, {e.id: e for e in examples}, model_path)
     in_process = cfg.workers == 1 and not cfg.ray
     if in_process:
         _LM_CACHE[model_path] = lm  # reuse the driver's copy; each job fine-tunes a clone
     try:
-        run: RunSummary = run_jobs(jobs, run_subset_job, store.results_dir, workers=cfg.workers,
-                                   ray_address=cfg.ray, progress_desc="subset fine-tunes", quiet=quiet)
+        run: RunSummary = run_jobs(
+            jobs,
+            run_subset_job,
+            store.results_dir,
+            workers=cfg.workers,
+            ray_address=cfg.ray,
+            progress_desc="subset fine-tunes",
+            quiet=quiet,
+        )
     finally:
         if in_process:
             _LM_CACHE.pop(model_path, None)
     prog = store.progress()
-    return LabelSummary(out=str(store.root), teacher=cfg.teacher, total_jobs=prog["total"],
-                        done_jobs=prog["done"], skipped_jobs=run.skipped, completed_jobs=run.completed,
-                        seconds=run.seconds, jobs_per_hour=run.jobs_per_hour, backend=run.backend,
-                        corpus_fingerprint=corpus.fingerprint, model_fingerprint=lm.fingerprint)
+    return LabelSummary(
+        out=str(store.root),
+        teacher=cfg.teacher,
+        total_jobs=prog["total"],
+        done_jobs=prog["done"],
+        skipped_jobs=run.skipped,
+        completed_jobs=run.completed,
+        seconds=run.seconds,
+        jobs_per_hour=run.jobs_per_hour,
+        backend=run.backend,
+        corpus_fingerprint=corpus.fingerprint,
+        model_fingerprint=lm.fingerprint,
+    )
 
 
-def subset_jobs(cfg: LabelConfig, plans: list[SplitPlan], by_id: dict[str, Example],
-                model_path: str) -> list[Job]:
+def subset_jobs(
+    cfg: LabelConfig, plans: list[SplitPlan], by_id: dict[str, Example], model_path: str
+) -> list[Job]:
     """One :class:`Job` per (split, subset); the payload carries the examples (no shared disk needed)."""
     jobs = []
     for plan in plans:
         dev = [by_id[i] for i in plan.dev_ids]
         for k, members in enumerate(plan.subsets):
-            finetune = {"epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
-                        "max_length": cfg.max_length, "seed": job_seed(cfg.seed, plan.split, k),
-                        "lora_r": cfg.lora, "lora_alpha": cfg.lora_alpha}
-            jobs.append(Job(job_id(plan.split, k), {
-                "model": model_path, "split": plan.split, "subset": k,
-                "train": [by_id[i] for i in members], "dev": dev, "finetune": finetune,
-                "eval_batch_size": cfg.eval_batch_size, "max_length": cfg.max_length,
-            }))
+            finetune = {
+                "epochs": cfg.epochs,
+                "lr": cfg.lr,
+                "batch_size": cfg.batch_size,
+                "max_length": cfg.max_length,
+                "seed": job_seed(cfg.seed, plan.split, k),
+                "lora_r": cfg.lora,
+                "lora_alpha": cfg.lora_alpha,
+            }
+            jobs.append(
+                Job(
+                    job_id(plan.split, k),
+                    {
+                        "model": model_path,
+                        "split": plan.split,
+                        "subset": k,
+                        "train": [by_id[i] for i in members],
+                        "dev": dev,
+                        "finetune": finetune,
+                        "eval_batch_size": cfg.eval_batch_size,
+                        "max_length": cfg.max_length,
+                    },
+                )
+            )
     return jobs
 
 
@@ -138,12 +195,23 @@ def run_subset_job(payload: dict[str, Any]) -> dict[str, Any]:
     if base is None:
         base = _LM_CACHE[path] = load_lm(path, max_length=payload["max_length"])
     tuned = finetune(base, payload["train"], FinetuneConfig(**payload["finetune"]), show_progress=False)
-    losses = example_losses(tuned, payload["dev"], batch_size=payload["eval_batch_size"],
-                            max_length=payload["max_length"], show_progress=False)
+    losses = example_losses(
+        tuned,
+        payload["dev"],
+        batch_size=payload["eval_batch_size"],
+        max_length=payload["max_length"],
+        show_progress=False,
+    )
     del tuned
-    return job_result(payload["split"], payload["subset"], [e.id for e in payload["train"]],
-                      [e.id for e in payload["dev"]], losses, seconds=round(time.perf_counter() - t0, 3),
-                      teacher="retrain")
+    return job_result(
+        payload["split"],
+        payload["subset"],
+        [e.id for e in payload["train"]],
+        [e.id for e in payload["dev"]],
+        losses,
+        seconds=round(time.perf_counter() - t0, 3),
+        teacher="retrain",
+    )
 
 
 def _model_source(model: str) -> str:

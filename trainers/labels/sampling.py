@@ -55,29 +55,43 @@ def job_seed(seed: int, split: int, subset: int) -> int:
     return int(np.random.SeedSequence([seed, split, subset, 0x5EED]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def sample_splits(ids: Sequence[str], *, splits: int, dev_size: int, pool_size: int, subset_size: int,
-                  subsets_per_split: int, seed: int) -> list[SplitPlan]:
+def sample_splits(
+    ids: Sequence[str],
+    *,
+    splits: int,
+    dev_size: int,
+    pool_size: int,
+    subset_size: int,
+    subsets_per_split: int,
+    seed: int,
+) -> list[SplitPlan]:
     """Draw every split and its subsets as documented in the module docstring."""
     ids = sorted(ids)
     n = len(ids)
     if len(set(ids)) != n:
         raise InputError("corpus ids must be unique to sample label splits", where="corpus")
     if dev_size + pool_size > n:
-        raise InputError(f"dev_size + pool_size = {dev_size + pool_size} exceeds the corpus size {n}",
-                         where="option 'pool_size'")
+        raise InputError(
+            f"dev_size + pool_size = {dev_size + pool_size} exceeds the corpus size {n}",
+            where="option 'pool_size'",
+        )
     if subset_size > pool_size:
-        raise InputError(f"subset_size {subset_size} exceeds pool_size {pool_size}",
-                         where="option 'subset_size'")
+        raise InputError(
+            f"subset_size {subset_size} exceeds pool_size {pool_size}", where="option 'subset_size'"
+        )
     possible = math.comb(pool_size, subset_size)
     if subsets_per_split > possible:
-        raise InputError(f"only {possible} distinct subsets of {subset_size} exist in a pool of "
-                         f"{pool_size}; asked for {subsets_per_split}", where="option 'subsets_per_split'")
+        raise InputError(
+            f"only {possible} distinct subsets of {subset_size} exist in a pool of "
+            f"{pool_size}; asked for {subsets_per_split}",
+            where="option 'subsets_per_split'",
+        )
     plans = []
     for s in range(splits):
         rng = np.random.default_rng([seed, s])
         perm = rng.permutation(n)
         dev = perm[:dev_size]
-        pool = perm[dev_size:dev_size + pool_size]
+        pool = perm[dev_size : dev_size + pool_size]
         seen: set[tuple[int, ...]] = set()
         subsets: list[list[str]] = []
         for _ in range(subsets_per_split):
@@ -87,10 +101,16 @@ def sample_splits(ids: Sequence[str], *, splits: int, dev_size: int, pool_size: 
                 if key not in seen:
                     break
             else:  # pragma: no cover - only when nearly every distinct subset is taken
-                raise InputError(f"split {s}: no new distinct subset after {MAX_REDRAWS} draws; "
-                                 "ask for fewer subsets or a larger pool", where="option 'subsets_per_split'")
+                raise InputError(
+                    f"split {s}: no new distinct subset after {MAX_REDRAWS} draws; "
+                    "ask for fewer subsets or a larger pool",
+                    where="option 'subsets_per_split'",
+                )
             seen.add(key)
             subsets.append([ids[pool[i]] for i in draw])
-        plans.append(SplitPlan(split=s, dev_ids=[ids[i] for i in dev], pool_ids=[ids[i] for i in pool],
-                               subsets=subsets))
+        plans.append(
+            SplitPlan(
+                split=s, dev_ids=[ids[i] for i in dev], pool_ids=[ids[i] for i in pool], subsets=subsets
+            )
+        )
     return plans

@@ -57,24 +57,39 @@ def code_version() -> dict[str, str | None]:
     commit = None
     try:
         root = Path(__file__).resolve().parents[2]
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         pass
     return {"airsearch": airsearch.__version__, "git_commit": commit}
 
 
-def make_manifest(config: dict[str, Any], plans: Sequence[SplitPlan], *, teacher: str,
-                  corpus_fingerprint: str, model_fingerprint: str) -> dict[str, Any]:
+def make_manifest(
+    config: dict[str, Any],
+    plans: Sequence[SplitPlan],
+    *,
+    teacher: str,
+    corpus_fingerprint: str,
+    model_fingerprint: str,
+) -> dict[str, Any]:
     """The manifest of a new store (teachers call this with their own config dict)."""
     return {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
-        "teacher": teacher, "config": config,
-        "corpus_fingerprint": corpus_fingerprint, "model_fingerprint": model_fingerprint,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "teacher": teacher,
+        "config": config,
+        "corpus_fingerprint": corpus_fingerprint,
+        "model_fingerprint": model_fingerprint,
         "code_version": code_version(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "splits": [{"split": p.split, "dev_ids": p.dev_ids, "pool_ids": p.pool_ids,
-                    "n_subsets": len(p.subsets)} for p in plans],
+        "splits": [
+            {"split": p.split, "dev_ids": p.dev_ids, "pool_ids": p.pool_ids, "n_subsets": len(p.subsets)}
+            for p in plans
+        ],
     }
 
 
@@ -99,15 +114,21 @@ class LabelStore:
         except json.JSONDecodeError as e:
             raise InputError(f"cannot parse the manifest: {e}", where=str(path)) from None
         if manifest.get("format") != FORMAT:
-            raise InputError(f"not a label store manifest (format {manifest.get('format')!r})", where=str(path))
+            raise InputError(
+                f"not a label store manifest (format {manifest.get('format')!r})", where=str(path)
+            )
         if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
-            raise InputError(f"label store format {manifest['format_version']} is newer than this "
-                             f"airsearch reads ({FORMAT_VERSION}); upgrade airsearch", where=str(path))
+            raise InputError(
+                f"label store format {manifest['format_version']} is newer than this "
+                f"airsearch reads ({FORMAT_VERSION}); upgrade airsearch",
+                where=str(path),
+            )
         return cls(root, manifest)
 
     @classmethod
-    def create(cls, root: str | os.PathLike, manifest: dict[str, Any],
-               examples: Iterable[Example]) -> LabelStore:
+    def create(
+        cls, root: str | os.PathLike, manifest: dict[str, Any], examples: Iterable[Example]
+    ) -> LabelStore:
         """Create a store, or reopen an existing one made by the same config, teacher, corpus and model.
 
         A store made differently is refused with :class:`FingerprintMismatch` naming what differs.
@@ -122,9 +143,13 @@ class LabelStore:
             (root / RESULTS).mkdir(exist_ok=True)
             return store
         ours = {EXAMPLES, RESULTS}  # left by a run killed before its manifest was written
-        if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".") and p.name not in ours):
-            raise InputError("the output folder exists, is not empty and is not a label store; "
-                             "choose another --out", where=str(root))
+        if root.exists() and any(
+            p for p in root.iterdir() if not p.name.startswith(".") and p.name not in ours
+        ):
+            raise InputError(
+                "the output folder exists, is not empty and is not a label store; choose another --out",
+                where=str(root),
+            )
         root.mkdir(parents=True, exist_ok=True)
         store = cls(root, manifest)
         store._write_examples(examples)
@@ -135,36 +160,61 @@ class LabelStore:
     def _check_same(self, new: dict[str, Any]) -> None:
         where = str(self.root / MANIFEST)
         old = self.manifest
-        check_match("corpus", old.get("corpus_fingerprint"), new.get("corpus_fingerprint"), where=where,
-                    hint="This store was generated from a different corpus; use another --out.")
-        check_match("model", old.get("model_fingerprint"), new.get("model_fingerprint"), where=where,
-                    hint="This store was generated with a different target model; use another --out.")
+        check_match(
+            "corpus",
+            old.get("corpus_fingerprint"),
+            new.get("corpus_fingerprint"),
+            where=where,
+            hint="This store was generated from a different corpus; use another --out.",
+        )
+        check_match(
+            "model",
+            old.get("model_fingerprint"),
+            new.get("model_fingerprint"),
+            where=where,
+            hint="This store was generated with a different target model; use another --out.",
+        )
         if old.get("teacher") != new.get("teacher"):
-            raise FingerprintMismatch(f"teacher mismatch: the store was made by teacher {old.get('teacher')!r}, "
-                                      f"this run uses {new.get('teacher')!r}; use another --out", where=where)
+            raise FingerprintMismatch(
+                f"teacher mismatch: the store was made by teacher {old.get('teacher')!r}, "
+                f"this run uses {new.get('teacher')!r}; use another --out",
+                where=where,
+            )
         a = {k: v for k, v in old.get("config", {}).items() if k not in EXECUTION_FIELDS}
         b = {k: v for k, v in new.get("config", {}).items() if k not in EXECUTION_FIELDS}
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         if diff:
             parts = ", ".join(f"{k}: {a.get(k)!r} in the store vs {b.get(k)!r} now" for k in diff)
-            raise FingerprintMismatch(f"config mismatch ({parts}); rerun with the store's settings to "
-                                      "resume, or choose another --out", where=where)
+            raise FingerprintMismatch(
+                f"config mismatch ({parts}); rerun with the store's settings to "
+                "resume, or choose another --out",
+                where=where,
+            )
         if old.get("splits") != new.get("splits"):
-            raise FingerprintMismatch("the sampled splits differ from the store's (same config and corpus, "
-                                      "so the sampling code changed); use another --out", where=where)
+            raise FingerprintMismatch(
+                "the sampled splits differ from the store's (same config and corpus, "
+                "so the sampling code changed); use another --out",
+                where=where,
+            )
 
     def _write_examples(self, examples: Iterable[Example]) -> None:
         wanted = {i for s in self.manifest["splits"] for i in (*s["dev_ids"], *s["pool_ids"])}
         rows = [e for e in examples if e.id in wanted]
         missing = wanted - {e.id for e in rows}
         if missing:
-            raise InputError(f"{len(missing)} split example id(s) are not among the given examples, "
-                             f"e.g. {sorted(missing)[:3]}", where=str(self.root))
-        table = pa.table({
-            "id": [e.id for e in rows], "prompt": [e.prompt for e in rows],
-            "response": [e.response for e in rows],
-            "metadata": [json.dumps(e.metadata, sort_keys=True, default=str) for e in rows],
-        })
+            raise InputError(
+                f"{len(missing)} split example id(s) are not among the given examples, "
+                f"e.g. {sorted(missing)[:3]}",
+                where=str(self.root),
+            )
+        table = pa.table(
+            {
+                "id": [e.id for e in rows],
+                "prompt": [e.prompt for e in rows],
+                "response": [e.response for e in rows],
+                "metadata": [json.dumps(e.metadata, sort_keys=True, default=str) for e in rows],
+            }
+        )
         with atomic_path(self.root / EXAMPLES) as tmp:
             pq.write_table(table, tmp)
 
@@ -201,15 +251,24 @@ class LabelStore:
 
     # ------------------------------------------------------------------ writing
 
-    def write_job_result(self, split: int, subset: int, member_ids: Sequence[str], losses: np.ndarray,
-                         *, dev_ids: Sequence[str] | None = None, **extra: Any) -> Path:
+    def write_job_result(
+        self,
+        split: int,
+        subset: int,
+        member_ids: Sequence[str],
+        losses: np.ndarray,
+        *,
+        dev_ids: Sequence[str] | None = None,
+        **extra: Any,
+    ) -> Path:
         """Commit one subset's labels atomically (teachers pass ``losses = -group score``)."""
         if split not in self._splits:
             raise InputError(f"split {split} is not in this store", where=str(self.root))
         if not 0 <= subset < int(self._splits[split]["n_subsets"]):
             raise InputError(f"subset {subset} is outside split {split}'s range", where=str(self.root))
-        result = job_result(split, subset, member_ids, self.dev_ids(split) if dev_ids is None else dev_ids,
-                            losses, **extra)
+        result = job_result(
+            split, subset, member_ids, self.dev_ids(split) if dev_ids is None else dev_ids, losses, **extra
+        )
         self.validate_result(result)
         return write_result(self.results_dir, job_id(split, subset), result)
 
@@ -246,30 +305,42 @@ class LabelStore:
             for k in ks:
                 r = self.read_job(job_id(s, k))
                 if [str(x) for x in r["dev_ids"]] != dev:
-                    raise InputError(f"result {job_id(s, k)} has dev ids that differ from the manifest",
-                                     where=str(self.results_dir))
+                    raise InputError(
+                        f"result {job_id(s, k)} has dev ids that differ from the manifest",
+                        where=str(self.results_dir),
+                    )
                 members.append([str(x) for x in r["member_ids"]])
                 losses.append(np.asarray(r["losses"], dtype=np.float64))
-            out.append(SplitLabels(split=s, dev_ids=dev, subset_ids=ks, members=members,
-                                   losses=np.stack(losses)))
+            out.append(
+                SplitLabels(split=s, dev_ids=dev, subset_ids=ks, members=members, losses=np.stack(losses))
+            )
         prog = self.progress()
         if warn and prog["done"] < prog["total"]:
-            warnings.warn(f"label store {self.root}: {prog['total'] - prog['done']} of {prog['total']} jobs "
-                          "are unfinished; using the finished ones", stacklevel=2)
+            warnings.warn(
+                f"label store {self.root}: {prog['total'] - prog['done']} of {prog['total']} jobs "
+                "are unfinished; using the finished ones",
+                stacklevel=2,
+            )
         return out
 
     def examples(self) -> dict[str, Example]:
         table = pq.read_table(self.root / EXAMPLES).to_pydict()
-        return {i: Example(i, p, r, json.loads(m)) for i, p, r, m in
-                zip(table["id"], table["prompt"], table["response"], table["metadata"], strict=True)}
+        return {
+            i: Example(i, p, r, json.loads(m))
+            for i, p, r, m in zip(
+                table["id"], table["prompt"], table["response"], table["metadata"], strict=True
+            )
+        }
 
     def progress(self) -> dict[str, Any]:
         done_by: dict[int, int] = {}
         for jid in self.done_job_ids():
             s, _ = parse_job_id(jid)
             done_by[s] = done_by.get(s, 0) + 1
-        per = [{"split": s, "done": done_by.get(s, 0), "total": int(self._splits[s]["n_subsets"])}
-               for s in self.split_ids()]
+        per = [
+            {"split": s, "done": done_by.get(s, 0), "total": int(self._splits[s]["n_subsets"])}
+            for s in self.split_ids()
+        ]
         done, total = sum(p["done"] for p in per), sum(p["total"] for p in per)
         return {"done": done, "total": total, "complete": done == total, "per_split": per}
 
@@ -280,23 +351,43 @@ class LabelStore:
         for sl in self.splits(min_subsets=1, warn=False):
             spread = sl.losses.std(axis=0)
             all_losses.append(sl.losses.ravel())
-            per.append({"split": sl.split, "subsets": len(sl.subset_ids), "dev": len(sl.dev_ids),
-                        "loss_mean": float(sl.losses.mean()), "loss_std": float(sl.losses.std()),
-                        "spread_mean": float(spread.mean()), "spread_min": float(spread.min()),
-                        "spread_max": float(spread.max()),
-                        "zero_spread_dev": int((spread == 0).sum())})
+            per.append(
+                {
+                    "split": sl.split,
+                    "subsets": len(sl.subset_ids),
+                    "dev": len(sl.dev_ids),
+                    "loss_mean": float(sl.losses.mean()),
+                    "loss_std": float(sl.losses.std()),
+                    "spread_mean": float(spread.mean()),
+                    "spread_min": float(spread.min()),
+                    "spread_max": float(spread.max()),
+                    "zero_spread_dev": int((spread == 0).sum()),
+                }
+            )
         flat = np.concatenate(all_losses) if all_losses else np.zeros(0)
-        return {"labels": int(flat.size),
-                "loss_mean": float(flat.mean()) if flat.size else None,
-                "loss_std": float(flat.std()) if flat.size else None,
-                "spread_mean": float(np.mean([p["spread_mean"] for p in per])) if per else None,
-                "per_split": per}
+        return {
+            "labels": int(flat.size),
+            "loss_mean": float(flat.mean()) if flat.size else None,
+            "loss_std": float(flat.std()) if flat.size else None,
+            "spread_mean": float(np.mean([p["spread_mean"] for p in per])) if per else None,
+            "per_split": per,
+        }
 
 
-def job_result(split: int, subset: int, member_ids: Sequence[str], dev_ids: Sequence[str],
-               losses: np.ndarray, **extra: Any) -> dict[str, Any]:
+def job_result(
+    split: int,
+    subset: int,
+    member_ids: Sequence[str],
+    dev_ids: Sequence[str],
+    losses: np.ndarray,
+    **extra: Any,
+) -> dict[str, Any]:
     """The result dict of one job, as stored in ``results/`` (string arrays load without pickle)."""
-    return {"split": int(split), "subset": int(subset),
-            "member_ids": np.array([str(x) for x in member_ids], dtype=str),
-            "dev_ids": np.array([str(x) for x in dev_ids], dtype=str),
-            "losses": np.asarray(losses, dtype=np.float64), **extra}
+    return {
+        "split": int(split),
+        "subset": int(subset),
+        "member_ids": np.array([str(x) for x in member_ids], dtype=str),
+        "dev_ids": np.array([str(x) for x in dev_ids], dtype=str),
+        "losses": np.asarray(losses, dtype=np.float64),
+        **extra,
+    }

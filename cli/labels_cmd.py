@@ -1,0 +1,97 @@
+"""``airsearch labels``: generate subset-loss labels (AirRep Eq. 8) and inspect a label store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.common import config_options, emit, handle_errors, json_option
+from trainers.labels import LabelConfig, LabelStore, generate_labels
+
+
+@click.group("labels")
+def labels() -> None:
+    """Subset-retraining labels for AirRep encoder training."""
+
+
+@labels.command("generate")
+@click.argument("corpus", nargs=-1, type=click.Path())
+@config_options(LabelConfig)
+@json_option
+@handle_errors
+def generate(corpus: tuple[str, ...], config: LabelConfig, as_json: bool) -> None:
+    """Fine-tune the target LM on sampled subsets of CORPUS and record dev losses (resumable).
+
+    Each subset is one job, committed atomically into OUT/results/; rerun the same command to
+    continue after an interruption. Example:
+
+      airsearch labels generate train.jsonl --model lm/ --out labels/ --splits 4 --workers 2
+    """
+    if corpus:
+        config = config.replace(corpus=list(corpus))
+    summary = generate_labels(config)
+    emit(summary.to_dict(), as_json, _generate_text)
+
+
+def _generate_text(s: dict[str, Any]) -> str:
+    rate = s["jobs_per_hour"]
+    rate_txt = f"{rate:.0f} jobs/h" if rate == rate else "n/a"
+    return (
+        f"labels: {s['done_jobs']}/{s['total_jobs']} jobs done in {s['out']} "
+        f"({s['completed_jobs']} run now, {s['skipped_jobs']} already done; {s['seconds']:.1f}s, "
+        f"{rate_txt}, {s['backend']})\n"
+        f"teacher {s['teacher']}, corpus {s['corpus_fingerprint']}, model {s['model_fingerprint']}"
+    )
+
+
+@labels.command("info")
+@click.argument("store_dir", type=click.Path(exists=True, file_okay=False))
+@json_option
+@handle_errors
+def info(store_dir: str, as_json: bool) -> None:
+    """Show a label store's config, progress and label statistics."""
+    emit(store_info(store_dir), as_json, _info_text)
+
+
+def store_info(store_dir: str) -> dict[str, Any]:
+    store = LabelStore.open(store_dir)
+    m = store.manifest
+    return {
+        "dir": str(store.root),
+        "teacher": store.teacher,
+        "config": m.get("config", {}),
+        "corpus_fingerprint": m.get("corpus_fingerprint"),
+        "model_fingerprint": m.get("model_fingerprint"),
+        "code_version": m.get("code_version"),
+        "created": m.get("created"),
+        "progress": store.progress(),
+        "stats": store.stats(),
+    }
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
+def _info_text(d: dict[str, Any]) -> str:
+    c, p, st = d["config"], d["progress"], d["stats"]
+    lines = [
+        f"label store {d['dir']} (teacher {d['teacher']}, created {d['created']})",
+        f"  corpus {d['corpus_fingerprint']}, model {d['model_fingerprint']}, "
+        f"code {(d['code_version'] or {}).get('airsearch')}@{((d['code_version'] or {}).get('git_commit') or '?')[:10]}",
+        f"  {c.get('splits')} splits x {c.get('subsets_per_split')} subsets of {c.get('subset_size')} "
+        f"from pools of {c.get('pool_size')}, dev {c.get('dev_size')}; epochs {c.get('epochs')}, "
+        f"lr {c.get('lr')}, batch {c.get('batch_size')}, lora {c.get('lora')}, seed {c.get('seed')}",
+        f"  progress: {p['done']}/{p['total']} jobs"
+        + ("" if p["complete"] else " (incomplete: rerun generate)"),
+        f"  losses: {st['labels']} values, mean {_fmt(st['loss_mean'])}, std {_fmt(st['loss_std'])}; "
+        f"mean spread across subsets {_fmt(st['spread_mean'])}",
+    ]
+    for s in st["per_split"]:
+        lines.append(
+            f"    split {s['split']}: {s['subsets']} subsets x {s['dev']} dev, loss "
+            f"{_fmt(s['loss_mean'])} +- {_fmt(s['loss_std'])}, spread {_fmt(s['spread_mean'])} "
+            f"[{_fmt(s['spread_min'])}, {_fmt(s['spread_max'])}]"
+        )
+    return "\n".join(lines)
