@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from airsearch.data.example import Example, airrep_text
+from airsearch.encoder import AirRepEncoder
+from airsearch.errors import InputError
+from airsearch.evaluation.methods import group_scores, make_method, summed_scores, topk
 from airsearch.evaluation.metrics import (
     bootstrap_mean_ci,
     lds_with_ci,
@@ -23,6 +27,7 @@ from airsearch.evaluation.planted import (
     synthetic_news_corpus,
 )
 from airsearch.labels import normalise_losses
+from airsearch.scoring import group_score, sum_group_score
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -134,3 +139,48 @@ def test_pii_benchmark_plants_exactly_what_it_claims():
         assert airrep_text(q.prompt, q.response).startswith("Question: What's the ")
     assert {b.id for b in bench.biographies} <= {e.id for e in bench.train}
     assert make_pii_benchmark(30, seed=1).target == bench.target
+
+
+# ----------------------------------------------------------------------------- method adapters
+def _toy_corpus(n: int = 23) -> list[Example]:
+    words = ["cat", "dog", "river", "England", "budget", "storm", "music", "train"]
+    return [Example(f"t{i}", f"tell me about {words[i % 8]}", f"{words[i % 8]} fact {i}") for i in range(n)]
+
+
+def test_embedding_group_scores_match_eq7_in_any_blocking(tiny_bert_dir):
+    enc = AirRepEncoder.from_base(tiny_bert_dir, device="cpu")
+    train, test = _toy_corpus(), _toy_corpus(3)
+    method = make_method("base", encoder=enc)
+    method.prepare(train)
+    members = [[0, 1, 2, 3], [5, 7, 11, 13, 17, 19], [22, 0, 4], [3, 3, 9]]  # repeats count twice
+    e_train = torch.tensor(enc.encode(train), dtype=torch.float64)
+    e_test = torch.tensor(enc.encode(test), dtype=torch.float64)
+    ref_att = np.stack([group_score(e_test, e_train[rows]).numpy() for rows in members])
+    ref_sum = np.stack([sum_group_score(e_test, e_train[rows]).numpy() for rows in members])
+    for block in (4, 100):
+        got = group_scores(method, test, members, block_size=block)
+        assert np.allclose(got, ref_att, atol=1e-4)
+        assert np.allclose(group_scores(method, test, members, "sum", block_size=block), ref_sum, atol=1e-3)
+    scores, idx = topk(method, test, k=5, block_size=4)
+    full = (e_train @ e_test.T).numpy().T
+    assert np.array_equal(idx, np.argsort(-full, axis=1, kind="stable")[:, :5])
+    summed = summed_scores(method, test, [[0, 2], [1]], block_size=7)
+    assert np.allclose(summed, np.stack([full[[0, 2]].sum(0), full[1]], axis=1), atol=1e-3)
+
+
+def test_bm25_and_random_adapters(tmp_path):
+    train = _toy_corpus()
+    bm25 = make_method("bm25", workdir=tmp_path / "bm25")
+    bm25.prepare(train)
+    query = [Example("q", "what about storm", "storm")]
+    full = np.concatenate([b for _, b in bm25.score_blocks(query, block_size=5)])[:, 0]
+    storm_rows = [i for i, e in enumerate(train) if "storm" in e.response]
+    assert set(np.nonzero(full)[0]) == set(storm_rows) and (full[storm_rows] > 0).all()
+    assert bm25.storage_bytes > 0
+    rnd = make_method("random", seed=4)
+    rnd.prepare(train)
+    a = np.concatenate([b for _, b in rnd.score_blocks(query * 2, block_size=5)])
+    b = np.concatenate([b for _, b in rnd.score_blocks(query * 2, block_size=5)])
+    assert a.shape == (len(train), 2) and np.array_equal(a, b)
+    with pytest.raises(InputError, match="unknown method"):
+        make_method("nope")

@@ -1,0 +1,326 @@
+"""Method adapters: one way to get per-(train, test) scores and group scores from every method.
+
+A :class:`Method` is prepared on a training set once (encode it, index it, take its gradients) and
+then yields score blocks ``[b, q]`` over consecutive training rows for a set of test examples; the
+evaluation code never needs the full ``n x q`` matrix. On top of the blocks:
+
+- :func:`group_scores` aggregates over subsets: attention pooling (AirRep Eq. 7,
+  ``sum_i softmax_i(|s_i|) s_i``, for embedding methods) or a sum (for additive methods);
+- :func:`topk` keeps the best k training rows per query;
+- :func:`summed_scores` sums over groups of queries (one column per group), for AUC and R@k.
+
+Methods by name (:func:`make_method`): ``airrep`` (any encoder folder), ``base`` (the untrained
+encoder), ``bm25`` (LanceDB's native full-text index, which ranks by BM25), ``random`` (seeded), and
+the gradient methods of :mod:`airsearch.methods` (see :func:`gradient_method_names`).
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import re
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from airsearch.data.example import Example
+from airsearch.errors import InputError
+from airsearch.scoring import TopK
+
+AGGREGATIONS = ("attention", "sum")
+BUILTIN_METHODS = ("airrep", "base", "bm25", "random")
+
+
+class Method(abc.ABC):
+    """A scoring method. ``prepare(train)`` once, then ``score_blocks(test)`` as often as needed."""
+
+    name: str = "method"
+    aggregation: str = "sum"  # default group aggregation (Eq. 7 "attention" for embedding methods)
+
+    def __init__(self) -> None:
+        self.n_train = 0
+        self.prepare_seconds = 0.0
+        self.storage_bytes = 0  # bytes stored for the training set (vectors, index)
+
+    def prepare(self, train: Sequence[Example]) -> None:
+        t0 = time.perf_counter()
+        self._prepare(list(train))
+        self.n_train = len(train)
+        self.prepare_seconds = time.perf_counter() - t0
+
+    @abc.abstractmethod
+    def _prepare(self, train: list[Example]) -> None: ...
+
+    @abc.abstractmethod
+    def score_blocks(
+        self, test: Sequence[Example], block_size: int = 4096
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(offset, scores[b, q])`` for training rows ``offset .. offset+b-1`` in order."""
+
+    def fingerprint(self) -> str | None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "aggregation": self.aggregation,
+            "fingerprint": self.fingerprint(),
+            "prepare_seconds": self.prepare_seconds,
+            "storage_bytes": self.storage_bytes,
+        }
+
+
+class EmbeddingMethod(Method):
+    """``airrep`` / ``base``: single score ``e_z . e_i`` (AirRep §3.1), group score Eq. 7."""
+
+    aggregation = "attention"
+
+    def __init__(self, encoder: Any, name: str = "airrep", batch_size: int = 64) -> None:
+        super().__init__()
+        self.encoder, self.name, self.batch_size = encoder, name, batch_size
+        self.train_vectors = np.zeros((0, encoder.dim), dtype=np.float32)
+
+    def _prepare(self, train: list[Example]) -> None:
+        self.train_vectors = self.encoder.encode(train, batch_size=self.batch_size, show_progress=False)
+        self.storage_bytes = int(self.train_vectors.nbytes)
+
+    def score_blocks(
+        self, test: Sequence[Example], block_size: int = 4096
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        q = self.encoder.encode(list(test), batch_size=self.batch_size, show_progress=False)
+        for start in range(0, self.train_vectors.shape[0], block_size):
+            yield start, self.train_vectors[start : start + block_size] @ q.T
+
+    def fingerprint(self) -> str | None:
+        return self.encoder.fingerprint
+
+
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def _fts_query(example: Example, max_terms: int = 256) -> str:
+    return " ".join(_WORD.findall(f"{example.prompt} {example.response}")[:max_terms])
+
+
+class BM25Method(Method):
+    """``bm25``: LanceDB's native full-text index (BM25 ranking) over the training texts.
+
+    Each query's ``_score`` is taken for every training row the index returns; rows sharing no term
+    with the query score 0, as in BM25.
+    """
+
+    name = "bm25"
+
+    def __init__(self, workdir: str | Path | None = None) -> None:
+        super().__init__()
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="airsearch-bm25-")
+        self.workdir = Path(workdir) if workdir else Path(self._tmp.name)
+        self.table: Any = None
+
+    def _prepare(self, train: list[Example]) -> None:
+        import lancedb
+        import pyarrow as pa
+        from lancedb.index import FTS
+
+        db = lancedb.connect(str(self.workdir))
+        texts = [f"{e.prompt} {e.response}" for e in train]
+        data = pa.table(
+            {"row": pa.array(range(len(train)), pa.int64()), "text": pa.array(texts, pa.string())}
+        )
+        self.table = db.create_table("bm25_train", data, mode="overwrite")
+        if train:
+            self.table.create_index("text", config=FTS())
+        self.storage_bytes = sum(p.stat().st_size for p in self.workdir.rglob("*") if p.is_file())
+
+    def query_scores(self, example: Example) -> tuple[np.ndarray, np.ndarray]:
+        """(row indices, BM25 scores) of the training rows matching ``example``."""
+        text = _fts_query(example)
+        if not text or self.n_train == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        res = (
+            self.table.search(text, query_type="fts").limit(self.n_train).select(["row", "_score"]).to_arrow()
+        )
+        return res["row"].to_numpy(), res["_score"].to_numpy().astype(np.float32)
+
+    def score_blocks(
+        self, test: Sequence[Example], block_size: int = 4096
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        hits = [self.query_scores(e) for e in test]
+        for start in range(0, self.n_train, block_size):
+            stop = min(self.n_train, start + block_size)
+            block = np.zeros((stop - start, len(test)), dtype=np.float32)
+            for j, (rows, scores) in enumerate(hits):
+                sel = (rows >= start) & (rows < stop)
+                block[rows[sel] - start, j] = scores[sel]
+            yield start, block
+
+
+class RandomMethod(Method):
+    """``random``: seeded i.i.d. normal scores; a block's values depend only on the seed and rows."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.seed = seed
+
+    def _prepare(self, train: list[Example]) -> None:
+        pass
+
+    def score_blocks(
+        self, test: Sequence[Example], block_size: int = 4096
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, self.n_train, block_size):
+            stop = min(self.n_train, start + block_size)
+            rng = np.random.default_rng([self.seed, start, len(test)])
+            yield start, rng.standard_normal((stop - start, len(test))).astype(np.float32)
+
+
+class MatrixMethod(Method):
+    """Adapter for any method that gives a ``[n_train, q]`` score matrix per call, served in blocks.
+
+    ``score_fn(train, test) -> array[n_train, q]`` is the common interface of
+    :mod:`airsearch.methods`; ``aggregation`` is ``sum`` for these additive methods.
+    """
+
+    def __init__(
+        self, name: str, score_fn: Any, aggregation: str = "sum", storage_bytes_fn: Any = None
+    ) -> None:
+        super().__init__()
+        self.name, self.score_fn, self.aggregation = name, score_fn, aggregation
+        self.storage_bytes_fn = storage_bytes_fn
+        self.train: list[Example] = []
+
+    def _prepare(self, train: list[Example]) -> None:
+        self.train = train
+        if self.storage_bytes_fn is not None:
+            self.storage_bytes = int(self.storage_bytes_fn(len(train)))
+
+    def score_blocks(
+        self, test: Sequence[Example], block_size: int = 4096
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        scores = np.asarray(self.score_fn(self.train, list(test)), dtype=np.float32)
+        if scores.shape != (len(self.train), len(test)):
+            raise ValueError(f"{self.name}: scores shape {scores.shape} != ({len(self.train)}, {len(test)})")
+        for start in range(0, len(self.train), block_size):
+            yield start, scores[start : start + block_size]
+
+
+# ----------------------------------------------------------------------------- aggregation
+def group_scores(
+    method: Method,
+    test: Sequence[Example],
+    members: Sequence[Sequence[int]],
+    aggregation: str | None = None,
+    block_size: int = 4096,
+) -> np.ndarray:
+    """Group score of each subset for each test example, ``[n_subsets, q]``, from score blocks.
+
+    ``members[k]`` lists the training-row indices of subset k. ``attention`` is Eq. 7 computed with a
+    running log-sum-exp per (subset, query) (exact in any blocking); ``sum`` adds the scores.
+    """
+    agg = aggregation or method.aggregation
+    if agg not in AGGREGATIONS:
+        raise InputError(f"unknown aggregation {agg!r}; choose one of {AGGREGATIONS}", where="aggregation")
+    n_sub, q = len(members), len(test)
+    membership = torch.zeros((method.n_train, n_sub), dtype=torch.float64)  # counts (repeats allowed)
+    for k, rows in enumerate(members):
+        for r in rows:
+            membership[r, k] += 1.0
+    m = torch.full((n_sub, q), -float("inf"), dtype=torch.float64)
+    num = torch.zeros((n_sub, q), dtype=torch.float64)
+    den = torch.zeros((n_sub, q), dtype=torch.float64)
+    for start, block in method.score_blocks(test, block_size):
+        s = torch.from_numpy(np.asarray(block, dtype=np.float64))  # [b, q]
+        w_members = membership[start : start + s.shape[0]]  # [b, K]
+        if agg == "sum":
+            num += w_members.T @ s
+            continue
+        a = s.abs()
+        for k in torch.nonzero(w_members.sum(0)).flatten().tolist():
+            rows = torch.nonzero(w_members[:, k]).flatten()
+            cnt, ak, sk = w_members[rows, k][:, None], a[rows], s[rows]
+            new_m = torch.maximum(m[k], ak.max(dim=0).values)
+            scale = torch.exp(m[k] - new_m)
+            w = cnt * torch.exp(ak - new_m)
+            num[k] = num[k] * scale + (w * sk).sum(0)
+            den[k] = den[k] * scale + w.sum(0)
+            m[k] = new_m
+    if agg == "sum":
+        return num.numpy()
+    return torch.where(den > 0, num / den, torch.full_like(num, float("nan"))).numpy()
+
+
+def topk(
+    method: Method, test: Sequence[Example], k: int, block_size: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k training rows per test example: ``(scores[q, k], row indices[q, k])``."""
+    heap = TopK(len(test), k)
+    for start, block in method.score_blocks(test, block_size):
+        heap.update(torch.from_numpy(np.ascontiguousarray(block.T)), start)
+    return heap.result()
+
+
+def summed_scores(
+    method: Method,
+    test: Sequence[Example],
+    groups: Sequence[Sequence[int]] | None = None,
+    block_size: int = 4096,
+) -> np.ndarray:
+    """``[n_train, n_groups]``: each training row's score summed over each group of test examples
+    (one group of all of them by default). A query group (e.g. all outputs showing one swap) is
+    scored the additive way, as DDA scores a set of test outputs."""
+    groups = [list(range(len(test)))] if groups is None else groups
+    assign = torch.zeros((len(test), len(groups)), dtype=torch.float64)
+    for g, idx in enumerate(groups):
+        assign[list(idx), g] = 1.0
+    out = np.zeros((method.n_train, len(groups)))
+    for start, block in method.score_blocks(test, block_size):
+        out[start : start + block.shape[0]] = (
+            torch.from_numpy(np.asarray(block, np.float64)) @ assign
+        ).numpy()
+    return out
+
+
+# ----------------------------------------------------------------------------- registry
+def gradient_method_names() -> list[str]:
+    """Names of the gradient methods :mod:`airsearch.methods` provides (empty if none yet)."""
+    try:
+        mod = importlib.import_module("airsearch.methods")
+    except ImportError:
+        return []
+    names = getattr(mod, "METHOD_NAMES", None) or getattr(mod, "METHODS", None) or ()
+    return sorted(names)
+
+
+def make_method(name: str, *, encoder: Any = None, lm: Any = None, seed: int = 0, **options: Any) -> Method:
+    """A method adapter by name. ``airrep``/``base`` need ``encoder`` (an AirRepEncoder); gradient
+    methods need ``lm`` (a TargetLM) and take their own ``options``."""
+    if name in ("airrep", "base"):
+        if encoder is None:
+            raise InputError(f"method {name!r} needs an encoder", where="methods")
+        return EmbeddingMethod(encoder, name=name)
+    if name == "bm25":
+        return BM25Method(options.get("workdir"))
+    if name == "random":
+        return RandomMethod(seed)
+    grads = gradient_method_names()
+    if name in grads:
+        return _gradient_method(name, lm, seed=seed, **options)
+    known = list(BUILTIN_METHODS) + grads
+    raise InputError(f"unknown method {name!r}; known methods: {known}", where="methods")
+
+
+def _gradient_method(name: str, lm: Any, *, seed: int = 0, **options: Any) -> Method:
+    if lm is None:
+        raise InputError(f"gradient method {name!r} needs a target LM (--lm)", where="methods")
+    mod = importlib.import_module("airsearch.methods")
+    build = mod.get_method  # the common interface: get_method(name, lm, **options).score(train, test)
+    impl = build(name, lm, seed=seed, **options)
+    storage = getattr(impl, "storage_bytes_per_example", None)
+    return MatrixMethod(name, impl.score, "sum", (lambda n: n * storage) if storage else None)
