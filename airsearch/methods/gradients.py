@@ -1,0 +1,243 @@
+"""Per-example and per-token gradients of the masked response NLL (methods.md §0), with torch.func.
+
+``g(z, th) = grad_th L(z, th)`` where L is the mean NLL over the response tokens
+(:func:`airsearch.lm.masked_token_nll`). Gradients are taken on a chosen parameter set:
+
+- ``all``: every parameter (tiny models);
+- ``names``: parameters whose name matches any of the given glob patterns or substrings;
+- ``lora``: LoRA adapters. A model that already carries LoRA adapters (a peft model) gives the
+  gradients of its adapter weights (A and B). A plain model gets fresh adapters on ``lora_targets``
+  with a seeded random A and **B = 0**, and the gradient is taken on **B only**: with B = 0 the
+  adapted model computes exactly the same function as the plain one (so the gradient is the true one
+  at th), and the gradient of ``B`` (out x r) equals ``dL/dW @ A^T``: the full weight gradient
+  multiplied by a fixed random r-dim matrix on its input side, a LoGra-style factored projection.
+  A's gradient would be zero at B = 0, which is why it is not used.
+
+Implementation: the model is called through ``torch.func.functional_call`` with the chosen
+parameters as inputs; per-example gradients are ``vmap(grad(loss))`` over chunks of examples, and
+per-token gradients (HAIF) are one forward pass per example with ``vjp`` and a ``vmap`` of the
+pullback over the one-hot basis of its response tokens (no Python loop over tokens). The model is
+put in eval mode (no dropout), and batches are right-padded, so no attention mask is passed: under a
+causal mask, right padding never changes the logits of real positions, and the mask would need
+data-dependent control flow that vmap cannot trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch.func import functional_call, grad, vjp, vmap
+
+from airsearch.errors import InputError
+
+ParamKind = Literal["all", "names", "lora"]
+DEFAULT_LORA_TARGETS = ("q_proj", "v_proj")
+
+
+@dataclass(frozen=True)
+class ParamSet:
+    """Which parameters gradients are taken on; recorded in every stored-vector manifest."""
+
+    kind: ParamKind = "all"
+    patterns: tuple[str, ...] = ()
+    lora_rank: int = 8
+    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    lora_seed: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.kind == "names":
+            out["patterns"] = list(self.patterns)
+        if self.kind == "lora":
+            out.update(rank=self.lora_rank, targets=list(self.lora_targets), seed=self.lora_seed)
+        return out
+
+    @classmethod
+    def parse(cls, text: str, **kwargs: Any) -> ParamSet:
+        """``"all"``, ``"lora"`` or ``"names:PAT1,PAT2"`` (the CLI's ``--params`` value)."""
+        if text in ("all", "lora"):
+            return cls(kind=text, **kwargs)  # type: ignore[arg-type]
+        if text.startswith("names:") and len(text) > 6:
+            return cls(kind="names", patterns=tuple(p for p in text[6:].split(",") if p), **kwargs)
+        raise InputError("expected 'all', 'lora' or 'names:PATTERN[,PATTERN...]'", where=f"--params {text}")
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatch(name, p) or p in name for p in patterns)
+
+
+def _attach_zero_lora(model: Any, spec: ParamSet) -> Any:
+    """Wrap a plain model in fresh LoRA adapters: seeded random A, B = 0, no dropout."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(
+        r=spec.lora_rank,
+        lora_alpha=spec.lora_rank,
+        lora_dropout=0.0,
+        target_modules=list(spec.lora_targets),
+        bias="none",
+    )
+    try:
+        wrapped = get_peft_model(model, cfg)
+    except ValueError as e:
+        raise InputError(f"cannot attach LoRA adapters: {e}", where="lora_targets") from None
+    gen = torch.Generator().manual_seed(spec.lora_seed)
+    with torch.no_grad():
+        for name, p in sorted(wrapped.named_parameters()):
+            if "lora_A" in name:
+                a = torch.randn(p.shape, generator=gen) / p.shape[1] ** 0.5
+                p.copy_(a.to(p.dtype))
+            elif "lora_B" in name:
+                p.zero_()
+    return wrapped
+
+
+@dataclass
+class GradientModel:
+    """A model prepared for functional gradients: the chosen parameters and everything else frozen."""
+
+    model: Any
+    param_names: list[str]
+    params: dict[str, torch.Tensor]
+    frozen: dict[str, torch.Tensor]
+    spec: ParamSet = field(default_factory=ParamSet)
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.params.values())
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.params.values())).device
+
+    # ------------------------------------------------------------------------------ losses
+    def _logits(self, params: dict[str, torch.Tensor], input_ids: torch.Tensor) -> torch.Tensor:
+        out = functional_call(
+            self.model, (params, self.frozen), (), {"input_ids": input_ids, "use_cache": False}, strict=False
+        )
+        return out.logits
+
+    def example_loss(
+        self, params: dict[str, torch.Tensor], input_ids: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """L(z, th) of one unbatched, right-padded example (``[t]`` ids and labels)."""
+        from airsearch.lm import masked_token_nll
+
+        return masked_token_nll(self._logits(params, input_ids[None]), labels[None], "mean")[0]
+
+    def token_losses(
+        self, params: dict[str, torch.Tensor], input_ids: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-position NLL ``[t-1]`` of one example (zero where the target is masked)."""
+        from airsearch.lm import masked_token_nll
+
+        return masked_token_nll(self._logits(params, input_ids[None]), labels[None], "none")[0]
+
+    # ----------------------------------------------------------------------------- gradients
+    def flatten(self, grads: dict[str, torch.Tensor], batch_dims: int = 1) -> torch.Tensor:
+        """Concatenate a gradient dict into ``[..., p]`` rows in :attr:`param_names` order."""
+        lead = next(iter(grads.values())).shape[:batch_dims]
+        return torch.cat([grads[n].reshape(*lead, -1) for n in self.param_names], dim=-1)
+
+    def per_example_grads(self, batch: dict[str, torch.Tensor], chunk_size: int = 8) -> torch.Tensor:
+        """``[b, p]``: row i is ``grad_th L(z_i, th)`` (vmap over examples, ``chunk_size`` at a time)."""
+        ids, labels = _right_trim(batch)
+        ids, labels = ids.to(self.device), labels.to(self.device)
+        fn = vmap(grad(self.example_loss), in_dims=(None, 0, 0), chunk_size=chunk_size)
+        with _eval(self.model):
+            return self.flatten(fn(self.params, ids, labels)).float()
+
+    def per_token_grads(
+        self, input_ids: torch.Tensor, labels: torch.Tensor, chunk_size: int | None = 64
+    ) -> torch.Tensor:
+        """``[n_tokens, p]``: row j is ``grad_th l_j`` for response token j of one example.
+
+        One forward pass (``vjp``), then the pullback vmapped over the one-hot basis of the
+        response positions, ``chunk_size`` tokens at a time.
+        """
+        valid = int((labels != -100).nonzero().max()) + 1 if (labels != -100).any() else 0
+        ids = input_ids[:valid].to(self.device)
+        lab = labels[:valid].to(self.device)
+        positions = (lab[1:] != -100).nonzero().squeeze(-1)
+        if positions.numel() == 0:
+            return torch.zeros(0, self.num_params, device=self.device)
+        with _eval(self.model):
+            _, pullback = vjp(lambda p: self.token_losses(p, ids, lab)[positions], self.params)
+            basis = torch.eye(positions.numel(), device=self.device)
+            (grads,) = vmap(pullback, chunk_size=chunk_size)(basis)
+        return self.flatten(grads).float()
+
+
+def prepare(lm_or_model: Any, spec: ParamSet | None = None) -> GradientModel:
+    """Select the parameters of ``spec`` (a :class:`airsearch.lm.TargetLM` or a torch module).
+
+    For ``lora`` on a plain model a LoRA-wrapped deep copy is made; the caller's model is untouched.
+    """
+    import copy
+
+    spec = spec or ParamSet()
+    model = getattr(lm_or_model, "model", lm_or_model)
+    if spec.kind == "lora":
+        if hasattr(model, "peft_config"):
+            select: Callable[[str], bool] = lambda n: "lora_" in n  # noqa: E731
+        else:
+            model = _attach_zero_lora(copy.deepcopy(model), spec)
+            select = lambda n: "lora_B" in n  # noqa: E731
+    elif spec.kind == "names":
+        if not spec.patterns:
+            raise InputError("a 'names' parameter set needs at least one pattern", where="--params")
+        select = lambda n: _matches(n, spec.patterns)  # noqa: E731
+    else:
+        select = lambda n: True  # noqa: E731
+    model.eval()
+    params: dict[str, torch.Tensor] = {}
+    frozen: dict[str, torch.Tensor] = {}
+    for name, p in model.named_parameters():
+        (params if select(name) else frozen)[name] = p.detach()
+    for name, b in model.named_buffers():
+        frozen[name] = b.detach()
+    if not params:
+        raise InputError(
+            f"the parameter set {spec.describe()} selects no parameter of the model", where="--params"
+        )
+    return GradientModel(model=model, param_names=list(params), params=params, frozen=frozen, spec=spec)
+
+
+def _right_trim(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's ids and labels, cut to the longest row; refuse left padding (it would shift tokens)."""
+    mask = batch["attention_mask"]
+    lengths = mask.sum(dim=1)
+    width = int(lengths.max())
+    expected = torch.arange(mask.shape[1])[None, :] < lengths[:, None]
+    if not torch.equal(mask.bool().cpu(), expected):
+        raise InputError("gradient batches must be right-padded", where="attention_mask")
+    return batch["input_ids"][:, :width], batch["labels"][:, :width]
+
+
+@contextlib.contextmanager
+def _eval(model: Any) -> Iterator[None]:
+    """Eval mode and eager attention (SDPA has no vmap batching rule on CPU); both restored after."""
+    was = model.training
+    config = getattr(model, "config", None)
+    attn = getattr(config, "_attn_implementation", None)
+    switch = attn not in (None, "eager") and hasattr(model, "set_attn_implementation")
+    model.eval()
+    if switch:
+        model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        if switch:
+            model.set_attn_implementation(attn)
+        model.train(was)
+
+
+def length_sorted_batches(n: int, lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (less padding); each batch in input order."""
+    order = sorted(range(n), key=lambda i: lengths[i])
+    return [sorted(order[s : s + batch_size]) for s in range(0, n, batch_size)]

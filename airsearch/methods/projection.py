@@ -1,0 +1,74 @@
+"""Seeded random (Johnson-Lindenstrauss) projection of gradient vectors, block by block (methods.md §0).
+
+``P`` is a ``p x k`` matrix with i.i.d. entries ``+-1/sqrt(k)`` (Rademacher) or ``N(0, 1/k)``
+(Gaussian), so ``E[(x P) . (y P)] = x . y``. It is never held in memory: rows are produced in
+fixed blocks of :data:`BLOCK_ROWS`, each from its own generator seeded by ``(seed, block index)``,
+so the same ``(seed, k, kind)`` always gives the same P whatever the chunking of the inputs, and
+``x P`` is accumulated block by block. Memory is ``BLOCK_ROWS x k`` floats at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+BLOCK_ROWS = 4096
+ProjectionKind = Literal["rademacher", "gaussian"]
+_BITS = torch.arange(8, dtype=torch.uint8)
+
+
+@dataclass(frozen=True)
+class Projector:
+    """``x -> x P`` for ``x`` of shape ``[n, p]``; ``dim=None`` is the identity (exact vectors)."""
+
+    dim: int | None = 4096
+    seed: int = 0
+    kind: ProjectionKind = "rademacher"
+    normalize: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"dim": self.dim, "seed": self.seed, "kind": self.kind, "normalize": self.normalize}
+
+    def output_dim(self, p: int) -> int:
+        return p if self.dim is None else self.dim
+
+    def block(self, index: int, rows: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Rows ``index*BLOCK_ROWS ...`` of P (``rows`` of them), as float32 ``[rows, k]``."""
+        k = int(self.dim)  # type: ignore[arg-type]
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        if self.kind == "gaussian":
+            out = torch.randn((rows, k), generator=gen) / k**0.5
+        elif self.kind == "rademacher":
+            nbytes = (k + 7) // 8
+            raw = torch.randint(0, 256, (rows, nbytes), generator=gen, dtype=torch.uint8)
+            bits = ((raw.unsqueeze(-1) >> _BITS) & 1).reshape(rows, nbytes * 8)[:, :k]
+            out = bits.to(torch.float32).mul_(2.0 / k**0.5).sub_(1.0 / k**0.5)
+        else:
+            raise ValueError(f"unknown projection kind {self.kind!r}")
+        return out.to(device)
+
+    def project(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """``x P[offset : offset + p]`` for ``x`` ``[n, p]``; ``offset`` must be a block boundary.
+
+        ``offset`` lets a caller project a long vector in column pieces and add the results.
+        """
+        if self.dim is None:
+            out = x.float()
+        else:
+            if offset % BLOCK_ROWS:
+                raise ValueError(f"offset {offset} is not a multiple of {BLOCK_ROWS}")
+            x = x.float()
+            out = torch.zeros(x.shape[0], self.dim, device=x.device)
+            for start in range(0, x.shape[1], BLOCK_ROWS):
+                piece = x[:, start : start + BLOCK_ROWS]
+                out.addmm_(piece, self.block((offset + start) // BLOCK_ROWS, piece.shape[1], x.device))
+        return unit_normalize(out) if self.normalize else out
+
+    __call__ = project
+
+
+def unit_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Rows scaled to unit L2 norm (a zero row stays zero)."""
+    return x / x.norm(dim=-1, keepdim=True).clamp(min=eps)

@@ -1,0 +1,186 @@
+"""Per-example / per-token gradients, projection and the vector store, each against a slow reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from airsearch.errors import FingerprintMismatch, InputError
+from airsearch.lm import batch_loss, encode_examples, load_lm, masked_token_nll
+from airsearch.methods.features import GradientFeaturizer, haif_combine
+from airsearch.methods.gradients import ParamSet, prepare
+from airsearch.methods.projection import Projector
+from airsearch.methods.store import VectorManifest, open_store, save_vectors
+from tests.methods_helpers import build_micro_lm, make_examples
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    return load_lm(build_micro_lm(tmp_path_factory.mktemp("micro") / "lm"), device="cpu")
+
+
+def _loop_grads(model, names, enc):
+    """Reference: one forward+backward per example, unpadded, with the attention mask."""
+    rows = []
+    params = dict(model.named_parameters())
+    for i in range(enc["input_ids"].shape[0]):
+        n = int(enc["attention_mask"][i].sum())
+        one = {k: v[i : i + 1, :n] for k, v in enc.items()}
+        model.zero_grad(set_to_none=True)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        out = model(input_ids=one["input_ids"], attention_mask=one["attention_mask"])
+        masked_token_nll(out.logits, one["labels"], "mean")[0].backward()
+        rows.append(torch.cat([params[k].grad.reshape(-1) for k in names]))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("spec", [ParamSet("all"), ParamSet("names", patterns=("*mlp*", "norm"))])
+def test_per_example_grads_equal_backward_loop(lm, spec):
+    examples = make_examples(5)
+    enc = encode_examples(lm, examples)
+    assert enc["attention_mask"].sum(1).unique().numel() > 1  # really padded
+    gm = prepare(lm, spec)
+    fast = gm.per_example_grads(enc, chunk_size=2)
+    ref = _loop_grads(lm.model, gm.param_names, enc)
+    assert fast.shape == ref.shape == (5, gm.num_params)
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
+    if spec.kind == "names":
+        assert all(("mlp" in n or "norm" in n) for n in gm.param_names)
+
+
+def test_lora_b_gradient_is_weight_gradient_times_a_transpose(lm):
+    """Fresh LoRA, B = 0: the model is unchanged and grad_B = dL/dW @ A^T (documented choice)."""
+    examples = make_examples(3)
+    enc = encode_examples(lm, examples)
+    gm = prepare(lm, ParamSet("lora", lora_rank=4, lora_targets=("q_proj",)))
+    assert gm.param_names and all("lora_B" in n for n in gm.param_names)
+    fast = gm.per_example_grads(enc)
+    # the wrapped model computes the same losses as the plain one
+    torch.testing.assert_close(
+        batch_loss(lm, enc),
+        masked_token_nll(
+            gm.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits, enc["labels"]
+        ),
+    )
+    wname = next(n for n, _ in lm.model.named_parameters() if "q_proj" in n)
+    w_grads = _loop_grads(lm.model, [wname], enc)  # [b, out*in]
+    a_name = gm.param_names[0].replace("lora_B", "lora_A")
+    a = dict(gm.model.named_parameters())[a_name].detach()  # [r, in]
+    w_shape = dict(lm.model.named_parameters())[wname].shape
+    expected = torch.stack([(g.reshape(w_shape) @ a.T).reshape(-1) for g in w_grads])
+    b_size = expected.shape[1]
+    torch.testing.assert_close(fast[:, :b_size], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_lora_on_a_peft_model_takes_both_adapters(lm):
+    from airsearch.lm.finetune import FinetuneConfig, finetune
+
+    tuned = finetune(
+        lm,
+        make_examples(4),
+        FinetuneConfig(epochs=1, lr=1e-2, batch_size=2, lora_r=2, lora_targets=("q_proj", "v_proj")),
+        show_progress=False,
+    )
+    gm = prepare(tuned, ParamSet("lora"))
+    assert any("lora_A" in n for n in gm.param_names) and any("lora_B" in n for n in gm.param_names)
+    enc = encode_examples(tuned, make_examples(3))
+    ref = _loop_grads(tuned.model, gm.param_names, enc)
+    torch.testing.assert_close(gm.per_example_grads(enc), ref, rtol=1e-4, atol=1e-6)
+
+
+def test_per_token_grads_equal_loop_over_token_losses(lm):
+    ex = make_examples(4)[3]
+    enc = encode_examples(lm, [ex])
+    gm = prepare(lm, ParamSet("all"))
+    fast = gm.per_token_grads(enc["input_ids"][0], enc["labels"][0], chunk_size=3)
+    model = lm.model
+    params = dict(model.named_parameters())
+    out = model(input_ids=enc["input_ids"])
+    nll = masked_token_nll(out.logits, enc["labels"], "none")[0]
+    positions = (enc["labels"][0, 1:] != -100).nonzero().squeeze(-1)
+    rows = []
+    for j in positions.tolist():
+        g = torch.autograd.grad(nll[j], [params[n] for n in gm.param_names], retain_graph=True)
+        rows.append(torch.cat([x.reshape(-1) for x in g]))
+    ref = torch.stack(rows)
+    assert fast.shape == ref.shape and ref.shape[0] >= 2
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
+    # the per-token gradients average to the example gradient
+    torch.testing.assert_close(fast.mean(0), gm.per_example_grads(enc)[0], rtol=1e-4, atol=1e-6)
+
+
+def test_featurizer_modes_match_formulas(lm):
+    examples = make_examples(4)
+    fz = GradientFeaturizer(lm, ParamSet("all"), batch_size=3, show_progress=False)
+    grads = fz.features(examples)
+    unit = fz.features(examples, normalize=True)
+    torch.testing.assert_close(unit, grads / grads.norm(dim=1, keepdim=True))
+    haif = fz.features(examples, mode="haif")
+    haif_t = fz.features(examples, mode="haif-t")
+    for i, ex in enumerate(examples):
+        enc = encode_examples(lm, [ex])
+        tok = fz.gm.per_token_grads(enc["input_ids"][0], enc["labels"][0])
+        s = sum(t / (t.norm() + 1e-8) for t in tok)
+        torch.testing.assert_close(haif_t[i], s, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(haif[i], s / (s.norm() + 1e-8), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(haif_combine(torch.eye(3) * 5, outer=False), torch.ones(3), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
+def test_projection_preserves_inner_products_within_jl_tolerance(kind):
+    gen = torch.Generator().manual_seed(1)
+    p, k = 9000, 1024
+    x = torch.randn(6, p, generator=gen)
+    x[1] = x[0] + 0.5 * x[1]  # a correlated pair
+    x = x / x.norm(dim=1, keepdim=True)
+    proj = Projector(dim=k, seed=3, kind=kind)
+    px = proj(x)
+    exact, approx = x @ x.T, px @ px.T
+    # each entry's error has std about sqrt(2/k) for unit vectors; allow 5 sigma
+    assert (approx - exact).abs().max() < 5 * (2 / k) ** 0.5
+    # same P whatever the chunking: project the columns in two block-aligned pieces and add
+    cut = 4096
+    torch.testing.assert_close(
+        proj.project(x[:, :cut]) + proj.project(x[:, cut:], offset=cut), px, rtol=1e-4, atol=1e-5
+    )
+    torch.testing.assert_close(Projector(dim=k, seed=3, kind=kind)(x[:2]), px[:2])
+    assert not torch.allclose(Projector(dim=k, seed=4, kind=kind)(x[:2]), px[:2])
+    normed = Projector(dim=k, seed=3, kind=kind, normalize=True)(x)
+    torch.testing.assert_close(normed.norm(dim=1), torch.ones(6))
+    torch.testing.assert_close(Projector(dim=None)(x), x)
+
+
+def test_vector_store_round_trip_and_refuses_mismatch(tmp_path):
+    vecs = torch.randn(7, 5)
+    ids = [f"t{i}" for i in range(7)]
+    man = VectorManifest(
+        feature="grad",
+        model_fingerprint="abc",
+        checkpoints=["ck1"],
+        param_set={"kind": "all"},
+        projection=Projector(dim=5).describe(),
+        dim=5,
+    )
+    save_vectors(tmp_path / "vs", vecs, ids, man, shard_rows=3)
+    store = open_store(tmp_path / "vs", expected=man, expected_ids=ids)
+    assert store.ids == ids and len(store.manifest.shards) == 3
+    torch.testing.assert_close(store.all(), vecs)
+    other = VectorManifest(
+        **{**man.__dict__, "projection": Projector(dim=5, seed=9).describe(), "shards": []}
+    )
+    with pytest.raises(FingerprintMismatch, match="projection"):
+        open_store(tmp_path / "vs", expected=other)
+    with pytest.raises(FingerprintMismatch, match="model_fingerprint"):
+        open_store(tmp_path / "vs", expected=VectorManifest(**{**man.__dict__, "model_fingerprint": "zzz"}))
+    with pytest.raises(FingerprintMismatch, match="different list"):
+        open_store(tmp_path / "vs", expected=man, expected_ids=ids[::-1])
+    with pytest.raises(InputError):
+        open_store(tmp_path / "nothing")
+
+
+def test_param_set_parse():
+    assert ParamSet.parse("names:mlp,q_proj").patterns == ("mlp", "q_proj")
+    assert ParamSet.parse("lora").kind == "lora"
+    with pytest.raises(InputError):
+        ParamSet.parse("bogus")
