@@ -13,6 +13,7 @@ import click
 # (module, attribute) of every top-level command or group, in --help order.
 COMMANDS: list[tuple[str, str]] = [
     ("cli.labels_cmd", "labels"),
+    ("cli.lm_cmd", "lm"),
 ]
 
 

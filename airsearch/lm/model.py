@@ -30,6 +30,7 @@ from airsearch.atomic import atomic_path
 from airsearch.data.example import ANSWER_PREFIX, QUESTION_PREFIX, Example
 from airsearch.errors import InputError
 from airsearch.fingerprint import fingerprint_state_dict
+from airsearch.progress import quiet_default
 
 LM_INFO_FILE = "airsearch_lm.json"
 IGNORE_INDEX = -100
@@ -122,7 +123,10 @@ def load_lm(
     Weights are read from safetensors only. ``device`` defaults to CUDA when available.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    if quiet_default():
+        hf_logging.disable_progress_bar()
     name = str(name_or_path)
     path = Path(name).expanduser()
     if path.exists():

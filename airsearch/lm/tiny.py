@@ -30,7 +30,7 @@ from airsearch.atomic import atomic_path
 from airsearch.config import CommandConfig, require
 from airsearch.data.example import ANSWER_PREFIX, QUESTION_PREFIX, Example
 from airsearch.errors import InputError
-from airsearch.fingerprint import fingerprint_json, fingerprint_state_dict
+from airsearch.fingerprint import fingerprint_state_dict
 from airsearch.lm.loss import masked_token_nll
 from airsearch.lm.model import LM_INFO_FILE
 from airsearch.progress import progress
@@ -171,7 +171,9 @@ def build_tiny_lm(
 
     out_dir = Path(out_dir)
     n_params = sum(p.numel() for p in model.parameters())
-    corpus_fp = fingerprint_json([[ex.id, ex.prompt, ex.response] for ex in examples])
+    from airsearch.data.corpus import fingerprint_examples
+
+    corpus_fp = fingerprint_examples(examples)
     with atomic_path(out_dir, is_dir=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
