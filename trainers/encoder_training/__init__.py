@@ -1,0 +1,18 @@
+"""AirRep encoder training (methods.md §1, Eq. 9): loss, two-pass gradient, trainer, held-out LDS."""
+
+from trainers.encoder_training.config import TrainConfig, TrainResult
+from trainers.encoder_training.evaluate import heldout_lds, predict_split_scores
+from trainers.encoder_training.loss import pairwise_rank_loss
+from trainers.encoder_training.trainer import train_encoder
+from trainers.encoder_training.two_pass import single_pass_backward, two_pass_backward
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "heldout_lds",
+    "pairwise_rank_loss",
+    "predict_split_scores",
+    "single_pass_backward",
+    "train_encoder",
+    "two_pass_backward",
+]

@@ -1,0 +1,98 @@
+"""``airsearch train`` options (methods.md §1 [C] defaults) and the result it returns."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from airsearch.config import CommandConfig, require
+
+# Fields that change how fast a run goes, not what it computes: a resume may change them.
+RUNTIME_FIELDS = ("out", "labels", "device", "batch_size", "checkpoint_every", "keep_checkpoints")
+
+
+@dataclass
+class TrainConfig(CommandConfig):
+    """Training an AirRep encoder on subset-loss labels with the Eq. 9 ranking loss."""
+
+    labels: str = field(
+        default="", metadata={"help": "Label store folder (from `airsearch labels generate`)."}
+    )
+    out: str = field(
+        default="", metadata={"help": "Output folder: the trained AirRep encoder and its training log."}
+    )
+    base_encoder: str = field(
+        default="default",
+        metadata={
+            "help": "Encoder to start from: 'default' (packaged all-MiniLM-L6-v2), a model folder or a hub name."
+        },
+    )
+    epochs: int = field(default=50, metadata={"help": "Passes over the training splits."})
+    lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    subsets_per_step: int = field(
+        default=32, metadata={"help": "Subsets sampled from the split at each step."}
+    )
+    dev_per_step: int = field(
+        default=1000, metadata={"help": "Dev examples sampled from the split at each step."}
+    )
+    holdout_splits: int = field(
+        default=1,
+        metadata={
+            "help": "Splits (the highest split ids) never trained on, used for held-out LDS every epoch."
+        },
+    )
+    warmup_steps: int = field(default=10, metadata={"help": "Linear warm-up steps, then a constant lr."})
+    grad_clip: float = field(default=1.0, metadata={"help": "Gradient-norm clip."})
+    seed: int = field(default=0, metadata={"help": "Seed for sampling, order and torch."})
+    batch_size: int = field(default=32, metadata={"help": "Texts per encoder forward pass."})
+    device: str | None = field(
+        default=None, metadata={"help": "torch device (default: cuda when available)."}
+    )
+    checkpoint_every: int = field(
+        default=50, metadata={"help": "Save a resumable checkpoint every N steps (and after every epoch)."}
+    )
+    keep_checkpoints: bool = field(
+        default=False, metadata={"help": "Keep checkpoints/ in the output folder after training finishes."}
+    )
+
+    def validate(self) -> None:
+        require(self.epochs >= 1, "epochs", "must be at least 1")
+        require(self.lr > 0, "lr", "must be positive")
+        require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        require(self.subsets_per_step >= 2, "subsets_per_step", "a ranking needs at least 2 subsets")
+        require(self.dev_per_step >= 1, "dev_per_step", "must be at least 1")
+        require(self.holdout_splits >= 0, "holdout_splits", "must be >= 0")
+        require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        require(self.grad_clip > 0, "grad_clip", "must be positive")
+        require(self.batch_size >= 1, "batch_size", "must be at least 1")
+        require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1")
+
+    def run_identity(self) -> dict[str, Any]:
+        """The fields that define what a run computes (a resume must match them)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_encoder` returns (also stored in ``training.json``)."""
+
+    out: str
+    epochs: int
+    steps: int
+    base_lds: float
+    best_lds: float
+    best_epoch: int
+    lds_per_epoch: list[float]
+    final_loss: float
+    seconds: float
+    train_splits: list[int]
+    heldout_splits: list[int]
+    labels_fingerprint: str
+    encoder_fingerprint: str
+    resumed: bool = False
+    already_complete: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,70 @@
+"""Held-out LDS of an encoder on label splits (methods.md §6; AirRep §4).
+
+For each held-out split, every subset's Eq. 7 group score is predicted for every dev example and
+compared with the Eq. 8 targets: LDS is the mean over dev examples of the Spearman correlation across
+subsets (:func:`airsearch.metrics.lds`). Each split's union of members is encoded once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from airsearch.data.example import Example
+from airsearch.encoder import AirRepEncoder
+from airsearch.errors import InputError
+from airsearch.labels import SplitLabels
+from airsearch.metrics import lds
+from airsearch.scoring import group_score
+from trainers.encoder_training.two_pass import encode_no_grad
+
+
+def predict_split_scores(
+    encoder: AirRepEncoder, split: SplitLabels, examples: Mapping[str, Example], *, batch_size: int = 64
+) -> np.ndarray:
+    """Predicted Eq. 7 scores ``[n_subsets, n_dev]`` of one split."""
+    union = list(dict.fromkeys(i for m in split.members for i in m))
+    row = {ex_id: r for r, ex_id in enumerate(union)}
+    members = encode_no_grad(encoder, texts_of(encoder, union, examples, split.split), batch_size)
+    dev = encode_no_grad(encoder, texts_of(encoder, split.dev_ids, examples, split.split), batch_size)
+    with torch.no_grad():
+        scores = [
+            group_score(dev, members[torch.tensor([row[i] for i in m], device=members.device)])
+            for m in split.members
+        ]
+    return torch.stack(scores).double().cpu().numpy()
+
+
+def heldout_lds(
+    encoder: AirRepEncoder,
+    splits: Sequence[SplitLabels],
+    examples: Mapping[str, Example],
+    *,
+    batch_size: int = 64,
+) -> dict:
+    """``{"lds": mean over splits, "per_split": {split: lds}}``; ``lds`` is NaN with no splits."""
+    was_training = encoder.model.training
+    encoder.model.eval()
+    per = {}
+    for split in splits:
+        per[str(split.split)] = lds(
+            predict_split_scores(encoder, split, examples, batch_size=batch_size), split.targets()
+        )
+    encoder.model.train(was_training)
+    values = [v for v in per.values() if np.isfinite(v)]
+    return {"lds": float(np.mean(values)) if values else float("nan"), "per_split": per}
+
+
+def texts_of(
+    encoder: AirRepEncoder, ids: Sequence[str], examples: Mapping[str, Example], split: int
+) -> list[str]:
+    """AirRep texts of example ids; a missing id is an error naming the split."""
+    try:
+        return [encoder.text(examples[i]) for i in ids]
+    except KeyError as e:
+        raise InputError(
+            f"example id {e.args[0]!r} is in the labels but not among the examples",
+            where=f"labels split {split}",
+        ) from None

@@ -1,0 +1,330 @@
+"""``train_encoder``: AirRep encoder training on subset-loss labels (methods.md §1, Eq. 7-9).
+
+One step = one training split: ``subsets_per_step`` of its subsets and ``dev_per_step`` of its dev
+examples, sampled by a generator seeded with ``(seed, epoch, step)``, so that a resumed run draws
+exactly what an uninterrupted one would. Gradients come from the two-pass memory trick
+(:mod:`.two_pass`); AdamW, linear warm-up then constant lr, grad-norm clip, dropout off.
+
+The output folder, while training: ``train_config.json``, ``training.json`` (the log),
+``training_curve.png`` and ``checkpoints/{last,best}``. When training ends it is replaced atomically
+by the best encoder (an AirRep folder that ``SentenceTransformer(path)`` loads) plus the log files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from airsearch.atomic import atomic_path, write_json_atomic
+from airsearch.data.example import Example
+from airsearch.encoder import AirRepEncoder
+from airsearch.errors import InputError
+from airsearch.labels import SplitLabels
+from airsearch.progress import progress
+from trainers.encoder_training.checkpoint import load_checkpoint, save_checkpoint
+from trainers.encoder_training.config import TrainConfig, TrainResult
+from trainers.encoder_training.curve import plot_training_curve
+from trainers.encoder_training.data import TrainingLabels, load_training_labels, manifest_summary
+from trainers.encoder_training.evaluate import heldout_lds, texts_of
+from trainers.encoder_training.two_pass import two_pass_backward
+
+CONFIG_FILE = "train_config.json"
+LOG_FILE = "training.json"
+CURVE_FILE = "training_curve.png"
+CHECKPOINTS = "checkpoints"
+
+StepCallback = Callable[[int, float], None]
+
+
+def train_encoder(
+    cfg: TrainConfig,
+    *,
+    splits: Sequence[SplitLabels] | None = None,
+    examples: Mapping[str, Example] | None = None,
+    on_step: StepCallback | None = None,
+) -> TrainResult:
+    """Train (or resume, or report a finished run in) ``cfg.out``; see the module docstring.
+
+    ``splits``/``examples`` replace the label store at ``cfg.labels`` when given. ``on_step(step,
+    loss)`` is called after every optimiser step (and after that step's checkpoint, if any).
+    """
+    cfg.validate()
+    if not cfg.out:
+        raise InputError("an output folder is needed", where="option 'out'")
+    labels = load_training_labels(cfg.labels, splits=splits, examples=examples)
+    out = Path(cfg.out)
+    identity = {"config": cfg.run_identity(), "labels_fingerprint": labels.fingerprint}
+    existing = _check_out_dir(out, identity)
+    if existing == "complete":
+        return TrainResult(**{**json.loads((out / LOG_FILE).read_text())["result"], "already_complete": True})
+    return _Run(cfg, labels, out, identity, on_step).run(resume=existing == "resume")
+
+
+def _check_out_dir(out: Path, identity: dict[str, Any]) -> str:
+    """'fresh', 'resume' or 'complete'; refuses a folder that holds something else."""
+    if out.exists() and not out.is_dir():
+        raise InputError("the output path is a file", where=str(out))
+    if not out.exists() or not any(out.iterdir()):
+        return "fresh"
+    if not (out / CONFIG_FILE).exists():
+        raise InputError(
+            "the output folder is not empty and holds no airsearch training run; "
+            "choose an empty or new folder",
+            where=str(out),
+        )
+    saved = json.loads((out / CONFIG_FILE).read_text())
+    if saved != json.loads(json.dumps(identity)):
+        diff = sorted(
+            k
+            for k in set(saved.get("config", {})) | set(identity["config"])
+            if saved.get("config", {}).get(k) != identity["config"].get(k)
+        )
+        if saved.get("labels_fingerprint") != identity["labels_fingerprint"]:
+            diff.append("labels (different label content)")
+        raise InputError(
+            f"the output folder holds a different training run (differs in: {', '.join(diff)}); "
+            "use a new --out or the same options to resume",
+            where=str(out),
+        )
+    log = out / LOG_FILE
+    if log.exists() and json.loads(log.read_text()).get("complete"):
+        return "complete"
+    return "resume" if (out / CHECKPOINTS / "last").exists() else "fresh"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Dropout off (methods.md §1 [C]): every dropout probability 0 and eval mode."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    model.eval()
+
+
+def sample_step(
+    split: SplitLabels, cfg: TrainConfig, epoch: int, index: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(subset rows, dev columns) of one step, from a generator seeded by (seed, epoch, index)."""
+    rng = np.random.default_rng([cfg.seed, epoch, index])
+    k, d = split.losses.shape
+    subsets = rng.choice(k, size=min(cfg.subsets_per_step, k), replace=False)
+    dev = rng.choice(d, size=min(cfg.dev_per_step, d), replace=False)
+    return subsets, dev
+
+
+def epoch_order(n_train: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch, 2**31 - 1]).permutation(n_train)
+
+
+class _Run:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        labels: TrainingLabels,
+        out: Path,
+        identity: dict,
+        on_step: StepCallback | None,
+    ):
+        self.cfg, self.labels, self.out, self.identity, self.on_step = cfg, labels, out, identity, on_step
+        self.train, self.heldout = labels.partition(cfg.holdout_splits)
+        self.steps_per_epoch = len(self.train)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.targets = {s.split: torch.tensor(s.targets(), dtype=torch.float32) for s in self.train}
+        seed_everything(cfg.seed)
+        self.encoder = AirRepEncoder.load(cfg.base_encoder, device=cfg.device)
+        disable_dropout(self.encoder.model)
+        params = [p for p in self.encoder.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warm = cfg.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0
+        )
+        self.record: dict[str, Any] = {
+            "step": 0,
+            "losses": [],
+            "lds": [],
+            "best_epoch": None,
+            "best_lds": None,
+            "seconds": 0.0,
+        }
+
+    # ------------------------------------------------------------------ main loop
+    def run(self, *, resume: bool) -> TrainResult:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.resumed = resume
+        if resume:
+            self.record = load_checkpoint(
+                self.out / CHECKPOINTS / "last", self.encoder.model, self.optimizer, self.scheduler
+            )
+            disable_dropout(self.encoder.model)
+        else:
+            write_json_atomic(self.out / CONFIG_FILE, self.identity)
+        started, seconds_before = time.monotonic(), self.record["seconds"]
+        self._elapsed = lambda: seconds_before + time.monotonic() - started
+        bar = progress(desc="training", total=self.total_steps, unit="step", initial=self.record["step"])
+        while True:
+            step = self.record["step"]
+            evaluated = len(self.record["lds"])  # epochs 0..evaluated-1 have an LDS
+            if evaluated == 0 or step == evaluated * self.steps_per_epoch:
+                self._end_epoch(evaluated)
+                if evaluated >= self.cfg.epochs:
+                    break
+                continue
+            loss = self._train_step(step)
+            self.record["losses"].append(loss)
+            self.record["step"] = step + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if (
+                self.record["step"] % self.cfg.checkpoint_every == 0
+                and self.record["step"] % self.steps_per_epoch
+            ):
+                self._checkpoint()
+            if self.on_step is not None:
+                self.on_step(self.record["step"], loss)
+        bar.close()
+        return self._finish()
+
+    def _train_step(self, step: int) -> float:
+        epoch, index = divmod(step, self.steps_per_epoch)
+        split = self.train[epoch_order(self.steps_per_epoch, self.cfg.seed, epoch)[index]]
+        rows, cols = sample_step(split, self.cfg, epoch, index)
+        member_texts = [
+            texts_of(self.encoder, split.members[r], self.labels.examples, split.split) for r in rows
+        ]
+        dev_texts = texts_of(
+            self.encoder, [split.dev_ids[c] for c in cols], self.labels.examples, split.split
+        )
+        targets = self.targets[split.split][torch.as_tensor(rows)][:, torch.as_tensor(cols)]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = two_pass_backward(
+            self.encoder, member_texts, dev_texts, targets, batch_size=self.cfg.batch_size
+        )
+        torch.nn.utils.clip_grad_norm_(self.encoder.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.encoder.invalidate_fingerprint()
+        return loss
+
+    def _end_epoch(self, epoch: int) -> None:
+        """Held-out LDS after ``epoch`` epochs (0 = base), best-encoder update, checkpoint, log."""
+        result = heldout_lds(self.encoder, self.heldout, self.labels.examples, batch_size=self.cfg.batch_size)
+        self.record["lds"].append({"epoch": epoch, **result})
+        best = self.record["best_lds"]
+        score = result["lds"] if math.isfinite(result["lds"]) else -math.inf
+        best_score = best if best is not None and math.isfinite(best) else -math.inf
+        # epoch 0 is the base encoder: the output is always a trained epoch
+        improved = epoch >= 1 and (
+            not self.heldout or self.record["best_epoch"] is None or score > best_score
+        )
+        if improved:
+            self.record["best_epoch"], self.record["best_lds"] = epoch, result["lds"]
+            self._save_encoder(self.out / CHECKPOINTS / "best")
+        self._checkpoint()
+
+    # ------------------------------------------------------------------ persistence
+    def _checkpoint(self) -> None:
+        self.record["seconds"] = self._elapsed()
+        save_checkpoint(
+            self.out / CHECKPOINTS / "last", self.encoder.model, self.optimizer, self.scheduler, self.record
+        )
+        self._write_log(complete=False)
+
+    def _training_info(self) -> dict[str, Any]:
+        lds = self.record["lds"]
+        return {
+            "config": self.cfg.run_identity(),
+            "labels": {
+                **manifest_summary(self.labels),
+                "train_splits": [s.split for s in self.train],
+                "heldout_splits": [s.split for s in self.heldout],
+            },
+            "best_epoch": self.record["best_epoch"],
+            "heldout_lds": self.record["best_lds"],
+            "base_lds": lds[0]["lds"] if lds else None,
+            "lds_per_epoch": [h["lds"] for h in lds],
+            "steps": self.record["step"],
+        }
+
+    def _save_encoder(self, path: Path) -> None:
+        self.encoder.info.trained = True
+        self.encoder.info.training = self._training_info()
+        with atomic_path(path, is_dir=True) as tmp:
+            self.encoder.save(tmp)
+
+    def _result(self) -> TrainResult:
+        lds = self.record["lds"]
+        best_dir = self.out / CHECKPOINTS / "best"
+        info_file = best_dir / "airsearch_encoder.json"
+        fp = (
+            json.loads(info_file.read_text())["fingerprint"]
+            if info_file.exists()
+            else self.encoder.fingerprint
+        )
+        return TrainResult(
+            out=str(self.out),
+            epochs=len(lds) - 1,
+            steps=self.record["step"],
+            base_lds=lds[0]["lds"],
+            best_lds=self.record["best_lds"],
+            best_epoch=self.record["best_epoch"],
+            lds_per_epoch=[h["lds"] for h in lds],
+            final_loss=self.record["losses"][-1] if self.record["losses"] else float("nan"),
+            seconds=self._elapsed(),
+            train_splits=[s.split for s in self.train],
+            heldout_splits=[s.split for s in self.heldout],
+            labels_fingerprint=self.labels.fingerprint,
+            encoder_fingerprint=fp,
+            resumed=getattr(self, "resumed", False),
+        )
+
+    def _write_log(self, *, complete: bool, directory: Path | None = None) -> None:
+        directory = directory or self.out
+        log = {
+            "complete": complete,
+            "result": self._result().to_dict(),
+            "training": self._training_info(),
+            "losses": self.record["losses"],
+            "lds": self.record["lds"],
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+        }
+        write_json_atomic(directory / LOG_FILE, log)
+        plot_training_curve(self.record["losses"], self.record["lds"], directory / CURVE_FILE)
+
+    def _finish(self) -> TrainResult:
+        """Replace the run folder by the best encoder plus the log (atomically)."""
+        self.record["seconds"] = self._elapsed()
+        best = self.out / CHECKPOINTS / "best"
+        # the best encoder's info gets the full history (later epochs were not known when it was saved)
+        info_file = best / "airsearch_encoder.json"
+        info = json.loads(info_file.read_text())
+        info["training"] = {
+            **self._training_info(),
+            "best_epoch": self.record["best_epoch"],
+            "heldout_lds": self.record["best_lds"],
+        }
+        write_json_atomic(info_file, info)
+        with atomic_path(self.out, is_dir=True) as tmp:
+            shutil.copytree(best, tmp, dirs_exist_ok=True)
+            shutil.copy2(self.out / CONFIG_FILE, tmp / CONFIG_FILE)
+            if self.cfg.keep_checkpoints:
+                shutil.copytree(self.out / CHECKPOINTS, tmp / CHECKPOINTS)
+            self._write_log(complete=True, directory=tmp)
+        result = self._result()
+        result.encoder_fingerprint = info["fingerprint"]
+        return result

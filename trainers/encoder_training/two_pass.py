@@ -1,0 +1,112 @@
+"""One training step's gradient with the AirRep memory trick (methods.md §1, Eq. 9 + Eq. 7).
+
+A step scores K subsets (up to ~1,000 members each) against D dev examples. Keeping the encoder's
+graph for all K x members + D texts at once does not fit, so the gradient is taken in two passes:
+
+1. Encode the union of the subsets' members and the dev examples **without** grad, compute every
+   group score ``s[k, d]`` (Eq. 7) and the loss (Eq. 9), and take ``dL/ds`` (cheap: [K, D]).
+2. For each subset k on its own, recompute ``s_k`` from the (leaf) member and dev embeddings and
+   back-propagate ``(dL/ds_k * s_k).sum()``; the other subsets' scores stay detached. This
+   accumulates ``dL/d(member embedding)`` and ``dL/d(dev embedding)`` exactly.
+3. Re-encode members and dev examples in chunks **with** grad and back-propagate
+   ``(dL/de * e).sum()`` into the encoder, accumulating parameter gradients chunk by chunk.
+
+By the chain rule the accumulated parameter gradient equals that of the naive single pass
+(:func:`single_pass_backward`, kept as the reference); peak memory is one chunk's activations.
+Members shared by several subsets are encoded once per pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from airsearch.encoder import AirRepEncoder
+from airsearch.scoring import group_score
+from trainers.encoder_training.loss import pairwise_rank_loss
+
+
+def encode_no_grad(encoder: AirRepEncoder, texts: Sequence[str], batch_size: int) -> torch.Tensor:
+    """Embeddings ``[n, dim]`` in chunks of ``batch_size`` (the same chunking as :func:`backprop_embeddings`)."""
+    with torch.no_grad():
+        parts = [encoder.forward_texts(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    return torch.cat(parts) if parts else torch.zeros(0, encoder.dim, device=encoder.model.device)
+
+
+def backprop_embeddings(
+    encoder: AirRepEncoder, texts: Sequence[str], grads: torch.Tensor, batch_size: int
+) -> None:
+    """Re-encode ``texts`` chunk by chunk with grad and accumulate ``d/dθ sum(grads * e(texts))``."""
+    for i in range(0, len(texts), batch_size):
+        g = grads[i : i + batch_size]
+        if not bool(g.any()):
+            continue
+        emb = encoder.forward_texts(texts[i : i + batch_size])
+        (emb * g.to(emb.dtype)).sum().backward()
+
+
+def _index_members(member_texts: Sequence[Sequence[str]]) -> tuple[list[str], list[torch.Tensor]]:
+    """The union of member texts (first-seen order) and each subset's rows in it."""
+    position: dict[str, int] = {}
+    rows = []
+    for subset in member_texts:
+        idx = [position.setdefault(t, len(position)) for t in subset]
+        rows.append(torch.tensor(idx, dtype=torch.long))
+    return list(position), rows
+
+
+def two_pass_backward(
+    encoder: AirRepEncoder,
+    member_texts: Sequence[Sequence[str]],
+    dev_texts: Sequence[str],
+    targets: torch.Tensor,
+    *,
+    batch_size: int = 64,
+) -> float:
+    """Accumulate the Eq. 9 gradient of one step into the encoder's ``.grad``; returns the loss.
+
+    ``member_texts[k]`` are subset k's member texts, ``targets`` is ``[K, D]`` (Eq. 8, clipped).
+    The caller zeroes grads before and steps the optimiser after.
+    """
+    if len(member_texts) != targets.shape[0] or len(dev_texts) != targets.shape[1]:
+        raise ValueError(
+            f"targets {tuple(targets.shape)} do not match {len(member_texts)} subsets x {len(dev_texts)} dev"
+        )
+    union, rows = _index_members(member_texts)
+    # pass 1: no-grad embeddings, scores, loss and dL/ds
+    members = encode_no_grad(encoder, union, batch_size)
+    dev = encode_no_grad(encoder, dev_texts, batch_size)
+    with torch.no_grad():
+        scores = torch.stack([group_score(dev, members[r.to(members.device)]) for r in rows])
+    scores.requires_grad_(True)
+    loss = pairwise_rank_loss(scores, targets.to(scores.device))
+    (d_scores,) = torch.autograd.grad(loss, scores)
+    # pass 2a: per subset, push dL/ds_k into the embeddings (the other subsets' scores detached)
+    members_leaf = members.detach().requires_grad_(True)
+    dev_leaf = dev.detach().requires_grad_(True)
+    for k, r in enumerate(rows):
+        if not bool(d_scores[k].any()):
+            continue
+        s_k = group_score(dev_leaf, members_leaf[r.to(members.device)])
+        (d_scores[k] * s_k).sum().backward()
+    # pass 2b: re-encode in chunks with grad and push the embedding grads into the encoder
+    if members_leaf.grad is not None:
+        backprop_embeddings(encoder, union, members_leaf.grad, batch_size)
+    if dev_leaf.grad is not None:
+        backprop_embeddings(encoder, dev_texts, dev_leaf.grad, batch_size)
+    return float(loss.detach())
+
+
+def single_pass_backward(
+    encoder: AirRepEncoder,
+    member_texts: Sequence[Sequence[str]],
+    dev_texts: Sequence[str],
+    targets: torch.Tensor,
+) -> float:
+    """The naive step: everything encoded with grad in one graph, then ``loss.backward()`` (reference)."""
+    dev = encoder.forward_texts(list(dev_texts))
+    scores = torch.stack([group_score(dev, encoder.forward_texts(list(m))) for m in member_texts])
+    loss = pairwise_rank_loss(scores, targets.to(scores.device))
+    loss.backward()
+    return float(loss.detach())
