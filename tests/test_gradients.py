@@ -11,28 +11,12 @@ from airsearch.methods.features import GradientFeaturizer, haif_combine
 from airsearch.methods.gradients import ParamSet, prepare
 from airsearch.methods.projection import Projector
 from airsearch.methods.store import VectorManifest, open_store, save_vectors
-from tests.methods_helpers import build_micro_lm, make_examples
+from tests.methods_helpers import build_micro_lm, loop_grads, make_examples
 
 
 @pytest.fixture(scope="module")
 def lm(tmp_path_factory):
     return load_lm(build_micro_lm(tmp_path_factory.mktemp("micro") / "lm"), device="cpu")
-
-
-def _loop_grads(model, names, enc):
-    """Reference: one forward+backward per example, unpadded, with the attention mask."""
-    rows = []
-    params = dict(model.named_parameters())
-    for i in range(enc["input_ids"].shape[0]):
-        n = int(enc["attention_mask"][i].sum())
-        one = {k: v[i : i + 1, :n] for k, v in enc.items()}
-        model.zero_grad(set_to_none=True)
-        for p in model.parameters():
-            p.requires_grad_(True)
-        out = model(input_ids=one["input_ids"], attention_mask=one["attention_mask"])
-        masked_token_nll(out.logits, one["labels"], "mean")[0].backward()
-        rows.append(torch.cat([params[k].grad.reshape(-1) for k in names]))
-    return torch.stack(rows)
 
 
 @pytest.mark.parametrize("spec", [ParamSet("all"), ParamSet("names", patterns=("*mlp*", "norm"))])
@@ -42,7 +26,7 @@ def test_per_example_grads_equal_backward_loop(lm, spec):
     assert enc["attention_mask"].sum(1).unique().numel() > 1  # really padded
     gm = prepare(lm, spec)
     fast = gm.per_example_grads(enc, chunk_size=2)
-    ref = _loop_grads(lm.model, gm.param_names, enc)
+    ref = loop_grads(lm.model, gm.param_names, enc)
     assert fast.shape == ref.shape == (5, gm.num_params)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
     if spec.kind == "names":
@@ -64,7 +48,7 @@ def test_lora_b_gradient_is_weight_gradient_times_a_transpose(lm):
         ),
     )
     wname = next(n for n, _ in lm.model.named_parameters() if "q_proj" in n)
-    w_grads = _loop_grads(lm.model, [wname], enc)  # [b, out*in]
+    w_grads = loop_grads(lm.model, [wname], enc)  # [b, out*in]
     a_name = gm.param_names[0].replace("lora_B", "lora_A")
     a = dict(gm.model.named_parameters())[a_name].detach()  # [r, in]
     w_shape = dict(lm.model.named_parameters())[wname].shape
@@ -85,7 +69,7 @@ def test_lora_on_a_peft_model_takes_both_adapters(lm):
     gm = prepare(tuned, ParamSet("lora"))
     assert any("lora_A" in n for n in gm.param_names) and any("lora_B" in n for n in gm.param_names)
     enc = encode_examples(tuned, make_examples(3))
-    ref = _loop_grads(tuned.model, gm.param_names, enc)
+    ref = loop_grads(tuned.model, gm.param_names, enc)
     torch.testing.assert_close(gm.per_example_grads(enc), ref, rtol=1e-4, atol=1e-6)
 
 

@@ -1,0 +1,91 @@
+"""DDA: Debias and Denoise Attribution (methods.md §2; DDA paper Eqs. 6, 9-12).
+
+``IS_DD(z_t, z_e) = (1/N) sum_c ĝ(z_e, th_c) . ĝ(z_t, th_c) - beta * ĝ(z_e, th_0) . ĝ(z_t, th_0)``
+
+- denoise (Eq. 10): the mean over the fine-tuning checkpoints th_1..th_N;
+- debias (Eq. 9/11): minus beta times the base model th_0's score (beta = 1 by default, as Eq. 11);
+- ĝ: gradients unit-normalised by default [D] (the paper's scores look like cosines).
+- contrastive (Eq. 12, aggregated form [D]): ``score(z_t) = sum_{e in bad} IS_DD(z_t, e) -
+  sum_{e in good} IS_DD(z_t, e)``.
+
+As a feature method: train vector ``[ĝ_1(z_t), ..., ĝ_N(z_t), ĝ_0(z_t)]``, test vector
+``[ĝ_1(z_e)/N, ..., ĝ_N(z_e)/N, -beta ĝ_0(z_e)]``; their dot product is IS_DD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from airsearch.data.example import Example
+from airsearch.methods.base import AttributionMethod
+from airsearch.methods.gradients import ParamSet
+from airsearch.methods.projection import Projector
+from airsearch.methods.store import VectorManifest
+from airsearch.methods.tracin import CheckpointFeatures
+
+
+class DDA(AttributionMethod):
+    """DDA over ``checkpoints`` (fine-tuned th_1..th_N) with an optional ``base`` model th_0."""
+
+    name = "dda"
+
+    def __init__(
+        self,
+        checkpoints: Sequence[Any],
+        base: Any | None = None,
+        *,
+        beta: float = 1.0,
+        normalize: bool = True,
+        params: ParamSet | None = None,
+        projector: Projector | None = None,
+        **featurizer_kwargs: Any,
+    ) -> None:
+        if not checkpoints:
+            raise ValueError("DDA needs at least one fine-tuned checkpoint")
+        self.n_checkpoints = len(checkpoints)
+        self.beta = float(beta)
+        self.use_base = base is not None and self.beta != 0.0
+        lms = list(checkpoints) + ([base] if self.use_base else [])
+        self.ck = CheckpointFeatures(lms, params, projector, **featurizer_kwargs)
+        self.normalize = normalize
+
+    def train_features(self, examples: Sequence[Example]) -> torch.Tensor:
+        return torch.cat(self.ck.per_checkpoint(examples, normalize=self.normalize), dim=1)
+
+    def test_features(self, examples: Sequence[Example]) -> torch.Tensor:
+        feats = self.ck.per_checkpoint(examples, normalize=self.normalize)
+        scaled = [f / self.n_checkpoints for f in feats[: self.n_checkpoints]]
+        if self.use_base:
+            scaled.append(-self.beta * feats[-1])
+        return torch.cat(scaled, dim=1)
+
+    def contrastive_query(self, bad: Sequence[Example], good: Sequence[Example] = ()) -> torch.Tensor:
+        """The single test vector of Eq. 12: sum of bad test vectors minus sum of good ones, ``[1, d]``."""
+        q = self.test_features(bad).sum(dim=0, keepdim=True)
+        if good:
+            q = q - self.test_features(good).sum(dim=0, keepdim=True)
+        return q
+
+    def contrastive_scores(
+        self, train: Sequence[Example], bad: Sequence[Example], good: Sequence[Example] = ()
+    ) -> torch.Tensor:
+        """``[n_train]``: DD(bad) - DD(good) for every train example."""
+        return (self.train_features(train) @ self.contrastive_query(bad, good).T)[:, 0]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "method": self.name,
+            "beta": self.beta,
+            "normalize": self.normalize,
+            "checkpoints": self.n_checkpoints,
+            "base": self.use_base,
+        }
+
+    def manifest(self) -> VectorManifest:
+        dim = sum(f.dim() for f in self.ck.featurizers)
+        return self.ck.manifest(
+            "grad-unit" if self.normalize else "grad", dim, {"method": self.name, "base": self.use_base}
+        )

@@ -1,0 +1,53 @@
+"""HAIF and HAIF-T: heuristically adjusted influence functions (methods.md §3; HAIF Eq. 23).
+
+``I(z_test, z_k) = g(z_test)^T A( sum_j A(grad l_j(z_k)) )``, ``A(v) = v / (||v|| + eps)``
+
+where l_j is the NLL of response token j of the train example. HAIF-T drops the outer A. The test
+gradient is not normalised, the Hessian is the identity and only the final model is used. The
+per-token gradients come from one forward pass per train example and a vmapped pullback
+(:meth:`~airsearch.methods.gradients.GradientModel.per_token_grads`); the normalisations are done in
+the full parameter space, then the train vector is projected once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from airsearch.data.example import Example
+from airsearch.methods.base import AttributionMethod
+from airsearch.methods.gradients import ParamSet
+from airsearch.methods.projection import Projector
+from airsearch.methods.store import VectorManifest
+from airsearch.methods.tracin import CheckpointFeatures
+
+
+class HAIF(AttributionMethod):
+    """HAIF (``outer=True``, name ``haif``) or HAIF-T (``outer=False``, name ``haif-t``) on one model."""
+
+    def __init__(
+        self,
+        lm: Any,
+        *,
+        outer: bool = True,
+        params: ParamSet | None = None,
+        projector: Projector | None = None,
+        **featurizer_kwargs: Any,
+    ) -> None:
+        self.ck = CheckpointFeatures([lm], params, projector, **featurizer_kwargs)
+        self.outer = outer
+        self.name = "haif" if outer else "haif-t"
+
+    def train_features(self, examples: Sequence[Example]) -> torch.Tensor:
+        return self.ck.per_checkpoint(examples, mode=self.name)[0]
+
+    def test_features(self, examples: Sequence[Example]) -> torch.Tensor:
+        return self.ck.per_checkpoint(examples, mode="grad")[0]
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.name}
+
+    def manifest(self) -> VectorManifest:
+        return self.ck.manifest(self.name, self.ck.featurizers[0].dim(), {"method": self.name})

@@ -1,0 +1,135 @@
+"""Grad-dot, grad-cos, TracIn, DDA, HAIF(-T): each against its explicit formula on slow reference gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from airsearch.lm import encode_examples, load_lm
+from airsearch.lm.finetune import FinetuneConfig, finetune
+from airsearch.methods.base import rerank, rerank_order
+from airsearch.methods.dda import DDA
+from airsearch.methods.gradients import ParamSet
+from airsearch.methods.haif import HAIF
+from airsearch.methods.projection import Projector
+from airsearch.methods.tracin import TracIn
+from tests.methods_helpers import build_micro_lm, loop_grads, loop_token_grads, make_examples
+
+ALL = ParamSet("all")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    base = load_lm(build_micro_lm(tmp_path_factory.mktemp("micro") / "lm"), device="cpu")
+    kept = []
+    finetune(
+        base,
+        make_examples(8, "ft", seed=5),
+        FinetuneConfig(epochs=2, lr=5e-3, batch_size=4),
+        on_epoch_end=lambda e, lm: kept.append(lm.clone()),
+        show_progress=False,
+    )
+    return base, kept
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_examples(6, "tr", seed=1), make_examples(3, "te", seed=2)
+
+
+def ref_grads(lm, examples):
+    names = [n for n, _ in lm.model.named_parameters()]
+    return loop_grads(lm.model, names, encode_examples(lm, examples))
+
+
+def unit(x):
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def test_grad_dot_and_grad_cos(models, data):
+    base, _ = models
+    train, test = data
+    gt, ge = ref_grads(base, train), ref_grads(base, test)
+    m = TracIn([base], params=ALL, show_progress=False)
+    torch.testing.assert_close(m.score(train, test), gt @ ge.T, rtol=1e-4, atol=1e-6)
+    cos = TracIn([base], normalize=True, params=ALL, show_progress=False)
+    assert cos.name == "gradcos"
+    torch.testing.assert_close(cos.score(train, test), unit(gt) @ unit(ge).T, rtol=1e-4, atol=1e-6)
+
+
+def test_tracin_over_checkpoints(models, data):
+    _, cks = models
+    train, test = data
+    m = TracIn(cks, weights=[0.3, 2.0], params=ALL, show_progress=False)
+    expected = sum(
+        w * ref_grads(c, train) @ ref_grads(c, test).T for w, c in zip([0.3, 2.0], cks, strict=True)
+    )
+    torch.testing.assert_close(m.score(train, test), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_dda_beta0_one_checkpoint_is_grad_dot(models, data):
+    base, cks = models
+    train, test = data
+    plain = TracIn([cks[0]], params=ALL, show_progress=False).score(train, test)
+    for b in (None, base):
+        dda = DDA([cks[0]], base=b, beta=0.0, normalize=False, params=ALL, show_progress=False)
+        torch.testing.assert_close(dda.score(train, test), plain, rtol=1e-5, atol=1e-7)
+
+
+def test_dda_general_formula_and_contrastive(models, data):
+    base, cks = models
+    train, test = data
+    beta = 0.7
+    dda = DDA(cks, base=base, beta=beta, params=ALL, show_progress=False)
+    den = sum(unit(ref_grads(c, train)) @ unit(ref_grads(c, test)).T for c in cks) / len(cks)
+    expected = den - beta * unit(ref_grads(base, train)) @ unit(ref_grads(base, test)).T
+    got = dda.score(train, test)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    # Eq. 12: DD(bad) - DD(good), summed over each set
+    bad, good = test[:2], test[2:]
+    torch.testing.assert_close(
+        dda.contrastive_scores(train, bad, good), got[:, :2].sum(1) - got[:, 2:].sum(1), rtol=1e-4, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("outer", [True, False])
+def test_haif_and_haif_t_formula(models, data, outer):
+    base, _ = models
+    train, test = data
+    names = [n for n, _ in base.model.named_parameters()]
+    enc = encode_examples(base, train)
+    rows = []
+    for r in range(len(train)):
+        tok = loop_token_grads(base.model, names, enc, r)
+        s = sum(t / (t.norm() + 1e-8) for t in tok)
+        rows.append(s / (s.norm() + 1e-8) if outer else s)
+    expected = torch.stack(rows) @ ref_grads(base, test).T
+    m = HAIF(base, outer=outer, params=ALL, show_progress=False)
+    assert m.name == ("haif" if outer else "haif-t")
+    torch.testing.assert_close(m.score(train, test), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_projected_scores_within_jl_tolerance(models, data):
+    base, _ = models
+    train, test = data
+    exact = TracIn([base], normalize=True, params=ALL, show_progress=False).score(train, test)
+    k = 2048
+    proj = TracIn(
+        [base], normalize=True, params=ALL, projector=Projector(dim=k, seed=7), show_progress=False
+    ).score(train, test)
+    assert (proj - exact).abs().max() < 5 * (2 / k) ** 0.5
+
+
+def test_topk_and_rerank_follow_the_scores(models, data):
+    base, _ = models
+    train, test = data
+    m = TracIn([base], params=ALL, show_progress=False)
+    full = m.score(train, test).numpy()
+    scores, idx = m.topk(train, test, k=3, block_size=4)
+    np.testing.assert_array_equal(idx, np.argsort(-full.T, axis=1, kind="stable")[:, :3])
+    np.testing.assert_allclose(scores, np.take_along_axis(full.T, idx, 1), rtol=1e-5)
+    s = rerank(m, test[0], train)
+    np.testing.assert_allclose(s, full[:, 0], rtol=1e-5)
+    order = rerank_order(s)
+    assert list(order) == sorted(range(len(train)), key=lambda i: -s[i])
