@@ -181,36 +181,6 @@ class RandomMethod(Method):
             yield start, rng.standard_normal((stop - start, len(test))).astype(np.float32)
 
 
-class MatrixMethod(Method):
-    """Adapter for any method that gives a ``[n_train, q]`` score matrix per call, served in blocks.
-
-    ``score_fn(train, test) -> array[n_train, q]`` is the common interface of
-    :mod:`airsearch.methods`; ``aggregation`` is ``sum`` for these additive methods.
-    """
-
-    def __init__(
-        self, name: str, score_fn: Any, aggregation: str = "sum", storage_bytes_fn: Any = None
-    ) -> None:
-        super().__init__()
-        self.name, self.score_fn, self.aggregation = name, score_fn, aggregation
-        self.storage_bytes_fn = storage_bytes_fn
-        self.train: list[Example] = []
-
-    def _prepare(self, train: list[Example]) -> None:
-        self.train = train
-        if self.storage_bytes_fn is not None:
-            self.storage_bytes = int(self.storage_bytes_fn(len(train)))
-
-    def score_blocks(
-        self, test: Sequence[Example], block_size: int = 4096
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        scores = np.asarray(self.score_fn(self.train, list(test)), dtype=np.float32)
-        if scores.shape != (len(self.train), len(test)):
-            raise ValueError(f"{self.name}: scores shape {scores.shape} != ({len(self.train)}, {len(test)})")
-        for start in range(0, len(self.train), block_size):
-            yield start, scores[start : start + block_size]
-
-
 # ----------------------------------------------------------------------------- aggregation
 def group_scores(
     method: Method,
@@ -288,19 +258,48 @@ def summed_scores(
 
 
 # ----------------------------------------------------------------------------- registry
+class FeatureMethod(Method):
+    """Adapter for :class:`airsearch.methods.base.AttributionMethod` (gradient methods): train
+    features are computed once in ``prepare`` (what a vector store keeps), test features per call,
+    and scores ``u_i . v_j`` are served block by block. Additive: ``sum`` aggregation."""
+
+    aggregation = "sum"
+
+    def __init__(self, impl: Any, name: str | None = None) -> None:
+        super().__init__()
+        self.impl, self.name = impl, name or impl.name
+        self.train_features: torch.Tensor | None = None
+
+    def _prepare(self, train: list[Example]) -> None:
+        self.train_features = self.impl.train_features(train).detach().float().cpu()
+        self.storage_bytes = int(self.train_features.numel() * 4)
+
+    def score_blocks(
+        self, test: Sequence[Example], block_size: int = 4096
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        assert self.train_features is not None, "prepare() first"
+        v = self.impl.test_features(list(test)).detach().float().cpu()
+        for start in range(0, self.train_features.shape[0], block_size):
+            yield start, (self.train_features[start : start + block_size] @ v.T).numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "settings": self.impl.describe()}
+
+
 def gradient_method_names() -> list[str]:
     """Names of the gradient methods :mod:`airsearch.methods` provides (empty if none yet)."""
     try:
-        mod = importlib.import_module("airsearch.methods")
+        mod = importlib.import_module("airsearch.methods.base")
     except ImportError:
         return []
-    names = getattr(mod, "METHOD_NAMES", None) or getattr(mod, "METHODS", None) or ()
-    return sorted(names)
+    return sorted(getattr(mod, "METHOD_NAMES", ()))
 
 
 def make_method(name: str, *, encoder: Any = None, lm: Any = None, seed: int = 0, **options: Any) -> Method:
     """A method adapter by name. ``airrep``/``base`` need ``encoder`` (an AirRepEncoder); gradient
-    methods need ``lm`` (a TargetLM) and take their own ``options``."""
+    methods need ``lm`` (the fine-tuned TargetLM) and take ``options``: ``checkpoints`` (TracIn/DDA,
+    default ``[lm]``), ``base_lm`` (DDA's th0), ``projection_dim`` (JL dimension, 0 = exact), ``params``
+    (``"all"``/``"lora"``/``"names:..."``), ``batch_size``."""
     if name in ("airrep", "base"):
         if encoder is None:
             raise InputError(f"method {name!r} needs an encoder", where="methods")
@@ -311,16 +310,51 @@ def make_method(name: str, *, encoder: Any = None, lm: Any = None, seed: int = 0
         return RandomMethod(seed)
     grads = gradient_method_names()
     if name in grads:
-        return _gradient_method(name, lm, seed=seed, **options)
+        return FeatureMethod(gradient_method(name, lm, seed=seed, **options), name)
     known = list(BUILTIN_METHODS) + grads
     raise InputError(f"unknown method {name!r}; known methods: {known}", where="methods")
 
 
-def _gradient_method(name: str, lm: Any, *, seed: int = 0, **options: Any) -> Method:
+def gradient_method(
+    name: str,
+    lm: Any,
+    *,
+    seed: int = 0,
+    checkpoints: Sequence[Any] | None = None,
+    base_lm: Any = None,
+    projection_dim: int = 0,
+    params: str = "all",
+    batch_size: int = 8,
+    **_: Any,
+) -> Any:
+    """Build one :mod:`airsearch.methods` attribution method on the target LM (methods.md §2-§5)."""
     if lm is None:
         raise InputError(f"gradient method {name!r} needs a target LM (--lm)", where="methods")
-    mod = importlib.import_module("airsearch.methods")
-    build = mod.get_method  # the common interface: get_method(name, lm, **options).score(train, test)
-    impl = build(name, lm, seed=seed, **options)
-    storage = getattr(impl, "storage_bytes_per_example", None)
-    return MatrixMethod(name, impl.score, "sum", (lambda n: n * storage) if storage else None)
+    from airsearch.methods.gradients import ParamSet
+    from airsearch.methods.projection import Projector
+
+    kw: dict[str, Any] = {
+        "params": ParamSet.parse(params),
+        "projector": Projector(dim=projection_dim or None, seed=seed),
+        "batch_size": batch_size,
+        "show_progress": False,
+    }
+    cks = list(checkpoints) if checkpoints else [lm]
+    if name in ("tracin", "gradcos"):
+        from airsearch.methods.tracin import TracIn
+
+        return TracIn(cks, normalize=name == "gradcos", **kw)
+    if name == "dda":
+        from airsearch.methods.dda import DDA
+
+        return DDA(cks, base_lm, **kw)
+    if name in ("haif", "haif-t"):
+        from airsearch.methods.haif import HAIF
+
+        return HAIF(lm, outer=name == "haif", **kw)
+    mod = importlib.import_module(f"airsearch.methods.{name}")
+    for attr in dir(mod):  # e.g. Daunce: the module's AttributionMethod subclass named like it
+        obj = getattr(mod, attr)
+        if isinstance(obj, type) and attr.lower() == name.replace("-", ""):
+            return obj(lm, **kw)
+    raise InputError(f"gradient method {name!r} is not available yet", where="methods")

@@ -1,0 +1,140 @@
+"""``eval classify``: data classification (AirRep §7), the identical-class test for LM fine-tuning.
+
+For every query, the method's top-1 (and top-k) attributed training examples are compared with the
+query's label (``--label-field``, e.g. the task): the share of queries whose top-1 example has the
+same label is the accuracy (AirRep Table 2: FLAN, AirRep 86.4, LoGra 85.4, GTE-small 50.6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+from airsearch.config import require
+from airsearch.data.example import Example
+from airsearch.errors import InputError
+from airsearch.evaluation.common import EvalConfig, Timer, build_methods, check_or_write_gold, cost_entry
+from airsearch.evaluation.methods import BUILTIN_METHODS, topk
+from airsearch.evaluation.metrics import top_k_label_accuracy
+from airsearch.evaluation.report import bar_plot, fmt, markdown_table, write_results
+
+
+@dataclasses.dataclass
+class EvalClassifyConfig(EvalConfig):
+    """``eval classify``: ``--gold`` is a gold record (``classify_gold.json``) from an earlier run."""
+
+    queries: list[str] = field(default_factory=list, metadata={"help": "Query file(s) with labels."})
+    label_field: str = field(default="task", metadata={"help": "Metadata field holding each row's label."})
+    k: int = field(default=5, metadata={"help": "Also report top-k accuracy for this k."})
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.k >= 1, "k", "must be at least 1")
+
+
+def labels_of(examples: list[Example], field_name: str, *, where: str) -> list[Any]:
+    missing = [e.id for e in examples if field_name not in e.metadata]
+    if missing:
+        raise InputError(
+            f"{len(missing)} row(s) have no '{field_name}' field (e.g. {missing[:3]})", where=where
+        )
+    return [e.metadata[field_name] for e in examples]
+
+
+def eval_classify(
+    cfg: EvalClassifyConfig,
+    *,
+    corpus: Any = None,
+    queries: Any = None,
+    lm: Any = None,
+    method_options: Any = None,
+) -> dict[str, Any]:
+    """Top-1/top-k label accuracy per method; writes ``classify.json``/``.md``/``.png`` to ``cfg.out``."""
+    cfg.validate()
+    from airsearch.data.corpus import fingerprint_examples, load_corpus, load_queries
+
+    if corpus is None:
+        if not cfg.corpus:
+            raise InputError("a training corpus is needed", where="--corpus")
+        corpus = load_corpus(list(cfg.corpus))
+    if queries is None:
+        if not cfg.queries:
+            raise InputError("a query file is needed", where="--queries")
+        queries = load_queries(list(cfg.queries))
+    query_list = list(getattr(queries, "examples", queries))
+    train = list(corpus.examples)
+    train_labels = labels_of(train, cfg.label_field, where="corpus")
+    query_labels = labels_of(query_list, cfg.label_field, where="queries")
+    out = Path(cfg.out) if cfg.out else None
+    record = {
+        "corpus": corpus.fingerprint,
+        "queries": fingerprint_examples(query_list),
+        "label_field": cfg.label_field,
+    }
+    gold = Path(cfg.gold) if cfg.gold else (out / "classify_gold.json" if out else None)
+    if gold:
+        check_or_write_gold(
+            gold, record, keys=("corpus", "queries", "label_field"), what="classification labels"
+        )
+    if lm is None and cfg.lm and any(m.split(":")[0] not in BUILTIN_METHODS for m in cfg.methods):
+        from airsearch.lm import load_lm
+
+        lm = load_lm(cfg.lm, device=cfg.device)
+
+    results: dict[str, Any] = {}
+    for label, method in build_methods(
+        cfg, lm=lm, workdir=out / "work" if out else None, method_options=method_options
+    ):
+        method.prepare(train)
+        with Timer() as t:
+            _, idx = topk(method, query_list, cfg.k, block_size=cfg.block_size)
+        ranked = [[train_labels[i] for i in row] for row in idx]
+        acc = top_k_label_accuracy(ranked, query_labels, cfg.k)
+        results[label] = {
+            **acc,
+            "fingerprint": method.fingerprint(),
+            "cost": cost_entry(method, t.seconds, len(query_list)),
+        }
+    n_labels = len(set(train_labels))
+    chance = (
+        max(train_labels.count(lbl) for lbl in set(train_labels)) / len(train_labels)
+        if train_labels
+        else float("nan")
+    )
+    rows = [
+        [m, fmt(r["top1"], 1, 100), fmt(r["topk_any"], 1, 100), fmt(r["topk_share"], 1, 100)]
+        for m, r in results.items()
+    ]
+    table = markdown_table(
+        ["method", "top-1 acc (%)", f"top-{cfg.k} any (%)", f"top-{cfg.k} share (%)"], rows
+    )
+    payload = {
+        "command": "eval classify",
+        "config": cfg.to_dict(),
+        "fingerprints": record,
+        "n_train": len(train),
+        "n_queries": len(query_list),
+        "n_labels": n_labels,
+        "majority_share": chance,
+        "methods": results,
+    }
+    if out:
+        files = write_results(out, "classify", payload, table)
+        names = list(results)
+        files["plot"] = str(
+            bar_plot(
+                out / "classify.png",
+                names,
+                {
+                    "top-1": [results[n]["top1"] for n in names],
+                    f"top-{cfg.k} any": [results[n]["topk_any"] for n in names],
+                },
+                title=f"data classification by '{cfg.label_field}'",
+                ylabel="accuracy",
+            )
+        )
+        payload["files"] = files
+    payload["table"] = table
+    return payload

@@ -1,0 +1,152 @@
+"""Shared pieces of the eval commands: the common options, building method adapters, gold checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+from airsearch.atomic import write_json_atomic
+from airsearch.config import CommandConfig, require
+from airsearch.data.example import Example
+from airsearch.errors import FingerprintMismatch, InputError
+from airsearch.evaluation.methods import AGGREGATIONS, Method, make_method
+
+DEFAULT_METHODS = ("airrep", "base", "bm25", "random")
+
+
+@dataclasses.dataclass
+class EvalConfig(CommandConfig):
+    """Options every eval command shares."""
+
+    corpus: list[str] = field(default_factory=list, metadata={"help": "Training corpus file(s)."})
+    methods: tuple[str, ...] = field(
+        default=DEFAULT_METHODS,
+        metadata={
+            "help": "Methods to compare: airrep, base, bm25, random, a gradient method, or "
+            "'airrep:FOLDER' for one more encoder (repeatable).",
+            "flag": "--method",
+        },
+    )
+    encoder: str = field(default="", metadata={"help": "Trained AirRep encoder folder (method 'airrep')."})
+    base_encoder: str = field(
+        default="default", metadata={"help": "Untrained base encoder (method 'base'): 'default' or a folder."}
+    )
+    lm: str = field(default="", metadata={"help": "Target LM folder (gradient methods, fine-tuning)."})
+    aggregation: str = field(
+        default="auto", metadata={"help": "Group aggregation: auto (per method), attention (Eq. 7) or sum."}
+    )
+    gold: str = field(default="", metadata={"help": "Gold artefact (see the command's help)."})
+    out: str = field(default="", metadata={"help": "Output folder for results JSON, Markdown and PNGs."})
+    seed: int = field(default=0, metadata={"help": "Seed (random baseline, sampling, fine-tuning)."})
+    block_size: int = field(default=4096, metadata={"help": "Training rows per score block."})
+    device: str | None = field(
+        default=None, metadata={"help": "torch device (default: cuda when available)."}
+    )
+
+    def validate(self) -> None:
+        require(bool(self.methods), "methods", "name at least one method")
+        require(
+            self.aggregation == "auto" or self.aggregation in AGGREGATIONS,
+            "aggregation",
+            f"must be auto or one of {AGGREGATIONS}",
+        )
+        require(self.block_size >= 1, "block_size", "must be at least 1")
+
+
+def method_label(spec: str) -> str:
+    name, _, path = spec.partition(":")
+    return f"{name}:{Path(path).name}" if path else name
+
+
+def build_methods(
+    cfg: EvalConfig, *, lm: Any = None, workdir: str | Path | None = None, method_options: Any = None
+) -> list[tuple[str, Method]]:
+    """(label, adapter) for every ``cfg.methods`` spec; encoders are loaded once per folder."""
+    from airsearch.encoder import AirRepEncoder
+
+    encoders: dict[str, Any] = {}
+
+    def encoder(path: str) -> Any:
+        if path not in encoders:
+            encoders[path] = AirRepEncoder.load(path, device=cfg.device)
+        return encoders[path]
+
+    out = []
+    for spec in cfg.methods:
+        name, _, path = spec.partition(":")
+        label = method_label(spec)
+        if name == "airrep":
+            path = path or cfg.encoder
+            if not path:
+                raise InputError(
+                    "method 'airrep' needs --encoder FOLDER (or 'airrep:FOLDER')", where="--method"
+                )
+            m = make_method("airrep", encoder=encoder(path))
+        elif name == "base":
+            m = make_method("base", encoder=encoder(path or cfg.base_encoder))
+        elif name == "bm25":
+            m = make_method("bm25", workdir=Path(workdir) / f"bm25-{len(out)}" if workdir else None)
+        else:
+            opts = (method_options or {}) if not callable(method_options) else method_options(name)
+            m = make_method(name, lm=lm, seed=cfg.seed, **opts)
+        m.name = label
+        out.append((label, m))
+    return out
+
+
+def aggregation_for(cfg: EvalConfig, method: Method) -> str:
+    return method.aggregation if cfg.aggregation == "auto" else cfg.aggregation
+
+
+def timed_prepare(method: Method, train: list[Example]) -> None:
+    method.prepare(train)
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.seconds = time.perf_counter() - self.t0
+
+
+def cost_entry(method: Method, score_seconds: float, n_queries: int) -> dict[str, Any]:
+    """Time and storage per attributed query (methods.md §6 cost)."""
+    return {
+        "prepare_seconds": round(method.prepare_seconds, 4),
+        "score_seconds": round(score_seconds, 4),
+        "seconds_per_query": score_seconds / max(1, n_queries),
+        "storage_bytes": int(method.storage_bytes),
+        "storage_bytes_per_train_example": method.storage_bytes / max(1, method.n_train),
+    }
+
+
+def check_or_write_gold(
+    path: str | Path, record: dict[str, Any], *, keys: tuple[str, ...], what: str
+) -> None:
+    """Tie an output folder (or a given gold file) to the data it was made from.
+
+    If ``path`` exists, every fingerprint in ``keys`` must equal ``record``'s, else
+    :class:`FingerprintMismatch` names both; if not, ``record`` is written there.
+    """
+    path = Path(path)
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(f"cannot parse the gold record: {e}", where=str(path)) from None
+        for k in keys:
+            if old.get(k) != record.get(k):
+                raise FingerprintMismatch(
+                    f"gold/corpus fingerprint mismatch: the gold ({what}) was made with {k} "
+                    f"{old.get(k)}, but {record.get(k)} is in use. Use the corpus the gold was made "
+                    "from, or a new --out folder.",
+                    where=str(path),
+                )
+        return
+    write_json_atomic(path, record)
