@@ -14,6 +14,7 @@ import click
 COMMANDS: list[tuple[str, str]] = [
     ("cli.labels_cmd", "labels"),
     ("cli.lm_cmd", "lm"),
+    ("cli.eval_cmd", "eval_group"),
 ]
 
 
