@@ -11,7 +11,6 @@ from typing import Any
 
 from airsearch.atomic import write_json_atomic
 from airsearch.config import CommandConfig, require
-from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.evaluation.methods import AGGREGATIONS, Method, make_method
 
@@ -81,6 +80,8 @@ def build_methods(
         label = method_label(spec)
         if name == "airrep":
             path = path or cfg.encoder
+            if not path and tuple(cfg.methods) == DEFAULT_METHODS:
+                continue  # the default list compares a trained encoder only when one is given
             if not path:
                 raise InputError(
                     "method 'airrep' needs --encoder FOLDER (or 'airrep:FOLDER')", where="--method"
@@ -100,10 +101,6 @@ def build_methods(
 
 def aggregation_for(cfg: EvalConfig, method: Method) -> str:
     return method.aggregation if cfg.aggregation == "auto" else cfg.aggregation
-
-
-def timed_prepare(method: Method, train: list[Example]) -> None:
-    method.prepare(train)
 
 
 class Timer:

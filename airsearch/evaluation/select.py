@@ -1,0 +1,168 @@
+"""``eval select``: data selection (AirRep §6, App. G).
+
+Each method ranks all training examples for every dev (test) example; a training example's score is
+its best rank over the dev set, and the N best are selected. The target LM is fine-tuned on each
+method's N examples and on N random ones (seeded), and compared by the mean dev loss and, where the
+reference answers are short, by the unigram F1 of greedy generations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from airsearch.config import require
+from airsearch.data.example import Example
+from airsearch.errors import InputError
+from airsearch.evaluation.common import EvalConfig, Timer, build_methods, check_or_write_gold, cost_entry
+from airsearch.evaluation.lmtools import greedy_generate, unigram_f1
+from airsearch.evaluation.methods import Method, topk
+from airsearch.evaluation.report import bar_plot, fmt, markdown_table, write_results
+
+
+@dataclasses.dataclass
+class EvalSelectConfig(EvalConfig):
+    """``eval select``: ``--gold`` is a gold record (``select_gold.json``) from an earlier run."""
+
+    queries: list[str] = field(default_factory=list, metadata={"help": "Dev (test) file(s) with references."})
+    n_select: int = field(default=100, metadata={"help": "Examples selected per method (N)."})
+    epochs: int = field(default=2, metadata={"help": "Fine-tuning epochs on the selection."})
+    lr: float = field(default=1e-3, metadata={"help": "Fine-tuning learning rate."})
+    batch_size: int = field(default=8, metadata={"help": "Fine-tuning batch size."})
+    max_length: int = field(default=256, metadata={"help": "Tokens per example."})
+    f1_max_words: int = field(
+        default=10, metadata={"help": "Report unigram F1 when mean answers have <= this many words."}
+    )
+    max_new_tokens: int = field(default=24, metadata={"help": "Greedy generation length for F1."})
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("n_select", "epochs", "batch_size", "max_length", "max_new_tokens"):
+            require(getattr(self, name) >= 1, name, "must be at least 1")
+
+
+def select_by_best_rank(method: Method, dev: list[Example], n: int, block_size: int = 4096) -> list[int]:
+    """AirRep App. G: training rows ordered by their best rank over the dev examples, the first ``n``.
+
+    Only rows in some dev example's top ``n`` can be selected, so a top-``n`` heap per dev example is
+    enough; ties in best rank go to the higher score.
+    """
+    scores, idx = topk(method, dev, n, block_size=block_size)
+    best: dict[int, tuple[int, float]] = {}
+    for q in range(idx.shape[0]):
+        for r, (i, s) in enumerate(zip(idx[q], scores[q], strict=True)):
+            key = (r, -float(s))
+            if int(i) not in best or key < best[int(i)]:
+                best[int(i)] = key
+    return [i for i, _ in sorted(best.items(), key=lambda kv: (kv[1], kv[0]))][:n]
+
+
+def _downstream(
+    cfg: EvalSelectConfig, lm: Any, chosen: list[Example], dev: list[Example], f1: bool
+) -> dict[str, Any]:
+    from airsearch.lm import example_losses
+    from airsearch.lm.finetune import FinetuneConfig, finetune
+
+    ft = FinetuneConfig(
+        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed
+    )
+    tuned = finetune(lm, chosen, ft, show_progress=False)
+    out: dict[str, Any] = {"dev_loss": float(np.mean(example_losses(tuned, dev, show_progress=False)))}
+    if f1:
+        gens = greedy_generate(tuned, dev, max_new_tokens=cfg.max_new_tokens)
+        out["f1"] = float(np.mean([unigram_f1(g, d.response) for g, d in zip(gens, dev, strict=True)]))
+    return out
+
+
+def eval_select(
+    cfg: EvalSelectConfig,
+    *,
+    corpus: Any = None,
+    queries: Any = None,
+    lm: Any = None,
+    method_options: Any = None,
+) -> dict[str, Any]:
+    """Selection quality per method vs random; writes ``select.json``/``.md``/``.png`` to ``cfg.out``."""
+    cfg.validate()
+    from airsearch.data.corpus import fingerprint_examples, load_corpus, load_queries
+    from airsearch.lm import example_losses, load_lm
+
+    if corpus is None:
+        if not cfg.corpus:
+            raise InputError("a training corpus is needed", where="--corpus")
+        corpus = load_corpus(list(cfg.corpus))
+    if queries is None:
+        if not cfg.queries:
+            raise InputError("a dev file with reference responses is needed", where="--queries")
+        queries = load_queries(list(cfg.queries))
+    dev = [e for e in getattr(queries, "examples", queries) if e.response]
+    if not dev:
+        raise InputError("the dev examples need reference responses", where="--queries")
+    if lm is None:
+        if not cfg.lm:
+            raise InputError("a target LM folder is needed", where="--lm")
+        lm = load_lm(cfg.lm, device=cfg.device, max_length=cfg.max_length)
+    train = list(corpus.examples)
+    if cfg.n_select > len(train):
+        raise InputError(f"cannot select {cfg.n_select} of {len(train)} examples", where="--n-select")
+    out = Path(cfg.out) if cfg.out else None
+    record = {"corpus": corpus.fingerprint, "dev": fingerprint_examples(dev), "lm": lm.fingerprint}
+    gold = Path(cfg.gold) if cfg.gold else (out / "select_gold.json" if out else None)
+    if gold:
+        check_or_write_gold(gold, record, keys=("corpus", "dev", "lm"), what="selection dev set")
+    f1 = float(np.mean([len(d.response.split()) for d in dev])) <= cfg.f1_max_words
+
+    results: dict[str, Any] = {
+        "base LM (no fine-tuning)": {"dev_loss": float(np.mean(example_losses(lm, dev, show_progress=False)))}
+    }
+    rng = np.random.default_rng(cfg.seed)
+    rand_idx = sorted(rng.choice(len(train), size=cfg.n_select, replace=False).tolist())
+    results[f"random {cfg.n_select}"] = _downstream(cfg, lm, [train[i] for i in rand_idx], dev, f1)
+    for label, method in build_methods(
+        cfg, lm=lm, workdir=out / "work" if out else None, method_options=method_options
+    ):
+        if label == "random":
+            continue
+        method.prepare(train)
+        with Timer() as t:
+            chosen = select_by_best_rank(method, dev, cfg.n_select, cfg.block_size)
+        results[label] = {
+            **_downstream(cfg, lm, [train[i] for i in chosen], dev, f1),
+            "selected_ids": [train[i].id for i in chosen],
+            "fingerprint": method.fingerprint(),
+            "cost": cost_entry(method, t.seconds, len(dev)),
+        }
+    headers = ["selection", "dev loss"] + (["unigram F1 (%)"] if f1 else [])
+    rows = [
+        [m, fmt(r["dev_loss"], 3)] + ([fmt(r.get("f1", float("nan")), 1, 100)] if f1 else [])
+        for m, r in results.items()
+    ]
+    table = markdown_table(headers, rows)
+    payload = {
+        "command": "eval select",
+        "config": cfg.to_dict(),
+        "fingerprints": record,
+        "n_train": len(train),
+        "n_dev": len(dev),
+        "f1_reported": f1,
+        "methods": results,
+    }
+    if out:
+        files = write_results(out, "select", payload, table)
+        names = list(results)
+        files["plot"] = str(
+            bar_plot(
+                out / "select.png",
+                names,
+                {"dev loss": [results[n]["dev_loss"] for n in names]},
+                title=f"fine-tuning on {cfg.n_select} selected examples",
+                ylabel="mean dev loss",
+            )
+        )
+        payload["files"] = files
+    payload["table"] = table
+    return payload

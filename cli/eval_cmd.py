@@ -1,0 +1,100 @@
+"""``airsearch eval``: LDS, data classification, planted tracing and data selection (methods.md §6).
+
+Each subcommand writes a results JSON, a Markdown table and PNG plots into ``--out`` and prints the
+table (or the JSON with ``--json``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from airsearch.errors import InputError
+from airsearch.evaluation.classify import EvalClassifyConfig, eval_classify
+from airsearch.evaluation.lds import EvalLdsConfig, encoder_training_store, eval_lds
+from airsearch.evaluation.select import EvalSelectConfig, eval_select
+from airsearch.evaluation.trace import EvalTraceConfig, eval_trace
+from cli.common import config_options, emit, handle_errors, json_option
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Evaluate attribution methods side by side (LDS, classification, tracing, selection)."""
+
+
+def _show(result: dict[str, Any]) -> str:
+    files = result.get("files", {})
+    where = f"\nresults: {files['json']}" if files else ""
+    return result["table"].rstrip() + where
+
+
+def _encoder_stores(config: EvalLdsConfig) -> list[Any]:
+    from trainers.labels import LabelStore
+
+    paths = list(config.encoder_labels)
+    if not paths:
+        folders = [
+            s.partition(":")[2] or config.encoder for s in config.methods if s.split(":")[0] == "airrep"
+        ]
+        for folder in filter(None, folders):
+            recorded = encoder_training_store(folder)
+            if recorded and Path(recorded).is_dir():
+                paths.append(recorded)
+            elif recorded:
+                click.secho(
+                    f"warning: the label store {folder} was trained on ({recorded}) is not here; "
+                    "pass --encoder-labels to check it is disjoint from the gold",
+                    fg="yellow",
+                    err=True,
+                )
+    return [LabelStore.open(p) for p in paths]
+
+
+@eval_group.command("lds")
+@config_options(EvalLdsConfig)
+@json_option
+@handle_errors
+def lds_cmd(config: EvalLdsConfig, as_json: bool) -> None:
+    """LDS against gold subset-retraining labels (--gold LABEL_STORE) on --corpus.
+
+    The gold must be generated on evaluation data disjoint from the AirRep encoder's training labels.
+
+      airsearch eval lds --gold gold/ --corpus eval.jsonl --encoder airrep/ --method airrep --method base
+    """
+    from trainers.labels import LabelStore
+
+    if not config.gold:
+        raise InputError("a gold label store is needed", where="--gold")
+    result = eval_lds(
+        config, gold_store=LabelStore.open(config.gold), training_stores=_encoder_stores(config)
+    )
+    emit(result, as_json, _show)
+
+
+@eval_group.command("classify")
+@config_options(EvalClassifyConfig)
+@json_option
+@handle_errors
+def classify_cmd(config: EvalClassifyConfig, as_json: bool) -> None:
+    """Share of queries whose top-1 / top-k attributed example has the query's --label-field."""
+    emit(eval_classify(config), as_json, _show)
+
+
+@eval_group.command("trace")
+@config_options(EvalTraceConfig)
+@json_option
+@handle_errors
+def trace_cmd(config: EvalTraceConfig, as_json: bool) -> None:
+    """Planted-ground-truth tracing: --benchmark entity-swap (AUC, R@k) or pii (top-1 accuracy)."""
+    emit(eval_trace(config), as_json, _show)
+
+
+@eval_group.command("select")
+@config_options(EvalSelectConfig)
+@json_option
+@handle_errors
+def select_cmd(config: EvalSelectConfig, as_json: bool) -> None:
+    """Fine-tune on the top-N examples per method vs N random; compare dev loss (and unigram F1)."""
+    emit(eval_select(config), as_json, _show)
