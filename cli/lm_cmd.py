@@ -19,12 +19,12 @@ def lm() -> None:
 
 
 @lm.command("build-tiny")
+@handle_errors  # outermost, so that bad option values (validated by config_options) print one line
 @click.option("--corpus", "corpus", multiple=True, required=True, help="Corpus file(s) to train on.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output model folder.")
 @click.option("--skip-bad-rows", is_flag=True, help="Skip unreadable corpus rows instead of failing.")
 @config_options(TinyLMConfig)
 @json_option
-@handle_errors
 def build_tiny(
     corpus: tuple[str, ...], out: str, skip_bad_rows: bool, config: TinyLMConfig, as_json: bool
 ) -> None:

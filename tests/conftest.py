@@ -53,5 +53,5 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory, tiny_lm_examples: list
     from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
 
     cfg = TinyLMConfig(vocab_size=400, hidden_size=32, layers=2, heads=2, intermediate_size=64, context=64,
-                       steps=30, batch_size=8, warmup_steps=3, min_frequency=1, seed=0)
+                       steps=60, batch_size=8, lr=1e-2, warmup_steps=5, min_frequency=1, seed=0)
     return build_tiny_lm(tiny_lm_examples, tmp_path_factory.mktemp("tiny_lm") / "lm", cfg, show_progress=False)

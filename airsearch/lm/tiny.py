@@ -33,7 +33,7 @@ from airsearch.errors import InputError
 from airsearch.fingerprint import fingerprint_state_dict
 from airsearch.lm.loss import masked_token_nll
 from airsearch.lm.model import LM_INFO_FILE
-from airsearch.progress import progress
+from airsearch.progress import progress, quiet_default
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 TINY_CONFIG_FILE = "tiny_lm_config.json"
@@ -137,7 +137,10 @@ def build_tiny_lm(
 ) -> Path:
     """Train the tokenizer, build and pre-train a tiny Llama on ``examples``; save a HF folder at ``out_dir``."""
     from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    if not show_progress or quiet_default():
+        hf_logging.disable_progress_bar()
     cfg = cfg or TinyLMConfig()
     cfg.validate()
     if not examples:
