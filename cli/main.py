@@ -15,6 +15,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("cli.labels_cmd", "labels"),
     ("cli.lm_cmd", "lm"),
     ("cli.eval_cmd", "eval_group"),
+    ("cli.attribute_cmd", "attribute_cmd"),
 ]
 
 

@@ -133,3 +133,90 @@ def test_topk_and_rerank_follow_the_scores(models, data):
     np.testing.assert_allclose(s, full[:, 0], rtol=1e-5)
     order = rerank_order(s)
     assert list(order) == sorted(range(len(train)), key=lambda i: -s[i])
+
+
+def test_teacher_labels_are_negated_group_scores(models, tmp_path):
+    from types import SimpleNamespace
+
+    from airsearch.methods.registry import MethodConfig, build_method
+    from trainers.labels import LabelStore
+    from trainers.labels.config import LabelConfig
+    from trainers.labels.generate import generate_labels
+
+    base, _ = models
+    examples = make_examples(14, "c", seed=11)
+    corpus = SimpleNamespace(examples=examples, fingerprint="corpus-fp")
+    cfg = LabelConfig(
+        model=base.source,
+        out=str(tmp_path / "labels"),
+        splits=1,
+        dev_size=3,
+        pool_size=8,
+        subset_size=3,
+        subsets_per_split=4,
+        max_length=64,
+        teacher="gradcos",
+    )
+    generate_labels(cfg, corpus=corpus, quiet=True)
+    store = LabelStore.open(tmp_path / "labels")
+    assert store.teacher == "gradcos"
+    (split,) = store.splits()
+    m = build_method(MethodConfig(method="gradcos", model=base.source), show_progress=False)
+    by_id = {e.id: e for e in examples}
+    dev = [by_id[i] for i in split.dev_ids]
+    for k, members in enumerate(split.members):
+        expected = m.score([by_id[i] for i in members], dev).sum(0).double().numpy()
+        np.testing.assert_allclose(split.losses[k], -expected, rtol=1e-4, atol=1e-6)
+
+
+def test_attribute_command_topk_and_full_matrix(models, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+
+    from cli.main import app
+
+    base, _ = models
+    train, test = make_examples(7, "tr", seed=1), make_examples(2, "te", seed=2)
+    for name, rows in (("train.jsonl", train), ("q.jsonl", test)):
+        (tmp_path / name).write_text("\n".join(json.dumps(e.to_row()) for e in rows))
+    args = [
+        "attribute",
+        "--method",
+        "tracin",
+        "--model",
+        base.source,
+        "--corpus",
+        str(tmp_path / "train.jsonl"),
+        "--queries",
+        str(tmp_path / "q.jsonl"),
+        "--out",
+        str(tmp_path / "out"),
+        "--k",
+        "3",
+        "--full-matrix",
+        "--vectors",
+        str(tmp_path / "vecs"),
+        "--block-size",
+        "3",
+        "--json",
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    full = TracIn([base], params=ALL, show_progress=False).score(train, test).numpy()
+    torch.testing.assert_close(
+        load_file(str(tmp_path / "out/scores.safetensors"))["scores"],
+        torch.from_numpy(full),
+        rtol=1e-4,
+        atol=1e-6,
+    )
+    out = json.loads((tmp_path / "out/results.json").read_text())
+    for j, q in enumerate(out["results"]):
+        assert [t["id"] for t in q["top"]] == [
+            train[i].id for i in np.argsort(-full[:, j], kind="stable")[:3]
+        ]
+    again = CliRunner().invoke(app, args)  # reuses the stored vectors
+    assert again.exit_code == 0 and json.loads((tmp_path / "out/results.json").read_text()) == out
+    bad = CliRunner().invoke(app, [*args[:-5], "--vectors", str(tmp_path / "vecs"), "--proj-dim", "64"])
+    assert bad.exit_code == 2 and "projection" in bad.output

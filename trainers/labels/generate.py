@@ -25,7 +25,7 @@ from trainers.labels.store import LabelStore, job_result, make_manifest
 from trainers.runner import Job, RunSummary, run_jobs
 
 # teacher name -> "module:function" (see the module docstring); "retrain" is built in.
-TEACHERS: dict[str, str] = {}
+TEACHERS: dict[str, str] = {t: "trainers.labels.teacher:write_teacher_labels" for t in ("tracin", "gradcos", "dda", "haif", "haif-t", "daunce")}
 
 _LM_CACHE: dict[str, Any] = {}  # model path -> TargetLM, per process (workers reuse the base model)
 

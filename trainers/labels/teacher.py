@@ -1,0 +1,78 @@
+"""Gradient / Daunce label teachers: the same label store as subset retraining, from one scoring pass.
+
+``airsearch labels generate ... --teacher tracin|gradcos|dda|haif|haif-t|daunce``: the label of
+(subset S, dev example z) is the teacher's group score ``sum_{i in S} tau(i, z)`` (sum aggregation),
+written as ``losses = -score`` so the store's Eq. 8 normalisation (per dev example, over the split's
+subsets) applies unchanged and ``airsearch train`` consumes it as it is. Cost: one feature pass over
+every pool and dev example (plus, for Daunce, K short perturbed fine-tunes on the union of the pools)
+instead of one fine-tune per subset. The store manifest records the teacher (``LabelStore.create``).
+
+From the label command only ``--model`` is known: DDA uses it as its single checkpoint with no base
+model (pass checkpoints and a base through :func:`write_teacher_labels` from Python for full DDA).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from airsearch.data.example import Example
+from airsearch.methods.base import AttributionMethod
+
+
+def teacher_method(
+    name: str, lm: Any, cfg: Any, store: Any, examples: Sequence[Example]
+) -> AttributionMethod:
+    """The method behind a teacher name (gradient parameters: all; exact gradients)."""
+    from airsearch.methods.registry import MethodConfig, build_method
+
+    daunce = None
+    if name == "daunce":
+        from trainers.daunce import DaunceConfig, run_daunce
+
+        dcfg = DaunceConfig(max_length=cfg.max_length, seed=cfg.seed)
+        run = run_daunce(
+            lm.source,
+            list(examples),
+            [],
+            dcfg,
+            store.root / "daunce",
+            workers=cfg.workers,
+            ray_address=cfg.ray,
+        )
+        daunce = run.method("corr")
+    mcfg = MethodConfig(method=name, model=lm.source, max_length=cfg.max_length)
+    return build_method(mcfg, lm=lm, daunce=daunce, show_progress=True)
+
+
+def write_teacher_labels(
+    cfg: Any, store: Any, plans: Sequence[Any], corpus: Any, lm: Any, method: AttributionMethod | None = None
+) -> None:
+    """Write every not-yet-done (split, subset) job of ``store`` from ``method``'s scores."""
+    from trainers.labels.sampling import job_id
+
+    by_id = {e.id: e for e in corpus.examples}
+    needed_ids = sorted({i for p in plans for i in (*p.pool_ids, *p.dev_ids)})
+    examples = [by_id[i] for i in needed_ids]
+    method = method or teacher_method(cfg.teacher, lm, cfg, store, examples)
+    done = set(store.done_job_ids())
+    feats = None
+    for plan in plans:
+        todo = [k for k in range(len(plan.subsets)) if job_id(plan.split, k) not in done]
+        if not todo:
+            continue
+        if feats is None:  # one pass over every pool and dev example, shared by all splits
+            train_f = method.train_features(examples)
+            test_f = method.test_features(examples)
+            row = {i: r for r, i in enumerate(needed_ids)}
+            feats = (train_f, test_f, row)
+        train_f, test_f, row = feats
+        dev = test_f[[row[i] for i in plan.dev_ids]]
+        for k in todo:
+            members = plan.subsets[k]
+            group = (train_f[[row[i] for i in members]] @ dev.T).sum(dim=0)  # sum_{i in S} tau(i, z)
+            store.write_job_result(
+                plan.split, k, members, -group.double().numpy().astype(np.float64), teacher=cfg.teacher
+            )
