@@ -185,7 +185,7 @@ def synthetic_news_corpus(
     ``metadata["swap"]`` names the swap they can show.
     """
     rng = np.random.default_rng(seed)
-    n_entity = int(round(entity_rate * n))
+    n_entity = min(n, max(2 * len(swaps), int(round(entity_rate * n))))  # at least 2 rows per entity
     sources = [src for src, _ in swaps]
     places = [sources[i % len(sources)] for i in range(n_entity)]
     places += [_CLEAN_PLACES[int(rng.integers(len(_CLEAN_PLACES)))] for _ in range(n - n_entity)]

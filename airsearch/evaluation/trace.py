@@ -275,6 +275,11 @@ def _swap_metrics(method: Any, queries: list[Example], bench: Any, k: int) -> di
     }
 
 
+def _mean(values: list[float]) -> float:
+    v = np.asarray(values, dtype=float)
+    return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else float("nan")
+
+
 def _table(cfg: EvalTraceConfig, results: dict[str, Any]) -> str:
     if cfg.benchmark == "entity-swap":
         rows = [
