@@ -12,6 +12,10 @@ import click
 
 # (module, attribute) of every top-level command or group, in --help order.
 COMMANDS: list[tuple[str, str]] = [
+    ("cli.index_cmd", "index_cmd"),
+    ("cli.query_cmd", "query_cmd"),
+    ("cli.select_cmd", "select_cmd"),
+    ("cli.info_cmd", "info_cmd"),
     ("cli.labels_cmd", "labels"),
     ("cli.lm_cmd", "lm"),
     ("cli.eval_cmd", "eval_group"),

@@ -1,0 +1,40 @@
+"""``airsearch index``: encode a corpus with AirRep into a LanceDB table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.common import config_options, emit, handle_errors, json_option
+from indexers.build import IndexSummary, build_index
+from indexers.config import IndexConfig
+
+
+def _human(s: IndexSummary) -> str:
+    index = s.index.get("type", "exact")
+    lines = [
+        f"{s.mode}: table '{s.table}' in {s.db}",
+        f"  rows added   {s.rows_added:,}  (table now {s.rows_total:,} rows)",
+        f"  dimension    {s.dim}",
+        f"  encoder      {s.encoder}  [{s.encoder_fingerprint}]",
+        f"  corpus       [{s.corpus_fingerprint}]",
+        f"  index        {index}"
+        + ("" if s.index.get("ann") else " (exact search; ANN is built above the row threshold)"),
+        f"  time         {s.seconds:.1f} s  ({s.rows_per_second:,.0f} rows/s)",
+    ]
+    if s.skipped:
+        lines.append(f"  skipped      {s.skipped} bad rows:")
+        lines += [f"    {n} x {reason}" for reason, n in s.skipped_reasons.items()]
+    return "\n".join(lines)
+
+
+@click.command("index")
+@click.argument("corpus", nargs=-1, required=True)
+@json_option
+@config_options(IndexConfig)
+@handle_errors
+def index_cmd(corpus: tuple[str, ...], config: IndexConfig, as_json: bool) -> Any:
+    """Encode CORPUS files (JSONL, JSON, Parquet, CSV, HF folders) into an index table."""
+    summary = build_index(config.replace(sources=tuple(corpus)))
+    emit(summary.to_dict() if as_json else summary, as_json, _human)

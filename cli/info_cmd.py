@@ -1,0 +1,47 @@
+"""``airsearch info``: what an index directory holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.common import config_options, emit, handle_errors, json_option
+from indexers.config import InfoConfig
+from indexers.store import info
+
+
+def _human(d: dict[str, Any]) -> str:
+    lines = [
+        f"db {d['db']}  (airsearch {d['airsearch_version']}, lancedb {d['lancedb_version']}, "
+        f"lance {d['lance_version']})"
+    ]
+    if not d["tables"]:
+        lines.append("  no tables")
+    for t in d["tables"]:
+        idx = t["index"]
+        kind = idx["type"] + (
+            f" ({idx.get('indexed_rows', '?')} indexed, {idx.get('unindexed_rows', 0)} not yet)"
+            if idx.get("ann")
+            else ""
+        )
+        corpora = ", ".join(f"{c.get('rows')} rows [{c.get('fingerprint')}]" for c in t["corpora"])
+        lines += [
+            f"table '{t['name']}': {t['rows']:,} rows, dim {t['dim']}, version {t['version']}",
+            f"  encoder   {t['encoder'].get('base_encoder')} [{t['encoder_fingerprint']}] "
+            f"template {t['template']}",
+            f"  index     {kind}",
+            f"  corpora   {corpora}",
+            f"  metadata  {', '.join(t['metadata_columns']) or '-'}",
+            f"  built by  airsearch {t['airsearch_version']}",
+        ]
+    return "\n".join(lines)
+
+
+@click.command("info")
+@json_option
+@config_options(InfoConfig)
+@handle_errors
+def info_cmd(config: InfoConfig, as_json: bool) -> Any:
+    """Tables, row counts, dimension, encoder, index status and versions of an index directory."""
+    emit(info(config.db), as_json, _human)

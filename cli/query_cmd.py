@@ -1,0 +1,54 @@
+"""``airsearch query``: the training examples that best explain a (prompt, response)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.common import config_options, emit, handle_errors, json_option
+from indexers.config import QueryConfig
+from indexers.query import Candidate, QueryResult, preview, query
+
+
+def _meta(c: Candidate) -> str:
+    return " ".join(f"{k}={preview(str(v), 40)}" for k, v in c.metadata.items())
+
+
+def _candidates(title: str, cands: list[Candidate], n: int) -> list[str]:
+    lines = [f"  {title}:"]
+    for i, c in enumerate(cands, 1):
+        lines.append(f"  {i:>3}. {c.score:+9.4f}  {c.id}  {_meta(c)}")
+        lines.append(f"        prompt:   {preview(c.prompt, n)}")
+        lines.append(f"        response: {preview(c.response, n)}")
+    return lines
+
+
+def render(results: list[QueryResult], n: int = 100) -> str:
+    out: list[str] = []
+    for r in results:
+        out.append(f"query {r.query.id} ({r.search} search)")
+        if r.query.prompt:
+            out.append(f"  prompt:   {preview(r.query.prompt, n)}")
+        out.append(f"  response: {preview(r.query.response, n)}")
+        out += _candidates("proponents (highest dot product)", r.proponents, n)
+        if r.opponents is not None:
+            out += _candidates("opponents (most negative dot product)", r.opponents, n)
+        if r.groups is not None:
+            out.append(f"  groups by '{r.group_by}' (Eq. 7 group score over all members):")
+            out += [
+                f"  {i:>3}. {g.score:+9.4f}  {g.group}  ({g.size} rows)" for i, g in enumerate(r.groups, 1)
+            ]
+        out.append("")
+    return "\n".join(out)
+
+
+@click.command("query")
+@json_option
+@config_options(QueryConfig)
+@handle_errors
+def query_cmd(config: QueryConfig, as_json: bool) -> Any:
+    """Top-k proponents (and opponents, or metadata groups) for a query or a file of queries."""
+    results = query(config)
+    payload = [r.to_dict() for r in results] if as_json else results
+    emit(payload, as_json, lambda rs: render(rs, config.preview_chars))

@@ -1,0 +1,28 @@
+"""``airsearch select``: choose training rows for a set of targets (AirRep App. G)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.common import config_options, emit, handle_errors, json_option
+from indexers.config import SelectConfig
+from indexers.select import SelectSummary, select
+
+
+def _human(s: SelectSummary) -> str:
+    return (
+        f"selected {s.selected:,} of {s.rows_considered:,} rows for {s.targets:,} targets "
+        f"({s.strategy}, {s.seconds:.1f} s)\n  rows:     {s.out}\n  manifest: {s.manifest}"
+    )
+
+
+@click.command("select")
+@json_option
+@config_options(SelectConfig)
+@handle_errors
+def select_cmd(config: SelectConfig, as_json: bool) -> Any:
+    """Write the training rows that best serve --targets (best rank over targets, or summed score)."""
+    summary = select(config)
+    emit(summary.to_dict() if as_json else summary, as_json, _human)

@@ -1,0 +1,138 @@
+"""Approximate nearest-neighbour index on the vector column (dot-product metric).
+
+AirRep scores are raw dot products (no normalisation, methods.md §1), so every index uses the
+``dot`` distance. Below :attr:`AnnConfig.threshold` rows no index is built and search is exact.
+The default index type and search parameters were chosen by ``benchmarks/bench_index.py`` on real
+embeddings; the refine step re-scores ``refine_factor * k`` candidates with the full vectors so that
+recall@10 against exact search stays >= 0.95 (see ``benchmarks/results/index.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import lancedb
+from lancedb.index import HnswPq, HnswSq, IvfFlat, IvfPq, IvfSq
+
+from airsearch.errors import InputError
+from indexers.rows import VECTOR
+
+INDEX_TYPES = ("IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_SQ", "IVF_FLAT")
+DEFAULT_TYPE = "IVF_HNSW_SQ"
+DEFAULT_THRESHOLD = 50_000
+
+
+@dataclasses.dataclass
+class AnnConfig:
+    """When and how to build the ANN index, and how to search it."""
+
+    threshold: int = DEFAULT_THRESHOLD
+    index_type: str = DEFAULT_TYPE
+    num_partitions: int | None = None  # default: about sqrt(rows)
+    num_sub_vectors: int | None = None  # PQ only; default dim / 8
+    nprobes: int = 20
+    refine_factor: int = 5
+    ef: int | None = None  # HNSW only; default lance's (1.5 * k)
+
+    def __post_init__(self) -> None:
+        if self.index_type not in INDEX_TYPES:
+            raise InputError(
+                f"unknown index type {self.index_type!r}; choose one of {INDEX_TYPES}",
+                where="option 'ann_type'",
+            )
+
+    def should_build(self, rows: int) -> bool:
+        return self.threshold >= 0 and rows >= self.threshold
+
+    def partitions(self, rows: int) -> int:
+        if self.num_partitions:
+            return self.num_partitions
+        return max(1, min(4096, int(math.sqrt(rows))))
+
+    def index_config(self, rows: int, dim: int) -> Any:
+        parts = self.partitions(rows)
+        subs = self.num_sub_vectors or _sub_vectors(dim)
+        common = {"distance_type": "dot", "num_partitions": parts}
+        return {
+            "IVF_PQ": lambda: IvfPq(num_sub_vectors=subs, **common),
+            "IVF_HNSW_SQ": lambda: HnswSq(**common),
+            "IVF_HNSW_PQ": lambda: HnswPq(num_sub_vectors=subs, **common),
+            "IVF_SQ": lambda: IvfSq(**common),
+            "IVF_FLAT": lambda: IvfFlat(**common),
+        }[self.index_type]()
+
+
+def _sub_vectors(dim: int) -> int:
+    for s in (dim // 8, dim // 4, dim // 2, dim):
+        if s >= 1 and dim % s == 0:
+            return s
+    return 1
+
+
+def build(table: lancedb.table.LanceTable, cfg: AnnConfig) -> dict[str, Any]:
+    """Train and write the index; returns what table metadata records about it."""
+    rows = table.count_rows()
+    dim = table.schema.field(VECTOR).type.list_size
+    start = time.perf_counter()
+    table.create_index(VECTOR, config=cfg.index_config(rows, dim), replace=True)
+    return {
+        "type": cfg.index_type,
+        "metric": "dot",
+        "num_partitions": cfg.partitions(rows),
+        "num_sub_vectors": (cfg.num_sub_vectors or _sub_vectors(dim)) if "PQ" in cfg.index_type else None,
+        "nprobes": cfg.nprobes,
+        "refine_factor": cfg.refine_factor,
+        "ef": cfg.ef,
+        "rows_indexed": rows,
+        "build_seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def refresh(table: lancedb.table.LanceTable) -> None:
+    """Fold rows appended since the index was trained into it (no retraining)."""
+    table.to_lance().optimize.optimize_indices()
+
+
+def index_status(table: lancedb.table.LanceTable, recorded: dict[str, Any] | None) -> dict[str, Any]:
+    indices = [i for i in table.list_indices() if VECTOR in i.fields]
+    if not indices:
+        return {"type": "exact", "ann": False}
+    out: dict[str, Any] = {"type": str(indices[0].index_type), "ann": True, "name": indices[0].name}
+    try:
+        stats = table.index_stats(indices[0].name)
+        if stats is not None:
+            out["indexed_rows"] = stats.num_indexed_rows
+            out["unindexed_rows"] = stats.num_unindexed_rows
+    except Exception:  # stats are informative only
+        pass
+    if recorded:
+        out["search"] = {k: recorded.get(k) for k in ("nprobes", "refine_factor", "ef")}
+    return out
+
+
+def search(
+    table: lancedb.table.LanceTable,
+    vector: Any,
+    k: int,
+    recorded: dict[str, Any] | None,
+    *,
+    where: str | None = None,
+    nprobes: int | None = None,
+    refine_factor: int | None = None,
+    ef: int | None = None,
+) -> Any:
+    """ANN top-k by dot product; returns an Arrow table with ``_rowid`` (scores recomputed by caller)."""
+    rec = recorded or {}
+    q = table.search(vector, vector_column_name=VECTOR).distance_type("dot").limit(k).with_row_id(True)
+    q = q.nprobes(nprobes or rec.get("nprobes") or 20)
+    rf = refine_factor if refine_factor is not None else rec.get("refine_factor")
+    if rf:
+        q = q.refine_factor(int(rf))
+    if ef or rec.get("ef"):
+        q = q.ef(int(ef or rec["ef"]))
+    if where:
+        q = q.where(where, prefilter=True)
+    return q.select(["_rowid"]).to_arrow()

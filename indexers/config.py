@@ -1,0 +1,123 @@
+"""The configs of ``airsearch index``, ``query``, ``select`` and ``info`` (one dataclass per command)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from airsearch.config import CommandConfig, require
+from indexers.ann import DEFAULT_THRESHOLD, DEFAULT_TYPE, INDEX_TYPES
+
+F = dataclasses.field
+AnnType = Literal["IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_SQ", "IVF_FLAT"]
+Backend = Literal["auto", "faiss", "torch"]
+
+
+@dataclasses.dataclass
+class IndexConfig(CommandConfig):
+    """Encode a corpus with AirRep and store it in a LanceDB table."""
+
+    sources: tuple[str, ...] = F(default=(), metadata={"help": "corpus files or folders", "cli": False})
+    db: str = F(default="", metadata={"help": "LanceDB directory (created if missing)"})
+    table: str = F(default="corpus", metadata={"help": "table name inside the db"})
+    encoder: str = F(
+        default="default", metadata={"help": "AirRep encoder folder, base encoder, or 'default'"}
+    )
+    append: bool = F(default=False, metadata={"help": "add rows to an existing table (same encoder only)"})
+    overwrite: bool = F(
+        default=False, metadata={"help": "replace an existing table once the new one is built"}
+    )
+    batch_size: int = F(default=64, metadata={"help": "encoder batch size"})
+    chunk_size: int = F(default=4096, metadata={"help": "rows encoded and written per chunk"})
+    prompt_field: str | None = F(default=None, metadata={"help": "column holding the prompt"})
+    response_field: str | None = F(default=None, metadata={"help": "column holding the response"})
+    id_field: str = F(default="id", metadata={"help": "column holding row ids"})
+    skip_bad_rows: bool = F(default=False, metadata={"help": "skip unreadable rows and report them"})
+    ann_threshold: int = F(
+        default=DEFAULT_THRESHOLD, metadata={"help": "build an ANN index at this many rows (-1: never)"}
+    )
+    ann_type: AnnType = F(default=DEFAULT_TYPE, metadata={"help": "ANN index type"})
+    nprobes: int = F(default=20, metadata={"help": "ANN partitions probed per query"})
+    refine_factor: int = F(default=5, metadata={"help": "ANN refine: re-score refine_factor*k rows exactly"})
+
+    def validate(self) -> None:
+        require(bool(self.db), "db", "is required (--db DIR)")
+        require(self.batch_size > 0, "batch_size", "must be positive")
+        require(self.chunk_size > 0, "chunk_size", "must be positive")
+        require(self.ann_type in INDEX_TYPES, "ann_type", f"must be one of {INDEX_TYPES}")
+        require(not (self.append and self.overwrite), "append", "--append and --overwrite exclude each other")
+        require(self.nprobes > 0, "nprobes", "must be positive")
+        require(self.refine_factor >= 0, "refine_factor", "must be >= 0")
+
+
+@dataclasses.dataclass
+class QueryConfig(CommandConfig):
+    """Which training examples best explain a (prompt, response)?"""
+
+    db: str = F(default="", metadata={"help": "LanceDB directory"})
+    table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
+    prompt: str | None = F(default=None, metadata={"help": "query prompt"})
+    response: str | None = F(default=None, metadata={"help": "query response (model output)"})
+    queries: str | None = F(default=None, metadata={"help": "file of queries (any corpus format)"})
+    k: int = F(default=10, metadata={"help": "results per query", "flag": ("-k", "--k")})
+    where: str | None = F(default=None, metadata={"help": "SQL filter on metadata, e.g. \"task = 'x'\""})
+    opponents: bool = F(default=False, metadata={"help": "also list opponents (most negative scores)"})
+    group_by: str | None = F(default=None, metadata={"help": "rank metadata groups by Eq. 7 group score"})
+    encoder: str | None = F(default=None, metadata={"help": "encoder (default: the one the index records)"})
+    exact: bool = F(default=False, metadata={"help": "exact search even when an ANN index exists"})
+    backend: Backend = F(default="auto", metadata={"help": "exact search backend"})
+    preview_chars: int = F(default=100, metadata={"help": "characters of prompt/response shown"})
+
+    def validate(self) -> None:
+        require(bool(self.db), "db", "is required (--db DIR)")
+        require(self.k > 0, "k", "must be positive")
+        has_pair = self.prompt is not None or self.response is not None
+        require(
+            has_pair != (self.queries is not None),
+            "queries",
+            "give either --prompt/--response or --queries FILE (one of them)",
+        )
+        require(not has_pair or self.response is not None, "response", "--prompt needs --response")
+
+
+@dataclasses.dataclass
+class SelectConfig(CommandConfig):
+    """Select training data for a set of targets (AirRep App. G)."""
+
+    db: str = F(default="", metadata={"help": "LanceDB directory"})
+    table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
+    targets: str = F(default="", metadata={"help": "file of target examples (any corpus format)"})
+    n: int | None = F(default=None, metadata={"help": "rows to select", "flag": ("-n", "--n")})
+    fraction: float | None = F(default=None, metadata={"help": "fraction of the table to select"})
+    strategy: Literal["best-rank", "sum"] = F(
+        default="best-rank", metadata={"help": "best-rank (App. G: best rank over targets) or sum of scores"}
+    )
+    out: str = F(default="", metadata={"help": "output file, .jsonl or .parquet"})
+    where: str | None = F(default=None, metadata={"help": "SQL filter: select only among these rows"})
+    encoder: str | None = F(default=None, metadata={"help": "encoder (default: the one the index records)"})
+    backend: Backend = F(default="auto", metadata={"help": "exact search backend"})
+    block_size: int = F(default=65536, metadata={"help": "corpus rows scored per block"})
+
+    def validate(self) -> None:
+        require(bool(self.db), "db", "is required (--db DIR)")
+        require(bool(self.targets), "targets", "is required (--targets FILE)")
+        require(bool(self.out), "out", "is required (--out FILE.jsonl|FILE.parquet)")
+        require((self.n is None) != (self.fraction is None), "n", "give exactly one of -n N or --fraction F")
+        require(self.n is None or self.n > 0, "n", "must be positive")
+        require(self.fraction is None or 0 < self.fraction <= 1, "fraction", "must be in (0, 1]")
+        require(
+            self.out == "" or self.out.endswith((".jsonl", ".parquet")),
+            "out",
+            "must end in .jsonl or .parquet",
+        )
+        require(self.block_size > 0, "block_size", "must be positive")
+
+
+@dataclasses.dataclass
+class InfoConfig(CommandConfig):
+    """Describe an index directory."""
+
+    db: str = F(default="", metadata={"help": "LanceDB directory"})
+
+    def validate(self) -> None:
+        require(bool(self.db), "db", "is required (--db DIR)")

@@ -1,0 +1,252 @@
+"""Query an index: which training examples best explain a (prompt, response)?
+
+* Proponents: the top-k single-example scores, the dot product ``e_z . e_i`` (methods.md §1).
+* Opponents: the k most negative dot products (exact bottom-k, or an ANN search for ``-e_z``, which
+  under the dot metric returns the most negative dot products).
+* ``group_by``: every metadata group S ranked by the exact AirRep Eq. 7 group score
+  ``score(S, z) = sum_i softmax_i(|e_z . e_i|) (e_z . e_i)`` over all its members, streamed in blocks.
+
+Rerank hook: ``Searcher.search(..., candidates=N, rerank=fn)`` retrieves N candidates with their full
+prompt/response and calls ``fn(query_example, candidates) -> scores``; the k best by those scores are
+returned (retrieval scores kept in ``Candidate.retrieval_score``). Gradient rerankers plug in there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from airsearch.data.example import Example
+from airsearch.encoder import AirRepEncoder
+from airsearch.errors import InputError
+from indexers import ann
+from indexers.build import load_encoder
+from indexers.config import QueryConfig
+from indexers.search import exact_topk, group_scores
+from indexers.store import IndexStore, IndexTable
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One retrieved training example and its score for one query."""
+
+    id: str
+    score: float
+    prompt: str
+    response: str
+    metadata: dict[str, Any]
+    row_id: int
+    retrieval_score: float | None = None  # the dot product, when ``score`` comes from a reranker
+
+    def example(self) -> Example:
+        return Example(self.id, self.prompt, self.response, self.metadata)
+
+    def to_dict(self, preview_chars: int | None = None) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if preview_chars is not None:
+            out["prompt"] = preview(self.prompt, preview_chars)
+            out["response"] = preview(self.response, preview_chars)
+        if out["retrieval_score"] is None:
+            out.pop("retrieval_score")
+        return out
+
+
+@dataclasses.dataclass
+class GroupScore:
+    """A metadata group and its Eq. 7 score for one query."""
+
+    group: Any
+    score: float
+    size: int
+
+
+@dataclasses.dataclass
+class QueryResult:
+    query: Example
+    proponents: list[Candidate]
+    opponents: list[Candidate] | None = None
+    groups: list[GroupScore] | None = None
+    group_by: str | None = None
+    search: str = "exact"
+    reranked_by: str | None = None
+
+    def to_dict(self, preview_chars: int | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "query": {"id": self.query.id, "prompt": self.query.prompt, "response": self.query.response},
+            "search": self.search,
+            "proponents": [c.to_dict(preview_chars) for c in self.proponents],
+        }
+        if self.opponents is not None:
+            out["opponents"] = [c.to_dict(preview_chars) for c in self.opponents]
+        if self.groups is not None:
+            out["group_by"] = self.group_by
+            out["groups"] = [dataclasses.asdict(g) for g in self.groups]
+        if self.reranked_by:
+            out["reranked_by"] = self.reranked_by
+        return out
+
+
+Rerank = Callable[[Example, list[Candidate]], Sequence[float]]
+
+
+def preview(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: max(n - 1, 0)] + "…"
+
+
+class Searcher:
+    """An open index table plus the encoder it was built with (refuses any other encoder)."""
+
+    def __init__(
+        self,
+        db: str,
+        table: str | None = None,
+        *,
+        encoder: str | AirRepEncoder | None = None,
+        backend: str = "auto",
+        exact: bool = False,
+    ) -> None:
+        self.store = IndexStore(db)
+        self.table: IndexTable = self.store.open(table)
+        self.backend = backend
+        self.use_ann = self.table.has_ann() and not exact
+        if isinstance(encoder, AirRepEncoder):
+            self.encoder = encoder
+        else:
+            source = encoder if encoder is not None else self.table.meta.encoder.get("source", "default")
+            self.encoder = load_encoder(source)
+        self.table.check_encoder(self.encoder.fingerprint)
+
+    def encode(self, queries: Sequence[Example]) -> np.ndarray:
+        return self.encoder.encode(list(queries), show_progress=False)
+
+    # ------------------------------------------------------------------ retrieval
+    def top_k(
+        self, vectors: np.ndarray, k: int, *, where: str | None = None, largest: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores [q, k'], row_ids [q, k'])``: ANN when the table has an index, else exact blocks."""
+        if not self.use_ann:
+            blocks = ((ids, vecs) for ids, vecs, _ in self.table.iter_blocks(where=where))
+            return exact_topk(vectors, blocks, k, largest=largest, backend=self.backend)
+        scores, ids = [], []
+        for v in vectors:
+            found = ann.search(self.table.table, v if largest else -v, k, self.table.meta.ann, where=where)
+            rid = found.column("_rowid").to_numpy().astype(np.int64)
+            s = self.table.take_vectors(rid) @ v  # exact dot products of the candidates
+            order = np.argsort(-s if largest else s, kind="stable")
+            scores.append(s[order])
+            ids.append(rid[order])
+        width = min((len(s) for s in scores), default=0)
+        return np.stack([s[:width] for s in scores]), np.stack([i[:width] for i in ids])
+
+    def candidates(self, scores: np.ndarray, row_ids: np.ndarray) -> list[Candidate]:
+        rows = self.table.take(row_ids)
+        return [
+            Candidate(ex.id, float(s), ex.prompt, ex.response, ex.metadata, int(r))
+            for ex, s, r in zip(rows, scores, row_ids, strict=True)
+        ]
+
+    def group_scores(
+        self, vectors: np.ndarray, column: str, *, where: str | None = None
+    ) -> list[list[GroupScore]]:
+        """Eq. 7 score of every value of ``column`` for each query, best first."""
+        if column not in self.table.meta.columns:
+            raise InputError(
+                f"no metadata column {column!r}; columns: {sorted(self.table.meta.columns)}",
+                where="--group-by",
+            )
+        blocks = (
+            (vecs, batch.column(column).to_pylist())
+            for _, vecs, batch in self.table.iter_blocks(where=where, columns=[column])
+        )
+        groups, scores, sizes = group_scores(vectors, blocks)
+        out = []
+        for qi in range(vectors.shape[0]):
+            order = np.argsort(-scores[:, qi], kind="stable")
+            out.append([GroupScore(groups[g], float(scores[g, qi]), int(sizes[g])) for g in order])
+        return out
+
+    def search(
+        self,
+        queries: Example | Sequence[Example],
+        k: int = 10,
+        *,
+        where: str | None = None,
+        opponents: bool = False,
+        group_by: str | None = None,
+        candidates: int | None = None,
+        rerank: Rerank | None = None,
+        rerank_name: str | None = None,
+    ) -> list[QueryResult]:
+        """Proponents (and opponents / group ranking) for each query example."""
+        qs = [queries] if isinstance(queries, Example) else list(queries)
+        if not qs:
+            return []
+        vectors = self.encode(qs)
+        n_cand = max(k, candidates or 0)
+        scores, ids = self.top_k(vectors, n_cand, where=where)
+        if opponents:
+            neg_scores, neg_ids = self.top_k(vectors, k, where=where, largest=False)
+        groups = self.group_scores(vectors, group_by, where=where) if group_by else None
+        mode = "ann" if self.use_ann else "exact"
+        results = []
+        for qi, q in enumerate(qs):
+            cands = self.candidates(scores[qi], ids[qi])
+            if rerank is not None:
+                cands = _rerank(q, cands, rerank)
+            results.append(
+                QueryResult(
+                    query=q,
+                    proponents=cands[:k],
+                    opponents=self.candidates(neg_scores[qi], neg_ids[qi]) if opponents else None,
+                    groups=groups[qi] if groups else None,
+                    group_by=group_by,
+                    search=mode,
+                    reranked_by=(rerank_name or getattr(rerank, "__name__", "rerank")) if rerank else None,
+                )
+            )
+        return results
+
+
+def _rerank(query: Example, cands: list[Candidate], rerank: Rerank) -> list[Candidate]:
+    new = np.asarray(rerank(query, cands), dtype=np.float64)
+    if new.shape != (len(cands),):
+        raise InputError(f"reranker returned {new.shape} scores for {len(cands)} candidates", where="rerank")
+    for c, s in zip(cands, new, strict=True):
+        c.retrieval_score, c.score = c.score, float(s)
+    return sorted(cands, key=lambda c: -c.score)
+
+
+def query_examples(cfg: QueryConfig) -> list[Example]:
+    """The query examples named by a config (``--prompt/--response`` or ``--queries FILE``)."""
+    if cfg.queries is not None:
+        from airsearch.data.corpus import load_queries
+
+        return load_queries(cfg.queries).examples
+    return [Example("query", cfg.prompt or "", cfg.response or "")]
+
+
+def query(
+    cfg: QueryConfig,
+    *,
+    rerank: Rerank | None = None,
+    candidates: int | None = None,
+    encoder: AirRepEncoder | None = None,
+) -> list[QueryResult]:
+    """Python API of ``airsearch query``."""
+    cfg.validate()
+    searcher = Searcher(
+        cfg.db, cfg.table, encoder=encoder or cfg.encoder, backend=cfg.backend, exact=cfg.exact
+    )
+    return searcher.search(
+        query_examples(cfg),
+        cfg.k,
+        where=cfg.where,
+        opponents=cfg.opponents,
+        group_by=cfg.group_by,
+        candidates=candidates,
+        rerank=rerank,
+    )

@@ -1,0 +1,370 @@
+"""The LanceDB store: one table per corpus of encoded examples, with its provenance in the schema.
+
+Each table's schema metadata (key ``airsearch``) records the encoder (fingerprint and info), the text
+template, the corpus fingerprint(s), the build config and the airsearch version; readers refuse a
+different encoder with :func:`airsearch.fingerprint.check_match`.
+
+Writes are all-or-nothing:
+
+* a new table is streamed into a hidden ``_building_*`` table and renamed into place only when it is
+  complete (ANN index included), so a failed or interrupted build leaves no table behind;
+* an append streams every chunk into one Lance commit, so it lands whole or not at all.
+
+Lance is multi-version: a reader keeps reading the version it opened while a writer appends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lance
+import lancedb
+import numpy as np
+import pyarrow as pa
+
+from airsearch import __version__
+from airsearch.data.example import Example
+from airsearch.errors import FingerprintMismatch, InputError
+from airsearch.fingerprint import check_match
+from indexers import ann
+from indexers.rows import VECTOR, infer_columns, rows_to_examples, table_schema, to_batch, vectors_of
+
+META_KEY = "airsearch"
+BUILDING_PREFIX = "_building_"
+DEFAULT_TABLE = "corpus"
+
+
+@dataclasses.dataclass
+class TableMeta:
+    """Provenance of one index table (stored as JSON in the Arrow schema metadata)."""
+
+    encoder_fingerprint: str
+    encoder: dict[str, Any]
+    template: str
+    dim: int
+    columns: dict[str, str]
+    corpora: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ann: dict[str, Any] | None = None
+    airsearch_version: str = __version__
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), default=str)
+
+    @classmethod
+    def from_schema(cls, schema: pa.Schema, where: str) -> TableMeta:
+        raw = (schema.metadata or {}).get(META_KEY.encode())
+        if raw is None:
+            raise InputError(
+                "this table was not written by airsearch (no 'airsearch' schema metadata)", where=where
+            )
+        data = json.loads(raw)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class IndexTable:
+    """A read view of one table, pinned to the version that was current when it was opened."""
+
+    def __init__(self, store: IndexStore, name: str, table: lancedb.table.LanceTable) -> None:
+        self.store = store
+        self.name = name
+        self.table = table
+        self.dataset: lance.LanceDataset = table.to_lance()
+        self.where = f"{store.path}/{name}"
+        self.meta = TableMeta.from_schema(self.dataset.schema, self.where)
+
+    @property
+    def version(self) -> int:
+        return self.dataset.version
+
+    @property
+    def dim(self) -> int:
+        return self.meta.dim
+
+    def count(self, where: str | None = None) -> int:
+        return self.dataset.count_rows(filter=where) if where else self.dataset.count_rows()
+
+    def check_encoder(self, fingerprint: str) -> None:
+        """Refuse an encoder whose weights differ from the one the table was built with."""
+        check_match(
+            "encoder",
+            self.meta.encoder_fingerprint,
+            fingerprint,
+            where=self.where,
+            hint="Query with the encoder the index was built with (--encoder), or re-index.",
+        )
+
+    def metadata_columns(self) -> list[str]:
+        return list(self.meta.columns)
+
+    def iter_blocks(
+        self, block_size: int = 65536, *, where: str | None = None, columns: Sequence[str] = ()
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, pa.RecordBatch]]:
+        """Stream ``(row_ids, vectors [b, dim], batch of extra columns)`` in table order."""
+        cols = [VECTOR, *columns]
+        try:
+            batches = self.dataset.to_batches(
+                columns=cols, filter=where, with_row_id=True, batch_size=block_size
+            )
+            for batch in batches:
+                if batch.num_rows == 0:
+                    continue
+                row_ids = batch.column("_rowid").to_numpy().astype(np.int64)
+                yield row_ids, vectors_of(batch.column(VECTOR), self.dim), batch
+        except (OSError, ValueError) as e:  # lance reports bad SQL as ValueError/OSError
+            if where:
+                raise InputError(f"bad filter {where!r}: {str(e).splitlines()[0]}", where="--where") from None
+            raise
+
+    def take(self, row_ids: Sequence[int], *, with_vectors: bool = False) -> list[Example]:
+        """The stored examples for ``row_ids`` (in that order)."""
+        if len(row_ids) == 0:
+            return []
+        cols = ["id", "prompt", "response", *self.meta.columns, "metadata_extra"]
+        return rows_to_examples(
+            self.dataset._take_rows([int(r) for r in row_ids], columns=cols), self.meta.columns
+        )
+
+    def take_vectors(self, row_ids: Sequence[int]) -> np.ndarray:
+        if len(row_ids) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        t = self.dataset._take_rows([int(r) for r in row_ids], columns=[VECTOR])
+        return vectors_of(t.column(VECTOR), self.dim)
+
+    def take_raw(self, row_ids: Sequence[int], columns: Sequence[str]) -> pa.Table:
+        return self.dataset._take_rows([int(r) for r in row_ids], columns=list(columns))
+
+    def has_ann(self) -> bool:
+        return any(VECTOR in idx.fields for idx in self.table.list_indices())
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "rows": self.count(),
+            "dim": self.dim,
+            "version": self.version,
+            "encoder": self.meta.encoder,
+            "encoder_fingerprint": self.meta.encoder_fingerprint,
+            "template": self.meta.template,
+            "corpora": self.meta.corpora,
+            "metadata_columns": self.meta.columns,
+            "index": ann.index_status(self.table, self.meta.ann),
+            "airsearch_version": self.meta.airsearch_version,
+        }
+
+
+class IndexStore:
+    """A LanceDB directory of index tables."""
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = False) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_dir():
+            raise InputError(
+                "index directory not found (build one with `airsearch index`)", where=str(self.path)
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.db = lancedb.connect(str(self.path))
+
+    def table_names(self) -> list[str]:
+        return sorted(n for n in self.db.table_names(limit=10**6) if not n.startswith(BUILDING_PREFIX))
+
+    def exists(self, name: str) -> bool:
+        return (self.path / f"{name}.lance").is_dir()
+
+    def open(self, name: str | None = None) -> IndexTable:
+        """Open a table; ``None`` means the only table (or ``corpus``)."""
+        name = name or self._default_name()
+        if not self.exists(name):
+            raise InputError(
+                f"no table named {name!r}; tables here: {self.table_names() or 'none'}", where=str(self.path)
+            )
+        return IndexTable(self, name, self.db.open_table(name))
+
+    def _default_name(self) -> str:
+        names = self.table_names()
+        if len(names) == 1 or not names:
+            return names[0] if names else DEFAULT_TABLE
+        if DEFAULT_TABLE in names:
+            return DEFAULT_TABLE
+        raise InputError(f"several tables here ({names}); choose one with --table", where=str(self.path))
+
+    # ------------------------------------------------------------------ writing
+    def create(
+        self,
+        name: str,
+        chunks: Iterable[tuple[Sequence[Example], np.ndarray]],
+        meta: TableMeta,
+        *,
+        overwrite: bool = False,
+        ann_config: ann.AnnConfig | None = None,
+    ) -> IndexTable:
+        """Stream ``(examples, vectors)`` chunks into a new table; it appears only once complete."""
+        _check_name(name)
+        if self.exists(name) and not overwrite:
+            raise InputError(
+                f"table {name!r} already exists; use --append to add rows or --overwrite",
+                where=str(self.path),
+            )
+        tmp = f"{BUILDING_PREFIX}{name}_{uuid.uuid4().hex[:8]}"
+        tmp_dir = self.path / f"{tmp}.lance"
+        try:
+            it = iter(chunks)
+            first = next(it, None)
+            if first is None:
+                raise InputError("no rows to index", where="corpus")
+            meta.columns = infer_columns(first[0])
+            schema = table_schema(meta.columns, meta.dim, {META_KEY: meta.to_json()})
+            source = _Captured(_batches(first, it, schema, meta))
+            reader = pa.RecordBatchReader.from_batches(schema, iter(source))
+            table = source.run(lambda: self.db.create_table(tmp, data=reader, schema=schema))
+            if ann_config is not None and ann_config.should_build(table.count_rows()):
+                meta.ann = ann.build(table, ann_config)
+            table.to_lance().update_schema_metadata({META_KEY: meta.to_json()})  # final corpus entries
+            final = self.path / f"{name}.lance"
+            if final.exists():  # --overwrite: swap the finished table in, then drop the old one
+                trash = self.path / f"{BUILDING_PREFIX}old_{name}_{uuid.uuid4().hex[:8]}.lance"
+                os.replace(final, trash)
+                os.replace(tmp_dir, final)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(tmp_dir, final)
+        except BaseException:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise
+        return self.open(name)
+
+    def append(
+        self,
+        name: str,
+        chunks: Iterable[tuple[Sequence[Example], np.ndarray]],
+        *,
+        encoder_fingerprint: str,
+        corpus: dict[str, Any] | None = None,
+        ann_config: ann.AnnConfig | None = None,
+    ) -> IndexTable:
+        """Add rows in one commit. Refuses vectors from a different encoder."""
+        current = self.open(name)
+        meta = current.meta
+        if meta.encoder_fingerprint != encoder_fingerprint:
+            raise FingerprintMismatch(
+                f"encoder fingerprint mismatch: the table was built with {meta.encoder_fingerprint}, "
+                f"but {encoder_fingerprint} is in use; append with the same encoder or build a new table",
+                where=current.where,
+            )
+        schema = current.dataset.schema
+        it = iter(chunks)
+        first = next(it, None)
+        if first is None:
+            return current
+        source = _Captured(_batches(first, it, schema, meta))
+        reader = pa.RecordBatchReader.from_batches(schema, iter(source))
+        source.run(lambda: current.table.add(reader))
+        if corpus is not None:
+            meta.corpora.append(corpus)
+        table = self.db.open_table(name)
+        if ann_config is not None:
+            rows = table.count_rows()
+            if current.has_ann():
+                ann.refresh(table)
+                meta.ann = {**(meta.ann or {}), "rows_indexed": rows}
+            elif ann_config.should_build(rows):
+                meta.ann = ann.build(table, ann_config)
+        table.to_lance().update_schema_metadata({META_KEY: meta.to_json()})
+        return self.open(name)
+
+    def delete(self, name: str | None = None, *, ids: Sequence[str] = (), where: str | None = None) -> int:
+        """Delete rows by id and/or SQL filter; returns how many rows went."""
+        if not ids and not where:
+            raise InputError("give ids or a filter to delete", where="delete")
+        current = self.open(name)
+        clauses = []
+        if ids:
+            quoted = ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids)
+            clauses.append(f"id IN ({quoted})")
+        if where:
+            clauses.append(f"({where})")
+        predicate = " OR ".join(clauses)
+        before = current.count()
+        try:
+            current.table.delete(predicate)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise InputError(f"bad filter {predicate!r}: {str(e).splitlines()[0]}", where="delete") from None
+        return before - self.db.open_table(current.name).count_rows()
+
+    def drop(self, name: str) -> None:
+        if self.exists(name):
+            self.db.drop_table(name)
+
+
+def _check_name(name: str) -> None:
+    ok = name and all(c.isalnum() or c in "_-." for c in name) and not name.startswith((".", BUILDING_PREFIX))
+    if not ok:
+        raise InputError("table names use letters, digits, '_', '-' and '.'", where=f"--table {name!r}")
+
+
+def _batches(
+    first: tuple[Sequence[Example], np.ndarray],
+    rest: Iterator[tuple[Sequence[Example], np.ndarray]],
+    schema: pa.Schema,
+    meta: TableMeta,
+    max_rows: int = 8192,
+) -> Iterator[pa.RecordBatch]:
+    for examples, vectors in _chain(first, rest):
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != meta.dim or vectors.shape[0] != len(examples):
+            raise InputError(
+                f"vectors of shape {vectors.shape} do not match {len(examples)} rows of dim {meta.dim}",
+                where="index",
+            )
+        for start in range(0, len(examples), max_rows):
+            yield to_batch(
+                examples[start : start + max_rows], vectors[start : start + max_rows], schema, meta.columns
+            )
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+class _Captured:
+    """Re-raise the original exception of a batch generator that Lance wrapped in its own error."""
+
+    def __init__(self, gen: Iterator[pa.RecordBatch]) -> None:
+        self.gen = gen
+        self.error: BaseException | None = None
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from self.gen
+        except BaseException as e:
+            self.error = e
+            raise
+
+    def run(self, fn: Any) -> Any:
+        try:
+            return fn()
+        except BaseException:
+            if self.error is not None:
+                raise self.error from None
+            raise
+
+
+def info(db: str | os.PathLike) -> dict[str, Any]:
+    """Python API of ``airsearch info``: every table's rows, dim, encoder, index status, versions."""
+    store = IndexStore(db)
+    return {
+        "db": str(store.path),
+        "airsearch_version": __version__,
+        "lancedb_version": lancedb.__version__,
+        "lance_version": lance.__version__,
+        "tables": [store.open(n).describe() for n in store.table_names()],
+    }
