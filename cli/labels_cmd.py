@@ -36,7 +36,7 @@ def generate(corpus: tuple[str, ...], config: LabelConfig, as_json: bool) -> Non
 
 def _generate_text(s: dict[str, Any]) -> str:
     rate = s["jobs_per_hour"]
-    rate_txt = f"{rate:.0f} jobs/h" if rate == rate else "n/a"
+    rate_txt = f"{rate:.0f} jobs/h" if rate is not None else "no jobs run"
     return (
         f"labels: {s['done_jobs']}/{s['total_jobs']} jobs done in {s['out']} "
         f"({s['completed_jobs']} run now, {s['skipped_jobs']} already done; {s['seconds']:.1f}s, "

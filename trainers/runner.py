@@ -16,7 +16,9 @@ scalars; they are read back with ``np.load(allow_pickle=False)`` and JSON, never
 
 Backends: ``workers=1`` runs jobs in this process; ``workers=W>1`` uses W spawned local processes
 (each with ``cpu_count // W`` torch threads); ``ray_address`` runs each job as a Ray task (one GPU per
-task when the cluster has GPUs). Results come back to the driver, so Ray workers need no shared disk.
+task when the cluster has GPUs). Results come back to the driver, so Ray workers need no shared disk
+for results (but whatever the payload names, e.g. a model folder, must be readable where they run).
+Both pools keep about two jobs per worker in flight and submit the next as one finishes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import fcntl
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -218,10 +221,20 @@ def _run_processes(todo: Sequence[Job], fn: Callable, workers: int) -> Iterator[
     with cf.ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(threads, os.getpid())
     ) as pool:
-        futures = {pool.submit(fn, j.payload): j.job_id for j in todo}
+        queue = iter(todo)
+        futures: dict[cf.Future, str] = {}
         try:
-            for fut in cf.as_completed(futures):
-                yield futures[fut], fut.result()
+            # A bounded window of submitted jobs: payloads are pickled as they are needed.
+            for j in itertools.islice(queue, 2 * workers):
+                futures[pool.submit(fn, j.payload)] = j.job_id
+            while futures:
+                done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    jid = futures.pop(fut)
+                    yield jid, fut.result()
+                    nxt = next(queue, None)
+                    if nxt is not None:
+                        futures[pool.submit(fn, nxt.payload)] = nxt.job_id
         finally:
             for fut in futures:
                 fut.cancel()
@@ -258,17 +271,24 @@ def _run_ray(todo: Sequence[Job], fn: Callable, address: str, workers: int) -> I
             ray.init(address=address, log_to_driver=False)
         started = True
     try:
-        gpus = ray.cluster_resources().get("GPU", 0)
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
         remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=0)(fn)
-        refs = {remote.remote(j.payload): j.job_id for j in todo}
-        pending = list(refs)
+        # Keep about two tasks per slot in flight so payloads do not all sit in the object store.
+        window = 2 * max(1, gpus or int(resources.get("CPU", 1)))
+        queue = iter(todo)
+        refs = {remote.remote(j.payload): j.job_id for j in itertools.islice(queue, window)}
         try:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
+            while refs:
+                ready, _ = ray.wait(list(refs), num_returns=1)
                 for ref in ready:
-                    yield refs[ref], ray.get(ref)
+                    jid = refs.pop(ref)
+                    yield jid, ray.get(ref)
+                    nxt = next(queue, None)
+                    if nxt is not None:
+                        refs[remote.remote(nxt.payload)] = nxt.job_id
         finally:
-            for ref in pending:
+            for ref in refs:
                 ray.cancel(ref, force=True)
     finally:
         if started:

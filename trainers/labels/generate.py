@@ -25,7 +25,10 @@ from trainers.labels.store import LabelStore, job_result, make_manifest
 from trainers.runner import Job, RunSummary, run_jobs
 
 # teacher name -> "module:function" (see the module docstring); "retrain" is built in.
-TEACHERS: dict[str, str] = {t: "trainers.labels.teacher:write_teacher_labels" for t in ("tracin", "gradcos", "dda", "haif", "haif-t", "daunce")}
+TEACHERS: dict[str, str] = {
+    t: "trainers.labels.teacher:write_teacher_labels"
+    for t in ("tracin", "gradcos", "dda", "haif", "haif-t", "daunce")
+}
 
 _LM_CACHE: dict[str, Any] = {}  # model path -> TargetLM, per process (workers reuse the base model)
 
@@ -41,7 +44,7 @@ class LabelSummary:
     skipped_jobs: int
     completed_jobs: int
     seconds: float
-    jobs_per_hour: float
+    jobs_per_hour: float | None  # of the jobs run now; None when none ran
     backend: str
     corpus_fingerprint: str
     model_fingerprint: str
@@ -108,7 +111,7 @@ def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None 
             0,
             prog["done"],
             0.0,
-            float("nan"),
+            None,
             "teacher",
             corpus.fingerprint,
             lm.fingerprint,
@@ -140,7 +143,7 @@ def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None 
         skipped_jobs=run.skipped,
         completed_jobs=run.completed,
         seconds=run.seconds,
-        jobs_per_hour=run.jobs_per_hour,
+        jobs_per_hour=run.jobs_per_hour if run.completed else None,
         backend=run.backend,
         corpus_fingerprint=corpus.fingerprint,
         model_fingerprint=lm.fingerprint,
