@@ -1,0 +1,264 @@
+"""Encoder training (methods.md §1, Eq. 9): loss vs a pairwise reference, two-pass == single-pass
+gradient, resume == uninterrupted, round trips of the trained encoder, and a learnable label set."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+from airsearch.data.example import Example
+from airsearch.encoder import AirRepEncoder
+from airsearch.errors import InputError
+from airsearch.labels import SplitLabels
+from trainers.encoder_training import (
+    TrainConfig,
+    heldout_lds,
+    pairwise_rank_loss,
+    single_pass_backward,
+    train_encoder,
+    two_pass_backward,
+)
+from trainers.encoder_training.trainer import disable_dropout
+
+TOPICS = ["apple", "river", "stone", "cloud"]
+FILLER = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "it",
+    "that",
+    "was",
+    "for",
+    "on",
+    "are",
+    "with",
+    "as",
+    "at",
+    "be",
+    "this",
+    "have",
+    "from",
+    "or",
+    "by",
+    "one",
+]
+
+
+# ----------------------------------------------------------------------------- synthetic labels
+def synthetic_labels(
+    n_splits: int = 4,
+    subsets: int = 6,
+    size: int = 4,
+    n_dev: int = 6,
+    seed: int = 0,
+    n_filler: int = 6,
+    n_corpus: int = 40,
+    pool: int = 12,
+) -> tuple[list[SplitLabels], dict[str, Example]]:
+    """Learnable labels over one corpus (as cross-validation splits are drawn in the paper): a dev
+    example's loss falls with the number of subset members that share its topic word."""
+    rng = np.random.default_rng(seed)
+    examples: dict[str, Example] = {}
+    for i in range(n_corpus):
+        topic = TOPICS[i % len(TOPICS)]
+        words = list(rng.choice(FILLER, size=n_filler))
+        words.insert(int(rng.integers(len(words) + 1)), topic)
+        half = len(words) // 2
+        examples[f"ex{i}"] = Example(
+            f"ex{i}", " ".join(words[:half]), " ".join(words[half:]), {"topic": topic}
+        )
+    ids = list(examples)
+    splits = []
+    for s in range(n_splits):
+        order = rng.permutation(len(ids))
+        dev = [ids[j] for j in order[:n_dev]]
+        train_pool = [ids[j] for j in order[n_dev : n_dev + pool]]
+        members = [list(rng.choice(train_pool, size=size, replace=False)) for _ in range(subsets)]
+        topic = {i: examples[i].metadata["topic"] for i in ids}
+        losses = [
+            [-sum(topic[m] == topic[d] for m in mem) + 0.1 * rng.normal() for d in dev] for mem in members
+        ]
+        splits.append(SplitLabels(s, dev, list(range(subsets)), members, np.array(losses)))
+    return splits, examples
+
+
+@pytest.fixture(scope="module")
+def labels():
+    return synthetic_labels()
+
+
+def small_cfg(tmp_path, tiny_bert_dir, **kw) -> TrainConfig:
+    base = dict(
+        out=str(tmp_path / "enc"),
+        base_encoder=str(tiny_bert_dir),
+        epochs=2,
+        lr=1e-3,
+        subsets_per_step=4,
+        dev_per_step=4,
+        holdout_splits=1,
+        warmup_steps=2,
+        seed=0,
+        batch_size=8,
+        device="cpu",
+        checkpoint_every=2,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# ----------------------------------------------------------------------------- loss
+def reference_loss(scores: np.ndarray, targets: np.ndarray) -> float:
+    terms = []
+    k, d = scores.shape
+    for z in range(d):
+        for j in range(k):
+            for i in range(k):
+                if targets[j, z] > targets[i, z]:
+                    w = min(max(abs(targets[j, z] - targets[i, z]), 0.0), 10.0)
+                    x = scores[j, z] - scores[i, z]
+                    terms.append(w * math.log1p(math.exp(-x)))
+    return sum(terms) / len(terms)
+
+
+def test_loss_matches_pairwise_reference_and_torch_bce():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(5, 7)) * 3
+    targets = np.clip(rng.normal(size=(5, 7)) * 6, -10, 10)
+    targets[1, 2] = targets[3, 2]  # a tie forms no pair
+    got = pairwise_rank_loss(torch.tensor(scores), torch.tensor(targets)).item()
+    assert got == pytest.approx(reference_loss(scores, targets), rel=1e-10)
+    # the same as torch's BCEWithLogitsLoss(weight=w) over the pair list
+    s, y = torch.tensor(scores), torch.tensor(targets)
+    pairs = [(j, i, z) for z in range(7) for j in range(5) for i in range(5) if y[j, z] > y[i, z]]
+    x = torch.stack([s[j, z] - s[i, z] for j, i, z in pairs])
+    w = torch.stack([(y[j, z] - y[i, z]).clamp(0, 10) for j, i, z in pairs])
+    bce = torch.nn.BCEWithLogitsLoss(weight=w)(x, torch.ones_like(x))
+    assert got == pytest.approx(bce.item(), rel=1e-10)
+
+
+def test_loss_without_pairs_is_zero_with_gradient():
+    scores = torch.randn(3, 2, requires_grad=True)
+    loss = pairwise_rank_loss(scores, torch.zeros(3, 2))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(scores.grad, torch.zeros(3, 2))
+
+
+# ----------------------------------------------------------------------------- two-pass gradient
+def test_two_pass_gradient_equals_single_pass(tiny_bert_dir, labels):
+    splits, examples = labels
+    split = splits[0]
+    torch.manual_seed(0)
+    enc = AirRepEncoder.from_base(str(tiny_bert_dir), device="cpu")
+    with torch.no_grad():  # a non-identity projection so every parameter path matters
+        enc.model[2].linear.weight.add_(0.1 * torch.randn_like(enc.model[2].linear.weight))
+    enc.model.double()  # float64 so that the only differences are rounding far below the tolerance
+    disable_dropout(enc.model)
+    members = [[enc.text(examples[i]) for i in m] for m in split.members]  # subsets share members
+    dev = [enc.text(examples[i]) for i in split.dev_ids]
+    targets = torch.tensor(split.targets(), dtype=torch.float32)
+
+    enc.model.zero_grad()
+    loss_ref = single_pass_backward(enc, members, dev, targets)
+    ref = {n: p.grad.clone() for n, p in enc.model.named_parameters() if p.grad is not None}
+    enc.model.zero_grad(set_to_none=True)
+    loss_two = two_pass_backward(enc, members, dev, targets, batch_size=3)  # several chunks
+    got = {n: p.grad.clone() for n, p in enc.model.named_parameters() if p.grad is not None}
+
+    assert loss_two == pytest.approx(loss_ref, rel=1e-10)
+    assert set(got) == set(ref) and len(ref) > 10
+    for name in ref:
+        assert torch.allclose(got[name], ref[name], rtol=1e-7, atol=1e-12), name
+    assert any(g.abs().sum() > 0 for g in ref.values())
+
+
+# ----------------------------------------------------------------------------- training runs
+def _weights(path) -> dict[str, torch.Tensor]:
+    return AirRepEncoder.load(path, device="cpu").model.state_dict()
+
+
+def test_resume_after_interruption_gives_same_weights(tmp_path, tiny_bert_dir, labels):
+    splits, examples = labels
+    full = train_encoder(small_cfg(tmp_path / "a", tiny_bert_dir), splits=splits, examples=examples)
+    assert full.steps == 6 and full.epochs == 2 and not full.resumed
+
+    cfg = small_cfg(tmp_path / "b", tiny_bert_dir)
+
+    def stop(step: int, loss: float) -> None:
+        if step == 5:  # the last checkpoint is at step 4: step 5 is redone after the resume
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_encoder(cfg, splits=splits, examples=examples, on_step=stop)
+    assert (tmp_path / "b" / "enc" / "checkpoints" / "last" / "state.json").exists()
+    resumed = train_encoder(cfg.replace(batch_size=5), splits=splits, examples=examples)
+    assert resumed.resumed and resumed.steps == 6
+    a, b = _weights(full.out), _weights(resumed.out)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert resumed.lds_per_epoch == pytest.approx(full.lds_per_epoch, abs=1e-6)
+    # a finished run is reported, not redone; a different run is refused
+    again = train_encoder(cfg, splits=splits, examples=examples)
+    assert again.already_complete and again.encoder_fingerprint == resumed.encoder_fingerprint
+    with pytest.raises(InputError, match="different training run.*lr"):
+        train_encoder(cfg.replace(lr=5e-4), splits=splits, examples=examples)
+    with pytest.raises(InputError, match="labels"):
+        train_encoder(cfg, splits=synthetic_labels(seed=1)[0], examples=synthetic_labels(seed=1)[1])
+
+
+def test_refuses_foreign_out_folder(tmp_path, tiny_bert_dir, labels):
+    (tmp_path / "enc").mkdir()
+    (tmp_path / "enc" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="holds no airsearch training run"):
+        train_encoder(small_cfg(tmp_path, tiny_bert_dir), splits=labels[0], examples=labels[1])
+
+
+def test_trained_encoder_round_trips(tmp_path, tiny_bert_dir, labels):
+    splits, examples = labels
+    result = train_encoder(small_cfg(tmp_path, tiny_bert_dir, epochs=1), splits=splits, examples=examples)
+    out = tmp_path / "enc"
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(("training", "train_"))) == [
+        "train_config.json",
+        "training.json",
+        "training_curve.png",
+    ]
+    assert not (out / "checkpoints").exists()
+    enc = AirRepEncoder.load(out, device="cpu")
+    assert enc.info.trained and enc.info.training["best_epoch"] == 1
+    assert enc.info.training["labels"]["fingerprint"] == result.labels_fingerprint
+    assert enc.info.training["heldout_lds"] == pytest.approx(result.best_lds)
+    assert enc.fingerprint == result.encoder_fingerprint
+    texts = [enc.text(examples[i]) for i in splits[0].dev_ids]
+    st = SentenceTransformer(str(out), device="cpu")
+    assert np.allclose(st.encode(texts), enc.encode_texts(texts), atol=1e-5)
+    assert not np.allclose(
+        enc.encode_texts(texts), AirRepEncoder.from_base(str(tiny_bert_dir), device="cpu").encode_texts(texts)
+    )
+    log = json.loads((out / "training.json").read_text())
+    assert log["complete"] and len(log["losses"]) == 3 and [h["epoch"] for h in log["lds"]] == [0, 1]
+
+
+def test_training_on_learnable_labels_raises_heldout_lds(tmp_path, tiny_bert_dir):
+    splits, examples = synthetic_labels(n_splits=5, subsets=8, n_dev=10, seed=0)
+    cfg = small_cfg(
+        tmp_path,
+        tiny_bert_dir,
+        epochs=6,
+        subsets_per_step=8,
+        dev_per_step=10,
+        lr=3e-3,
+        batch_size=16,
+        checkpoint_every=100,
+    )
+    result = train_encoder(cfg, splits=splits, examples=examples)
+    assert result.heldout_splits == [4] and result.train_splits == [0, 1, 2, 3]
+    enc = AirRepEncoder.load(result.out, device="cpu")
+    assert heldout_lds(enc, [splits[-1]], examples)["lds"] == pytest.approx(result.best_lds, abs=1e-6)
+    assert result.best_lds > result.base_lds + 0.15, result.lds_per_epoch
