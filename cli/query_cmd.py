@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from cli.common import config_options, emit, handle_errors, json_option
+from cli.rerank_options import make_reranker, rerank_options
 from indexers.config import QueryConfig
 from indexers.query import Candidate, QueryResult, preview, query
 
@@ -18,7 +19,8 @@ def _meta(c: Candidate) -> str:
 def _candidates(title: str, cands: list[Candidate], n: int) -> list[str]:
     lines = [f"  {title}:"]
     for i, c in enumerate(cands, 1):
-        lines.append(f"  {i:>3}. {c.score:+9.4f}  {c.id}  {_meta(c)}")
+        rs = "" if c.retrieval_score is None else f" (retrieval {c.retrieval_score:+.4f})"
+        lines.append(f"  {i:>3}. {c.score:+9.4f}{rs}  {c.id}  {_meta(c)}")
         lines.append(f"        prompt:   {preview(c.prompt, n)}")
         lines.append(f"        response: {preview(c.response, n)}")
     return lines
@@ -27,7 +29,8 @@ def _candidates(title: str, cands: list[Candidate], n: int) -> list[str]:
 def render(results: list[QueryResult], n: int = 100) -> str:
     out: list[str] = []
     for r in results:
-        out.append(f"query {r.query.id} ({r.search} search)")
+        how = f"{r.search} search" + (f", reranked by {r.reranked_by}" if r.reranked_by else "")
+        out.append(f"query {r.query.id} ({how})")
         if r.query.prompt:
             out.append(f"  prompt:   {preview(r.query.prompt, n)}")
         out.append(f"  response: {preview(r.query.response, n)}")
@@ -45,10 +48,15 @@ def render(results: list[QueryResult], n: int = 100) -> str:
 
 @click.command("query")
 @json_option
+@rerank_options
 @config_options(QueryConfig)
 @handle_errors
-def query_cmd(config: QueryConfig, as_json: bool) -> Any:
-    """Top-k proponents (and opponents, or metadata groups) for a query or a file of queries."""
-    results = query(config)
+def query_cmd(config: QueryConfig, as_json: bool, **rerank_kw: Any) -> Any:
+    """Top-k proponents (and opponents, or metadata groups) for a query or a file of queries.
+
+    With --rerank METHOD, AirRep retrieves --candidates rows and the method rescores them.
+    """
+    rerank, candidates = make_reranker(**rerank_kw)
+    results = query(config, rerank=rerank, candidates=candidates)
     payload = [r.to_dict() for r in results] if as_json else results
     emit(payload, as_json, lambda rs: render(rs, config.preview_chars))

@@ -97,7 +97,7 @@ def refresh(table: lancedb.table.LanceTable) -> None:
 
 
 def index_status(table: lancedb.table.LanceTable, recorded: dict[str, Any] | None) -> dict[str, Any]:
-    indices = [i for i in table.list_indices() if VECTOR in i.fields]
+    indices = [i for i in table.list_indices() if VECTOR in i.columns]
     if not indices:
         return {"type": "exact", "ann": False}
     out: dict[str, Any] = {"type": str(indices[0].index_type), "ann": True, "name": indices[0].name}

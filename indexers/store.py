@@ -143,7 +143,7 @@ class IndexTable:
         return self.dataset._take_rows([int(r) for r in row_ids], columns=list(columns))
 
     def has_ann(self) -> bool:
-        return any(VECTOR in idx.fields for idx in self.table.list_indices())
+        return any(VECTOR in idx.columns for idx in self.table.list_indices())
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -174,7 +174,8 @@ class IndexStore:
         self.db = lancedb.connect(str(self.path))
 
     def table_names(self) -> list[str]:
-        return sorted(n for n in self.db.table_names(limit=10**6) if not n.startswith(BUILDING_PREFIX))
+        found = (p.name[: -len(".lance")] for p in self.path.glob("*.lance") if p.is_dir())
+        return sorted(n for n in found if not n.startswith(BUILDING_PREFIX))
 
     def exists(self, name: str) -> bool:
         return (self.path / f"{name}.lance").is_dir()

@@ -1,0 +1,172 @@
+"""The LanceDB store: build, append, delete, refusals, atomic builds, readers during appends, ANN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from airsearch.data.corpus import load_corpus
+from airsearch.encoder import AirRepEncoder
+from airsearch.errors import FingerprintMismatch, InputError
+from indexers.build import build_index
+from indexers.config import IndexConfig
+from indexers.query import Searcher
+from indexers.store import BUILDING_PREFIX, IndexStore, info
+from tests import index_fixtures as fx
+from tests.index_fixtures import make_rows, write_corpus
+
+# shared fixtures
+corpus_file, tiny_encoder_dir, other_encoder_dir = fx.corpus_file, fx.tiny_encoder_dir, fx.other_encoder_dir
+
+
+def _cfg(db, sources, enc, **kw) -> IndexConfig:
+    return IndexConfig(sources=tuple(str(s) for s in sources), db=str(db), encoder=str(enc), **kw)
+
+
+def test_build_records_provenance_and_roundtrips_rows(tmp_path, corpus_file, tiny_encoder_dir):
+    s = build_index(_cfg(tmp_path / "db", [corpus_file], tiny_encoder_dir, chunk_size=16))
+    assert (s.rows_added, s.rows_total, s.dim, s.skipped) == (60, 60, 32, 0)
+    corpus = load_corpus(corpus_file)
+    assert s.corpus_fingerprint == corpus.fingerprint
+    table = IndexStore(tmp_path / "db").open()
+    enc = AirRepEncoder.load(tiny_encoder_dir)
+    assert table.meta.encoder_fingerprint == enc.fingerprint
+    assert table.meta.corpora[0]["fingerprint"] == corpus.fingerprint
+    assert table.meta.template == enc.info.template
+    assert table.meta.columns == {"task": "str", "n": "int", "tags": "json"}
+    # rows come back exactly as loaded (metadata types included) with the encoder's vectors
+    row_ids = [rid for ids, _, _ in table.iter_blocks(7) for rid in ids]
+    assert [e for e in table.take(row_ids)] == corpus.examples
+    np.testing.assert_allclose(table.take_vectors(row_ids), enc.encode(corpus.examples), rtol=1e-5, atol=1e-6)
+    d = info(tmp_path / "db")
+    assert d["tables"][0]["rows"] == 60 and d["tables"][0]["index"]["type"] == "exact"
+
+
+def test_append_delete_and_requery(tmp_path, tiny_encoder_dir):
+    a = write_corpus(tmp_path / "a.jsonl", make_rows(30))
+    b = write_corpus(tmp_path / "b.jsonl", make_rows(10, start=30))
+    db = tmp_path / "db"
+    build_index(_cfg(db, [a], tiny_encoder_dir))
+    s = build_index(_cfg(db, [b], tiny_encoder_dir, append=True))
+    assert (s.mode, s.rows_added, s.rows_total) == ("append", 10, 40)
+    searcher = Searcher(str(db), encoder=str(tiny_encoder_dir))
+    assert len(searcher.table.meta.corpora) == 2
+    target = load_corpus(b).examples[3]
+    everything = load_corpus(a).examples + load_corpus(b).examples
+    enc = AirRepEncoder.load(tiny_encoder_dir)
+    brute = enc.encode(everything) @ enc.encode([target])[0]
+    top = searcher.search(target, k=40)[0].proponents
+    assert [c.id for c in top] == [everything[i].id for i in np.argsort(-brute, kind="stable")]
+    np.testing.assert_allclose([c.score for c in top], np.sort(brute)[::-1], rtol=1e-4, atol=1e-5)
+    store = IndexStore(db)
+    assert store.delete(ids=[target.id]) == 1
+    again = Searcher(str(db), encoder=str(tiny_encoder_dir)).search(target, k=40)[0].proponents
+    assert target.id not in {c.id for c in again} and len(again) == 39
+    assert store.delete(where="task = 'alpha'") == 13
+    left = Searcher(str(db), encoder=str(tiny_encoder_dir)).search(target, k=40)[0].proponents
+    assert len(left) == 26 and all(c.metadata["task"] != "alpha" for c in left)
+    with pytest.raises(InputError):
+        store.delete(where="no_such_column = 1")
+
+
+def test_encoder_fingerprint_refusals(tmp_path, corpus_file, tiny_encoder_dir, other_encoder_dir):
+    db = tmp_path / "db"
+    build_index(_cfg(db, [corpus_file], tiny_encoder_dir))
+    with pytest.raises(FingerprintMismatch, match="encoder fingerprint mismatch"):
+        build_index(_cfg(db, [corpus_file], other_encoder_dir, append=True))
+    with pytest.raises(FingerprintMismatch, match="encoder fingerprint mismatch"):
+        Searcher(str(db), encoder=str(other_encoder_dir))
+    assert IndexStore(db).open().count() == 60
+    with pytest.raises(InputError, match="already exists"):
+        build_index(_cfg(db, [corpus_file], tiny_encoder_dir))
+
+
+def test_failed_build_leaves_no_table_and_failed_append_adds_nothing(tmp_path, tiny_encoder_dir):
+    good = make_rows(40)
+    bad = tmp_path / "bad.jsonl"
+    lines = [__import__("json").dumps(r) for r in good] + ['{"id": "x", "prompt": 3}']
+    bad.write_text("\n".join(lines) + "\n")
+    db = tmp_path / "db"
+    with pytest.raises(InputError, match="bad.jsonl:41"):
+        build_index(_cfg(db, [bad], tiny_encoder_dir, chunk_size=8))  # 5 chunks were written first
+    store = IndexStore(db)
+    assert store.table_names() == []
+    assert not [p for p in db.iterdir() if p.name.startswith(BUILDING_PREFIX)]
+    build_index(_cfg(db, [write_corpus(tmp_path / "ok.jsonl", make_rows(5, start=100))], tiny_encoder_dir))
+    version = store.open().version
+    with pytest.raises(InputError, match="bad.jsonl:41"):
+        build_index(_cfg(db, [bad], tiny_encoder_dir, chunk_size=8, append=True))
+    t = store.open()
+    assert t.count() == 5 and t.version == version
+
+
+def test_skip_bad_rows_reports(tmp_path, tiny_encoder_dir):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"prompt": "a", "response": "b"}\nnot json\n{"prompt": "c"}\n{"prompt": "d", "response": "e"}\n'
+    )
+    s = build_index(_cfg(tmp_path / "db", [bad], tiny_encoder_dir, skip_bad_rows=True))
+    assert (s.rows_added, s.skipped) == (2, 2) and sum(s.skipped_reasons.values()) == 2
+
+
+def test_reader_keeps_working_during_append(tmp_path, tiny_encoder_dir):
+    db = tmp_path / "db"
+    build_index(_cfg(db, [write_corpus(tmp_path / "a.jsonl", make_rows(20))], tiny_encoder_dir))
+    reader = Searcher(str(db), encoder=str(tiny_encoder_dir))
+    q = make_rows(1, start=500)[0]
+    from airsearch.data.example import Example
+
+    query = Example("q", q["prompt"], q["response"])
+    before = reader.search(query, k=50)[0].proponents
+    build_index(
+        _cfg(
+            db,
+            [write_corpus(tmp_path / "b.jsonl", make_rows(15, start=20))],
+            tiny_encoder_dir,
+            append=True,
+            chunk_size=4,
+        )
+    )
+    during = reader.search(query, k=50)[0].proponents  # the reader's version: still 20 rows
+    assert [c.id for c in during] == [c.id for c in before] and len(during) == 20
+    fresh = Searcher(str(db), encoder=str(tiny_encoder_dir)).search(query, k=50)[0].proponents
+    assert len(fresh) == 35
+
+
+def test_ann_index_built_above_threshold_and_refreshed_on_append(tmp_path, tiny_encoder_dir):
+    db = tmp_path / "db"
+    rows = make_rows(300)
+    s = build_index(
+        _cfg(
+            db,
+            [write_corpus(tmp_path / "a.jsonl", rows)],
+            tiny_encoder_dir,
+            ann_threshold=200,
+            ann_type="IVF_HNSW_SQ",
+            refine_factor=10,
+            nprobes=50,
+        )
+    )
+    assert s.index["ann"] and s.index["type"] != "exact"
+    ann = Searcher(str(db), encoder=str(tiny_encoder_dir))
+    exact = Searcher(str(db), encoder=str(tiny_encoder_dir), exact=True)
+    assert ann.use_ann and not exact.use_ann
+    queries = load_corpus(tmp_path / "a.jsonl").examples[:10]
+    hits = 0
+    for ra, re in zip(ann.search(queries, k=10), exact.search(queries, k=10), strict=True):
+        hits += len({c.id for c in ra.proponents} & {c.id for c in re.proponents})
+        assert [c.score for c in ra.proponents] == sorted((c.score for c in ra.proponents), reverse=True)
+    assert hits / 100 >= 0.9
+    s2 = build_index(
+        _cfg(
+            db,
+            [write_corpus(tmp_path / "b.jsonl", make_rows(20, start=300))],
+            tiny_encoder_dir,
+            append=True,
+            ann_threshold=200,
+        )
+    )
+    assert s2.rows_total == 320 and s2.index["ann"]
+    new = load_corpus(tmp_path / "b.jsonl").examples
+    found = Searcher(str(db), encoder=str(tiny_encoder_dir), exact=True).search(new[0], k=320)[0].proponents
+    assert {e.id for e in new} <= {c.id for c in found}
