@@ -452,3 +452,39 @@ def test_select_by_best_rank_reference():
     best_score = np.array([full[i, ranks[i].argmin()] for i in range(12)])
     ref = sorted(range(12), key=lambda i: (best[i], -best_score[i], i))[:4]
     assert select_by_best_rank(rnd, dev, 4) == ref
+
+
+@pytest.mark.slow
+def test_reproduction_pipeline_micro_scale(tmp_path, tiny_bert_dir):
+    """The whole study (benchmarks/reproduce.py) at a micro scale, then resumed (every stage skipped)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "reproduce", Path(__file__).parents[1] / "benchmarks" / "reproduce.py"
+    )
+    repro = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(repro)
+    out = tmp_path / "micro"
+    assert (
+        repro.main(["--scale", "micro", "--out", str(out), "--base-encoder", str(tiny_bert_dir), "--quiet"])
+        == 0
+    )
+    summary = (out / "README.md").read_text()
+    assert "LDS on held-out tasks" in summary and "OTHER models and data" in summary
+    lds = json.loads((out / "eval" / "lds" / "lds.json").read_text())
+    assert {"base", "bm25", "random", "gradcos"} <= set(lds["methods"])
+    assert any(m.startswith("airrep:") for m in lds["methods"])
+    for f in (
+        "classify/classify.json",
+        "trace/trace_entity_swap.json",
+        "trace/trace_pii.json",
+        "lds/lds.png",
+    ):
+        assert (out / "eval" / f).is_file()
+    stamp = (out / "stages" / "lds.json").stat().st_mtime
+    assert (
+        repro.main(["--scale", "micro", "--out", str(out), "--base-encoder", str(tiny_bert_dir), "--quiet"])
+        == 0
+    )
+    assert (out / "stages" / "lds.json").stat().st_mtime == stamp  # finished stages are skipped
