@@ -20,6 +20,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("cli.lm_cmd", "lm"),
     ("cli.eval_cmd", "eval_group"),
     ("cli.attribute_cmd", "attribute_cmd"),
+    ("cli.train_cmd", "train_cmd"),
 ]
 
 

@@ -9,12 +9,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from sentence_transformers import SentenceTransformer
 
+from airsearch.data.corpus import write_rows
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
 from airsearch.labels import SplitLabels
+from cli.main import app
 from trainers.encoder_training import (
     TrainConfig,
     heldout_lds,
@@ -23,7 +26,9 @@ from trainers.encoder_training import (
     train_encoder,
     two_pass_backward,
 )
+from trainers.encoder_training.data import labels_fingerprint
 from trainers.encoder_training.trainer import disable_dropout
+from trainers.labels import LabelStore, SplitPlan, make_manifest
 
 TOPICS = ["apple", "river", "stone", "cloud"]
 FILLER = [
@@ -220,10 +225,56 @@ def test_refuses_foreign_out_folder(tmp_path, tiny_bert_dir, labels):
         train_encoder(small_cfg(tmp_path, tiny_bert_dir), splits=labels[0], examples=labels[1])
 
 
-def test_trained_encoder_round_trips(tmp_path, tiny_bert_dir, labels):
+def write_label_store(path, splits, examples) -> str:
+    """The synthetic labels as a real label store (the ``trainers.labels`` writer API)."""
+    plans = [
+        SplitPlan(s.split, s.dev_ids, sorted({m for mem in s.members for m in mem}), s.members)
+        for s in splits
+    ]
+    manifest = make_manifest(
+        {"synthetic": True}, plans, teacher="synthetic", corpus_fingerprint="c", model_fingerprint="m"
+    )
+    store = LabelStore.create(path, manifest, examples.values())
+    for s in splits:
+        for k, members in enumerate(s.members):
+            store.write_job_result(s.split, k, members, s.losses[k])
+    return str(path)
+
+
+def test_cli_trains_from_a_label_store_and_the_encoder_round_trips(tmp_path, tiny_bert_dir, labels):
     splits, examples = labels
-    result = train_encoder(small_cfg(tmp_path, tiny_bert_dir, epochs=1), splits=splits, examples=examples)
+    store = write_label_store(tmp_path / "labels", splits, examples)
     out = tmp_path / "enc"
+    args = [
+        "train",
+        "--labels",
+        store,
+        "--out",
+        str(out),
+        "--base-encoder",
+        str(tiny_bert_dir),
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-3",
+        "--subsets-per-step",
+        "4",
+        "--dev-per-step",
+        "4",
+        "--holdout-splits",
+        "1",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "8",
+    ]
+    run = CliRunner().invoke(app, [*args, "--json"])
+    assert run.exit_code == 0, run.output
+    result = json.loads(run.stdout)
+    assert result["steps"] == 3 and result["heldout_splits"] == [3]
+    # labels read from the store train exactly what the same labels in memory train
+    assert result["labels_fingerprint"] == labels_fingerprint(splits)
+
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(("training", "train_"))) == [
         "train_config.json",
         "training.json",
@@ -232,17 +283,31 @@ def test_trained_encoder_round_trips(tmp_path, tiny_bert_dir, labels):
     assert not (out / "checkpoints").exists()
     enc = AirRepEncoder.load(out, device="cpu")
     assert enc.info.trained and enc.info.training["best_epoch"] == 1
-    assert enc.info.training["labels"]["fingerprint"] == result.labels_fingerprint
-    assert enc.info.training["heldout_lds"] == pytest.approx(result.best_lds)
-    assert enc.fingerprint == result.encoder_fingerprint
+    assert enc.info.training["labels"]["fingerprint"] == result["labels_fingerprint"]
+    assert enc.info.training["labels"]["manifest"]["teacher"] == "synthetic"
+    assert enc.info.training["heldout_lds"] == pytest.approx(result["best_lds"])
+    assert enc.fingerprint == result["encoder_fingerprint"]
     texts = [enc.text(examples[i]) for i in splits[0].dev_ids]
     st = SentenceTransformer(str(out), device="cpu")
     assert np.allclose(st.encode(texts), enc.encode_texts(texts), atol=1e-5)
-    assert not np.allclose(
-        enc.encode_texts(texts), AirRepEncoder.from_base(str(tiny_bert_dir), device="cpu").encode_texts(texts)
-    )
+    base = AirRepEncoder.from_base(str(tiny_bert_dir), device="cpu")
+    assert not np.allclose(enc.encode_texts(texts), base.encode_texts(texts))
     log = json.loads((out / "training.json").read_text())
     assert log["complete"] and len(log["losses"]) == 3 and [h["epoch"] for h in log["lds"]] == [0, 1]
+
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "already trained" in again.stdout
+    refused = CliRunner().invoke(app, [*args[:-2], "--batch-size", "8", "--seed", "1"])
+    assert refused.exit_code == 2 and "different training run" in refused.output
+
+    corpus = tmp_path / "corpus.jsonl"
+    write_rows(corpus, list(examples.values())[:20])
+    index = CliRunner().invoke(
+        app, ["index", str(corpus), "--db", str(tmp_path / "db"), "--encoder", str(out), "--json"]
+    )
+    assert index.exit_code == 0, index.output
+    summary = json.loads(index.stdout)
+    assert summary["rows_total"] == 20 and summary["encoder_fingerprint"] == enc.fingerprint
 
 
 def test_training_on_learnable_labels_raises_heldout_lds(tmp_path, tiny_bert_dir):

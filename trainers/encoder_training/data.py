@@ -78,7 +78,7 @@ def manifest_summary(labels: TrainingLabels) -> dict[str, Any]:
     """The label facts recorded in an encoder's training info."""
     keep = {
         k: labels.manifest[k]
-        for k in ("fingerprint", "fingerprints", "config", "corpus", "model")
+        for k in ("teacher", "corpus_fingerprint", "model_fingerprint", "config", "code_version")
         if k in labels.manifest
     }
     return {

@@ -58,8 +58,6 @@ def train_encoder(
     loss)`` is called after every optimiser step (and after that step's checkpoint, if any).
     """
     cfg.validate()
-    if not cfg.out:
-        raise InputError("an output folder is needed", where="option 'out'")
     labels = load_training_labels(cfg.labels, splits=splits, examples=examples)
     out = Path(cfg.out)
     identity = {"config": cfg.run_identity(), "labels_fingerprint": labels.fingerprint}

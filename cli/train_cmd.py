@@ -1,0 +1,51 @@
+"""``airsearch train``: train an AirRep encoder on subset-loss labels (methods.md §1, Eq. 9)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+
+from cli.common import config_options, emit, handle_errors, json_option
+from trainers.encoder_training import TrainConfig, TrainResult, train_encoder
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def _human(r: TrainResult) -> str:
+    if r.already_complete:
+        head = f"already trained: {r.out} (nothing to do; use a new --out to train again)"
+    else:
+        head = f"trained AirRep encoder: {r.out}" + ("  (resumed)" if r.resumed else "")
+    gain = (r.best_lds - r.base_lds) if r.best_lds is not None and r.base_lds is not None else float("nan")
+    lines = [
+        head,
+        f"  held-out LDS   base {_fmt(r.base_lds)} -> best {_fmt(r.best_lds)} at epoch {r.best_epoch}"
+        + ("" if math.isnan(gain) else f"  ({gain:+.4f})"),
+        f"  epochs         {r.epochs}  ({r.steps} steps, final loss {_fmt(r.final_loss)})",
+        f"  splits         train {len(r.train_splits)}, held out {r.heldout_splits}",
+        f"  encoder        [{r.encoder_fingerprint}]  labels [{r.labels_fingerprint}]",
+        f"  time           {r.seconds:.1f} s",
+        f"  use it with    airsearch index CORPUS --db DIR --encoder {r.out}",
+    ]
+    if not r.heldout_splits:
+        lines.insert(2, "  (no held-out splits: the last epoch is kept; set --holdout-splits to measure LDS)")
+    elif not math.isnan(gain) and gain <= 0:
+        lines.insert(2, "  warning: training did not beat the base encoder on the held-out splits")
+    return "\n".join(lines)
+
+
+@click.command("train")
+@json_option
+@config_options(TrainConfig)
+@handle_errors
+def train_cmd(config: TrainConfig, as_json: bool) -> Any:
+    """Train an AirRep encoder on a label store (Eq. 9 pairwise ranking, held-out LDS every epoch).
+
+    Rerunning the same command resumes an interrupted run from its last checkpoint.
+    """
+    result = train_encoder(config)
+    emit(result.to_dict() if as_json else result, as_json, _human)
