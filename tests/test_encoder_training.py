@@ -27,7 +27,7 @@ from trainers.encoder_training import (
     two_pass_backward,
 )
 from trainers.encoder_training.data import labels_fingerprint
-from trainers.encoder_training.trainer import disable_dropout
+from trainers.encoder_training.trainer import _Run, disable_dropout
 from trainers.labels import LabelStore, SplitPlan, make_manifest
 
 TOPICS = ["apple", "river", "stone", "cloud"]
@@ -216,6 +216,26 @@ def test_resume_after_interruption_gives_same_weights(tmp_path, tiny_bert_dir, l
         train_encoder(cfg.replace(lr=5e-4), splits=splits, examples=examples)
     with pytest.raises(InputError, match="labels"):
         train_encoder(cfg, splits=synthetic_labels(seed=1)[0], examples=synthetic_labels(seed=1)[1])
+
+
+def test_crash_after_the_last_epoch_resumes_to_the_same_result(tmp_path, tiny_bert_dir, labels, monkeypatch):
+    splits, examples = labels
+    cfg = small_cfg(tmp_path, tiny_bert_dir, epochs=1)
+    finish = _Run._finish
+
+    def crash(self):
+        raise RuntimeError("killed before the output folder was finalised")
+
+    monkeypatch.setattr(_Run, "_finish", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_encoder(cfg, splits=splits, examples=examples)
+    monkeypatch.setattr(_Run, "_finish", finish)
+    result = train_encoder(cfg, splits=splits, examples=examples)
+    assert result.resumed and result.steps == 3 and result.epochs == 1
+    reference = train_encoder(
+        small_cfg(tmp_path / "ref", tiny_bert_dir, epochs=1), splits=splits, examples=examples
+    )
+    assert result.encoder_fingerprint == reference.encoder_fingerprint
 
 
 def test_refuses_foreign_out_folder(tmp_path, tiny_bert_dir, labels):

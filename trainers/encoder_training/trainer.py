@@ -177,10 +177,10 @@ class _Run:
         while True:
             step = self.record["step"]
             evaluated = len(self.record["lds"])  # epochs 0..evaluated-1 have an LDS
+            if evaluated > self.cfg.epochs:  # e.g. a crash after the last epoch, before _finish
+                break
             if evaluated == 0 or step == evaluated * self.steps_per_epoch:
                 self._end_epoch(evaluated)
-                if evaluated >= self.cfg.epochs:
-                    break
                 continue
             loss = self._train_step(step)
             self.record["losses"].append(loss)
