@@ -30,10 +30,10 @@ def _human(s: IndexSummary) -> str:
 
 
 @click.command("index")
+@handle_errors
 @click.argument("corpus", nargs=-1, required=True)
 @json_option
 @config_options(IndexConfig)
-@handle_errors
 def index_cmd(corpus: tuple[str, ...], config: IndexConfig, as_json: bool) -> Any:
     """Encode CORPUS files (JSONL, JSON, Parquet, CSV, HF folders) into an index table."""
     summary = build_index(config.replace(sources=tuple(corpus)))

@@ -39,9 +39,9 @@ def _human(d: dict[str, Any]) -> str:
 
 
 @click.command("info")
+@handle_errors
 @json_option
 @config_options(InfoConfig)
-@handle_errors
 def info_cmd(config: InfoConfig, as_json: bool) -> Any:
     """Tables, row counts, dimension, encoder, index status and versions of an index directory."""
     emit(info(config.db), as_json, _human)

@@ -47,10 +47,10 @@ def render(results: list[QueryResult], n: int = 100) -> str:
 
 
 @click.command("query")
+@handle_errors
 @json_option
 @rerank_options
 @config_options(QueryConfig)
-@handle_errors
 def query_cmd(config: QueryConfig, as_json: bool, **rerank_kw: Any) -> Any:
     """Top-k proponents (and opponents, or metadata groups) for a query or a file of queries.
 

@@ -19,9 +19,9 @@ def _human(s: SelectSummary) -> str:
 
 
 @click.command("select")
+@handle_errors
 @json_option
 @config_options(SelectConfig)
-@handle_errors
 def select_cmd(config: SelectConfig, as_json: bool) -> Any:
     """Write the training rows that best serve --targets (best rank over targets, or summed score)."""
     summary = select(config)

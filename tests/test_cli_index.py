@@ -1,0 +1,174 @@
+"""`airsearch index/query/select/info` end to end through click's runner (tiny and real encoders)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from airsearch.data.corpus import write_rows
+from cli.main import app
+from tests import index_fixtures as fx
+from tests.index_fixtures import make_rows
+
+corpus_file, tiny_encoder_dir = fx.corpus_file, fx.tiny_encoder_dir
+
+
+def run(*args: str, ok: bool = True):
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def test_cli_index_query_select_info(tmp_path, corpus_file, tiny_encoder_dir):
+    db = tmp_path / "db"
+    out = run("index", corpus_file, "--db", db, "--encoder", tiny_encoder_dir, "--batch-size", "8", "--json")
+    summary = json.loads(out.stdout)
+    assert summary["rows_added"] == 60 and summary["dim"] == 32 and summary["index"]["type"] == "exact"
+    human = run(
+        "query", "--db", db, "--prompt", "[alpha] the cat", "--response", "sat", "-k", "3", "--opponents"
+    )
+    assert "proponents" in human.stdout and "opponents" in human.stdout
+    res = json.loads(
+        run(
+            "query",
+            "--db",
+            db,
+            "--prompt",
+            "p",
+            "--response",
+            "r",
+            "-k",
+            "4",
+            "--json",
+            "--where",
+            "task = 'gamma'",
+            "--group-by",
+            "task",
+        ).stdout
+    )
+    assert len(res) == 1 and len(res[0]["proponents"]) == 4
+    assert all(c["metadata"]["task"] == "gamma" for c in res[0]["proponents"])
+    assert [g["group"] for g in res[0]["groups"]] == ["gamma"]
+    queries = write_rows(tmp_path / "q.jsonl", make_rows(3, start=700))
+    many = json.loads(run("query", "--db", db, "--queries", queries, "--json", "-k", "2").stdout)
+    assert [r["query"]["id"] for r in many] == ["r0700", "r0701", "r0702"]
+    sel = json.loads(
+        run(
+            "select", "--db", db, "--targets", queries, "-n", "5", "--out", tmp_path / "s.jsonl", "--json"
+        ).stdout
+    )
+    assert sel["selected"] == 5 and len((tmp_path / "s.jsonl").read_text().splitlines()) == 5
+    info = json.loads(run("info", "--db", db, "--json").stdout)
+    assert info["tables"][0]["rows"] == 60 and info["tables"][0]["dim"] == 32
+    assert "table 'corpus': 60 rows" in run("info", "--db", db).stdout
+    # append through the CLI
+    more = write_rows(tmp_path / "more.jsonl", make_rows(5, start=60))
+    appended = json.loads(
+        run("index", more, "--db", db, "--encoder", tiny_encoder_dir, "--append", "--json").stdout
+    )
+    assert appended["rows_total"] == 65
+
+
+def test_cli_bad_inputs_exit_nonzero_without_traceback(tmp_path, corpus_file, tiny_encoder_dir):
+    missing = run("query", "--db", tmp_path / "nope", "--prompt", "p", "--response", "r", ok=False)
+    assert missing.exit_code == 2 and "index directory not found" in missing.output
+    assert "Traceback" not in missing.output
+    both = run("query", "--db", tmp_path, "--prompt", "p", "--response", "r", "--queries", "f", ok=False)
+    assert both.exit_code == 2 and "one of them" in both.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"\n')
+    res = run("index", bad, "--db", tmp_path / "db", "--encoder", tiny_encoder_dir, ok=False)
+    assert res.exit_code == 2 and "bad.jsonl:2" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "db" / "corpus.lance").exists()
+    run("index", corpus_file, "--db", tmp_path / "db", "--encoder", tiny_encoder_dir)
+    where = run(
+        "query",
+        "--db",
+        tmp_path / "db",
+        "--prompt",
+        "p",
+        "--response",
+        "r",
+        "--where",
+        "nosuch = 1",
+        ok=False,
+    )
+    assert where.exit_code == 2 and "--where" in where.output and "Traceback" not in where.output
+    group = run(
+        "query", "--db", tmp_path / "db", "--prompt", "p", "--response", "r", "--group-by", "nosuch", ok=False
+    )
+    assert group.exit_code == 2 and "no metadata column" in group.output
+    sel = run(
+        "select",
+        "--db",
+        tmp_path / "db",
+        "--targets",
+        corpus_file,
+        "--out",
+        tmp_path / "x.csv",
+        "-n",
+        "2",
+        ok=False,
+    )
+    assert sel.exit_code == 2 and ".jsonl or .parquet" in sel.output
+
+
+@pytest.mark.slow
+def test_real_default_encoder_end_to_end(tmp_path):
+    """The packaged all-MiniLM-L6-v2: a question-generation query finds its own task first."""
+    rows = [
+        {
+            "id": f"dur{i}",
+            "prompt": f"Write a question about how long events last. Sentence: {s}",
+            "response": f"How long did {w} take?",
+            "task": "duration",
+        }
+        for i, (s, w) in enumerate(
+            [
+                ("She baked bread.", "baking"),
+                ("He ran a marathon.", "the run"),
+                ("They built a house.", "building"),
+                ("We watched a film.", "the film"),
+            ]
+        )
+    ] + [
+        {
+            "id": f"sent{i}",
+            "prompt": f"Is this review positive or negative? {s}",
+            "response": r,
+            "task": "sentiment",
+        }
+        for i, (s, r) in enumerate(
+            [
+                ("Terrible food.", "negative"),
+                ("Loved every minute.", "positive"),
+                ("Awful service.", "negative"),
+                ("Great value.", "positive"),
+            ]
+        )
+    ]
+    corpus = write_rows(tmp_path / "train.jsonl", rows)
+    db = tmp_path / "db"
+    summary = json.loads(run("index", corpus, "--db", db, "--json").stdout)
+    assert summary["dim"] == 384 and summary["encoder"].startswith("default")
+    res = json.loads(
+        run(
+            "query",
+            "--db",
+            db,
+            "--prompt",
+            "Write a question about how long events last. Sentence: I painted the fence.",
+            "--response",
+            "How long did painting take?",
+            "--json",
+            "-k",
+            "4",
+            "--group-by",
+            "task",
+        ).stdout
+    )[0]
+    assert all(c["metadata"]["task"] == "duration" for c in res["proponents"])
+    assert res["groups"][0]["group"] == "duration"
