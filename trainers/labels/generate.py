@@ -79,7 +79,12 @@ def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None 
     from airsearch.lm import load_lm
 
     model_path = _model_source(cfg.model)
-    lm = load_lm(model_path, max_length=cfg.max_length)
+    in_process = cfg.workers == 1 and not cfg.ray
+    # Worker processes and Ray tasks load their own copy; the driver then needs the weights only
+    # for the fingerprint, so it reads them onto the CPU. Teachers and in-process jobs use this copy.
+    lm_here = in_process or cfg.teacher != "retrain"
+    lm = load_lm(model_path, max_length=cfg.max_length, device=None if lm_here else "cpu")
+    model_fingerprint = lm.fingerprint
     examples: list[Example] = list(corpus.examples)
     plans = sample_splits(
         [e.id for e in examples],
@@ -95,7 +100,7 @@ def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None 
         plans,
         teacher=cfg.teacher,
         corpus_fingerprint=corpus.fingerprint,
-        model_fingerprint=lm.fingerprint,
+        model_fingerprint=model_fingerprint,
     )
     store = LabelStore.create(cfg.out, manifest, examples)
 
@@ -114,11 +119,12 @@ def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None 
             None,
             "teacher",
             corpus.fingerprint,
-            lm.fingerprint,
+            model_fingerprint,
         )
 
+    if not in_process:
+        del lm
     jobs = subset_jobs(cfg, plans, {e.id: e for e in examples}, model_path)
-    in_process = cfg.workers == 1 and not cfg.ray
     if in_process:
         _LM_CACHE[model_path] = lm  # reuse the driver's copy; each job fine-tunes a clone
     try:
@@ -146,7 +152,7 @@ def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None 
         jobs_per_hour=run.jobs_per_hour if run.completed else None,
         backend=run.backend,
         corpus_fingerprint=corpus.fingerprint,
-        model_fingerprint=lm.fingerprint,
+        model_fingerprint=model_fingerprint,
     )
 
 
