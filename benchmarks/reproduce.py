@@ -64,6 +64,7 @@ SCALES: dict[str, dict[str, Any]] = {
         n_people=20,
         trace_epochs=3,
         gradient=GRADIENT,
+        projection_dim=1024,
     ),
     "default": dict(
         tasks=20,
@@ -81,6 +82,7 @@ SCALES: dict[str, dict[str, Any]] = {
         n_people=100,
         trace_epochs=5,
         gradient=GRADIENT,
+        projection_dim=2048,
     ),
     "gpu": dict(
         tasks=20,
@@ -214,6 +216,7 @@ class Pipeline:
             lm=self.lm_path,
             bootstrap=100,
             max_splits=1,
+            projection_dim=self.p.get("projection_dim", 0),
         )
         res = eval_lds(cfg, gold_store=store)
         scores = {m: r["lds"]["mean"] for m, r in res["methods"].items()}
@@ -260,7 +263,12 @@ class Pipeline:
         self.stage("encoder_teacher", lambda: self.encoder("teacher_labels", "airrep_teacher"))
         self.stage("gold", lambda: self.labels("eval_train.jsonl", "gold"))
         d, ev = self.out / "data", self.out / "eval"
-        common = dict(methods=self.methods(), base_encoder=self.base_encoder, lm=self.lm_path)
+        common = dict(
+            methods=self.methods(),
+            base_encoder=self.base_encoder,
+            lm=self.lm_path,
+            projection_dim=self.p.get("projection_dim", 0),
+        )
         lds = self.stage(
             "lds",
             lambda: eval_lds(

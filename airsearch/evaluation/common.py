@@ -45,6 +45,9 @@ class EvalConfig(CommandConfig):
     device: str | None = field(
         default=None, metadata={"help": "torch device (default: cuda when available)."}
     )
+    projection_dim: int = field(
+        default=0, metadata={"help": "JL projection dimension of gradient methods (0 = exact gradients)."}
+    )
 
     def validate(self) -> None:
         require(bool(self.methods), "methods", "name at least one method")
@@ -92,7 +95,8 @@ def build_methods(
         elif name == "bm25":
             m = make_method("bm25", workdir=Path(workdir) / f"bm25-{len(out)}" if workdir else None)
         else:
-            opts = (method_options or {}) if not callable(method_options) else method_options(name)
+            opts = {"projection_dim": cfg.projection_dim}
+            opts.update((method_options or {}) if not callable(method_options) else method_options(name))
             m = make_method(name, lm=lm, seed=cfg.seed, **opts)
         m.name = label
         out.append((label, m))

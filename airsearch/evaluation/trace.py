@@ -54,9 +54,6 @@ class EvalTraceConfig(EvalConfig):
     max_length: int = field(default=256, metadata={"help": "Tokens per example."})
     k: int = field(default=50, metadata={"help": "R@k: precision among the top k (DDA uses 500)."})
     max_new_tokens: int = field(default=24, metadata={"help": "Greedy generation length."})
-    projection_dim: int = field(
-        default=0, metadata={"help": "JL dimension for gradient methods (0 = exact)."}
-    )
 
     def validate(self) -> None:
         super().validate()
@@ -191,7 +188,6 @@ def eval_trace(cfg: EvalTraceConfig, *, corpus: Any = None, lm: Any = None) -> d
         return {
             "checkpoints": cks,
             "base_lm": lm,
-            "projection_dim": cfg.projection_dim,
             "batch_size": cfg.batch_size,
         }
 
