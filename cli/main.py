@@ -10,6 +10,8 @@ import os
 
 import click
 
+from cli.common import handle_errors
+
 # (module, attribute) of every top-level command or group, in --help order.
 COMMANDS: list[tuple[str, str]] = [
     ("cli.index_cmd", "index_cmd"),
@@ -24,7 +26,15 @@ COMMANDS: list[tuple[str, str]] = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class AirsearchGroup(click.Group):
+    """The top-level group: expected failures anywhere below it (including option validation in
+    ``config_options``) print one line and exit non-zero, never a traceback."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        return handle_errors(super().invoke)(ctx)
+
+
+@click.group(cls=AirsearchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="airsearch")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def app(quiet: bool) -> None:
