@@ -28,7 +28,7 @@ class IndexConfig(CommandConfig):
         default=False, metadata={"help": "replace an existing table once the new one is built"}
     )
     batch_size: int = F(default=64, metadata={"help": "encoder batch size"})
-    chunk_size: int = F(default=4096, metadata={"help": "rows encoded and written per chunk"})
+    chunk_size: int = F(default=1024, metadata={"help": "rows encoded and written per chunk"})
     prompt_field: str | None = F(default=None, metadata={"help": "column holding the prompt"})
     response_field: str | None = F(default=None, metadata={"help": "column holding the response"})
     id_field: str = F(default="id", metadata={"help": "column holding row ids"})

@@ -120,6 +120,15 @@ class Searcher:
             self.encoder = load_encoder(source)
         self.table.check_encoder(self.encoder.fingerprint)
 
+    @classmethod
+    def for_vectors(cls, table: IndexTable, *, backend: str = "auto", exact: bool = False) -> Searcher:
+        """A searcher for already-encoded query vectors (no encoder loaded; benchmarks, pipelines)."""
+        self = cls.__new__(cls)
+        self.store, self.table, self.backend = table.store, table, backend
+        self.use_ann = table.has_ann() and not exact
+        self.encoder = None  # type: ignore[assignment]
+        return self
+
     def encode(self, queries: Sequence[Example]) -> np.ndarray:
         return self.encoder.encode(list(queries), show_progress=False)
 
