@@ -142,7 +142,12 @@ class Searcher:
             return exact_topk(vectors, blocks, k, largest=largest, backend=self.backend)
         scores, ids = [], []
         for v in vectors:
-            found = ann.search(self.table.table, v if largest else -v, k, self.table.meta.ann, where=where)
+            try:
+                found = ann.search(self.table.table, v if largest else -v, k, self.table.meta.ann, where=where)
+            except (OSError, ValueError, RuntimeError) as e:
+                if not where:
+                    raise
+                raise InputError(f"bad filter {where!r}: {str(e).splitlines()[0]}", where="--where") from None
             rid = found.column("_rowid").to_numpy().astype(np.int64)
             s = self.table.take_vectors(rid) @ v  # exact dot products of the candidates
             order = np.argsort(-s if largest else s, kind="stable")

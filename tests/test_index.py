@@ -157,6 +157,14 @@ def test_ann_index_built_above_threshold_and_refreshed_on_append(tmp_path, tiny_
         hits += len({c.id for c in ra.proponents} & {c.id for c in re.proponents})
         assert [c.score for c in ra.proponents] == sorted((c.score for c in ra.proponents), reverse=True)
     assert hits / 100 >= 0.9
+    # opponents through the ANN index (search for -q) and a prefiltered --where
+    ra = ann.search(queries[0], k=5, opponents=True, where="task = 'beta'")[0]
+    re = exact.search(queries[0], k=5, opponents=True, where="task = 'beta'")[0]
+    assert all(c.metadata["task"] == "beta" for c in ra.proponents + ra.opponents)
+    assert len({c.id for c in ra.opponents} & {c.id for c in re.opponents}) >= 4
+    assert max(c.score for c in ra.opponents) < min(c.score for c in ra.proponents)
+    with pytest.raises(InputError, match="--where"):
+        ann.search(queries[0], k=5, where="nosuch = 1")
     s2 = build_index(
         _cfg(
             db,
