@@ -4,3 +4,4 @@ import os
 
 # Lance logs k-means chatter (empty clusters on small tables) at WARN; keep stderr for our own messages.
 os.environ.setdefault("LANCE_LOG", "error")
+os.environ.setdefault("LANCEDB_LOG", "error")

@@ -31,11 +31,11 @@ class AnnConfig:
 
     threshold: int = DEFAULT_THRESHOLD
     index_type: str = DEFAULT_TYPE
-    num_partitions: int | None = None  # default: about sqrt(rows)
+    num_partitions: int | None = None  # default: HNSW max(4, rows / 125k); others about sqrt(rows)
     num_sub_vectors: int | None = None  # PQ only; default dim / 8
-    nprobes: int = 20
-    refine_factor: int = 5
-    ef: int | None = None  # HNSW only; default lance's (1.5 * k)
+    nprobes: int = 8
+    refine_factor: int = 10
+    ef: int | None = 150  # HNSW candidate list size
 
     def __post_init__(self) -> None:
         if self.index_type not in INDEX_TYPES:
@@ -50,6 +50,8 @@ class AnnConfig:
     def partitions(self, rows: int) -> int:
         if self.num_partitions:
             return self.num_partitions
+        if "HNSW" in self.index_type:  # few large partitions: the graph does the search inside each
+            return max(4, rows // 125_000)
         return max(1, min(4096, int(math.sqrt(rows))))
 
     def index_config(self, rows: int, dim: int) -> Any:
@@ -127,7 +129,7 @@ def search(
     """ANN top-k by dot product; returns an Arrow table with ``_rowid`` (scores recomputed by caller)."""
     rec = recorded or {}
     q = table.search(vector, vector_column_name=VECTOR).distance_type("dot").limit(k).with_row_id(True)
-    q = q.nprobes(nprobes or rec.get("nprobes") or 20)
+    q = q.nprobes(nprobes or rec.get("nprobes") or 8)
     rf = refine_factor if refine_factor is not None else rec.get("refine_factor")
     if rf:
         q = q.refine_factor(int(rf))
@@ -135,4 +137,4 @@ def search(
         q = q.ef(int(ef or rec["ef"]))
     if where:
         q = q.where(where, prefilter=True)
-    return q.select(["_rowid"]).to_arrow()
+    return q.select(["_distance"]).to_arrow()

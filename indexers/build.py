@@ -97,6 +97,7 @@ def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> In
         index_type=cfg.ann_type,
         nprobes=cfg.nprobes,
         refine_factor=cfg.refine_factor,
+        ef=cfg.ef,
     )
     corpus_entry = {"sources": [str(s) for s in cfg.sources], "fingerprint": None, "rows": 0}
     if cfg.append:

@@ -37,8 +37,9 @@ class IndexConfig(CommandConfig):
         default=DEFAULT_THRESHOLD, metadata={"help": "build an ANN index at this many rows (-1: never)"}
     )
     ann_type: AnnType = F(default=DEFAULT_TYPE, metadata={"help": "ANN index type"})
-    nprobes: int = F(default=20, metadata={"help": "ANN partitions probed per query"})
-    refine_factor: int = F(default=5, metadata={"help": "ANN refine: re-score refine_factor*k rows exactly"})
+    nprobes: int = F(default=8, metadata={"help": "ANN partitions probed per query"})
+    refine_factor: int = F(default=10, metadata={"help": "ANN refine: re-score refine_factor*k rows exactly"})
+    ef: int = F(default=150, metadata={"help": "HNSW candidate list size per query"})
 
     def validate(self) -> None:
         require(bool(self.db), "db", "is required (--db DIR)")
@@ -48,6 +49,7 @@ class IndexConfig(CommandConfig):
         require(not (self.append and self.overwrite), "append", "--append and --overwrite exclude each other")
         require(self.nprobes > 0, "nprobes", "must be positive")
         require(self.refine_factor >= 0, "refine_factor", "must be >= 0")
+        require(self.ef > 0, "ef", "must be positive")
 
 
 @dataclasses.dataclass

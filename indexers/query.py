@@ -143,7 +143,9 @@ class Searcher:
         scores, ids = [], []
         for v in vectors:
             try:
-                found = ann.search(self.table.table, v if largest else -v, k, self.table.meta.ann, where=where)
+                found = ann.search(
+                    self.table.table, v if largest else -v, k, self.table.meta.ann, where=where
+                )
             except (OSError, ValueError, RuntimeError) as e:
                 if not where:
                     raise
