@@ -63,6 +63,8 @@ def make_reranker(
     """The rerank hook for :func:`indexers.query.query` (or ``(None, None)`` without ``--rerank``)."""
     if rerank is None:
         return None, None
+    if candidates < 1:
+        raise InputError(f"must be at least 1, got {candidates}", where="option '--candidates'")
     if not rerank_model and not checkpoint and rerank != "daunce":
         raise InputError("--rerank needs the target model", where="option '--model'")
     from airsearch.methods.registry import MethodConfig, Reranker
