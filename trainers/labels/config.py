@@ -46,6 +46,13 @@ class LabelConfig(CommandConfig):
         default="retrain",
         metadata={"help": "Label source: 'retrain' (fine-tune on each subset) or a gradient teacher."},
     )
+    teacher_checkpoint: list[str] = field(
+        default_factory=list,
+        metadata={"help": "DDA/TracIn teacher checkpoints (repeatable); default: --model alone."},
+    )
+    teacher_base_model: str | None = field(
+        default=None, metadata={"help": "DDA teacher: the model before fine-tuning (debias term)."}
+    )
     workers: int = field(default=1, metadata={"help": "Local worker processes (1 = in this process)."})
     ray: str | None = field(
         default=None,
@@ -76,6 +83,16 @@ class LabelConfig(CommandConfig):
         require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         require(self.lora >= 0, "lora", f"must be >= 0 (0 = full fine-tuning), got {self.lora}")
         require(bool(self.teacher), "teacher", "must name a teacher ('retrain' or a gradient teacher)")
+        require(
+            not self.teacher_checkpoint or self.teacher in ("tracin", "gradcos", "dda"),
+            "teacher_checkpoint",
+            f"only for the tracin, gradcos and dda teachers, not {self.teacher!r}",
+        )
+        require(
+            not self.teacher_base_model or self.teacher == "dda",
+            "teacher_base_model",
+            f"only for the dda teacher, not {self.teacher!r}",
+        )
 
     def identity(self) -> dict:
         """The fields that determine the labels (everything but :data:`EXECUTION_FIELDS`)."""

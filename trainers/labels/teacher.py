@@ -7,8 +7,9 @@ subsets) applies unchanged and ``airsearch train`` consumes it as it is. Cost: o
 every pool and dev example (plus, for Daunce, K short perturbed fine-tunes on the union of the pools)
 instead of one fine-tune per subset. The store manifest records the teacher (``LabelStore.create``).
 
-From the label command only ``--model`` is known: DDA uses it as its single checkpoint with no base
-model (pass checkpoints and a base through :func:`write_teacher_labels` from Python for full DDA).
+DDA/TracIn checkpoints and DDA's base model come from ``--teacher-checkpoint DIR`` (repeatable;
+default: ``--model`` alone) and ``--teacher-base-model DIR`` (default: none, no debias term); both
+are recorded in the store manifest with the rest of the config.
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ def teacher_method(
             ray_address=cfg.ray,
         )
         daunce = run.method("corr")
-    mcfg = MethodConfig(method=name, model=lm.source, max_length=cfg.max_length)
+    mcfg = MethodConfig(
+        method=name,
+        model=lm.source,
+        checkpoint=list(cfg.teacher_checkpoint),
+        base_model=cfg.teacher_base_model,
+        max_length=cfg.max_length,
+    )
     return build_method(mcfg, lm=lm, daunce=daunce, show_progress=True)
 
 
