@@ -34,8 +34,8 @@ class AnnConfig:
     num_partitions: int | None = None  # default: HNSW max(4, rows / 125k); others about sqrt(rows)
     num_sub_vectors: int | None = None  # PQ only; default dim / 8
     nprobes: int = 8
-    refine_factor: int = 10
-    ef: int | None = 150  # HNSW candidate list size
+    refine_factor: int = 20
+    ef: int | None = 300  # HNSW candidate list size
 
     def __post_init__(self) -> None:
         if self.index_type not in INDEX_TYPES:

@@ -38,8 +38,8 @@ class IndexConfig(CommandConfig):
     )
     ann_type: AnnType = F(default=DEFAULT_TYPE, metadata={"help": "ANN index type"})
     nprobes: int = F(default=8, metadata={"help": "ANN partitions probed per query"})
-    refine_factor: int = F(default=10, metadata={"help": "ANN refine: re-score refine_factor*k rows exactly"})
-    ef: int = F(default=150, metadata={"help": "HNSW candidate list size per query"})
+    refine_factor: int = F(default=20, metadata={"help": "ANN refine: re-score refine_factor*k rows exactly"})
+    ef: int = F(default=300, metadata={"help": "HNSW candidate list size per query"})
 
     def validate(self) -> None:
         require(bool(self.db), "db", "is required (--db DIR)")
