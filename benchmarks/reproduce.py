@@ -65,6 +65,7 @@ SCALES: dict[str, dict[str, Any]] = {
         trace_epochs=3,
         gradient=GRADIENT,
         projection_dim=1024,
+        daunce_models=4,  # Daunce (black-box, K fine-tunes on the training set) in every eval
     ),
     "default": dict(
         tasks=20,
@@ -83,6 +84,7 @@ SCALES: dict[str, dict[str, Any]] = {
         trace_epochs=5,
         gradient=GRADIENT,
         projection_dim=2048,
+        daunce_models=8,  # Daunce (black-box, K fine-tunes on the training set) in every eval
     ),
     "gpu": dict(
         tasks=20,
@@ -101,6 +103,7 @@ SCALES: dict[str, dict[str, Any]] = {
         trace_epochs=5,
         gradient=GRADIENT,
         projection_dim=4096,
+        daunce_models=16,  # Daunce (black-box, K fine-tunes on the training set) in every eval
     ),
 }
 PAPERS = {  # measured by the papers on other models and data (Qwen2.5-0.5B / LLaMA2-7B / GPT-2 ...)
@@ -247,7 +250,8 @@ class Pipeline:
         encs = tuple(
             f"airrep:{self.out / d}" for d in ("airrep_retrain", "airrep_teacher") if (self.out / d).is_dir()
         )
-        return encs + ("base", "bm25", "random") + tuple(self.p["gradient"])
+        daunce = ("daunce",) if self.p.get("daunce_models") else ()
+        return encs + ("base", "bm25", "random") + tuple(self.p["gradient"]) + daunce
 
     def run(self) -> dict[str, Any]:
         from airsearch.evaluation.classify import EvalClassifyConfig, eval_classify
@@ -268,6 +272,7 @@ class Pipeline:
             base_encoder=self.base_encoder,
             lm=self.lm_path,
             projection_dim=self.p.get("projection_dim", 0),
+            daunce_models=self.p.get("daunce_models", 8),
         )
         lds = self.stage(
             "lds",

@@ -48,9 +48,14 @@ class EvalConfig(CommandConfig):
     projection_dim: int = field(
         default=0, metadata={"help": "JL projection dimension of gradient methods (0 = exact gradients)."}
     )
+    daunce_models: int = field(
+        default=8, metadata={"help": "Daunce: K perturbed models (black-box fine-tunes on the training set)."}
+    )
+    daunce_lr: float = field(default=1e-3, metadata={"help": "Daunce: learning rate of the K fine-tunes."})
 
     def validate(self) -> None:
         require(bool(self.methods), "methods", "name at least one method")
+        require(self.daunce_models >= 2, "daunce_models", "Daunce needs at least 2 perturbed models")
         require(
             self.aggregation == "auto" or self.aggregation in AGGREGATIONS,
             "aggregation",
@@ -95,7 +100,11 @@ def build_methods(
         elif name == "bm25":
             m = make_method("bm25", workdir=Path(workdir) / f"bm25-{len(out)}" if workdir else None)
         else:
-            opts = {"projection_dim": cfg.projection_dim}
+            opts = {
+                "projection_dim": cfg.projection_dim,
+                "daunce_models": cfg.daunce_models,
+                "daunce_lr": cfg.daunce_lr,
+            }
             opts.update((method_options or {}) if not callable(method_options) else method_options(name))
             m = make_method(name, lm=lm, seed=cfg.seed, **opts)
         m.name = label

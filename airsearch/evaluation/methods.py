@@ -308,11 +308,57 @@ def make_method(name: str, *, encoder: Any = None, lm: Any = None, seed: int = 0
         return BM25Method(options.get("workdir"))
     if name == "random":
         return RandomMethod(seed)
+    if name == "daunce":
+        return DaunceMethod(lm, seed=seed, **options)
     grads = gradient_method_names()
     if name in grads:
         return FeatureMethod(gradient_method(name, lm, seed=seed, **options), name)
     known = list(BUILTIN_METHODS) + grads
     raise InputError(f"unknown method {name!r}; known methods: {known}", where="methods")
+
+
+class DaunceMethod(FeatureMethod):
+    """``daunce`` (methods.md §4, Eq. 6): correlation of losses across K perturbed models.
+
+    By default the K models are fitted on the training set in ``prepare`` with the in-core black-box
+    provider (Daunce Table 2: plain fine-tuning of ``lm`` on seeded random subsets of ratio r,
+    :func:`airsearch.methods.daunce.blackbox_providers`). An already-built method, e.g. a white-box
+    ``trainers.daunce`` run's ``.method(lm=...)``, can be passed as ``daunce`` instead (``airsearch/``
+    does not import ``trainers/``)."""
+
+    def __init__(
+        self,
+        lm: Any,
+        *,
+        seed: int = 0,
+        daunce: Any = None,
+        daunce_models: int = 8,
+        daunce_ratio: float = 0.5,
+        daunce_lr: float = 1e-3,
+        daunce_epochs: int = 1,
+        batch_size: int = 8,
+        **_: Any,
+    ) -> None:
+        if daunce is None and lm is None:
+            raise InputError("method 'daunce' needs a target LM (--lm)", where="methods")
+        super().__init__(daunce, "daunce")
+        self.lm, self.prebuilt, self.seed = lm, daunce, seed
+        self.models, self.ratio = daunce_models, daunce_ratio
+        self.finetune = dict(epochs=daunce_epochs, lr=daunce_lr, batch_size=batch_size)
+
+    def _prepare(self, train: list[Example]) -> None:
+        if self.prebuilt is None:
+            from airsearch.lm.finetune import FinetuneConfig
+            from airsearch.methods.daunce import Daunce, LocalFinetuneFactory, blackbox_providers
+
+            factory = LocalFinetuneFactory(self.lm, FinetuneConfig(**self.finetune, seed=self.seed))
+            providers = blackbox_providers(factory, train, self.models, self.ratio, self.seed)
+            extra = {"mode": "black-box", "ratio": self.ratio, **self.finetune}
+            self.impl = Daunce(providers, fingerprint=self.lm.fingerprint, extra=extra)
+        super()._prepare(train)
+
+    def fingerprint(self) -> str | None:
+        return getattr(self.impl, "fingerprint", None) or None
 
 
 def gradient_method(
