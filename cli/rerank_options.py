@@ -68,7 +68,7 @@ def make_reranker(
     if not rerank_model and not checkpoint and rerank != "daunce":
         raise InputError("--rerank needs the target model", where="option '--model'")
     from airsearch.methods.registry import MethodConfig, Reranker
-    from cli.attribute_cmd import load_method
+    from trainers.attribute import load_method
 
     cfg = MethodConfig(
         method=rerank,

@@ -170,6 +170,8 @@ class IndexStore:
             raise InputError(
                 "index directory not found (build one with `airsearch index`)", where=str(self.path)
             )
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError("exists and is not a directory; choose another --db", where=str(self.path))
         self.path.mkdir(parents=True, exist_ok=True)
         self.db = lancedb.connect(str(self.path))
 

@@ -23,7 +23,7 @@ import torch
 from airsearch.atomic import write_json_atomic
 from airsearch.config import CommandConfig, require
 from airsearch.data.example import Example
-from airsearch.errors import FingerprintMismatch
+from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.fingerprint import fingerprint_json
 from airsearch.methods.daunce import (
     Daunce,
@@ -275,6 +275,8 @@ def run_daunce(
 def load_daunce(out_dir: str | Path, models: int | None = None) -> DaunceRun:
     """The finished models of a run (the first ``models`` of them, or all)."""
     out = Path(out_dir)
+    if not (out / MANIFEST).is_file():
+        raise InputError(f"not a Daunce run: {MANIFEST} is missing", where=str(out))
     manifest = json.loads((out / MANIFEST).read_text())
     done = sorted(finished_job_ids(out / "jobs"))
     ks = [int(j.split("-")[1]) for j in done if j.startswith("daunce-")]

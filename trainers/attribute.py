@@ -1,0 +1,107 @@
+"""Whole-corpus gradient / Daunce attribution (the Python API of ``airsearch attribute``).
+
+Writes ``out/results.json`` (top-k train examples per query, highest score first), the config, and
+with ``full_matrix`` the ``[n_train, n_queries]`` score matrix (``scores.safetensors``). With
+``vectors`` the train vectors are stored and reused (a store made by other settings is refused).
+:func:`load_method` builds a method by name, loading a finished Daunce run (``trainers.daunce``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airsearch.config import require
+from airsearch.methods.registry import MethodConfig, build_method
+
+
+@dataclass
+class AttributeConfig(MethodConfig):
+    corpus: str = field(default="", metadata={"help": "Training corpus file (JSONL/Parquet/...)."})
+    queries: str = field(default="", metadata={"help": "Query file (prompt/response rows)."})
+    out: str = field(default="", metadata={"help": "Output folder."})
+    k: int = field(default=10, metadata={"help": "Top-k train examples per query."})
+    full_matrix: bool = field(default=False, metadata={"help": "Also write the full score matrix."})
+    vectors: str | None = field(default=None, metadata={"help": "Store / reuse train vectors here."})
+    block_size: int = field(default=256, metadata={"help": "Train examples per scoring block."})
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("corpus", "queries", "out"):
+            require(bool(getattr(self, name)), name, "is required")
+        require(self.k >= 1, "k", "must be at least 1")
+
+
+def load_method(cfg: MethodConfig, lm: Any | None = None) -> Any:
+    """:func:`build_method`, loading Daunce's finished run when asked for."""
+    daunce = None
+    if cfg.method == "daunce" and cfg.daunce_run:
+        from airsearch.lm import load_lm
+        from trainers.daunce import load_daunce
+
+        base = lm or (load_lm(cfg.model, max_length=cfg.max_length) if cfg.model else None)
+        daunce = load_daunce(cfg.daunce_run).method(cfg.daunce_kind, lm=base)
+    return build_method(cfg, lm=lm, daunce=daunce)
+
+
+def attribute(cfg: AttributeConfig) -> dict[str, Any]:
+    """Python API of the command; returns the summary and writes the results."""
+    import torch
+    from safetensors.torch import save_file
+
+    from airsearch.atomic import write_json_atomic
+    from airsearch.data.corpus import load_corpus, load_queries
+    from airsearch.methods.base import topk_from_store
+    from airsearch.methods.store import VectorStoreWriter, open_store
+    from airsearch.scoring import TopK
+
+    cfg.validate()
+    train = list(load_corpus([cfg.corpus]).examples)
+    queries = list(load_queries(cfg.queries).examples)
+    method = load_method(cfg)
+    qf = method.test_features(queries)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    k = min(cfg.k, len(train))
+    full = torch.zeros(len(train), len(queries)) if cfg.full_matrix else None
+    ids = [e.id for e in train]
+    if cfg.vectors and Path(cfg.vectors, "manifest.json").exists():
+        store = open_store(cfg.vectors, expected=method.manifest(), expected_ids=ids)
+        scores, idx = topk_from_store(store, qf, k)
+        if full is not None:
+            full = store.all() @ qf.T
+    else:
+        writer = VectorStoreWriter(cfg.vectors, method.manifest()) if cfg.vectors else None
+        heap = TopK(len(queries), k)
+        for s in range(0, len(train), cfg.block_size):
+            block = method.train_features(train[s : s + cfg.block_size])
+            part = qf @ block.T
+            heap.update(part, s)
+            if full is not None:
+                full[s : s + block.shape[0]] = part.T
+            if writer:
+                writer.add(block, ids[s : s + cfg.block_size])
+        if writer:
+            writer.close()
+        scores, idx = heap.result()
+    results = [
+        {
+            "query_id": q.id,
+            "top": [{"id": ids[int(i)], "score": float(sc)} for sc, i in zip(scores[j], idx[j], strict=True)],
+        }
+        for j, q in enumerate(queries)
+    ]
+    write_json_atomic(out / "results.json", {"method": method.describe(), "k": k, "results": results})
+    cfg.save(out / "config.yaml")
+    if full is not None:
+        save_file({"scores": full.contiguous()}, str(out / "scores.safetensors"))
+        write_json_atomic(out / "scores_ids.json", {"train_ids": ids, "query_ids": [q.id for q in queries]})
+    return {
+        "out": str(out),
+        "method": method.name,
+        "train": len(train),
+        "queries": len(queries),
+        "k": k,
+        "results": results,
+    }
