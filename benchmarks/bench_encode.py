@@ -93,7 +93,7 @@ def main() -> None:
         "",
         f"Machine: {result['machine']}. Model: {result['model']}.",
         f"{args.rows} sample-corpus rows (mean {result['mean_tokens_per_row']} tokens), batch {args.batch_size}, "
-        f"{args.repeats} alternating repeats, medians.",
+        f"{args.repeats} alternating repeats; wall: fastest run of each; CPU: median process time.",
         "",
         "| path | rows/s |",
         "|---|---:|",
