@@ -18,6 +18,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("cli.query_cmd", "query_cmd"),
     ("cli.select_cmd", "select_cmd"),
     ("cli.info_cmd", "info_cmd"),
+    ("cli.delete_cmd", "delete_cmd"),
     ("cli.labels_cmd", "labels"),
     ("cli.lm_cmd", "lm"),
     ("cli.eval_cmd", "eval_group"),

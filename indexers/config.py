@@ -123,3 +123,19 @@ class InfoConfig(CommandConfig):
 
     def validate(self) -> None:
         require(bool(self.db), "db", "is required (--db DIR)")
+
+
+@dataclasses.dataclass
+class DeleteConfig(CommandConfig):
+    """Delete rows from an index table by id and/or SQL filter."""
+
+    db: str = F(default="", metadata={"help": "LanceDB directory"})
+    table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
+    ids: tuple[str, ...] = F(default=(), metadata={"help": "row id to delete (repeatable)", "flag": "--id"})
+    where: str | None = F(
+        default=None, metadata={"help": "SQL filter of rows to delete, e.g. \"task = 'x'\""}
+    )
+
+    def validate(self) -> None:
+        require(bool(self.db), "db", "is required (--db DIR)")
+        require(bool(self.ids) or bool(self.where), "where", "give --id ID (repeatable) and/or --where SQL")

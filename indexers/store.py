@@ -34,6 +34,7 @@ from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.fingerprint import check_match
 from indexers import ann
+from indexers.config import DeleteConfig
 from indexers.rows import VECTOR, infer_columns, rows_to_examples, table_schema, to_batch, vectors_of
 
 META_KEY = "airsearch"
@@ -216,7 +217,8 @@ class IndexStore:
                 f"table {name!r} already exists; use --append to add rows or --overwrite",
                 where=str(self.path),
             )
-        tmp = f"{BUILDING_PREFIX}{name}_{uuid.uuid4().hex[:8]}"
+        self._remove_stale_builds()
+        tmp = f"{BUILDING_PREFIX}{name}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         tmp_dir = self.path / f"{tmp}.lance"
         try:
             it = iter(chunks)
@@ -233,7 +235,7 @@ class IndexStore:
             table.to_lance().update_schema_metadata({META_KEY: meta.to_json()})  # final corpus entries
             final = self.path / f"{name}.lance"
             if final.exists():  # --overwrite: swap the finished table in, then drop the old one
-                trash = self.path / f"{BUILDING_PREFIX}old_{name}_{uuid.uuid4().hex[:8]}.lance"
+                trash = self.path / f"{BUILDING_PREFIX}old_{name}_{os.getpid()}_{uuid.uuid4().hex[:8]}.lance"
                 os.replace(final, trash)
                 os.replace(tmp_dir, final)
                 shutil.rmtree(trash, ignore_errors=True)
@@ -243,6 +245,14 @@ class IndexStore:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
         return self.open(name)
+
+    def _remove_stale_builds(self) -> None:
+        """Remove ``_building_*`` tables left by a build that was killed (its process is gone)."""
+        for d in self.path.glob(f"{BUILDING_PREFIX}*.lance"):
+            parts = d.name[: -len(".lance")].split("_")
+            pid = next((int(p) for p in reversed(parts[:-1]) if p.isdigit()), None)
+            if pid is not None and pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(d, ignore_errors=True)
 
     def append(
         self,
@@ -305,6 +315,16 @@ class IndexStore:
     def drop(self, name: str) -> None:
         if self.exists(name):
             self.db.drop_table(name)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _check_name(name: str) -> None:
@@ -371,3 +391,11 @@ def info(db: str | os.PathLike) -> dict[str, Any]:
         "lance_version": lance.__version__,
         "tables": [store.open(n).describe() for n in store.table_names()],
     }
+
+
+def delete_rows(cfg: DeleteConfig) -> dict[str, Any]:
+    """Python API of ``airsearch delete``: remove rows by id and/or filter; readers see a new version."""
+    store = IndexStore(cfg.db)
+    name = cfg.table or store._default_name()
+    deleted = store.delete(name, ids=cfg.ids, where=cfg.where)
+    return {"db": str(store.path), "table": name, "deleted": deleted, "rows": store.open(name).count()}

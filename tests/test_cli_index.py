@@ -172,3 +172,34 @@ def test_real_default_encoder_end_to_end(tmp_path):
     )[0]
     assert all(c["metadata"]["task"] == "duration" for c in res["proponents"])
     assert res["groups"][0]["group"] == "duration"
+
+
+def test_cli_delete_by_id_and_filter(tmp_path, corpus_file, tiny_encoder_dir):
+    db = tmp_path / "db"
+    run("index", corpus_file, "--db", db, "--encoder", tiny_encoder_dir)
+    rows = json.loads(
+        run("query", "--db", db, "--prompt", "p", "--response", "r", "-k", "2", "--json").stdout
+    )
+    first = rows[0]["proponents"][0]["id"]
+    gone = json.loads(run("delete", "--db", db, "--id", first, "--json").stdout)
+    assert gone["deleted"] == 1 and gone["rows"] == 59
+    again = json.loads(
+        run("query", "--db", db, "--prompt", "p", "--response", "r", "-k", "59", "--json").stdout
+    )
+    assert first not in {c["id"] for c in again[0]["proponents"]}
+    tasks = {c["metadata"]["task"] for c in again[0]["proponents"]}
+    task = sorted(tasks)[0]
+    out = json.loads(run("delete", "--db", db, "--where", f"task = '{task}'", "--json").stdout)
+    assert out["deleted"] > 0 and out["rows"] == 59 - out["deleted"]
+    bad = run("delete", "--db", db, ok=False)
+    assert bad.exit_code != 0 and "--id" in bad.output and "Traceback" not in bad.output
+
+
+def test_stale_build_of_a_killed_process_is_removed(tmp_path, corpus_file, tiny_encoder_dir):
+    db = tmp_path / "db"
+    run("index", corpus_file, "--db", db, "--encoder", tiny_encoder_dir, "--table", "a")
+    stale = db / "_building_b_999999999_deadbeef.lance"  # no such process
+    stale.mkdir()
+    run("index", corpus_file, "--db", db, "--encoder", tiny_encoder_dir, "--table", "b")
+    assert not stale.exists()
+    assert sorted(p.name for p in db.glob("*.lance")) == ["a.lance", "b.lance"]

@@ -1,0 +1,24 @@
+"""``airsearch delete``: remove rows from an index table by id or SQL filter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.common import config_options, emit, handle_errors, json_option
+from indexers.config import DeleteConfig
+from indexers.store import delete_rows
+
+
+@click.command("delete")
+@handle_errors
+@json_option
+@config_options(DeleteConfig)
+def delete_cmd(config: DeleteConfig, as_json: bool) -> Any:
+    """Delete rows by --id (repeatable) and/or --where SQL filter."""
+    emit(
+        delete_rows(config),
+        as_json,
+        lambda r: f"deleted {r['deleted']} rows from table '{r['table']}' ({r['rows']} left) in {r['db']}",
+    )
