@@ -111,7 +111,7 @@ def test_featurizer_modes_match_formulas(lm):
     torch.testing.assert_close(haif_combine(torch.eye(3) * 5, outer=False), torch.ones(3), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
+@pytest.mark.parametrize("kind", ["sparse", "rademacher", "gaussian"])
 def test_projection_preserves_inner_products_within_jl_tolerance(kind):
     gen = torch.Generator().manual_seed(1)
     p, k = 9000, 1024
@@ -133,6 +133,9 @@ def test_projection_preserves_inner_products_within_jl_tolerance(kind):
     normed = Projector(dim=k, seed=3, kind=kind, normalize=True)(x)
     torch.testing.assert_close(normed.norm(dim=1), torch.ones(6))
     torch.testing.assert_close(Projector(dim=None)(x), x)
+    # the blockwise product equals x @ P with P assembled from its blocks (the plain reference)
+    dense = torch.cat([proj.block(b, min(cut, p - b * cut)) for b in range((p + cut - 1) // cut)])
+    torch.testing.assert_close(x @ dense, px, rtol=1e-4, atol=1e-5)
 
 
 def test_vector_store_round_trip_and_refuses_mismatch(tmp_path):

@@ -1,7 +1,10 @@
 """Seeded random (Johnson-Lindenstrauss) projection of gradient vectors, block by block (methods.md §0).
 
 ``P`` is a ``p x k`` matrix with i.i.d. entries ``+-1/sqrt(k)`` (Rademacher) or ``N(0, 1/k)``
-(Gaussian), so ``E[(x P) . (y P)] = x . y``. It is never held in memory: rows are produced in
+(Gaussian), or a sparse JL / CountSketch matrix (``"sparse"``, the default: each input coordinate goes
+to one random output coordinate with a random sign), so ``E[(x P) . (y P)] = x . y``. The sparse
+kind costs O(p) per vector instead of O(p k), which matters because regenerating a dense P for every
+batch of gradients costs more than the gradients themselves on small models. It is never held in memory: rows are produced in
 fixed blocks of :data:`BLOCK_ROWS`, each from its own generator seeded by ``(seed, block index)``,
 so the same ``(seed, k, kind)`` always gives the same P whatever the chunking of the inputs, and
 ``x P`` is accumulated block by block. Memory is ``BLOCK_ROWS x k`` floats at a time.
@@ -15,7 +18,7 @@ from typing import Any, Literal
 import torch
 
 BLOCK_ROWS = 4096
-ProjectionKind = Literal["rademacher", "gaussian"]
+ProjectionKind = Literal["sparse", "rademacher", "gaussian"]
 _BITS = torch.arange(8, dtype=torch.uint8)
 
 
@@ -25,7 +28,7 @@ class Projector:
 
     dim: int | None = 4096
     seed: int = 0
-    kind: ProjectionKind = "rademacher"
+    kind: ProjectionKind = "sparse"
     normalize: bool = False
 
     def describe(self) -> dict[str, Any]:
@@ -37,8 +40,12 @@ class Projector:
     def block(self, index: int, rows: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """Rows ``index*BLOCK_ROWS ...`` of P (``rows`` of them), as float32 ``[rows, k]``."""
         k = int(self.dim)  # type: ignore[arg-type]
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        if self.kind == "gaussian":
+        gen = self._generator(index)
+        if self.kind == "sparse":
+            buckets, signs = self._sketch(index, rows)
+            out = torch.zeros(rows, k)
+            out[torch.arange(rows), buckets] = signs
+        elif self.kind == "gaussian":
             out = torch.randn((rows, k), generator=gen) / k**0.5
         elif self.kind == "rademacher":
             nbytes = (k + 7) // 8
@@ -48,6 +55,16 @@ class Projector:
         else:
             raise ValueError(f"unknown projection kind {self.kind!r}")
         return out.to(device)
+
+    def _generator(self, index: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+
+    def _sketch(self, index: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """CountSketch block: output bucket and sign of each of ``rows`` input coordinates."""
+        gen = self._generator(index)
+        buckets = torch.randint(0, int(self.dim), (BLOCK_ROWS,), generator=gen)[:rows]  # type: ignore[arg-type]
+        signs = torch.randint(0, 2, (BLOCK_ROWS,), generator=gen, dtype=torch.int8)[:rows].float() * 2 - 1
+        return buckets, signs
 
     def project(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """``x P[offset : offset + p]`` for ``x`` ``[n, p]``; ``offset`` must be a block boundary.
@@ -61,9 +78,18 @@ class Projector:
                 raise ValueError(f"offset {offset} is not a multiple of {BLOCK_ROWS}")
             x = x.float()
             out = torch.zeros(x.shape[0], self.dim, device=x.device)
-            for start in range(0, x.shape[1], BLOCK_ROWS):
-                piece = x[:, start : start + BLOCK_ROWS]
-                out.addmm_(piece, self.block((offset + start) // BLOCK_ROWS, piece.shape[1], x.device))
+            if self.kind == "sparse":  # O(p) hashing arrays, one scatter-add
+                parts = [
+                    self._sketch((offset + start) // BLOCK_ROWS, min(BLOCK_ROWS, x.shape[1] - start))
+                    for start in range(0, x.shape[1], BLOCK_ROWS)
+                ]
+                buckets = torch.cat([b for b, _ in parts]).to(x.device)
+                signs = torch.cat([s for _, s in parts]).to(x.device)
+                out.index_add_(1, buckets, x * signs)
+            else:
+                for start in range(0, x.shape[1], BLOCK_ROWS):
+                    piece = x[:, start : start + BLOCK_ROWS]
+                    out.addmm_(piece, self.block((offset + start) // BLOCK_ROWS, piece.shape[1], x.device))
         return unit_normalize(out) if self.normalize else out
 
     __call__ = project
