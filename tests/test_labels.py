@@ -156,6 +156,16 @@ def test_mismatched_rerun_is_refused(reference, base_cfg, tmp_path):
     # Execution knobs may change: nothing is left to run.
     summary = generate_labels(base_cfg.replace(out=out, workers=2, eval_batch_size=3))
     assert (summary.skipped_jobs, summary.completed_jobs) == (12, 0)
+    # A store made before a config field existed resumes when the field keeps its default.
+    manifest_path = reference.root / "manifest.json"
+    saved = manifest_path.read_text()
+    manifest = json.loads(saved)
+    del manifest["config"]["teacher_checkpoint"]
+    manifest_path.write_text(json.dumps(manifest))
+    try:
+        assert generate_labels(base_cfg.replace(out=out)).completed_jobs == 0
+    finally:
+        manifest_path.write_text(saved)
 
 
 @pytest.mark.slow

@@ -180,7 +180,9 @@ class LabelStore:
                 f"this run uses {new.get('teacher')!r}; use another --out",
                 where=where,
             )
-        a = {k: v for k, v in old.get("config", {}).items() if k not in EXECUTION_FIELDS}
+        # a field added to LabelConfig after the store was made counts as its default value
+        a = {**_config_defaults(), **old.get("config", {})}
+        a = {k: v for k, v in a.items() if k not in EXECUTION_FIELDS}
         b = {k: v for k, v in new.get("config", {}).items() if k not in EXECUTION_FIELDS}
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         if diff:
@@ -391,3 +393,9 @@ def job_result(
         "losses": np.asarray(losses, dtype=np.float64),
         **extra,
     }
+
+
+def _config_defaults() -> dict[str, Any]:
+    from trainers.labels.config import LabelConfig
+
+    return LabelConfig().to_dict()
