@@ -164,7 +164,16 @@ def main() -> None:
             ("IVF_HNSW_SQ", "sqrt", [{"nprobes": 50, "refine_factor": 10, "ef": 150}]),
             ("IVF_PQ", None, pq),
         ],
-        "big": [("IVF_HNSW_SQ", None, hnsw)],
+        "big": [
+            (
+                "IVF_HNSW_SQ",
+                None,
+                [
+                    {"nprobes": 8, "refine_factor": r, "ef": ef}
+                    for r, ef in ((20, 300), (100, 1000), (200, 2000))
+                ],
+            )
+        ],
     }
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs)",

@@ -38,8 +38,16 @@ class IndexConfig(CommandConfig):
     )
     ann_type: AnnType = F(default=DEFAULT_TYPE, metadata={"help": "ANN index type"})
     nprobes: int = F(default=8, metadata={"help": "ANN partitions probed per query"})
-    refine_factor: int = F(default=20, metadata={"help": "ANN refine: re-score refine_factor*k rows exactly"})
-    ef: int = F(default=300, metadata={"help": "HNSW candidate list size per query"})
+    refine_factor: int | None = F(
+        default=None,
+        metadata={
+            "help": "ANN refine: re-score refine_factor*k rows exactly (default: 20, or 100 from 500k rows)"
+        },
+    )
+    ef: int | None = F(
+        default=None,
+        metadata={"help": "HNSW candidate list size per query (default: 300, or 1000 from 500k rows)"},
+    )
 
     def validate(self) -> None:
         require(bool(self.db), "db", "is required (--db DIR)")
@@ -48,8 +56,8 @@ class IndexConfig(CommandConfig):
         require(self.ann_type in INDEX_TYPES, "ann_type", f"must be one of {INDEX_TYPES}")
         require(not (self.append and self.overwrite), "append", "--append and --overwrite exclude each other")
         require(self.nprobes > 0, "nprobes", "must be positive")
-        require(self.refine_factor >= 0, "refine_factor", "must be >= 0")
-        require(self.ef > 0, "ef", "must be positive")
+        require(self.refine_factor is None or self.refine_factor >= 0, "refine_factor", "must be >= 0")
+        require(self.ef is None or self.ef > 0, "ef", "must be positive")
 
 
 @dataclasses.dataclass
