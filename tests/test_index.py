@@ -165,6 +165,11 @@ def test_ann_index_built_above_threshold_and_refreshed_on_append(tmp_path, tiny_
     assert max(c.score for c in ra.opponents) < min(c.score for c in ra.proponents)
     with pytest.raises(InputError, match="--where"):
         ann.search(queries[0], k=5, where="nosuch = 1")
+    # a large k with the refine step asks HNSW for k * refine candidates: ef is raised to match
+    wide = ann.search(queries[0], k=60)[0].proponents
+    assert len(wide) == 60 and [c.id for c in wide[:10]] == [
+        c.id for c in ann.search(queries[0], k=10)[0].proponents
+    ]
     s2 = build_index(
         _cfg(
             db,
