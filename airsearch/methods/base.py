@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from airsearch.data.example import Example
+from airsearch.errors import InputError
 from airsearch.methods.store import VectorManifest, VectorStore
 from airsearch.scoring import TopK
 
@@ -42,7 +43,10 @@ class AttributionMethod(abc.ABC):
 
     def manifest(self) -> VectorManifest:
         """The manifest a store of this method's train vectors must carry."""
-        raise NotImplementedError(f"{self.name} does not describe its train vectors")
+        raise InputError(
+            f"method {self.name!r} keeps no reusable train vectors; run it without a vector store",
+            where="option '--vectors'",
+        )
 
     # ------------------------------------------------------------------------------------ scoring
     def score(self, train: Sequence[Example], test: Sequence[Example]) -> torch.Tensor:
