@@ -15,7 +15,15 @@ from typing import Any
 from airsearch.config import require
 from airsearch.data.example import Example
 from airsearch.errors import InputError
-from airsearch.evaluation.common import EvalConfig, Timer, build_methods, check_or_write_gold, cost_entry
+from airsearch.evaluation.common import (
+    EvalConfig,
+    Timer,
+    build_methods,
+    check_or_write_gold,
+    corpus_from,
+    cost_entry,
+    queries_from,
+)
 from airsearch.evaluation.methods import BUILTIN_METHODS, topk
 from airsearch.evaluation.metrics import top_k_label_accuracy
 from airsearch.evaluation.report import bar_plot, fmt, markdown_table, write_results
@@ -53,16 +61,10 @@ def eval_classify(
 ) -> dict[str, Any]:
     """Top-1/top-k label accuracy per method; writes ``classify.json``/``.md``/``.png`` to ``cfg.out``."""
     cfg.validate()
-    from airsearch.data.corpus import fingerprint_examples, load_corpus, load_queries
+    from airsearch.data.corpus import fingerprint_examples
 
-    if corpus is None:
-        if not cfg.corpus:
-            raise InputError("a training corpus is needed", where="--corpus")
-        corpus = load_corpus(list(cfg.corpus))
-    if queries is None:
-        if not cfg.queries:
-            raise InputError("a query file is needed", where="--queries")
-        queries = load_queries(list(cfg.queries))
+    corpus = corpus_from(cfg, corpus)
+    queries = queries_from(cfg.queries, queries)
     query_list = list(getattr(queries, "examples", queries))
     train = list(corpus.examples)
     train_labels = labels_of(train, cfg.label_field, where="corpus")

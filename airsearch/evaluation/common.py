@@ -160,3 +160,25 @@ def check_or_write_gold(
                 )
         return
     write_json_atomic(path, record)
+
+
+def corpus_from(cfg: EvalConfig, corpus: Any = None) -> Any:
+    """The training corpus given in Python, else loaded from ``--corpus``."""
+    if corpus is not None:
+        return corpus
+    if not cfg.corpus:
+        raise InputError("a training corpus is needed", where="--corpus")
+    from airsearch.data.corpus import load_corpus
+
+    return load_corpus(list(cfg.corpus))
+
+
+def queries_from(paths: Any, queries: Any = None, *, what: str = "a query file") -> Any:
+    """The queries given in Python, else loaded from ``--queries``."""
+    if queries is not None:
+        return queries
+    if not paths:
+        raise InputError(f"{what} is needed", where="--queries")
+    from airsearch.data.corpus import load_queries
+
+    return load_queries(list(paths))

@@ -18,7 +18,15 @@ import numpy as np
 from airsearch.config import require
 from airsearch.data.example import Example
 from airsearch.errors import InputError
-from airsearch.evaluation.common import EvalConfig, Timer, build_methods, check_or_write_gold, cost_entry
+from airsearch.evaluation.common import (
+    EvalConfig,
+    Timer,
+    build_methods,
+    check_or_write_gold,
+    corpus_from,
+    cost_entry,
+    queries_from,
+)
 from airsearch.evaluation.lmtools import greedy_generate, unigram_f1
 from airsearch.evaluation.methods import Method, topk
 from airsearch.evaluation.report import bar_plot, fmt, markdown_table, write_results
@@ -88,17 +96,11 @@ def eval_select(
 ) -> dict[str, Any]:
     """Selection quality per method vs random; writes ``select.json``/``.md``/``.png`` to ``cfg.out``."""
     cfg.validate()
-    from airsearch.data.corpus import fingerprint_examples, load_corpus, load_queries
+    from airsearch.data.corpus import fingerprint_examples
     from airsearch.lm import example_losses, load_lm
 
-    if corpus is None:
-        if not cfg.corpus:
-            raise InputError("a training corpus is needed", where="--corpus")
-        corpus = load_corpus(list(cfg.corpus))
-    if queries is None:
-        if not cfg.queries:
-            raise InputError("a dev file with reference responses is needed", where="--queries")
-        queries = load_queries(list(cfg.queries))
+    corpus = corpus_from(cfg, corpus)
+    queries = queries_from(cfg.queries, queries, what="a dev file with reference responses")
     dev = [e for e in getattr(queries, "examples", queries) if e.response]
     if not dev:
         raise InputError("the dev examples need reference responses", where="--queries")
