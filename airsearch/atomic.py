@@ -21,8 +21,11 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{target.name}.tmp-"
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent)) if is_dir else Path(
-        tempfile.mktemp(prefix=prefix, dir=target.parent))
+    tmp = (
+        Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+        if is_dir
+        else Path(tempfile.mktemp(prefix=prefix, dir=target.parent))
+    )
     try:
         yield tmp
         if is_dir and target.exists():

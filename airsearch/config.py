@@ -67,7 +67,9 @@ class CommandConfig:
         if not path.exists():
             raise InputError("config file not found", where=str(path))
         try:
-            data = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+            data = (
+                json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+            )
         except (json.JSONDecodeError, yaml.YAMLError) as e:
             raise InputError(f"cannot parse config: {e}", where=str(path)) from None
         if not isinstance(data, dict):
@@ -98,9 +100,11 @@ def _coerce(value: Any, hint: Any, *, where: str) -> Any:
         if isinstance(value, str):
             value = [value]
         inner = args[0] if args else None
-        return tuple(_coerce(v, inner, where=where) for v in value) if origin is tuple else [
-            _coerce(v, inner, where=where) for v in value
-        ]
+        return (
+            tuple(_coerce(v, inner, where=where) for v in value)
+            if origin is tuple
+            else [_coerce(v, inner, where=where) for v in value]
+        )
     try:
         if hint is bool and isinstance(value, str):
             return value.lower() in ("1", "true", "yes", "on")

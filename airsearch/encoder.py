@@ -58,7 +58,9 @@ def resolve_encoder_source(name_or_path: str | os.PathLike | None) -> str:
         if not p.is_dir():
             raise InputError("an encoder must be a model folder, not a file", where=str(p))
         return str(p)
-    if os.environ.get("HF_HUB_OFFLINE") == "1" and ("/" not in str(name_or_path) or str(name_or_path).startswith((".", "/"))):
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and (
+        "/" not in str(name_or_path) or str(name_or_path).startswith((".", "/"))
+    ):
         raise InputError("encoder folder not found", where=str(name_or_path))
     return str(name_or_path)
 
@@ -105,8 +107,14 @@ class AirRepEncoder:
         limit = getattr(transformer.auto_model.config, "max_position_embeddings", max_seq_length)
         transformer.max_seq_length = min(max_seq_length, limit)
         pooling = Pooling(hidden, pooling_mode="mean")
-        proj = Dense(hidden, hidden, bias=True, activation_function=torch.nn.Identity(),
-                     init_weight=torch.eye(hidden), init_bias=torch.zeros(hidden))
+        proj = Dense(
+            hidden,
+            hidden,
+            bias=True,
+            activation_function=torch.nn.Identity(),
+            init_weight=torch.eye(hidden),
+            init_bias=torch.zeros(hidden),
+        )
         model = SentenceTransformer(modules=[transformer, pooling, proj], device=device or _auto_device())
         base_name = "default:all-MiniLM-L6-v2" if base in (None, DEFAULT_ENCODER) else str(base)
         info = EncoderInfo(base_encoder=base_name, dim=hidden, max_seq_length=transformer.max_seq_length)
@@ -116,7 +124,11 @@ class AirRepEncoder:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike | None = None, *, device: str | None = None, trust_remote_code: bool = False
+        cls,
+        path: str | os.PathLike | None = None,
+        *,
+        device: str | None = None,
+        trust_remote_code: bool = False,
     ) -> AirRepEncoder:
         """Load a saved AirRep folder; a plain base encoder (or ``None``) gives an untrained AirRep."""
         source = resolve_encoder_source(path)
@@ -127,7 +139,9 @@ class AirRepEncoder:
             info = EncoderInfo(**json.loads(info_path.read_text()))
         except (json.JSONDecodeError, TypeError) as e:
             raise InputError(f"unreadable encoder info: {e}", where=str(info_path)) from None
-        model = SentenceTransformer(source, device=device or _auto_device(), trust_remote_code=trust_remote_code)
+        model = SentenceTransformer(
+            source, device=device or _auto_device(), trust_remote_code=trust_remote_code
+        )
         model.max_seq_length = info.max_seq_length
         return cls(model, info)
 
@@ -160,22 +174,37 @@ class AirRepEncoder:
     def text(self, example: Example) -> str:
         return airrep_text(example.prompt, example.response, self.info.max_prompt_words)
 
-    def encode_texts(self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool | None = None) -> np.ndarray:
+    def encode_texts(
+        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool | None = None
+    ) -> np.ndarray:
         """Encode already-templated texts; float32 ``[n, dim]``."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         show = (not quiet_default()) if show_progress is None else show_progress
         self.model.eval()
-        out = self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
-                                show_progress_bar=show and len(texts) > batch_size)
+        out = self.model.encode(
+            list(texts),
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            show_progress_bar=show and len(texts) > batch_size,
+        )
         return np.asarray(out, dtype=np.float32)
 
-    def encode(self, examples: Sequence[Example], *, batch_size: int = 64, show_progress: bool | None = None) -> np.ndarray:
-        return self.encode_texts([self.text(e) for e in examples], batch_size=batch_size, show_progress=show_progress)
+    def encode(
+        self, examples: Sequence[Example], *, batch_size: int = 64, show_progress: bool | None = None
+    ) -> np.ndarray:
+        return self.encode_texts(
+            [self.text(e) for e in examples], batch_size=batch_size, show_progress=show_progress
+        )
 
     def encode_stream(
-        self, examples: Iterable[Example], *, batch_size: int = 64, chunk_size: int = 4096,
-        total: int | None = None, desc: str = "encoding",
+        self,
+        examples: Iterable[Example],
+        *,
+        batch_size: int = 64,
+        chunk_size: int = 4096,
+        total: int | None = None,
+        desc: str = "encoding",
     ) -> Iterator[tuple[list[Example], np.ndarray]]:
         """Encode an iterable of any length in chunks, yielding ``(examples, vectors)`` per chunk."""
         bar = progress(desc=desc, total=total, unit="ex")

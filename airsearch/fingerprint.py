@@ -44,7 +44,9 @@ def fingerprint_file(path: str | Path, block: int = 1 << 20) -> str:
     return h.hexdigest()[:DIGEST_CHARS]
 
 
-def fingerprint_dir(path: str | Path, suffixes: tuple[str, ...] = (".safetensors", ".json", ".txt", ".model", ".bin")) -> str:
+def fingerprint_dir(
+    path: str | Path, suffixes: tuple[str, ...] = (".safetensors", ".json", ".txt", ".model", ".bin")
+) -> str:
     """Fingerprint of the weight and config files in a model folder (sorted relative paths + contents)."""
     root = Path(path)
     h = _new()

@@ -30,7 +30,8 @@ class SplitLabels:
         if self.losses.shape != (len(self.members), len(self.dev_ids)):
             raise ValueError(
                 f"split {self.split}: losses shape {self.losses.shape} != "
-                f"({len(self.members)} subsets, {len(self.dev_ids)} dev examples)")
+                f"({len(self.members)} subsets, {len(self.dev_ids)} dev examples)"
+            )
 
     def targets(self, clip: float = TARGET_CLIP) -> np.ndarray:
         """Eq. 8 labels, ``[n_subsets, n_dev]``; see :func:`normalise_losses`."""

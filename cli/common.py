@@ -55,7 +55,10 @@ def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = (
             for f in fields:
                 value = kwargs.pop(f.name)
                 explicit = ctx.get_parameter_source(f.name) not in (
-                    click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP, None)
+                    click.core.ParameterSource.DEFAULT,
+                    click.core.ParameterSource.DEFAULT_MAP,
+                    None,
+                )
                 if explicit or f.name not in base:
                     if isinstance(value, tuple) and not value and f.name in base:
                         continue
@@ -67,19 +70,32 @@ def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = (
             ctype, multiple, is_flag = _click_type(hints[f.name])
             flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
             decls = [flag] if isinstance(flag, str) else list(flag)
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-            opts: dict[str, Any] = {"help": f.metadata.get("help", ""), "show_default": default not in (None, (), [])}
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            )
+            opts: dict[str, Any] = {
+                "help": f.metadata.get("help", ""),
+                "show_default": default not in (None, (), []),
+            }
             if is_flag:
                 if "/" not in decls[0]:
                     decls[0] = f"{decls[0]}/--no-{decls[0][2:]}"
                 opts.update(is_flag=True, default=bool(default))
             else:
-                opts.update(type=ctype, multiple=multiple,
-                            default=tuple(default) if multiple and default is not None else default)
+                opts.update(
+                    type=ctype,
+                    multiple=multiple,
+                    default=tuple(default) if multiple and default is not None else default,
+                )
             wrapper = click.option(*decls, f.name, **opts)(wrapper)
-        wrapper = click.option("--config", "config_file", type=click.Path(dir_okay=False),
-                               help="YAML/JSON file with this command's options; flags override it.")(wrapper)
+        wrapper = click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False),
+            help="YAML/JSON file with this command's options; flags override it.",
+        )(wrapper)
         return wrapper
 
     return decorate

@@ -22,7 +22,6 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory):
     return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert") / "bert")
 
 
-
 def make_tiny_lm_examples(n: int = 48, seed: int = 0) -> list:
     """Synthetic question/answer rows (plus two text rows) with a learnable pattern."""
     import random
@@ -52,6 +51,20 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory, tiny_lm_examples: list
     """A tiny pre-trained Llama target LM (an ordinary HF folder, ~40k parameters), built in seconds."""
     from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
 
-    cfg = TinyLMConfig(vocab_size=400, hidden_size=32, layers=2, heads=2, intermediate_size=64, context=64,
-                       steps=60, batch_size=8, lr=1e-2, warmup_steps=5, min_frequency=1, seed=0)
-    return build_tiny_lm(tiny_lm_examples, tmp_path_factory.mktemp("tiny_lm") / "lm", cfg, show_progress=False)
+    cfg = TinyLMConfig(
+        vocab_size=400,
+        hidden_size=32,
+        layers=2,
+        heads=2,
+        intermediate_size=64,
+        context=64,
+        steps=60,
+        batch_size=8,
+        lr=1e-2,
+        warmup_steps=5,
+        min_frequency=1,
+        seed=0,
+    )
+    return build_tiny_lm(
+        tiny_lm_examples, tmp_path_factory.mktemp("tiny_lm") / "lm", cfg, show_progress=False
+    )
