@@ -67,20 +67,26 @@ SCALES: dict[str, dict[str, Any]] = {
         projection_dim=1024,
         daunce_models=4,  # Daunce (black-box, K fine-tunes on the training set) in every eval
     ),
+    # Sized for about 90 minutes on 2 CPU cores; encoder settings from benchmarks/airrep_loop.py
+    # (small subsets, max_seq_length 128, lr 2e-5, a few epochs, best epoch on a held-out split).
     "default": dict(
         tasks=20,
-        per_task=150,
+        per_task=100,
         queries=10,
-        lm_steps=1500,
-        splits=6,
-        dev=50,
-        pool=400,
-        subset=100,
-        subsets=16,
+        lm_steps=1000,
+        splits=10,
+        dev=40,
+        pool=120,
+        subset=12,
+        subsets=30,
+        gold_splits=4,
+        gold_subsets=40,
         ft_epochs=2,
-        enc_epochs=10,
-        n_synthetic=2000,
-        n_people=100,
+        enc_epochs=3,
+        enc_lr=2e-5,
+        max_seq_length=128,
+        n_synthetic=1500,
+        n_people=80,
         trace_epochs=5,
         gradient=GRADIENT,
         projection_dim=2048,
@@ -131,6 +137,20 @@ class Pipeline:
         self.scale, self.p, self.out = scale, SCALES[scale], out
         self.base_encoder, self.lm_arg, self.quiet = base_encoder, lm, quiet
         (out / "stages").mkdir(parents=True, exist_ok=True)
+        if base_encoder == "default" and "max_seq_length" in self.p:
+            self.base_encoder = self.short_base_encoder(self.p["max_seq_length"])
+
+    def short_base_encoder(self, max_seq_length: int) -> str:
+        """The packaged all-MiniLM-L6-v2 as an untrained AirRep folder with a shorter max_seq_length.
+
+        AirRep is trained from it and the ``base`` method scores with it, so both read the same tokens.
+        """
+        from airsearch.encoder import AirRepEncoder
+
+        path = self.out / f"base_encoder_{max_seq_length}"
+        if not (path / "airsearch_encoder.json").exists():
+            AirRepEncoder.from_base(None, device="cpu", max_seq_length=max_seq_length).save(path)
+        return str(path)
 
     def stage(self, name: str, fn: Any) -> dict[str, Any]:
         path = self.out / "stages" / f"{name}.json"
@@ -186,7 +206,8 @@ class Pipeline:
         )
         return {"lm": str(build_tiny_lm(rows, self.out / "lm", cfg, show_progress=not self.quiet))}
 
-    def labels(self, corpus: str, out: str, teacher: str = "retrain") -> dict[str, Any]:
+    def labels(self, corpus: str, out: str, teacher: str = "retrain", gold: bool = False) -> dict[str, Any]:
+        """Subset-retraining (or teacher) labels; ``gold`` uses the preset's gold split counts."""
         from trainers.labels import LabelConfig, generate_labels
 
         p = self.p
@@ -194,11 +215,11 @@ class Pipeline:
             corpus=[str(self.out / "data" / corpus)],
             model=self.lm_path,
             out=str(self.out / out),
-            splits=p["splits"],
+            splits=p.get("gold_splits", p["splits"]) if gold else p["splits"],
             dev_size=p["dev"],
             pool_size=p["pool"],
             subset_size=p["subset"],
-            subsets_per_split=p["subsets"],
+            subsets_per_split=p.get("gold_subsets", p["subsets"]) if gold else p["subsets"],
             epochs=p["ft_epochs"],
             lr=1e-3,
             batch_size=8,
@@ -238,6 +259,7 @@ class Pipeline:
             out=str(self.out / out),
             base_encoder=self.base_encoder,
             epochs=self.p["enc_epochs"],
+            lr=self.p.get("enc_lr", 1e-4),
             subsets_per_step=min(8, self.p["subsets"]),
             dev_per_step=self.p["dev"],
             holdout_splits=1,
@@ -265,7 +287,7 @@ class Pipeline:
         teacher = self.stage("teacher", self.best_teacher)
         self.stage("encoder_retrain", lambda: self.encoder("labels", "airrep_retrain"))
         self.stage("encoder_teacher", lambda: self.encoder("teacher_labels", "airrep_teacher"))
-        self.stage("gold", lambda: self.labels("eval_train.jsonl", "gold"))
+        self.stage("gold", lambda: self.labels("eval_train.jsonl", "gold", gold=True))
         d, ev = self.out / "data", self.out / "eval"
         common = dict(
             methods=self.methods(),

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from cli.common import config_options, emit, handle_errors, json_option
-from trainers.labels import LabelConfig, LabelStore, generate_labels
+from trainers.labels import LabelConfig, generate_labels, label_store_info
 
 
 @click.group("labels")
@@ -51,23 +51,7 @@ def _generate_text(s: dict[str, Any]) -> str:
 @handle_errors
 def info(store_dir: str, as_json: bool) -> None:
     """Show a label store's config, progress and label statistics."""
-    emit(store_info(store_dir), as_json, _info_text)
-
-
-def store_info(store_dir: str) -> dict[str, Any]:
-    store = LabelStore.open(store_dir)
-    m = store.manifest
-    return {
-        "dir": str(store.root),
-        "teacher": store.teacher,
-        "config": m.get("config", {}),
-        "corpus_fingerprint": m.get("corpus_fingerprint"),
-        "model_fingerprint": m.get("model_fingerprint"),
-        "code_version": m.get("code_version"),
-        "created": m.get("created"),
-        "progress": store.progress(),
-        "stats": store.stats(),
-    }
+    emit(label_store_info(store_dir), as_json, _info_text)
 
 
 def _fmt(x: float | None) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import click
 
+from airsearch.lm.info import read_lm_record
 from airsearch.lm.tiny import TinyLMConfig
 from cli.common import config_options, emit, handle_errors, json_option
 
@@ -39,7 +38,7 @@ def build_tiny(
     started = time.perf_counter()
     data = load_corpus(list(corpus), skip_bad_rows=skip_bad_rows)
     path = build_tiny_lm(data.examples, out, config)
-    info = _read_info(path)
+    info = read_lm_record(path)
     result = {
         "out": str(path),
         "examples": len(data.examples),
@@ -72,7 +71,7 @@ def import_gguf_cmd(gguf_file: str, out: str, as_json: bool) -> None:
 
     started = time.perf_counter()
     path = import_gguf(gguf_file, out)
-    result = {"out": str(path), **_read_info(path), "seconds": round(time.perf_counter() - started, 2)}
+    result = {"out": str(path), **read_lm_record(path), "seconds": round(time.perf_counter() - started, 2)}
     emit(
         result,
         as_json,
@@ -90,42 +89,9 @@ def import_gguf_cmd(gguf_file: str, out: str, as_json: bool) -> None:
 @handle_errors
 def info(model_dir: str, fingerprint: bool, as_json: bool) -> None:
     """Describe a target LM folder: architecture, size, tokenizer, chat template, provenance."""
-    from airsearch.lm.model import has_chat_template, load_lm
+    from airsearch.lm.info import lm_info
 
-    lm_ = load_lm(model_dir, device="cpu")
-    cfg = lm_.model.config
-    tok = lm_.tokenizer
-    result: dict[str, Any] = {
-        "path": str(Path(model_dir)),
-        "source": lm_.source,
-        "architecture": type(lm_.model).__name__,
-        "num_parameters": lm_.num_parameters(),
-        "vocab_size": len(tok),
-        "hidden_size": getattr(cfg, "hidden_size", None),
-        "layers": getattr(cfg, "num_hidden_layers", None),
-        "heads": getattr(cfg, "num_attention_heads", None),
-        "dtype": str(next(lm_.model.parameters()).dtype).removeprefix("torch."),
-        "chat_template": has_chat_template(tok),
-        "format": "chat template" if has_chat_template(tok) else "Question:/Answer: template",
-        "special_tokens": {
-            k: getattr(tok, k, None) for k in ("bos_token", "eos_token", "pad_token", "unk_token")
-        },
-        "recorded": _read_info(Path(model_dir)),
-    }
-    if fingerprint:
-        result["fingerprint"] = lm_.fingerprint
-    emit(result, as_json, _human_info)
-
-
-def _read_info(path: Path) -> dict[str, Any]:
-    from airsearch.lm.model import LM_INFO_FILE
-
-    f = Path(path) / LM_INFO_FILE
-    if not f.exists():
-        return {}
-    data = json.loads(f.read_text())
-    data.pop("loss_curve", None)
-    return data
+    emit(lm_info(model_dir, fingerprint=fingerprint), as_json, _human_info)
 
 
 def _human_info(r: dict[str, Any]) -> str:

@@ -4,10 +4,12 @@
 - :mod:`airsearch.lm.loss`: :func:`masked_token_nll`, :func:`example_losses`
 - :mod:`airsearch.lm.finetune`: :class:`FinetuneConfig`, :func:`finetune`
 - :mod:`airsearch.lm.tiny`: :class:`TinyLMConfig`, :func:`build_tiny_lm` (a CPU-sized target LM)
+- :mod:`airsearch.lm.info`: :func:`lm_info` (what ``airsearch lm info`` shows)
 - :mod:`airsearch.lm.gguf`: :func:`import_gguf` (GGUF file -> plain safetensors HF folder)
 """
 
 from airsearch.lm.finetune import FinetuneConfig, finetune
+from airsearch.lm.info import lm_info, read_lm_record
 from airsearch.lm.loss import batch_loss, example_losses, masked_token_nll
 from airsearch.lm.model import IGNORE_INDEX, TargetLM, encode_examples, load_lm, save_lm, tokenize_example
 from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
@@ -22,8 +24,10 @@ __all__ = [
     "batch_loss",
     "encode_examples",
     "example_losses",
+    "lm_info",
     "load_lm",
     "masked_token_nll",
+    "read_lm_record",
     "save_lm",
     "tokenize_example",
 ]

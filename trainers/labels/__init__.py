@@ -13,10 +13,12 @@ Public API (``trainers`` names are not exported from ``airsearch``; import them 
 - :mod:`trainers.labels.sampling`: the deterministic split/subset scheme (:func:`sample_splits`)
 - :mod:`trainers.labels.store`: :class:`LabelStore` (reader and writer, layout documented there)
 - :mod:`trainers.labels.generate`: :func:`generate_labels`, the per-subset job, teacher plug-ins
+- :mod:`trainers.labels.info`: :func:`label_store_info` (what ``airsearch labels info`` shows)
 """
 
 from trainers.labels.config import LabelConfig
 from trainers.labels.generate import TEACHERS, LabelSummary, generate_labels, run_subset_job
+from trainers.labels.info import label_store_info
 from trainers.labels.sampling import SplitPlan, job_id, job_seed, sample_splits
 from trainers.labels.store import LabelStore, job_result, make_manifest
 
@@ -30,6 +32,7 @@ __all__ = [
     "job_id",
     "job_result",
     "job_seed",
+    "label_store_info",
     "make_manifest",
     "run_subset_job",
     "sample_splits",
