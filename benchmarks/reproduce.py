@@ -324,6 +324,8 @@ class Pipeline:
                 )
             ),
         )
+        # DDA's own ablation (DDA §5): the same DDA without the debias term (beta = 0)
+        ablation = ("dda:beta=0",) if "dda" in common["methods"] else ()
         trace = {}
         for bench in ("entity-swap", "pii"):
             trace[bench] = self.stage(
@@ -336,7 +338,7 @@ class Pipeline:
                         epochs=self.p["trace_epochs"],
                         k=max(5, self.p["n_synthetic"] // 100),
                         out=str(ev / "trace"),
-                        **common,
+                        **{**common, "methods": common["methods"] + ablation},
                     )
                 ),
             )

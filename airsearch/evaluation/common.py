@@ -25,8 +25,8 @@ class EvalConfig(CommandConfig):
     methods: tuple[str, ...] = field(
         default=DEFAULT_METHODS,
         metadata={
-            "help": "Methods to compare: airrep, base, bm25, random, a gradient method, or "
-            "'airrep:FOLDER' for one more encoder (repeatable).",
+            "help": "Methods to compare: airrep, base, bm25, random, a gradient method, "
+            "'airrep:FOLDER' for one more encoder, or 'dda:beta=0' for a DDA variant (repeatable).",
             "flag": "--method",
         },
     )
@@ -69,6 +69,36 @@ def method_label(spec: str) -> str:
     return f"{name}:{Path(path).name}" if path else name
 
 
+# Options a gradient-method spec may set after its name, e.g. ``dda:beta=0`` (DDA without debias).
+SPEC_OPTIONS: dict[str, dict[str, type]] = {"dda": {"beta": float}}
+
+
+def method_spec_options(spec: str) -> dict[str, Any]:
+    """The ``key=value[,key=value]`` options of a method spec such as ``dda:beta=0``.
+
+    Only the options in :data:`SPEC_OPTIONS` are accepted; anything else is refused with the spec named.
+    """
+    name, _, rest = spec.partition(":")
+    if not rest:
+        return {}
+    allowed = SPEC_OPTIONS.get(name, {})
+    opts: dict[str, Any] = {}
+    for part in rest.split(","):
+        key, eq, value = part.partition("=")
+        if not eq or key not in allowed:
+            known = ", ".join(f"{k}=..." for k in allowed) or "none"
+            raise InputError(
+                f"method {spec!r}: unknown option {part!r} (options of {name!r}: {known})", where="--method"
+            )
+        try:
+            opts[key] = allowed[key](value)
+        except ValueError:
+            raise InputError(
+                f"method {spec!r}: {key} must be a {allowed[key].__name__}, got {value!r}", where="--method"
+            ) from None
+    return opts
+
+
 def build_methods(
     cfg: EvalConfig, *, lm: Any = None, workdir: str | Path | None = None, method_options: Any = None
 ) -> list[tuple[str, Method]]:
@@ -106,6 +136,7 @@ def build_methods(
                 "daunce_lr": cfg.daunce_lr,
             }
             opts.update((method_options or {}) if not callable(method_options) else method_options(name))
+            opts.update(method_spec_options(spec))
             m = make_method(name, lm=lm, seed=cfg.seed, **opts)
         m.name = label
         out.append((label, m))

@@ -298,7 +298,7 @@ def gradient_method_names() -> list[str]:
 def make_method(name: str, *, encoder: Any = None, lm: Any = None, seed: int = 0, **options: Any) -> Method:
     """A method adapter by name. ``airrep``/``base`` need ``encoder`` (an AirRepEncoder); gradient
     methods need ``lm`` (the fine-tuned TargetLM) and take ``options``: ``checkpoints`` (TracIn/DDA,
-    default ``[lm]``), ``base_lm`` (DDA's th0), ``projection_dim`` (JL dimension, 0 = exact), ``params``
+    default ``[lm]``), ``base_lm`` (DDA's th0), ``beta`` (DDA's debias weight), ``projection_dim`` (JL dimension, 0 = exact), ``params``
     (``"all"``/``"lora"``/``"names:..."``), ``batch_size``."""
     if name in ("airrep", "base"):
         if encoder is None:
@@ -368,6 +368,7 @@ def gradient_method(
     seed: int = 0,
     checkpoints: Sequence[Any] | None = None,
     base_lm: Any = None,
+    beta: float = 1.0,
     projection_dim: int = 0,
     params: str = "all",
     batch_size: int = 8,
@@ -393,7 +394,7 @@ def gradient_method(
     if name == "dda":
         from airsearch.methods.dda import DDA
 
-        return DDA(cks, base_lm, **kw)
+        return DDA(cks, base_lm, beta=beta, **kw)
     if name in ("haif", "haif-t"):
         from airsearch.methods.haif import HAIF
 
