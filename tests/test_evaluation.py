@@ -1,19 +1,15 @@
-"""Evaluation harness: metrics against references, planted generators, adapters, eval commands."""
+"""Evaluation harness: metrics against references, planted generators and method adapters."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
 from airsearch.data.example import Example, airrep_text
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
-from airsearch.evaluation.lds import EvalLdsConfig, eval_lds
 from airsearch.evaluation.methods import group_scores, make_method, summed_scores, topk
 from airsearch.evaluation.metrics import (
     bootstrap_mean_ci,
@@ -31,10 +27,8 @@ from airsearch.evaluation.planted import (
     synthetic_news_corpus,
 )
 from airsearch.evaluation.select import select_by_best_rank
-from airsearch.evaluation.trace import EvalTraceConfig, eval_trace
 from airsearch.labels import normalise_losses
 from airsearch.scoring import group_score, sum_group_score
-from cli.main import app
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -194,253 +188,6 @@ def test_bm25_and_random_adapters(tmp_path):
 
 
 # ----------------------------------------------------------------------------- eval commands
-def _rows(n: int, tag: str = "") -> list[Example]:
-    topics = ["cat", "storm", "budget", "music"]
-    return [
-        Example(
-            f"r{tag}{i}",
-            f"Write about {topics[i % 4]} {tag}",
-            f"A {topics[i % 4]} note {i}.",
-            {"task": topics[i % 4]},
-        )
-        for i in range(n)
-    ]
-
-
-def _write_corpus(path, rows):
-    from airsearch.data.corpus import write_rows
-
-    write_rows(path, rows)
-    return str(path)
-
-
-def _gold_store(root, corpus_path, *, n_dev=4, n_pool=16, n_subsets=6, size=6, seed=0):
-    """A real label store with known losses (what subset retraining would write)."""
-    from airsearch.data.corpus import load_corpus
-    from trainers.labels import LabelStore, make_manifest
-    from trainers.labels.sampling import SplitPlan
-
-    corpus = load_corpus(corpus_path)
-    ids = [e.id for e in corpus.examples]
-    rng = np.random.default_rng(seed)
-    dev, pool = ids[:n_dev], ids[n_dev : n_dev + n_pool]
-    subsets = [sorted(rng.choice(pool, size=size, replace=False).tolist()) for _ in range(n_subsets)]
-    plan = SplitPlan(0, dev, pool, subsets)
-    manifest = make_manifest(
-        {"teacher": "retrain"},
-        [plan],
-        teacher="retrain",
-        corpus_fingerprint=corpus.fingerprint,
-        model_fingerprint="m0",
-    )
-    store = LabelStore.create(root, manifest, corpus.examples)
-    losses = rng.normal(size=(n_subsets, n_dev))
-    for k, members in enumerate(subsets):
-        store.write_job_result(0, k, members, losses[k])
-    return store, corpus, subsets, losses
-
-
-def test_eval_lds_equals_hand_computation(tmp_path, tiny_bert_dir):
-    from scipy.stats import spearmanr
-
-    corpus_path = _write_corpus(tmp_path / "eval.jsonl", _rows(24))
-    store, corpus, subsets, losses = _gold_store(tmp_path / "gold", corpus_path)
-    cfg = EvalLdsConfig(
-        corpus=[corpus_path],
-        methods=("base", "bm25", "random"),
-        base_encoder=str(tiny_bert_dir),
-        gold=str(tmp_path / "gold"),
-        out=str(tmp_path / "out"),
-        bootstrap=100,
-    )
-    res = eval_lds(cfg, gold_store=store)
-    enc = AirRepEncoder.load(tiny_bert_dir, device="cpu")
-    by_id = corpus.by_id()
-    dev = [by_id[i] for i in store.dev_ids(0)]
-    e_dev = torch.tensor(enc.encode(dev), dtype=torch.float64)
-    pred = np.stack(
-        [
-            group_score(e_dev, torch.tensor(enc.encode([by_id[i] for i in m]), dtype=torch.float64)).numpy()
-            for m in subsets
-        ]
-    )
-    hand = [spearmanr(pred[:, j], -losses[:, j]).statistic for j in range(len(dev))]  # Eq. 8 keeps the order
-    assert res["methods"]["base"]["per_query"] == pytest.approx(hand, abs=1e-6)
-    ci = res["methods"]["base"]["lds"]
-    assert ci["low"] <= ci["mean"] <= ci["high"] and ci["mean"] == pytest.approx(np.mean(hand), abs=1e-6)
-    for f in ("lds.json", "lds.md", "lds.png", "lds_per_query.png"):
-        assert (tmp_path / "out" / f).is_file()
-
-
-def test_eval_lds_refuses_overlap_and_mismatch(tmp_path):
-    corpus_path = _write_corpus(tmp_path / "eval.jsonl", _rows(24))
-    _gold_store(tmp_path / "gold", corpus_path)
-    other = _write_corpus(tmp_path / "other.jsonl", _rows(24, tag="x"))
-    runner = CliRunner()
-    res = runner.invoke(
-        app,
-        [
-            "eval",
-            "lds",
-            "--gold",
-            str(tmp_path / "gold"),
-            "--corpus",
-            other,
-            "--method",
-            "random",
-            "--out",
-            str(tmp_path / "o"),
-        ],
-    )
-    assert res.exit_code == 2 and "gold/corpus fingerprint mismatch" in res.output
-    res = runner.invoke(
-        app,
-        [
-            "eval",
-            "lds",
-            "--gold",
-            str(tmp_path / "gold"),
-            "--corpus",
-            corpus_path,
-            "--method",
-            "random",
-            "--encoder-labels",
-            str(tmp_path / "gold"),
-        ],
-    )
-    assert res.exit_code == 2 and "disjoint" in res.output
-    res = runner.invoke(
-        app,
-        [
-            "eval",
-            "lds",
-            "--gold",
-            str(tmp_path / "gold"),
-            "--corpus",
-            corpus_path,
-            "--method",
-            "random",
-            "--json",
-            "--bootstrap",
-            "50",
-        ],
-    )
-    assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["methods"]["random"]["lds"]["n"] == 4
-
-
-def test_eval_classify_cli_and_mismatch(tmp_path, tiny_bert_dir):
-    corpus_path = _write_corpus(tmp_path / "train.jsonl", _rows(20))
-    queries = _write_corpus(tmp_path / "queries.jsonl", _rows(8, tag="q"))
-    out = str(tmp_path / "out")
-    args = [
-        "eval",
-        "classify",
-        "--corpus",
-        corpus_path,
-        "--queries",
-        queries,
-        "--k",
-        "3",
-        "--out",
-        out,
-        "--method",
-        "bm25",
-        "--method",
-        "random",
-        "--method",
-        "base",
-        "--base-encoder",
-        str(tiny_bert_dir),
-    ]
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 0, res.output
-    assert "top-1 acc" in res.output
-    payload = json.loads((tmp_path / "out" / "classify.json").read_text())
-    assert payload["methods"]["bm25"]["top1"] == 1.0  # the topic word is shared with same-task rows only
-    other = _write_corpus(tmp_path / "other.jsonl", _rows(20, tag="z"))
-    res = CliRunner().invoke(app, [*args[:3], other, *args[4:]])
-    assert res.exit_code == 2 and "gold/corpus fingerprint mismatch" in res.output
-
-
-def test_eval_trace_entity_swap_and_pii(tmp_path, tiny_lm_dir):
-    out = str(tmp_path / "trace")
-    cfg = EvalTraceConfig(
-        benchmark="entity-swap",
-        n_synthetic=300,
-        epochs=1,
-        lm=str(tiny_lm_dir),
-        out=out,
-        methods=("bm25", "random", "gradcos"),
-        k=5,
-        max_new_tokens=8,
-        batch_size=16,
-    )
-    res = eval_trace(cfg)
-    assert res["n_injected"] >= 1 and res["queries"]["n_candidates"] == 32
-    for m in res["methods"].values():
-        assert "note" in m or 0.0 <= m["auc"] <= 1.0
-    pii = eval_trace(cfg.replace(benchmark="pii", n_people=6, methods=("bm25", "random")))
-    assert pii["n_candidates"] == 6
-    assert 0.0 <= pii["methods"]["bm25"]["top1"] <= 1.0
-    # the planted gold in --out is tied to the source corpus: another corpus is refused
-    corpus_path = _write_corpus(tmp_path / "c.jsonl", _rows(10))
-    res = CliRunner().invoke(
-        app,
-        [
-            "eval",
-            "trace",
-            "--benchmark",
-            "entity-swap",
-            "--corpus",
-            corpus_path,
-            "--lm",
-            str(tiny_lm_dir),
-            "--out",
-            out,
-            "--method",
-            "random",
-            "--epochs",
-            "1",
-        ],
-    )
-    assert res.exit_code == 2 and "gold/corpus fingerprint mismatch" in res.output
-
-
-def test_eval_select_and_mismatch(tmp_path, tiny_lm_dir):
-    corpus_path = _write_corpus(tmp_path / "train.jsonl", _rows(20))
-    queries = _write_corpus(tmp_path / "dev.jsonl", _rows(4, tag="d"))
-    out = str(tmp_path / "sel")
-    args = [
-        "eval",
-        "select",
-        "--corpus",
-        corpus_path,
-        "--queries",
-        queries,
-        "--lm",
-        str(tiny_lm_dir),
-        "--n-select",
-        "5",
-        "--epochs",
-        "1",
-        "--out",
-        out,
-        "--method",
-        "bm25",
-        "--method",
-        "random",
-        "--json",
-    ]
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 0, res.output
-    payload = json.loads(res.output)
-    assert len(payload["methods"]["bm25"]["selected_ids"]) == 5 and "random 5" in payload["methods"]
-    other = _write_corpus(tmp_path / "other.jsonl", _rows(20, tag="o"))
-    res = CliRunner().invoke(app, [*args[:3], other, *args[4:]])
-    assert res.exit_code == 2 and "gold/corpus fingerprint mismatch" in res.output
-
-
 def test_select_by_best_rank_reference():
     train = _toy_corpus(12)
     rnd = make_method("random", seed=1)
@@ -452,39 +199,3 @@ def test_select_by_best_rank_reference():
     best_score = np.array([full[i, ranks[i].argmin()] for i in range(12)])
     ref = sorted(range(12), key=lambda i: (best[i], -best_score[i], i))[:4]
     assert select_by_best_rank(rnd, dev, 4) == ref
-
-
-@pytest.mark.slow
-def test_reproduction_pipeline_micro_scale(tmp_path, tiny_bert_dir):
-    """The whole study (benchmarks/reproduce.py) at a micro scale, then resumed (every stage skipped)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "reproduce", Path(__file__).parents[1] / "benchmarks" / "reproduce.py"
-    )
-    repro = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(repro)
-    out = tmp_path / "micro"
-    assert (
-        repro.main(["--scale", "micro", "--out", str(out), "--base-encoder", str(tiny_bert_dir), "--quiet"])
-        == 0
-    )
-    summary = (out / "README.md").read_text()
-    assert "LDS on held-out tasks" in summary and "OTHER models and data" in summary
-    lds = json.loads((out / "eval" / "lds" / "lds.json").read_text())
-    assert {"base", "bm25", "random", "gradcos"} <= set(lds["methods"])
-    assert any(m.startswith("airrep:") for m in lds["methods"])
-    for f in (
-        "classify/classify.json",
-        "trace/trace_entity_swap.json",
-        "trace/trace_pii.json",
-        "lds/lds.png",
-    ):
-        assert (out / "eval" / f).is_file()
-    stamp = (out / "stages" / "lds.json").stat().st_mtime
-    assert (
-        repro.main(["--scale", "micro", "--out", str(out), "--base-encoder", str(tiny_bert_dir), "--quiet"])
-        == 0
-    )
-    assert (out / "stages" / "lds.json").stat().st_mtime == stamp  # finished stages are skipped
