@@ -348,17 +348,24 @@ class Pipeline:
         return {"out": str(self.out)}
 
     def summary(self, teacher: dict, lds: dict, cls: dict, trace: dict) -> str:
+        stages = sorted((self.out / "stages").glob("*.json"))
+        total = sum(json.loads(f.read_text()).get("stage_seconds", 0.0) for f in stages)
         lines = [
             f"# Reproduction at scale '{self.scale}'\n",
+            f"Machine: {machine()}. Stage time, summed: {total / 60:.1f} min "
+            "(each stage's `stage_seconds` is in `stages/`).\n",
             f"Target LM: {self.lm_path}. Best gradient teacher (LDS on training labels): {teacher['teacher']}.\n",
             "## LDS on held-out tasks (ours; AirRep Table 1)\n",
             lds["table"],
+            "\n`dda` equals `gradcos` in this table: the gold subsets are fine-tuned from the target LM "
+            "itself, so DDA has one checkpoint and no separate base model to subtract.",
             "\n## Data classification by task (ours; AirRep Table 2)\n",
             cls["table"],
             "\n## Entity-swap tracing (ours; DDA Table 1)\n",
             trace["entity-swap"]["table"],
             "\n## PII-E top-1 tracing (ours; HAIF Table 2)\n",
             trace["pii"]["table"],
+            "\n`dda:beta=0` is DDA without its debias term (DDA's own ablation).",
             "\n## Cost per attributed query (ours, LDS run)\n",
             cost_table(lds),
             "\n## The papers' own numbers -- measured on OTHER models and data, not comparable\n",
@@ -369,18 +376,41 @@ class Pipeline:
 
 
 def cost_table(res: dict[str, Any]) -> str:
+    """Per-method cost of the LDS run, with each figure as a ratio to the first AirRep encoder's."""
+    methods = res["methods"]
+    ref = next((methods[m]["cost"] for m in methods if m.startswith("airrep")), None)
+
+    def ratio(value: float, key: str) -> str:
+        base = ref[key] if ref else 0.0
+        return f"{value / base:.1f}x" if base else "-"
+
     rows = []
-    for m, r in res["methods"].items():
+    for m, r in methods.items():
         c = r["cost"]
         rows.append(
             [
                 m,
                 fmt(c["prepare_seconds"], 2),
+                ratio(c["prepare_seconds"], "prepare_seconds"),
                 fmt(c["seconds_per_query"] * 1000, 2),
+                ratio(c["seconds_per_query"], "seconds_per_query"),
                 fmt(c["storage_bytes_per_train_example"] / 1024, 2),
+                ratio(c["storage_bytes_per_train_example"], "storage_bytes_per_train_example"),
             ]
         )
-    return markdown_table(["method", "prepare (s)", "ms per query", "KiB per train example"], rows)
+    head = ["method", "prepare (s)", "x AirRep", "ms per query", "x AirRep", "KiB per train ex.", "x AirRep"]
+    return markdown_table(head, rows)
+
+
+def machine() -> str:
+    """The machine the stages ran on, in words (recorded in the summary)."""
+    import os
+    import platform
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
 
 
 def main(argv: list[str] | None = None) -> int:
