@@ -285,6 +285,7 @@ def test_reproduction_pipeline_micro_scale(tmp_path, tiny_bert_dir):
     )
     summary = (out / "README.md").read_text()
     assert "LDS on held-out tasks" in summary and "OTHER models and data" in summary
+    assert "DDA without its debias term" in summary and "dda:beta=0" in summary
     lds = json.loads((out / "eval" / "lds" / "lds.json").read_text())
     assert {"base", "bm25", "random", "gradcos"} <= set(lds["methods"])
     assert any(m.startswith("airrep:") for m in lds["methods"])
@@ -292,6 +293,8 @@ def test_reproduction_pipeline_micro_scale(tmp_path, tiny_bert_dir):
         "classify/classify.json",
         "trace/trace_entity_swap.json",
         "trace/trace_pii.json",
+        "trace_ablation/trace_entity_swap.json",
+        "trace_ablation/trace_pii.json",
         "lds/lds.png",
     ):
         assert (out / "eval" / f).is_file()
