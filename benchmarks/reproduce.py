@@ -266,7 +266,18 @@ class Pipeline:
             batch_size=16,
             device="cpu",
         )
-        return train_encoder(cfg).to_dict()
+        result = train_encoder(cfg).to_dict()
+        self.keep_training_curve(out)
+        return result
+
+    def keep_training_curve(self, encoder_dir: str) -> None:
+        """Copy the encoder's training-curve PNG where committed results live (the encoder is not)."""
+        import shutil
+
+        curve = self.out / encoder_dir / "training_curve.png"
+        if curve.is_file():
+            (self.out / "eval" / "training").mkdir(parents=True, exist_ok=True)
+            shutil.copy2(curve, self.out / "eval" / "training" / f"{encoder_dir}_curve.png")
 
     def methods(self) -> tuple[str, ...]:
         encs = tuple(
@@ -374,7 +385,7 @@ class Pipeline:
             f"# Reproduction at scale '{self.scale}'\n",
             f"Machine: {machine()}. Stage time, summed: {total / 60:.1f} min "
             "(each stage's `stage_seconds` is in `stages/`).\n",
-            f"Target LM: {self.lm_path}. Best gradient teacher (LDS on training labels): {teacher['teacher']}.\n",
+            f"Target LM: {display_path(self.lm_path)}. Best gradient teacher (LDS on training labels): {teacher['teacher']}.\n",
             "## LDS on held-out tasks (ours; AirRep Table 1)\n",
             lds["table"],
             "\n`dda` equals `gradcos` in this table: the gold subsets are fine-tuned from the target LM "
@@ -386,7 +397,11 @@ class Pipeline:
             "\n## PII-E top-1 tracing (ours; HAIF Table 2)\n",
             trace["pii"]["table"],
             "\n## DDA without its debias term (DDA's own ablation; same fine-tuned checkpoints)\n",
-            *(trace[f"{b}-ablation"]["table"] for b in ("entity-swap", "pii") if f"{b}-ablation" in trace),
+            *(
+                f"{b}:\n\n{trace[f'{b}-ablation']['table']}"
+                for b in ("entity-swap", "pii")
+                if f"{b}-ablation" in trace
+            ),
             "\n## Cost per attributed query (ours, LDS run)\n",
             cost_table(lds),
             "\n## The papers' own numbers -- measured on OTHER models and data, not comparable\n",
@@ -421,6 +436,14 @@ def cost_table(res: dict[str, Any]) -> str:
         )
     head = ["method", "prepare (s)", "x AirRep", "ms per query", "x AirRep", "KiB per train ex.", "x AirRep"]
     return markdown_table(head, rows)
+
+
+def display_path(path: str) -> str:
+    """``path`` relative to the repository when it lies inside it (summaries are committed)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return path
 
 
 def machine() -> str:
