@@ -286,6 +286,7 @@ def test_reproduction_pipeline_micro_scale(tmp_path, tiny_bert_dir):
     summary = (out / "README.md").read_text()
     assert "LDS on held-out tasks" in summary and "OTHER models and data" in summary
     assert "DDA without its debias term" in summary and "dda:beta=0" in summary
+    assert "Paired gain over the base encoder" in summary
     lds = json.loads((out / "eval" / "lds" / "lds.json").read_text())
     assert {"base", "bm25", "random", "gradcos"} <= set(lds["methods"])
     assert any(m.startswith("airrep:") for m in lds["methods"])
