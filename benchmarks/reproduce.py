@@ -1,7 +1,7 @@
 """Reproduce the papers' evaluations at CPU scale: one command, resumable stages.
 
     python benchmarks/reproduce.py --scale tiny      # smoke run, < 10 minutes on 2 CPU cores
-    python benchmarks/reproduce.py --scale default   # the committed results (about 90 minutes)
+    python benchmarks/reproduce.py --scale default   # the committed results (about 55 minutes on 2 CPU cores)
     python benchmarks/reproduce.py --scale gpu --lm smollm2/   # SmolLM2-135M (`airsearch lm import-gguf`)
 
 Stages (each writes ``stages/<name>.json`` under the results folder and is skipped when present):
