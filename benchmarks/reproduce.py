@@ -67,7 +67,7 @@ SCALES: dict[str, dict[str, Any]] = {
         projection_dim=1024,
         daunce_models=4,  # Daunce (black-box, K fine-tunes on the training set) in every eval
     ),
-    # Sized to finish within 90 minutes on 2 CPU cores (about 55 measured); encoder settings from benchmarks/airrep_loop.py
+    # Sized to finish within 90 minutes on 2 CPU cores (stage times sum to about 55); encoder settings from benchmarks/airrep_loop.py
     # (small subsets, max_seq_length 128, lr 2e-5, a few epochs, best epoch on a held-out split).
     "default": dict(
         tasks=20,
