@@ -1,7 +1,7 @@
 """One config dataclass per command.
 
 Each command's options are the fields of a :class:`CommandConfig` subclass. The same dataclass
-gives the CLI its options (:func:`cli.options.config_options`), is written beside every artefact so
+gives the CLI its options (:func:`airsearch.cli.common.config_options`), is written beside every artefact so
 that a run can be reproduced, and is read back from YAML or JSON with ``--config FILE``.
 
 Fields carry their help text in ``field(metadata={"help": ...})``; optional ``"flag"`` names the CLI

@@ -1,6 +1,6 @@
 """In-memory subset-loss labels (AirRep Eq. 8), as read from a label store.
 
-A label store (written by ``trainers.labels``) holds, for each cross-validation split, the dev
+A label store (written by ``airsearch.trainers.labels``) holds, for each cross-validation split, the dev
 example ids, the member ids of every subset, and the loss of each dev example after fine-tuning on
 each subset. Gradient teachers write the same shape with ``losses = -group score`` so that the same
 normalisation applies.

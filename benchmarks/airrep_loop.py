@@ -12,9 +12,9 @@ Stages (each writes ``stages/<name>.json`` in the work folder and is skipped whe
 components resume on their own inside a stage):
 
 1. ``lm``: :func:`airsearch.lm.build_tiny_lm` on tasks B.
-2. ``labels``: :func:`trainers.labels.generate_labels` on tasks A (splits x subsets fine-tune jobs).
+2. ``labels``: :func:`airsearch.trainers.labels.generate_labels` on tasks A (splits x subsets fine-tune jobs).
 3. ``noise``: a few subsets of split 0 re-fine-tuned with another seed: label noise vs label spread.
-4. ``train-<seed>``: :func:`trainers.encoder_training.train_encoder` from the packaged
+4. ``train-<seed>``: :func:`airsearch.trainers.encoder_training.train_encoder` from the packaged
    all-MiniLM-L6-v2, per seed. The label splits are used three ways: *train* splits, one *validation*
    split (the trainer's per-epoch held-out LDS, which picks the best epoch) and *test* splits that the
    trainer never sees.
@@ -113,7 +113,7 @@ class Loop:
         return {"lm": str(path), "tasks_B": self.tasks()[1], **{k: info[k] for k in keep}}
 
     def label_config(self) -> Any:
-        from trainers.labels import LabelConfig
+        from airsearch.trainers.labels import LabelConfig
 
         p = self.p
         return LabelConfig(
@@ -133,7 +133,7 @@ class Loop:
         )
 
     def labels(self) -> dict[str, Any]:
-        from trainers.labels import generate_labels
+        from airsearch.trainers.labels import generate_labels
 
         cfg = self.label_config()
         summary = generate_labels(cfg).to_dict()
@@ -157,11 +157,12 @@ class Loop:
         same subset's loss across the two fine-tune seeds (the difference / sqrt 2). ``seed_spearman``:
         per dev example, Spearman across those subsets between the two seeds' losses (a ceiling on LDS).
         """
+        from airsearch.trainers.labels import LabelStore
+        from airsearch.trainers.labels.generate import run_subset_job, subset_jobs
+        from airsearch.trainers.labels.sampling import sample_splits
+
         from airsearch.data.corpus import load_corpus
         from airsearch.metrics import lds_per_example
-        from trainers.labels import LabelStore
-        from trainers.labels.generate import run_subset_job, subset_jobs
-        from trainers.labels.sampling import sample_splits
 
         cfg = self.label_config()
         corpus = load_corpus(cfg.corpus)
@@ -192,7 +193,7 @@ class Loop:
 
     def split_roles(self) -> tuple[list[Any], Any, list[Any]]:
         """(train splits, validation split, test splits) of the label store, by split id."""
-        from trainers.labels import LabelStore
+        from airsearch.trainers.labels import LabelStore
 
         splits = sorted(LabelStore.open(self.work / "labels").splits(), key=lambda s: s.split)
         t = self.p["test_splits"]
@@ -217,8 +218,8 @@ class Loop:
         return self.work / f"encoder_{self.encoder_tag()}_seed{seed}"
 
     def train(self, seed: int) -> dict[str, Any]:
-        from trainers.encoder_training import TrainConfig, train_encoder
-        from trainers.labels import LabelStore
+        from airsearch.trainers.encoder_training import TrainConfig, train_encoder
+        from airsearch.trainers.labels import LabelStore
 
         train, val, _ = self.split_roles()
         p = self.p
@@ -242,10 +243,11 @@ class Loop:
         return {"config": cfg.run_identity(), "result": result}
 
     def evaluate(self) -> dict[str, Any]:
+        from airsearch.trainers.encoder_training import predict_split_scores
+        from airsearch.trainers.labels import LabelStore
+
         from airsearch.encoder import AirRepEncoder
         from airsearch.metrics import lds_per_example
-        from trainers.encoder_training import predict_split_scores
-        from trainers.labels import LabelStore
 
         _, _, test = self.split_roles()
         examples = LabelStore.open(self.work / "labels").examples()
@@ -289,8 +291,9 @@ class Loop:
         """Context for the numbers: label throughput from the stored per-job seconds (all runs of the
         stage, resumed ones included) and the test-split LDS of an oracle that knows the NI task of every
         example and scores a subset by its count of dev-task members (not a method; a ceiling hint)."""
+        from airsearch.trainers.labels import LabelStore
+
         from airsearch.metrics import lds
-        from trainers.labels import LabelStore
 
         store = LabelStore.open(self.work / "labels")
         secs = [float(store.read_job(j)["seconds"]) for j in store.done_job_ids()]

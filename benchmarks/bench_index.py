@@ -25,13 +25,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from airsearch.indexers import ann  # noqa: E402
+from airsearch.indexers.ann import AnnConfig  # noqa: E402
+from airsearch.indexers.query import Searcher  # noqa: E402
+from airsearch.indexers.store import IndexStore, TableMeta  # noqa: E402
+
 from airsearch.data import sample_corpus_path, sample_queries_path  # noqa: E402
 from airsearch.data.corpus import load_corpus, load_queries  # noqa: E402
 from airsearch.data.example import Example  # noqa: E402
-from indexers import ann  # noqa: E402
-from indexers.ann import AnnConfig  # noqa: E402
-from indexers.query import Searcher  # noqa: E402
-from indexers.store import IndexStore, TableMeta  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 JITTER = 0.25
@@ -250,7 +251,7 @@ def write_results(results: dict) -> None:
         "(see the rows above). The synthetic-from-real tables are harder than real data: each real row has",
         "hundreds of jittered near-duplicates whose scores nearly tie.",
         "",
-        "**Search settings by table size** (`indexers.ann.auto_search_params`): refine 20 / ef 300 below",
+        "**Search settings by table size** (`airsearch.indexers.ann.auto_search_params`): refine 20 / ef 300 below",
         "500k rows (recall@10 0.976 at 100k), refine 100 / ef 1000 from 500k rows (0.958 at 1M, p50 121 ms);",
         "refine 20 falls to 0.925 at 1M. Every real row has about 333 jittered copies in the 1M table, so",
         "its top-10 scores nearly tie; the two 1M builds (867 s, 620 s) differ only in machine load.",

@@ -92,7 +92,7 @@ def main() -> None:
         )
         print(name, round(t, 2), flush=True)
 
-    from trainers.daunce import DaunceConfig, run_daunce
+    from airsearch.trainers.daunce import DaunceConfig, run_daunce
 
     dcfg = DaunceConfig(models=args.daunce_models, steps=5, batch_size=8, lora_r=4, max_length=128)
 

@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from airsearch.trainers.evaluation.report import fmt, markdown_table  # noqa: E402
+
 from airsearch.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 from airsearch.data.example import Example  # noqa: E402
-from airsearch.evaluation.report import fmt, markdown_table  # noqa: E402
 
 GRADIENT = ("tracin", "gradcos", "dda", "haif")
 SCALES: dict[str, dict[str, Any]] = {
@@ -208,7 +209,7 @@ class Pipeline:
 
     def labels(self, corpus: str, out: str, teacher: str = "retrain", gold: bool = False) -> dict[str, Any]:
         """Subset-retraining (or teacher) labels; ``gold`` uses the preset's gold split counts."""
-        from trainers.labels import LabelConfig, generate_labels
+        from airsearch.trainers.labels import LabelConfig, generate_labels
 
         p = self.p
         cfg = LabelConfig(
@@ -230,8 +231,8 @@ class Pipeline:
 
     def best_teacher(self) -> dict[str, Any]:
         """The gradient method with the best LDS on the training labels' held-out split (training data only)."""
-        from airsearch.evaluation.lds import EvalLdsConfig, eval_lds
-        from trainers.labels import LabelStore
+        from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
+        from airsearch.trainers.labels import LabelStore
 
         store = LabelStore.open(self.out / "labels")
         cfg = EvalLdsConfig(
@@ -252,7 +253,7 @@ class Pipeline:
         }
 
     def encoder(self, labels: str, out: str) -> dict[str, Any]:
-        from trainers.encoder_training import TrainConfig, train_encoder
+        from airsearch.trainers.encoder_training import TrainConfig, train_encoder
 
         cfg = TrainConfig(
             labels=str(self.out / labels),
@@ -287,10 +288,10 @@ class Pipeline:
         return encs + ("base", "bm25", "random") + tuple(self.p["gradient"]) + daunce
 
     def run(self) -> dict[str, Any]:
-        from airsearch.evaluation.classify import EvalClassifyConfig, eval_classify
-        from airsearch.evaluation.lds import EvalLdsConfig, eval_lds
-        from airsearch.evaluation.trace import eval_trace
-        from trainers.labels import LabelStore
+        from airsearch.trainers.evaluation.classify import EvalClassifyConfig, eval_classify
+        from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
+        from airsearch.trainers.evaluation.trace import eval_trace
+        from airsearch.trainers.labels import LabelStore
 
         self.stage("corpus", self.corpus)
         self.lm_path = self.stage("lm", self.lm)["lm"]
@@ -356,7 +357,7 @@ class Pipeline:
         checkpoints the trace stage fine-tuned (copied, so the two runs compare like with like)."""
         import shutil
 
-        from airsearch.evaluation.trace import eval_trace
+        from airsearch.trainers.evaluation.trace import eval_trace
 
         ev, name = self.out / "eval", f"trace_{bench.replace('-', '_')}"
         src, dst = ev / "trace" / f"{name}_lm", ev / "trace_ablation" / f"{name}_lm"
@@ -366,7 +367,7 @@ class Pipeline:
         return eval_trace(self.trace_config(bench, ev / "trace_ablation", ablation))
 
     def trace_config(self, bench: str, out: Path, common: dict[str, Any]) -> Any:
-        from airsearch.evaluation.trace import EvalTraceConfig
+        from airsearch.trainers.evaluation.trace import EvalTraceConfig
 
         return EvalTraceConfig(
             benchmark=bench,
@@ -442,8 +443,7 @@ def cost_table(res: dict[str, Any]) -> str:
 def paired_gains(lds: dict[str, Any]) -> str:
     """Each trained AirRep's LDS gain over the base encoder, paired by dev example, with a bootstrap CI."""
     import numpy as np
-
-    from airsearch.evaluation.metrics import bootstrap_mean_ci
+    from airsearch.trainers.evaluation.metrics import bootstrap_mean_ci
 
     methods = lds["methods"]
     if "base" not in methods:

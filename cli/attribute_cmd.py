@@ -1,6 +1,6 @@
 """``airsearch attribute``: whole-corpus gradient / Daunce attribution of a query file.
 
-A thin layer over :func:`trainers.attribute.attribute`: writes ``--out/results.json`` (top-k train
+A thin layer over :func:`airsearch.trainers.attribute.attribute`: writes ``--out/results.json`` (top-k train
 examples per query), the config, and with ``--full-matrix`` the score matrix; ``--vectors DIR``
 stores and reuses the train vectors.
 """
@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
-
-from cli.common import config_options, emit, handle_errors, json_option
-from trainers.attribute import AttributeConfig, attribute
+from airsearch.cli.common import config_options, emit, handle_errors, json_option
+from airsearch.trainers.attribute import AttributeConfig, attribute
 
 
 def _human(r: dict[str, Any]) -> str:

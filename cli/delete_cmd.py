@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import click
-
-from cli.common import config_options, emit, handle_errors, json_option
-from indexers.config import DeleteConfig
-from indexers.store import delete_rows
+from airsearch.cli.common import config_options, emit, handle_errors, json_option
+from airsearch.indexers.config import DeleteConfig
+from airsearch.indexers.store import delete_rows
 
 
 @click.command("delete")

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from airsearch.cli.common import config_options, emit, handle_errors, json_option
+from airsearch.trainers.evaluation.classify import EvalClassifyConfig, eval_classify
+from airsearch.trainers.evaluation.lds import EvalLdsConfig, encoder_training_store, eval_lds
+from airsearch.trainers.evaluation.select import EvalSelectConfig, eval_select
+from airsearch.trainers.evaluation.trace import EvalTraceConfig, eval_trace
 
 from airsearch.errors import InputError
-from airsearch.evaluation.classify import EvalClassifyConfig, eval_classify
-from airsearch.evaluation.lds import EvalLdsConfig, encoder_training_store, eval_lds
-from airsearch.evaluation.select import EvalSelectConfig, eval_select
-from airsearch.evaluation.trace import EvalTraceConfig, eval_trace
-from cli.common import config_options, emit, handle_errors, json_option
 
 
 @click.group("eval")
@@ -31,7 +31,7 @@ def _show(result: dict[str, Any]) -> str:
 
 
 def _encoder_stores(config: EvalLdsConfig) -> list[Any]:
-    from trainers.labels import LabelStore
+    from airsearch.trainers.labels import LabelStore
 
     paths = list(config.encoder_labels)
     if not paths:
@@ -63,7 +63,7 @@ def lds_cmd(config: EvalLdsConfig, as_json: bool) -> None:
 
       airsearch eval lds --gold gold/ --corpus eval.jsonl --encoder airrep/ --method airrep --method base
     """
-    from trainers.labels import LabelStore
+    from airsearch.trainers.labels import LabelStore
 
     if not config.gold:
         raise InputError("a gold label store is needed", where="--gold")

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import click
-
-from cli.common import config_options, emit, handle_errors, json_option
-from indexers.build import IndexSummary, build_index
-from indexers.config import IndexConfig
+from airsearch.cli.common import config_options, emit, handle_errors, json_option
+from airsearch.indexers.build import IndexSummary, build_index
+from airsearch.indexers.config import IndexConfig
 
 
 def _human(s: IndexSummary) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import click
-
-from cli.common import config_options, emit, handle_errors, json_option
-from indexers.config import InfoConfig
-from indexers.store import info
+from airsearch.cli.common import config_options, emit, handle_errors, json_option
+from airsearch.indexers.config import InfoConfig
+from airsearch.indexers.store import info
 
 
 def _human(d: dict[str, Any]) -> str:

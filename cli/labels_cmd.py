@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
-
-from cli.common import config_options, emit, handle_errors, json_option
-from trainers.labels import LabelConfig, generate_labels, label_store_info
+from airsearch.cli.common import config_options, emit, handle_errors, json_option
+from airsearch.trainers.labels import LabelConfig, generate_labels, label_store_info
 
 
 @click.group("labels")

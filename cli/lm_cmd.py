@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 import click
+from airsearch.cli.common import config_options, emit, handle_errors, json_option
 
 from airsearch.lm.info import read_lm_record
 from airsearch.lm.tiny import TinyLMConfig
-from cli.common import config_options, emit, handle_errors, json_option
 
 
 @click.group("lm")

@@ -9,21 +9,20 @@ import importlib
 import os
 
 import click
-
-from cli.common import handle_errors
+from airsearch.cli.common import handle_errors
 
 # (module, attribute) of every top-level command or group, in --help order.
 COMMANDS: list[tuple[str, str]] = [
-    ("cli.index_cmd", "index_cmd"),
-    ("cli.query_cmd", "query_cmd"),
-    ("cli.select_cmd", "select_cmd"),
-    ("cli.info_cmd", "info_cmd"),
-    ("cli.delete_cmd", "delete_cmd"),
-    ("cli.labels_cmd", "labels"),
-    ("cli.lm_cmd", "lm"),
-    ("cli.eval_cmd", "eval_group"),
-    ("cli.attribute_cmd", "attribute_cmd"),
-    ("cli.train_cmd", "train_cmd"),
+    ("airsearch.cli.index_cmd", "index_cmd"),
+    ("airsearch.cli.query_cmd", "query_cmd"),
+    ("airsearch.cli.select_cmd", "select_cmd"),
+    ("airsearch.cli.info_cmd", "info_cmd"),
+    ("airsearch.cli.delete_cmd", "delete_cmd"),
+    ("airsearch.cli.labels_cmd", "labels"),
+    ("airsearch.cli.lm_cmd", "lm"),
+    ("airsearch.cli.eval_cmd", "eval_group"),
+    ("airsearch.cli.attribute_cmd", "attribute_cmd"),
+    ("airsearch.cli.train_cmd", "train_cmd"),
 ]
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import click
-
-from cli.common import config_options, emit, handle_errors, json_option
-from cli.rerank_options import make_reranker, rerank_options
-from indexers.config import QueryConfig
-from indexers.query import Candidate, QueryResult, preview, query
+from airsearch.cli.common import config_options, emit, handle_errors, json_option
+from airsearch.cli.rerank_options import make_reranker, rerank_options
+from airsearch.indexers.config import QueryConfig
+from airsearch.indexers.query import Candidate, QueryResult, preview, query
 
 
 def _meta(c: Candidate) -> str:

@@ -60,15 +60,16 @@ def make_reranker(
     proj_dim: int,
     daunce_run: str | None,
 ) -> tuple[Any, int | None]:
-    """The rerank hook for :func:`indexers.query.query` (or ``(None, None)`` without ``--rerank``)."""
+    """The rerank hook for :func:`airsearch.indexers.query.query` (or ``(None, None)`` without ``--rerank``)."""
     if rerank is None:
         return None, None
     if candidates < 1:
         raise InputError(f"must be at least 1, got {candidates}", where="option '--candidates'")
     if not rerank_model and not checkpoint and rerank != "daunce":
         raise InputError("--rerank needs the target model", where="option '--model'")
+    from airsearch.trainers.attribute import load_method
+
     from airsearch.methods.registry import MethodConfig, Reranker
-    from trainers.attribute import load_method
 
     cfg = MethodConfig(
         method=rerank,

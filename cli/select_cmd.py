@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import click
-
-from cli.common import config_options, emit, handle_errors, json_option
-from indexers.config import SelectConfig
-from indexers.select import SelectSummary, select
+from airsearch.cli.common import config_options, emit, handle_errors, json_option
+from airsearch.indexers.config import SelectConfig
+from airsearch.indexers.select import SelectSummary, select
 
 
 def _human(s: SelectSummary) -> str:

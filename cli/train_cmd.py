@@ -6,9 +6,8 @@ import math
 from typing import Any
 
 import click
-
-from cli.common import config_options, emit, handle_errors, json_option
-from trainers.encoder_training import TrainConfig, TrainResult, train_encoder
+from airsearch.cli.common import config_options, emit, handle_errors, json_option
+from airsearch.trainers.encoder_training import TrainConfig, TrainResult, train_encoder
 
 
 def _fmt(x: float | None) -> str:

@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 import lancedb
+from airsearch.indexers.rows import VECTOR
 from lancedb.index import HnswPq, HnswSq, IvfFlat, IvfPq, IvfSq
 
 from airsearch.errors import InputError
-from indexers.rows import VECTOR
 
 INDEX_TYPES = ("IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_SQ", "IVF_FLAT")
 DEFAULT_TYPE = "IVF_HNSW_SQ"

@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from airsearch.indexers.ann import AnnConfig
+from airsearch.indexers.config import IndexConfig
+from airsearch.indexers.store import IndexStore, TableMeta
+
 from airsearch.data.corpus import CorpusHasher, SkippedRow, iter_corpus
 from airsearch.data.example import Example
 from airsearch.encoder import DEFAULT_ENCODER, AirRepEncoder, resolve_encoder_source
 from airsearch.errors import InputError
-from indexers.ann import AnnConfig
-from indexers.config import IndexConfig
-from indexers.store import IndexStore, TableMeta
 
 
 @dataclasses.dataclass

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from airsearch.indexers.ann import DEFAULT_THRESHOLD, DEFAULT_TYPE, INDEX_TYPES
+
 from airsearch.config import CommandConfig, require
-from indexers.ann import DEFAULT_THRESHOLD, DEFAULT_TYPE, INDEX_TYPES
 
 F = dataclasses.field
 AnnType = Literal["IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_SQ", "IVF_FLAT"]

@@ -18,15 +18,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from airsearch.indexers import ann
+from airsearch.indexers.build import load_encoder
+from airsearch.indexers.config import QueryConfig
+from airsearch.indexers.search import exact_topk, group_scores
+from airsearch.indexers.store import IndexStore, IndexTable
 
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
-from indexers import ann
-from indexers.build import load_encoder
-from indexers.config import QueryConfig
-from indexers.search import exact_topk, group_scores
-from indexers.store import IndexStore, IndexTable
 
 
 @dataclasses.dataclass

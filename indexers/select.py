@@ -26,15 +26,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from airsearch.indexers.config import SelectConfig
+from airsearch.indexers.query import Searcher
+from airsearch.indexers.rows import EXTRA, row_metadata
+from airsearch.indexers.search import exact_topk
 
 from airsearch.atomic import atomic_path, write_json_atomic
 from airsearch.data.corpus import load_queries
 from airsearch.errors import InputError
 from airsearch.fingerprint import fingerprint_file
-from indexers.config import SelectConfig
-from indexers.query import Searcher
-from indexers.rows import EXTRA, row_metadata
-from indexers.search import exact_topk
 
 Blocks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 

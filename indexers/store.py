@@ -28,14 +28,21 @@ import lance
 import lancedb
 import numpy as np
 import pyarrow as pa
+from airsearch.indexers import ann
+from airsearch.indexers.config import DeleteConfig
+from airsearch.indexers.rows import (
+    VECTOR,
+    infer_columns,
+    rows_to_examples,
+    table_schema,
+    to_batch,
+    vectors_of,
+)
 
 from airsearch import __version__
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.fingerprint import check_match
-from indexers import ann
-from indexers.config import DeleteConfig
-from indexers.rows import VECTOR, infer_columns, rows_to_examples, table_schema, to_batch, vectors_of
 
 META_KEY = "airsearch"
 BUILDING_PREFIX = "_building_"

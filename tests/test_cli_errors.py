@@ -34,8 +34,8 @@ def test_missing_daunce_run_is_refused(tmp_path):
 
 
 def test_attribute_command_is_the_python_api(tmp_path, tiny_lm_dir, tiny_lm_examples):
-    """`airsearch attribute` prints exactly what `trainers.attribute.attribute` returns."""
-    from trainers.attribute import AttributeConfig, attribute
+    """`airsearch attribute` prints exactly what `airsearch.trainers.attribute.attribute` returns."""
+    from airsearch.trainers.attribute import AttributeConfig, attribute
 
     corpus = write_rows(tmp_path / "c.jsonl", [e.to_row() for e in tiny_lm_examples[:6]])
     queries = write_rows(tmp_path / "q.jsonl", [e.to_row() for e in tiny_lm_examples[40:42]])

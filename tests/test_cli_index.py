@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from airsearch.cli.main import app
 from click.testing import CliRunner
 
 from airsearch.data.corpus import write_rows
-from cli.main import app
 from tests import index_fixtures as fx
 from tests.index_fixtures import make_rows
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from airsearch.trainers.daunce import DaunceConfig, run_daunce
 
 from airsearch.errors import FingerprintMismatch
 from airsearch.lm import encode_examples, load_lm
@@ -19,7 +20,6 @@ from airsearch.methods.daunce import (
     perturbed_objective,
 )
 from tests.methods_helpers import build_micro_lm, loop_grads, make_examples
-from trainers.daunce import DaunceConfig, run_daunce
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,18 @@ import math
 import numpy as np
 import pytest
 import torch
+from airsearch.cli.main import app
+from airsearch.trainers.encoder_training import (
+    TrainConfig,
+    heldout_lds,
+    pairwise_rank_loss,
+    single_pass_backward,
+    train_encoder,
+    two_pass_backward,
+)
+from airsearch.trainers.encoder_training.data import labels_fingerprint
+from airsearch.trainers.encoder_training.trainer import _Run, disable_dropout
+from airsearch.trainers.labels import LabelStore, SplitPlan, make_manifest
 from click.testing import CliRunner
 from sentence_transformers import SentenceTransformer
 
@@ -17,18 +29,6 @@ from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
 from airsearch.labels import SplitLabels
-from cli.main import app
-from trainers.encoder_training import (
-    TrainConfig,
-    heldout_lds,
-    pairwise_rank_loss,
-    single_pass_backward,
-    train_encoder,
-    two_pass_backward,
-)
-from trainers.encoder_training.data import labels_fingerprint
-from trainers.encoder_training.trainer import _Run, disable_dropout
-from trainers.labels import LabelStore, SplitPlan, make_manifest
 
 TOPICS = ["apple", "river", "stone", "cloud"]
 FILLER = [
@@ -246,7 +246,7 @@ def test_refuses_foreign_out_folder(tmp_path, tiny_bert_dir, labels):
 
 
 def write_label_store(path, splits, examples) -> str:
-    """The synthetic labels as a real label store (the ``trainers.labels`` writer API)."""
+    """The synthetic labels as a real label store (the ``airsearch.trainers.labels`` writer API)."""
     plans = [
         SplitPlan(s.split, s.dev_ids, sorted({m for mem in s.members for m in mem}), s.members)
         for s in splits

@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from airsearch.cli.main import app
+from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
+from airsearch.trainers.evaluation.trace import EvalTraceConfig, eval_trace
 from click.testing import CliRunner
 
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
-from airsearch.evaluation.lds import EvalLdsConfig, eval_lds
-from airsearch.evaluation.trace import EvalTraceConfig, eval_trace
 from airsearch.scoring import group_score
-from cli.main import app
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -42,9 +42,10 @@ def _write_corpus(path, rows):
 
 def _gold_store(root, corpus_path, *, n_dev=4, n_pool=16, n_subsets=6, size=6, seed=0):
     """A real label store with known losses (what subset retraining would write)."""
+    from airsearch.trainers.labels import LabelStore, make_manifest
+    from airsearch.trainers.labels.sampling import SplitPlan
+
     from airsearch.data.corpus import load_corpus
-    from trainers.labels import LabelStore, make_manifest
-    from trainers.labels.sampling import SplitPlan
 
     corpus = load_corpus(corpus_path)
     ids = [e.id for e in corpus.examples]

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from airsearch.trainers.evaluation.methods import make_method
 
 from airsearch.data.corpus import write_rows
 from airsearch.data.example import Example
-from airsearch.evaluation.methods import make_method
 from airsearch.lm import example_losses, load_lm
 from airsearch.lm.finetune import FinetuneConfig
 from airsearch.methods.daunce import Daunce, LocalFinetuneFactory, RecordedLosses, blackbox_providers
@@ -40,7 +40,7 @@ def test_daunce_adapter_equals_correlation_of_blackbox_losses(tiny_lm_dir, rows)
     np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)
     assert m.describe()["settings"]["models"] == 3 and m.fingerprint() == lm.fingerprint
 
-    # an already-built method (e.g. a white-box trainers.daunce run) is used as given
+    # an already-built method (e.g. a white-box airsearch.trainers.daunce run) is used as given
     recorded = np.random.default_rng(0).normal(size=(4, len(train) + len(test)))
     ids = [e.id for e in train + test]
     given = Daunce([RecordedLosses(dict(zip(ids, r, strict=True))) for r in recorded], kind="cov")

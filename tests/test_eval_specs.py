@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from airsearch.trainers.evaluation.common import EvalConfig, build_methods, method_spec_options
+from airsearch.trainers.evaluation.methods import summed_scores
 
 from airsearch.errors import InputError
-from airsearch.evaluation.common import EvalConfig, build_methods, method_spec_options
-from airsearch.evaluation.methods import summed_scores
 from airsearch.lm import encode_examples, load_lm
 from tests.methods_helpers import loop_grads
 

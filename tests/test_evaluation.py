@@ -5,20 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
-
-from airsearch.data.example import Example, airrep_text
-from airsearch.encoder import AirRepEncoder
-from airsearch.errors import InputError
-from airsearch.evaluation.methods import group_scores, make_method, summed_scores, topk
-from airsearch.evaluation.metrics import (
+from airsearch.trainers.evaluation.methods import group_scores, make_method, summed_scores, topk
+from airsearch.trainers.evaluation.metrics import (
     bootstrap_mean_ci,
     lds_with_ci,
     precision_at_k,
     roc_auc,
     top_k_label_accuracy,
 )
-from airsearch.evaluation.planted import (
+from airsearch.trainers.evaluation.planted import (
     DEFAULT_SWAPS,
     PII_ATTRIBUTES,
     entity_swap_benchmark,
@@ -26,7 +21,12 @@ from airsearch.evaluation.planted import (
     plant_entity_swap,
     synthetic_news_corpus,
 )
-from airsearch.evaluation.select import select_by_best_rank
+from airsearch.trainers.evaluation.select import select_by_best_rank
+from sklearn.metrics import roc_auc_score
+
+from airsearch.data.example import Example, airrep_text
+from airsearch.encoder import AirRepEncoder
+from airsearch.errors import InputError
 from airsearch.labels import normalise_losses
 from airsearch.scoring import group_score, sum_group_score
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from airsearch.indexers.build import build_index
+from airsearch.indexers.config import IndexConfig
+from airsearch.indexers.query import Searcher
+from airsearch.indexers.store import BUILDING_PREFIX, IndexStore, info
 
 from airsearch.data.corpus import load_corpus
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import FingerprintMismatch, InputError
-from indexers.build import build_index
-from indexers.config import IndexConfig
-from indexers.query import Searcher
-from indexers.store import BUILDING_PREFIX, IndexStore, info
 from tests import index_fixtures as fx
 from tests.index_fixtures import make_rows, write_corpus
 

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from airsearch.trainers.labels import LabelConfig, LabelStore, generate_labels, make_manifest, sample_splits
+from airsearch.trainers.runner import finished_job_ids
 from click.testing import CliRunner
 
 from airsearch.data.corpus import load_corpus, write_rows
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.labels import normalise_losses
-from trainers.labels import LabelConfig, LabelStore, generate_labels, make_manifest, sample_splits
-from trainers.runner import finished_job_ids
 
 REPO = Path(__file__).resolve().parents[1]
 N_EXAMPLES = 36
@@ -194,7 +194,7 @@ def test_resume_after_kill_9(reference, base_cfg, tmp_path):
     args = [
         sys.executable,
         "-m",
-        "cli.main",
+        "airsearch.cli.main",
         "labels",
         "generate",
         *c.corpus,
@@ -299,7 +299,7 @@ def test_incomplete_store_reports_and_uses_finished_jobs(reference, tmp_path):
 
 
 def test_cli_generate_and_info(base_cfg, reference, tmp_path):
-    from cli.main import app
+    from airsearch.cli.main import app
 
     runner = CliRunner()
     out = tmp_path / "cli"

@@ -398,7 +398,7 @@ def test_import_smollm2_gguf(tmp_path):
 
 
 def test_cli_build_tiny_and_info(tmp_path, tiny_lm_examples):
-    from cli.main import app
+    from airsearch.cli.main import app
 
     corpus, texts = tmp_path / "qa.jsonl", tmp_path / "text.jsonl"
     corpus.write_text("".join(json.dumps(ex.to_row()) + "\n" for ex in tiny_lm_examples if ex.prompt))
@@ -457,7 +457,7 @@ def test_cli_build_tiny_and_info(tmp_path, tiny_lm_examples):
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    from cli.main import app
+    from airsearch.cli.main import app
 
     runner = CliRunner()
     res = runner.invoke(app, ["lm", "info", str(tmp_path / "missing")])

@@ -138,10 +138,11 @@ def test_topk_and_rerank_follow_the_scores(models, data):
 def test_teacher_labels_are_negated_group_scores(models, tmp_path):
     from types import SimpleNamespace
 
+    from airsearch.trainers.labels import LabelStore
+    from airsearch.trainers.labels.config import LabelConfig
+    from airsearch.trainers.labels.generate import generate_labels
+
     from airsearch.methods.registry import MethodConfig, build_method
-    from trainers.labels import LabelStore
-    from trainers.labels.config import LabelConfig
-    from trainers.labels.generate import generate_labels
 
     base, _ = models
     examples = make_examples(14, "c", seed=11)
@@ -172,10 +173,9 @@ def test_teacher_labels_are_negated_group_scores(models, tmp_path):
 def test_attribute_command_topk_and_full_matrix(models, tmp_path):
     import json
 
+    from airsearch.cli.main import app
     from click.testing import CliRunner
     from safetensors.torch import load_file
-
-    from cli.main import app
 
     base, _ = models
     train, test = make_examples(7, "tr", seed=1), make_examples(2, "te", seed=2)

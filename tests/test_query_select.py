@@ -8,16 +8,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from airsearch.indexers.build import build_index
+from airsearch.indexers.config import IndexConfig, SelectConfig
+from airsearch.indexers.query import Searcher
+from airsearch.indexers.search import exact_topk, faiss_available, group_scores
+from airsearch.indexers.select import competition_ranks, select, select_best_rank, select_sum
 
 from airsearch.data.corpus import load_corpus, load_queries, write_rows
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.scoring import group_score
-from indexers.build import build_index
-from indexers.config import IndexConfig, SelectConfig
-from indexers.query import Searcher
-from indexers.search import exact_topk, faiss_available, group_scores
-from indexers.select import competition_ranks, select, select_best_rank, select_sum
 from tests import index_fixtures as fx
 from tests.index_fixtures import make_rows
 

@@ -8,10 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-
-from airsearch.errors import InputError, MissingDependency
-from trainers import runner
-from trainers.runner import (
+from airsearch.trainers import runner
+from airsearch.trainers.runner import (
     Job,
     clean_stale_temp_files,
     finished_job_ids,
@@ -20,6 +18,8 @@ from trainers.runner import (
     run_jobs,
     write_result,
 )
+
+from airsearch.errors import InputError, MissingDependency
 
 
 def square_job(payload: dict) -> dict:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from airsearch.trainers.labels import LabelStore
 
 from airsearch.data.corpus import write_rows
 from airsearch.encoder import AirRepEncoder
@@ -14,7 +15,6 @@ from airsearch.lm.finetune import FinetuneConfig, finetune
 from airsearch.lm.model import save_lm
 from airsearch.methods.tracin import TracIn
 from tests.test_cli_index import run
-from trainers.labels import LabelStore
 
 SIZES = ("--splits", 2, "--dev-size", 3, "--pool-size", 8, "--subset-size", 3,
          "--subsets-per-split", 3, "--max-length", 32)  # fmt: skip

@@ -3,7 +3,7 @@
 Writes ``out/results.json`` (top-k train examples per query, highest score first), the config, and
 with ``full_matrix`` the ``[n_train, n_queries]`` score matrix (``scores.safetensors``). With
 ``vectors`` the train vectors are stored and reused (a store made by other settings is refused).
-:func:`load_method` builds a method by name, loading a finished Daunce run (``trainers.daunce``).
+:func:`load_method` builds a method by name, loading a finished Daunce run (``airsearch.trainers.daunce``).
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ def load_method(cfg: MethodConfig, lm: Any | None = None) -> Any:
     """:func:`build_method`, loading Daunce's finished run when asked for."""
     daunce = None
     if cfg.method == "daunce" and cfg.daunce_run:
+        from airsearch.trainers.daunce import load_daunce
+
         from airsearch.lm import load_lm
-        from trainers.daunce import load_daunce
 
         base = lm or (load_lm(cfg.model, max_length=cfg.max_length) if cfg.model else None)
         daunce = load_daunce(cfg.daunce_run).method(cfg.daunce_kind, lm=base)

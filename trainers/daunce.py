@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from airsearch.trainers.runner import Job, finished_job_ids, read_result, run_jobs
 
 from airsearch.atomic import write_json_atomic
 from airsearch.config import CommandConfig, require
@@ -33,7 +34,6 @@ from airsearch.methods.daunce import (
     perturbed_objective,
     subset_indices,
 )
-from trainers.runner import Job, finished_job_ids, read_result, run_jobs
 
 ADAPTER_PREFIX = "adapter."
 MANIFEST = "daunce_manifest.json"

@@ -55,7 +55,7 @@ def build_method(
 ) -> AttributionMethod:
     """The configured method; ``lm`` (an already loaded ``--model``) avoids loading it twice.
 
-    Daunce's K models come from a finished run (``trainers.daunce``): the caller loads it and passes
+    Daunce's K models come from a finished run (``airsearch.trainers.daunce``): the caller loads it and passes
     the method as ``daunce`` (``airsearch/`` does not import ``trainers/``).
     """
     from airsearch.lm import load_lm
@@ -68,7 +68,7 @@ def build_method(
     if cfg.method == "daunce":
         if daunce is None:
             raise InputError(
-                "daunce needs a finished run (--daunce-run DIR, made by trainers.daunce)",
+                "daunce needs a finished run (--daunce-run DIR, made by airsearch.trainers.daunce)",
                 where="option '--daunce-run'",
             )
         return daunce
@@ -99,7 +99,7 @@ def build_method(
 
 @dataclass
 class Reranker:
-    """The ``indexers.query`` rerank hook: ``(query, candidates) -> scores`` with a name."""
+    """The ``airsearch.indexers.query`` rerank hook: ``(query, candidates) -> scores`` with a name."""
 
     method: AttributionMethod
     __name__: str = "rerank"

@@ -1,10 +1,10 @@
 """AirRep encoder training (methods.md §1, Eq. 9): loss, two-pass gradient, trainer, held-out LDS."""
 
-from trainers.encoder_training.config import TrainConfig, TrainResult
-from trainers.encoder_training.evaluate import heldout_lds, predict_split_scores
-from trainers.encoder_training.loss import pairwise_rank_loss
-from trainers.encoder_training.trainer import train_encoder
-from trainers.encoder_training.two_pass import single_pass_backward, two_pass_backward
+from airsearch.trainers.encoder_training.config import TrainConfig, TrainResult
+from airsearch.trainers.encoder_training.evaluate import heldout_lds, predict_split_scores
+from airsearch.trainers.encoder_training.loss import pairwise_rank_loss
+from airsearch.trainers.encoder_training.trainer import train_encoder
+from airsearch.trainers.encoder_training.two_pass import single_pass_backward, two_pass_backward
 
 __all__ = [
     "TrainConfig",

@@ -1,7 +1,7 @@
 """The trainer's view of a label store: splits, examples, a content fingerprint, the held-out split.
 
 Works on in-memory ``list[SplitLabels]`` + ``dict[id, Example]`` or on a label store folder written by
-``trainers.labels`` (``LabelStore.open(dir)``).
+``airsearch.trainers.labels`` (``LabelStore.open(dir)``).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def _open_store(labels_dir: str | Path) -> Any:
     if not path.is_dir():
         raise InputError("label store folder not found", where=str(path))
     try:
-        from trainers.labels import LabelStore
+        from airsearch.trainers.labels import LabelStore
     except ImportError as e:  # pragma: no cover - depends on the label-store package
         raise InputError(f"cannot read label stores: {e}", where=str(path)) from None
     return LabelStore.open(path)

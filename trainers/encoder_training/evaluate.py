@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+from airsearch.trainers.encoder_training.two_pass import encode_no_grad
 
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
@@ -18,7 +19,6 @@ from airsearch.errors import InputError
 from airsearch.labels import SplitLabels
 from airsearch.metrics import lds
 from airsearch.scoring import group_score
-from trainers.encoder_training.two_pass import encode_no_grad
 
 
 def predict_split_scores(

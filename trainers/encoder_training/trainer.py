@@ -23,6 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from airsearch.trainers.encoder_training.checkpoint import load_checkpoint, save_checkpoint
+from airsearch.trainers.encoder_training.config import TrainConfig, TrainResult
+from airsearch.trainers.encoder_training.curve import plot_training_curve
+from airsearch.trainers.encoder_training.data import TrainingLabels, load_training_labels, manifest_summary
+from airsearch.trainers.encoder_training.evaluate import heldout_lds, texts_of
+from airsearch.trainers.encoder_training.two_pass import two_pass_backward
 
 from airsearch.atomic import atomic_path, write_json_atomic
 from airsearch.data.example import Example
@@ -30,12 +36,6 @@ from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
 from airsearch.labels import SplitLabels
 from airsearch.progress import progress
-from trainers.encoder_training.checkpoint import load_checkpoint, save_checkpoint
-from trainers.encoder_training.config import TrainConfig, TrainResult
-from trainers.encoder_training.curve import plot_training_curve
-from trainers.encoder_training.data import TrainingLabels, load_training_labels, manifest_summary
-from trainers.encoder_training.evaluate import heldout_lds, texts_of
-from trainers.encoder_training.two_pass import two_pass_backward
 
 CONFIG_FILE = "train_config.json"
 LOG_FILE = "training.json"

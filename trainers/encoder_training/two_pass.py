@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from airsearch.trainers.encoder_training.loss import pairwise_rank_loss
 
 from airsearch.encoder import AirRepEncoder
 from airsearch.scoring import group_score
-from trainers.encoder_training.loss import pairwise_rank_loss
 
 
 def encode_no_grad(encoder: AirRepEncoder, texts: Sequence[str], batch_size: int) -> torch.Tensor:

@@ -2,25 +2,25 @@
 
 Public API (``trainers`` names are not exported from ``airsearch``; import them from here)::
 
-    from trainers.labels import generate_labels, LabelConfig, LabelStore
+    from airsearch.trainers.labels import generate_labels, LabelConfig, LabelStore
 
     summary = generate_labels(LabelConfig(corpus=["train.jsonl"], model="lm/", out="labels/"))
     store = LabelStore.open("labels/")
     for split in store.splits():          # list[airsearch.labels.SplitLabels], split order
         y = split.targets()               # Eq. 8 targets [n_subsets, n_dev]
 
-- :mod:`trainers.labels.config`: :class:`LabelConfig` (the ``airsearch labels generate`` options)
-- :mod:`trainers.labels.sampling`: the deterministic split/subset scheme (:func:`sample_splits`)
-- :mod:`trainers.labels.store`: :class:`LabelStore` (reader and writer, layout documented there)
-- :mod:`trainers.labels.generate`: :func:`generate_labels`, the per-subset job, teacher plug-ins
-- :mod:`trainers.labels.info`: :func:`label_store_info` (what ``airsearch labels info`` shows)
+- :mod:`airsearch.trainers.labels.config`: :class:`LabelConfig` (the ``airsearch labels generate`` options)
+- :mod:`airsearch.trainers.labels.sampling`: the deterministic split/subset scheme (:func:`sample_splits`)
+- :mod:`airsearch.trainers.labels.store`: :class:`LabelStore` (reader and writer, layout documented there)
+- :mod:`airsearch.trainers.labels.generate`: :func:`generate_labels`, the per-subset job, teacher plug-ins
+- :mod:`airsearch.trainers.labels.info`: :func:`label_store_info` (what ``airsearch labels info`` shows)
 """
 
-from trainers.labels.config import LabelConfig
-from trainers.labels.generate import TEACHERS, LabelSummary, generate_labels, run_subset_job
-from trainers.labels.info import label_store_info
-from trainers.labels.sampling import SplitPlan, job_id, job_seed, sample_splits
-from trainers.labels.store import LabelStore, job_result, make_manifest
+from airsearch.trainers.labels.config import LabelConfig
+from airsearch.trainers.labels.generate import TEACHERS, LabelSummary, generate_labels, run_subset_job
+from airsearch.trainers.labels.info import label_store_info
+from airsearch.trainers.labels.sampling import SplitPlan, job_id, job_seed, sample_splits
+from airsearch.trainers.labels.store import LabelStore, job_result, make_manifest
 
 __all__ = [
     "TEACHERS",

@@ -2,7 +2,7 @@
 
 For every sampled (split, subset) one job fine-tunes a fresh copy of the target LM on the subset and
 records the mean response-token loss of each dev example of the split. Jobs run through
-:func:`trainers.runner.run_jobs` (in-process, local processes or Ray) and are committed one file
+:func:`airsearch.trainers.runner.run_jobs` (in-process, local processes or Ray) and are committed one file
 each into the label store, so a run can be killed and resumed.
 
 Gradient teachers (issue 4) plug in through :data:`TEACHERS`: ``"name": "module:function"`` where
@@ -17,16 +17,17 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from airsearch.trainers.labels.config import LabelConfig
+from airsearch.trainers.labels.sampling import SplitPlan, job_id, job_seed, sample_splits
+from airsearch.trainers.labels.store import LabelStore, job_result, make_manifest
+from airsearch.trainers.runner import Job, RunSummary, run_jobs
+
 from airsearch.data.example import Example
 from airsearch.errors import InputError
-from trainers.labels.config import LabelConfig
-from trainers.labels.sampling import SplitPlan, job_id, job_seed, sample_splits
-from trainers.labels.store import LabelStore, job_result, make_manifest
-from trainers.runner import Job, RunSummary, run_jobs
 
 # teacher name -> "module:function" (see the module docstring); "retrain" is built in.
 TEACHERS: dict[str, str] = {
-    t: "trainers.labels.teacher:write_teacher_labels"
+    t: "airsearch.trainers.labels.teacher:write_teacher_labels"
     for t in ("tracin", "gradcos", "dda", "haif", "haif-t", "daunce")
 }
 

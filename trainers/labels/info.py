@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from trainers.labels.store import LabelStore
+from airsearch.trainers.labels.store import LabelStore
 
 
 def label_store_info(store_dir: str | os.PathLike) -> dict[str, Any]:
     """Describe the label store at ``store_dir`` (refused with a clear error when it is not one).
 
-    Keys: ``dir``, ``teacher``, ``config`` (the :class:`~trainers.labels.LabelConfig` that made it),
+    Keys: ``dir``, ``teacher``, ``config`` (the :class:`~airsearch.trainers.labels.LabelConfig` that made it),
     the corpus and model fingerprints, ``code_version``, ``created``, ``progress`` (jobs done/total)
     and ``stats`` (loss mean/std and the spread of each dev example's loss across subsets, per split).
     """

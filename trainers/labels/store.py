@@ -6,7 +6,7 @@ Layout::
       manifest.json      format, full config, teacher, corpus/model fingerprints, code version,
                          and the sampled splits: [{split, dev_ids, pool_ids, n_subsets}]
       examples.parquet   id, prompt, response, metadata (JSON) of every dev and pool example
-      results/           one file per finished job, s<split>-k<subset>.npz (see trainers.runner):
+      results/           one file per finished job, s<split>-k<subset>.npz (see airsearch.trainers.runner):
                          split, subset, member_ids, dev_ids, losses[n_dev] (float64)
 
 Subset retraining writes ``losses`` = the dev losses after fine-tuning on the subset. A gradient
@@ -34,6 +34,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from airsearch.trainers.labels.config import EXECUTION_FIELDS
+from airsearch.trainers.labels.sampling import SplitPlan, job_id, parse_job_id
+from airsearch.trainers.runner import clean_stale_temp_files, finished_job_ids, read_result, write_result
 
 import airsearch
 from airsearch.atomic import atomic_path, write_json_atomic
@@ -41,9 +44,6 @@ from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.fingerprint import check_match
 from airsearch.labels import SplitLabels
-from trainers.labels.config import EXECUTION_FIELDS
-from trainers.labels.sampling import SplitPlan, job_id, parse_job_id
-from trainers.runner import clean_stale_temp_files, finished_job_ids, read_result, write_result
 
 FORMAT = "airsearch-labels"
 FORMAT_VERSION = 1
@@ -396,6 +396,6 @@ def job_result(
 
 
 def _config_defaults() -> dict[str, Any]:
-    from trainers.labels.config import LabelConfig
+    from airsearch.trainers.labels.config import LabelConfig
 
     return LabelConfig().to_dict()

@@ -31,7 +31,7 @@ def teacher_method(
 
     daunce = None
     if name == "daunce":
-        from trainers.daunce import DaunceConfig, run_daunce
+        from airsearch.trainers.daunce import DaunceConfig, run_daunce
 
         dcfg = DaunceConfig(max_length=cfg.max_length, seed=cfg.seed)
         run = run_daunce(
@@ -58,7 +58,7 @@ def write_teacher_labels(
     cfg: Any, store: Any, plans: Sequence[Any], corpus: Any, lm: Any, method: AttributionMethod | None = None
 ) -> None:
     """Write every not-yet-done (split, subset) job of ``store`` from ``method``'s scores."""
-    from trainers.labels.sampling import job_id
+    from airsearch.trainers.labels.sampling import job_id
 
     by_id = {e.id: e for e in corpus.examples}
     needed_ids = sorted({i for p in plans for i in (*p.pool_ids, *p.dev_ids)})

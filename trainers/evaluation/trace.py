@@ -1,6 +1,6 @@
 """``eval trace``: planted-ground-truth tracing (DDA §5 entity swaps, HAIF PII-E).
 
-1. Build the benchmark (:mod:`airsearch.evaluation.planted`) and record its gold (the injected ids).
+1. Build the benchmark (:mod:`airsearch.trainers.evaluation.planted`) and record its gold (the injected ids).
 2. Fine-tune the target LM on the planted training set, keeping one checkpoint per epoch (TracIn,
    DDA's denoising) beside the base model (DDA's debiasing).
 3. Collect the queries that show the planted behaviour:
@@ -22,16 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from airsearch.trainers.evaluation.common import (
+    EvalConfig,
+    Timer,
+    build_methods,
+    check_or_write_gold,
+    cost_entry,
+)
+from airsearch.trainers.evaluation.lmtools import greedy_generate
+from airsearch.trainers.evaluation.methods import summed_scores, topk
+from airsearch.trainers.evaluation.metrics import precision_at_k, roc_auc
+from airsearch.trainers.evaluation.planted import DEFAULT_SWAPS, entity_swap_benchmark, make_pii_benchmark
+from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table, write_results
 
 from airsearch.config import require
 from airsearch.data.example import Example
 from airsearch.errors import InputError
-from airsearch.evaluation.common import EvalConfig, Timer, build_methods, check_or_write_gold, cost_entry
-from airsearch.evaluation.lmtools import greedy_generate
-from airsearch.evaluation.methods import summed_scores, topk
-from airsearch.evaluation.metrics import precision_at_k, roc_auc
-from airsearch.evaluation.planted import DEFAULT_SWAPS, entity_swap_benchmark, make_pii_benchmark
-from airsearch.evaluation.report import bar_plot, fmt, markdown_table, write_results
 
 BENCHMARKS = ("entity-swap", "pii")
 TRACE_METHODS = ("airrep", "base", "bm25", "random")

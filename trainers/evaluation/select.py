@@ -14,11 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from airsearch.config import require
-from airsearch.data.example import Example
-from airsearch.errors import InputError
-from airsearch.evaluation.common import (
+from airsearch.trainers.evaluation.common import (
     EvalConfig,
     Timer,
     build_methods,
@@ -27,9 +23,13 @@ from airsearch.evaluation.common import (
     cost_entry,
     queries_from,
 )
-from airsearch.evaluation.lmtools import greedy_generate, unigram_f1
-from airsearch.evaluation.methods import Method, topk
-from airsearch.evaluation.report import bar_plot, fmt, markdown_table, write_results
+from airsearch.trainers.evaluation.lmtools import greedy_generate, unigram_f1
+from airsearch.trainers.evaluation.methods import Method, topk
+from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table, write_results
+
+from airsearch.config import require
+from airsearch.data.example import Example
+from airsearch.errors import InputError
 
 
 @dataclasses.dataclass

@@ -323,7 +323,7 @@ class DaunceMethod(FeatureMethod):
     By default the K models are fitted on the training set in ``prepare`` with the in-core black-box
     provider (Daunce Table 2: plain fine-tuning of ``lm`` on seeded random subsets of ratio r,
     :func:`airsearch.methods.daunce.blackbox_providers`). An already-built method, e.g. a white-box
-    ``trainers.daunce`` run's ``.method(lm=...)``, can be passed as ``daunce`` instead (``airsearch/``
+    ``airsearch.trainers.daunce`` run's ``.method(lm=...)``, can be passed as ``daunce`` instead (``airsearch/``
     does not import ``trainers/``)."""
 
     def __init__(

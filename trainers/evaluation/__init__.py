@@ -1,4 +1,4 @@
 """Evaluation harness: metrics, planted-ground-truth benchmarks, method adapters and eval commands.
 
-See ``docs/evaluation.md`` and ``../shared/docs/methods.md`` §6 for what each evaluation measures.
+See ``docs/evaluation.md`` and ``docs/equations.md`` §6 for what each evaluation measures.
 """

@@ -6,7 +6,7 @@ labels ``-normalised loss`` over the subsets (AirRep §5). The mean over dev exa
 with a percentile-bootstrap 95% interval, plus the per-query distribution.
 
 The gold store is any object with ``.manifest``, ``.splits()`` and ``.examples()`` -- a
-``trainers.labels.LabelStore`` (the CLI opens it; ``airsearch`` does not import ``trainers``).
+``airsearch.trainers.labels.LabelStore`` (the CLI opens it; ``airsearch`` does not import ``trainers``).
 """
 
 from __future__ import annotations
@@ -19,14 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from airsearch.trainers.evaluation.common import EvalConfig, Timer, aggregation_for, build_methods, cost_entry
+from airsearch.trainers.evaluation.methods import BUILTIN_METHODS, group_scores
+from airsearch.trainers.evaluation.metrics import bootstrap_mean_ci
+from airsearch.trainers.evaluation.report import (
+    bar_plot,
+    distribution_plot,
+    fmt,
+    markdown_table,
+    write_results,
+)
 
 from airsearch.config import require
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
-from airsearch.evaluation.common import EvalConfig, Timer, aggregation_for, build_methods, cost_entry
-from airsearch.evaluation.methods import BUILTIN_METHODS, group_scores
-from airsearch.evaluation.metrics import bootstrap_mean_ci
-from airsearch.evaluation.report import bar_plot, distribution_plot, fmt, markdown_table, write_results
 from airsearch.metrics import lds_per_example
 
 

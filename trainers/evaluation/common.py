@@ -9,10 +9,11 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from airsearch.trainers.evaluation.methods import AGGREGATIONS, Method, make_method
+
 from airsearch.atomic import write_json_atomic
 from airsearch.config import CommandConfig, require
 from airsearch.errors import FingerprintMismatch, InputError
-from airsearch.evaluation.methods import AGGREGATIONS, Method, make_method
 
 DEFAULT_METHODS = ("airrep", "base", "bm25", "random")
 

@@ -12,10 +12,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from airsearch.config import require
-from airsearch.data.example import Example
-from airsearch.errors import InputError
-from airsearch.evaluation.common import (
+from airsearch.trainers.evaluation.common import (
     EvalConfig,
     Timer,
     build_methods,
@@ -24,9 +21,13 @@ from airsearch.evaluation.common import (
     cost_entry,
     queries_from,
 )
-from airsearch.evaluation.methods import BUILTIN_METHODS, topk
-from airsearch.evaluation.metrics import top_k_label_accuracy
-from airsearch.evaluation.report import bar_plot, fmt, markdown_table, write_results
+from airsearch.trainers.evaluation.methods import BUILTIN_METHODS, topk
+from airsearch.trainers.evaluation.metrics import top_k_label_accuracy
+from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table, write_results
+
+from airsearch.config import require
+from airsearch.data.example import Example
+from airsearch.errors import InputError
 
 
 @dataclasses.dataclass
