@@ -39,30 +39,54 @@ class StreamingGroupScore:
 
     For each query keeps ``m = max |s|``, ``den = sum exp(|s| - m)`` and ``num = sum exp(|s| - m) s``;
     the score is ``num / den``. Feeding every member once, in any blocking, equals :func:`group_score`.
+
+    Give the query vectors and feed member embeddings with :meth:`update`, or give only
+    ``n_queries`` and feed the dot products ``s = e_z . e_i`` themselves with :meth:`update_scores`
+    (for scores that some other method computed). This is the one streaming Eq. 7 in airsearch:
+    ``query --group-by`` and the evaluation's attention group scores both use it.
     """
 
-    def __init__(self, queries: ArrayLike) -> None:
-        self.queries = _as_tensor(queries).to(torch.float64)
-        q = self.queries.shape[0]
+    def __init__(self, queries: ArrayLike | None = None, *, n_queries: int | None = None) -> None:
+        if (queries is None) == (n_queries is None):
+            raise TypeError("give the query vectors or n_queries, not both")
+        self.queries = None if queries is None else _as_tensor(queries).to(torch.float64)
+        q = self.queries.shape[0] if self.queries is not None else int(n_queries or 0)
         self.m = torch.full((q,), -float("inf"), dtype=torch.float64)
         self.num = torch.zeros(q, dtype=torch.float64)
         self.den = torch.zeros(q, dtype=torch.float64)
         self.count = 0
 
     def update(self, block: ArrayLike) -> None:
-        dots = _as_tensor(block).to(torch.float64) @ self.queries.T  # [b, q]
+        """Add member embeddings ``[b, d]`` (needs the query vectors)."""
+        if self.queries is None:
+            raise TypeError("this accumulator was made without query vectors; use update_scores")
+        self.update_scores(_as_tensor(block).to(torch.float64) @ self.queries.T)
+
+    def update_scores(self, dots: ArrayLike, counts: ArrayLike | None = None) -> None:
+        """Add members by their scores ``dots [b, q]`` (``s = e_z . e_i``).
+
+        ``counts [b]`` (optional) is how many times each member is in the group: a member counted
+        c times enters the softmax c times (its weight ``exp(|s| - m)`` is multiplied by c).
+        """
+        dots = _as_tensor(dots).to(torch.float64)
         if dots.shape[0] == 0:
             return
         a = dots.abs()
         new_m = torch.maximum(self.m, a.max(dim=0).values)
         scale = torch.exp(self.m - new_m)
         w = torch.exp(a - new_m)
+        if counts is None:
+            self.count += dots.shape[0]
+        else:
+            c = _as_tensor(counts).to(torch.float64).reshape(-1, 1)
+            w = c * w
+            self.count += int(c.sum().item())
         self.num = self.num * scale + (w * dots).sum(dim=0)
         self.den = self.den * scale + w.sum(dim=0)
         self.m = new_m
-        self.count += dots.shape[0]
 
     def result(self) -> np.ndarray:
+        """``[q]`` Eq. 7 scores (NaN for a query whose group is still empty)."""
         out = torch.where(self.den > 0, self.num / self.den, torch.full_like(self.num, float("nan")))
         return out.numpy()
 
@@ -70,29 +94,36 @@ class StreamingGroupScore:
 class TopK:
     """Running top-k (largest or smallest) of query-by-item scores, merged block by block.
 
-    Holds at most ``q x k`` scores: each new block is concatenated with the kept ones and cut back to
-    k, which is the heap-merge of a k-heap per query done as one tensor operation.
+    Holds at most ``q x k`` scores and their int64 item ids: each new block is concatenated with the
+    kept ones and cut back to k, which is the heap-merge of a k-heap per query done as one tensor
+    operation. :meth:`push` takes explicit ids (e.g. table row ids); :meth:`update` numbers the items
+    of consecutive blocks by position. This is the one top-k heap in airsearch: the exact index
+    search (``airsearch.indexers.search``), the gradient methods and the evaluation all use it.
     """
 
     def __init__(self, n_queries: int, k: int, *, largest: bool = True) -> None:
         self.k = k
         self.largest = largest
-        fill = -float("inf") if largest else float("inf")
-        self.scores = torch.full((n_queries, 0), fill, dtype=torch.float32)
-        self.indices = torch.zeros((n_queries, 0), dtype=torch.int64)
+        self.scores = torch.empty((n_queries, 0), dtype=torch.float32)
+        self.ids = torch.empty((n_queries, 0), dtype=torch.int64)
+
+    def push(self, scores: torch.Tensor, ids: torch.Tensor) -> None:
+        """``scores`` ``[q, b]`` for the items ``ids``: ``[b]`` (shared by every query) or ``[q, b]``."""
+        if ids.dim() == 1:
+            ids = ids.expand(scores.shape[0], -1)
+        all_s = torch.cat([self.scores, scores.to(torch.float32)], dim=1)
+        all_i = torch.cat([self.ids, ids.to(torch.int64)], dim=1)
+        k = min(self.k, all_s.shape[1])
+        top = torch.topk(all_s, k, dim=1, largest=self.largest, sorted=True)
+        self.scores, self.ids = top.values, torch.gather(all_i, 1, top.indices)
 
     def update(self, scores: torch.Tensor, offset: int) -> None:
         """``scores`` is ``[q, b]`` for items ``offset .. offset+b-1``."""
-        idx = torch.arange(offset, offset + scores.shape[1], dtype=torch.int64).expand(scores.shape[0], -1)
-        all_s = torch.cat([self.scores, scores.to(torch.float32)], dim=1)
-        all_i = torch.cat([self.indices, idx], dim=1)
-        k = min(self.k, all_s.shape[1])
-        top = torch.topk(all_s, k, dim=1, largest=self.largest, sorted=True)
-        self.scores = top.values
-        self.indices = torch.gather(all_i, 1, top.indices)
+        self.push(scores, torch.arange(offset, offset + scores.shape[1], dtype=torch.int64))
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.scores.numpy(), self.indices.numpy()
+        """``(scores [q, k'], ids [q, k'])``, best first; ``k' = min(k, items seen)``."""
+        return self.scores.numpy(), self.ids.numpy()
 
 
 def blocked_dot_topk(

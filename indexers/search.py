@@ -2,9 +2,10 @@
 
 Scores are AirRep's single-example scores, plain dot products (methods.md §1). Each corpus block is
 read once and scored against every query block; per query only a running top-k (ids and scores) is
-kept. FAISS does the per-block search when it is importable (a GPU index when
-``faiss.get_num_gpus() > 0``); otherwise torch matmul blocks. :func:`group_scores` streams the exact
-Eq. 7 group score of every metadata group with :class:`airsearch.scoring.StreamingGroupScore`.
+kept, in :class:`airsearch.scoring.TopK` (the one top-k heap). FAISS does the per-block search when
+it is importable (a GPU index when ``faiss.get_num_gpus() > 0``); otherwise torch matmul blocks.
+:func:`group_scores` streams the exact Eq. 7 group score of every metadata group with
+:class:`airsearch.scoring.StreamingGroupScore`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from airsearch.errors import InputError
-from airsearch.scoring import StreamingGroupScore
+from airsearch.scoring import StreamingGroupScore, TopK
 
 BACKENDS = ("auto", "faiss", "torch")
 QUERY_BLOCK = 2048
@@ -37,28 +38,6 @@ def resolve_backend(backend: str = "auto") -> str:
             "the faiss backend needs faiss: pip install 'airsearch[cpu]' (or [gpu])", where="backend"
         )
     return backend
-
-
-class Heap:
-    """Running top-k per query over items with explicit int64 ids, merged block by block."""
-
-    def __init__(self, n_queries: int, k: int, *, largest: bool = True) -> None:
-        self.k, self.largest = k, largest
-        self.scores = torch.empty((n_queries, 0), dtype=torch.float32)
-        self.ids = torch.empty((n_queries, 0), dtype=torch.int64)
-
-    def push(self, scores: torch.Tensor, ids: torch.Tensor) -> None:
-        """``scores`` ``[q, b]``; ``ids`` ``[b]`` (shared) or ``[q, b]``."""
-        if ids.dim() == 1:
-            ids = ids.expand(scores.shape[0], -1)
-        all_s = torch.cat([self.scores, scores.to(torch.float32)], dim=1)
-        all_i = torch.cat([self.ids, ids.to(torch.int64)], dim=1)
-        k = min(self.k, all_s.shape[1])
-        top = torch.topk(all_s, k, dim=1, largest=self.largest, sorted=True)
-        self.scores, self.ids = top.values, torch.gather(all_i, 1, top.indices)
-
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.scores.numpy(), self.ids.numpy()
 
 
 class _FaissBlockSearch:
@@ -98,7 +77,7 @@ def exact_topk(
     backend = resolve_backend(backend)
     sign = 1.0 if largest else -1.0
     starts = list(range(0, q_all.shape[0], query_block)) or [0]
-    heaps = [Heap(min(query_block, max(q_all.shape[0] - s, 0)), k, largest=True) for s in starts]
+    heaps = [TopK(min(query_block, max(q_all.shape[0] - s, 0)), k, largest=True) for s in starts]
     faiss_search = _FaissBlockSearch(q_all.shape[1]) if backend == "faiss" else None
     for ids, vecs in blocks:
         vecs = np.ascontiguousarray(vecs, dtype=np.float32)
