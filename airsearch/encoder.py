@@ -205,9 +205,10 @@ class AirRepEncoder:
         chunk_size: int = 4096,
         total: int | None = None,
         desc: str = "encoding",
+        quiet: bool | None = None,
     ) -> Iterator[tuple[list[Example], np.ndarray]]:
         """Encode an iterable of any length in chunks, yielding ``(examples, vectors)`` per chunk."""
-        bar = progress(desc=desc, total=total, unit="ex")
+        bar = progress(desc=desc, total=total, unit="ex", quiet=quiet)
         chunk: list[Example] = []
         for ex in examples:
             chunk.append(ex)

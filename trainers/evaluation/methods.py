@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from airsearch.indexers.search import exact_topk
 
 from airsearch.data.example import Example
 from airsearch.errors import InputError
-from airsearch.scoring import TopK
+from airsearch.scoring import StreamingGroupScore, TopK
 
 AGGREGATIONS = ("attention", "sum")
 BUILTIN_METHODS = ("airrep", "base", "bm25", "random")
@@ -62,6 +63,14 @@ class Method(abc.ABC):
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(offset, scores[b, q])`` for training rows ``offset .. offset+b-1`` in order."""
 
+    def topk(self, test: Sequence[Example], k: int, block_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k training rows per test example: ``(scores [q, k'], row indices [q, k'])``, best first,
+        merged block by block in the one top-k heap (:class:`airsearch.scoring.TopK`)."""
+        heap = TopK(len(test), k)
+        for start, block in self.score_blocks(test, block_size):
+            heap.update(torch.from_numpy(np.ascontiguousarray(block.T)), start)
+        return heap.result()
+
     def fingerprint(self) -> str | None:
         return None
 
@@ -76,25 +85,49 @@ class Method(abc.ABC):
 
 
 class EmbeddingMethod(Method):
-    """``airrep`` / ``base``: single score ``e_z . e_i`` (AirRep §3.1), group score Eq. 7."""
+    """``airrep`` / ``base``: single score ``e_z . e_i`` (AirRep §3.1), group score Eq. 7.
+
+    The training set is encoded as ``airsearch index`` encodes a corpus (the same batches and chunks,
+    :class:`airsearch.indexers.config.IndexConfig`'s defaults) and :meth:`topk` is the index's exact
+    search (:func:`airsearch.indexers.search.exact_topk`), so rankings equal the product's.
+    """
 
     aggregation = "attention"
 
-    def __init__(self, encoder: Any, name: str = "airrep", batch_size: int = 64) -> None:
+    def __init__(self, encoder: Any, name: str = "airrep", batch_size: int | None = None) -> None:
         super().__init__()
         self.encoder, self.name, self.batch_size = encoder, name, batch_size
         self.train_vectors = np.zeros((0, encoder.dim), dtype=np.float32)
 
     def _prepare(self, train: list[Example]) -> None:
-        self.train_vectors = self.encoder.encode(train, batch_size=self.batch_size, show_progress=False)
+        from airsearch.indexers.config import IndexConfig
+
+        chunks = self.encoder.encode_stream(
+            train,
+            batch_size=self.batch_size or IndexConfig.batch_size,
+            chunk_size=IndexConfig.chunk_size,
+            quiet=True,
+        )
+        empty = np.zeros((0, self.encoder.dim), dtype=np.float32)
+        self.train_vectors = np.concatenate([empty, *(v for _, v in chunks)])
         self.storage_bytes = int(self.train_vectors.nbytes)
+
+    def _test_vectors(self, test: Sequence[Example]) -> np.ndarray:
+        return self.encoder.encode(list(test), show_progress=False)  # as airsearch.indexers.query encodes
 
     def score_blocks(
         self, test: Sequence[Example], block_size: int = 4096
     ) -> Iterator[tuple[int, np.ndarray]]:
-        q = self.encoder.encode(list(test), batch_size=self.batch_size, show_progress=False)
+        q = self._test_vectors(test)
         for start in range(0, self.train_vectors.shape[0], block_size):
             yield start, self.train_vectors[start : start + block_size] @ q.T
+
+    def topk(self, test: Sequence[Example], k: int, block_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        v, n = self.train_vectors, self.train_vectors.shape[0]
+        blocks = (
+            (np.arange(s, min(s + block_size, n)), v[s : s + block_size]) for s in range(0, n, block_size)
+        )
+        return exact_topk(self._test_vectors(test), blocks, k)
 
     def fingerprint(self) -> str | None:
         return self.encoder.fingerprint
@@ -191,8 +224,9 @@ def group_scores(
 ) -> np.ndarray:
     """Group score of each subset for each test example, ``[n_subsets, q]``, from score blocks.
 
-    ``members[k]`` lists the training-row indices of subset k. ``attention`` is Eq. 7 computed with a
-    running log-sum-exp per (subset, query) (exact in any blocking); ``sum`` adds the scores.
+    ``members[k]`` lists the training-row indices of subset k (a repeated row counts as often as it
+    is listed). ``attention`` is Eq. 7, streamed per subset by the one streaming Eq. 7,
+    :class:`airsearch.scoring.StreamingGroupScore` (exact in any blocking); ``sum`` adds the scores.
     """
     agg = aggregation or method.aggregation
     if agg not in AGGREGATIONS:
@@ -202,38 +236,27 @@ def group_scores(
     for k, rows in enumerate(members):
         for r in rows:
             membership[r, k] += 1.0
-    m = torch.full((n_sub, q), -float("inf"), dtype=torch.float64)
-    num = torch.zeros((n_sub, q), dtype=torch.float64)
-    den = torch.zeros((n_sub, q), dtype=torch.float64)
+    total = torch.zeros((n_sub, q), dtype=torch.float64)
+    pools = [StreamingGroupScore(n_queries=q) for _ in range(n_sub if agg == "attention" else 0)]
     for start, block in method.score_blocks(test, block_size):
         s = torch.from_numpy(np.asarray(block, dtype=np.float64))  # [b, q]
-        w_members = membership[start : start + s.shape[0]]  # [b, K]
+        counts = membership[start : start + s.shape[0]]  # [b, K]
         if agg == "sum":
-            num += w_members.T @ s
+            total += counts.T @ s
             continue
-        a = s.abs()
-        for k in torch.nonzero(w_members.sum(0)).flatten().tolist():
-            rows = torch.nonzero(w_members[:, k]).flatten()
-            cnt, ak, sk = w_members[rows, k][:, None], a[rows], s[rows]
-            new_m = torch.maximum(m[k], ak.max(dim=0).values)
-            scale = torch.exp(m[k] - new_m)
-            w = cnt * torch.exp(ak - new_m)
-            num[k] = num[k] * scale + (w * sk).sum(0)
-            den[k] = den[k] * scale + w.sum(0)
-            m[k] = new_m
+        for k in torch.nonzero(counts.sum(0)).flatten().tolist():
+            rows = torch.nonzero(counts[:, k]).flatten()
+            pools[k].update_scores(s[rows], counts[rows, k])
     if agg == "sum":
-        return num.numpy()
-    return torch.where(den > 0, num / den, torch.full_like(num, float("nan"))).numpy()
+        return total.numpy()
+    return np.stack([p.result() for p in pools]) if pools else np.zeros((0, q))
 
 
 def topk(
     method: Method, test: Sequence[Example], k: int, block_size: int = 4096
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k training rows per test example: ``(scores[q, k], row indices[q, k])``."""
-    heap = TopK(len(test), k)
-    for start, block in method.score_blocks(test, block_size):
-        heap.update(torch.from_numpy(np.ascontiguousarray(block.T)), start)
-    return heap.result()
+    """Top-k training rows per test example: ``(scores[q, k], row indices[q, k])`` (:meth:`Method.topk`)."""
+    return method.topk(test, k, block_size=block_size)
 
 
 def summed_scores(
