@@ -1,9 +1,15 @@
 """Training-data selection for a set of targets (AirRep App. G), in blocks.
 
-``best-rank`` (default, App. G): for every target rank all training examples by dot product; a
-training example's score is its best (lowest) rank over all targets; take the N best.
-Rank is competition rank: 1 + the number of examples scoring strictly higher for that target.
-Ties in best rank are broken by the higher score at that rank, then by table order.
+``best-rank`` (default, App. G): for every target rank all training examples by score; a training
+example's score is its best (lowest) rank over all targets; take the N best.
+
+The tie rule (the one rule in airsearch; ``eval select`` uses this code too):
+
+* rank is competition rank: 1 + the number of examples scoring strictly higher for that target, so
+  tied scores share a rank (scores 5, 4, 4, 1 have ranks 1, 2, 2, 4);
+* examples with the same best rank are ordered by their score at that rank, higher first (the
+  highest such score when several targets give the best rank);
+* then by row order (the table's row id; the corpus position in ``eval select``).
 
 Exact without the full targets x corpus matrix: an example's best rank is r iff it appears with rank r
 in some target's list, so each target's exact top-K list (blocked search) determines every best rank
@@ -62,29 +68,31 @@ def competition_ranks(sorted_scores: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(first, axis=1) + 1
 
 
-def select_best_rank(
-    targets: np.ndarray,
-    blocks: Blocks,
-    n_items: int,
-    n: int,
-    *,
-    backend: str = "auto",
-    initial_k: int | None = None,
+TopLists = Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+
+def best_rank_selection(
+    top_lists: TopLists, n_targets: int, n_items: int, n: int, *, initial_k: int | None = None
 ) -> Selection:
-    """App. G selection of ``n`` of ``n_items`` rows (``blocks()`` streams ``(row_ids, vectors)``)."""
+    """App. G selection of ``n`` of ``n_items`` rows from exact per-target top-k lists.
+
+    ``top_lists(k)`` returns ``(scores [t, k'], row ids [t, k'])``: each target's exact top
+    ``k' = min(k, n_items)`` rows, best first. Ties follow the module's rule (competition ranks,
+    then the higher score at the best rank, then the lower row id); the result does not depend on
+    ``initial_k`` or on how tied rows are ordered inside a list.
+    """
     n = min(n, n_items)
-    t = targets.shape[0]
-    k = min(n_items, initial_k or max(16, 2 * math.ceil(n / max(t, 1))))
+    k = min(n_items, initial_k or max(16, 2 * math.ceil(n / max(n_targets, 1))))
     rounds = 0
     while True:
         rounds += 1
-        scores, ids = exact_topk(targets, blocks(), k, backend=backend)
+        scores, ids = top_lists(k)
         ranks = competition_ranks(scores)
         complete = scores.shape[1] >= n_items
         cutoff = math.inf if complete else int(ranks[:, -1].min())
         flat_ids, flat_ranks = ids.reshape(-1), ranks.reshape(-1)
         flat_scores = scores.reshape(-1).astype(np.float64)
-        flat_targets = np.repeat(np.arange(t), scores.shape[1])
+        flat_targets = np.repeat(np.arange(scores.shape[0]), scores.shape[1])
         # per item: the lowest rank, then the highest score at that rank
         order = np.lexsort((-flat_scores, flat_ranks, flat_ids))
         first = np.ones(len(order), dtype=bool)
@@ -103,6 +111,26 @@ def select_best_rank(
                 list_size=k,
             )
         k = min(n_items, k * 2)
+
+
+def select_best_rank(
+    targets: np.ndarray,
+    blocks: Blocks,
+    n_items: int,
+    n: int,
+    *,
+    backend: str = "auto",
+    initial_k: int | None = None,
+) -> Selection:
+    """App. G selection of ``n`` of ``n_items`` rows (``blocks()`` streams ``(row_ids, vectors)``),
+    scored by the dot product ``e_t . e_i`` (AirRep §3.1) with the exact blocked search."""
+    return best_rank_selection(
+        lambda k: exact_topk(targets, blocks(), k, backend=backend),
+        targets.shape[0],
+        n_items,
+        n,
+        initial_k=initial_k,
+    )
 
 
 def select_sum(targets: np.ndarray, blocks: Blocks, n: int, *, backend: str = "auto") -> Selection:

@@ -56,6 +56,25 @@ def make_rows(n: int, *, start: int = 0, seed: int = 0) -> list[dict]:
     return rows
 
 
+def best_rank_reference(
+    scores: np.ndarray, n: int, *, positional: bool = False
+) -> tuple[list[int], list[int]]:
+    """Plain App. G on a full ``[targets, items]`` score matrix: ``(item order, best ranks)``.
+
+    Ranks are competition ranks (1 + how many items score strictly higher), the product's rule; with
+    ``positional=True`` they are positions in a stable sort instead (the rule the evaluation once had,
+    which splits tied scores). Ties in best rank: the higher score at that rank, then the item order.
+    """
+    if positional:
+        ranks = 1 + np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1, kind="stable")
+    else:
+        ranks = 1 + (scores[:, None, :] > scores[:, :, None]).sum(axis=2)  # 1 + #{j: s[t, j] > s[t, i]}
+    best = ranks.min(axis=0)
+    score_at_best = np.where(ranks == best[None, :], scores, -np.inf).max(axis=0)
+    order = sorted(range(scores.shape[1]), key=lambda i: (best[i], -score_at_best[i], i))[:n]
+    return order, [int(best[i]) for i in order]
+
+
 def write_corpus(path: Path, rows: list[dict]) -> Path:
     write_rows(path, rows)
     return path

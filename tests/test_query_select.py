@@ -19,7 +19,7 @@ from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.scoring import group_score
 from tests import index_fixtures as fx
-from tests.index_fixtures import make_rows
+from tests.index_fixtures import best_rank_reference, make_rows
 
 corpus_file, tiny_encoder_dir = fx.corpus_file, fx.tiny_encoder_dir
 
@@ -30,12 +30,7 @@ def _blocks(x: np.ndarray, size: int):
 
 def brute_best_rank(targets: np.ndarray, items: np.ndarray, n: int) -> tuple[list[int], list[int]]:
     """Reference App. G: full matrix, competition ranks, best rank; ties: higher score, then row order."""
-    s = targets @ items.T  # [t, m]
-    ranks = 1 + (s[:, None, :] > s[:, :, None]).sum(axis=2)  # ranks[t, i] = 1 + #{j: s[t, j] > s[t, i]}
-    best = ranks.min(axis=0)
-    score_at_best = np.where(ranks == best[None, :], s, -np.inf).max(axis=0)
-    order = sorted(range(items.shape[0]), key=lambda i: (best[i], -score_at_best[i], i))[:n]
-    return order, [int(best[i]) for i in order]
+    return best_rank_reference(targets @ items.T, n)
 
 
 @pytest.mark.parametrize("backend", ["torch", "faiss"])

@@ -1,9 +1,10 @@
 """``eval select``: data selection (AirRep §6, App. G).
 
 Each method ranks all training examples for every dev (test) example; a training example's score is
-its best rank over the dev set, and the N best are selected. The target LM is fine-tuned on each
-method's N examples and on N random ones (seeded), and compared by the mean dev loss and, where the
-reference answers are short, by the unigram F1 of greedy generations.
+its best rank over the dev set, and the N best are selected, by the product's own selection code
+(:mod:`airsearch.indexers.select`, the tie rule of ``airsearch select``). The target LM is fine-tuned
+on each method's N examples and on N random ones (seeded), and compared by the mean dev loss and,
+where the reference answers are short, by the unigram F1 of greedy generations.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from airsearch.indexers.select import best_rank_selection
 from airsearch.trainers.evaluation.common import (
     EvalConfig,
     Timer,
@@ -24,7 +26,7 @@ from airsearch.trainers.evaluation.common import (
     queries_from,
 )
 from airsearch.trainers.evaluation.lmtools import greedy_generate, unigram_f1
-from airsearch.trainers.evaluation.methods import Method, topk
+from airsearch.trainers.evaluation.methods import Method
 from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table, write_results
 
 from airsearch.config import require
@@ -54,19 +56,21 @@ class EvalSelectConfig(EvalConfig):
 
 
 def select_by_best_rank(method: Method, dev: list[Example], n: int, block_size: int = 4096) -> list[int]:
-    """AirRep App. G: training rows ordered by their best rank over the dev examples, the first ``n``.
+    """AirRep App. G with ``method``'s scores: the training rows (corpus positions) that
+    :func:`airsearch.indexers.select.best_rank_selection`, the product's selection, picks.
 
-    Only rows in some dev example's top ``n`` can be selected, so a top-``n`` heap per dev example is
-    enough; ties in best rank go to the higher score.
+    The same code as ``airsearch select``, so the same tie rule (competition ranks, then the higher
+    score at the best rank, then corpus order); for ``airrep``/``base`` the scores come from the same
+    exact search too (:meth:`EmbeddingMethod.topk`), so these are the rows ``airsearch select`` writes
+    from an index of the corpus built with the same encoder.
     """
-    scores, idx = topk(method, dev, n, block_size=block_size)
-    best: dict[int, tuple[int, float]] = {}
-    for q in range(idx.shape[0]):
-        for r, (i, s) in enumerate(zip(idx[q], scores[q], strict=True)):
-            key = (r, -float(s))
-            if int(i) not in best or key < best[int(i)]:
-                best[int(i)] = key
-    return [i for i, _ in sorted(best.items(), key=lambda kv: (kv[1], kv[0]))][:n]
+
+    def top_lists(k: int) -> tuple[np.ndarray, np.ndarray]:
+        return method.topk(dev, k, block_size=block_size)
+
+    # a top-n list per dev example usually certifies all n rows in one pass (one scoring of the dev set)
+    sel = best_rank_selection(top_lists, len(dev), method.n_train, n, initial_k=n)
+    return [int(i) for i in sel.row_ids]
 
 
 def _downstream(
