@@ -40,6 +40,7 @@ from airsearch.indexers.rows import (
 )
 
 from airsearch import __version__
+from airsearch.atomic import swap_into_place
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.fingerprint import check_match
@@ -240,14 +241,8 @@ class IndexStore:
             if ann_config is not None and ann_config.should_build(table.count_rows()):
                 meta.ann = ann.build(table, ann_config)
             table.to_lance().update_schema_metadata({META_KEY: meta.to_json()})  # final corpus entries
-            final = self.path / f"{name}.lance"
-            if final.exists():  # --overwrite: swap the finished table in, then drop the old one
-                trash = self.path / f"{BUILDING_PREFIX}old_{name}_{os.getpid()}_{uuid.uuid4().hex[:8]}.lance"
-                os.replace(final, trash)
-                os.replace(tmp_dir, final)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.replace(tmp_dir, final)
+            # --overwrite: the finished table is swapped in and the old one dropped
+            swap_into_place(tmp_dir, self.path / f"{name}.lance")
         except BaseException:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             raise

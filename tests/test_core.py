@@ -9,12 +9,13 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
+from airsearch.atomic import atomic_path, swap_into_place
 from airsearch.config import CommandConfig
 from airsearch.data.example import Example, airrep_text
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
 from airsearch.labels import normalise_losses
-from airsearch.scoring import StreamingGroupScore, blocked_dot_topk, group_score, iter_blocks
+from airsearch.scoring import StreamingGroupScore, TopK, blocked_dot_topk, group_score, iter_blocks
 
 
 def eq7_numpy(e: np.ndarray, members: np.ndarray) -> float:
@@ -52,6 +53,61 @@ def test_blocked_topk_equals_full_sort():
     assert np.allclose(scores, np.take_along_axis(full, idx, 1), atol=1e-5)
     low_s, low_i = blocked_dot_topk(q, iter_blocks(corpus, 10), k=3, largest=False)
     assert np.array_equal(low_i, np.argsort(full, axis=1)[:, :3])
+
+
+def test_streaming_group_score_from_scores_with_counts_equals_repeated_members():
+    rng = np.random.default_rng(5)
+    q, members = rng.normal(size=(3, 6)), rng.normal(size=(20, 6)) * 3
+    counts = rng.integers(0, 4, size=20)
+    counts[0] = 2  # at least one repeat
+    acc = StreamingGroupScore(n_queries=3)
+    for s in range(0, 20, 6):
+        acc.update_scores(members[s : s + 6] @ q.T, counts[s : s + 6])
+    repeated = np.repeat(members, counts, axis=0)  # the plain reference: a member listed c times
+    assert acc.count == len(repeated)
+    assert np.allclose(acc.result(), [eq7_numpy(x, repeated) for x in q])
+    with pytest.raises(TypeError, match="update_scores"):
+        acc.update(members)
+    with pytest.raises(TypeError):
+        StreamingGroupScore(q, n_queries=3)
+
+
+@pytest.mark.parametrize("largest", [True, False])
+@pytest.mark.parametrize("per_query_ids", [False, True])
+def test_topk_push_with_ids_equals_full_sort(largest, per_query_ids):
+    rng = np.random.default_rng(6)
+    q, items = rng.normal(size=(4, 8)).astype(np.float32), rng.normal(size=(57, 8)).astype(np.float32)
+    ids = rng.permutation(1000)[:57].astype(np.int64)  # row ids, not positions
+    q_ids = ids[None, :] + 1000 * np.arange(4)[:, None] if per_query_ids else np.broadcast_to(ids, (4, 57))
+    heap = TopK(4, 6, largest=largest)
+    for s in range(0, 57, 10):
+        block_ids = q_ids[:, s : s + 10] if per_query_ids else ids[s : s + 10]
+        heap.push(
+            torch.from_numpy(q @ items[s : s + 10].T), torch.from_numpy(np.ascontiguousarray(block_ids))
+        )
+    scores, got = heap.result()
+    full = q @ items.T
+    order = np.argsort(-full if largest else full, axis=1)[:, :6]
+    assert np.array_equal(got, np.take_along_axis(q_ids, order, 1))
+    assert np.allclose(scores, np.take_along_axis(full, order, 1), atol=1e-5)
+
+
+def test_atomic_swap_replaces_files_and_folders_whole(tmp_path):
+    target = tmp_path / "table"
+    for content in ("old", "new"):
+        with atomic_path(target, is_dir=True) as tmp:
+            (tmp / "part").write_text(content)
+    assert (target / "part").read_text() == "new"
+    made = tmp_path / "made-elsewhere"
+    made.mkdir()
+    (made / "other").write_text("x")
+    swap_into_place(made, target)
+    assert [p.name for p in target.iterdir()] == ["other"] and not made.exists()
+    with pytest.raises(RuntimeError), atomic_path(target, is_dir=True) as tmp:
+        (tmp / "half").write_text("y")
+        raise RuntimeError("killed")
+    assert [p.name for p in target.iterdir()] == ["other"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table"]  # no temporary or old folders left
 
 
 def test_untrained_airrep_equals_base_and_roundtrips(tiny_bert_dir, tmp_path):

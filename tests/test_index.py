@@ -81,6 +81,20 @@ def test_encoder_fingerprint_refusals(tmp_path, corpus_file, tiny_encoder_dir, o
         build_index(_cfg(db, [corpus_file], tiny_encoder_dir))
 
 
+def test_overwrite_swaps_in_the_new_table_whole(tmp_path, corpus_file, tiny_encoder_dir):
+    db = tmp_path / "db"
+    build_index(_cfg(db, [corpus_file], tiny_encoder_dir))
+    small = write_corpus(tmp_path / "small.jsonl", make_rows(5, start=200))
+    s = build_index(_cfg(db, [small], tiny_encoder_dir, overwrite=True))
+    assert (s.mode, s.rows_total) == ("overwrite", 5)
+    store = IndexStore(db)
+    table = store.open()
+    row_ids = [rid for ids, _, _ in table.iter_blocks() for rid in ids]
+    assert table.take(row_ids) == load_corpus(small).examples
+    assert store.table_names() == ["corpus"]
+    assert [p.name for p in db.iterdir() if p.name.startswith((".", BUILDING_PREFIX))] == []
+
+
 def test_failed_build_leaves_no_table_and_failed_append_adds_nothing(tmp_path, tiny_encoder_dir):
     good = make_rows(40)
     bad = tmp_path / "bad.jsonl"

@@ -3,7 +3,8 @@
 Long label-generation runs (one fine-tune per subset) and Daunce's K perturbed fine-tunes are sets of
 independent jobs. A job is ``(job_id, payload)``; a module-level worker function ``fn(payload)``
 returns a result dict. The *driver* (the process that called :func:`run_jobs`) writes each result as
-one file ``<out_dir>/<job_id>.npz``, atomically (temporary file, fsync, ``os.replace``), so that:
+one file ``<out_dir>/<job_id>.npz``, atomically (:func:`airsearch.atomic.atomic_path`: a temporary
+file, fsync, rename, fsync of the folder), so that:
 
 - a rerun skips every job whose result file exists;
 - ``kill -9`` at any moment loses at most the jobs in flight; a result is either complete or absent,
@@ -38,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from airsearch.atomic import atomic_path
 from airsearch.errors import InputError, MissingDependency
 from airsearch.progress import progress
 
@@ -116,17 +118,10 @@ def write_result(out_dir: str | os.PathLike, job_id: str, result: dict[str, Any]
             meta[key] = value
     arrays[_JSON_KEY] = np.array(json.dumps(meta, default=_json_default))
     target = result_path(out_dir, job_id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(target.parent)
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
     return target
 
 
@@ -323,19 +318,6 @@ class _driver_lock:
 def _check_job_id(job_id: str) -> None:
     if not job_id or job_id.startswith(".") or "/" in job_id or os.sep in job_id:
         raise ValueError(f"job id {job_id!r} must be a non-empty file name not starting with '.'")
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def _json_default(o: Any) -> Any:
