@@ -445,6 +445,13 @@ def test_load_queries_response_optional(tmp_path):
     assert [(q.prompt, q.response) for q in queries] == [("Where?", ""), ("Why?", "Because."), ("Hi", "")]
     with pytest.raises(InputError, match="field 'prompt'"):
         load_queries(write_jsonl(tmp_path / "r.jsonl", [{"prompt": ""}]))
+    # one loader: a corpus needs responses, and load_queries is load_corpus with them optional
+    with pytest.raises(InputError, match="q.jsonl:1"):
+        load_corpus(tmp_path / "q.jsonl")
+    same = load_corpus(tmp_path / "q.jsonl", require_response=False, skip_bad_rows=False)
+    assert same.examples == queries.examples and same.fingerprint == queries.fingerprint
+    picky = load_queries(tmp_path / "q.jsonl", id_field=None, skip_bad_rows=True)
+    assert [q.prompt for q in picky] == ["Where?", "Why?", "Hi"] and picky.examples[0].id != "q1"
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])

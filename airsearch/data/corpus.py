@@ -22,7 +22,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from airsearch.atomic import atomic_path
 from airsearch.data.example import Example
@@ -30,6 +30,9 @@ from airsearch.data.readers import iter_raw_rows, jsonable
 from airsearch.data.shapes import FieldMapping, RowProblem, extract, metadata_of
 from airsearch.errors import InputError
 from airsearch.fingerprint import DIGEST_CHARS
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 ID_HEX_CHARS = 12
 SKIP_HINT = " (use --skip-bad-rows / skip_bad_rows=True to skip bad rows)"
@@ -203,11 +206,13 @@ def load_corpus(
     id_field: str | None = "id",
     skip_bad_rows: bool = False,
     hub_split: str = "train",
+    require_response: bool = True,
 ) -> Corpus:
     """Read every example of ``sources`` (one path or name, or several) into a :class:`Corpus`.
 
     ``prompt_field``/``response_field`` override row-shape detection; ``id_field`` names the id column
-    (None: always derive content ids); ``hub_split`` picks the split of an HF dataset.
+    (None: always derive content ids); ``hub_split`` picks the split of an HF dataset;
+    ``require_response=False`` accepts rows without a response (queries, targets).
     """
     skipped: list[SkippedRow] = []
     labels = _source_list(sources)
@@ -220,36 +225,25 @@ def load_corpus(
             skip_bad_rows=skip_bad_rows,
             hub_split=hub_split,
             skipped=skipped,
+            require_response=require_response,
         )
     )
     return Corpus(examples, fingerprint_examples(examples), skipped, labels)
 
 
-def load_queries(
-    source: Sources,
-    *,
-    prompt_field: str | None = None,
-    response_field: str | None = None,
-    id_field: str | None = "id",
-    skip_bad_rows: bool = False,
-    hub_split: str = "train",
-) -> Corpus:
-    """Read query (test) examples: the same formats and shapes as a corpus, the response optional."""
-    skipped: list[SkippedRow] = []
-    labels = _source_list(source)
-    examples = list(
-        iter_corpus(
-            labels,
-            prompt_field=prompt_field,
-            response_field=response_field,
-            id_field=id_field,
-            skip_bad_rows=skip_bad_rows,
-            hub_split=hub_split,
-            skipped=skipped,
-            require_response=False,
-        )
-    )
-    return Corpus(examples, fingerprint_examples(examples), skipped, labels)
+class ReadOptions(TypedDict, total=False):
+    """The keyword options of :func:`load_corpus` that :func:`load_queries` passes on."""
+
+    prompt_field: str | None
+    response_field: str | None
+    id_field: str | None
+    skip_bad_rows: bool
+    hub_split: str
+
+
+def load_queries(source: Sources, **options: Unpack[ReadOptions]) -> Corpus:
+    """Read query (test) examples: :func:`load_corpus` with the response optional."""
+    return load_corpus(source, **options, require_response=False)
 
 
 def write_rows(path: str | os.PathLike, rows: Iterable[dict[str, Any] | Example]) -> Path:
