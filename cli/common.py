@@ -1,4 +1,9 @@
-"""Shared CLI plumbing: options generated from config dataclasses, error handling, JSON output."""
+"""Shared CLI plumbing: options generated from config dataclasses, error handling, JSON output.
+
+Library errors name config fields (``AirsearchError.field``); :func:`handle_errors` prints the
+command's flag for the field instead (``--proj-dim``), from the same field metadata that made the
+option (:func:`flag_of`).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,16 @@ import sys
 import types
 import typing
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
 from airsearch.config import CommandConfig
 from airsearch.errors import AirsearchError
+from airsearch.results import to_jsonable
+
+# ctx.meta key (shared by a context and its children): field name -> how the CLI spells it
+_FIELD_LABELS = "airsearch.field_labels"
 
 
 def _click_type(hint: Any) -> tuple[Any, bool, bool]:
@@ -37,6 +45,40 @@ def _click_type(hint: Any) -> tuple[Any, bool, bool]:
     return str, False, False
 
 
+def _decls(f: dataclasses.Field) -> list[str]:
+    """The option declarations of a config field: its ``"flag"`` metadata, else ``--field-name``."""
+    flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+    return [flag] if isinstance(flag, str) else list(flag)
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    """The CLI flag of a config field (the long form when the metadata gives several)."""
+    decls = _decls(f)
+    return next((d for d in decls if d.startswith("--")), decls[0]).split("/")[0]
+
+
+def field_labels(
+    config_cls: type[CommandConfig] | None,
+    command: click.Command | None = None,
+    *,
+    skip: tuple[str, ...] = (),
+) -> dict[str, str]:
+    """How the CLI names each field of ``config_cls`` in an error: ``option '--flag'`` (from the field's
+    metadata, :func:`flag_of`); other parameters of ``command`` by their name: ``argument 'CORPUS'``
+    for a positional argument, ``option '--flag'`` for an option outside the config."""
+    fields = dataclasses.fields(config_cls) if config_cls else ()
+    labels = {
+        f.name: f"option '{flag_of(f)}'" for f in fields if f.metadata.get("cli", True) and f.name not in skip
+    }
+    for p in command.params if command else ():
+        if p.name and p.name not in labels:
+            if isinstance(p, click.Argument):
+                labels[p.name] = f"argument '{p.human_readable_name}'"
+            elif p.opts:
+                labels[p.name] = f"option '{max(p.opts, key=len)}'"
+    return labels
+
+
 def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = ()) -> Callable:
     """Decorate a click command with one option per field of ``config_cls`` and ``--config FILE``.
 
@@ -50,6 +92,7 @@ def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = (
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             ctx = click.get_current_context()
+            ctx.meta[_FIELD_LABELS] = field_labels(config_cls, ctx.command, skip=skip)
             config_file = kwargs.pop("config_file", None)
             base = config_cls.load(config_file).to_dict() if config_file else {}
             for f in fields:
@@ -63,13 +106,12 @@ def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = (
                     if isinstance(value, tuple) and not value and f.name in base:
                         continue
                     base[f.name] = list(value) if isinstance(value, tuple) else value
-            kwargs["config"] = config_cls.from_dict(base, where="options")
+            kwargs["config"] = config_cls.from_dict(base)
             return fn(*args, **kwargs)
 
         for f in reversed(fields):
             ctype, multiple, is_flag = _click_type(hints[f.name])
-            flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
-            decls = [flag] if isinstance(flag, str) else list(flag)
+            decls = _decls(f)
             default = (
                 f.default
                 if f.default is not dataclasses.MISSING
@@ -112,7 +154,7 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except AirsearchError as e:
-            click.secho(f"error: {e}", fg="red", err=True)
+            click.secho(f"error: {render_error(e)}", fg="red", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             click.secho("interrupted; finished work is kept, rerun the same command to resume", err=True)
@@ -121,19 +163,19 @@ def handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def render_error(e: AirsearchError) -> str:
+    """The error's message and location, with a config field named by the running command's flag."""
+    ctx = click.get_current_context(silent=True)
+    labels: dict[str, str] = {}
+    if ctx is not None:
+        labels = ctx.meta.get(_FIELD_LABELS) or field_labels(None, ctx.command)
+    return e.render(lambda name: labels.get(name, f"field '{name}'"))
+
+
 def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
-    """Print ``result`` as JSON (``--json``) or as the human summary ``human(result)``."""
-    if as_json:
-        click.echo(json.dumps(result, indent=2, default=_json_default))
+    """Print a typed result (:class:`airsearch.results.Result`, or a list of them) as its
+    ``to_dict()`` JSON (``--json``), or as the human summary ``human(result)``."""
+    if as_json or human is None:
+        click.echo(json.dumps(to_jsonable(result), indent=2, default=str))
     else:
-        click.echo(human(result) if human else json.dumps(result, indent=2, default=_json_default))
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Path):
-        return str(o)
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if dataclasses.is_dataclass(o):
-        return dataclasses.asdict(o)
-    return str(o)
+        click.echo(human(result))

@@ -66,7 +66,7 @@ def lds_cmd(config: EvalLdsConfig, as_json: bool) -> None:
     from airsearch.trainers.labels import LabelStore
 
     if not config.gold:
-        raise InputError("a gold label store is needed", where="--gold")
+        raise InputError("a gold label store is needed", field="gold")
     result = eval_lds(
         config, gold_store=LabelStore.open(config.gold), training_stores=_encoder_stores(config)
     )

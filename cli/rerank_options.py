@@ -64,9 +64,9 @@ def make_reranker(
     if rerank is None:
         return None, None
     if candidates < 1:
-        raise InputError(f"must be at least 1, got {candidates}", where="option '--candidates'")
+        raise InputError(f"must be at least 1, got {candidates}", field="candidates")
     if not rerank_model and not checkpoint and rerank != "daunce":
-        raise InputError("--rerank needs the target model", where="option '--model'")
+        raise InputError("reranking needs the target model", field="rerank_model")
     from airsearch.trainers.attribute import load_method
 
     from airsearch.methods.registry import MethodConfig, Reranker

@@ -41,7 +41,7 @@ class AnnConfig:
         if self.index_type not in INDEX_TYPES:
             raise InputError(
                 f"unknown index type {self.index_type!r}; choose one of {INDEX_TYPES}",
-                where="option 'ann_type'",
+                field="ann_type",
             )
 
     def should_build(self, rows: int) -> bool:

@@ -65,16 +65,20 @@ def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> In
     """Encode ``cfg.sources`` and create (or ``--append`` to) table ``cfg.table`` in ``cfg.db``."""
     cfg.validate()
     if not cfg.sources:
-        raise InputError("give at least one corpus file or folder", where="CORPUS")
+        raise InputError("give at least one corpus file or folder", field="sources")
     start = time.perf_counter()
     store = IndexStore(cfg.db, create=True)
     if cfg.append and not store.exists(cfg.table):
         raise InputError(
-            f"--append: no table named {cfg.table!r} yet; run without --append first", where=cfg.db
+            f"no table named {cfg.table!r} to append to yet; create it first (append off)",
+            field="append",
+            path=cfg.db,
         )
     if not cfg.append and not cfg.overwrite and store.exists(cfg.table):
         raise InputError(
-            f"table {cfg.table!r} already exists; use --append to add rows or --overwrite", where=cfg.db
+            f"table {cfg.table!r} already exists; append rows to it or overwrite it",
+            field="table",
+            path=cfg.db,
         )
     enc = encoder or load_encoder(cfg.encoder)
     skipped: list[SkippedRow] = []

@@ -149,7 +149,7 @@ class Searcher:
             except (OSError, ValueError, RuntimeError) as e:
                 if not where:
                     raise
-                raise InputError(f"bad filter {where!r}: {str(e).splitlines()[0]}", where="--where") from None
+                raise InputError(f"bad filter {where!r}: {str(e).splitlines()[0]}", field="where") from None
             rid = found.column("_rowid").to_numpy().astype(np.int64)
             s = self.table.take_vectors(rid) @ v  # exact dot products of the candidates
             order = np.argsort(-s if largest else s, kind="stable")
@@ -172,7 +172,7 @@ class Searcher:
         if column not in self.table.meta.columns:
             raise InputError(
                 f"no metadata column {column!r}; columns: {sorted(self.table.meta.columns)}",
-                where="--group-by",
+                field="group_by",
             )
         blocks = (
             (vecs, batch.column(column).to_pylist())
@@ -230,7 +230,7 @@ class Searcher:
 def _rerank(query: Example, cands: list[Candidate], rerank: Rerank) -> list[Candidate]:
     new = np.asarray(rerank(query, cands), dtype=np.float64)
     if new.shape != (len(cands),):
-        raise InputError(f"reranker returned {new.shape} scores for {len(cands)} candidates", where="rerank")
+        raise InputError(f"the reranker returned {new.shape} scores for {len(cands)} candidates")
     for c, s in zip(cands, new, strict=True):
         c.retrieval_score, c.score = c.score, float(s)
     return sorted(cands, key=lambda c: -c.score)

@@ -30,12 +30,12 @@ def faiss_available() -> bool:
 
 def resolve_backend(backend: str = "auto") -> str:
     if backend not in BACKENDS:
-        raise InputError(f"unknown search backend {backend!r}; choose one of {BACKENDS}", where="backend")
+        raise InputError(f"unknown search backend {backend!r}; choose one of {BACKENDS}", field="backend")
     if backend == "auto":
         return "faiss" if faiss_available() else "torch"
     if backend == "faiss" and not faiss_available():
         raise InputError(
-            "the faiss backend needs faiss: pip install 'airsearch[cpu]' (or [gpu])", where="backend"
+            "the faiss backend needs faiss: pip install 'airsearch[cpu]' (or [gpu])", field="backend"
         )
     return backend
 
@@ -73,7 +73,7 @@ def exact_topk(
     """
     q_all = np.ascontiguousarray(queries, dtype=np.float32)
     if q_all.ndim != 2:
-        raise InputError("queries must be a [q, dim] matrix", where="search")
+        raise InputError(f"queries must be a [q, dim] matrix, got shape {q_all.shape}")
     backend = resolve_backend(backend)
     sign = 1.0 if largest else -1.0
     starts = list(range(0, q_all.shape[0], query_block)) or [0]

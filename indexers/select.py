@@ -165,7 +165,7 @@ def select(cfg: SelectConfig, *, encoder: Any = None) -> SelectSummary:
     n_items = table.count(cfg.where)
     if n_items == 0:
         raise InputError(
-            "no rows to select from" + (f" under --where {cfg.where!r}" if cfg.where else ""), where=cfg.db
+            "no rows to select from" + (f" under the filter {cfg.where!r}" if cfg.where else ""), path=cfg.db
         )
     n = cfg.n if cfg.n is not None else max(1, round(cfg.fraction * n_items))
     vectors = searcher.encode(targets)

@@ -68,11 +68,11 @@ class TableMeta:
         return json.dumps(dataclasses.asdict(self), default=str)
 
     @classmethod
-    def from_schema(cls, schema: pa.Schema, where: str) -> TableMeta:
+    def from_schema(cls, schema: pa.Schema, path: str) -> TableMeta:
         raw = (schema.metadata or {}).get(META_KEY.encode())
         if raw is None:
             raise InputError(
-                "this table was not written by airsearch (no 'airsearch' schema metadata)", where=where
+                "this table was not written by airsearch (no 'airsearch' schema metadata)", path=path
             )
         data = json.loads(raw)
         names = {f.name for f in dataclasses.fields(cls)}
@@ -87,8 +87,8 @@ class IndexTable:
         self.name = name
         self.table = table
         self.dataset: lance.LanceDataset = table.to_lance()
-        self.where = f"{store.path}/{name}"
-        self.meta = TableMeta.from_schema(self.dataset.schema, self.where)
+        self.path = f"{store.path}/{name}"
+        self.meta = TableMeta.from_schema(self.dataset.schema, self.path)
 
     @property
     def version(self) -> int:
@@ -107,7 +107,7 @@ class IndexTable:
             "encoder",
             self.meta.encoder_fingerprint,
             fingerprint,
-            where=self.where,
+            path=self.path,
             hint="Query with the encoder the index was built with (--encoder), or re-index.",
         )
 
@@ -130,7 +130,7 @@ class IndexTable:
                 yield row_ids, vectors_of(batch.column(VECTOR), self.dim), batch
         except (OSError, ValueError) as e:  # lance reports bad SQL as ValueError/OSError
             if where:
-                raise InputError(f"bad filter {where!r}: {str(e).splitlines()[0]}", where="--where") from None
+                raise InputError(f"bad filter {where!r}: {str(e).splitlines()[0]}", field="where") from None
             raise
 
     def take(self, row_ids: Sequence[int], *, with_vectors: bool = False) -> list[Example]:
@@ -176,11 +176,9 @@ class IndexStore:
     def __init__(self, path: str | os.PathLike, *, create: bool = False) -> None:
         self.path = Path(path)
         if not create and not self.path.is_dir():
-            raise InputError(
-                "index directory not found (build one with `airsearch index`)", where=str(self.path)
-            )
+            raise InputError("index directory not found (build one with `airsearch index`)", path=self.path)
         if self.path.exists() and not self.path.is_dir():
-            raise InputError("exists and is not a directory; choose another --db", where=str(self.path))
+            raise InputError("exists and is not a directory; choose another index directory", path=self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.db = lancedb.connect(str(self.path))
 
@@ -196,7 +194,7 @@ class IndexStore:
         name = name or self._default_name()
         if not self.exists(name):
             raise InputError(
-                f"no table named {name!r}; tables here: {self.table_names() or 'none'}", where=str(self.path)
+                f"no table named {name!r}; tables here: {self.table_names() or 'none'}", path=self.path
             )
         return IndexTable(self, name, self.db.open_table(name))
 
@@ -206,7 +204,7 @@ class IndexStore:
             return names[0] if names else DEFAULT_TABLE
         if DEFAULT_TABLE in names:
             return DEFAULT_TABLE
-        raise InputError(f"several tables here ({names}); choose one with --table", where=str(self.path))
+        raise InputError(f"several tables here ({names}); choose one by name", field="table", path=self.path)
 
     # ------------------------------------------------------------------ writing
     def create(
@@ -223,7 +221,7 @@ class IndexStore:
         if self.exists(name) and not overwrite:
             raise InputError(
                 f"table {name!r} already exists; use --append to add rows or --overwrite",
-                where=str(self.path),
+                path=self.path,
             )
         self._remove_stale_builds()
         tmp = f"{BUILDING_PREFIX}{name}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
@@ -232,7 +230,7 @@ class IndexStore:
             it = iter(chunks)
             first = next(it, None)
             if first is None:
-                raise InputError("no rows to index", where="corpus")
+                raise InputError("no rows to index")
             meta.columns = infer_columns(first[0])
             schema = table_schema(meta.columns, meta.dim, {META_KEY: meta.to_json()})
             source = _Captured(_batches(first, it, schema, meta))
@@ -272,7 +270,7 @@ class IndexStore:
             raise FingerprintMismatch(
                 f"encoder fingerprint mismatch: the table was built with {meta.encoder_fingerprint}, "
                 f"but {encoder_fingerprint} is in use; append with the same encoder or build a new table",
-                where=current.where,
+                path=current.path,
             )
         schema = current.dataset.schema
         it = iter(chunks)
@@ -298,7 +296,7 @@ class IndexStore:
     def delete(self, name: str | None = None, *, ids: Sequence[str] = (), where: str | None = None) -> int:
         """Delete rows by id and/or SQL filter; returns how many rows went."""
         if not ids and not where:
-            raise InputError("give ids or a filter to delete", where="delete")
+            raise InputError("give ids or a filter to delete", field="where")
         current = self.open(name)
         clauses = []
         if ids:
@@ -311,7 +309,7 @@ class IndexStore:
         try:
             current.table.delete(predicate)
         except (OSError, ValueError, RuntimeError) as e:
-            raise InputError(f"bad filter {predicate!r}: {str(e).splitlines()[0]}", where="delete") from None
+            raise InputError(f"bad filter {predicate!r}: {str(e).splitlines()[0]}", field="where") from None
         return before - self.db.open_table(current.name).count_rows()
 
     def drop(self, name: str) -> None:
@@ -332,7 +330,7 @@ def _pid_alive(pid: int) -> bool:
 def _check_name(name: str) -> None:
     ok = name and all(c.isalnum() or c in "_-." for c in name) and not name.startswith((".", BUILDING_PREFIX))
     if not ok:
-        raise InputError("table names use letters, digits, '_', '-' and '.'", where=f"--table {name!r}")
+        raise InputError(f"table names use letters, digits, '_', '-' and '.', not {name!r}", field="table")
 
 
 def _batches(
@@ -346,8 +344,7 @@ def _batches(
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != meta.dim or vectors.shape[0] != len(examples):
             raise InputError(
-                f"vectors of shape {vectors.shape} do not match {len(examples)} rows of dim {meta.dim}",
-                where="index",
+                f"vectors of shape {vectors.shape} do not match {len(examples)} rows of dim {meta.dim}"
             )
         for start in range(0, len(examples), max_rows):
             yield to_batch(

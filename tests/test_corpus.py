@@ -229,7 +229,7 @@ def test_field_mapping_overrides_detection(tmp_path):
     assert (ex.prompt, ex.response) == ("", "A1")
     (ex,) = load_corpus(path, prompt_field="", response_field="question").examples
     assert (ex.prompt, ex.response, set(ex.metadata)) == ("", "Q1", {"answer", "text", "k"})
-    with pytest.raises(InputError, match=r"c\.jsonl:1, field 'response'"):
+    with pytest.raises(InputError, match=r"c\.jsonl:1: field 'response'"):
         load_corpus(path, prompt_field="question")  # response column defaults to 'response'
 
 
@@ -332,8 +332,14 @@ def test_bad_rows_are_refused_with_file_line_field(line, lineno, field, reason, 
     path = write_jsonl(tmp_path / "bad.jsonl", ROWS, raw_lines={1: line})
     with pytest.raises(InputError) as err:
         load_corpus(path)
-    where = f"{path}:{lineno}" + (f", field '{field}'" if field else "")
-    assert err.value.where == where
+    assert (err.value.path, err.value.line, err.value.row, err.value.field) == (
+        str(path),
+        lineno,
+        None,
+        field,
+    )
+    where = f"{path}:{lineno}: " + (f"field '{field}': " if field else "")
+    assert str(err.value).startswith(where)
     assert reason in err.value.message and "--skip-bad-rows" in err.value.message
     corpus = load_corpus(path, skip_bad_rows=True)
     assert len(corpus) == 3 and len(corpus.skipped) == 1
@@ -361,7 +367,12 @@ def test_bad_rows_in_csv_json_parquet_name_line_or_row(tmp_path):
     (p := tmp_path / "c.csv").write_text('prompt,response\n"multi\nline",r1\np2,\np3,r3,extra\n')
     with pytest.raises(InputError) as err:
         load_corpus(p)
-    assert err.value.where == f"{p}:4, field 'response'"  # the record that starts on line 4
+    assert (err.value.path, err.value.line, err.value.field) == (
+        str(p),
+        4,
+        "response",
+    )  # record starts on line 4
+    assert str(err.value).startswith(f"{p}:4: field 'response': ")
     corpus = load_corpus(p, skip_bad_rows=True)
     assert [e.prompt for e in corpus] == ["multi\nline"]
     assert [(s.line, s.field) for s in corpus.skipped] == [(4, "response"), (5, None)]
@@ -370,7 +381,8 @@ def test_bad_rows_in_csv_json_parquet_name_line_or_row(tmp_path):
     (j := tmp_path / "c.json").write_text(json.dumps([ROWS[0], "str", {"prompt": "p", "response": 1}]))
     with pytest.raises(InputError) as err:
         load_corpus(j)
-    assert err.value.where == f"{j} row 2"
+    assert (err.value.path, err.value.line, err.value.row, err.value.field) == (str(j), None, 2, None)
+    assert str(err.value).startswith(f"{j}: row 2: ")
     assert [(s.line, s.field) for s in load_corpus(j, skip_bad_rows=True).skipped] == [
         (2, None),
         (3, "response"),
@@ -380,13 +392,18 @@ def test_bad_rows_in_csv_json_parquet_name_line_or_row(tmp_path):
     )
     with pytest.raises(InputError) as err:
         load_corpus(q)
-    assert err.value.where == f"{q} row 2, field 'response'" and "null" in err.value.message
+    assert (err.value.path, err.value.row, err.value.field) == (
+        str(q),
+        2,
+        "response",
+    ) and "null" in err.value.message
+    assert str(err.value).startswith(f"{q}: row 2: field 'response': ")
 
 
 def test_duplicate_ids_across_sources(tmp_path):
     a = write_jsonl(tmp_path / "a.jsonl", ROWS)
     b = write_jsonl(tmp_path / "b.jsonl", ROWS[:1])
-    with pytest.raises(InputError, match=r"b\.jsonl:1, field 'id'.*duplicate id 'a'"):
+    with pytest.raises(InputError, match=r"b\.jsonl:1: field 'id': duplicate id 'a'"):
         load_corpus([a, b])
 
 
@@ -429,7 +446,7 @@ def test_all_rows_skipped_is_an_empty_corpus(tmp_path):
 def test_hub_name_offline_is_a_clear_input_error():
     with pytest.raises(InputError, match="HF hub dataset") as err:
         load_corpus("no-such-org/no-such-dataset")
-    assert err.value.where == "no-such-org/no-such-dataset"
+    assert err.value.path == "no-such-org/no-such-dataset"
 
 
 # ---------------------------------------------------------------- queries and export

@@ -84,7 +84,7 @@ def test_masked_nll_reductions_agree_and_are_differentiable():
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
     # the last position predicts nothing, so it gets no gradient
     assert torch.all(logits.grad[:, -1] == 0)
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="reduction"):
         masked_token_nll(logits, labels, "avg")
 
 

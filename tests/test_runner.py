@@ -70,7 +70,7 @@ def test_results_load_without_pickle(tmp_path):
         assert set(z.files) == {"losses", "ids", "__json__"}
     r = read_result(tmp_path, "a")
     assert r["split"] == 3 and r["losses"].tolist() == [1.5, -2.0] and r["ids"].tolist() == ["x", "yy"]
-    with pytest.raises(TypeError, match="object array"):
+    with pytest.raises(InputError, match="object array"):
         write_result(tmp_path, "b", {"bad": np.array([{"a": 1}], dtype=object)})
     assert not result_path(tmp_path, "b").exists()
 
@@ -132,9 +132,9 @@ def test_second_driver_on_same_folder_is_refused(tmp_path):
 
 
 def test_bad_job_ids_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="unique"):
+    with pytest.raises(InputError, match="unique"):
         run_jobs([Job("a", {"n": 1}), Job("a", {"n": 2})], square_job, tmp_path)
-    with pytest.raises(ValueError, match="file name"):
+    with pytest.raises(InputError, match="file name"):
         run_jobs([Job("../x", {"n": 1})], square_job, tmp_path)
 
 

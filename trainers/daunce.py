@@ -254,7 +254,7 @@ def run_daunce(
             diff = sorted(k for k in manifest if old.get(k) != json.loads(json.dumps(manifest))[k])
             raise FingerprintMismatch(
                 f"this folder holds a Daunce run with other {diff}; use a new --out",
-                where=str(out / MANIFEST),
+                path=out / MANIFEST,
             )
     else:
         write_json_atomic(out / MANIFEST, manifest)
@@ -276,7 +276,7 @@ def load_daunce(out_dir: str | Path, models: int | None = None) -> DaunceRun:
     """The finished models of a run (the first ``models`` of them, or all)."""
     out = Path(out_dir)
     if not (out / MANIFEST).is_file():
-        raise InputError(f"not a Daunce run: {MANIFEST} is missing", where=str(out))
+        raise InputError(f"not a Daunce run: {MANIFEST} is missing", path=out)
     manifest = json.loads((out / MANIFEST).read_text())
     done = sorted(finished_job_ids(out / "jobs"))
     ks = [int(j.split("-")[1]) for j in done if j.startswith("daunce-")]

@@ -109,10 +109,10 @@ def write_result(out_dir: str | os.PathLike, job_id: str, result: dict[str, Any]
     meta: dict[str, Any] = {}
     for key, value in result.items():
         if key == _JSON_KEY:
-            raise ValueError(f"result key {_JSON_KEY!r} is reserved")
+            raise InputError(f"result key {_JSON_KEY!r} is reserved")
         if isinstance(value, np.ndarray):
             if value.dtype == object:
-                raise TypeError(f"job {job_id}: result '{key}' is an object array; use numbers or str")
+                raise InputError(f"job {job_id}: result '{key}' is an object array; use numbers or str")
             arrays[key] = value
         else:
             meta[key] = value
@@ -156,11 +156,11 @@ def run_jobs(
     """
     ids = [j.job_id for j in jobs]
     if len(set(ids)) != len(ids):
-        raise ValueError("job ids must be unique")
+        raise InputError("job ids must be unique")
     for i in ids:
         _check_job_id(i)
     if workers < 1:
-        raise InputError(f"workers must be >= 1, got {workers}", where="option 'workers'")
+        raise InputError(f"workers must be >= 1, got {workers}", field="workers")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with _driver_lock(out):
@@ -305,7 +305,7 @@ class _driver_lock:
             os.close(self.fd)
             raise InputError(
                 "another run is writing results into this folder; wait for it or stop it",
-                where=str(self.path.parent),
+                path=self.path.parent,
             ) from None
         return self
 
@@ -317,7 +317,7 @@ class _driver_lock:
 
 def _check_job_id(job_id: str) -> None:
     if not job_id or job_id.startswith(".") or "/" in job_id or os.sep in job_id:
-        raise ValueError(f"job id {job_id!r} must be a non-empty file name not starting with '.'")
+        raise InputError(f"job id {job_id!r} must be a non-empty file name not starting with '.'")
 
 
 def _json_default(o: Any) -> Any:

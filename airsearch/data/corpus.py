@@ -161,7 +161,9 @@ def iter_corpus(
                 ex = _example(raw.row, mapping, id_field, seen, require_response)  # type: ignore[arg-type]
             except RowProblem as problem:
                 if not skip_bad_rows:
-                    raise InputError(problem.reason + SKIP_HINT, where=raw.where(problem.field)) from None
+                    raise InputError(
+                        problem.reason + SKIP_HINT, field=problem.field, **raw.location()
+                    ) from None
                 n_skipped += 1
                 if skipped is not None:
                     skipped.append(SkippedRow(raw.source, raw.line, problem.field, problem.reason))
@@ -170,7 +172,7 @@ def iter_corpus(
             yield ex
     if not produced:
         what = f"all {n_skipped} rows were bad and skipped" if n_skipped else "no rows"
-        raise InputError(f"empty corpus: {what}", where=", ".join(labels))
+        raise InputError(f"empty corpus: {what}", path=", ".join(labels))
 
 
 def _example(
@@ -251,7 +253,7 @@ def write_rows(path: str | os.PathLike, rows: Iterable[dict[str, Any] | Example]
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".parquet"):
-        raise InputError("export format must be .jsonl or .parquet", where=str(path))
+        raise InputError("export format must be .jsonl or .parquet", path=path)
     it = (r.to_row() if isinstance(r, Example) else r for r in rows)
     with atomic_path(path) as tmp:
         if suffix == ".jsonl":
@@ -261,11 +263,11 @@ def write_rows(path: str | os.PathLike, rows: Iterable[dict[str, Any] | Example]
                 f.flush()
                 os.fsync(f.fileno())
         else:
-            _write_parquet(tmp, [jsonable(r) for r in it], where=str(path))
+            _write_parquet(tmp, [jsonable(r) for r in it], path=path)
     return path
 
 
-def _write_parquet(tmp: Path, rows: list[dict[str, Any]], *, where: str) -> None:
+def _write_parquet(tmp: Path, rows: list[dict[str, Any]], *, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -280,6 +282,6 @@ def _write_parquet(tmp: Path, rows: list[dict[str, Any]], *, where: str) -> None
             raise InputError(
                 f"column '{col}' mixes value types that Parquet cannot hold ({exc}); "
                 "export to .jsonl instead",
-                where=where,
+                path=path,
             ) from None
     pq.write_table(pa.table(arrays) if arrays else pa.table({}), tmp)

@@ -65,7 +65,7 @@ def read_ni_tasks(tarball: str | Path, names: Iterable[str] | None = None) -> di
     if not tarball.is_file():
         raise InputError(
             "BIG-bench sdist not found (pip download --no-deps --no-binary :all: bigbench==1.0.0)",
-            where=str(tarball),
+            path=tarball,
         )
     wanted = set(names) if names is not None else None
     tasks: dict[str, NITask] = {}
@@ -86,7 +86,7 @@ def read_ni_tasks(tarball: str | Path, names: Iterable[str] | None = None) -> di
                 examples.append((str(ex.get("input", "")).strip(), str(target or "").strip()))
             tasks[name] = NITask(name, definition, examples)
     if wanted is not None and (missing := wanted - set(tasks)):
-        raise InputError(f"NI tasks not in the tarball: {sorted(missing)}", where=str(tarball))
+        raise InputError(f"NI tasks not in the tarball: {sorted(missing)}", path=tarball)
     return tasks
 
 

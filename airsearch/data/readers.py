@@ -50,9 +50,10 @@ class RawRow:
     row: dict[str, Any] | None
     error: str | None = None
 
-    def where(self, field: str | None = None) -> str:
-        loc = f"{self.source}:{self.line}" if self.by_line else f"{self.source} row {self.line}"
-        return f"{loc}, field '{field}'" if field else loc
+    def location(self) -> dict[str, Any]:
+        """Where this row is, as :class:`~airsearch.errors.AirsearchError` keywords (``path`` and
+        ``line`` or ``row``)."""
+        return {"path": self.source, "line" if self.by_line else "row": self.line}
 
 
 def jsonable(value: Any) -> Any:
@@ -93,7 +94,7 @@ def detect_format(path: Path) -> str:
         raise InputError(
             f"unknown corpus format '{path.suffix}': use .jsonl, .json, .parquet, .csv, "
             ".tsv (text formats may be .gz), an HF save_to_disk folder, or an HF hub name",
-            where=str(path),
+            path=path,
         )
     return fmt
 
@@ -109,7 +110,7 @@ def iter_raw_rows(source: str | Path, *, hub_split: str = "train") -> Iterator[R
         if Path(text).suffix.lower() not in _FORMATS and _HUB_NAME.match(text):
             yield from _hub_rows(text, hub_split, missing_path=True)
             return
-        raise InputError("corpus file not found", where=text)
+        raise InputError("corpus file not found", path=text)
     fmt = detect_format(path)
     reader = {
         "jsonl": _jsonl_rows,
@@ -156,7 +157,7 @@ def _json_rows(path: Path, label: str) -> Iterator[RawRow]:
         if exc.msg == "Extra data":  # JSON Lines saved as .json
             yield from _jsonl_rows(path, label)
             return
-        raise InputError(f"invalid JSON ({exc.msg})", where=f"{label}:{exc.lineno}") from None
+        raise InputError(f"invalid JSON ({exc.msg})", path=label, line=exc.lineno) from None
     rows = doc
     if isinstance(doc, dict):
         key = next((k for k in JSON_ROW_KEYS if isinstance(doc.get(k), list)), None)
@@ -167,11 +168,11 @@ def _json_rows(path: Path, label: str) -> Iterator[RawRow]:
             raise InputError(
                 "a JSON corpus must be a list of rows or an object holding one list of rows "
                 f"(under a key such as 'data'); found keys {sorted(doc)[:10]}",
-                where=label,
+                path=label,
             )
         rows = doc[key]
     if not isinstance(rows, list):
-        raise InputError(f"a JSON corpus must be a list of rows, got {type(doc).__name__}", where=label)
+        raise InputError(f"a JSON corpus must be a list of rows, got {type(doc).__name__}", path=label)
     for i, obj in enumerate(rows, start=1):
         if isinstance(obj, dict):
             yield RawRow(label, i, False, obj)
@@ -186,7 +187,7 @@ def _parquet_rows(path: Path, label: str) -> Iterator[RawRow]:
     try:
         pfile = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"cannot read Parquet file: {exc}", where=label) from None
+        raise InputError(f"cannot read Parquet file: {exc}", path=label) from None
     n = 0
     for batch in pfile.iter_batches(batch_size=PARQUET_BATCH_ROWS):
         for obj in batch.to_pylist():
@@ -201,11 +202,11 @@ def _csv_rows(path: Path, label: str) -> Iterator[RawRow]:
         try:
             header = next(reader)
         except StopIteration:
-            raise InputError("empty CSV file (no header line)", where=label) from None
+            raise InputError("empty CSV file (no header line)", path=label) from None
         except csv.Error as exc:
-            raise InputError(f"malformed CSV header: {exc}", where=f"{label}:1") from None
+            raise InputError(f"malformed CSV header: {exc}", path=label, line=1) from None
         if len(set(header)) != len(header) or not all(header):
-            raise InputError(f"CSV header has empty or repeated column names: {header}", where=f"{label}:1")
+            raise InputError(f"CSV header has empty or repeated column names: {header}", path=label, line=1)
         while True:
             start = reader.line_num + 1
             try:
@@ -230,7 +231,7 @@ def _pick_split(ds: Any, split: str, label: str) -> Any:
 
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
-            raise InputError(f"split '{split}' not found; available: {sorted(ds)}", where=label)
+            raise InputError(f"split '{split}' not found; available: {sorted(ds)}", path=label)
         return ds[split]
     return ds
 
@@ -249,14 +250,14 @@ def _hf_disk_rows(path: Path, label: str, split: str) -> Iterator[RawRow]:
         raise InputError(
             "a corpus folder must be an HF datasets save_to_disk folder "
             "(with dataset_info.json or dataset_dict.json)",
-            where=label,
+            path=label,
         )
     import datasets
 
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as exc:  # noqa: BLE001 - any load failure is a bad input here
-        raise InputError(f"cannot load HF dataset folder: {exc}", where=label) from None
+        raise InputError(f"cannot load HF dataset folder: {exc}", path=label) from None
     yield from _dataset_rows(_pick_split(ds, split, label), label)
 
 
@@ -271,6 +272,6 @@ def _hub_rows(name: str, split: str, missing_path: bool = False) -> Iterator[Raw
         raise InputError(
             f"{lead}loading it as an HF hub dataset (split '{split}') failed: "
             f"{type(exc).__name__}: {exc}".strip(),
-            where=name,
+            path=name,
         ) from None
     yield from _dataset_rows(ds, label)

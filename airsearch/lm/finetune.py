@@ -92,7 +92,7 @@ def _wrap_lora(model: torch.nn.Module, cfg: FinetuneConfig) -> torch.nn.Module:
         raise InputError(
             f"none of the LoRA target modules {list(cfg.lora_targets)} exist in this model; "
             f"module names include {sorted(present)[:20]}",
-            where="option 'lora_targets'",
+            field="lora_targets",
         )
     lcfg = LoraConfig(
         r=cfg.lora_r,
@@ -121,7 +121,7 @@ def finetune(
     """
     cfg.validate()
     if not examples:
-        raise InputError("no training examples", where="finetune")
+        raise InputError("no training examples to fine-tune on")
     devices = [lm.device.index or 0] if lm.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(cfg.seed)

@@ -35,9 +35,9 @@ def import_gguf(gguf_file: str | os.PathLike, out_dir: str | os.PathLike) -> Pat
     """Dequantise ``gguf_file`` into a float32 safetensors HF folder at ``out_dir`` (written atomically)."""
     src = Path(gguf_file).expanduser()
     if not src.is_file():
-        raise InputError("GGUF file not found", where=str(src))
+        raise InputError("GGUF file not found", path=src)
     if src.suffix.lower() != ".gguf":
-        raise InputError("expected a .gguf file", where=str(src))
+        raise InputError("expected a .gguf file", path=src)
     require_gguf()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -46,7 +46,7 @@ def import_gguf(gguf_file: str | os.PathLike, out_dir: str | os.PathLike) -> Pat
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"transformers cannot read this GGUF file: {e}", where=str(src)) from None
+        raise InputError(f"transformers cannot read this GGUF file: {e}", path=src) from None
     config = quantised.config
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
@@ -59,7 +59,7 @@ def import_gguf(gguf_file: str | os.PathLike, out_dir: str | os.PathLike) -> Pat
         raise InputError(
             f"the GGUF weights do not fit the rebuilt {type(model).__name__}: "
             f"missing {missing[:5]}, unexpected {unexpected[:5]}",
-            where=str(src),
+            path=src,
         )
     model.eval()
     del quantised

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from airsearch.data.example import Example
+from airsearch.errors import InputError
 from airsearch.lm.model import IGNORE_INDEX, TargetLM, encode_examples
 from airsearch.progress import progress
 
@@ -36,9 +37,9 @@ def masked_token_nll(
     ``logits``.
     """
     if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', not {reduction!r}")
+        raise InputError(f"reduction must be 'none', 'mean' or 'sum', not {reduction!r}")
     if logits.shape[:2] != labels.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} disagree")
+        raise InputError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} disagree")
     shift_logits = logits[:, :-1, :].float()
     targets = labels[:, 1:].to(shift_logits.device)
     nll = F.cross_entropy(

@@ -95,7 +95,7 @@ def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
         "bf16": torch.bfloat16,
     }
     if dtype not in names:
-        raise InputError(f"unknown dtype {dtype!r}; use one of {sorted(names)}", where="dtype")
+        raise InputError(f"unknown dtype {dtype!r}; use one of {sorted(names)}", field="dtype")
     return names[dtype]
 
 
@@ -134,13 +134,13 @@ def load_lm(
             raise InputError(
                 "a target LM must be a model folder (config.json, *.safetensors, tokenizer); "
                 "convert a .gguf file with: airsearch lm import-gguf FILE --out DIR",
-                where=name,
+                path=name,
             )
         if not (path / "config.json").exists():
-            raise InputError("not a HF model folder: config.json is missing", where=name)
+            raise InputError("not a HF model folder: config.json is missing", path=name)
         source = str(path.resolve())
     elif _looks_like_path(name):
-        raise InputError("model folder not found", where=name)
+        raise InputError("model folder not found", path=name)
     else:
         source = name
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
@@ -154,7 +154,7 @@ def load_lm(
         hint = (
             " (the hub is offline here: pass a local model folder)" if offline and not path.exists() else ""
         )
-        raise InputError(f"cannot load the model: {e}{hint}", where=name) from None
+        raise InputError(f"cannot load the model: {e}{hint}", path=name) from None
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
@@ -229,7 +229,7 @@ def _truncate(
         raise InputError(
             f"no response token left to score ({len(prompt)} prompt + {len(response)} response "
             f"tokens kept, max_length {max_length}); raise max_length or give a non-empty response",
-            where=f"example '{example_id}'",
+            row=example_id,
         )
     return prompt, response
 
@@ -254,7 +254,7 @@ def encode_examples(
     max_length = max_length or lm.max_length
     rows = [tokenize_example(lm.tokenizer, ex, max_length) for ex in examples]
     if not rows:
-        raise InputError("no examples to encode", where="examples")
+        raise InputError("no examples to encode")
     width = max(len(ids) for ids, _ in rows)
     pid = pad_id(lm.tokenizer)
     input_ids = torch.full((len(rows), width), pid, dtype=torch.long)

@@ -144,7 +144,7 @@ def build_tiny_lm(
     cfg = cfg or TinyLMConfig()
     cfg.validate()
     if not examples:
-        raise InputError("the corpus is empty", where="build-tiny")
+        raise InputError("the corpus to build a tiny LM from is empty")
     started = time.perf_counter()
     texts = [corpus_text(ex) for ex in examples]
     tokenizer = train_tokenizer(texts, cfg.vocab_size, min_frequency=cfg.min_frequency, model_max_length=512)

@@ -45,7 +45,7 @@ class AttributionMethod(abc.ABC):
         """The manifest a store of this method's train vectors must carry."""
         raise InputError(
             f"method {self.name!r} keeps no reusable train vectors; run it without a vector store",
-            where="option '--vectors'",
+            field="vectors",
         )
 
     # ------------------------------------------------------------------------------------ scoring

@@ -89,14 +89,14 @@ def loss_profile_features(losses: np.ndarray, kind: ScoreKind = "corr") -> np.nd
     """``[n, K]`` rows whose dot products are the Eq. 6 scores, from a ``[K, n]`` loss matrix."""
     m = np.asarray(losses, dtype=np.float64)
     if m.ndim != 2 or m.shape[0] < 2:
-        raise InputError(f"need losses under at least 2 models, got shape {m.shape}", where="daunce")
+        raise InputError(f"Daunce needs losses under at least 2 models, got shape {m.shape}")
     centred = (m - m.mean(axis=0, keepdims=True)).T
     if kind == "cov":
         return centred / np.sqrt(m.shape[0] - 1)
     if kind == "corr":
         norm = np.linalg.norm(centred, axis=1, keepdims=True)
         return centred / np.where(norm > 0, norm, 1.0)
-    raise ValueError(f"unknown Daunce score kind {kind!r}")
+    raise InputError(f"unknown Daunce score kind {kind!r}; use corr or cov", field="daunce_kind")
 
 
 def daunce_scores(train_losses: np.ndarray, test_losses: np.ndarray, kind: ScoreKind = "corr") -> np.ndarray:
@@ -159,7 +159,6 @@ class RecordedLosses:
                 raise InputError(
                     f"no recorded loss for {len(missing)} example(s), e.g. '{missing[0].id}'; "
                     "they were not in the Daunce run",
-                    where="daunce",
                 )
             extra = dict(zip([ex.id for ex in missing], self.fallback.losses(missing), strict=True))
         return np.array([self.by_id[ex.id] if ex.id in self.by_id else extra[ex.id] for ex in examples])
@@ -196,7 +195,7 @@ class Daunce(AttributionMethod):
         extra: dict[str, Any] | None = None,
     ) -> None:
         if len(providers) < 2:
-            raise InputError("Daunce needs at least 2 perturbed models", where="daunce")
+            raise InputError("Daunce needs at least 2 perturbed models")
         self.providers = list(providers)
         self.kind = kind
         self.fingerprint = fingerprint

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from airsearch.data.example import Example
+from airsearch.errors import InputError
 from airsearch.methods.base import AttributionMethod
 from airsearch.methods.gradients import ParamSet
 from airsearch.methods.projection import Projector
@@ -44,7 +45,7 @@ class DDA(AttributionMethod):
         **featurizer_kwargs: Any,
     ) -> None:
         if not checkpoints:
-            raise ValueError("DDA needs at least one fine-tuned checkpoint")
+            raise InputError("DDA needs at least one fine-tuned checkpoint", field="checkpoint")
         self.n_checkpoints = len(checkpoints)
         self.beta = float(beta)
         self.use_base = base is not None and self.beta != 0.0

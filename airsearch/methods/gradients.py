@@ -64,7 +64,9 @@ class ParamSet:
             return cls(kind=text, **kwargs)  # type: ignore[arg-type]
         if text.startswith("names:") and len(text) > 6:
             return cls(kind="names", patterns=tuple(p for p in text[6:].split(",") if p), **kwargs)
-        raise InputError("expected 'all', 'lora' or 'names:PATTERN[,PATTERN...]'", where=f"--params {text}")
+        raise InputError(
+            f"expected 'all', 'lora' or 'names:PATTERN[,PATTERN...]', got {text!r}", field="params"
+        )
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:
@@ -85,7 +87,7 @@ def _attach_zero_lora(model: Any, spec: ParamSet) -> Any:
     try:
         wrapped = get_peft_model(model, cfg)
     except ValueError as e:
-        raise InputError(f"cannot attach LoRA adapters: {e}", where="lora_targets") from None
+        raise InputError(f"cannot attach LoRA adapters: {e}", field="lora_targets") from None
     gen = torch.Generator().manual_seed(spec.lora_seed)
     with torch.no_grad():
         for name, p in sorted(wrapped.named_parameters()):
@@ -190,7 +192,7 @@ def prepare(lm_or_model: Any, spec: ParamSet | None = None) -> GradientModel:
             select = lambda n: "lora_B" in n  # noqa: E731
     elif spec.kind == "names":
         if not spec.patterns:
-            raise InputError("a 'names' parameter set needs at least one pattern", where="--params")
+            raise InputError("a 'names' parameter set needs at least one pattern", field="params")
         select = lambda n: _matches(n, spec.patterns)  # noqa: E731
     else:
         select = lambda n: True  # noqa: E731
@@ -203,7 +205,7 @@ def prepare(lm_or_model: Any, spec: ParamSet | None = None) -> GradientModel:
         frozen[name] = b.detach()
     if not params:
         raise InputError(
-            f"the parameter set {spec.describe()} selects no parameter of the model", where="--params"
+            f"the parameter set {spec.describe()} selects no parameter of the model", field="params"
         )
     return GradientModel(model=model, param_names=list(params), params=params, frozen=frozen, spec=spec)
 
@@ -215,7 +217,7 @@ def _right_trim(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     width = int(lengths.max())
     expected = torch.arange(mask.shape[1])[None, :] < lengths[:, None]
     if not torch.equal(mask.bool().cpu(), expected):
-        raise InputError("gradient batches must be right-padded", where="attention_mask")
+        raise InputError("gradient batches must be right-padded (attention_mask)")
     return batch["input_ids"][:, :width], batch["labels"][:, :width]
 
 

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import torch
 
+from airsearch.errors import InputError
+
 BLOCK_ROWS = 4096
 ProjectionKind = Literal["sparse", "rademacher", "gaussian"]
 _BITS = torch.arange(8, dtype=torch.uint8)
@@ -53,7 +55,7 @@ class Projector:
             bits = ((raw.unsqueeze(-1) >> _BITS) & 1).reshape(rows, nbytes * 8)[:, :k]
             out = bits.to(torch.float32).mul_(2.0 / k**0.5).sub_(1.0 / k**0.5)
         else:
-            raise ValueError(f"unknown projection kind {self.kind!r}")
+            raise InputError(f"unknown projection kind {self.kind!r}")
         return out.to(device)
 
     def _generator(self, index: int) -> torch.Generator:

@@ -68,12 +68,12 @@ def build_method(
     if cfg.method == "daunce":
         if daunce is None:
             raise InputError(
-                "daunce needs a finished run (--daunce-run DIR, made by airsearch.trainers.daunce)",
-                where="option '--daunce-run'",
+                "daunce needs a finished run (a folder made by airsearch.trainers.daunce)",
+                field="daunce_run",
             )
         return daunce
     if not cfg.model and not cfg.checkpoint:
-        raise InputError("a target model is needed", where="option '--model'")
+        raise InputError("a target model is needed", field="model")
     model = lm if lm is not None else (load(cfg.model) if cfg.model else None)
     kw = {
         "params": ParamSet.parse(cfg.params, lora_rank=cfg.lora_rank),

@@ -10,6 +10,7 @@ manifest refuses (:class:`~airsearch.errors.FingerprintMismatch`) a store made d
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,14 +46,14 @@ class VectorManifest:
 
     MATCH_FIELDS = ("feature", "model_fingerprint", "checkpoints", "param_set", "projection", "dim", "extra")
 
-    def check_against(self, expected: VectorManifest, *, where: str) -> None:
+    def check_against(self, expected: VectorManifest, *, path: str | os.PathLike | None = None) -> None:
         for name in self.MATCH_FIELDS:
             have, want = getattr(self, name), getattr(expected, name)
             if json.dumps(have, sort_keys=True, default=str) != json.dumps(want, sort_keys=True, default=str):
                 raise FingerprintMismatch(
                     f"stored vectors were made with {name}={have!r}, but {want!r} is in use; "
                     "recompute them (delete the folder) or use the matching settings",
-                    where=where,
+                    path=path,
                 )
 
 
@@ -128,16 +129,16 @@ def open_store(
     """Open a store; with ``expected`` (and ``expected_ids``) refuse one made by other settings."""
     path = Path(path)
     if not (path / MANIFEST).exists():
-        raise InputError("not a vector store (manifest.json missing)", where=str(path))
+        raise InputError("not a vector store (manifest.json missing)", path=path)
     data = json.loads((path / MANIFEST).read_text())
     if data.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"unsupported vector store format {data.get('format_version')}", where=str(path))
+        raise InputError(f"unsupported vector store format {data.get('format_version')}", path=path)
     manifest = VectorManifest(**data)
     ids = json.loads((path / IDS).read_text())
     if expected is not None:
-        manifest.check_against(expected, where=str(path / MANIFEST))
+        manifest.check_against(expected, path=path / MANIFEST)
     if expected_ids is not None and fingerprint_json(list(expected_ids)) != manifest.ids_fingerprint:
         raise FingerprintMismatch(
-            "stored vectors are for a different list of train examples", where=str(path / IDS)
+            "stored vectors are for a different list of train examples", path=path / IDS
         )
     return VectorStore(path=path, manifest=manifest, ids=ids)

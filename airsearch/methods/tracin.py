@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from airsearch.data.example import Example
+from airsearch.errors import InputError
 from airsearch.methods.base import AttributionMethod
 from airsearch.methods.features import GradientFeaturizer
 from airsearch.methods.gradients import ParamSet
@@ -42,7 +43,7 @@ class CheckpointFeatures:
         show_progress: bool = True,
     ) -> None:
         if not lms:
-            raise ValueError("at least one checkpoint is needed")
+            raise InputError("at least one checkpoint is needed", field="checkpoint")
         self.lms = list(lms)
         self.params = params or ParamSet()
         self.projector = projector or Projector(dim=None)
@@ -97,7 +98,7 @@ class TracIn(AttributionMethod):
         self.normalize = normalize
         self.weights = list(weights) if weights is not None else [1.0] * len(self.ck.lms)
         if len(self.weights) != len(self.ck.lms):
-            raise ValueError(f"{len(self.weights)} weights for {len(self.ck.lms)} checkpoints")
+            raise InputError(f"{len(self.weights)} weights for {len(self.ck.lms)} checkpoints")
         self.name = "gradcos" if normalize else "tracin"
 
     def train_features(self, examples: Sequence[Example]) -> torch.Tensor:

@@ -111,7 +111,7 @@ def load_checkpoint(
     path = Path(path)
     missing = [f for f in (MODEL_FILE, TENSORS_FILE, STATE_FILE) if not (path / f).exists()]
     if missing:
-        raise InputError(f"incomplete checkpoint, missing {missing}", where=str(path))
+        raise InputError(f"incomplete checkpoint, missing {missing}", path=path)
     device = next(model.parameters()).device
     model.load_state_dict(load_file(str(path / MODEL_FILE), device=str(device)))
     state = json.loads((path / STATE_FILE).read_text())

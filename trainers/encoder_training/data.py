@@ -33,7 +33,7 @@ class TrainingLabels:
             raise InputError(
                 f"{holdout} held-out split(s) leaves none to train on: the labels have "
                 f"{len(ordered)} split(s)",
-                where="option 'holdout_splits'",
+                field="holdout_splits",
             )
         return ordered[: len(ordered) - holdout], ordered[len(ordered) - holdout :]
 
@@ -57,19 +57,22 @@ def load_training_labels(
     manifest: dict[str, Any] = {}
     if splits is None or examples is None:
         if not labels_dir:
-            raise InputError("no labels given", where="option 'labels'")
+            raise InputError("no labels given", field="labels")
         store = _open_store(labels_dir)
         splits = store.splits() if splits is None else splits
         examples = store.examples() if examples is None else examples
         manifest = _as_dict(getattr(store, "manifest", {}))
     splits = list(splits)
     if not splits:
-        raise InputError("the labels hold no finished split", where=str(labels_dir or "labels"))
+        raise InputError(
+            "the labels hold no finished split", path=labels_dir, field=None if labels_dir else "labels"
+        )
     for s in splits:
         if len(s.members) < 2:
             raise InputError(
                 f"split {s.split} has {len(s.members)} subset(s); ranking needs at least 2",
-                where=str(labels_dir or "labels"),
+                path=labels_dir,
+                field=None if labels_dir else "labels",
             )
     return TrainingLabels(splits, examples, manifest, labels_fingerprint(splits))
 
@@ -93,11 +96,11 @@ def manifest_summary(labels: TrainingLabels) -> dict[str, Any]:
 def _open_store(labels_dir: str | Path) -> Any:
     path = Path(labels_dir)
     if not path.is_dir():
-        raise InputError("label store folder not found", where=str(path))
+        raise InputError("label store folder not found", path=path)
     try:
         from airsearch.trainers.labels import LabelStore
     except ImportError as e:  # pragma: no cover - depends on the label-store package
-        raise InputError(f"cannot read label stores: {e}", where=str(path)) from None
+        raise InputError(f"cannot read label stores: {e}", path=path) from None
     return LabelStore.open(path)
 
 

@@ -65,6 +65,6 @@ def texts_of(
         return [encoder.text(examples[i]) for i in ids]
     except KeyError as e:
         raise InputError(
-            f"example id {e.args[0]!r} is in the labels but not among the examples",
-            where=f"labels split {split}",
+            f"split {split}: example id {e.args[0]!r} is in the labels but not among the examples",
+            row=e.args[0],
         ) from None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from airsearch.errors import InputError
+
 WEIGHT_CLIP = 10.0
 
 
@@ -22,7 +24,7 @@ def pairwise_rank_loss(
     ``scores`` (so ``backward`` works and gives zero gradients).
     """
     if scores.shape != targets.shape or scores.dim() != 2:
-        raise ValueError(
+        raise InputError(
             f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} must both be [K, D]"
         )
     y = targets.to(scores.dtype)

@@ -70,14 +70,14 @@ def train_encoder(
 def _check_out_dir(out: Path, identity: dict[str, Any]) -> str:
     """'fresh', 'resume' or 'complete'; refuses a folder that holds something else."""
     if out.exists() and not out.is_dir():
-        raise InputError("the output path is a file", where=str(out))
+        raise InputError("the output path is a file", path=out)
     if not out.exists() or not any(out.iterdir()):
         return "fresh"
     if not (out / CONFIG_FILE).exists():
         raise InputError(
             "the output folder is not empty and holds no airsearch training run; "
             "choose an empty or new folder",
-            where=str(out),
+            path=out,
         )
     saved = json.loads((out / CONFIG_FILE).read_text())
     if saved != json.loads(json.dumps(identity)):
@@ -91,7 +91,7 @@ def _check_out_dir(out: Path, identity: dict[str, Any]) -> str:
         raise InputError(
             f"the output folder holds a different training run (differs in: {', '.join(diff)}); "
             "use a new --out or the same options to resume",
-            where=str(out),
+            path=out,
         )
     log = out / LOG_FILE
     if log.exists() and json.loads(log.read_text()).get("complete"):

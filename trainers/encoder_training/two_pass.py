@@ -24,6 +24,7 @@ import torch
 from airsearch.trainers.encoder_training.loss import pairwise_rank_loss
 
 from airsearch.encoder import AirRepEncoder
+from airsearch.errors import InputError
 from airsearch.scoring import group_score
 
 
@@ -70,7 +71,7 @@ def two_pass_backward(
     The caller zeroes grads before and steps the optimiser after.
     """
     if len(member_texts) != targets.shape[0] or len(dev_texts) != targets.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"targets {tuple(targets.shape)} do not match {len(member_texts)} subsets x {len(dev_texts)} dev"
         )
     union, rows = _index_members(member_texts)

@@ -43,11 +43,13 @@ class EvalClassifyConfig(EvalConfig):
         require(self.k >= 1, "k", "must be at least 1")
 
 
-def labels_of(examples: list[Example], field_name: str, *, where: str) -> list[Any]:
+def labels_of(examples: list[Example], field_name: str, *, what: str) -> list[Any]:
+    """Each example's label (metadata ``field_name``); refused when a ``what`` row has none."""
     missing = [e.id for e in examples if field_name not in e.metadata]
     if missing:
         raise InputError(
-            f"{len(missing)} row(s) have no '{field_name}' field (e.g. {missing[:3]})", where=where
+            f"{len(missing)} {what} row(s) have no '{field_name}' field (e.g. {missing[:3]})",
+            field="label_field",
         )
     return [e.metadata[field_name] for e in examples]
 
@@ -68,8 +70,8 @@ def eval_classify(
     queries = queries_from(cfg.queries, queries)
     query_list = list(getattr(queries, "examples", queries))
     train = list(corpus.examples)
-    train_labels = labels_of(train, cfg.label_field, where="corpus")
-    query_labels = labels_of(query_list, cfg.label_field, where="queries")
+    train_labels = labels_of(train, cfg.label_field, what="corpus")
+    query_labels = labels_of(query_list, cfg.label_field, what="query")
     out = Path(cfg.out) if cfg.out else None
     record = {
         "corpus": corpus.fingerprint,

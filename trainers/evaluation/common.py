@@ -89,13 +89,13 @@ def method_spec_options(spec: str) -> dict[str, Any]:
         if not eq or key not in allowed:
             known = ", ".join(f"{k}=..." for k in allowed) or "none"
             raise InputError(
-                f"method {spec!r}: unknown option {part!r} (options of {name!r}: {known})", where="--method"
+                f"method {spec!r}: unknown option {part!r} (options of {name!r}: {known})", field="methods"
             )
         try:
             opts[key] = allowed[key](value)
         except ValueError:
             raise InputError(
-                f"method {spec!r}: {key} must be a {allowed[key].__name__}, got {value!r}", where="--method"
+                f"method {spec!r}: {key} must be a {allowed[key].__name__}, got {value!r}", field="methods"
             ) from None
     return opts
 
@@ -123,7 +123,8 @@ def build_methods(
                 continue  # the default list compares a trained encoder only when one is given
             if not path:
                 raise InputError(
-                    "method 'airrep' needs --encoder FOLDER (or 'airrep:FOLDER')", where="--method"
+                    "method 'airrep' needs an encoder folder (the encoder field, or 'airrep:FOLDER')",
+                    field="methods",
                 )
             m = make_method("airrep", encoder=encoder(path))
         elif name == "base":
@@ -181,36 +182,36 @@ def check_or_write_gold(
         try:
             old = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise InputError(f"cannot parse the gold record: {e}", where=str(path)) from None
+            raise InputError(f"cannot parse the gold record: {e}", path=path) from None
         for k in keys:
             if old.get(k) != record.get(k):
                 raise FingerprintMismatch(
                     f"gold/corpus fingerprint mismatch: the gold ({what}) was made with {k} "
                     f"{old.get(k)}, but {record.get(k)} is in use. Use the corpus the gold was made "
                     "from, or a new --out folder.",
-                    where=str(path),
+                    path=path,
                 )
         return
     write_json_atomic(path, record)
 
 
 def corpus_from(cfg: EvalConfig, corpus: Any = None) -> Any:
-    """The training corpus given in Python, else loaded from ``--corpus``."""
+    """The training corpus given in Python, else loaded from ``cfg.corpus``."""
     if corpus is not None:
         return corpus
     if not cfg.corpus:
-        raise InputError("a training corpus is needed", where="--corpus")
+        raise InputError("a training corpus is needed", field="corpus")
     from airsearch.data.corpus import load_corpus
 
     return load_corpus(list(cfg.corpus))
 
 
 def queries_from(paths: Any, queries: Any = None, *, what: str = "a query file") -> Any:
-    """The queries given in Python, else loaded from ``--queries``."""
+    """The queries given in Python, else loaded from ``paths`` (the config's ``queries``)."""
     if queries is not None:
         return queries
     if not paths:
-        raise InputError(f"{what} is needed", where="--queries")
+        raise InputError(f"{what} is needed", field="queries")
     from airsearch.data.corpus import load_queries
 
     return load_queries(list(paths))

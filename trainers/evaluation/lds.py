@@ -70,7 +70,10 @@ def _text_key(e: Example) -> tuple[str, str]:
 
 
 def check_disjoint(
-    gold_examples: dict[str, Example], training_examples: dict[str, Example], *, where: str
+    gold_examples: dict[str, Example],
+    training_examples: dict[str, Example],
+    *,
+    path: str | Path | None = None,
 ) -> None:
     """Refuse when the encoder's training labels share an example (id or text) with the gold."""
     shared = set(gold_examples) & set(training_examples)
@@ -80,17 +83,17 @@ def check_disjoint(
         raise InputError(
             f"the encoder's training labels share {len(shared)} example(s) with the gold evaluation data "
             f"(e.g. {sorted(shared)[:3]}); LDS must be measured on data disjoint from AirRep's training data",
-            where=where,
+            path=path,
         )
 
 
-def check_gold_corpus(manifest: dict[str, Any], corpus_fp: str, *, where: str) -> None:
+def check_gold_corpus(manifest: dict[str, Any], corpus_fp: str, *, path: str | Path | None = None) -> None:
     gold_fp = manifest.get("corpus_fingerprint")
     if gold_fp and gold_fp != corpus_fp:
         raise FingerprintMismatch(
             f"gold/corpus fingerprint mismatch: the gold labels were generated on corpus {gold_fp}, but the "
             f"corpus given has fingerprint {corpus_fp}. Pass the corpus the gold was generated from.",
-            where=where,
+            path=path,
         )
 
 
@@ -111,31 +114,31 @@ def eval_lds(
     cfg.validate()
     if corpus is None:
         if not cfg.corpus:
-            raise InputError("the evaluation corpus the gold was generated on is needed", where="--corpus")
+            raise InputError("the evaluation corpus the gold was generated on is needed", field="corpus")
         from airsearch.data.corpus import load_corpus
 
         corpus = load_corpus(list(cfg.corpus))
     manifest = dict(gold_store.manifest)
-    where = str(getattr(gold_store, "root", cfg.gold or "gold"))
-    check_gold_corpus(manifest, corpus.fingerprint, where=where)
+    gold_path = getattr(gold_store, "root", cfg.gold or None)
+    check_gold_corpus(manifest, corpus.fingerprint, path=gold_path)
     if manifest.get("teacher", "retrain") != "retrain":
         raise InputError(
-            f"gold labels must come from subset retraining, not {manifest.get('teacher')!r}", where=where
+            f"gold labels must come from subset retraining, not {manifest.get('teacher')!r}", path=gold_path
         )
     gold_examples = gold_store.examples()
     for store in training_stores:
-        check_disjoint(gold_examples, store.examples(), where=str(getattr(store, "root", "encoder labels")))
+        check_disjoint(gold_examples, store.examples(), path=getattr(store, "root", None))
     splits = gold_store.splits()
     if cfg.max_splits:
         splits = splits[: cfg.max_splits]
     if not splits:
-        raise InputError("the gold store has no finished split", where=where)
+        raise InputError("the gold store has no finished split", path=gold_path)
     by_id = {e.id: e for e in corpus.examples}
     train_ids = sorted({i for s in splits for m in s.members for i in m})
     missing = [i for i in train_ids if i not in by_id]
     if missing:
         raise InputError(
-            f"{len(missing)} subset member(s) are not in the corpus (e.g. {missing[:3]})", where=where
+            f"{len(missing)} subset member(s) are not in the corpus (e.g. {missing[:3]})", path=gold_path
         )
     row = {i: r for r, i in enumerate(train_ids)}
     train = [by_id[i] for i in train_ids]
@@ -151,7 +154,7 @@ def eval_lds(
             "model",
             manifest["model_fingerprint"],
             lm.fingerprint,
-            where=where,
+            path=gold_path,
             hint="Gradient methods must use the target LM the gold labels were generated with.",
         )
 

@@ -230,7 +230,7 @@ def group_scores(
     """
     agg = aggregation or method.aggregation
     if agg not in AGGREGATIONS:
-        raise InputError(f"unknown aggregation {agg!r}; choose one of {AGGREGATIONS}", where="aggregation")
+        raise InputError(f"unknown aggregation {agg!r}; choose one of {AGGREGATIONS}", field="aggregation")
     n_sub, q = len(members), len(test)
     membership = torch.zeros((method.n_train, n_sub), dtype=torch.float64)  # counts (repeats allowed)
     for k, rows in enumerate(members):
@@ -325,7 +325,7 @@ def make_method(name: str, *, encoder: Any = None, lm: Any = None, seed: int = 0
     (``"all"``/``"lora"``/``"names:..."``), ``batch_size``."""
     if name in ("airrep", "base"):
         if encoder is None:
-            raise InputError(f"method {name!r} needs an encoder", where="methods")
+            raise InputError(f"method {name!r} needs an encoder", field="methods")
         return EmbeddingMethod(encoder, name=name)
     if name == "bm25":
         return BM25Method(options.get("workdir"))
@@ -337,7 +337,7 @@ def make_method(name: str, *, encoder: Any = None, lm: Any = None, seed: int = 0
     if name in grads:
         return FeatureMethod(gradient_method(name, lm, seed=seed, **options), name)
     known = list(BUILTIN_METHODS) + grads
-    raise InputError(f"unknown method {name!r}; known methods: {known}", where="methods")
+    raise InputError(f"unknown method {name!r}; known methods: {known}", field="methods")
 
 
 class DaunceMethod(FeatureMethod):
@@ -363,7 +363,7 @@ class DaunceMethod(FeatureMethod):
         **_: Any,
     ) -> None:
         if daunce is None and lm is None:
-            raise InputError("method 'daunce' needs a target LM (--lm)", where="methods")
+            raise InputError("method 'daunce' needs a target LM", field="lm")
         super().__init__(daunce, "daunce")
         self.lm, self.prebuilt, self.seed = lm, daunce, seed
         self.models, self.ratio = daunce_models, daunce_ratio
@@ -399,7 +399,7 @@ def gradient_method(
 ) -> Any:
     """Build one :mod:`airsearch.methods` attribution method on the target LM (methods.md §2-§5)."""
     if lm is None:
-        raise InputError(f"gradient method {name!r} needs a target LM (--lm)", where="methods")
+        raise InputError(f"gradient method {name!r} needs a target LM", field="lm")
     from airsearch.methods.gradients import ParamSet
     from airsearch.methods.projection import Projector
 
@@ -427,4 +427,4 @@ def gradient_method(
         obj = getattr(mod, attr)
         if isinstance(obj, type) and attr.lower() == name.replace("-", ""):
             return obj(lm, **kw)
-    raise InputError(f"gradient method {name!r} is not available yet", where="methods")
+    raise InputError(f"gradient method {name!r} is not available yet", field="methods")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from airsearch.errors import InputError
 from airsearch.metrics import lds_per_example, spearman
 
 __all__ = [
@@ -87,7 +88,7 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(positive, dtype=bool).ravel()
     if s.shape != y.shape:
-        raise ValueError(f"shape mismatch: scores {s.shape} vs labels {y.shape}")
+        raise InputError(f"shape mismatch: scores {s.shape} vs labels {y.shape}")
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
@@ -118,7 +119,7 @@ def top_k_label_accuracy(
     (share with at least one of the top k) and ``topk_share`` (mean share of the top k that match).
     """
     if len(ranked_labels) != len(query_labels):
-        raise ValueError("one ranked label list per query is needed")
+        raise InputError("one ranked label list per query is needed")
     if not query_labels:
         nan = float("nan")
         return {"top1": nan, "topk_any": nan, "topk_share": nan, "k": k, "n_queries": 0}

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from airsearch.data.example import Example
+from airsearch.errors import InputError
 
 # DDA §5.1: four frequent entities, each paired with an unrelated one, swapped with p = 0.5.
 DEFAULT_SWAPS: tuple[tuple[str, str], ...] = (
@@ -362,7 +363,7 @@ def make_pii_benchmark(n_people: int, *, qa_train_fraction: float = 0.6, seed: i
     ``qa_train_fraction`` of all QA pairs is trained on; the rest are held out.
     """
     if n_people > len(_FIRST) * len(_LAST):
-        raise ValueError(f"at most {len(_FIRST) * len(_LAST)} distinct synthetic people")
+        raise InputError(f"at most {len(_FIRST) * len(_LAST)} distinct synthetic people", field="n_people")
     rng = np.random.default_rng(seed)
     name_ids = rng.choice(len(_FIRST) * len(_LAST), size=n_people, replace=False)
     people, bios, qa = [], [], []

@@ -107,14 +107,14 @@ def eval_select(
     queries = queries_from(cfg.queries, queries, what="a dev file with reference responses")
     dev = [e for e in getattr(queries, "examples", queries) if e.response]
     if not dev:
-        raise InputError("the dev examples need reference responses", where="--queries")
+        raise InputError("the dev examples need reference responses", field="queries")
     if lm is None:
         if not cfg.lm:
-            raise InputError("a target LM folder is needed", where="--lm")
+            raise InputError("a target LM folder is needed", field="lm")
         lm = load_lm(cfg.lm, device=cfg.device, max_length=cfg.max_length)
     train = list(corpus.examples)
     if cfg.n_select > len(train):
-        raise InputError(f"cannot select {cfg.n_select} of {len(train)} examples", where="--n-select")
+        raise InputError(f"cannot select {cfg.n_select} of {len(train)} examples", field="n_select")
     out = Path(cfg.out) if cfg.out else None
     record = {"corpus": corpus.fingerprint, "dev": fingerprint_examples(dev), "lm": lm.fingerprint}
     gold = Path(cfg.gold) if cfg.gold else (out / "select_gold.json" if out else None)

@@ -148,7 +148,7 @@ def eval_trace(cfg: EvalTraceConfig, *, corpus: Any = None, lm: Any = None) -> d
         corpus = load_corpus(list(cfg.corpus))
     if lm is None:
         if not cfg.lm:
-            raise InputError("a target LM folder is needed", where="--lm")
+            raise InputError("a target LM folder is needed", field="lm")
         lm = load_lm(cfg.lm, device=cfg.device, max_length=cfg.max_length)
     out = Path(cfg.out) if cfg.out else None
     name = cfg.benchmark.replace("-", "_")
@@ -158,9 +158,9 @@ def eval_trace(cfg: EvalTraceConfig, *, corpus: Any = None, lm: Any = None) -> d
         )
         if not bench.queries:
             raise InputError(
-                "the corpus has entity rows but no held-out queries; run without --corpus "
+                "the corpus has entity rows but no held-out queries; leave the corpus out "
                 "to use the synthetic news corpus",
-                where="--corpus",
+                field="corpus",
             )
         train, candidates = bench.examples, bench.examples
         gold_ids: Any = sorted(bench.injected)

@@ -63,17 +63,17 @@ def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None 
     """
     cfg.validate()
     if not cfg.out:
-        raise InputError("an output folder is needed", where="option '--out'")
+        raise InputError("an output folder is needed", field="out")
     if not cfg.model:
-        raise InputError("a target model is needed", where="option '--model'")
+        raise InputError("a target model is needed", field="model")
     if cfg.teacher != "retrain" and cfg.teacher not in TEACHERS:
         raise InputError(
             f"unknown teacher {cfg.teacher!r}; known: {['retrain', *sorted(TEACHERS)]}",
-            where="option '--teacher'",
+            field="teacher",
         )
     if corpus is None:
         if not cfg.corpus:
-            raise InputError("no corpus given", where="argument 'CORPUS'")
+            raise InputError("no corpus given", field="corpus")
         from airsearch.data.corpus import load_corpus
 
         corpus = load_corpus(list(cfg.corpus))

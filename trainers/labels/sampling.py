@@ -69,22 +69,20 @@ def sample_splits(
     ids = sorted(ids)
     n = len(ids)
     if len(set(ids)) != n:
-        raise InputError("corpus ids must be unique to sample label splits", where="corpus")
+        raise InputError("corpus ids must be unique to sample label splits", field="corpus")
     if dev_size + pool_size > n:
         raise InputError(
             f"dev_size + pool_size = {dev_size + pool_size} exceeds the corpus size {n}",
-            where="option 'pool_size'",
+            field="pool_size",
         )
     if subset_size > pool_size:
-        raise InputError(
-            f"subset_size {subset_size} exceeds pool_size {pool_size}", where="option 'subset_size'"
-        )
+        raise InputError(f"subset_size {subset_size} exceeds pool_size {pool_size}", field="subset_size")
     possible = math.comb(pool_size, subset_size)
     if subsets_per_split > possible:
         raise InputError(
             f"only {possible} distinct subsets of {subset_size} exist in a pool of "
             f"{pool_size}; asked for {subsets_per_split}",
-            where="option 'subsets_per_split'",
+            field="subsets_per_split",
         )
     plans = []
     for s in range(splits):
@@ -104,7 +102,7 @@ def sample_splits(
                 raise InputError(
                     f"split {s}: no new distinct subset after {MAX_REDRAWS} draws; "
                     "ask for fewer subsets or a larger pool",
-                    where="option 'subsets_per_split'",
+                    field="subsets_per_split",
                 )
             seen.add(key)
             subsets.append([ids[pool[i]] for i in draw])

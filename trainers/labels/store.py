@@ -108,20 +108,18 @@ class LabelStore:
         root = Path(root)
         path = root / MANIFEST
         if not path.is_file():
-            raise InputError("not a label store: manifest.json is missing", where=str(root))
+            raise InputError("not a label store: manifest.json is missing", path=root)
         try:
             manifest = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise InputError(f"cannot parse the manifest: {e}", where=str(path)) from None
+            raise InputError(f"cannot parse the manifest: {e}", path=path) from None
         if manifest.get("format") != FORMAT:
-            raise InputError(
-                f"not a label store manifest (format {manifest.get('format')!r})", where=str(path)
-            )
+            raise InputError(f"not a label store manifest (format {manifest.get('format')!r})", path=path)
         if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
             raise InputError(
                 f"label store format {manifest['format_version']} is newer than this "
                 f"airsearch reads ({FORMAT_VERSION}); upgrade airsearch",
-                where=str(path),
+                path=path,
             )
         return cls(root, manifest)
 
@@ -147,8 +145,8 @@ class LabelStore:
             p for p in root.iterdir() if not p.name.startswith(".") and p.name not in ours
         ):
             raise InputError(
-                "the output folder exists, is not empty and is not a label store; choose another --out",
-                where=str(root),
+                "the output folder exists, is not empty and is not a label store; choose another output folder",
+                path=root,
             )
         root.mkdir(parents=True, exist_ok=True)
         store = cls(root, manifest)
@@ -158,27 +156,27 @@ class LabelStore:
         return store
 
     def _check_same(self, new: dict[str, Any]) -> None:
-        where = str(self.root / MANIFEST)
+        manifest_path = self.root / MANIFEST
         old = self.manifest
         check_match(
             "corpus",
             old.get("corpus_fingerprint"),
             new.get("corpus_fingerprint"),
-            where=where,
-            hint="This store was generated from a different corpus; use another --out.",
+            path=manifest_path,
+            hint="This store was generated from a different corpus; use another output folder.",
         )
         check_match(
             "model",
             old.get("model_fingerprint"),
             new.get("model_fingerprint"),
-            where=where,
-            hint="This store was generated with a different target model; use another --out.",
+            path=manifest_path,
+            hint="This store was generated with a different target model; use another output folder.",
         )
         if old.get("teacher") != new.get("teacher"):
             raise FingerprintMismatch(
                 f"teacher mismatch: the store was made by teacher {old.get('teacher')!r}, "
-                f"this run uses {new.get('teacher')!r}; use another --out",
-                where=where,
+                f"this run uses {new.get('teacher')!r}; use another output folder",
+                path=manifest_path,
             )
         # a field added to LabelConfig after the store was made counts as its default value
         a = {**_config_defaults(), **old.get("config", {})}
@@ -189,14 +187,14 @@ class LabelStore:
             parts = ", ".join(f"{k}: {a.get(k)!r} in the store vs {b.get(k)!r} now" for k in diff)
             raise FingerprintMismatch(
                 f"config mismatch ({parts}); rerun with the store's settings to "
-                "resume, or choose another --out",
-                where=where,
+                "resume, or choose another output folder",
+                path=manifest_path,
             )
         if old.get("splits") != new.get("splits"):
             raise FingerprintMismatch(
                 "the sampled splits differ from the store's (same config and corpus, "
-                "so the sampling code changed); use another --out",
-                where=where,
+                "so the sampling code changed); use another output folder",
+                path=manifest_path,
             )
 
     def _write_examples(self, examples: Iterable[Example]) -> None:
@@ -207,7 +205,7 @@ class LabelStore:
             raise InputError(
                 f"{len(missing)} split example id(s) are not among the given examples, "
                 f"e.g. {sorted(missing)[:3]}",
-                where=str(self.root),
+                path=self.root,
             )
         table = pa.table(
             {
@@ -265,9 +263,9 @@ class LabelStore:
     ) -> Path:
         """Commit one subset's labels atomically (teachers pass ``losses = -group score``)."""
         if split not in self._splits:
-            raise InputError(f"split {split} is not in this store", where=str(self.root))
+            raise InputError(f"split {split} is not in this store", path=self.root)
         if not 0 <= subset < int(self._splits[split]["n_subsets"]):
-            raise InputError(f"subset {subset} is outside split {split}'s range", where=str(self.root))
+            raise InputError(f"subset {subset} is outside split {split}'s range", path=self.root)
         result = job_result(
             split, subset, member_ids, self.dev_ids(split) if dev_ids is None else dev_ids, losses, **extra
         )
@@ -277,9 +275,9 @@ class LabelStore:
     def validate_result(self, result: dict[str, Any]) -> None:
         s = int(result["split"])
         if [str(x) for x in result["dev_ids"]] != self.dev_ids(s):
-            raise InputError(f"split {s}: result dev ids differ from the manifest's", where=str(self.root))
+            raise InputError(f"split {s}: result dev ids differ from the manifest's", path=self.root)
         if np.asarray(result["losses"]).shape != (len(self.dev_ids(s)),):
-            raise InputError(f"split {s}: losses must have one value per dev example", where=str(self.root))
+            raise InputError(f"split {s}: losses must have one value per dev example", path=self.root)
 
     def clean_temp_files(self) -> int:
         return clean_stale_temp_files(self.results_dir)
@@ -309,7 +307,7 @@ class LabelStore:
                 if [str(x) for x in r["dev_ids"]] != dev:
                     raise InputError(
                         f"result {job_id(s, k)} has dev ids that differ from the manifest",
-                        where=str(self.results_dir),
+                        path=self.results_dir,
                     )
                 members.append([str(x) for x in r["member_ids"]])
                 losses.append(np.asarray(r["losses"], dtype=np.float64))
