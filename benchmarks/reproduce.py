@@ -244,7 +244,7 @@ class Pipeline:
             projection_dim=self.p.get("projection_dim", 0),
         )
         res = eval_lds(cfg, gold_store=store)
-        scores = {m: r["lds"]["mean"] for m, r in res["methods"].items()}
+        scores = {m: r.lds.mean for m, r in res.methods.items()}
         best = max(scores, key=lambda m: -1e9 if scores[m] != scores[m] else scores[m])
         return {
             "teacher": best,
@@ -323,7 +323,7 @@ class Pipeline:
                     LabelStore.open(self.out / "labels"),
                     LabelStore.open(self.out / "teacher_labels"),
                 ],
-            ),
+            ).to_dict(),
         )
         cls = self.stage(
             "classify",
@@ -334,13 +334,13 @@ class Pipeline:
                     out=str(ev / "classify"),
                     **{**common, "methods": tuple(m for m in common["methods"] if m not in ("dda",))},
                 )
-            ),
+            ).to_dict(),
         )
         trace = {}
         for bench in ("entity-swap", "pii"):
             trace[bench] = self.stage(
                 f"trace-{bench}",
-                lambda b=bench: eval_trace(self.trace_config(b, ev / "trace", common)),
+                lambda b=bench: eval_trace(self.trace_config(b, ev / "trace", common)).to_dict(),
             )
         if "dda" in common["methods"]:
             for bench in ("entity-swap", "pii"):
@@ -364,7 +364,7 @@ class Pipeline:
         if src.is_dir() and not dst.exists():
             shutil.copytree(src, dst)
         ablation = {**common, "methods": ("dda:beta=0",)}
-        return eval_trace(self.trace_config(bench, ev / "trace_ablation", ablation))
+        return eval_trace(self.trace_config(bench, ev / "trace_ablation", ablation)).to_dict()
 
     def trace_config(self, bench: str, out: Path, common: dict[str, Any]) -> Any:
         from airsearch.trainers.evaluation.trace import EvalTraceConfig

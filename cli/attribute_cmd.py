@@ -7,18 +7,16 @@ stores and reuses the train vectors.
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
-from airsearch.trainers.attribute import AttributeConfig, attribute
+from airsearch.trainers.attribute import AttributeConfig, AttributeResult, attribute
 
 
-def _human(r: dict[str, Any]) -> str:
-    lines = [f"{r['method']}: {r['queries']} queries x {r['train']} train examples -> {r['out']}"]
-    for q in r["results"][:5]:
-        top = ", ".join(f"{t['id']} ({t['score']:+.4f})" for t in q["top"][:3])
-        lines.append(f"  {q['query_id']}: {top}")
+def _human(r: AttributeResult) -> str:
+    lines = [f"{r.method}: {r.queries} queries x {r.train} train examples -> {r.out}"]
+    for q in r.results[:5]:
+        top = ", ".join(f"{t.id} ({t.score:+.4f})" for t in q.top[:3])
+        lines.append(f"  {q.query_id}: {top}")
     return "\n".join(lines)
 
 

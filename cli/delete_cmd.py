@@ -7,7 +7,12 @@ from typing import Any
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
 from airsearch.indexers.config import DeleteConfig
+from airsearch.indexers.results import DeleteSummary
 from airsearch.indexers.store import delete_rows
+
+
+def _human(r: DeleteSummary) -> str:
+    return f"deleted {r.deleted} rows from table '{r.table}' ({r.rows} left) in {r.db}"
 
 
 @click.command("delete")
@@ -16,8 +21,4 @@ from airsearch.indexers.store import delete_rows
 @config_options(DeleteConfig)
 def delete_cmd(config: DeleteConfig, as_json: bool) -> Any:
     """Delete rows by --id (repeatable) and/or --where SQL filter."""
-    emit(
-        delete_rows(config),
-        as_json,
-        lambda r: f"deleted {r['deleted']} rows from table '{r['table']}' ({r['rows']} left) in {r['db']}",
-    )
+    emit(delete_rows(config), as_json, _human)

@@ -12,6 +12,7 @@ from typing import Any
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
 from airsearch.trainers.evaluation.classify import EvalClassifyConfig, eval_classify
+from airsearch.trainers.evaluation.common import EvalResult
 from airsearch.trainers.evaluation.lds import EvalLdsConfig, encoder_training_store, eval_lds
 from airsearch.trainers.evaluation.select import EvalSelectConfig, eval_select
 from airsearch.trainers.evaluation.trace import EvalTraceConfig, eval_trace
@@ -24,10 +25,9 @@ def eval_group() -> None:
     """Evaluate attribution methods side by side (LDS, classification, tracing, selection)."""
 
 
-def _show(result: dict[str, Any]) -> str:
-    files = result.get("files", {})
-    where = f"\nresults: {files['json']}" if files else ""
-    return result["table"].rstrip() + where
+def _show(result: EvalResult) -> str:
+    where = f"\nresults: {result.files['json']}" if result.files else ""
+    return result.table.rstrip() + where
 
 
 def _encoder_stores(config: EvalLdsConfig) -> list[Any]:

@@ -11,7 +11,7 @@ from airsearch.indexers.config import IndexConfig
 
 
 def _human(s: IndexSummary) -> str:
-    index = s.index.get("type", "exact")
+    index = s.index.type
     lines = [
         f"{s.mode}: table '{s.table}' in {s.db}",
         f"  rows added   {s.rows_added:,}  (table now {s.rows_total:,} rows)",
@@ -19,7 +19,7 @@ def _human(s: IndexSummary) -> str:
         f"  encoder      {s.encoder}  [{s.encoder_fingerprint}]",
         f"  corpus       [{s.corpus_fingerprint}]",
         f"  index        {index}"
-        + ("" if s.index.get("ann") else " (exact search; ANN is built above the row threshold)"),
+        + ("" if s.index.ann else " (exact search; ANN is built above the row threshold)"),
         f"  time         {s.seconds:.1f} s  ({s.rows_per_second:,.0f} rows/s)",
     ]
     if s.skipped:
@@ -35,5 +35,4 @@ def _human(s: IndexSummary) -> str:
 @config_options(IndexConfig)
 def index_cmd(corpus: tuple[str, ...], config: IndexConfig, as_json: bool) -> Any:
     """Encode CORPUS files (JSONL, JSON, Parquet, CSV, HF folders) into an index table."""
-    summary = build_index(config.replace(sources=tuple(corpus)))
-    emit(summary.to_dict() if as_json else summary, as_json, _human)
+    emit(build_index(config.replace(sources=tuple(corpus))), as_json, _human)

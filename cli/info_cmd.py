@@ -7,32 +7,33 @@ from typing import Any
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
 from airsearch.indexers.config import InfoConfig
+from airsearch.indexers.results import IndexInfo
 from airsearch.indexers.store import info
 
 
-def _human(d: dict[str, Any]) -> str:
+def _human(d: IndexInfo) -> str:
     lines = [
-        f"db {d['db']}  (airsearch {d['airsearch_version']}, lancedb {d['lancedb_version']}, "
-        f"lance {d['lance_version']})"
+        f"db {d.db}  (airsearch {d.airsearch_version}, lancedb {d.lancedb_version}, lance {d.lance_version})"
     ]
-    if not d["tables"]:
+    if not d.tables:
         lines.append("  no tables")
-    for t in d["tables"]:
-        idx = t["index"]
-        kind = idx["type"] + (
-            f" ({idx.get('indexed_rows', '?')} indexed, {idx.get('unindexed_rows', 0)} not yet)"
-            if idx.get("ann")
+    for t in d.tables:
+        idx = t.index
+        kind = idx.type + (
+            f" ({'?' if idx.indexed_rows is None else idx.indexed_rows} indexed, "
+            f"{idx.unindexed_rows or 0} not yet)"
+            if idx.ann
             else ""
         )
-        corpora = ", ".join(f"{c.get('rows')} rows [{c.get('fingerprint')}]" for c in t["corpora"])
+        # corpora are the records stored in the table (free-form JSON), read as such
+        corpora = ", ".join(f"{c.get('rows')} rows [{c.get('fingerprint')}]" for c in t.corpora)
         lines += [
-            f"table '{t['name']}': {t['rows']:,} rows, dim {t['dim']}, version {t['version']}",
-            f"  encoder   {t['encoder'].get('base_encoder')} [{t['encoder_fingerprint']}] "
-            f"template {t['template']}",
+            f"table '{t.name}': {t.rows:,} rows, dim {t.dim}, version {t.version}",
+            f"  encoder   {t.encoder.get('base_encoder')} [{t.encoder_fingerprint}] template {t.template}",
             f"  index     {kind}",
             f"  corpora   {corpora}",
-            f"  metadata  {', '.join(t['metadata_columns']) or '-'}",
-            f"  built by  airsearch {t['airsearch_version']}",
+            f"  metadata  {', '.join(t.metadata_columns) or '-'}",
+            f"  built by  airsearch {t.airsearch_version}",
         ]
     return "\n".join(lines)
 

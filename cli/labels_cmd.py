@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
-from airsearch.trainers.labels import LabelConfig, generate_labels, label_store_info
+from airsearch.trainers.labels import (
+    LabelConfig,
+    LabelStoreInfo,
+    LabelSummary,
+    generate_labels,
+    label_store_info,
+)
 
 
 @click.group("labels")
@@ -29,18 +33,16 @@ def generate(corpus: tuple[str, ...], config: LabelConfig, as_json: bool) -> Non
     """
     if corpus:
         config = config.replace(corpus=list(corpus))
-    summary = generate_labels(config)
-    emit(summary.to_dict(), as_json, _generate_text)
+    emit(generate_labels(config), as_json, _generate_text)
 
 
-def _generate_text(s: dict[str, Any]) -> str:
-    rate = s["jobs_per_hour"]
-    rate_txt = f"{rate:.0f} jobs/h" if rate is not None else "no jobs run"
+def _generate_text(s: LabelSummary) -> str:
+    rate_txt = f"{s.jobs_per_hour:.0f} jobs/h" if s.jobs_per_hour is not None else "no jobs run"
     return (
-        f"labels: {s['done_jobs']}/{s['total_jobs']} jobs done in {s['out']} "
-        f"({s['completed_jobs']} run now, {s['skipped_jobs']} already done; {s['seconds']:.1f}s, "
-        f"{rate_txt}, {s['backend']})\n"
-        f"teacher {s['teacher']}, corpus {s['corpus_fingerprint']}, model {s['model_fingerprint']}"
+        f"labels: {s.done_jobs}/{s.total_jobs} jobs done in {s.out} "
+        f"({s.completed_jobs} run now, {s.skipped_jobs} already done; {s.seconds:.1f}s, "
+        f"{rate_txt}, {s.backend})\n"
+        f"teacher {s.teacher}, corpus {s.corpus_fingerprint}, model {s.model_fingerprint}"
     )
 
 
@@ -57,24 +59,24 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
-def _info_text(d: dict[str, Any]) -> str:
-    c, p, st = d["config"], d["progress"], d["stats"]
+def _info_text(d: LabelStoreInfo) -> str:
+    c, p, st = d.config, d.progress, d.stats  # config: the recorded LabelConfig, a mapping
+    code = d.code_version or {}
     lines = [
-        f"label store {d['dir']} (teacher {d['teacher']}, created {d['created']})",
-        f"  corpus {d['corpus_fingerprint']}, model {d['model_fingerprint']}, "
-        f"code {(d['code_version'] or {}).get('airsearch')}@{((d['code_version'] or {}).get('git_commit') or '?')[:10]}",
+        f"label store {d.dir} (teacher {d.teacher}, created {d.created})",
+        f"  corpus {d.corpus_fingerprint}, model {d.model_fingerprint}, "
+        f"code {code.get('airsearch')}@{(code.get('git_commit') or '?')[:10]}",
         f"  {c.get('splits')} splits x {c.get('subsets_per_split')} subsets of {c.get('subset_size')} "
         f"from pools of {c.get('pool_size')}, dev {c.get('dev_size')}; epochs {c.get('epochs')}, "
         f"lr {c.get('lr')}, batch {c.get('batch_size')}, lora {c.get('lora')}, seed {c.get('seed')}",
-        f"  progress: {p['done']}/{p['total']} jobs"
-        + ("" if p["complete"] else " (incomplete: rerun generate)"),
-        f"  losses: {st['labels']} values, mean {_fmt(st['loss_mean'])}, std {_fmt(st['loss_std'])}; "
-        f"mean spread across subsets {_fmt(st['spread_mean'])}",
+        f"  progress: {p.done}/{p.total} jobs" + ("" if p.complete else " (incomplete: rerun generate)"),
+        f"  losses: {st.labels} values, mean {_fmt(st.loss_mean)}, std {_fmt(st.loss_std)}; "
+        f"mean spread across subsets {_fmt(st.spread_mean)}",
     ]
-    for s in st["per_split"]:
+    for s in st.per_split:
         lines.append(
-            f"    split {s['split']}: {s['subsets']} subsets x {s['dev']} dev, loss "
-            f"{_fmt(s['loss_mean'])} +- {_fmt(s['loss_std'])}, spread {_fmt(s['spread_mean'])} "
-            f"[{_fmt(s['spread_min'])}, {_fmt(s['spread_max'])}]"
+            f"    split {s.split}: {s.subsets} subsets x {s.dev} dev, loss "
+            f"{_fmt(s.loss_mean)} +- {_fmt(s.loss_std)}, spread {_fmt(s.spread_mean)} "
+            f"[{_fmt(s.spread_min)}, {_fmt(s.spread_max)}]"
         )
     return "\n".join(lines)

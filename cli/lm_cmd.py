@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
 
-from airsearch.lm.info import read_lm_record
+from airsearch.lm.info import GgufImportSummary, LmInfo, TinyLmSummary
 from airsearch.lm.tiny import TinyLMConfig
 
 
@@ -37,26 +36,22 @@ def build_tiny(
 
     started = time.perf_counter()
     data = load_corpus(list(corpus), skip_bad_rows=skip_bad_rows)
+    from airsearch.lm.info import tiny_lm_summary
+
     path = build_tiny_lm(data.examples, out, config)
-    info = read_lm_record(path)
-    result = {
-        "out": str(path),
-        "examples": len(data.examples),
-        "corpus_fingerprint": data.fingerprint,
-        "num_parameters": info.get("num_parameters"),
-        "vocab_size": info.get("vocab_size"),
-        "loss_first": info.get("loss_first"),
-        "loss_last": info.get("loss_last"),
-        "seconds_per_step": info.get("seconds_per_step"),
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-    emit(
-        result,
-        as_json,
-        lambda r: (
-            f"tiny LM written to {r['out']}: {r['num_parameters']:,} parameters, vocabulary {r['vocab_size']}, "
-            f"{r['examples']} examples, loss {r['loss_first']} -> {r['loss_last']} in {r['seconds']} s"
-        ),
+    summary = tiny_lm_summary(
+        path,
+        examples=len(data.examples),
+        corpus_fingerprint=data.fingerprint,
+        seconds=time.perf_counter() - started,
+    )
+    emit(summary, as_json, _human_tiny)
+
+
+def _human_tiny(r: TinyLmSummary) -> str:
+    return (
+        f"tiny LM written to {r.out}: {r.num_parameters or 0:,} parameters, vocabulary {r.vocab_size}, "
+        f"{r.examples} examples, loss {r.loss_first} -> {r.loss_last} in {r.seconds} s"
     )
 
 
@@ -68,17 +63,18 @@ def build_tiny(
 def import_gguf_cmd(gguf_file: str, out: str, as_json: bool) -> None:
     """Dequantise a GGUF causal LM into a plain float32 safetensors HF folder (needs airsearch[gguf])."""
     from airsearch.lm.gguf import import_gguf
+    from airsearch.lm.info import gguf_import_summary
 
     started = time.perf_counter()
     path = import_gguf(gguf_file, out)
-    result = {"out": str(path), **read_lm_record(path), "seconds": round(time.perf_counter() - started, 2)}
-    emit(
-        result,
-        as_json,
-        lambda r: (
-            f"{r.get('architecture')} with {r.get('num_parameters', 0):,} parameters written to {r['out']} "
-            f"(chat template: {'yes' if r.get('chat_template') else 'no'})"
-        ),
+    emit(gguf_import_summary(path, seconds=time.perf_counter() - started), as_json, _human_gguf)
+
+
+def _human_gguf(r: GgufImportSummary) -> str:
+    rec = r.record  # the provenance record written by import_gguf
+    return (
+        f"{rec.get('architecture')} with {rec.get('num_parameters', 0):,} parameters written to {r.out} "
+        f"(chat template: {'yes' if rec.get('chat_template') else 'no'})"
     )
 
 
@@ -94,18 +90,18 @@ def info(model_dir: str, fingerprint: bool, as_json: bool) -> None:
     emit(lm_info(model_dir, fingerprint=fingerprint), as_json, _human_info)
 
 
-def _human_info(r: dict[str, Any]) -> str:
+def _human_info(r: LmInfo) -> str:
     lines = [
-        f"{r['path']}: {r['architecture']}, {r['num_parameters']:,} parameters ({r['dtype']})",
-        f"  layers {r['layers']}, hidden {r['hidden_size']}, heads {r['heads']}, vocabulary {r['vocab_size']}",
-        f"  formatting: {r['format']}",
-        f"  special tokens: {', '.join(f'{k}={v!r}' for k, v in r['special_tokens'].items() if v is not None)}",
+        f"{r.path}: {r.architecture}, {r.num_parameters:,} parameters ({r.dtype})",
+        f"  layers {r.layers}, hidden {r.hidden_size}, heads {r.heads}, vocabulary {r.vocab_size}",
+        f"  formatting: {r.format}",
+        f"  special tokens: {', '.join(f'{k}={v!r}' for k, v in r.special_tokens.items() if v is not None)}",
     ]
-    rec = r.get("recorded") or {}
+    rec = r.recorded  # the provenance record airsearch wrote into the folder
     if rec.get("source"):
         lines.append(f"  made from: {rec['source']}")
     if rec.get("loss_last") is not None:
         lines.append(f"  pre-training loss {rec.get('loss_first')} -> {rec['loss_last']}")
-    if r.get("fingerprint"):
-        lines.append(f"  weights fingerprint: {r['fingerprint']}")
+    if r.fingerprint:
+        lines.append(f"  weights fingerprint: {r.fingerprint}")
     return "\n".join(lines)

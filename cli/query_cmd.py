@@ -57,5 +57,4 @@ def query_cmd(config: QueryConfig, as_json: bool, **rerank_kw: Any) -> Any:
     """
     rerank, candidates = make_reranker(**rerank_kw)
     results = query(config, rerank=rerank, candidates=candidates)
-    payload = [r.to_dict() for r in results] if as_json else results
-    emit(payload, as_json, lambda rs: render(rs, config.preview_chars))
+    emit(results, as_json, lambda rs: render(rs, config.preview_chars))

@@ -23,5 +23,4 @@ def _human(s: SelectSummary) -> str:
 @config_options(SelectConfig)
 def select_cmd(config: SelectConfig, as_json: bool) -> Any:
     """Write the training rows that best serve --targets (best rank over targets, or summed score)."""
-    summary = select(config)
-    emit(summary.to_dict() if as_json else summary, as_json, _human)
+    emit(select(config), as_json, _human)

@@ -46,5 +46,4 @@ def train_cmd(config: TrainConfig, as_json: bool) -> Any:
 
     Rerunning the same command resumes an interrupted run from its last checkpoint.
     """
-    result = train_encoder(config)
-    emit(result.to_dict() if as_json else result, as_json, _human)
+    emit(train_encoder(config), as_json, _human)

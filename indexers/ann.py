@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import lancedb
@@ -19,6 +20,7 @@ from airsearch.indexers.rows import VECTOR
 from lancedb.index import HnswPq, HnswSq, IvfFlat, IvfPq, IvfSq
 
 from airsearch.errors import InputError
+from airsearch.results import Result, omitted_when_none
 
 INDEX_TYPES = ("IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_SQ", "IVF_FLAT")
 DEFAULT_TYPE = "IVF_HNSW_SQ"
@@ -109,21 +111,38 @@ def refresh(table: lancedb.table.LanceTable) -> None:
     table.to_lance().optimize.optimize_indices()
 
 
-def index_status(table: lancedb.table.LanceTable, recorded: dict[str, Any] | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class IndexStatus(Result):
+    """A table's vector index: ``exact`` (no ANN index) or the ANN index, its coverage and the search
+    settings recorded when it was built."""
+
+    type: str
+    ann: bool
+    name: str | None = omitted_when_none()
+    indexed_rows: int | None = omitted_when_none()
+    unindexed_rows: int | None = omitted_when_none()
+    search: dict[str, Any] | None = omitted_when_none()  # nprobes, refine_factor, ef
+
+
+def index_status(table: lancedb.table.LanceTable, recorded: dict[str, Any] | None) -> IndexStatus:
     indices = [i for i in table.list_indices() if VECTOR in i.columns]
     if not indices:
-        return {"type": "exact", "ann": False}
-    out: dict[str, Any] = {"type": str(indices[0].index_type), "ann": True, "name": indices[0].name}
+        return IndexStatus(type="exact", ann=False)
+    indexed = unindexed = None
     try:
         stats = table.index_stats(indices[0].name)
         if stats is not None:
-            out["indexed_rows"] = stats.num_indexed_rows
-            out["unindexed_rows"] = stats.num_unindexed_rows
+            indexed, unindexed = stats.num_indexed_rows, stats.num_unindexed_rows
     except Exception:  # stats are informative only
         pass
-    if recorded:
-        out["search"] = {k: recorded.get(k) for k in ("nprobes", "refine_factor", "ef")}
-    return out
+    return IndexStatus(
+        type=str(indices[0].index_type),
+        ann=True,
+        name=indices[0].name,
+        indexed_rows=indexed,
+        unindexed_rows=unindexed,
+        search={k: recorded.get(k) for k in ("nprobes", "refine_factor", "ef")} if recorded else None,
+    )
 
 
 def search(

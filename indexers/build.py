@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from airsearch.indexers.ann import AnnConfig
+from airsearch.indexers.ann import AnnConfig, IndexStatus
 from airsearch.indexers.config import IndexConfig
 from airsearch.indexers.store import IndexStore, TableMeta
 
@@ -22,10 +22,11 @@ from airsearch.data.corpus import CorpusHasher, SkippedRow, iter_corpus
 from airsearch.data.example import Example
 from airsearch.encoder import DEFAULT_ENCODER, AirRepEncoder, resolve_encoder_source
 from airsearch.errors import InputError
+from airsearch.results import Result
 
 
-@dataclasses.dataclass
-class IndexSummary:
+@dataclasses.dataclass(frozen=True)
+class IndexSummary(Result):
     """What ``airsearch index`` did."""
 
     db: str
@@ -36,16 +37,13 @@ class IndexSummary:
     dim: int
     seconds: float
     rows_per_second: float
-    index: dict[str, Any]
+    index: IndexStatus
     encoder: str
     encoder_fingerprint: str
     corpus_fingerprint: str
     skipped: int
     skipped_reasons: dict[str, int]
-    skipped_rows: list[dict[str, Any]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    skipped_rows: list[SkippedRow]  # the first 20
 
 
 def encoder_source_label(name: str | None) -> str:
@@ -143,13 +141,13 @@ def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> In
         dim=table.dim,
         seconds=round(seconds, 3),
         rows_per_second=round(hasher.count / max(seconds, 1e-9), 1),
-        index=table.describe()["index"],
+        index=table.describe().index,
         encoder=table.meta.encoder.get("base_encoder", ""),
         encoder_fingerprint=enc.fingerprint,
         corpus_fingerprint=hasher.hexdigest(),
         skipped=len(skipped),
         skipped_reasons=dict(reasons.most_common()),
-        skipped_rows=[dataclasses.asdict(s) for s in skipped[:20]],
+        skipped_rows=skipped[:20],
     )
 
 

@@ -27,10 +27,11 @@ from airsearch.indexers.store import IndexStore, IndexTable
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
+from airsearch.results import Result
 
 
-@dataclasses.dataclass
-class Candidate:
+@dataclasses.dataclass(frozen=True)
+class Candidate(Result):
     """One retrieved training example and its score for one query."""
 
     id: str
@@ -45,7 +46,8 @@ class Candidate:
         return Example(self.id, self.prompt, self.response, self.metadata)
 
     def to_dict(self, preview_chars: int | None = None) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        """The JSON of ``--json``; with ``preview_chars`` the prompt and response are shortened."""
+        out = super().to_dict()
         if preview_chars is not None:
             out["prompt"] = preview(self.prompt, preview_chars)
             out["response"] = preview(self.response, preview_chars)
@@ -54,8 +56,8 @@ class Candidate:
         return out
 
 
-@dataclasses.dataclass
-class GroupScore:
+@dataclasses.dataclass(frozen=True)
+class GroupScore(Result):
     """A metadata group and its Eq. 7 score for one query."""
 
     group: Any
@@ -63,8 +65,10 @@ class GroupScore:
     size: int
 
 
-@dataclasses.dataclass
-class QueryResult:
+@dataclasses.dataclass(frozen=True)
+class QueryResult(Result):
+    """One query's proponents, and its opponents and metadata groups when asked for."""
+
     query: Example
     proponents: list[Candidate]
     opponents: list[Candidate] | None = None
@@ -74,6 +78,7 @@ class QueryResult:
     reranked_by: str | None = None
 
     def to_dict(self, preview_chars: int | None = None) -> dict[str, Any]:
+        """The JSON of ``--json`` (the query without its metadata; only the parts asked for)."""
         out: dict[str, Any] = {
             "query": {"id": self.query.id, "prompt": self.query.prompt, "response": self.query.response},
             "search": self.search,
@@ -83,7 +88,7 @@ class QueryResult:
             out["opponents"] = [c.to_dict(preview_chars) for c in self.opponents]
         if self.groups is not None:
             out["group_by"] = self.group_by
-            out["groups"] = [dataclasses.asdict(g) for g in self.groups]
+            out["groups"] = [g.to_dict() for g in self.groups]
         if self.reranked_by:
             out["reranked_by"] = self.reranked_by
         return out
@@ -231,9 +236,11 @@ def _rerank(query: Example, cands: list[Candidate], rerank: Rerank) -> list[Cand
     new = np.asarray(rerank(query, cands), dtype=np.float64)
     if new.shape != (len(cands),):
         raise InputError(f"the reranker returned {new.shape} scores for {len(cands)} candidates")
-    for c, s in zip(cands, new, strict=True):
-        c.retrieval_score, c.score = c.score, float(s)
-    return sorted(cands, key=lambda c: -c.score)
+    rescored = [
+        dataclasses.replace(c, score=float(s), retrieval_score=c.score)
+        for c, s in zip(cands, new, strict=True)
+    ]
+    return sorted(rescored, key=lambda c: -c.score)
 
 
 def query_examples(cfg: QueryConfig) -> list[Example]:

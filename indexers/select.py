@@ -41,6 +41,7 @@ from airsearch.atomic import atomic_path, write_json_atomic
 from airsearch.data.corpus import load_queries
 from airsearch.errors import InputError
 from airsearch.fingerprint import fingerprint_file
+from airsearch.results import Result
 
 Blocks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
@@ -140,8 +141,10 @@ def select_sum(targets: np.ndarray, blocks: Blocks, n: int, *, backend: str = "a
     return Selection(row_ids=ids[0], scores=scores[0].astype(np.float64), list_size=n)
 
 
-@dataclasses.dataclass
-class SelectSummary:
+@dataclasses.dataclass(frozen=True)
+class SelectSummary(Result):
+    """What ``airsearch select`` wrote: the rows file, its manifest and how many rows."""
+
     out: str
     manifest: str
     strategy: str
@@ -150,9 +153,6 @@ class SelectSummary:
     rows_considered: int
     seconds: float
     rounds: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def select(cfg: SelectConfig, *, encoder: Any = None) -> SelectSummary:

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 from airsearch.indexers import ann
 from airsearch.indexers.config import DeleteConfig
+from airsearch.indexers.results import DeleteSummary, IndexInfo, TableInfo
 from airsearch.indexers.rows import (
     VECTOR,
     infer_columns,
@@ -154,20 +155,20 @@ class IndexTable:
     def has_ann(self) -> bool:
         return any(VECTOR in idx.columns for idx in self.table.list_indices())
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "rows": self.count(),
-            "dim": self.dim,
-            "version": self.version,
-            "encoder": self.meta.encoder,
-            "encoder_fingerprint": self.meta.encoder_fingerprint,
-            "template": self.meta.template,
-            "corpora": self.meta.corpora,
-            "metadata_columns": self.meta.columns,
-            "index": ann.index_status(self.table, self.meta.ann),
-            "airsearch_version": self.meta.airsearch_version,
-        }
+    def describe(self) -> TableInfo:
+        return TableInfo(
+            name=self.name,
+            rows=self.count(),
+            dim=self.dim,
+            version=self.version,
+            encoder=self.meta.encoder,
+            encoder_fingerprint=self.meta.encoder_fingerprint,
+            template=self.meta.template,
+            corpora=self.meta.corpora,
+            metadata_columns=self.meta.columns,
+            index=ann.index_status(self.table, self.meta.ann),
+            airsearch_version=self.meta.airsearch_version,
+        )
 
 
 class IndexStore:
@@ -380,21 +381,21 @@ class _Captured:
             raise
 
 
-def info(db: str | os.PathLike) -> dict[str, Any]:
+def info(db: str | os.PathLike) -> IndexInfo:
     """Python API of ``airsearch info``: every table's rows, dim, encoder, index status, versions."""
     store = IndexStore(db)
-    return {
-        "db": str(store.path),
-        "airsearch_version": __version__,
-        "lancedb_version": lancedb.__version__,
-        "lance_version": lance.__version__,
-        "tables": [store.open(n).describe() for n in store.table_names()],
-    }
+    return IndexInfo(
+        db=str(store.path),
+        airsearch_version=__version__,
+        lancedb_version=lancedb.__version__,
+        lance_version=lance.__version__,
+        tables=[store.open(n).describe() for n in store.table_names()],
+    )
 
 
-def delete_rows(cfg: DeleteConfig) -> dict[str, Any]:
+def delete_rows(cfg: DeleteConfig) -> DeleteSummary:
     """Python API of ``airsearch delete``: remove rows by id and/or filter; readers see a new version."""
     store = IndexStore(cfg.db)
     name = cfg.table or store._default_name()
     deleted = store.delete(name, ids=cfg.ids, where=cfg.where)
-    return {"db": str(store.path), "table": name, "deleted": deleted, "rows": store.open(name).count()}
+    return DeleteSummary(db=str(store.path), table=name, deleted=deleted, rows=store.open(name).count())

@@ -47,4 +47,5 @@ def test_attribute_command_is_the_python_api(tmp_path, tiny_lm_dir, tiny_lm_exam
             "--queries", queries, "--k", 2, "--out", tmp_path / "cli", "--json",
         ).stdout
     )  # fmt: skip
-    assert cli["results"] == api["results"] and cli["train"] == 6
+    assert cli == {**api.to_dict(), "out": str(tmp_path / "cli")} and cli["train"] == api.train == 6
+    assert [t.id for t in api.results[0].top] == [t["id"] for t in cli["results"][0]["top"]]

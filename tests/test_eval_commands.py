@@ -3,6 +3,7 @@ their fingerprint refusals."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -92,9 +93,15 @@ def test_eval_lds_equals_hand_computation(tmp_path, tiny_bert_dir):
         ]
     )
     hand = [spearmanr(pred[:, j], -losses[:, j]).statistic for j in range(len(dev))]  # Eq. 8 keeps the order
-    assert res["methods"]["base"]["per_query"] == pytest.approx(hand, abs=1e-6)
-    ci = res["methods"]["base"]["lds"]
-    assert ci["low"] <= ci["mean"] <= ci["high"] and ci["mean"] == pytest.approx(np.mean(hand), abs=1e-6)
+    assert res.methods["base"].per_query == pytest.approx(hand, abs=1e-6)
+    ci = res.methods["base"].lds
+    assert ci.low <= ci.mean <= ci.high and ci.mean == pytest.approx(np.mean(hand), abs=1e-6)
+    # the JSON that --json prints and lds.json holds keeps its shape
+    written = json.loads((tmp_path / "out" / "lds.json").read_text())
+    assert (
+        written["methods"]["base"]["lds"] == res.to_dict()["methods"]["base"]["lds"] == dataclasses.asdict(ci)
+    )
+    assert "files" not in written and res.files["json"] == str(tmp_path / "out" / "lds.json")
     for f in ("lds.json", "lds.md", "lds.png", "lds_per_query.png"):
         assert (tmp_path / "out" / f).is_file()
 
@@ -204,12 +211,12 @@ def test_eval_trace_entity_swap_and_pii(tmp_path, tiny_lm_dir):
         batch_size=16,
     )
     res = eval_trace(cfg)
-    assert res["n_injected"] >= 1 and res["queries"]["n_candidates"] == 32
-    for m in res["methods"].values():
-        assert "note" in m or 0.0 <= m["auc"] <= 1.0
+    assert res.n_injected >= 1 and res.queries["n_candidates"] == 32
+    for m in res.methods.values():
+        assert m.note is not None or 0.0 <= m.auc <= 1.0
     pii = eval_trace(cfg.replace(benchmark="pii", n_people=6, methods=("bm25", "random")))
-    assert pii["n_candidates"] == 6
-    assert 0.0 <= pii["methods"]["bm25"]["top1"] <= 1.0
+    assert pii.n_candidates == 6 and "n_injected" not in pii.to_dict()
+    assert 0.0 <= pii.methods["bm25"].top1 <= 1.0 and pii.methods["bm25"].auc is None
     # the planted gold in --out is tied to the source corpus: another corpus is refused
     corpus_path = _write_corpus(tmp_path / "c.jsonl", _rows(10))
     res = CliRunner().invoke(

@@ -81,9 +81,9 @@ def test_precision_at_k_matches_numpy_reference():
 def test_top_k_label_accuracy():
     ranked = [["a", "b", "a"], ["b", "a", "c"], ["c", "c", "c"]]
     acc = top_k_label_accuracy(ranked, ["a", "a", "a"], k=2)
-    assert acc["top1"] == pytest.approx(1 / 3)
-    assert acc["topk_any"] == pytest.approx(2 / 3)
-    assert acc["topk_share"] == pytest.approx((0.5 + 0.5 + 0) / 3)
+    assert acc.top1 == pytest.approx(1 / 3)
+    assert acc.topk_any == pytest.approx(2 / 3)
+    assert acc.topk_share == pytest.approx((0.5 + 0.5 + 0) / 3)
 
 
 # ----------------------------------------------------------------------------- planted generators

@@ -39,7 +39,8 @@ def test_build_records_provenance_and_roundtrips_rows(tmp_path, corpus_file, tin
     assert [e for e in table.take(row_ids)] == corpus.examples
     np.testing.assert_allclose(table.take_vectors(row_ids), enc.encode(corpus.examples), rtol=1e-5, atol=1e-6)
     d = info(tmp_path / "db")
-    assert d["tables"][0]["rows"] == 60 and d["tables"][0]["index"]["type"] == "exact"
+    assert d.tables[0].rows == 60 and d.tables[0].index.type == "exact" and not d.tables[0].index.ann
+    assert d.to_dict()["tables"][0]["index"] == {"type": "exact", "ann": False}  # unset parts are left out
 
 
 def test_append_delete_and_requery(tmp_path, tiny_encoder_dir):

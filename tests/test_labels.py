@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from airsearch.trainers.labels import LabelConfig, LabelStore, generate_labels, make_manifest, sample_splits
+from airsearch.trainers.labels.results import SplitProgress
 from airsearch.trainers.runner import finished_job_ids
 from click.testing import CliRunner
 
@@ -139,7 +140,7 @@ def test_generation_is_deterministic_and_store_is_complete(reference, base_cfg, 
     assert set(ex) == used
     source = {e.id: e for e in synthetic_examples()}
     assert all(ex[i].response == source[i].response and ex[i].metadata == source[i].metadata for i in ex)
-    assert reference.progress()["complete"] and reference.stats()["labels"] == 72
+    assert reference.progress().complete and reference.stats().labels == 72
 
 
 def test_mismatched_rerun_is_refused(reference, base_cfg, tmp_path):
@@ -238,7 +239,7 @@ def test_resume_after_kill_9(reference, base_cfg, tmp_path):
         LabelStore.open(out).read_job(jid)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        partial = LabelStore.open(out).progress()["done"]
+        partial = LabelStore.open(out).progress().done
     assert partial == len(at_kill)
 
     rerun = subprocess.run([*args, "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -278,7 +279,7 @@ def test_teacher_writer_api_round_trips(reference, tmp_path):
     with pytest.raises(InputError, match="one value per dev"):
         store.write_job_result(0, 0, plans[0].subsets[0], np.zeros(2))
     read = LabelStore.open(tmp_path / "t")
-    assert read.teacher == "gradcos" and read.progress()["complete"]
+    assert read.teacher == "gradcos" and read.progress().complete
     for p, sl in zip(plans, read.splits(), strict=True):
         assert sl.members == p.subsets and sl.subset_ids == [0, 1, 2, 3]
         assert np.allclose(sl.targets(), normalise_losses(-scores[p.split]))
@@ -295,7 +296,8 @@ def test_incomplete_store_reports_and_uses_finished_jobs(reference, tmp_path):
     with pytest.warns(UserWarning, match="1 of 12 jobs are unfinished"):
         splits = store.splits()
     assert splits[1].subset_ids == [0, 1, 3, 4, 5] and splits[1].losses.shape == (5, 6)
-    assert store.progress()["per_split"][1] == {"split": 1, "done": 5, "total": 6}
+    assert store.progress().per_split[1] == SplitProgress(split=1, done=5, total=6)
+    assert store.progress().to_dict()["per_split"][1] == {"split": 1, "done": 5, "total": 6}
 
 
 def test_cli_generate_and_info(base_cfg, reference, tmp_path):

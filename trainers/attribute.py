@@ -14,6 +14,7 @@ from typing import Any
 
 from airsearch.config import require
 from airsearch.methods.registry import MethodConfig, build_method
+from airsearch.results import Result
 
 
 @dataclass
@@ -46,7 +47,35 @@ def load_method(cfg: MethodConfig, lm: Any | None = None) -> Any:
     return build_method(cfg, lm=lm, daunce=daunce)
 
 
-def attribute(cfg: AttributeConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Attributed(Result):
+    """A train example and its attribution score for one query."""
+
+    id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class QueryAttribution(Result):
+    """One query's top-k train examples, highest score first."""
+
+    query_id: str
+    top: list[Attributed]
+
+
+@dataclass(frozen=True)
+class AttributeResult(Result):
+    """What :func:`attribute` did: where it wrote, the method, the sizes and every query's top-k."""
+
+    out: str
+    method: str
+    train: int
+    queries: int
+    k: int
+    results: list[QueryAttribution]
+
+
+def attribute(cfg: AttributeConfig) -> AttributeResult:
     """Python API of the command; returns the summary and writes the results."""
     import torch
     from safetensors.torch import save_file
@@ -87,22 +116,22 @@ def attribute(cfg: AttributeConfig) -> dict[str, Any]:
             writer.close()
         scores, idx = heap.result()
     results = [
-        {
-            "query_id": q.id,
-            "top": [{"id": ids[int(i)], "score": float(sc)} for sc, i in zip(scores[j], idx[j], strict=True)],
-        }
+        QueryAttribution(
+            query_id=q.id,
+            top=[
+                Attributed(id=ids[int(i)], score=float(sc)) for sc, i in zip(scores[j], idx[j], strict=True)
+            ],
+        )
         for j, q in enumerate(queries)
     ]
-    write_json_atomic(out / "results.json", {"method": method.describe(), "k": k, "results": results})
+    write_json_atomic(
+        out / "results.json",
+        {"method": method.describe(), "k": k, "results": [r.to_dict() for r in results]},
+    )
     cfg.save(out / "config.yaml")
     if full is not None:
         save_file({"scores": full.contiguous()}, str(out / "scores.safetensors"))
         write_json_atomic(out / "scores_ids.json", {"train_ids": ids, "query_ids": [q.id for q in queries]})
-    return {
-        "out": str(out),
-        "method": method.name,
-        "train": len(train),
-        "queries": len(queries),
-        "k": k,
-        "results": results,
-    }
+    return AttributeResult(
+        out=str(out), method=method.name, train=len(train), queries=len(queries), k=k, results=results
+    )

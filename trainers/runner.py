@@ -42,6 +42,7 @@ import numpy as np
 from airsearch.atomic import atomic_path
 from airsearch.errors import InputError, MissingDependency
 from airsearch.progress import progress
+from airsearch.results import Result
 
 RESULT_SUFFIX = ".npz"
 _JSON_KEY = "__json__"
@@ -56,8 +57,8 @@ class Job:
     payload: Any
 
 
-@dataclasses.dataclass
-class RunSummary:
+@dataclasses.dataclass(frozen=True)
+class RunSummary(Result):
     """What :func:`run_jobs` did: totals, how many were already done, time and throughput."""
 
     total: int

@@ -9,7 +9,7 @@
 """
 
 from airsearch.lm.finetune import FinetuneConfig, finetune
-from airsearch.lm.info import lm_info, read_lm_record
+from airsearch.lm.info import LmInfo, lm_info, read_lm_record
 from airsearch.lm.loss import batch_loss, example_losses, masked_token_nll
 from airsearch.lm.model import IGNORE_INDEX, TargetLM, encode_examples, load_lm, save_lm, tokenize_example
 from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
@@ -20,6 +20,7 @@ __all__ = [
     "build_tiny_lm",
     "finetune",
     "IGNORE_INDEX",
+    "LmInfo",
     "TargetLM",
     "batch_loss",
     "encode_examples",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from airsearch.config import CommandConfig, require
+from airsearch.results import Result
 
 # Fields that change how fast a run goes, not what it computes: a resume may change them.
 RUNTIME_FIELDS = ("out", "labels", "device", "batch_size", "checkpoint_every", "keep_checkpoints")
@@ -75,8 +75,8 @@ class TrainConfig(CommandConfig):
         return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
 
 
-@dataclass
-class TrainResult:
+@dataclass(frozen=True)
+class TrainResult(Result):
     """What :func:`train_encoder` returns (also stored in ``training.json``)."""
 
     out: str
@@ -94,6 +94,3 @@ class TrainResult:
     encoder_fingerprint: str
     resumed: bool = False
     already_complete: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)

@@ -12,6 +12,7 @@ by the best encoder (an AirRep folder that ``SentenceTransformer(path)`` loads) 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -323,6 +324,4 @@ class _Run:
             if self.cfg.keep_checkpoints:
                 shutil.copytree(self.out / CHECKPOINTS, tmp / CHECKPOINTS)
             self._write_log(complete=True, directory=tmp)
-        result = self._result()
-        result.encoder_fingerprint = info["fingerprint"]
-        return result
+        return dataclasses.replace(self._result(), encoder_fingerprint=info["fingerprint"])

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from airsearch.trainers.evaluation.common import (
+    Cost,
     EvalConfig,
+    EvalResult,
     Timer,
     build_methods,
     check_or_write_gold,
@@ -22,8 +24,8 @@ from airsearch.trainers.evaluation.common import (
     queries_from,
 )
 from airsearch.trainers.evaluation.methods import BUILTIN_METHODS, topk
-from airsearch.trainers.evaluation.metrics import top_k_label_accuracy
-from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table, write_results
+from airsearch.trainers.evaluation.metrics import LabelAccuracy, top_k_label_accuracy
+from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table
 
 from airsearch.config import require
 from airsearch.data.example import Example
@@ -41,6 +43,24 @@ class EvalClassifyConfig(EvalConfig):
     def validate(self) -> None:
         super().validate()
         require(self.k >= 1, "k", "must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifyScore(LabelAccuracy):
+    """One method's label accuracy, its fingerprint and cost."""
+
+    fingerprint: str | None
+    cost: Cost
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalClassifyResult(EvalResult[ClassifyScore]):
+    """What :func:`eval_classify` returns (``--json``) and writes to ``classify.json``."""
+
+    n_train: int
+    n_queries: int
+    n_labels: int
+    majority_share: float  # the accuracy of always answering the most common label
 
 
 def labels_of(examples: list[Example], field_name: str, *, what: str) -> list[Any]:
@@ -61,7 +81,7 @@ def eval_classify(
     queries: Any = None,
     lm: Any = None,
     method_options: Any = None,
-) -> dict[str, Any]:
+) -> EvalClassifyResult:
     """Top-1/top-k label accuracy per method; writes ``classify.json``/``.md``/``.png`` to ``cfg.out``."""
     cfg.validate()
     from airsearch.data.corpus import fingerprint_examples
@@ -88,7 +108,7 @@ def eval_classify(
 
         lm = load_lm(cfg.lm, device=cfg.device)
 
-    results: dict[str, Any] = {}
+    results: dict[str, ClassifyScore] = {}
     for label, method in build_methods(
         cfg, lm=lm, workdir=out / "work" if out else None, method_options=method_options
     ):
@@ -97,11 +117,11 @@ def eval_classify(
             _, idx = topk(method, query_list, cfg.k, block_size=cfg.block_size)
         ranked = [[train_labels[i] for i in row] for row in idx]
         acc = top_k_label_accuracy(ranked, query_labels, cfg.k)
-        results[label] = {
-            **acc,
-            "fingerprint": method.fingerprint(),
-            "cost": cost_entry(method, t.seconds, len(query_list)),
-        }
+        results[label] = ClassifyScore(
+            **{f.name: getattr(acc, f.name) for f in dataclasses.fields(acc)},
+            fingerprint=method.fingerprint(),
+            cost=cost_entry(method, t.seconds, len(query_list)),
+        )
     n_labels = len(set(train_labels))
     chance = (
         max(train_labels.count(lbl) for lbl in set(train_labels)) / len(train_labels)
@@ -109,37 +129,30 @@ def eval_classify(
         else float("nan")
     )
     rows = [
-        [m, fmt(r["top1"], 1, 100), fmt(r["topk_any"], 1, 100), fmt(r["topk_share"], 1, 100)]
+        [m, fmt(r.top1, 1, 100), fmt(r.topk_any, 1, 100), fmt(r.topk_share, 1, 100)]
         for m, r in results.items()
     ]
     table = markdown_table(
         ["method", "top-1 acc (%)", f"top-{cfg.k} any (%)", f"top-{cfg.k} share (%)"], rows
     )
-    payload = {
-        "command": "eval classify",
-        "config": cfg.to_dict(),
-        "fingerprints": record,
-        "n_train": len(train),
-        "n_queries": len(query_list),
-        "n_labels": n_labels,
-        "majority_share": chance,
-        "methods": results,
-    }
-    if out:
-        files = write_results(out, "classify", payload, table)
-        names = list(results)
-        files["plot"] = str(
-            bar_plot(
-                out / "classify.png",
-                names,
-                {
-                    "top-1": [results[n]["top1"] for n in names],
-                    f"top-{cfg.k} any": [results[n]["topk_any"] for n in names],
-                },
-                title=f"data classification by '{cfg.label_field}'",
-                ylabel="accuracy",
-            )
-        )
-        payload["files"] = files
-    payload["table"] = table
-    return payload
+    result = EvalClassifyResult(
+        command="eval classify",
+        config=cfg.to_dict(),
+        fingerprints=record,
+        n_train=len(train),
+        n_queries=len(query_list),
+        n_labels=n_labels,
+        majority_share=chance,
+        methods=results,
+        table=table,
+    )
+
+    def plots(d: Path) -> dict[str, Path]:
+        series = {
+            "top-1": [r.top1 for r in results.values()],
+            f"top-{cfg.k} any": [r.topk_any for r in results.values()],
+        }
+        title = f"data classification by '{cfg.label_field}'"
+        return {"plot": bar_plot(d / "classify.png", list(results), series, title=title, ylabel="accuracy")}
+
+    return result.written(out, "classify", plots)

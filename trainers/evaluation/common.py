@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 from airsearch.trainers.evaluation.methods import AGGREGATIONS, Method, make_method
+from airsearch.trainers.evaluation.report import write_results
 
 from airsearch.atomic import write_json_atomic
 from airsearch.config import CommandConfig, require
 from airsearch.errors import FingerprintMismatch, InputError
+from airsearch.results import Result, omitted_when_none
 
 DEFAULT_METHODS = ("airrep", "base", "bm25", "random")
 
@@ -158,15 +161,53 @@ class Timer:
         self.seconds = time.perf_counter() - self.t0
 
 
-def cost_entry(method: Method, score_seconds: float, n_queries: int) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class Cost(Result):
+    """Time and storage of one method in one evaluation (methods.md §6 cost)."""
+
+    prepare_seconds: float
+    score_seconds: float
+    seconds_per_query: float
+    storage_bytes: int
+    storage_bytes_per_train_example: float
+
+
+def cost_entry(method: Method, score_seconds: float, n_queries: int) -> Cost:
     """Time and storage per attributed query (methods.md §6 cost)."""
-    return {
-        "prepare_seconds": round(method.prepare_seconds, 4),
-        "score_seconds": round(score_seconds, 4),
-        "seconds_per_query": score_seconds / max(1, n_queries),
-        "storage_bytes": int(method.storage_bytes),
-        "storage_bytes_per_train_example": method.storage_bytes / max(1, method.n_train),
-    }
+    return Cost(
+        prepare_seconds=round(method.prepare_seconds, 4),
+        score_seconds=round(score_seconds, 4),
+        seconds_per_query=score_seconds / max(1, n_queries),
+        storage_bytes=int(method.storage_bytes),
+        storage_bytes_per_train_example=method.storage_bytes / max(1, method.n_train),
+    )
+
+
+M = TypeVar("M", bound=Result)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalResult(Result, Generic[M]):
+    """What every eval command returns: its config, the fingerprints of what it measured, one score
+    entry per method, the Markdown table, and the files it wrote (with ``out``).
+
+    ``<name>.json`` in ``out`` holds :meth:`to_dict` without ``files``."""
+
+    command: str
+    config: dict[str, Any]
+    fingerprints: dict[str, Any]
+    methods: dict[str, M]
+    table: str
+    files: dict[str, str] | None = omitted_when_none()
+
+    def written(self, out: Path | None, name: str, plots: Callable[[Path], dict[str, Path]]) -> Self:
+        """Write ``<name>.json``/``<name>.md`` and the ``plots(out)`` into ``out`` (when given); the
+        result with their paths in ``files``."""
+        if out is None:
+            return self
+        files = write_results(out, name, self.to_dict(), self.table)
+        files.update({k: str(p) for k, p in plots(out).items()})
+        return dataclasses.replace(self, files=files)
 
 
 def check_or_write_gold(

@@ -19,21 +19,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from airsearch.trainers.evaluation.common import EvalConfig, Timer, aggregation_for, build_methods, cost_entry
-from airsearch.trainers.evaluation.methods import BUILTIN_METHODS, group_scores
-from airsearch.trainers.evaluation.metrics import bootstrap_mean_ci
-from airsearch.trainers.evaluation.report import (
-    bar_plot,
-    distribution_plot,
-    fmt,
-    markdown_table,
-    write_results,
+from airsearch.trainers.evaluation.common import (
+    Cost,
+    EvalConfig,
+    EvalResult,
+    Timer,
+    aggregation_for,
+    build_methods,
+    cost_entry,
 )
+from airsearch.trainers.evaluation.methods import BUILTIN_METHODS, group_scores
+from airsearch.trainers.evaluation.metrics import BootstrapCI, bootstrap_mean_ci
+from airsearch.trainers.evaluation.report import bar_plot, distribution_plot, fmt, markdown_table
 
 from airsearch.config import require
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.metrics import lds_per_example
+from airsearch.results import Result
 
 
 @dataclasses.dataclass
@@ -53,6 +56,33 @@ class EvalLdsConfig(EvalConfig):
         super().validate()
         require(self.bootstrap >= 10, "bootstrap", "must be at least 10")
         require(self.max_splits >= 0, "max_splits", "must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class LdsScore(Result):
+    """One method's LDS: the mean over dev examples with its bootstrap interval, and each example's."""
+
+    lds: BootstrapCI
+    aggregation: str  # how subset scores were pooled: attention (Eq. 7) or sum
+    fingerprint: str | None
+    cost: Cost
+    per_query: list[float]
+
+
+@dataclasses.dataclass(frozen=True)
+class GoldSplits(Result):
+    """The gold splits used: their ids, subsets per split and the training examples they draw on."""
+
+    splits: list[int]
+    n_subsets: list[int]
+    n_train: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalLdsResult(EvalResult[LdsScore]):
+    """What :func:`eval_lds` returns (``--json``) and writes to ``lds.json``."""
+
+    gold: GoldSplits
 
 
 def encoder_training_store(encoder_dir: str | Path) -> str | None:
@@ -105,7 +135,7 @@ def eval_lds(
     training_stores: Sequence[Any] = (),
     lm: Any = None,
     method_options: Any = None,
-) -> dict[str, Any]:
+) -> EvalLdsResult:
     """LDS of every method against ``gold_store``; writes ``lds.json``/``lds.md``/PNGs to ``cfg.out``.
 
     ``corpus`` (``.examples``, ``.fingerprint``) defaults to reading ``cfg.corpus``;
@@ -159,8 +189,7 @@ def eval_lds(
         )
 
     out = Path(cfg.out) if cfg.out else None
-    results: dict[str, Any] = {}
-    per_query: dict[str, list[float]] = {}
+    results: dict[str, LdsScore] = {}
     for label, method in build_methods(
         cfg, lm=lm, workdir=out / "work" if out else None, method_options=method_options
     ):
@@ -176,61 +205,54 @@ def eval_lds(
                 per.append(lds_per_example(pred, s.targets()))
                 n_queries += len(dev)
         values = np.concatenate(per)
-        ci = bootstrap_mean_ci(values, n_resamples=cfg.bootstrap, seed=cfg.seed)
-        per_query[label] = values.tolist()
-        results[label] = {
-            "lds": ci.to_dict(),
-            "aggregation": agg,
-            "fingerprint": method.fingerprint(),
-            "cost": cost_entry(method, t.seconds, n_queries),
-            "per_query": values.tolist(),
-        }
+        results[label] = LdsScore(
+            lds=bootstrap_mean_ci(values, n_resamples=cfg.bootstrap, seed=cfg.seed),
+            aggregation=agg,
+            fingerprint=method.fingerprint(),
+            cost=cost_entry(method, t.seconds, n_queries),
+            per_query=values.tolist(),
+        )
 
     rows = [
         [
             m,
-            fmt(r["lds"]["mean"], 2, 100),
-            f"[{fmt(r['lds']['low'], 2, 100)}, {fmt(r['lds']['high'], 2, 100)}]",
-            r["lds"]["n"],
-            r["aggregation"],
+            fmt(r.lds.mean, 2, 100),
+            f"[{fmt(r.lds.low, 2, 100)}, {fmt(r.lds.high, 2, 100)}]",
+            r.lds.n,
+            r.aggregation,
         ]
         for m, r in results.items()
     ]
-    table = markdown_table(["method", "LDS (x100)", "95% CI", "dev examples", "aggregation"], rows)
-    payload = {
-        "command": "eval lds",
-        "config": cfg.to_dict(),
-        "fingerprints": {
+    result = EvalLdsResult(
+        command="eval lds",
+        config=cfg.to_dict(),
+        fingerprints={
             "corpus": corpus.fingerprint,
             "gold_corpus": manifest.get("corpus_fingerprint"),
             "gold_model": manifest.get("model_fingerprint"),
             "lm": lm.fingerprint if lm else None,
         },
-        "gold": {
-            "splits": [s.split for s in splits],
-            "n_subsets": [len(s.members) for s in splits],
-            "n_train": len(train),
-        },
-        "methods": results,
-    }
-    if out:
-        files = write_results(out, "lds", payload, table)
-        names = list(results)
-        files["bars"] = str(
-            bar_plot(
-                out / "lds.png",
-                names,
-                {"LDS": [results[n]["lds"]["mean"] for n in names]},
-                errors={"LDS": [(results[n]["lds"]["low"], results[n]["lds"]["high"]) for n in names]},
-                title="LDS (mean, 95% bootstrap CI)",
-                ylabel="Spearman",
-            )
-        )
-        files["distribution"] = str(
-            distribution_plot(
-                out / "lds_per_query.png", per_query, title="LDS per dev example", ylabel="Spearman"
-            )
-        )
-        payload["files"] = files
-    payload["table"] = table
-    return payload
+        gold=GoldSplits(
+            splits=[s.split for s in splits], n_subsets=[len(s.members) for s in splits], n_train=len(train)
+        ),
+        methods=results,
+        table=markdown_table(["method", "LDS (x100)", "95% CI", "dev examples", "aggregation"], rows),
+    )
+    return result.written(out, "lds", lambda d: _plots(d, results))
+
+
+def _plots(out: Path, results: dict[str, LdsScore]) -> dict[str, Path]:
+    names = list(results)
+    bars = bar_plot(
+        out / "lds.png",
+        names,
+        {"LDS": [results[n].lds.mean for n in names]},
+        errors={"LDS": [(results[n].lds.low, results[n].lds.high) for n in names]},
+        title="LDS (mean, 95% bootstrap CI)",
+        ylabel="Spearman",
+    )
+    per_query = {n: r.per_query for n, r in results.items()}
+    dist = distribution_plot(
+        out / "lds_per_query.png", per_query, title="LDS per dev example", ylabel="Spearman"
+    )
+    return {"bars": bars, "distribution": dist}

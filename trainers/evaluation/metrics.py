@@ -7,7 +7,7 @@ evaluation tables report on top of it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,9 +15,11 @@ from scipy.stats import rankdata
 
 from airsearch.errors import InputError
 from airsearch.metrics import lds_per_example, spearman
+from airsearch.results import Result
 
 __all__ = [
     "BootstrapCI",
+    "LabelAccuracy",
     "bootstrap_mean_ci",
     "lds_with_ci",
     "roc_auc",
@@ -28,7 +30,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class BootstrapCI:
+class BootstrapCI(Result):
     """A mean over examples with its percentile-bootstrap interval."""
 
     mean: float
@@ -38,8 +40,16 @@ class BootstrapCI:
     confidence: float
     n_resamples: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+@dataclass(frozen=True)
+class LabelAccuracy(Result):
+    """Data classification (AirRep §7): shares of queries whose top-ranked examples have their label."""
+
+    top1: float  # top-1 example has the query's label
+    topk_any: float  # at least one of the top k has it
+    topk_share: float  # mean share of the top k that have it
+    k: int
+    n_queries: int
 
 
 def bootstrap_mean_ci(
@@ -112,7 +122,7 @@ def precision_at_k(scores: np.ndarray, positive: np.ndarray, k: int) -> float:
 
 def top_k_label_accuracy(
     ranked_labels: Sequence[Sequence[Any]], query_labels: Sequence[Any], k: int
-) -> dict[str, float]:
+) -> LabelAccuracy:
     """Data classification (AirRep §7) from each query's ranked training labels (best first).
 
     Returns ``top1`` (share of queries whose top-1 example has the query's label), ``topk_any``
@@ -122,17 +132,17 @@ def top_k_label_accuracy(
         raise InputError("one ranked label list per query is needed")
     if not query_labels:
         nan = float("nan")
-        return {"top1": nan, "topk_any": nan, "topk_share": nan, "k": k, "n_queries": 0}
+        return LabelAccuracy(top1=nan, topk_any=nan, topk_share=nan, k=k, n_queries=0)
     top1, any_k, share = [], [], []
     for ranked, label in zip(ranked_labels, query_labels, strict=True):
         hits = [r == label for r in list(ranked)[:k]]
         top1.append(bool(hits[:1]) and hits[0])
         any_k.append(any(hits))
         share.append(float(np.mean(hits)) if hits else 0.0)
-    return {
-        "top1": float(np.mean(top1)),
-        "topk_any": float(np.mean(any_k)),
-        "topk_share": float(np.mean(share)),
-        "k": int(k),
-        "n_queries": len(query_labels),
-    }
+    return LabelAccuracy(
+        top1=float(np.mean(top1)),
+        topk_any=float(np.mean(any_k)),
+        topk_share=float(np.mean(share)),
+        k=int(k),
+        n_queries=len(query_labels),
+    )

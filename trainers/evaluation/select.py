@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 from airsearch.indexers.select import best_rank_selection
 from airsearch.trainers.evaluation.common import (
+    Cost,
     EvalConfig,
+    EvalResult,
     Timer,
     build_methods,
     check_or_write_gold,
@@ -27,11 +29,12 @@ from airsearch.trainers.evaluation.common import (
 )
 from airsearch.trainers.evaluation.lmtools import greedy_generate, unigram_f1
 from airsearch.trainers.evaluation.methods import Method
-from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table, write_results
+from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table
 
 from airsearch.config import require
 from airsearch.data.example import Example
 from airsearch.errors import InputError
+from airsearch.results import Result, omitted_when_none
 
 
 @dataclasses.dataclass
@@ -55,6 +58,27 @@ class EvalSelectConfig(EvalConfig):
             require(getattr(self, name) >= 1, name, "must be at least 1")
 
 
+@dataclasses.dataclass(frozen=True)
+class SelectionScore(Result):
+    """Dev loss (and unigram F1) after fine-tuning on one selection; a method's entry also names the
+    examples it selected."""
+
+    dev_loss: float
+    f1: float | None = omitted_when_none()
+    selected_ids: list[str] | None = omitted_when_none()
+    fingerprint: str | None = omitted_when_none()
+    cost: Cost | None = omitted_when_none()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalSelectResult(EvalResult[SelectionScore]):
+    """What :func:`eval_select` returns (``--json``) and writes to ``select.json``."""
+
+    n_train: int
+    n_dev: int
+    f1_reported: bool
+
+
 def select_by_best_rank(method: Method, dev: list[Example], n: int, block_size: int = 4096) -> list[int]:
     """AirRep App. G with ``method``'s scores: the training rows (corpus positions) that
     :func:`airsearch.indexers.select.best_rank_selection`, the product's selection, picks.
@@ -75,7 +99,7 @@ def select_by_best_rank(method: Method, dev: list[Example], n: int, block_size: 
 
 def _downstream(
     cfg: EvalSelectConfig, lm: Any, chosen: list[Example], dev: list[Example], f1: bool
-) -> dict[str, Any]:
+) -> SelectionScore:
     from airsearch.lm import example_losses
     from airsearch.lm.finetune import FinetuneConfig, finetune
 
@@ -83,11 +107,12 @@ def _downstream(
         epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed
     )
     tuned = finetune(lm, chosen, ft, show_progress=False)
-    out: dict[str, Any] = {"dev_loss": float(np.mean(example_losses(tuned, dev, show_progress=False)))}
-    if f1:
-        gens = greedy_generate(tuned, dev, max_new_tokens=cfg.max_new_tokens)
-        out["f1"] = float(np.mean([unigram_f1(g, d.response) for g, d in zip(gens, dev, strict=True)]))
-    return out
+    dev_loss = float(np.mean(example_losses(tuned, dev, show_progress=False)))
+    if not f1:
+        return SelectionScore(dev_loss=dev_loss)
+    gens = greedy_generate(tuned, dev, max_new_tokens=cfg.max_new_tokens)
+    f1_mean = float(np.mean([unigram_f1(g, d.response) for g, d in zip(gens, dev, strict=True)]))
+    return SelectionScore(dev_loss=dev_loss, f1=f1_mean)
 
 
 def eval_select(
@@ -97,7 +122,7 @@ def eval_select(
     queries: Any = None,
     lm: Any = None,
     method_options: Any = None,
-) -> dict[str, Any]:
+) -> EvalSelectResult:
     """Selection quality per method vs random; writes ``select.json``/``.md``/``.png`` to ``cfg.out``."""
     cfg.validate()
     from airsearch.data.corpus import fingerprint_examples
@@ -122,8 +147,10 @@ def eval_select(
         check_or_write_gold(gold, record, keys=("corpus", "dev", "lm"), what="selection dev set")
     f1 = float(np.mean([len(d.response.split()) for d in dev])) <= cfg.f1_max_words
 
-    results: dict[str, Any] = {
-        "base LM (no fine-tuning)": {"dev_loss": float(np.mean(example_losses(lm, dev, show_progress=False)))}
+    results: dict[str, SelectionScore] = {
+        "base LM (no fine-tuning)": SelectionScore(
+            dev_loss=float(np.mean(example_losses(lm, dev, show_progress=False)))
+        )
     }
     rng = np.random.default_rng(cfg.seed)
     rand_idx = sorted(rng.choice(len(train), size=cfg.n_select, replace=False).tolist())
@@ -136,39 +163,33 @@ def eval_select(
         method.prepare(train)
         with Timer() as t:
             chosen = select_by_best_rank(method, dev, cfg.n_select, cfg.block_size)
-        results[label] = {
-            **_downstream(cfg, lm, [train[i] for i in chosen], dev, f1),
-            "selected_ids": [train[i].id for i in chosen],
-            "fingerprint": method.fingerprint(),
-            "cost": cost_entry(method, t.seconds, len(dev)),
-        }
+        results[label] = dataclasses.replace(
+            _downstream(cfg, lm, [train[i] for i in chosen], dev, f1),
+            selected_ids=[train[i].id for i in chosen],
+            fingerprint=method.fingerprint(),
+            cost=cost_entry(method, t.seconds, len(dev)),
+        )
     headers = ["selection", "dev loss"] + (["unigram F1 (%)"] if f1 else [])
     rows = [
-        [m, fmt(r["dev_loss"], 3)] + ([fmt(r.get("f1", float("nan")), 1, 100)] if f1 else [])
+        [m, fmt(r.dev_loss, 3)] + ([fmt(float("nan") if r.f1 is None else r.f1, 1, 100)] if f1 else [])
         for m, r in results.items()
     ]
-    table = markdown_table(headers, rows)
-    payload = {
-        "command": "eval select",
-        "config": cfg.to_dict(),
-        "fingerprints": record,
-        "n_train": len(train),
-        "n_dev": len(dev),
-        "f1_reported": f1,
-        "methods": results,
-    }
-    if out:
-        files = write_results(out, "select", payload, table)
-        names = list(results)
-        files["plot"] = str(
-            bar_plot(
-                out / "select.png",
-                names,
-                {"dev loss": [results[n]["dev_loss"] for n in names]},
-                title=f"fine-tuning on {cfg.n_select} selected examples",
-                ylabel="mean dev loss",
-            )
-        )
-        payload["files"] = files
-    payload["table"] = table
-    return payload
+    result = EvalSelectResult(
+        command="eval select",
+        config=cfg.to_dict(),
+        fingerprints=record,
+        n_train=len(train),
+        n_dev=len(dev),
+        f1_reported=f1,
+        methods=results,
+        table=markdown_table(headers, rows),
+    )
+
+    def plots(d: Path) -> dict[str, Path]:
+        series = {"dev loss": [r.dev_loss for r in results.values()]}
+        title = f"fine-tuning on {cfg.n_select} selected examples"
+        return {
+            "plot": bar_plot(d / "select.png", list(results), series, title=title, ylabel="mean dev loss")
+        }
+
+    return result.written(out, "select", plots)

@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 from airsearch.trainers.evaluation.common import (
+    Cost,
     EvalConfig,
+    EvalResult,
     Timer,
     build_methods,
     check_or_write_gold,
@@ -33,11 +35,12 @@ from airsearch.trainers.evaluation.lmtools import greedy_generate
 from airsearch.trainers.evaluation.methods import summed_scores, topk
 from airsearch.trainers.evaluation.metrics import precision_at_k, roc_auc
 from airsearch.trainers.evaluation.planted import DEFAULT_SWAPS, entity_swap_benchmark, make_pii_benchmark
-from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table, write_results
+from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table
 
 from airsearch.config import require
 from airsearch.data.example import Example
 from airsearch.errors import InputError
+from airsearch.results import Result, omitted_when_none
 
 BENCHMARKS = ("entity-swap", "pii")
 TRACE_METHODS = ("airrep", "base", "bm25", "random")
@@ -66,6 +69,45 @@ class EvalTraceConfig(EvalConfig):
         require(self.benchmark in BENCHMARKS, "benchmark", f"must be one of {BENCHMARKS}")
         for name in ("n_synthetic", "n_people", "epochs", "batch_size", "k", "max_new_tokens"):
             require(getattr(self, name) >= 1, name, "must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class SwapTypeScore(Result):
+    """Entity-swap tracing of one swap type: AUC and R@k of the injected rows."""
+
+    auc: float
+    r_at_k: float
+    n_queries: int
+    n_positive: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TraceScore(Result):
+    """One method's tracing scores: entity-swap AUC and R@k (mean over swap types and pooled), or PII
+    top-1 accuracy; only ``note`` when no query showed the planted behaviour."""
+
+    note: str | None = omitted_when_none()
+    top1: float | None = omitted_when_none()  # pii
+    auc: float | None = omitted_when_none()  # entity-swap, from here to per_type
+    r_at_k: float | None = omitted_when_none()
+    k: int | None = omitted_when_none()
+    pooled_auc: float | None = omitted_when_none()
+    pooled_r_at_k: float | None = omitted_when_none()
+    per_type: dict[str, SwapTypeScore] | None = omitted_when_none()
+    n_queries: int | None = omitted_when_none()
+    fingerprint: str | None = omitted_when_none()
+    cost: Cost | None = omitted_when_none()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalTraceResult(EvalResult[TraceScore]):
+    """What :func:`eval_trace` returns (``--json``) and writes to ``trace_<benchmark>.json``."""
+
+    benchmark: str
+    queries: dict[str, Any]  # how the queries were collected (counts, mode, fine-tuning seconds)
+    n_train: int
+    n_candidates: int
+    n_injected: int | None = omitted_when_none()  # entity-swap
 
 
 def _finetune_with_checkpoints(
@@ -138,7 +180,7 @@ def _pii_queries(
     return list(heldout), {**info, "query_mode": "all held-out, true answers (no correct answer)"}
 
 
-def eval_trace(cfg: EvalTraceConfig, *, corpus: Any = None, lm: Any = None) -> dict[str, Any]:
+def eval_trace(cfg: EvalTraceConfig, *, corpus: Any = None, lm: Any = None) -> EvalTraceResult:
     """Run one planted benchmark end to end; writes ``trace_<benchmark>.json``/``.md``/``.png``."""
     cfg.validate()
     from airsearch.data.corpus import fingerprint_examples, load_corpus
@@ -197,59 +239,54 @@ def eval_trace(cfg: EvalTraceConfig, *, corpus: Any = None, lm: Any = None) -> d
             "batch_size": cfg.batch_size,
         }
 
-    results: dict[str, Any] = {}
+    results: dict[str, TraceScore] = {}
     for label, method in build_methods(
         cfg, lm=final, workdir=out / "work" if out else None, method_options=options
     ):
         if not queries:
-            results[label] = {"note": "no query showed the planted behaviour"}
+            results[label] = TraceScore(note="no query showed the planted behaviour")
             continue
         method.prepare(candidates)
         with Timer() as t:
             if cfg.benchmark == "entity-swap":
-                results[label] = _swap_metrics(method, queries, bench, cfg.k)
+                score = _swap_metrics(method, queries, bench, cfg.k)
             else:
                 _, idx = topk(method, queries, 1, block_size=cfg.block_size)
                 hits = [
                     candidates[int(i[0])].id == pii.target[q.id] for q, i in zip(queries, idx, strict=True)
                 ]
-                results[label] = {"top1": float(np.mean(hits)), "n_queries": len(queries)}
-        results[label].update(
-            fingerprint=method.fingerprint(), cost=cost_entry(method, t.seconds, len(queries))
+                score = TraceScore(top1=float(np.mean(hits)), n_queries=len(queries))
+        results[label] = dataclasses.replace(
+            score, fingerprint=method.fingerprint(), cost=cost_entry(method, t.seconds, len(queries))
         )
 
-    table = _table(cfg, results)
-    payload = {
-        "command": "eval trace",
-        "benchmark": cfg.benchmark,
-        "config": cfg.to_dict(),
-        "fingerprints": {k: record[k] for k in ("source_corpus", "planted_corpus")} | {"lm": lm.fingerprint},
-        "queries": {k: v for k, v in qinfo.items() if k != "generations"},
-        "n_train": len(train),
-        "n_candidates": len(candidates),
-        "methods": results,
-    }
-    if cfg.benchmark == "entity-swap":
-        payload["n_injected"] = len(bench.injected)
-    if out:
-        files = write_results(out, f"trace_{name}", payload, table)
-        names = [n for n in results if "note" not in results[n]]
+    result = EvalTraceResult(
+        command="eval trace",
+        benchmark=cfg.benchmark,
+        config=cfg.to_dict(),
+        fingerprints={k: record[k] for k in ("source_corpus", "planted_corpus")} | {"lm": lm.fingerprint},
+        queries={k: v for k, v in qinfo.items() if k != "generations"},
+        n_train=len(train),
+        n_candidates=len(candidates),
+        n_injected=len(bench.injected) if cfg.benchmark == "entity-swap" else None,
+        methods=results,
+        table=_table(cfg, results),
+    )
+
+    def plots(d: Path) -> dict[str, Path]:
+        scored = {n: r for n, r in results.items() if r.note is None}
         series = (
-            {"AUC": [results[n]["auc"] for n in names], f"R@{cfg.k}": [results[n]["r_at_k"] for n in names]}
+            {"AUC": [r.auc for r in scored.values()], f"R@{cfg.k}": [r.r_at_k for r in scored.values()]}
             if cfg.benchmark == "entity-swap"
-            else {"top-1": [results[n]["top1"] for n in names]}
+            else {"top-1": [r.top1 for r in scored.values()]}
         )
-        files["plot"] = str(
-            bar_plot(
-                out / f"trace_{name}.png", names, series, title=f"tracing: {cfg.benchmark}", ylabel="score"
-            )
-        )
-        payload["files"] = files
-    payload["table"] = table
-    return payload
+        title = f"tracing: {cfg.benchmark}"
+        return {"plot": bar_plot(d / f"trace_{name}.png", list(scored), series, title=title, ylabel="score")}
+
+    return result.written(out, f"trace_{name}", plots)
 
 
-def _swap_metrics(method: Any, queries: list[Example], bench: Any, k: int) -> dict[str, Any]:
+def _swap_metrics(method: Any, queries: list[Example], bench: Any, k: int) -> TraceScore:
     types = [f"{s}->{d}" for s, d in DEFAULT_SWAPS]
     groups = {t: [i for i, q in enumerate(queries) if q.metadata["swap"] == t] for t in types}
     groups = {t: g for t, g in groups.items() if g}
@@ -257,24 +294,24 @@ def _swap_metrics(method: Any, queries: list[Example], bench: Any, k: int) -> di
     per_type = {}
     for j, t in enumerate(groups):
         pos = bench.positives(t)
-        per_type[t] = {
-            "auc": roc_auc(scores[:, j], pos),
-            "r_at_k": precision_at_k(scores[:, j], pos, k),
-            "n_queries": len(groups[t]),
-            "n_positive": int(pos.sum()),
-        }
+        per_type[t] = SwapTypeScore(
+            auc=roc_auc(scores[:, j], pos),
+            r_at_k=precision_at_k(scores[:, j], pos, k),
+            n_queries=len(groups[t]),
+            n_positive=int(pos.sum()),
+        )
     pooled_pos = bench.positives()
-    aucs = [v["auc"] for v in per_type.values()]
-    raks = [v["r_at_k"] for v in per_type.values()]
-    return {
-        "auc": float(np.nanmean(aucs)) if aucs else float("nan"),
-        "r_at_k": float(np.nanmean(raks)) if raks else float("nan"),
-        "k": k,
-        "pooled_auc": roc_auc(scores[:, -1], pooled_pos),
-        "pooled_r_at_k": precision_at_k(scores[:, -1], pooled_pos, k),
-        "per_type": per_type,
-        "n_queries": len(queries),
-    }
+    aucs = [v.auc for v in per_type.values()]
+    raks = [v.r_at_k for v in per_type.values()]
+    return TraceScore(
+        auc=float(np.nanmean(aucs)) if aucs else float("nan"),
+        r_at_k=float(np.nanmean(raks)) if raks else float("nan"),
+        k=k,
+        pooled_auc=roc_auc(scores[:, -1], pooled_pos),
+        pooled_r_at_k=precision_at_k(scores[:, -1], pooled_pos, k),
+        per_type=per_type,
+        n_queries=len(queries),
+    )
 
 
 def _mean(values: list[float]) -> float:
@@ -282,18 +319,14 @@ def _mean(values: list[float]) -> float:
     return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else float("nan")
 
 
-def _table(cfg: EvalTraceConfig, results: dict[str, Any]) -> str:
+def _table(cfg: EvalTraceConfig, results: dict[str, TraceScore]) -> str:
+    def pct(x: float | None) -> str:
+        return fmt(float("nan") if x is None else x, 1, 100)
+
     if cfg.benchmark == "entity-swap":
         rows = [
-            [
-                m,
-                fmt(r.get("auc", float("nan")), 1, 100),
-                fmt(r.get("r_at_k", float("nan")), 1, 100),
-                fmt(r.get("pooled_auc", float("nan")), 1, 100),
-                r.get("n_queries", 0),
-            ]
-            for m, r in results.items()
+            [m, pct(r.auc), pct(r.r_at_k), pct(r.pooled_auc), r.n_queries or 0] for m, r in results.items()
         ]
         return markdown_table(["method", "AUC (%)", f"R@{cfg.k} (%)", "pooled AUC (%)", "queries"], rows)
-    rows = [[m, fmt(r.get("top1", float("nan")), 1, 100), r.get("n_queries", 0)] for m, r in results.items()]
+    rows = [[m, pct(r.top1), r.n_queries or 0] for m, r in results.items()]
     return markdown_table(["method", "top-1 tracing accuracy (%)", "queries"], rows)

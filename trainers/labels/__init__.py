@@ -18,7 +18,7 @@ Public API (``trainers`` names are not exported from ``airsearch``; import them 
 
 from airsearch.trainers.labels.config import LabelConfig
 from airsearch.trainers.labels.generate import TEACHERS, LabelSummary, generate_labels, run_subset_job
-from airsearch.trainers.labels.info import label_store_info
+from airsearch.trainers.labels.info import LabelStoreInfo, label_store_info
 from airsearch.trainers.labels.sampling import SplitPlan, job_id, job_seed, sample_splits
 from airsearch.trainers.labels.store import LabelStore, job_result, make_manifest
 
@@ -26,6 +26,7 @@ __all__ = [
     "TEACHERS",
     "LabelConfig",
     "LabelStore",
+    "LabelStoreInfo",
     "LabelSummary",
     "SplitPlan",
     "generate_labels",

@@ -24,6 +24,7 @@ from airsearch.trainers.runner import Job, RunSummary, run_jobs
 
 from airsearch.data.example import Example
 from airsearch.errors import InputError
+from airsearch.results import Result
 
 # teacher name -> "module:function" (see the module docstring); "retrain" is built in.
 TEACHERS: dict[str, str] = {
@@ -34,8 +35,8 @@ TEACHERS: dict[str, str] = {
 _LM_CACHE: dict[str, Any] = {}  # model path -> TargetLM, per process (workers reuse the base model)
 
 
-@dataclasses.dataclass
-class LabelSummary:
+@dataclasses.dataclass(frozen=True)
+class LabelSummary(Result):
     """What :func:`generate_labels` did."""
 
     out: str
@@ -49,9 +50,6 @@ class LabelSummary:
     backend: str
     corpus_fingerprint: str
     model_fingerprint: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None = None) -> LabelSummary:
@@ -110,17 +108,17 @@ def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None 
         getattr(importlib.import_module(mod), fn)(cfg, store, plans, corpus, lm)
         prog = store.progress()
         return LabelSummary(
-            str(store.root),
-            cfg.teacher,
-            prog["total"],
-            prog["done"],
-            0,
-            prog["done"],
-            0.0,
-            None,
-            "teacher",
-            corpus.fingerprint,
-            model_fingerprint,
+            out=str(store.root),
+            teacher=cfg.teacher,
+            total_jobs=prog.total,
+            done_jobs=prog.done,
+            skipped_jobs=0,
+            completed_jobs=prog.done,
+            seconds=0.0,
+            jobs_per_hour=None,
+            backend="teacher",
+            corpus_fingerprint=corpus.fingerprint,
+            model_fingerprint=model_fingerprint,
         )
 
     if not in_process:
@@ -145,8 +143,8 @@ def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None 
     return LabelSummary(
         out=str(store.root),
         teacher=cfg.teacher,
-        total_jobs=prog["total"],
-        done_jobs=prog["done"],
+        total_jobs=prog.total,
+        done_jobs=prog.done,
         skipped_jobs=run.skipped,
         completed_jobs=run.completed,
         seconds=run.seconds,

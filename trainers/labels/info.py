@@ -3,28 +3,42 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
+from airsearch.trainers.labels.results import LabelProgress, LabelStats
 from airsearch.trainers.labels.store import LabelStore
 
+from airsearch.results import Result
 
-def label_store_info(store_dir: str | os.PathLike) -> dict[str, Any]:
-    """Describe the label store at ``store_dir`` (refused with a clear error when it is not one).
 
-    Keys: ``dir``, ``teacher``, ``config`` (the :class:`~airsearch.trainers.labels.LabelConfig` that made it),
-    the corpus and model fingerprints, ``code_version``, ``created``, ``progress`` (jobs done/total)
-    and ``stats`` (loss mean/std and the spread of each dev example's loss across subsets, per split).
-    """
+@dataclass(frozen=True)
+class LabelStoreInfo(Result):
+    """A label store's config, provenance, progress and loss statistics."""
+
+    dir: str
+    teacher: str
+    config: dict[str, Any]  # the LabelConfig that made the store, as recorded in its manifest
+    corpus_fingerprint: str | None
+    model_fingerprint: str | None
+    code_version: dict[str, Any] | None  # airsearch version and git commit
+    created: str | None
+    progress: LabelProgress
+    stats: LabelStats
+
+
+def label_store_info(store_dir: str | os.PathLike) -> LabelStoreInfo:
+    """Describe the label store at ``store_dir`` (refused with a clear error when it is not one)."""
     store = LabelStore.open(store_dir)
     m = store.manifest
-    return {
-        "dir": str(store.root),
-        "teacher": store.teacher,
-        "config": m.get("config", {}),
-        "corpus_fingerprint": m.get("corpus_fingerprint"),
-        "model_fingerprint": m.get("model_fingerprint"),
-        "code_version": m.get("code_version"),
-        "created": m.get("created"),
-        "progress": store.progress(),
-        "stats": store.stats(),
-    }
+    return LabelStoreInfo(
+        dir=str(store.root),
+        teacher=store.teacher,
+        config=m.get("config", {}),
+        corpus_fingerprint=m.get("corpus_fingerprint"),
+        model_fingerprint=m.get("model_fingerprint"),
+        code_version=m.get("code_version"),
+        created=m.get("created"),
+        progress=store.progress(),
+        stats=store.stats(),
+    )

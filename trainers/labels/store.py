@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from airsearch.trainers.labels.config import EXECUTION_FIELDS
+from airsearch.trainers.labels.results import LabelProgress, LabelStats, SplitProgress, SplitStats
 from airsearch.trainers.labels.sampling import SplitPlan, job_id, parse_job_id
 from airsearch.trainers.runner import clean_stale_temp_files, finished_job_ids, read_result, write_result
 
@@ -315,9 +316,9 @@ class LabelStore:
                 SplitLabels(split=s, dev_ids=dev, subset_ids=ks, members=members, losses=np.stack(losses))
             )
         prog = self.progress()
-        if warn and prog["done"] < prog["total"]:
+        if warn and prog.done < prog.total:
             warnings.warn(
-                f"label store {self.root}: {prog['total'] - prog['done']} of {prog['total']} jobs "
+                f"label store {self.root}: {prog.total - prog.done} of {prog.total} jobs "
                 "are unfinished; using the finished ones",
                 stacklevel=2,
             )
@@ -332,19 +333,19 @@ class LabelStore:
             )
         }
 
-    def progress(self) -> dict[str, Any]:
+    def progress(self) -> LabelProgress:
         done_by: dict[int, int] = {}
         for jid in self.done_job_ids():
             s, _ = parse_job_id(jid)
             done_by[s] = done_by.get(s, 0) + 1
         per = [
-            {"split": s, "done": done_by.get(s, 0), "total": int(self._splits[s]["n_subsets"])}
+            SplitProgress(split=s, done=done_by.get(s, 0), total=int(self._splits[s]["n_subsets"]))
             for s in self.split_ids()
         ]
-        done, total = sum(p["done"] for p in per), sum(p["total"] for p in per)
-        return {"done": done, "total": total, "complete": done == total, "per_split": per}
+        done, total = sum(p.done for p in per), sum(p.total for p in per)
+        return LabelProgress(done=done, total=total, complete=done == total, per_split=per)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> LabelStats:
         """Loss statistics of the finished jobs: overall mean/std and, per split, the spread across
         subsets (the per-dev-example std that Eq. 8 divides by)."""
         per, all_losses = [], []
@@ -352,26 +353,26 @@ class LabelStore:
             spread = sl.losses.std(axis=0)
             all_losses.append(sl.losses.ravel())
             per.append(
-                {
-                    "split": sl.split,
-                    "subsets": len(sl.subset_ids),
-                    "dev": len(sl.dev_ids),
-                    "loss_mean": float(sl.losses.mean()),
-                    "loss_std": float(sl.losses.std()),
-                    "spread_mean": float(spread.mean()),
-                    "spread_min": float(spread.min()),
-                    "spread_max": float(spread.max()),
-                    "zero_spread_dev": int((spread == 0).sum()),
-                }
+                SplitStats(
+                    split=sl.split,
+                    subsets=len(sl.subset_ids),
+                    dev=len(sl.dev_ids),
+                    loss_mean=float(sl.losses.mean()),
+                    loss_std=float(sl.losses.std()),
+                    spread_mean=float(spread.mean()),
+                    spread_min=float(spread.min()),
+                    spread_max=float(spread.max()),
+                    zero_spread_dev=int((spread == 0).sum()),
+                )
             )
         flat = np.concatenate(all_losses) if all_losses else np.zeros(0)
-        return {
-            "labels": int(flat.size),
-            "loss_mean": float(flat.mean()) if flat.size else None,
-            "loss_std": float(flat.std()) if flat.size else None,
-            "spread_mean": float(np.mean([p["spread_mean"] for p in per])) if per else None,
-            "per_split": per,
-        }
+        return LabelStats(
+            labels=int(flat.size),
+            loss_mean=float(flat.mean()) if flat.size else None,
+            loss_std=float(flat.std()) if flat.size else None,
+            spread_mean=float(np.mean([p.spread_mean for p in per])) if per else None,
+            per_split=per,
+        )
 
 
 def job_result(

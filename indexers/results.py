@@ -1,0 +1,48 @@
+"""Typed results of ``airsearch info`` and ``airsearch delete`` (:mod:`airsearch.results`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from airsearch.indexers.ann import IndexStatus
+
+from airsearch.results import Result
+
+
+@dataclass(frozen=True)
+class TableInfo(Result):
+    """One index table: size, provenance (encoder, corpora) and index status."""
+
+    name: str
+    rows: int
+    dim: int
+    version: int
+    encoder: dict[str, Any]  # the encoder record stored in the table (base encoder, template, ...)
+    encoder_fingerprint: str
+    template: str
+    corpora: list[dict[str, Any]]  # one record per indexed corpus: sources, fingerprint, rows
+    metadata_columns: dict[str, str]  # metadata key -> column
+    index: IndexStatus
+    airsearch_version: str
+
+
+@dataclass(frozen=True)
+class IndexInfo(Result):
+    """What :func:`airsearch.indexers.store.info` reports about an index directory."""
+
+    db: str
+    airsearch_version: str
+    lancedb_version: str
+    lance_version: str
+    tables: list[TableInfo]
+
+
+@dataclass(frozen=True)
+class DeleteSummary(Result):
+    """What :func:`airsearch.indexers.store.delete_rows` did."""
+
+    db: str
+    table: str
+    deleted: int
+    rows: int  # rows left in the table
