@@ -51,11 +51,11 @@ class IndexConfig(CommandConfig):
     )
 
     def validate(self) -> None:
-        require(bool(self.db), "db", "is required (--db DIR)")
+        require(bool(self.db), "db", "is required (the index directory)")
         require(self.batch_size > 0, "batch_size", "must be positive")
         require(self.chunk_size > 0, "chunk_size", "must be positive")
         require(self.ann_type in INDEX_TYPES, "ann_type", f"must be one of {INDEX_TYPES}")
-        require(not (self.append and self.overwrite), "append", "--append and --overwrite exclude each other")
+        require(not (self.append and self.overwrite), "append", "append and overwrite exclude each other")
         require(self.nprobes > 0, "nprobes", "must be positive")
         require(self.refine_factor is None or self.refine_factor >= 0, "refine_factor", "must be >= 0")
         require(self.ef is None or self.ef > 0, "ef", "must be positive")
@@ -80,15 +80,15 @@ class QueryConfig(CommandConfig):
     preview_chars: int = F(default=100, metadata={"help": "characters of prompt/response shown"})
 
     def validate(self) -> None:
-        require(bool(self.db), "db", "is required (--db DIR)")
+        require(bool(self.db), "db", "is required (the index directory)")
         require(self.k > 0, "k", "must be positive")
         has_pair = self.prompt is not None or self.response is not None
         require(
             has_pair != (self.queries is not None),
             "queries",
-            "give either --prompt/--response or --queries FILE (one of them)",
+            "give either a prompt/response pair or a queries file (one of them)",
         )
-        require(not has_pair or self.response is not None, "response", "--prompt needs --response")
+        require(not has_pair or self.response is not None, "response", "a prompt needs a response")
 
 
 @dataclasses.dataclass
@@ -110,10 +110,10 @@ class SelectConfig(CommandConfig):
     block_size: int = F(default=65536, metadata={"help": "corpus rows scored per block"})
 
     def validate(self) -> None:
-        require(bool(self.db), "db", "is required (--db DIR)")
-        require(bool(self.targets), "targets", "is required (--targets FILE)")
-        require(bool(self.out), "out", "is required (--out FILE.jsonl|FILE.parquet)")
-        require((self.n is None) != (self.fraction is None), "n", "give exactly one of -n N or --fraction F")
+        require(bool(self.db), "db", "is required (the index directory)")
+        require(bool(self.targets), "targets", "is required (a file of target examples)")
+        require(bool(self.out), "out", "is required (a .jsonl or .parquet file)")
+        require((self.n is None) != (self.fraction is None), "n", "give exactly one of n and fraction")
         require(self.n is None or self.n > 0, "n", "must be positive")
         require(self.fraction is None or 0 < self.fraction <= 1, "fraction", "must be in (0, 1]")
         require(
@@ -131,7 +131,7 @@ class InfoConfig(CommandConfig):
     db: str = F(default="", metadata={"help": "LanceDB directory"})
 
     def validate(self) -> None:
-        require(bool(self.db), "db", "is required (--db DIR)")
+        require(bool(self.db), "db", "is required (the index directory)")
 
 
 @dataclasses.dataclass
@@ -146,5 +146,5 @@ class DeleteConfig(CommandConfig):
     )
 
     def validate(self) -> None:
-        require(bool(self.db), "db", "is required (--db DIR)")
-        require(bool(self.ids) or bool(self.where), "where", "give --id ID (repeatable) and/or --where SQL")
+        require(bool(self.db), "db", "is required (the index directory)")
+        require(bool(self.ids) or bool(self.where), "ids", "give row ids and/or a where filter")

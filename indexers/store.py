@@ -109,7 +109,7 @@ class IndexTable:
             self.meta.encoder_fingerprint,
             fingerprint,
             path=self.path,
-            hint="Query with the encoder the index was built with (--encoder), or re-index.",
+            hint="Query with the encoder the index was built with, or re-index.",
         )
 
     def metadata_columns(self) -> list[str]:
@@ -221,7 +221,8 @@ class IndexStore:
         _check_name(name)
         if self.exists(name) and not overwrite:
             raise InputError(
-                f"table {name!r} already exists; use --append to add rows or --overwrite",
+                f"table {name!r} already exists; append rows to it or overwrite it",
+                field="table",
                 path=self.path,
             )
         self._remove_stale_builds()

@@ -162,7 +162,7 @@ def test_ann_index_built_above_threshold_and_refreshed_on_append(tmp_path, tiny_
             nprobes=50,
         )
     )
-    assert s.index["ann"] and s.index["type"] != "exact"
+    assert s.index.ann and s.index.type != "exact"
     ann = Searcher(str(db), encoder=str(tiny_encoder_dir))
     exact = Searcher(str(db), encoder=str(tiny_encoder_dir), exact=True)
     assert ann.use_ann and not exact.use_ann
@@ -195,7 +195,7 @@ def test_ann_index_built_above_threshold_and_refreshed_on_append(tmp_path, tiny_
             ann_threshold=200,
         )
     )
-    assert s2.rows_total == 320 and s2.index["ann"]
+    assert s2.rows_total == 320 and s2.index.ann
     new = load_corpus(tmp_path / "b.jsonl").examples
     found = Searcher(str(db), encoder=str(tiny_encoder_dir), exact=True).search(new[0], k=320)[0].proponents
     assert {e.id for e in new} <= {c.id for c in found}

@@ -253,7 +253,7 @@ def run_daunce(
         if old != json.loads(json.dumps(manifest)):
             diff = sorted(k for k in manifest if old.get(k) != json.loads(json.dumps(manifest))[k])
             raise FingerprintMismatch(
-                f"this folder holds a Daunce run with other {diff}; use a new --out",
+                f"this folder holds a Daunce run with other {diff}; use a new output folder",
                 path=out / MANIFEST,
             )
     else:

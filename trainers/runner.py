@@ -258,7 +258,7 @@ def _run_ray(todo: Sequence[Job], fn: Callable, address: str, workers: int) -> I
     try:
         import ray
     except ImportError:
-        raise MissingDependency("ray", "distributed", "--ray (running jobs as Ray tasks)") from None
+        raise MissingDependency("ray", "distributed", "running jobs as Ray tasks") from None
     started = False
     if not ray.is_initialized():
         if address == "local":

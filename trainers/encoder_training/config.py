@@ -58,7 +58,7 @@ class TrainConfig(CommandConfig):
     )
 
     def validate(self) -> None:
-        require(bool(self.out), "out", "is required (--out DIR)")
+        require(bool(self.out), "out", "is required (the output folder)")
         require(self.epochs >= 1, "epochs", "must be at least 1")
         require(self.lr > 0, "lr", "must be positive")
         require(self.weight_decay >= 0, "weight_decay", "must be >= 0")

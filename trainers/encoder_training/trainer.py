@@ -91,7 +91,7 @@ def _check_out_dir(out: Path, identity: dict[str, Any]) -> str:
             diff.append("labels (different label content)")
         raise InputError(
             f"the output folder holds a different training run (differs in: {', '.join(diff)}); "
-            "use a new --out or the same options to resume",
+            "use a new output folder, or the same options to resume",
             path=out,
         )
     log = out / LOG_FILE

@@ -229,7 +229,7 @@ def check_or_write_gold(
                 raise FingerprintMismatch(
                     f"gold/corpus fingerprint mismatch: the gold ({what}) was made with {k} "
                     f"{old.get(k)}, but {record.get(k)} is in use. Use the corpus the gold was made "
-                    "from, or a new --out folder.",
+                    "from, or a new output folder.",
                     path=path,
                 )
         return
