@@ -87,7 +87,7 @@ def test_eval_select_command_scores_the_rows_select_writes(tied, tiny_encoder_di
             db=str(db), targets=str(dev_file), n=n, out=str(root / "cmd.jsonl"), encoder=str(tiny_encoder_dir)
         )
     )
-    payload = eval_select(
+    result = eval_select(
         EvalSelectConfig(
             corpus=[str(train_file)],
             queries=[str(dev_file)],
@@ -99,6 +99,9 @@ def test_eval_select_command_scores_the_rows_select_writes(tied, tiny_encoder_di
             out=str(root / "eval"),
         )
     )
-    assert payload["methods"]["airrep"]["selected_ids"] == [r["id"] for r in written]
+    assert result.methods["airrep"].selected_ids == [r["id"] for r in written]
+    assert json.loads((root / "eval" / "select.json").read_text())["methods"]["airrep"]["selected_ids"] == [
+        r["id"] for r in written
+    ]
     texts = {(r["prompt"], r["response"]) for r in written}
     assert len(texts) < n  # repeated texts among the selected rows
