@@ -1,58 +1,186 @@
-"""airsearch: training-data attribution search.
+"""airsearch: training-data attribution search. ``from airsearch import ...`` is the whole product.
 
-The public Python API. Names are imported lazily so that ``import airsearch`` stays cheap; every CLI
-command is a thin layer over one of these.
+Every CLI command is a thin layer over one function here that takes the command's config dataclass:
+``build_index(IndexConfig)``, ``query(QueryConfig)`` / ``Searcher``, ``select(SelectConfig)``,
+``delete_rows(DeleteConfig)``, ``info``, ``generate_labels(LabelConfig)`` / ``LabelStore``,
+``train_encoder(TrainConfig)``, ``attribute(AttributeConfig)`` / ``load_method(MethodConfig)``,
+``eval_lds`` / ``eval_classify`` / ``eval_trace`` / ``eval_select`` with their ``Eval*Config``.
+
+Names are imported lazily (module ``__getattr__``, PEP 562) so that ``import airsearch`` stays cheap
+and the core imports no higher layer at import time; the ``if TYPE_CHECKING:`` block gives type
+checkers and IDEs every name with its real signature (docs/architecture.md, "the front door").
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
-_EXPORTS: dict[str, str] = {
-    "AirRepEncoder": "airsearch.encoder",
-    "EncoderInfo": "airsearch.encoder",
-    "Example": "airsearch.data.example",
-    "load_corpus": "airsearch.data.corpus",
-    "iter_corpus": "airsearch.data.corpus",
-    "load_queries": "airsearch.data.corpus",
-    "Corpus": "airsearch.data.corpus",
-    "write_rows": "airsearch.data.corpus",
-    "sample_corpus_path": "airsearch.data",
-    "sample_queries_path": "airsearch.data",
-    "AirsearchError": "airsearch.errors",
-    "InputError": "airsearch.errors",
-    "FingerprintMismatch": "airsearch.errors",
-    "group_score": "airsearch.scoring",
-    "StreamingGroupScore": "airsearch.scoring",
-    "blocked_dot_topk": "airsearch.scoring",
-    "SplitLabels": "airsearch.labels",
-    "normalise_losses": "airsearch.labels",
-    "lds": "airsearch.metrics",
-    "TargetLM": "airsearch.lm.model",
-    "load_lm": "airsearch.lm.model",
-    "save_lm": "airsearch.lm.model",
-    "encode_examples": "airsearch.lm.model",
-    "masked_token_nll": "airsearch.lm.loss",
-    "example_losses": "airsearch.lm.loss",
-    "FinetuneConfig": "airsearch.lm.finetune",
-    "finetune": "airsearch.lm.finetune",
-    "TinyLMConfig": "airsearch.lm.tiny",
-    "build_tiny_lm": "airsearch.lm.tiny",
-    "import_gguf": "airsearch.lm.gguf",
-}
+if TYPE_CHECKING:
+    from airsearch.config import CommandConfig
+    from airsearch.data import sample_corpus_path, sample_queries_path
+    from airsearch.data.corpus import Corpus, iter_corpus, load_corpus, load_queries, write_rows
+    from airsearch.data.example import Example
+    from airsearch.encoder import AirRepEncoder, EncoderInfo
+    from airsearch.errors import AirsearchError, FingerprintMismatch, InputError
+    from airsearch.indexers.build import IndexSummary, build_index
+    from airsearch.indexers.config import DeleteConfig, IndexConfig, InfoConfig, QueryConfig, SelectConfig
+    from airsearch.indexers.query import Candidate, GroupScore, QueryResult, Searcher, query
+    from airsearch.indexers.select import SelectSummary, select
+    from airsearch.indexers.store import delete_rows, info
+    from airsearch.labels import SplitLabels, normalise_losses
+    from airsearch.lm.finetune import FinetuneConfig, finetune
+    from airsearch.lm.gguf import import_gguf
+    from airsearch.lm.info import lm_info
+    from airsearch.lm.loss import example_losses, masked_token_nll
+    from airsearch.lm.model import TargetLM, encode_examples, load_lm, save_lm
+    from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
+    from airsearch.methods.registry import MethodConfig, Reranker, build_method
+    from airsearch.metrics import lds
+    from airsearch.scoring import StreamingGroupScore, blocked_dot_topk, group_score
+    from airsearch.trainers.attribute import AttributeConfig, attribute, load_method
+    from airsearch.trainers.daunce import DaunceConfig, DaunceRun, load_daunce, run_daunce
+    from airsearch.trainers.encoder_training.config import TrainConfig, TrainResult
+    from airsearch.trainers.encoder_training.trainer import train_encoder
+    from airsearch.trainers.evaluation.classify import EvalClassifyConfig, eval_classify
+    from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
+    from airsearch.trainers.evaluation.select import EvalSelectConfig, eval_select
+    from airsearch.trainers.evaluation.trace import EvalTraceConfig, eval_trace
+    from airsearch.trainers.labels.config import LabelConfig
+    from airsearch.trainers.labels.generate import LabelSummary, generate_labels
+    from airsearch.trainers.labels.info import label_store_info
+    from airsearch.trainers.labels.store import LabelStore
 
-__all__ = sorted(_EXPORTS)
+# module -> the public names it defines (must match the TYPE_CHECKING block; tests/test_front_door.py)
+_MODULES: dict[str, tuple[str, ...]] = {
+    # layer 0, the core
+    "airsearch.config": ("CommandConfig",),
+    "airsearch.data": ("sample_corpus_path", "sample_queries_path"),
+    "airsearch.data.corpus": ("Corpus", "iter_corpus", "load_corpus", "load_queries", "write_rows"),
+    "airsearch.data.example": ("Example",),
+    "airsearch.encoder": ("AirRepEncoder", "EncoderInfo"),
+    "airsearch.errors": ("AirsearchError", "FingerprintMismatch", "InputError"),
+    "airsearch.labels": ("SplitLabels", "normalise_losses"),
+    "airsearch.lm.finetune": ("FinetuneConfig", "finetune"),
+    "airsearch.lm.gguf": ("import_gguf",),
+    "airsearch.lm.info": ("lm_info",),
+    "airsearch.lm.loss": ("example_losses", "masked_token_nll"),
+    "airsearch.lm.model": ("TargetLM", "encode_examples", "load_lm", "save_lm"),
+    "airsearch.lm.tiny": ("TinyLMConfig", "build_tiny_lm"),
+    "airsearch.methods.registry": ("MethodConfig", "Reranker", "build_method"),
+    "airsearch.metrics": ("lds",),
+    "airsearch.scoring": ("StreamingGroupScore", "blocked_dot_topk", "group_score"),
+    # layer 1, the index
+    "airsearch.indexers.build": ("IndexSummary", "build_index"),
+    "airsearch.indexers.config": ("DeleteConfig", "IndexConfig", "InfoConfig", "QueryConfig", "SelectConfig"),
+    "airsearch.indexers.query": ("Candidate", "GroupScore", "QueryResult", "Searcher", "query"),
+    "airsearch.indexers.select": ("SelectSummary", "select"),
+    "airsearch.indexers.store": ("delete_rows", "info"),
+    # layer 2, long jobs and the evaluation harness
+    "airsearch.trainers.attribute": ("AttributeConfig", "attribute", "load_method"),
+    "airsearch.trainers.daunce": ("DaunceConfig", "DaunceRun", "load_daunce", "run_daunce"),
+    "airsearch.trainers.encoder_training.config": ("TrainConfig", "TrainResult"),
+    "airsearch.trainers.encoder_training.trainer": ("train_encoder",),
+    "airsearch.trainers.evaluation.classify": ("EvalClassifyConfig", "eval_classify"),
+    "airsearch.trainers.evaluation.lds": ("EvalLdsConfig", "eval_lds"),
+    "airsearch.trainers.evaluation.select": ("EvalSelectConfig", "eval_select"),
+    "airsearch.trainers.evaluation.trace": ("EvalTraceConfig", "eval_trace"),
+    "airsearch.trainers.labels.config": ("LabelConfig",),
+    "airsearch.trainers.labels.generate": ("LabelSummary", "generate_labels"),
+    "airsearch.trainers.labels.info": ("label_store_info",),
+    "airsearch.trainers.labels.store": ("LabelStore",),
+}
+_EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
+
+__all__ = [
+    "AirRepEncoder",
+    "AirsearchError",
+    "AttributeConfig",
+    "Candidate",
+    "CommandConfig",
+    "Corpus",
+    "DaunceConfig",
+    "DaunceRun",
+    "DeleteConfig",
+    "EncoderInfo",
+    "EvalClassifyConfig",
+    "EvalLdsConfig",
+    "EvalSelectConfig",
+    "EvalTraceConfig",
+    "Example",
+    "FingerprintMismatch",
+    "FinetuneConfig",
+    "GroupScore",
+    "IndexConfig",
+    "IndexSummary",
+    "InfoConfig",
+    "InputError",
+    "LabelConfig",
+    "LabelStore",
+    "LabelSummary",
+    "MethodConfig",
+    "QueryConfig",
+    "QueryResult",
+    "Reranker",
+    "Searcher",
+    "SelectConfig",
+    "SelectSummary",
+    "SplitLabels",
+    "StreamingGroupScore",
+    "TargetLM",
+    "TinyLMConfig",
+    "TrainConfig",
+    "TrainResult",
+    "attribute",
+    "blocked_dot_topk",
+    "build_index",
+    "build_method",
+    "build_tiny_lm",
+    "delete_rows",
+    "encode_examples",
+    "eval_classify",
+    "eval_lds",
+    "eval_select",
+    "eval_trace",
+    "example_losses",
+    "finetune",
+    "generate_labels",
+    "group_score",
+    "import_gguf",
+    "info",
+    "iter_corpus",
+    "label_store_info",
+    "lds",
+    "lm_info",
+    "load_corpus",
+    "load_daunce",
+    "load_lm",
+    "load_method",
+    "load_queries",
+    "masked_token_nll",
+    "normalise_losses",
+    "query",
+    "run_daunce",
+    "sample_corpus_path",
+    "sample_queries_path",
+    "save_lm",
+    "select",
+    "train_encoder",
+    "write_rows",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'airsearch' has no attribute {name!r}")
+    """Import a public name from its module on first use, then keep it in this module's namespace."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'airsearch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+    return sorted(set(globals()) | set(__all__))
