@@ -1,4 +1,5 @@
-"""Test settings: offline hubs, quiet progress bars, one torch thread (CI has 2 cores)."""
+"""Test settings (offline hubs, quiet progress bars, one torch thread: CI has 2 cores) and the shared
+fixtures. Helpers that are not fixtures live in ``tests/helpers/``; no test module imports another."""
 
 import os
 
@@ -11,43 +12,30 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
-from tests.fixtures import build_tiny_bert  # noqa: E402
+from airsearch.data.example import Example  # noqa: E402
+from airsearch.encoder import AirRepEncoder  # noqa: E402
+from tests.helpers.corpora import make_rows, write_corpus  # noqa: E402
+from tests.helpers.models import build_tiny_bert, make_tiny_lm_examples  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory):
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BERT folder (HF format) to use as a fast base encoder."""
     return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert") / "bert")
 
 
-def make_tiny_lm_examples(n: int = 48, seed: int = 0) -> list:
-    """Synthetic question/answer rows (plus two text rows) with a learnable pattern."""
-    import random
-
-    from airsearch.data.example import Example
-
-    rng = random.Random(seed)
-    things = ["apple", "river", "stone", "cloud", "tiger", "lemon", "ocean", "grass"]
-    colours = ["red", "blue", "green", "grey", "gold", "white"]
-    rows = []
-    for i in range(n):
-        thing, colour = rng.choice(things), rng.choice(colours)
-        rows.append(Example(f"qa{i}", f"What colour is the {thing}?", f"The {thing} is {colour}."))
-    rows.append(Example("text0", "", "Every apple on the tree turned red in the autumn sun."))
-    rows.append(Example("text1", "", "The river ran blue and cold under the grey stone bridge."))
-    return rows
-
-
 @pytest.fixture(scope="session")
-def tiny_lm_examples() -> list:
+def tiny_lm_examples() -> list[Example]:
     """The examples :func:`tiny_lm_dir` was pre-trained on."""
     return make_tiny_lm_examples()
 
 
 @pytest.fixture(scope="session")
-def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory, tiny_lm_examples: list):
+def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory, tiny_lm_examples: list[Example]) -> Path:
     """A tiny pre-trained Llama target LM (an ordinary HF folder, ~40k parameters), built in seconds."""
     from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
 
@@ -68,3 +56,24 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory, tiny_lm_examples: list
     return build_tiny_lm(
         tiny_lm_examples, tmp_path_factory.mktemp("tiny_lm") / "lm", cfg, show_progress=False
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved, untrained AirRep on the tiny random BERT (32-dim)."""
+    enc = AirRepEncoder.from_base(str(tiny_bert_dir), device="cpu")
+    return enc.save(tmp_path_factory.mktemp("enc") / "airrep")
+
+
+@pytest.fixture(scope="session")
+def other_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A different tiny AirRep (other random weights): its fingerprint differs."""
+    bert = build_tiny_bert(tmp_path_factory.mktemp("bert2") / "bert", seed=1)
+    enc = AirRepEncoder.from_base(str(bert), device="cpu")
+    return enc.save(tmp_path_factory.mktemp("enc2") / "airrep")
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 rows of :func:`tests.helpers.corpora.make_rows` (tasks alpha / beta / gamma) as JSONL."""
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "train.jsonl", make_rows(60))

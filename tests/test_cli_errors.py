@@ -4,33 +4,31 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from airsearch.data.corpus import write_rows
-from tests.test_cli_index import run
+from tests.helpers.cli import assert_one_line_error, fill, run
 
 ROW = {"id": "a", "prompt": "p", "response": "r"}
 
 
-def assert_one_line(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
-    for f in fragments:
-        assert f in result.output
-
-
-def test_index_into_a_file_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        pytest.param(("index", "{corpus}", "--db", "{tmp}/afile"), ("not a directory", "afile"), id="db-is-a-file"),
+        pytest.param(
+            ("attribute", "--method", "daunce", "--corpus", "{corpus}", "--queries", "{corpus}",
+             "--out", "{tmp}/out", "--daunce-run", "{tmp}/norun"),
+            ("not a Daunce run", "norun"),
+            id="missing-daunce-run",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_input_is_refused_in_one_line(tmp_path, argv, fragments):
     corpus = write_rows(tmp_path / "c.jsonl", [ROW])
     (tmp_path / "afile").write_text("x")
-    res = run("index", corpus, "--db", tmp_path / "afile", ok=False)
-    assert_one_line(res, "not a directory", "afile")
-
-
-def test_missing_daunce_run_is_refused(tmp_path):
-    corpus = write_rows(tmp_path / "c.jsonl", [ROW])
-    res = run(
-        "attribute", "--method", "daunce", "--corpus", corpus, "--queries", corpus,
-        "--out", tmp_path / "out", "--daunce-run", tmp_path / "norun", ok=False,
-    )  # fmt: skip
-    assert_one_line(res, "not a Daunce run", "norun")
+    res = run(*fill(argv, tmp=tmp_path, corpus=corpus), ok=False)
+    assert_one_line_error(res, *fragments)
 
 
 def test_attribute_command_is_the_python_api(tmp_path, tiny_lm_dir, tiny_lm_examples):

@@ -5,21 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from airsearch.cli.main import app
-from click.testing import CliRunner
 
 from airsearch.data.corpus import write_rows
-from tests import index_fixtures as fx
-from tests.index_fixtures import make_rows
-
-corpus_file, tiny_encoder_dir = fx.corpus_file, fx.tiny_encoder_dir
-
-
-def run(*args: str, ok: bool = True):
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from tests.helpers.cli import assert_one_line_error, fill, run
+from tests.helpers.corpora import make_rows
 
 
 def test_cli_index_query_select_info(tmp_path, corpus_file, tiny_encoder_dir):
@@ -72,48 +61,42 @@ def test_cli_index_query_select_info(tmp_path, corpus_file, tiny_encoder_dir):
     assert appended["rows_total"] == 65
 
 
-def test_cli_bad_inputs_exit_nonzero_without_traceback(tmp_path, corpus_file, tiny_encoder_dir):
-    missing = run("query", "--db", tmp_path / "nope", "--prompt", "p", "--response", "r", ok=False)
-    assert missing.exit_code == 2 and "index directory not found" in missing.output
-    assert "Traceback" not in missing.output
-    both = run("query", "--db", tmp_path, "--prompt", "p", "--response", "r", "--queries", "f", ok=False)
-    assert both.exit_code == 2 and "one of them" in both.output
+@pytest.fixture(scope="module")
+def indexed_db(tmp_path_factory, corpus_file, tiny_encoder_dir):
+    db = tmp_path_factory.mktemp("cli") / "db"
+    run("index", corpus_file, "--db", db, "--encoder", tiny_encoder_dir)
+    return db
+
+
+QUERY = ("query", "--db", "{db}", "--prompt", "p", "--response", "r")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param((*QUERY[:2], "{tmp}/nope", *QUERY[3:]), "index directory not found", id="no-index"),
+        pytest.param((*QUERY[:2], "{tmp}", *QUERY[3:], "--queries", "f"), "one of them", id="two-inputs"),
+        pytest.param((*QUERY, "--where", "nosuch = 1"), "--where", id="bad-where"),
+        pytest.param((*QUERY, "--group-by", "nosuch"), "no metadata column", id="bad-group-by"),
+        pytest.param(
+            ("select", "--db", "{db}", "--targets", "{corpus}", "--out", "{tmp}/x.csv", "-n", "2"),
+            ".jsonl or .parquet",
+            id="select-to-csv",
+        ),
+    ],
+)
+def test_cli_bad_inputs_exit_2_without_traceback(argv, message, tmp_path, indexed_db, corpus_file):
+    res = run(*fill(argv, tmp=tmp_path, db=indexed_db, corpus=corpus_file), ok=False)
+    assert_one_line_error(res, message)
+
+
+def test_cli_bad_row_leaves_no_table(tmp_path, corpus_file, tiny_encoder_dir):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"\n')
     res = run("index", bad, "--db", tmp_path / "db", "--encoder", tiny_encoder_dir, ok=False)
-    assert res.exit_code == 2 and "bad.jsonl:2" in res.output and "Traceback" not in res.output
+    assert_one_line_error(res, "bad.jsonl:2")
     assert not (tmp_path / "db" / "corpus.lance").exists()
-    run("index", corpus_file, "--db", tmp_path / "db", "--encoder", tiny_encoder_dir)
-    where = run(
-        "query",
-        "--db",
-        tmp_path / "db",
-        "--prompt",
-        "p",
-        "--response",
-        "r",
-        "--where",
-        "nosuch = 1",
-        ok=False,
-    )
-    assert where.exit_code == 2 and "--where" in where.output and "Traceback" not in where.output
-    group = run(
-        "query", "--db", tmp_path / "db", "--prompt", "p", "--response", "r", "--group-by", "nosuch", ok=False
-    )
-    assert group.exit_code == 2 and "no metadata column" in group.output
-    sel = run(
-        "select",
-        "--db",
-        tmp_path / "db",
-        "--targets",
-        corpus_file,
-        "--out",
-        tmp_path / "x.csv",
-        "-n",
-        "2",
-        ok=False,
-    )
-    assert sel.exit_code == 2 and ".jsonl or .parquet" in sel.output
+    run("index", corpus_file, "--db", tmp_path / "db", "--encoder", tiny_encoder_dir)  # the db is usable
 
 
 @pytest.mark.slow

@@ -19,7 +19,8 @@ from airsearch.methods.daunce import (
     logit_grad_of_mean_nll,
     perturbed_objective,
 )
-from tests.methods_helpers import build_micro_lm, loop_grads, make_examples
+from tests.helpers.grads import loop_grads
+from tests.helpers.models import build_micro_lm, make_examples
 
 
 @pytest.fixture(scope="module")

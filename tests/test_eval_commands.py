@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.scoring import group_score
+from tests.helpers.cli import fill, run
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -106,60 +107,31 @@ def test_eval_lds_equals_hand_computation(tmp_path, tiny_bert_dir):
         assert (tmp_path / "out" / f).is_file()
 
 
-def test_eval_lds_refuses_overlap_and_mismatch(tmp_path):
+EVAL_LDS = ("eval", "lds", "--gold", "{tmp}/gold", "--method", "random")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param(
+            ("--corpus", "{other}", "--out", "{tmp}/o"), "gold/corpus fingerprint mismatch", id="other-corpus"
+        ),
+        pytest.param(("--corpus", "{corpus}", "--encoder-labels", "{tmp}/gold"), "disjoint", id="overlap"),
+    ],
+)
+def test_eval_lds_refuses_overlap_and_mismatch(tmp_path, options, message):
     corpus_path = _write_corpus(tmp_path / "eval.jsonl", _rows(24))
     _gold_store(tmp_path / "gold", corpus_path)
     other = _write_corpus(tmp_path / "other.jsonl", _rows(24, tag="x"))
-    runner = CliRunner()
-    res = runner.invoke(
-        app,
-        [
-            "eval",
-            "lds",
-            "--gold",
-            str(tmp_path / "gold"),
-            "--corpus",
-            other,
-            "--method",
-            "random",
-            "--out",
-            str(tmp_path / "o"),
-        ],
-    )
-    assert res.exit_code == 2 and "gold/corpus fingerprint mismatch" in res.output
-    res = runner.invoke(
-        app,
-        [
-            "eval",
-            "lds",
-            "--gold",
-            str(tmp_path / "gold"),
-            "--corpus",
-            corpus_path,
-            "--method",
-            "random",
-            "--encoder-labels",
-            str(tmp_path / "gold"),
-        ],
-    )
-    assert res.exit_code == 2 and "disjoint" in res.output
-    res = runner.invoke(
-        app,
-        [
-            "eval",
-            "lds",
-            "--gold",
-            str(tmp_path / "gold"),
-            "--corpus",
-            corpus_path,
-            "--method",
-            "random",
-            "--json",
-            "--bootstrap",
-            "50",
-        ],
-    )
-    assert res.exit_code == 0, res.output
+    res = run(*fill((*EVAL_LDS, *options), tmp=tmp_path, corpus=corpus_path, other=other), ok=False)
+    assert res.exit_code == 2 and message in res.output
+
+
+def test_eval_lds_cli_json(tmp_path):
+    corpus_path = _write_corpus(tmp_path / "eval.jsonl", _rows(24))
+    _gold_store(tmp_path / "gold", corpus_path)
+    options = ("--corpus", corpus_path, "--json", "--bootstrap", "50")
+    res = run(*fill((*EVAL_LDS, *options), tmp=tmp_path))
     assert json.loads(res.output)["methods"]["random"]["lds"]["n"] == 4
 
 

@@ -13,7 +13,7 @@ from airsearch.data.example import Example
 from airsearch.lm import example_losses, load_lm
 from airsearch.lm.finetune import FinetuneConfig
 from airsearch.methods.daunce import Daunce, LocalFinetuneFactory, RecordedLosses, blackbox_providers
-from tests.test_cli_index import run
+from tests.helpers.cli import run
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from airsearch.trainers.evaluation.methods import summed_scores
 
 from airsearch.errors import InputError
 from airsearch.lm import encode_examples, load_lm
-from tests.methods_helpers import loop_grads
+from tests.helpers.grads import loop_grads
 
 
 def test_spec_options_parse_and_refuse():

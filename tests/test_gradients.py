@@ -11,7 +11,8 @@ from airsearch.methods.features import GradientFeaturizer, haif_combine
 from airsearch.methods.gradients import ParamSet, prepare
 from airsearch.methods.projection import Projector
 from airsearch.methods.store import VectorManifest, open_store, save_vectors
-from tests.methods_helpers import build_micro_lm, loop_grads, make_examples
+from tests.helpers.grads import loop_grads
+from tests.helpers.models import build_micro_lm, make_examples
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,7 @@ from airsearch.indexers.store import BUILDING_PREFIX, IndexStore, info
 from airsearch.data.corpus import load_corpus
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import FingerprintMismatch, InputError
-from tests import index_fixtures as fx
-from tests.index_fixtures import make_rows, write_corpus
-
-# shared fixtures
-corpus_file, tiny_encoder_dir, other_encoder_dir = fx.corpus_file, fx.tiny_encoder_dir, fx.other_encoder_dir
+from tests.helpers.corpora import make_rows, write_corpus
 
 
 def _cfg(db, sources, enc, **kw) -> IndexConfig:

@@ -305,26 +305,13 @@ def test_cli_generate_and_info(base_cfg, reference, tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "cli"
+    generate = ["labels", "generate", *base_cfg.corpus, "--model", base_cfg.model, "--out", str(out),
+                "--splits", "1", "--dev-size", "6", "--pool-size", "16", "--subset-size", "5",
+                "--subsets-per-split", "3"]  # fmt: skip
     res = runner.invoke(
         app,
         [
-            "labels",
-            "generate",
-            *base_cfg.corpus,
-            "--model",
-            base_cfg.model,
-            "--out",
-            str(out),
-            "--splits",
-            "1",
-            "--dev-size",
-            "6",
-            "--pool-size",
-            "16",
-            "--subset-size",
-            "5",
-            "--subsets-per-split",
-            "3",
+            *generate,
             "--epochs",
             "1",
             "--lr",
@@ -353,28 +340,5 @@ def test_cli_generate_and_info(base_cfg, reference, tmp_path):
     assert info["stats"]["labels"] == 18 and info["stats"]["per_split"][0]["subsets"] == 3
     text = runner.invoke(app, ["labels", "info", str(reference.root)])
     assert text.exit_code == 0 and "12/12 jobs" in text.output
-    bad = runner.invoke(
-        app,
-        [
-            "labels",
-            "generate",
-            *base_cfg.corpus,
-            "--model",
-            base_cfg.model,
-            "--out",
-            str(out),
-            "--splits",
-            "1",
-            "--dev-size",
-            "6",
-            "--pool-size",
-            "16",
-            "--subset-size",
-            "5",
-            "--subsets-per-split",
-            "3",
-            "--lr",
-            "0.5",
-        ],
-    )
+    bad = runner.invoke(app, [*generate, "--lr", "0.5"])
     assert bad.exit_code == 2 and "config mismatch" in bad.output and "Traceback" not in bad.output

@@ -28,6 +28,7 @@ from airsearch.lm import (
     tokenize_example,
 )
 from airsearch.lm.model import format_example
+from tests.helpers.cli import assert_one_line_error, fill, run
 
 # ----------------------------------------------------------------------------- masked_token_nll
 
@@ -456,27 +457,21 @@ def test_cli_build_tiny_and_info(tmp_path, tiny_lm_examples):
     assert res.exit_code == 0 and "LlamaForCausalLM" in res.output
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    from airsearch.cli.main import app
-
-    runner = CliRunner()
-    res = runner.invoke(app, ["lm", "info", str(tmp_path / "missing")])
-    assert res.exit_code == 2 and "model folder not found" in res.output
-    res = runner.invoke(
-        app, ["lm", "import-gguf", str(tmp_path / "missing.gguf"), "--out", str(tmp_path / "o")]
-    )
-    assert res.exit_code == 2 and "GGUF file not found" in res.output
-    res = runner.invoke(
-        app,
-        [
-            "lm",
-            "build-tiny",
-            "--corpus",
-            str(tmp_path / "x.jsonl"),
-            "--out",
-            str(tmp_path / "o"),
-            "--heads",
-            "3",
-        ],
-    )
-    assert res.exit_code == 2 and "heads" in res.output
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(("lm", "info", "{tmp}/missing"), "model folder not found", id="info-no-folder"),
+        pytest.param(
+            ("lm", "import-gguf", "{tmp}/missing.gguf", "--out", "{tmp}/o"),
+            "GGUF file not found",
+            id="no-gguf",
+        ),
+        pytest.param(
+            ("lm", "build-tiny", "--corpus", "{tmp}/x.jsonl", "--out", "{tmp}/o", "--heads", "3"),
+            "heads",
+            id="bad-heads",
+        ),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, argv, message):
+    assert_one_line_error(run(*fill(argv, tmp=tmp_path), ok=False), message)

@@ -139,3 +139,22 @@ def test_wheel_holds_only_the_airsearch_package(tmp_path: Path) -> None:
     assert any(n.startswith("airsearch/data/sample/") for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "airsearch = airsearch.cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+def test_tests_and_benchmarks_import_only_helpers_and_the_package() -> None:
+    """Test helpers live in ``conftest.py`` / ``tests/helpers/``: no test module imports another test
+    module, and ``benchmarks/`` imports only the installed package (never ``tests``)."""
+    bad = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        bad += [
+            f"{path.relative_to(ROOT)}:{line} imports {name}"
+            for line, name in _imports(path)
+            if name.startswith("tests.") and not name.startswith("tests.helpers")
+        ]
+    for path in sorted((ROOT / "benchmarks").rglob("*.py")):
+        bad += [
+            f"{path.relative_to(ROOT)}:{line} imports {name}"
+            for line, name in _imports(path)
+            if name.split(".")[0] in ("tests", "cli", "trainers", "indexers")
+        ]
+    assert bad == []

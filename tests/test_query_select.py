@@ -18,10 +18,7 @@ from airsearch.data.corpus import load_corpus, load_queries, write_rows
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.scoring import group_score
-from tests import index_fixtures as fx
-from tests.index_fixtures import best_rank_reference, make_rows
-
-corpus_file, tiny_encoder_dir = fx.corpus_file, fx.tiny_encoder_dir
+from tests.helpers.corpora import TASKS, best_rank_reference, make_rows
 
 
 def _blocks(x: np.ndarray, size: int):
@@ -120,7 +117,7 @@ def test_query_proponents_opponents_where_and_groups_equal_brute_force(db, brute
     assert r.proponents[0].prompt == examples[int(np.argmax(s))].prompt
     # --group-by: exact Eq. 7 over each task's members
     ref = {}
-    for task in fx.TASKS:
+    for task in TASKS:
         members = vecs[[i for i, ex in enumerate(examples) if ex.metadata["task"] == task]]
         ref[task] = float(group_score(torch.from_numpy(e), torch.from_numpy(members)))
     assert [g.group for g in r.groups] == sorted(ref, key=lambda t: -ref[t])

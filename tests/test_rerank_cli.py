@@ -5,29 +5,30 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from airsearch.data.corpus import write_rows
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.lm import load_lm
 from airsearch.methods.tracin import TracIn
-from tests import index_fixtures as fx
-from tests.test_cli_index import run
+from tests.helpers.cli import assert_one_line_error, fill, run
 
-tiny_encoder_dir = fx.tiny_encoder_dir
 QUERY = ("What colour is the lemon?", "The lemon is gold.")
 
 
-def _index(tmp_path, examples, encoder_dir):
-    corpus = write_rows(tmp_path / "corpus.jsonl", [e.to_row() for e in examples[:20]])
-    run("index", corpus, "--db", tmp_path / "db", "--encoder", encoder_dir, "--batch-size", "8")
-    return tmp_path / "db"
+@pytest.fixture(scope="module")
+def db(tmp_path_factory, tiny_lm_examples, tiny_encoder_dir):
+    """The first 20 tiny-LM examples indexed with the tiny AirRep."""
+    root = tmp_path_factory.mktemp("rerank")
+    corpus = write_rows(root / "corpus.jsonl", [e.to_row() for e in tiny_lm_examples[:20]])
+    run("index", corpus, "--db", root / "db", "--encoder", tiny_encoder_dir, "--batch-size", "8")
+    return root / "db"
 
 
 def test_query_rerank_gradcos_orders_airrep_candidates_by_method_score(
-    tmp_path, tiny_lm_dir, tiny_lm_examples, tiny_encoder_dir
+    db, tiny_lm_dir, tiny_lm_examples, tiny_encoder_dir
 ):
-    db = _index(tmp_path, tiny_lm_examples, tiny_encoder_dir)
     n, k = 6, 4
     out = run(
         "query", "--db", db, "--prompt", QUERY[0], "--response", QUERY[1], "-k", k,
@@ -65,15 +66,20 @@ def test_query_rerank_gradcos_orders_airrep_candidates_by_method_score(
     assert "reranked by gradcos" in human and "(retrieval " in human
 
 
-def test_query_rerank_errors_are_one_line(tmp_path, tiny_lm_examples, tiny_encoder_dir):
-    db = _index(tmp_path, tiny_lm_examples, tiny_encoder_dir)
-    base = ("query", "--db", db, "--prompt", "p", "--response", "r")
-    no_model = run(*base, "--rerank", "gradcos", ok=False)
-    assert no_model.exit_code == 2 and "--model" in no_model.output
-    assert "Traceback" not in no_model.output
-    missing = run(*base, "--rerank", "tracin", "--model", tmp_path / "nolm", ok=False)
-    assert missing.exit_code != 0 and "Traceback" not in missing.output and "nolm" in missing.output
-    few = run(*base, "--rerank", "gradcos", "--model", tmp_path, "--candidates", 0, ok=False)
-    assert few.exit_code == 2 and "--candidates" in few.output
-    daunce = run(*base, "--rerank", "daunce", ok=False)
-    assert daunce.exit_code == 2 and "--daunce-run" in daunce.output
+@pytest.mark.parametrize(
+    ("options", "fragment", "code"),
+    [
+        pytest.param(("--rerank", "gradcos"), "--model", 2, id="no-model"),
+        pytest.param(("--rerank", "tracin", "--model", "{tmp}/nolm"), "nolm", None, id="missing-model"),
+        pytest.param(
+            ("--rerank", "gradcos", "--model", "{tmp}", "--candidates", 0),
+            "--candidates",
+            2,
+            id="no-candidates",
+        ),
+        pytest.param(("--rerank", "daunce"), "--daunce-run", 2, id="daunce-without-run"),
+    ],
+)
+def test_query_rerank_errors_are_one_line(tmp_path, db, options, fragment, code):
+    argv = ("query", "--db", db, "--prompt", "p", "--response", "r", *options)
+    assert_one_line_error(run(*fill(argv, tmp=tmp_path), ok=False), fragment, code=code)

@@ -19,10 +19,7 @@ from airsearch.trainers.evaluation.select import EvalSelectConfig, eval_select, 
 
 from airsearch.data.corpus import load_corpus, load_queries, write_rows
 from airsearch.encoder import AirRepEncoder
-from tests import index_fixtures as fx
-from tests.index_fixtures import best_rank_reference
-
-tiny_encoder_dir = fx.tiny_encoder_dir
+from tests.helpers.corpora import best_rank_reference
 
 TOPICS = ("cats", "storms", "budgets", "music", "rivers", "trains", "apples", "chess")
 

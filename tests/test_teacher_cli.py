@@ -14,7 +14,7 @@ from airsearch.lm import load_lm
 from airsearch.lm.finetune import FinetuneConfig, finetune
 from airsearch.lm.model import save_lm
 from airsearch.methods.tracin import TracIn
-from tests.test_cli_index import run
+from tests.helpers.cli import run
 
 SIZES = ("--splits", 2, "--dev-size", 3, "--pool-size", 8, "--subset-size", 3,
          "--subsets-per-split", 3, "--max-length", 32)  # fmt: skip

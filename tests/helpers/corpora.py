@@ -1,15 +1,12 @@
-"""Shared fixtures for the index/query/select tests: a saved tiny AirRep encoder and small corpora."""
+"""Small corpora with metadata (task, number, tags) for the index / query / select tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from airsearch.data.corpus import write_rows
-from airsearch.encoder import AirRepEncoder
-from tests.fixtures import build_tiny_bert
 
 TASKS = ("alpha", "beta", "gamma")
 WORDS = tuple(
@@ -78,23 +75,3 @@ def best_rank_reference(
 def write_corpus(path: Path, rows: list[dict]) -> Path:
     write_rows(path, rows)
     return path
-
-
-@pytest.fixture(scope="session")
-def tiny_encoder_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A saved, untrained AirRep on the tiny random BERT (32-dim)."""
-    enc = AirRepEncoder.from_base(str(tiny_bert_dir), device="cpu")
-    return enc.save(tmp_path_factory.mktemp("enc") / "airrep")
-
-
-@pytest.fixture(scope="session")
-def other_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A different tiny AirRep (other random weights): its fingerprint differs."""
-    bert = build_tiny_bert(tmp_path_factory.mktemp("bert2") / "bert", seed=1)
-    enc = AirRepEncoder.from_base(str(bert), device="cpu")
-    return enc.save(tmp_path_factory.mktemp("enc2") / "airrep")
-
-
-@pytest.fixture(scope="session")
-def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_corpus(tmp_path_factory.mktemp("corpus") / "train.jsonl", make_rows(60))
