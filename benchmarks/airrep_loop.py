@@ -8,8 +8,8 @@ Data: the bundled Natural Instructions sample (20 NI tasks, 150 rows each). The 
 halves: tasks B pre-train the tiny LM (so the label tasks A are new to it, as fine-tuning data is to a
 real LM), tasks A carry the subset-retraining labels (methods.md §1, Eq. 8).
 
-Stages (each writes ``stages/<name>.json`` in the work folder and is skipped when it exists; the
-components resume on their own inside a stage):
+Stages (run by ``benchmarks/stages.py``: each writes ``stages/<name>.json`` in the work folder and is
+skipped when it exists; the components resume on their own inside a stage):
 
 1. ``lm``: :func:`airsearch.lm.build_tiny_lm` on tasks B.
 2. ``labels``: :func:`airsearch.trainers.labels.generate_labels` on tasks A (splits x subsets fine-tune jobs).
@@ -28,112 +28,99 @@ Heavy artefacts go to ``benchmarks/work/airrep_loop/<scale>/`` (ignored by git);
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import shutil
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from airsearch import sample_corpus_path
+from airsearch.atomic import write_json_atomic, write_text_atomic
 
-from airsearch.atomic import write_json_atomic, write_text_atomic  # noqa: E402
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # benchmarks/stages.py, also when this file is loaded by path
+    sys.path.insert(0, str(HERE))
+from stages import Scale, Stages, short_base_encoder  # noqa: E402
 
-SAMPLE = ROOT / "airsearch" / "data" / "sample" / "train.jsonl"
-SCALES: dict[str, dict[str, Any]] = {
-    "small": dict(
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoopScale(Scale):
+    """:class:`stages.Scale` plus the loop's own sizes: held-out test splits, the encoder's steps (Eq. 9
+    samples ``subsets_per_step`` subsets x ``dev_per_step`` dev examples), the noise and bootstrap runs."""
+
+    max_seq_length: int
+    test_splits: int
+    subsets_per_step: int
+    dev_per_step: int
+    enc_batch: int = 32
+    noise_subsets: int = 8
+    bootstrap: int = 2000
+
+
+SCALES: dict[str, LoopScale] = {
+    "small": LoopScale(
         lm_steps=150, splits=4, test_splits=1, dev=16, pool=60, subset=8, subsets=12, ft_epochs=2,
         ft_lr=1e-3, enc_epochs=1, subsets_per_step=8, dev_per_step=16, max_seq_length=96, enc_lr=1e-4,
     ),
-    "default": dict(
+    "default": LoopScale(
         lm_steps=300, splits=7, test_splits=2, dev=40, pool=120, subset=12, subsets=20, ft_epochs=2,
         ft_lr=1e-3, enc_epochs=2, subsets_per_step=8, dev_per_step=32, max_seq_length=128, enc_lr=2e-5,
     ),
 }  # fmt: skip
 ENCODER_KEYS = ("enc_epochs", "subsets_per_step", "dev_per_step", "max_seq_length", "enc_lr")
-COMMON = dict(ft_batch=8, ft_max_length=256, enc_batch=32, noise_subsets=8, bootstrap=2000)
 
 
 class Loop:
     def __init__(self, args: argparse.Namespace):
         self.scale = args.scale
-        self.p = {**COMMON, **SCALES[args.scale]}
+        self.p = SCALES[args.scale]
         self.seeds: list[int] = args.seeds
         self.workers: int = args.workers
         self.out = Path(args.out)
-        self.work = Path(args.work or ROOT / "benchmarks" / "work" / "airrep_loop" / args.scale)
-        (self.work / "stages").mkdir(parents=True, exist_ok=True)
-
-    # ------------------------------------------------------------------ stage bookkeeping
-    def stage(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        path = self.work / "stages" / f"{name}.json"
-        if path.exists():
-            print(f"[{name}] done before, skipped", file=sys.stderr)
-            return json.loads(path.read_text())
-        print(f"[{name}] running", file=sys.stderr)
-        t0 = time.perf_counter()
-        result = fn()
-        result["seconds"] = round(time.perf_counter() - t0, 1)
-        write_json_atomic(path, result)
-        print(f"[{name}] {result['seconds']:.0f} s", file=sys.stderr)
-        return result
+        self.work = Path(args.work or HERE / "work" / "airrep_loop" / args.scale)
+        self.stages = Stages(self.work / "stages")
 
     # ------------------------------------------------------------------ data
     def tasks(self) -> tuple[list[str], list[str]]:
         """(tasks A for labels, tasks B for LM pre-training): alternate tasks in sorted order."""
-        names = sorted({r["task"] for r in map(json.loads, SAMPLE.read_text().splitlines())})
+        from airsearch import load_corpus
+
+        names = sorted({e.metadata["task"] for e in load_corpus(sample_corpus_path()).examples})
         return names[0::2], names[1::2]
 
     def corpus_file(self, which: str) -> Path:
-        from airsearch.data.corpus import load_corpus, write_rows
+        from airsearch import load_corpus, write_rows
 
         path = self.work / "data" / f"tasks_{which}.jsonl"
         if not path.exists():
             keep = set(self.tasks()[0 if which == "A" else 1])
-            write_rows(path, [e for e in load_corpus(SAMPLE).examples if e.metadata["task"] in keep])
+            rows = load_corpus(sample_corpus_path()).examples
+            write_rows(path, [e for e in rows if e.metadata["task"] in keep])
         return path
 
     # ------------------------------------------------------------------ stages
     def build_lm(self) -> dict[str, Any]:
-        from airsearch.data.corpus import load_corpus
-        from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
+        from airsearch import TinyLMConfig, build_tiny_lm, load_corpus
 
         rows = load_corpus(self.corpus_file("B")).examples
-        cfg = TinyLMConfig(steps=self.p["lm_steps"])
+        cfg = TinyLMConfig(steps=self.p.lm_steps)
         path = build_tiny_lm(rows, self.work / "lm", cfg)
         info = json.loads((path / "airsearch_lm.json").read_text())
         keep = ("num_parameters", "vocab_size", "stream_tokens", "loss_first", "loss_last", "train_seconds")
         return {"lm": str(path), "tasks_B": self.tasks()[1], **{k: info[k] for k in keep}}
 
     def label_config(self) -> Any:
-        from airsearch.trainers.labels import LabelConfig
-
-        p = self.p
-        return LabelConfig(
-            corpus=[str(self.corpus_file("A"))],
-            model=str(self.work / "lm"),
-            out=str(self.work / "labels"),
-            splits=p["splits"],
-            dev_size=p["dev"],
-            pool_size=p["pool"],
-            subset_size=p["subset"],
-            subsets_per_split=p["subsets"],
-            epochs=p["ft_epochs"],
-            lr=p["ft_lr"],
-            batch_size=p["ft_batch"],
-            max_length=p["ft_max_length"],
-            workers=self.workers,
+        return self.p.label_config(
+            self.corpus_file("A"), self.work / "lm", self.work / "labels", workers=self.workers
         )
 
     def labels(self) -> dict[str, Any]:
-        from airsearch.trainers.labels import generate_labels
+        from airsearch import generate_labels
 
         cfg = self.label_config()
         summary = generate_labels(cfg).to_dict()
@@ -172,7 +159,7 @@ class Loop:
             [e.id for e in corpus.examples], splits=1, dev_size=cfg.dev_size, pool_size=cfg.pool_size,
             subset_size=cfg.subset_size, subsets_per_split=cfg.subsets_per_split, seed=cfg.seed,
         )  # fmt: skip
-        k = min(self.p["noise_subsets"], len(plans[0].subsets))
+        k = min(self.p.noise_subsets, len(plans[0].subsets))
         jobs = subset_jobs(cfg, plans, corpus.by_id(), str(Path(cfg.model).resolve()))[:k]
         again = []
         for job in jobs:
@@ -196,23 +183,17 @@ class Loop:
         from airsearch.trainers.labels import LabelStore
 
         splits = sorted(LabelStore.open(self.work / "labels").splits(), key=lambda s: s.split)
-        t = self.p["test_splits"]
+        t = self.p.test_splits
         return splits[: -t - 1], splits[-t - 1], splits[-t:]
 
     def base_encoder(self) -> str:
-        """The packaged all-MiniLM-L6-v2 as an untrained AirRep folder with a shorter max_seq_length."""
-        from airsearch.encoder import AirRepEncoder
-
-        path = self.work / f"base_encoder_{self.p['max_seq_length']}"
-        if not path.exists():
-            AirRepEncoder.from_base(None, device="cpu", max_seq_length=self.p["max_seq_length"]).save(path)
-        return str(path)
+        return short_base_encoder(self.work, self.p.max_seq_length)
 
     def encoder_tag(self) -> str:
         """Short id of the encoder-training parameters (trained encoders of other settings are kept)."""
         from airsearch.fingerprint import fingerprint_json
 
-        return fingerprint_json({k: self.p[k] for k in ENCODER_KEYS})[:8]
+        return fingerprint_json({k: getattr(self.p, k) for k in ENCODER_KEYS})[:8]
 
     def encoder_dir(self, seed: int) -> Path:
         return self.work / f"encoder_{self.encoder_tag()}_seed{seed}"
@@ -226,13 +207,13 @@ class Loop:
         cfg = TrainConfig(
             out=str(self.encoder_dir(seed)),
             base_encoder=self.base_encoder(),
-            epochs=p["enc_epochs"],
-            lr=p["enc_lr"],
-            subsets_per_step=p["subsets_per_step"],
-            dev_per_step=p["dev_per_step"],
+            epochs=p.enc_epochs,
+            lr=p.enc_lr,
+            subsets_per_step=p.subsets_per_step,
+            dev_per_step=p.dev_per_step,
             holdout_splits=1,
             warmup_steps=min(10, len(train)),
-            batch_size=p["enc_batch"],
+            batch_size=p.enc_batch,
             seed=seed,
             device="cpu",
         )
@@ -267,7 +248,7 @@ class Loop:
         ok = np.isfinite(base) & np.isfinite(trained).all(axis=0)
         base, trained = base[ok], trained[:, ok]
         rng = np.random.default_rng(0)
-        idx = rng.integers(0, len(base), size=(self.p["bootstrap"], len(base)))
+        idx = rng.integers(0, len(base), size=(self.p.bootstrap, len(base)))
         mean_trained = trained.mean(axis=0)
 
         def ci(values: np.ndarray) -> list[float]:
@@ -317,30 +298,31 @@ class Loop:
 
     # ------------------------------------------------------------------ driver and report
     def run(self) -> dict[str, Any]:
-        stages = {"lm": self.stage("lm", self.build_lm), "labels": self.stage("labels", self.labels)}
-        stages["noise"] = self.stage("noise", self.noise)
+        stage = self.stages.run
+        stages = {"lm": stage("lm", self.build_lm), "labels": stage("labels", self.labels)}
+        stages["noise"] = stage("noise", self.noise)
         base_path = self.base_encoder()
         for seed in self.seeds:
-            stages[f"train-{seed}"] = self.stage(
+            stages[f"train-{seed}"] = stage(
                 f"train-{self.encoder_tag()}-{seed}", lambda seed=seed: self.train(seed)
             )
         name = f"eval-{self.encoder_tag()}-" + "-".join(map(str, self.seeds))
-        stages["eval"] = self.stage(name, self.evaluate)
-        stages["reference"] = self.stage("reference", self.reference)
+        stages["eval"] = stage(name, self.evaluate)
+        stages["reference"] = stage("reference", self.reference)
         train, val, test = self.split_roles()
         results = {
             "command": "python benchmarks/airrep_loop.py " + " ".join(sys.argv[1:]),
             "scale": self.scale,
-            "params": self.p,
+            "params": self.p.to_dict(),
             "seeds": self.seeds,
-            "base_encoder": f"packaged all-MiniLM-L6-v2 (max_seq_length {self.p['max_seq_length']}): {base_path}",
+            "base_encoder": f"packaged all-MiniLM-L6-v2 (max_seq_length {self.p.max_seq_length}): {base_path}",
             "split_roles": {
                 "train": [s.split for s in train],
                 "validation": val.split,
                 "test": [s.split for s in test],
             },
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg": os.getloadavg()},
-            "stage_seconds": {k: v["seconds"] for k, v in stages.items()},
+            "stage_seconds": {k: v["stage_seconds"] for k, v in stages.items()},
             "stages": stages,
         }
         self.out.mkdir(parents=True, exist_ok=True)
@@ -393,7 +375,7 @@ def report(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "airrep_loop"))
+    ap.add_argument("--out", default=str(HERE / "results" / "airrep_loop"))
     ap.add_argument(
         "--work", default=None, help="artefact folder (default benchmarks/work/airrep_loop/SCALE)"
     )

@@ -15,18 +15,15 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from airsearch.data import sample_corpus_path  # noqa: E402
-from airsearch.data.corpus import load_corpus  # noqa: E402
-from airsearch.encoder import AirRepEncoder  # noqa: E402
+from airsearch.data import sample_corpus_path
+from airsearch.data.corpus import load_corpus
+from airsearch.encoder import AirRepEncoder
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -17,22 +17,18 @@ import json
 import os
 import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from airsearch.indexers import ann
+from airsearch.indexers.ann import AnnConfig
+from airsearch.indexers.query import Searcher
+from airsearch.indexers.store import IndexStore, TableMeta
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from airsearch.indexers import ann  # noqa: E402
-from airsearch.indexers.ann import AnnConfig  # noqa: E402
-from airsearch.indexers.query import Searcher  # noqa: E402
-from airsearch.indexers.store import IndexStore, TableMeta  # noqa: E402
-
-from airsearch.data import sample_corpus_path, sample_queries_path  # noqa: E402
-from airsearch.data.corpus import load_corpus, load_queries  # noqa: E402
-from airsearch.data.example import Example  # noqa: E402
+from airsearch.data import sample_corpus_path, sample_queries_path
+from airsearch.data.corpus import load_corpus, load_queries
+from airsearch.data.example import Example
 
 RESULTS = Path(__file__).resolve().parent / "results"
 JITTER = 0.25

@@ -13,25 +13,21 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("AIRSEARCH_QUIET", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from airsearch.lm import load_lm  # noqa: E402
-from airsearch.lm.finetune import FinetuneConfig, finetune  # noqa: E402
-from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm  # noqa: E402
+from airsearch import FinetuneConfig, TinyLMConfig, build_tiny_lm, finetune, load_lm  # noqa: E402
+from airsearch.data.synthetic import random_word_examples as make_examples  # noqa: E402
 from airsearch.methods.dda import DDA  # noqa: E402
 from airsearch.methods.haif import HAIF  # noqa: E402
 from airsearch.methods.projection import Projector  # noqa: E402
 from airsearch.methods.tracin import TracIn  # noqa: E402
-from tests.methods_helpers import make_examples  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
 
@@ -92,7 +88,7 @@ def main() -> None:
         )
         print(name, round(t, 2), flush=True)
 
-    from airsearch.trainers.daunce import DaunceConfig, run_daunce
+    from airsearch import DaunceConfig, run_daunce
 
     dcfg = DaunceConfig(models=args.daunce_models, steps=5, batch_size=8, lora_r=4, max_length=128)
 

@@ -15,166 +15,86 @@ Results: ``benchmarks/results/reproduction/<scale>/``. See ``docs/evaluation.md`
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from airsearch import Example
+from airsearch.atomic import write_text_atomic
 
-from airsearch.trainers.evaluation.report import fmt, markdown_table  # noqa: E402
-
-from airsearch.atomic import write_json_atomic, write_text_atomic  # noqa: E402
-from airsearch.data.example import Example  # noqa: E402
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # benchmarks/stages.py, also when this file is loaded by path
+    sys.path.insert(0, str(HERE))
+from reproduce_report import summary  # noqa: E402
+from stages import Scale, Stages, short_base_encoder  # noqa: E402
 
 GRADIENT = ("tracin", "gradcos", "dda", "haif")
-SCALES: dict[str, dict[str, Any]] = {
-    "micro": dict(
-        tasks=4,
-        per_task=20,
-        queries=4,
-        lm_steps=30,
-        splits=2,
-        dev=6,
-        pool=20,
-        subset=6,
-        subsets=4,
-        ft_epochs=1,
-        enc_epochs=1,
-        n_synthetic=200,
-        n_people=6,
-        trace_epochs=1,
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReproScale(Scale):
+    """:class:`stages.Scale` plus the study's own sizes: NI tasks and rows per task (half the tasks train
+    AirRep, half are held out for the gold), the planted trace benchmarks and the compared methods."""
+
+    tasks: int
+    per_task: int
+    queries: int
+    n_synthetic: int  # entity-swap rows
+    n_people: int  # PII biographies
+    trace_epochs: int
+    gradient: tuple[str, ...] = GRADIENT
+    gold_splits: int | None = None  # None: as many as the training labels
+    gold_subsets: int | None = None
+    projection_dim: int = 0  # 0: exact gradients
+    daunce_models: int = 0  # 0: no Daunce; else Daunce (black-box, K fine-tunes) in every eval
+    micro_lm: bool = False  # a 32-wide target LM (smoke runs) instead of the 128-wide default
+
+
+SCALES: dict[str, ReproScale] = {
+    "micro": ReproScale(
+        tasks=4, per_task=20, queries=4, lm_steps=30, micro_lm=True, splits=2, dev=6, pool=20, subset=6,
+        subsets=4, ft_epochs=1, enc_epochs=1, n_synthetic=200, n_people=6, trace_epochs=1,
         gradient=("gradcos", "dda"),
     ),
-    "tiny": dict(
-        tasks=8,
-        per_task=40,
-        queries=6,
-        lm_steps=300,
-        splits=3,
-        dev=16,
-        pool=60,
-        subset=15,
-        subsets=8,
-        ft_epochs=2,
-        enc_epochs=3,
-        n_synthetic=400,
-        n_people=20,
-        trace_epochs=3,
-        gradient=GRADIENT,
-        projection_dim=1024,
-        daunce_models=4,  # Daunce (black-box, K fine-tunes on the training set) in every eval
+    "tiny": ReproScale(
+        tasks=8, per_task=40, queries=6, lm_steps=300, splits=3, dev=16, pool=60, subset=15, subsets=8,
+        ft_epochs=2, enc_epochs=3, n_synthetic=400, n_people=20, trace_epochs=3, projection_dim=1024,
+        daunce_models=4,
     ),
-    # Sized to finish within 90 minutes on 2 CPU cores (stage times sum to about 55); encoder settings from benchmarks/airrep_loop.py
-    # (small subsets, max_seq_length 128, lr 2e-5, a few epochs, best epoch on a held-out split).
-    "default": dict(
-        tasks=20,
-        per_task=100,
-        queries=10,
-        lm_steps=1000,
-        splits=40,  # 10 splits gave no gain over the base encoder; 40 gave +9 LDS points
-        dev=40,
-        pool=120,
-        subset=12,
-        subsets=30,
-        gold_splits=4,
-        gold_subsets=40,
-        ft_epochs=2,
-        enc_epochs=2,
-        enc_lr=2e-5,
-        max_seq_length=128,
-        n_synthetic=1500,
-        n_people=80,
-        trace_epochs=5,
-        gradient=GRADIENT,
-        projection_dim=2048,
-        daunce_models=8,  # Daunce (black-box, K fine-tunes on the training set) in every eval
+    # Sized to finish within 90 minutes on 2 CPU cores (stage times sum to about 55); encoder settings
+    # from benchmarks/airrep_loop.py (small subsets, max_seq_length 128, lr 2e-5, a few epochs, best
+    # epoch on a held-out split). 10 label splits gave no gain over the base encoder; 40 gave +9 LDS.
+    "default": ReproScale(
+        tasks=20, per_task=100, queries=10, lm_steps=1000, splits=40, dev=40, pool=120, subset=12,
+        subsets=30, gold_splits=4, gold_subsets=40, ft_epochs=2, enc_epochs=2, enc_lr=2e-5,
+        max_seq_length=128, n_synthetic=1500, n_people=80, trace_epochs=5, projection_dim=2048,
+        daunce_models=8,
     ),
-    "gpu": dict(
-        tasks=20,
-        per_task=150,
-        queries=10,
-        lm_steps=0,
-        splits=8,
-        dev=100,
-        pool=1000,
-        subset=200,
-        subsets=32,
-        ft_epochs=2,
-        enc_epochs=20,
-        n_synthetic=5000,
-        n_people=200,
-        trace_epochs=5,
-        gradient=GRADIENT,
-        projection_dim=4096,
-        daunce_models=16,  # Daunce (black-box, K fine-tunes on the training set) in every eval
+    "gpu": ReproScale(
+        tasks=20, per_task=150, queries=10, lm_steps=0, splits=8, dev=100, pool=1000, subset=200,
+        subsets=32, ft_epochs=2, enc_epochs=20, n_synthetic=5000, n_people=200, trace_epochs=5,
+        projection_dim=4096, daunce_models=16,
     ),
-}
-PAPERS = {  # measured by the papers on other models and data (Qwen2.5-0.5B / LLaMA2-7B / GPT-2 ...)
-    "lds": {
-        "AirRep": 26.23,
-        "LoGra": 18.45,
-        "LESS": 16.16,
-        "TracIn": 11.33,
-        "GTE-small": 7.65,
-        "TF-IDF": 9.98,
-    },
-    "classify": {"AirRep": 86.4, "LoGra": 85.4, "GTE-small": 50.6},
-    "entity-swap": {
-        "DDA": "70.0 R@500 / 91.64 AUC",
-        "BM25": "44.3 / 74.4",
-        "TRAK": "21.2 / 58.0",
-        "TracIn": "20.0 / 57.4",
-    },
-    "pii": {"GPT-2 (102M)": "HAIF 100% vs best baseline 57%", "Qwen1.5-0.5B": "HAIF 70.2% vs 49.3%"},
-}
+}  # fmt: skip
 
 
 class Pipeline:
     def __init__(self, scale: str, out: Path, base_encoder: str, lm: str | None, quiet: bool) -> None:
         self.scale, self.p, self.out = scale, SCALES[scale], out
         self.base_encoder, self.lm_arg, self.quiet = base_encoder, lm, quiet
-        (out / "stages").mkdir(parents=True, exist_ok=True)
-        if base_encoder == "default" and "max_seq_length" in self.p:
-            self.base_encoder = self.short_base_encoder(self.p["max_seq_length"])
-
-    def short_base_encoder(self, max_seq_length: int) -> str:
-        """The packaged all-MiniLM-L6-v2 as an untrained AirRep folder with a shorter max_seq_length.
-
-        AirRep is trained from it and the ``base`` method scores with it, so both read the same tokens.
-        """
-        from airsearch.encoder import AirRepEncoder
-
-        path = self.out / f"base_encoder_{max_seq_length}"
-        if not (path / "airsearch_encoder.json").exists():
-            AirRepEncoder.from_base(None, device="cpu", max_seq_length=max_seq_length).save(path)
-        return str(path)
-
-    def stage(self, name: str, fn: Any) -> dict[str, Any]:
-        path = self.out / "stages" / f"{name}.json"
-        if path.exists():
-            print(f"[skip] {name} (done: {path})", file=sys.stderr)
-            return json.loads(path.read_text())
-        print(f"[run ] {name}", file=sys.stderr)
-        t0 = time.perf_counter()
-        res = fn()
-        res = {**res, "stage_seconds": round(time.perf_counter() - t0, 2)}
-        write_json_atomic(path, res)
-        return res
+        self.stages = Stages(out / "stages")
+        self.stage = self.stages.run
+        if base_encoder == "default" and self.p.max_seq_length is not None:
+            self.base_encoder = short_base_encoder(self.out, self.p.max_seq_length)
 
     # ------------------------------------------------------------------ stages
     def corpus(self) -> dict[str, Any]:
-        from airsearch.data import sample_corpus_path
-        from airsearch.data.corpus import load_corpus, write_rows
+        from airsearch import load_corpus, sample_corpus_path, sample_queries_path, write_rows
 
-        src = Path(sample_corpus_path())
-        train_file = src if src.is_file() else src / "train.jsonl"
-        train = load_corpus(train_file).examples
-        queries = load_corpus(train_file.with_name("queries.jsonl")).examples
-        tasks = sorted({e.metadata["task"] for e in train})[: self.p["tasks"]]
+        train = load_corpus(sample_corpus_path()).examples
+        queries = load_corpus(sample_queries_path()).examples
+        tasks = sorted({e.metadata["task"] for e in train})[: self.p.tasks]
         half = len(tasks) // 2
         split = {"train_tasks": tasks[:half], "eval_tasks": tasks[half:]}
 
@@ -182,23 +102,22 @@ class Pipeline:
             return [e for t in ts for e in [r for r in rows if r.metadata["task"] == t][:n]]
 
         d = self.out / "data"
-        write_rows(d / "train_tasks.jsonl", pick(train, split["train_tasks"], self.p["per_task"]))
-        write_rows(d / "eval_train.jsonl", pick(train, split["eval_tasks"], self.p["per_task"]))
-        write_rows(d / "eval_queries.jsonl", pick(queries, split["eval_tasks"], self.p["queries"]))
+        write_rows(d / "train_tasks.jsonl", pick(train, split["train_tasks"], self.p.per_task))
+        write_rows(d / "eval_train.jsonl", pick(train, split["eval_tasks"], self.p.per_task))
+        write_rows(d / "eval_queries.jsonl", pick(queries, split["eval_tasks"], self.p.queries))
         return split
 
     def lm(self) -> dict[str, Any]:
         if self.lm_arg:
             return {"lm": self.lm_arg}
-        from airsearch.data.corpus import load_corpus
-        from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
+        from airsearch import TinyLMConfig, build_tiny_lm, load_corpus
 
         rows = load_corpus(
             [self.out / "data" / "train_tasks.jsonl", self.out / "data" / "eval_train.jsonl"]
         ).examples
-        small = self.scale == "micro"
+        small = self.p.micro_lm
         cfg = TinyLMConfig(
-            steps=self.p["lm_steps"],
+            steps=self.p.lm_steps,
             vocab_size=600 if small else 4096,
             hidden_size=32 if small else 128,
             intermediate_size=64 if small else 256,
@@ -209,39 +128,31 @@ class Pipeline:
 
     def labels(self, corpus: str, out: str, teacher: str = "retrain", gold: bool = False) -> dict[str, Any]:
         """Subset-retraining (or teacher) labels; ``gold`` uses the preset's gold split counts."""
-        from airsearch.trainers.labels import LabelConfig, generate_labels
+        from airsearch import generate_labels
 
         p = self.p
-        cfg = LabelConfig(
-            corpus=[str(self.out / "data" / corpus)],
-            model=self.lm_path,
-            out=str(self.out / out),
-            splits=p.get("gold_splits", p["splits"]) if gold else p["splits"],
-            dev_size=p["dev"],
-            pool_size=p["pool"],
-            subset_size=p["subset"],
-            subsets_per_split=p.get("gold_subsets", p["subsets"]) if gold else p["subsets"],
-            epochs=p["ft_epochs"],
-            lr=1e-3,
-            batch_size=8,
-            max_length=256,
+        gold_sizes = dict(splits=p.gold_splits or p.splits, subsets_per_split=p.gold_subsets or p.subsets)
+        cfg = p.label_config(
+            self.out / "data" / corpus,
+            self.lm_path,
+            self.out / out,
             teacher=teacher,
+            **(gold_sizes if gold else {}),
         )
         return generate_labels(cfg, quiet=self.quiet).to_dict()
 
     def best_teacher(self) -> dict[str, Any]:
         """The gradient method with the best LDS on the training labels' held-out split (training data only)."""
-        from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
-        from airsearch.trainers.labels import LabelStore
+        from airsearch import EvalLdsConfig, LabelStore, eval_lds
 
         store = LabelStore.open(self.out / "labels")
         cfg = EvalLdsConfig(
             corpus=[str(self.out / "data" / "train_tasks.jsonl")],
-            methods=tuple(self.p["gradient"]),
+            methods=self.p.gradient,
             lm=self.lm_path,
             bootstrap=100,
             max_splits=1,
-            projection_dim=self.p.get("projection_dim", 0),
+            projection_dim=self.p.projection_dim,
         )
         res = eval_lds(cfg, gold_store=store)
         scores = {m: r.lds.mean for m, r in res.methods.items()}
@@ -253,16 +164,16 @@ class Pipeline:
         }
 
     def encoder(self, labels: str, out: str) -> dict[str, Any]:
-        from airsearch.trainers.encoder_training import TrainConfig, train_encoder
+        from airsearch import TrainConfig, train_encoder
 
         cfg = TrainConfig(
             labels=str(self.out / labels),
             out=str(self.out / out),
             base_encoder=self.base_encoder,
-            epochs=self.p["enc_epochs"],
-            lr=self.p.get("enc_lr", 1e-4),
-            subsets_per_step=min(8, self.p["subsets"]),
-            dev_per_step=self.p["dev"],
+            epochs=self.p.enc_epochs,
+            lr=self.p.enc_lr,
+            subsets_per_step=min(8, self.p.subsets),
+            dev_per_step=self.p.dev,
             holdout_splits=1,
             batch_size=16,
             device="cpu",
@@ -284,14 +195,18 @@ class Pipeline:
         encs = tuple(
             f"airrep:{self.out / d}" for d in ("airrep_retrain", "airrep_teacher") if (self.out / d).is_dir()
         )
-        daunce = ("daunce",) if self.p.get("daunce_models") else ()
-        return encs + ("base", "bm25", "random") + tuple(self.p["gradient"]) + daunce
+        daunce = ("daunce",) if self.p.daunce_models else ()
+        return encs + ("base", "bm25", "random") + self.p.gradient + daunce
 
     def run(self) -> dict[str, Any]:
-        from airsearch.trainers.evaluation.classify import EvalClassifyConfig, eval_classify
-        from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
-        from airsearch.trainers.evaluation.trace import eval_trace
-        from airsearch.trainers.labels import LabelStore
+        from airsearch import (
+            EvalClassifyConfig,
+            EvalLdsConfig,
+            LabelStore,
+            eval_classify,
+            eval_lds,
+            eval_trace,
+        )
 
         self.stage("corpus", self.corpus)
         self.lm_path = self.stage("lm", self.lm)["lm"]
@@ -305,8 +220,8 @@ class Pipeline:
             methods=self.methods(),
             base_encoder=self.base_encoder,
             lm=self.lm_path,
-            projection_dim=self.p.get("projection_dim", 0),
-            daunce_models=self.p.get("daunce_models", 8),
+            projection_dim=self.p.projection_dim,
+            daunce_models=self.p.daunce_models or 8,  # used only when "daunce" is among the methods
         )
         lds = self.stage(
             "lds",
@@ -347,9 +262,9 @@ class Pipeline:
                 trace[f"{bench}-ablation"] = self.stage(
                     f"trace-{bench}-ablation", lambda b=bench: self.dda_ablation(b, common)
                 )
-        summary = self.summary(teacher, lds, cls, trace)
-        write_text_atomic(self.out / "README.md", summary)
-        print(summary)
+        text = summary(self.scale, self.stages.total_seconds(), self.lm_path, teacher, lds, cls, trace)
+        write_text_atomic(self.out / "README.md", text)
+        print(text)
         return {"out": str(self.out)}
 
     def dda_ablation(self, bench: str, common: dict[str, Any]) -> dict[str, Any]:
@@ -357,7 +272,7 @@ class Pipeline:
         checkpoints the trace stage fine-tuned (copied, so the two runs compare like with like)."""
         import shutil
 
-        from airsearch.trainers.evaluation.trace import eval_trace
+        from airsearch import eval_trace
 
         ev, name = self.out / "eval", f"trace_{bench.replace('-', '_')}"
         src, dst = ev / "trace" / f"{name}_lm", ev / "trace_ablation" / f"{name}_lm"
@@ -367,116 +282,17 @@ class Pipeline:
         return eval_trace(self.trace_config(bench, ev / "trace_ablation", ablation)).to_dict()
 
     def trace_config(self, bench: str, out: Path, common: dict[str, Any]) -> Any:
-        from airsearch.trainers.evaluation.trace import EvalTraceConfig
+        from airsearch import EvalTraceConfig
 
         return EvalTraceConfig(
             benchmark=bench,
-            n_synthetic=self.p["n_synthetic"],
-            n_people=self.p["n_people"],
-            epochs=self.p["trace_epochs"],
-            k=max(5, self.p["n_synthetic"] // 100),
+            n_synthetic=self.p.n_synthetic,
+            n_people=self.p.n_people,
+            epochs=self.p.trace_epochs,
+            k=max(5, self.p.n_synthetic // 100),
             out=str(out),
             **common,
         )
-
-    def summary(self, teacher: dict, lds: dict, cls: dict, trace: dict) -> str:
-        stages = sorted((self.out / "stages").glob("*.json"))
-        total = sum(json.loads(f.read_text()).get("stage_seconds", 0.0) for f in stages)
-        lines = [
-            f"# Reproduction at scale '{self.scale}'\n",
-            f"Machine: {machine()}. Stage time, summed: {total / 60:.1f} min "
-            "(each stage's `stage_seconds` is in `stages/`).\n",
-            f"Target LM: {display_path(self.lm_path)}. Best gradient teacher (LDS on training labels): {teacher['teacher']}.\n",
-            "## LDS on held-out tasks (ours; AirRep Table 1)\n",
-            lds["table"],
-            paired_gains(lds),
-            "\n`dda` equals `gradcos` in this table: the gold subsets are fine-tuned from the target LM "
-            "itself, so DDA has one checkpoint and no separate base model to subtract.",
-            "\n## Data classification by task (ours; AirRep Table 2)\n",
-            cls["table"],
-            "\n## Entity-swap tracing (ours; DDA Table 1)\n",
-            trace["entity-swap"]["table"],
-            "\n## PII-E top-1 tracing (ours; HAIF Table 2)\n",
-            trace["pii"]["table"],
-            "\n## DDA without its debias term (DDA's own ablation; same fine-tuned checkpoints)\n",
-            *(
-                f"{b}:\n\n{trace[f'{b}-ablation']['table']}"
-                for b in ("entity-swap", "pii")
-                if f"{b}-ablation" in trace
-            ),
-            "\n## Cost per attributed query (ours, LDS run)\n",
-            cost_table(lds),
-            "\n## The papers' own numbers -- measured on OTHER models and data, not comparable\n",
-        ]
-        for k, v in PAPERS.items():
-            lines.append(f"- {k}: " + "; ".join(f"{a} {b}" for a, b in v.items()))
-        return "\n".join(lines) + "\n"
-
-
-def cost_table(res: dict[str, Any]) -> str:
-    """Per-method cost of the LDS run, with each figure as a ratio to the first AirRep encoder's."""
-    methods = res["methods"]
-    ref = next((methods[m]["cost"] for m in methods if m.startswith("airrep")), None)
-
-    def ratio(value: float, key: str) -> str:
-        base = ref[key] if ref else 0.0
-        return f"{value / base:.1f}x" if base else "-"
-
-    rows = []
-    for m, r in methods.items():
-        c = r["cost"]
-        rows.append(
-            [
-                m,
-                fmt(c["prepare_seconds"], 2),
-                ratio(c["prepare_seconds"], "prepare_seconds"),
-                fmt(c["seconds_per_query"] * 1000, 2),
-                ratio(c["seconds_per_query"], "seconds_per_query"),
-                fmt(c["storage_bytes_per_train_example"] / 1024, 2),
-                ratio(c["storage_bytes_per_train_example"], "storage_bytes_per_train_example"),
-            ]
-        )
-    head = ["method", "prepare (s)", "x AirRep", "ms per query", "x AirRep", "KiB per train ex.", "x AirRep"]
-    return markdown_table(head, rows)
-
-
-def paired_gains(lds: dict[str, Any]) -> str:
-    """Each trained AirRep's LDS gain over the base encoder, paired by dev example, with a bootstrap CI."""
-    import numpy as np
-    from airsearch.trainers.evaluation.metrics import bootstrap_mean_ci
-
-    methods = lds["methods"]
-    if "base" not in methods:
-        return ""
-    base = np.asarray(methods["base"]["per_query"], dtype=np.float64)
-    lines = []
-    for m in (m for m in methods if m.startswith("airrep")):
-        gain = np.asarray(methods[m]["per_query"], dtype=np.float64) - base
-        ci = bootstrap_mean_ci(gain, n_resamples=2000)
-        lines.append(
-            f"- {m} - base: {100 * ci.mean:+.2f} [{100 * ci.low:+.2f}, {100 * ci.high:+.2f}] "
-            f"(x100; paired bootstrap over {ci.n} dev examples; better on {np.mean(gain > 0):.0%} of them)"
-        )
-    return "\nPaired gain over the base encoder:\n\n" + "\n".join(lines) if lines else ""
-
-
-def display_path(path: str) -> str:
-    """``path`` relative to the repository when it lies inside it (summaries are committed)."""
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return path
-
-
-def machine() -> str:
-    """The machine the stages ran on, in words (recorded in the summary)."""
-    import os
-    import platform
-
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -491,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.scale == "gpu" and not a.lm:
         ap.error("--scale gpu needs --lm (SmolLM2-135M imported with `airsearch lm import-gguf`)")
-    out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / "reproduction" / a.scale
+    out = Path(a.out) if a.out else HERE / "results" / "reproduction" / a.scale
     Pipeline(a.scale, out, a.base_encoder, a.lm, a.quiet).run()
     return 0
 

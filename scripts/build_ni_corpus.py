@@ -1,6 +1,6 @@
 """Build a larger Natural Instructions v1 corpus for benchmarks, in the sample corpus's row format.
 
-    python scripts/build_ni_corpus.py /work/cache/bigbench-1.0.0.tar.gz --tasks 40 --per-task 1000 \\
+    python scripts/build_ni_corpus.py bigbench-1.0.0.tar.gz --tasks 40 --per-task 1000 \\
         --holdout-tasks 41,50 --out data/ni40
 
 Writes into ``--out``:

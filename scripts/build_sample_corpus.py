@@ -1,6 +1,6 @@
 """Build the bundled sample corpus (airsearch/data/sample/) from Natural Instructions v1.
 
-    python scripts/build_sample_corpus.py /work/cache/bigbench-1.0.0.tar.gz
+    python scripts/build_sample_corpus.py bigbench-1.0.0.tar.gz
 
 Reads the NI v1 subtasks inside the BIG-bench 1.0.0 sdist (get it with
 ``pip download --no-deps --no-binary :all: bigbench==1.0.0``), takes SAMPLE_TASKS (20 tasks of

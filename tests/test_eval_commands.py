@@ -248,15 +248,17 @@ def test_eval_select_and_mismatch(tmp_path, tiny_lm_dir):
 
 
 @pytest.mark.slow
-def test_reproduction_pipeline_micro_scale(tmp_path, tiny_bert_dir):
+def test_reproduction_pipeline_micro_scale(tmp_path, tiny_bert_dir, monkeypatch):
     """The whole study (benchmarks/reproduce.py) at a micro scale, then resumed (every stage skipped)."""
     import importlib.util
+    import sys
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location(
-        "reproduce", Path(__file__).parents[1] / "benchmarks" / "reproduce.py"
-    )
+    benchmarks = Path(__file__).parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))  # its sibling modules (stages.py, reproduce_report.py)
+    spec = importlib.util.spec_from_file_location("reproduce", benchmarks / "reproduce.py")
     repro = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "reproduce", repro)  # dataclasses look their module up
     spec.loader.exec_module(repro)
     out = tmp_path / "micro"
     assert (

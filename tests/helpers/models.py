@@ -1,4 +1,8 @@
-"""Small real models for the tests (a tiny random BERT, a micro pre-trained Llama) and synthetic examples."""
+"""Small real models for the tests (a tiny random BERT, a micro pre-trained Llama) and their examples.
+
+``make_examples`` is :func:`airsearch.data.synthetic.random_word_examples` (the rows the gradient tests
+and ``benchmarks/bench_methods.py`` use).
+"""
 
 from __future__ import annotations
 
@@ -8,50 +12,8 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from airsearch.data.example import Example
+from airsearch.data.synthetic import random_word_examples as make_examples
 from airsearch.encoder import default_encoder_path
-
-WORDS = [
-    "red",
-    "blue",
-    "green",
-    "cat",
-    "dog",
-    "bird",
-    "one",
-    "two",
-    "three",
-    "sun",
-    "moon",
-    "star",
-    "tree",
-    "river",
-    "stone",
-    "fire",
-    "water",
-    "apple",
-    "bread",
-    "milk",
-    "north",
-    "south",
-    "east",
-    "west",
-    "fast",
-    "slow",
-    "big",
-    "small",
-]
-
-
-def make_examples(n: int, prefix: str = "ex", seed: int = 0) -> list[Example]:
-    import random
-
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6)))
-        response = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 7)))
-        out.append(Example(id=f"{prefix}{i}", prompt=prompt, response=response))
-    return out
 
 
 def build_micro_lm(out_dir: Path, steps: int = 30) -> Path:

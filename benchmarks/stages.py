@@ -1,0 +1,120 @@
+"""What the benchmark studies share: one resumable stage runner and the typed scale preset.
+
+``airrep_loop.py`` and ``reproduce.py`` are sequences of stages. Each stage is a function returning a
+JSON-able dict; :class:`Stages` runs it once, records it (with ``stage_seconds``) atomically in
+``<folder>/<name>.json`` and on a rerun reads that file back instead of running the stage again, so a
+killed study resumes where it stopped (inside a stage the components resume on their own: label jobs,
+encoder checkpoints). A study's sizes are a :class:`Scale` (a frozen dataclass; each script subclasses
+it with its own fields and names its presets). Imports only the installed ``airsearch`` package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airsearch.atomic import write_json_atomic
+
+if TYPE_CHECKING:
+    from airsearch import LabelConfig
+
+StageResult = dict[str, Any]
+
+
+class Stages:
+    """Run named stages once each; a finished stage's recorded result is returned on later runs."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}.json"
+
+    def run(self, name: str, fn: Callable[[], StageResult]) -> StageResult:
+        """``fn()`` plus ``stage_seconds``, recorded in ``<folder>/<name>.json``; read back when present."""
+        path = self.path(name)
+        if path.exists():
+            _say(f"[skip] {name} (done: {path})")
+            result = json.loads(path.read_text())
+            if "stage_seconds" not in result and "seconds" in result:  # recorded before the runners merged
+                result["stage_seconds"] = result["seconds"]
+            return result
+        _say(f"[run ] {name}")
+        t0 = time.perf_counter()
+        result = {**fn(), "stage_seconds": round(time.perf_counter() - t0, 2)}
+        write_json_atomic(path, result)
+        _say(f"[done] {name} in {result['stage_seconds']:.0f} s")
+        return result
+
+    def total_seconds(self) -> float:
+        """The recorded time of every finished stage in the folder, summed."""
+        return sum(json.loads(p.read_text()).get("stage_seconds", 0.0) for p in self.folder.glob("*.json"))
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Scale:
+    """The sizes every study shares: the tiny target LM, the subset-retraining labels (AirRep Eq. 8:
+    ``splits`` x ``subsets`` fine-tunes on ``subset`` rows of a ``pool``, loss on ``dev`` rows) and the
+    encoder training (Eq. 9)."""
+
+    lm_steps: int
+    splits: int
+    dev: int
+    pool: int
+    subset: int
+    subsets: int
+    ft_epochs: int
+    enc_epochs: int
+    ft_lr: float = 1e-3
+    ft_batch: int = 8
+    ft_max_length: int = 256
+    enc_lr: float = 1e-4
+    max_seq_length: int | None = None  # None: the base encoder's own
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def label_config(
+        self, corpus: str | Path, lm: str | Path, out: str | Path, **overrides: Any
+    ) -> LabelConfig:
+        """The ``generate_labels`` config of this scale (``overrides``: e.g. ``teacher``, ``splits``)."""
+        from airsearch import LabelConfig
+
+        sizes = dict(
+            corpus=[str(corpus)],
+            model=str(lm),
+            out=str(out),
+            splits=self.splits,
+            dev_size=self.dev,
+            pool_size=self.pool,
+            subset_size=self.subset,
+            subsets_per_split=self.subsets,
+            epochs=self.ft_epochs,
+            lr=self.ft_lr,
+            batch_size=self.ft_batch,
+            max_length=self.ft_max_length,
+        )
+        return LabelConfig(**{**sizes, **overrides})
+
+
+def short_base_encoder(folder: Path, max_seq_length: int) -> str:
+    """The packaged all-MiniLM-L6-v2 as an untrained AirRep folder with a shorter ``max_seq_length``.
+
+    AirRep is trained from it and the ``base`` method scores with it, so both read the same tokens.
+    """
+    from airsearch import AirRepEncoder
+
+    path = folder / f"base_encoder_{max_seq_length}"
+    if not (path / "airsearch_encoder.json").exists():
+        AirRepEncoder.from_base(None, device="cpu", max_seq_length=max_seq_length).save(path)
+    return str(path)
