@@ -118,7 +118,7 @@ class Loop:
         p = self.p
         return LabelConfig(
             corpus=[str(self.corpus_file("A"))],
-            model=str(self.work / "lm"),
+            lm=str(self.work / "lm"),
             out=str(self.work / "labels"),
             splits=p["splits"],
             dev_size=p["dev"],
@@ -173,7 +173,7 @@ class Loop:
             subset_size=cfg.subset_size, subsets_per_split=cfg.subsets_per_split, seed=cfg.seed,
         )  # fmt: skip
         k = min(self.p["noise_subsets"], len(plans[0].subsets))
-        jobs = subset_jobs(cfg, plans, corpus.by_id(), str(Path(cfg.model).resolve()))[:k]
+        jobs = subset_jobs(cfg, plans, corpus.by_id(), str(Path(cfg.lm).resolve()))[:k]
         again = []
         for job in jobs:
             job.payload["finetune"]["seed"] += 1

@@ -65,7 +65,7 @@ SCALES: dict[str, dict[str, Any]] = {
         n_people=20,
         trace_epochs=3,
         gradient=GRADIENT,
-        projection_dim=1024,
+        proj_dim=1024,
         daunce_models=4,  # Daunce (black-box, K fine-tunes on the training set) in every eval
     ),
     # Sized to finish within 90 minutes on 2 CPU cores (stage times sum to about 55); encoder settings from benchmarks/airrep_loop.py
@@ -90,7 +90,7 @@ SCALES: dict[str, dict[str, Any]] = {
         n_people=80,
         trace_epochs=5,
         gradient=GRADIENT,
-        projection_dim=2048,
+        proj_dim=2048,
         daunce_models=8,  # Daunce (black-box, K fine-tunes on the training set) in every eval
     ),
     "gpu": dict(
@@ -109,7 +109,7 @@ SCALES: dict[str, dict[str, Any]] = {
         n_people=200,
         trace_epochs=5,
         gradient=GRADIENT,
-        projection_dim=4096,
+        proj_dim=4096,
         daunce_models=16,  # Daunce (black-box, K fine-tunes on the training set) in every eval
     ),
 }
@@ -214,7 +214,7 @@ class Pipeline:
         p = self.p
         cfg = LabelConfig(
             corpus=[str(self.out / "data" / corpus)],
-            model=self.lm_path,
+            lm=self.lm_path,
             out=str(self.out / out),
             splits=p.get("gold_splits", p["splits"]) if gold else p["splits"],
             dev_size=p["dev"],
@@ -232,18 +232,17 @@ class Pipeline:
     def best_teacher(self) -> dict[str, Any]:
         """The gradient method with the best LDS on the training labels' held-out split (training data only)."""
         from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
-        from airsearch.trainers.labels import LabelStore
 
-        store = LabelStore.open(self.out / "labels")
         cfg = EvalLdsConfig(
             corpus=[str(self.out / "data" / "train_tasks.jsonl")],
+            gold=str(self.out / "labels"),
             methods=tuple(self.p["gradient"]),
             lm=self.lm_path,
             bootstrap=100,
             max_splits=1,
-            projection_dim=self.p.get("projection_dim", 0),
+            proj_dim=self.p.get("proj_dim", 0),
         )
-        res = eval_lds(cfg, gold_store=store)
+        res = eval_lds(cfg)
         scores = {m: r.lds.mean for m, r in res.methods.items()}
         best = max(scores, key=lambda m: -1e9 if scores[m] != scores[m] else scores[m])
         return {
@@ -291,7 +290,6 @@ class Pipeline:
         from airsearch.trainers.evaluation.classify import EvalClassifyConfig, eval_classify
         from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
         from airsearch.trainers.evaluation.trace import eval_trace
-        from airsearch.trainers.labels import LabelStore
 
         self.stage("corpus", self.corpus)
         self.lm_path = self.stage("lm", self.lm)["lm"]
@@ -305,7 +303,7 @@ class Pipeline:
             methods=self.methods(),
             base_encoder=self.base_encoder,
             lm=self.lm_path,
-            projection_dim=self.p.get("projection_dim", 0),
+            proj_dim=self.p.get("proj_dim", 0),
             daunce_models=self.p.get("daunce_models", 8),
         )
         lds = self.stage(
@@ -316,13 +314,9 @@ class Pipeline:
                     gold=str(self.out / "gold"),
                     out=str(ev / "lds"),
                     bootstrap=1000,
+                    encoder_labels=[str(self.out / "labels"), str(self.out / "teacher_labels")],
                     **common,
                 ),
-                gold_store=LabelStore.open(self.out / "gold"),
-                training_stores=[
-                    LabelStore.open(self.out / "labels"),
-                    LabelStore.open(self.out / "teacher_labels"),
-                ],
             ).to_dict(),
         )
         cls = self.stage(
