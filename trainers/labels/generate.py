@@ -59,8 +59,8 @@ def generate_labels(
     """Sample splits and subsets, create (or resume) the label store at ``cfg.out``, run every job.
 
     ``corpus`` (a :class:`airsearch.data.corpus.Corpus`, or anything with ``.examples`` and
-    ``.fingerprint``) overrides reading ``cfg.corpus``. A store made by another config, corpus, model or teacher is
-    refused with :class:`airsearch.errors.FingerprintMismatch`.
+    ``.fingerprint``) overrides reading ``cfg.corpus``. A store made by another config, corpus, model
+    or teacher is refused with :class:`airsearch.errors.FingerprintMismatch`.
     """
     if cfg.teacher != "retrain" and cfg.teacher not in TEACHERS:
         raise InputError(

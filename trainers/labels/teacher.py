@@ -16,7 +16,7 @@ registry, :func:`airsearch.methods.registry.load_method`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,8 +25,10 @@ from airsearch.methods.base import AttributionMethod
 
 if TYPE_CHECKING:
     from airsearch.trainers.labels.config import LabelConfig
+    from airsearch.trainers.labels.sampling import SplitPlan
     from airsearch.trainers.labels.store import LabelStore
 
+    from airsearch.data.corpus import Corpus
     from airsearch.lm.model import TargetLM
 
 
@@ -58,8 +60,8 @@ def teacher_method(
 def write_teacher_labels(
     cfg: LabelConfig,
     store: LabelStore,
-    plans: Sequence[Any],
-    corpus: Any,
+    plans: Sequence[SplitPlan],
+    corpus: Corpus,
     lm: TargetLM,
     method: AttributionMethod | None = None,
 ) -> None:
