@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from airsearch.config import CommandConfig, required_fields
-from airsearch.errors import AirsearchError
+from airsearch.errors import AirsearchError, InputError
 from airsearch.results import to_jsonable
 
 # ctx.meta key (shared by a context and its children): field name -> how the CLI spells it
@@ -101,6 +101,7 @@ def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = (
             ctx.meta[_FIELD_LABELS] = field_labels(config_cls, ctx.command, skip=skip)
             config_file = kwargs.pop("config_file", None)
             base = _read_config_file(config_cls, config_file) if config_file else {}
+            from_file = set(base)  # the fields whose values the file gave (flags may override them)
             for f in fields:
                 value = kwargs.pop(f.name)
                 explicit = ctx.get_parameter_source(f.name) not in (
@@ -114,12 +115,20 @@ def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = (
                     if value is None and f.name in required:
                         continue  # not given: from_dict names the missing field
                     base[f.name] = list(value) if isinstance(value, tuple) else value
+                    from_file.discard(f.name)
             for name in positional:
                 if name in kwargs:
                     value = kwargs.pop(name)
                     if value:
                         base[name] = list(value) if isinstance(value, tuple) else value
-            kwargs["config"] = config_cls.from_dict(base)
+                        from_file.discard(name)
+            try:
+                kwargs["config"] = config_cls.from_dict(base)
+            except InputError as e:
+                if e.field not in from_file or e.path is not None:
+                    raise
+                # a bad value read from the file: the error names the file too
+                raise InputError(e.message, field=e.field, path=config_file) from None
             return fn(*args, **kwargs)
 
         for f in reversed(fields):

@@ -14,7 +14,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,10 +23,8 @@ from airsearch.data.example import Example
 from airsearch.errors import InputError
 from airsearch.fingerprint import fingerprint_json
 from airsearch.jobfiles import finished_job_ids, read_result
+from airsearch.lm.model import TargetLM
 from airsearch.methods.daunce import Daunce, LocalLMLosses, RecordedLosses, ScoreKind
-
-if TYPE_CHECKING:
-    from airsearch.lm.model import TargetLM
 
 ADAPTER_PREFIX = "adapter."
 MANIFEST = "daunce_manifest.json"

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from airsearch.config import CommandConfig, require
 from airsearch.data.example import Example
 from airsearch.errors import InputError
+from airsearch.lm.model import TargetLM
 from airsearch.methods.base import METHOD_NAMES, AttributionMethod, MethodName, rerank
 from airsearch.methods.daunce import ScoreKind
-
-if TYPE_CHECKING:
-    from airsearch.lm.model import TargetLM
 
 BLACKBOX = "Black-box Daunce (without a finished run; the evaluation harness): "
 

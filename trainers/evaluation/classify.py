@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airsearch.trainers.evaluation.common import (
     Cost,
@@ -32,9 +32,7 @@ from airsearch.config import require
 from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
 from airsearch.errors import InputError
-
-if TYPE_CHECKING:
-    from airsearch.lm.model import TargetLM
+from airsearch.lm.model import TargetLM
 
 
 @dataclasses.dataclass(kw_only=True)

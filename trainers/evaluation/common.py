@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from airsearch.trainers.evaluation.methods import (
     AGGREGATIONS,
@@ -24,12 +24,10 @@ from airsearch.config import CommandConfig, require
 from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
+from airsearch.lm.model import TargetLM
 from airsearch.methods.base import METHOD_NAMES
 from airsearch.methods.registry import MethodConfig
 from airsearch.results import Result, omitted_when_none
-
-if TYPE_CHECKING:
-    from airsearch.lm.model import TargetLM
 
 DEFAULT_METHODS = ("airrep", "base", "bm25", "random")
 

@@ -17,7 +17,7 @@ import json
 import warnings
 from dataclasses import field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from airsearch.trainers.evaluation.common import (
@@ -38,11 +38,9 @@ from airsearch.config import require
 from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
+from airsearch.lm.model import TargetLM
 from airsearch.metrics import lds_per_example
 from airsearch.results import Result
-
-if TYPE_CHECKING:
-    from airsearch.lm.model import TargetLM
 
 
 @dataclasses.dataclass(kw_only=True)

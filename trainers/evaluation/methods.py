@@ -23,21 +23,19 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from airsearch.indexers.search import exact_topk
 
 from airsearch.data.example import Example
+from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
+from airsearch.lm.model import TargetLM
 from airsearch.methods.base import METHOD_NAMES, AttributionMethod
 from airsearch.methods.registry import MethodConfig
 from airsearch.scoring import StreamingGroupScore, TopK
-
-if TYPE_CHECKING:
-    from airsearch.encoder import AirRepEncoder
-    from airsearch.lm.model import TargetLM
 
 AGGREGATIONS = ("attention", "sum")
 BUILTIN_METHODS = ("airrep", "base", "bm25", "random")

@@ -13,7 +13,6 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from airsearch.indexers.select import best_rank_selection
@@ -36,10 +35,8 @@ from airsearch.config import require
 from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
 from airsearch.errors import InputError
+from airsearch.lm.model import TargetLM
 from airsearch.results import Result, omitted_when_none
-
-if TYPE_CHECKING:
-    from airsearch.lm.model import TargetLM
 
 
 @dataclasses.dataclass(kw_only=True)

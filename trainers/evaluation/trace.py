@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from airsearch.trainers.evaluation.common import (
@@ -41,10 +41,8 @@ from airsearch.config import require
 from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
 from airsearch.errors import InputError
+from airsearch.lm.model import TargetLM
 from airsearch.results import Result, omitted_when_none
-
-if TYPE_CHECKING:
-    from airsearch.lm.model import TargetLM
 
 BENCHMARKS = ("entity-swap", "pii")
 TRACE_METHODS = ("airrep", "base", "bm25", "random")

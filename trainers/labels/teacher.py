@@ -16,20 +16,16 @@ registry, :func:`airsearch.methods.registry.load_method`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
+from airsearch.trainers.labels.config import LabelConfig
+from airsearch.trainers.labels.sampling import SplitPlan
+from airsearch.trainers.labels.store import LabelStore
 
+from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
+from airsearch.lm.model import TargetLM
 from airsearch.methods.base import AttributionMethod
-
-if TYPE_CHECKING:
-    from airsearch.trainers.labels.config import LabelConfig
-    from airsearch.trainers.labels.sampling import SplitPlan
-    from airsearch.trainers.labels.store import LabelStore
-
-    from airsearch.data.corpus import Corpus
-    from airsearch.lm.model import TargetLM
 
 
 def teacher_method(
