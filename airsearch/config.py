@@ -5,7 +5,19 @@ gives the CLI its options (:func:`airsearch.cli.common.config_options`), is writ
 that a run can be reproduced, and is read back from YAML or JSON with ``--config FILE``.
 
 Fields carry their help text in ``field(metadata={"help": ...})``; optional ``"flag"`` names the CLI
-option when it should differ from the field name and ``"cli": False`` hides a field from the CLI.
+option when it should differ from the field name and ``"cli": False`` hides a field from the options
+(a command may fill it from a positional argument of the same name instead).
+
+A config validates itself: ``__post_init__`` calls :meth:`CommandConfig.validate`, so constructing,
+:meth:`~CommandConfig.replace` and :meth:`~CommandConfig.from_dict` all refuse an invalid value with an
+:class:`~airsearch.errors.InputError` naming the field, and a config that exists is valid. Subclasses
+are ``kw_only`` dataclasses; a required field has no default (never an empty string).
+
+One vocabulary: the corpus is ``corpus`` (a list of files or sources), the target LM folder ``lm``,
+the model before fine-tuning ``base_lm``, fine-tuned checkpoints ``checkpoints``, the JL projection
+dimension ``proj_dim`` and a LoRA rank ``lora_rank``. A repeatable option is spelled in the singular
+(``--checkpoint``, ``--method``, ``--id``). Configs saved with the old spellings
+(:data:`RENAMED_FIELDS`) still load, with a :class:`DeprecationWarning`.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ import json
 import os
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,9 +38,33 @@ from airsearch.errors import InputError
 C = TypeVar("C", bound="CommandConfig")
 
 
+# Old field spellings -> today's names (one table for every config). A saved config using an old
+# name still loads, with a DeprecationWarning; a name is renamed only in configs that have the new
+# field and not the old one.
+RENAMED_FIELDS: dict[str, str] = {
+    "sources": "corpus",
+    "model": "lm",
+    "base_model": "base_lm",
+    "checkpoint": "checkpoints",
+    "projection_dim": "proj_dim",
+    "proj_seed": "seed",
+    "lora": "lora_rank",
+    "lora_r": "lora_rank",
+    "teacher_checkpoint": "teacher_checkpoints",
+    "teacher_base_model": "teacher_base_lm",
+}
+
+
 @dataclasses.dataclass
 class CommandConfig:
     """Base class: serialisation and validation shared by every command's config."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Subclasses raise :class:`InputError` with ``field=`` (see :func:`require`) when a value is out
+        of range; called by ``__post_init__``, so every constructed config is valid."""
 
     def to_dict(self) -> dict[str, Any]:
         out = {}
@@ -39,11 +76,16 @@ class CommandConfig:
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any], *, path: str | os.PathLike | None = None) -> C:
         """Build and validate a config from plain values; ``path`` is the file they came from, if any
-        (errors name it and the field)."""
+        (errors name it and the field). Old field spellings are renamed, with a warning."""
+        data = renamed_fields(cls, data, path=path)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise InputError(f"unknown field(s) {unknown}; known fields: {sorted(names)}", path=path)
+        missing = [name for name in required_fields(cls) if data.get(name) is None]
+        if missing:
+            also = f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else ""
+            raise InputError(f"is required{also}", field=missing[0], path=path)
         hints = typing.get_type_hints(cls)
         kwargs = {}
         for k, v in data.items():
@@ -53,13 +95,7 @@ class CommandConfig:
                 raise InputError(
                     f"expected {_type_name(hints.get(k))}, got {v!r}", field=k, path=path
                 ) from None
-        cfg = cls(**kwargs)
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        """Subclasses raise :class:`InputError` with ``field=`` (see :func:`require`) when a value is out
-        of range."""
+        return cls(**kwargs)
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -71,7 +107,9 @@ class CommandConfig:
         path.write_text(text)
 
     @classmethod
-    def load(cls: type[C], path: str | Path) -> C:
+    def read_file(cls, path: str | Path) -> dict[str, Any]:
+        """The field values a YAML/JSON config file holds (old spellings renamed), not yet validated:
+        command-line flags may still add to them before :meth:`from_dict`."""
         path = Path(path)
         if not path.exists():
             raise InputError("config file not found", path=path)
@@ -83,12 +121,61 @@ class CommandConfig:
             raise InputError(f"cannot parse config: {e}", path=path) from None
         if not isinstance(data, dict):
             raise InputError("config file must hold a mapping of field names to values", path=path)
-        return cls.from_dict(data, path=path)
+        return renamed_fields(cls, data, path=path)
+
+    @classmethod
+    def load(cls: type[C], path: str | Path) -> C:
+        return cls.from_dict(cls.read_file(path), path=path)
 
     def replace(self: C, **changes: Any) -> C:
-        cfg = dataclasses.replace(self, **changes)
-        cfg.validate()
-        return cfg
+        """A copy with ``changes``, validated like any new config."""
+        return dataclasses.replace(self, **changes)
+
+
+def required_fields(cls: type[CommandConfig]) -> list[str]:
+    """Fields of ``cls`` without a default (the ones a config file or the flags must give)."""
+    return [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+
+
+def field_defaults(cls: type[CommandConfig]) -> dict[str, Any]:
+    """The default value of every field of ``cls`` that has one."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = list(f.default) if isinstance(f.default, tuple) else f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def renamed_fields(
+    cls: type[CommandConfig], data: dict[str, Any], *, path: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """``data`` with every old field spelling of :data:`RENAMED_FIELDS` replaced by today's name.
+
+    Each rename warns with a :class:`DeprecationWarning`; giving both spellings is an :class:`InputError`.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    out = dict(data)
+    for old, new in RENAMED_FIELDS.items():
+        if old not in out or old in names or new not in names:
+            continue
+        if new in out:
+            raise InputError(
+                f"both '{old}' (the old spelling) and '{new}' are given; keep '{new}'", field=new, path=path
+            )
+        where = f"{os.fspath(path)}: " if path is not None else ""
+        warnings.warn(
+            f"{where}field '{old}' is now called '{new}'; the old spelling is still read but will be removed",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        out[new] = out.pop(old)
+    return out
 
 
 def require(cond: bool, field_name: str, message: str) -> None:

@@ -160,7 +160,7 @@ class Loop:
             subset_size=cfg.subset_size, subsets_per_split=cfg.subsets_per_split, seed=cfg.seed,
         )  # fmt: skip
         k = min(self.p.noise_subsets, len(plans[0].subsets))
-        jobs = subset_jobs(cfg, plans, corpus.by_id(), str(Path(cfg.model).resolve()))[:k]
+        jobs = subset_jobs(cfg, plans, corpus.by_id(), str(Path(cfg.lm).resolve()))[:k]
         again = []
         for job in jobs:
             job.payload["finetune"]["seed"] += 1

@@ -90,7 +90,7 @@ def main() -> None:
 
     from airsearch import DaunceConfig, run_daunce
 
-    dcfg = DaunceConfig(models=args.daunce_models, steps=5, batch_size=8, lora_r=4, max_length=128)
+    dcfg = DaunceConfig(models=args.daunce_models, steps=5, batch_size=8, lora_rank=4, max_length=128)
 
     def daunce():
         run = run_daunce(str(lm_dir), train, queries, dcfg, tmp / "daunce", quiet=True)

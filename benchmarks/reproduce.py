@@ -46,7 +46,7 @@ class ReproScale(Scale):
     gradient: tuple[str, ...] = GRADIENT
     gold_splits: int | None = None  # None: as many as the training labels
     gold_subsets: int | None = None
-    projection_dim: int = 0  # 0: exact gradients
+    proj_dim: int = 0  # 0: exact gradients
     daunce_models: int = 0  # 0: no Daunce; else Daunce (black-box, K fine-tunes) in every eval
     micro_lm: bool = False  # a 32-wide target LM (smoke runs) instead of the 128-wide default
 
@@ -59,7 +59,7 @@ SCALES: dict[str, ReproScale] = {
     ),
     "tiny": ReproScale(
         tasks=8, per_task=40, queries=6, lm_steps=300, splits=3, dev=16, pool=60, subset=15, subsets=8,
-        ft_epochs=2, enc_epochs=3, n_synthetic=400, n_people=20, trace_epochs=3, projection_dim=1024,
+        ft_epochs=2, enc_epochs=3, n_synthetic=400, n_people=20, trace_epochs=3, proj_dim=1024,
         daunce_models=4,
     ),
     # Sized to finish within 90 minutes on 2 CPU cores (stage times sum to about 55); encoder settings
@@ -68,13 +68,13 @@ SCALES: dict[str, ReproScale] = {
     "default": ReproScale(
         tasks=20, per_task=100, queries=10, lm_steps=1000, splits=40, dev=40, pool=120, subset=12,
         subsets=30, gold_splits=4, gold_subsets=40, ft_epochs=2, enc_epochs=2, enc_lr=2e-5,
-        max_seq_length=128, n_synthetic=1500, n_people=80, trace_epochs=5, projection_dim=2048,
+        max_seq_length=128, n_synthetic=1500, n_people=80, trace_epochs=5, proj_dim=2048,
         daunce_models=8,
     ),
     "gpu": ReproScale(
         tasks=20, per_task=150, queries=10, lm_steps=0, splits=8, dev=100, pool=1000, subset=200,
         subsets=32, ft_epochs=2, enc_epochs=20, n_synthetic=5000, n_people=200, trace_epochs=5,
-        projection_dim=4096, daunce_models=16,
+        proj_dim=4096, daunce_models=16,
     ),
 }  # fmt: skip
 
@@ -143,18 +143,18 @@ class Pipeline:
 
     def best_teacher(self) -> dict[str, Any]:
         """The gradient method with the best LDS on the training labels' held-out split (training data only)."""
-        from airsearch import EvalLdsConfig, LabelStore, eval_lds
+        from airsearch import EvalLdsConfig, eval_lds
 
-        store = LabelStore.open(self.out / "labels")
         cfg = EvalLdsConfig(
             corpus=[str(self.out / "data" / "train_tasks.jsonl")],
+            gold=str(self.out / "labels"),
             methods=self.p.gradient,
             lm=self.lm_path,
             bootstrap=100,
             max_splits=1,
-            projection_dim=self.p.projection_dim,
+            proj_dim=self.p.proj_dim,
         )
-        res = eval_lds(cfg, gold_store=store)
+        res = eval_lds(cfg)
         scores = {m: r.lds.mean for m, r in res.methods.items()}
         best = max(scores, key=lambda m: -1e9 if scores[m] != scores[m] else scores[m])
         return {
@@ -202,7 +202,6 @@ class Pipeline:
         from airsearch import (
             EvalClassifyConfig,
             EvalLdsConfig,
-            LabelStore,
             eval_classify,
             eval_lds,
             eval_trace,
@@ -220,7 +219,7 @@ class Pipeline:
             methods=self.methods(),
             base_encoder=self.base_encoder,
             lm=self.lm_path,
-            projection_dim=self.p.projection_dim,
+            proj_dim=self.p.proj_dim,
             daunce_models=self.p.daunce_models or 8,  # used only when "daunce" is among the methods
         )
         lds = self.stage(
@@ -231,13 +230,9 @@ class Pipeline:
                     gold=str(self.out / "gold"),
                     out=str(ev / "lds"),
                     bootstrap=1000,
+                    encoder_labels=[str(self.out / "labels"), str(self.out / "teacher_labels")],
                     **common,
                 ),
-                gold_store=LabelStore.open(self.out / "gold"),
-                training_stores=[
-                    LabelStore.open(self.out / "labels"),
-                    LabelStore.open(self.out / "teacher_labels"),
-                ],
             ).to_dict(),
         )
         cls = self.stage(

@@ -92,7 +92,7 @@ class Scale:
 
         sizes = dict(
             corpus=[str(corpus)],
-            model=str(lm),
+            lm=str(lm),
             out=str(out),
             splits=self.splits,
             dev_size=self.dev,

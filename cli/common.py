@@ -13,13 +13,14 @@ import json
 import sys
 import types
 import typing
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from airsearch.config import CommandConfig
-from airsearch.errors import AirsearchError
+from airsearch.config import CommandConfig, required_fields
+from airsearch.errors import AirsearchError, InputError
 from airsearch.results import to_jsonable
 
 # ctx.meta key (shared by a context and its children): field name -> how the CLI spells it
@@ -83,10 +84,15 @@ def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = (
     """Decorate a click command with one option per field of ``config_cls`` and ``--config FILE``.
 
     The wrapped function receives ``config=<config_cls instance>``: values from ``--config`` first,
-    then every option the user gave explicitly on the command line.
+    then every option the user gave explicitly on the command line. A field hidden from the options
+    (``"cli": False``) is filled from the command's positional argument of the same name, when given.
+    A config file's old field spellings are read with a printed deprecation warning.
     """
     hints = typing.get_type_hints(config_cls)
-    fields = [f for f in dataclasses.fields(config_cls) if f.metadata.get("cli", True) and f.name not in skip]
+    all_fields = [f for f in dataclasses.fields(config_cls) if f.name not in skip]
+    fields = [f for f in all_fields if f.metadata.get("cli", True)]
+    positional = [f.name for f in all_fields if not f.metadata.get("cli", True)]
+    required = required_fields(config_cls)
 
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -94,7 +100,8 @@ def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = (
             ctx = click.get_current_context()
             ctx.meta[_FIELD_LABELS] = field_labels(config_cls, ctx.command, skip=skip)
             config_file = kwargs.pop("config_file", None)
-            base = config_cls.load(config_file).to_dict() if config_file else {}
+            base = _read_config_file(config_cls, config_file) if config_file else {}
+            from_file = set(base)  # the fields whose values the file gave (flags may override them)
             for f in fields:
                 value = kwargs.pop(f.name)
                 explicit = ctx.get_parameter_source(f.name) not in (
@@ -105,8 +112,23 @@ def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = (
                 if explicit or f.name not in base:
                     if isinstance(value, tuple) and not value and f.name in base:
                         continue
+                    if value is None and f.name in required:
+                        continue  # not given: from_dict names the missing field
                     base[f.name] = list(value) if isinstance(value, tuple) else value
-            kwargs["config"] = config_cls.from_dict(base)
+                    from_file.discard(f.name)
+            for name in positional:
+                if name in kwargs:
+                    value = kwargs.pop(name)
+                    if value:
+                        base[name] = list(value) if isinstance(value, tuple) else value
+                        from_file.discard(name)
+            try:
+                kwargs["config"] = config_cls.from_dict(base)
+            except InputError as e:
+                if e.field not in from_file or e.path is not None:
+                    raise
+                # a bad value read from the file: the error names the file too
+                raise InputError(e.message, field=e.field, path=config_file) from None
             return fn(*args, **kwargs)
 
         for f in reversed(fields):
@@ -118,7 +140,7 @@ def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = (
                 else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
             )
             opts: dict[str, Any] = {
-                "help": f.metadata.get("help", ""),
+                "help": f.metadata.get("help", "") + ("  [required]" if f.name in required else ""),
                 "show_default": default not in (None, (), []),
             }
             if is_flag:
@@ -141,6 +163,19 @@ def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = (
         return wrapper
 
     return decorate
+
+
+def _read_config_file(config_cls: type[CommandConfig], path: str) -> dict[str, Any]:
+    """A config file's fields; old spellings are renamed and each rename is printed as a warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        data = config_cls.read_file(path)
+    for w in caught:
+        if issubclass(w.category, DeprecationWarning):
+            click.secho(f"warning: {w.message}", fg="yellow", err=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return data
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")

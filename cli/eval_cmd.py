@@ -6,18 +6,13 @@ table (or the JSON with ``--json``).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
 from airsearch.trainers.evaluation.classify import EvalClassifyConfig, eval_classify
 from airsearch.trainers.evaluation.common import EvalResult
-from airsearch.trainers.evaluation.lds import EvalLdsConfig, encoder_training_store, eval_lds
+from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
 from airsearch.trainers.evaluation.select import EvalSelectConfig, eval_select
 from airsearch.trainers.evaluation.trace import EvalTraceConfig, eval_trace
-
-from airsearch.errors import InputError
 
 
 @click.group("eval")
@@ -28,28 +23,6 @@ def eval_group() -> None:
 def _show(result: EvalResult) -> str:
     where = f"\nresults: {result.files['json']}" if result.files else ""
     return result.table.rstrip() + where
-
-
-def _encoder_stores(config: EvalLdsConfig) -> list[Any]:
-    from airsearch.trainers.labels import LabelStore
-
-    paths = list(config.encoder_labels)
-    if not paths:
-        folders = [
-            s.partition(":")[2] or config.encoder for s in config.methods if s.split(":")[0] == "airrep"
-        ]
-        for folder in filter(None, folders):
-            recorded = encoder_training_store(folder)
-            if recorded and Path(recorded).is_dir():
-                paths.append(recorded)
-            elif recorded:
-                click.secho(
-                    f"warning: the label store {folder} was trained on ({recorded}) is not here; "
-                    "pass --encoder-labels to check it is disjoint from the gold",
-                    fg="yellow",
-                    err=True,
-                )
-    return [LabelStore.open(p) for p in paths]
 
 
 @eval_group.command("lds")
@@ -63,14 +36,7 @@ def lds_cmd(config: EvalLdsConfig, as_json: bool) -> None:
 
       airsearch eval lds --gold gold/ --corpus eval.jsonl --encoder airrep/ --method airrep --method base
     """
-    from airsearch.trainers.labels import LabelStore
-
-    if not config.gold:
-        raise InputError("a gold label store is needed", field="gold")
-    result = eval_lds(
-        config, gold_store=LabelStore.open(config.gold), training_stores=_encoder_stores(config)
-    )
-    emit(result, as_json, _show)
+    emit(eval_lds(config), as_json, _show)
 
 
 @eval_group.command("classify")

@@ -30,9 +30,12 @@ def _human(s: IndexSummary) -> str:
 
 @click.command("index")
 @handle_errors
-@click.argument("corpus", nargs=-1, required=True)
+@click.argument("corpus", nargs=-1)
 @json_option
 @config_options(IndexConfig)
-def index_cmd(corpus: tuple[str, ...], config: IndexConfig, as_json: bool) -> Any:
-    """Encode CORPUS files (JSONL, JSON, Parquet, CSV, HF folders) into an index table."""
-    emit(build_index(config.replace(sources=tuple(corpus))), as_json, _human)
+def index_cmd(config: IndexConfig, as_json: bool) -> Any:
+    """Encode CORPUS files (JSONL, JSON, Parquet, CSV, HF folders) into an index table.
+
+    CORPUS may instead come from --config FILE (its ``corpus`` list).
+    """
+    emit(build_index(config), as_json, _human)

@@ -23,16 +23,14 @@ def labels() -> None:
 @config_options(LabelConfig)
 @json_option
 @handle_errors
-def generate(corpus: tuple[str, ...], config: LabelConfig, as_json: bool) -> None:
+def generate(config: LabelConfig, as_json: bool) -> None:
     """Fine-tune the target LM on sampled subsets of CORPUS and record dev losses (resumable).
 
     Each subset is one job, committed atomically into OUT/results/; rerun the same command to
     continue after an interruption. Example:
 
-      airsearch labels generate train.jsonl --model lm/ --out labels/ --splits 4 --workers 2
+      airsearch labels generate train.jsonl --lm lm/ --out labels/ --splits 4 --workers 2
     """
-    if corpus:
-        config = config.replace(corpus=list(corpus))
     emit(generate_labels(config), as_json, _generate_text)
 
 
@@ -68,7 +66,7 @@ def _info_text(d: LabelStoreInfo) -> str:
         f"code {code.get('airsearch')}@{(code.get('git_commit') or '?')[:10]}",
         f"  {c.get('splits')} splits x {c.get('subsets_per_split')} subsets of {c.get('subset_size')} "
         f"from pools of {c.get('pool_size')}, dev {c.get('dev_size')}; epochs {c.get('epochs')}, "
-        f"lr {c.get('lr')}, batch {c.get('batch_size')}, lora {c.get('lora')}, seed {c.get('seed')}",
+        f"lr {c.get('lr')}, batch {c.get('batch_size')}, lora rank {c.get('lora_rank')}, seed {c.get('seed')}",
         f"  progress: {p.done}/{p.total} jobs" + ("" if p.complete else " (incomplete: rerun generate)"),
         f"  losses: {st.labels} values, mean {_fmt(st.loss_mean)}, std {_fmt(st.loss_std)}; "
         f"mean spread across subsets {_fmt(st.spread_mean)}",

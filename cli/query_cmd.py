@@ -6,7 +6,6 @@ from typing import Any
 
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
-from airsearch.cli.rerank_options import make_reranker, rerank_options
 from airsearch.indexers.config import QueryConfig
 from airsearch.indexers.query import Candidate, QueryResult, preview, query
 
@@ -48,13 +47,13 @@ def render(results: list[QueryResult], n: int = 100) -> str:
 @click.command("query")
 @handle_errors
 @json_option
-@rerank_options
 @config_options(QueryConfig)
-def query_cmd(config: QueryConfig, as_json: bool, **rerank_kw: Any) -> Any:
+def query_cmd(config: QueryConfig, as_json: bool) -> Any:
     """Top-k proponents (and opponents, or metadata groups) for a query or a file of queries.
 
-    With --rerank METHOD, AirRep retrieves --candidates rows and the method rescores them.
+    With --rerank METHOD, AirRep retrieves --candidates rows and the method rescores them:
+    tracin / gradcos / dda / haif / haif-t on --lm (DDA: --checkpoint DIR ..., --base-lm DIR),
+    or daunce from --daunce-run DIR.
     """
-    rerank, candidates = make_reranker(**rerank_kw)
-    results = query(config, rerank=rerank, candidates=candidates)
+    results = query(config)
     emit(results, as_json, lambda rs: render(rs, config.preview_chars))

@@ -60,10 +60,7 @@ def load_encoder(name: str | None) -> AirRepEncoder:
 
 
 def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> IndexSummary:
-    """Encode ``cfg.sources`` and create (or ``--append`` to) table ``cfg.table`` in ``cfg.db``."""
-    cfg.validate()
-    if not cfg.sources:
-        raise InputError("give at least one corpus file or folder", field="sources")
+    """Encode ``cfg.corpus`` and create (or ``--append`` to) table ``cfg.table`` in ``cfg.db``."""
     start = time.perf_counter()
     store = IndexStore(cfg.db, create=True)
     if cfg.append and not store.exists(cfg.table):
@@ -82,7 +79,7 @@ def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> In
     skipped: list[SkippedRow] = []
     hasher = CorpusHasher()
     rows = iter_corpus(
-        list(cfg.sources),
+        list(cfg.corpus),
         prompt_field=cfg.prompt_field,
         response_field=cfg.response_field,
         id_field=cfg.id_field or None,
@@ -102,7 +99,7 @@ def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> In
         refine_factor=cfg.refine_factor,
         ef=cfg.ef,
     )
-    corpus_entry = {"sources": [str(s) for s in cfg.sources], "fingerprint": None, "rows": 0}
+    corpus_entry = {"sources": [str(s) for s in cfg.corpus], "fingerprint": None, "rows": 0}
     if cfg.append:
         table = store.append(
             cfg.table,

@@ -1,4 +1,5 @@
-"""The configs of ``airsearch index``, ``query``, ``select`` and ``info`` (one dataclass per command)."""
+"""The configs of ``airsearch index``, ``query``, ``select``, ``info`` and ``delete`` (one dataclass per
+command). ``QueryConfig`` carries the ``--rerank`` options too, so ``query --config FILE`` sets them."""
 
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ from typing import Literal
 from airsearch.indexers.ann import DEFAULT_THRESHOLD, DEFAULT_TYPE, INDEX_TYPES
 
 from airsearch.config import CommandConfig, require
+from airsearch.methods.base import METHOD_NAMES, MethodName
+from airsearch.methods.registry import MethodConfig
 
 F = dataclasses.field
 AnnType = Literal["IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_SQ", "IVF_FLAT"]
 Backend = Literal["auto", "faiss", "torch"]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class IndexConfig(CommandConfig):
     """Encode a corpus with AirRep and store it in a LanceDB table."""
 
-    sources: tuple[str, ...] = F(default=(), metadata={"help": "corpus files or folders", "cli": False})
-    db: str = F(default="", metadata={"help": "LanceDB directory (created if missing)"})
+    corpus: list[str] = F(metadata={"help": "corpus files or folders (the CORPUS arguments)", "cli": False})
+    db: str = F(metadata={"help": "LanceDB directory (created if missing)"})
     table: str = F(default="corpus", metadata={"help": "table name inside the db"})
     encoder: str = F(
         default="default", metadata={"help": "AirRep encoder folder, base encoder, or 'default'"}
@@ -51,6 +54,7 @@ class IndexConfig(CommandConfig):
     )
 
     def validate(self) -> None:
+        require(bool(self.corpus), "corpus", "give at least one corpus file or folder")
         require(bool(self.db), "db", "is required (the index directory)")
         require(self.batch_size > 0, "batch_size", "must be positive")
         require(self.chunk_size > 0, "chunk_size", "must be positive")
@@ -61,11 +65,11 @@ class IndexConfig(CommandConfig):
         require(self.ef is None or self.ef > 0, "ef", "must be positive")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class QueryConfig(CommandConfig):
     """Which training examples best explain a (prompt, response)?"""
 
-    db: str = F(default="", metadata={"help": "LanceDB directory"})
+    db: str = F(metadata={"help": "LanceDB directory"})
     table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
     prompt: str | None = F(default=None, metadata={"help": "query prompt"})
     response: str | None = F(default=None, metadata={"help": "query response (model output)"})
@@ -78,6 +82,20 @@ class QueryConfig(CommandConfig):
     exact: bool = F(default=False, metadata={"help": "exact search even when an ANN index exists"})
     backend: Backend = F(default="auto", metadata={"help": "exact search backend"})
     preview_chars: int = F(default=100, metadata={"help": "characters of prompt/response shown"})
+    # --rerank: AirRep retrieves `candidates` rows, an attribution method rescores them
+    rerank: MethodName | None = F(
+        default=None, metadata={"help": "rescore the AirRep candidates with this attribution method"}
+    )
+    candidates: int = F(default=200, metadata={"help": "AirRep candidates to rescore (with --rerank)"})
+    lm: str | None = F(default=None, metadata={"help": "target LM folder (with --rerank)"})
+    base_lm: str | None = F(default=None, metadata={"help": "DDA: the LM before fine-tuning"})
+    checkpoints: list[str] = F(
+        default_factory=list,
+        metadata={"help": "DDA/TracIn checkpoint folders (repeatable)", "flag": "--checkpoint"},
+    )
+    params: str = F(default="all", metadata={"help": "gradient parameters: all, lora, names:PAT[,PAT]"})
+    proj_dim: int = F(default=0, metadata={"help": "JL projection dimension (0 = exact)"})
+    daunce_run: str | None = F(default=None, metadata={"help": "Daunce: folder of a finished run"})
 
     def validate(self) -> None:
         require(bool(self.db), "db", "is required (the index directory)")
@@ -89,21 +107,49 @@ class QueryConfig(CommandConfig):
             "give either a prompt/response pair or a queries file (one of them)",
         )
         require(not has_pair or self.response is not None, "response", "a prompt needs a response")
+        require(
+            self.rerank is None or self.rerank in METHOD_NAMES, "rerank", f"must be one of {METHOD_NAMES}"
+        )
+        require(self.candidates >= 1, "candidates", f"must be at least 1, got {self.candidates}")
+        require(
+            self.rerank in (None, "daunce") or bool(self.lm or self.checkpoints),
+            "lm",
+            "reranking needs the target LM folder",
+        )
+        require(
+            self.rerank != "daunce" or bool(self.daunce_run),
+            "daunce_run",
+            "reranking with daunce needs a finished run",
+        )
+
+    def rerank_method(self) -> MethodConfig | None:
+        """The registry config of the ``--rerank`` method (``None`` without ``--rerank``)."""
+        if self.rerank is None:
+            return None
+        return MethodConfig(
+            method=self.rerank,
+            lm=self.lm,
+            base_lm=self.base_lm,
+            checkpoints=list(self.checkpoints),
+            params=self.params,
+            proj_dim=self.proj_dim,
+            daunce_run=self.daunce_run,
+        )
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class SelectConfig(CommandConfig):
     """Select training data for a set of targets (AirRep App. G)."""
 
-    db: str = F(default="", metadata={"help": "LanceDB directory"})
+    db: str = F(metadata={"help": "LanceDB directory"})
     table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
-    targets: str = F(default="", metadata={"help": "file of target examples (any corpus format)"})
+    targets: str = F(metadata={"help": "file of target examples (any corpus format)"})
     n: int | None = F(default=None, metadata={"help": "rows to select", "flag": ("-n", "--n")})
     fraction: float | None = F(default=None, metadata={"help": "fraction of the table to select"})
     strategy: Literal["best-rank", "sum"] = F(
         default="best-rank", metadata={"help": "best-rank (App. G: best rank over targets) or sum of scores"}
     )
-    out: str = F(default="", metadata={"help": "output file, .jsonl or .parquet"})
+    out: str = F(metadata={"help": "output file, .jsonl or .parquet"})
     where: str | None = F(default=None, metadata={"help": "SQL filter: select only among these rows"})
     encoder: str | None = F(default=None, metadata={"help": "encoder (default: the one the index records)"})
     backend: Backend = F(default="auto", metadata={"help": "exact search backend"})
@@ -116,29 +162,25 @@ class SelectConfig(CommandConfig):
         require((self.n is None) != (self.fraction is None), "n", "give exactly one of n and fraction")
         require(self.n is None or self.n > 0, "n", "must be positive")
         require(self.fraction is None or 0 < self.fraction <= 1, "fraction", "must be in (0, 1]")
-        require(
-            self.out == "" or self.out.endswith((".jsonl", ".parquet")),
-            "out",
-            "must end in .jsonl or .parquet",
-        )
+        require(self.out.endswith((".jsonl", ".parquet")), "out", "must end in .jsonl or .parquet")
         require(self.block_size > 0, "block_size", "must be positive")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class InfoConfig(CommandConfig):
     """Describe an index directory."""
 
-    db: str = F(default="", metadata={"help": "LanceDB directory"})
+    db: str = F(metadata={"help": "LanceDB directory"})
 
     def validate(self) -> None:
         require(bool(self.db), "db", "is required (the index directory)")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class DeleteConfig(CommandConfig):
     """Delete rows from an index table by id and/or SQL filter."""
 
-    db: str = F(default="", metadata={"help": "LanceDB directory"})
+    db: str = F(metadata={"help": "LanceDB directory"})
     table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
     ids: tuple[str, ...] = F(default=(), metadata={"help": "row id to delete (repeatable)", "flag": "--id"})
     where: str | None = F(

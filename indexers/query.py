@@ -8,7 +8,9 @@
 
 Rerank hook: ``Searcher.search(..., candidates=N, rerank=fn)`` retrieves N candidates with their full
 prompt/response and calls ``fn(query_example, candidates) -> scores``; the k best by those scores are
-returned (retrieval scores kept in ``Candidate.retrieval_score``). Gradient rerankers plug in there.
+returned (retrieval scores kept in ``Candidate.retrieval_score``). ``QueryConfig.rerank`` names an
+attribution method that :func:`query` builds through the method registry
+(:func:`airsearch.methods.registry.load_method`) and plugs in there.
 """
 
 from __future__ import annotations
@@ -253,14 +255,18 @@ def query_examples(cfg: QueryConfig) -> list[Example]:
 
 
 def query(
-    cfg: QueryConfig,
-    *,
-    rerank: Rerank | None = None,
-    candidates: int | None = None,
-    encoder: AirRepEncoder | None = None,
+    cfg: QueryConfig, *, rerank: Rerank | None = None, encoder: AirRepEncoder | None = None
 ) -> list[QueryResult]:
-    """Python API of ``airsearch query``."""
-    cfg.validate()
+    """Python API of ``airsearch query``.
+
+    With ``cfg.rerank`` (or a ``rerank`` hook of your own) AirRep retrieves ``cfg.candidates`` rows per
+    query and the method's scores reorder them.
+    """
+    method_cfg = cfg.rerank_method()
+    if rerank is None and method_cfg is not None:
+        from airsearch.methods.registry import Reranker, load_method
+
+        rerank = Reranker(load_method(method_cfg))
     searcher = Searcher(
         cfg.db, cfg.table, encoder=encoder or cfg.encoder, backend=cfg.backend, exact=cfg.exact
     )
@@ -270,6 +276,6 @@ def query(
         where=cfg.where,
         opponents=cfg.opponents,
         group_by=cfg.group_by,
-        candidates=candidates,
+        candidates=cfg.candidates if rerank is not None else None,
         rerank=rerank,
     )

@@ -157,7 +157,6 @@ class SelectSummary(Result):
 
 def select(cfg: SelectConfig, *, encoder: Any = None) -> SelectSummary:
     """Python API of ``airsearch select``: choose rows, write them with score/rank and a manifest."""
-    cfg.validate()
     start = time.perf_counter()
     searcher = Searcher(cfg.db, cfg.table, encoder=encoder or cfg.encoder, backend=cfg.backend, exact=True)
     table = searcher.table

@@ -37,11 +37,11 @@ def test_attribute_command_is_the_python_api(tmp_path, tiny_lm_dir, tiny_lm_exam
 
     corpus = write_rows(tmp_path / "c.jsonl", [e.to_row() for e in tiny_lm_examples[:6]])
     queries = write_rows(tmp_path / "q.jsonl", [e.to_row() for e in tiny_lm_examples[40:42]])
-    args = dict(method="gradcos", model=str(tiny_lm_dir), corpus=str(corpus), queries=str(queries), k=2)
+    args = dict(method="gradcos", lm=str(tiny_lm_dir), corpus=[str(corpus)], queries=[str(queries)], k=2)
     api = attribute(AttributeConfig(**args, out=str(tmp_path / "api")))
     cli = json.loads(
         run(
-            "attribute", "--method", "gradcos", "--model", tiny_lm_dir, "--corpus", corpus,
+            "attribute", "--method", "gradcos", "--lm", tiny_lm_dir, "--corpus", corpus,
             "--queries", queries, "--k", 2, "--out", tmp_path / "cli", "--json",
         ).stdout
     )  # fmt: skip

@@ -74,7 +74,15 @@ def test_xi_is_seeded_per_example():
 def test_white_box_run_is_resumable_and_scores_match_recorded_losses(lm_dir, tmp_path):
     train, test = make_examples(8, "tr", seed=3), make_examples(2, "te", seed=4)
     cfg = DaunceConfig(
-        models=3, ratio=0.5, steps=3, lr=1e-2, batch_size=2, lora_r=2, lora_dropout=0.0, max_length=64, seed=1
+        models=3,
+        ratio=0.5,
+        steps=3,
+        lr=1e-2,
+        batch_size=2,
+        lora_rank=2,
+        lora_dropout=0.0,
+        max_length=64,
+        seed=1,
     )
     out = tmp_path / "daunce"
     run = run_daunce(str(lm_dir), train, test, cfg.replace(models=2), out, quiet=True)
@@ -106,3 +114,26 @@ def test_black_box_local_providers(lm_dir):
     m = Daunce(providers)
     mtr, mte = m.loss_matrix(train), m.loss_matrix(test)
     np.testing.assert_allclose(m.score(train, test).numpy(), daunce_scores(mtr, mte), atol=1e-5)
+
+
+def test_registry_reads_a_finished_run_and_old_run_configs(lm_dir, tmp_path):
+    """The core registry builds Daunce from a run folder; a run saved as `lora_r` still loads."""
+    import json
+
+    from airsearch.methods.registry import MethodConfig, load_method
+
+    train, test = make_examples(6, "tr", seed=5), make_examples(2, "te", seed=6)
+    cfg = DaunceConfig(models=2, steps=2, lr=1e-2, batch_size=2, lora_rank=2, max_length=64, seed=2)
+    out = tmp_path / "daunce"
+    run = run_daunce(str(lm_dir), train, test, cfg, out, quiet=True)
+    method = load_method(MethodConfig(method="daunce", daunce_run=str(out), daunce_kind="cov"))
+    np.testing.assert_allclose(
+        method.score(train, test).numpy(), run.method("cov").score(train, test).numpy(), atol=1e-6
+    )
+    manifest_path = out / "daunce_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["config"]["lora_r"] = manifest["config"].pop("lora_rank")
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.warns(DeprecationWarning, match="'lora_r' is now called 'lora_rank'"):
+        again = run_daunce(str(lm_dir), train, test, cfg, out, quiet=True)  # resumes: nothing to do
+    assert again.config.lora_rank == 2 and np.array_equal(again.losses, run.losses)

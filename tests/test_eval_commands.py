@@ -82,7 +82,7 @@ def test_eval_lds_equals_hand_computation(tmp_path, tiny_bert_dir):
         out=str(tmp_path / "out"),
         bootstrap=100,
     )
-    res = eval_lds(cfg, gold_store=store)
+    res = eval_lds(cfg)
     enc = AirRepEncoder.load(tiny_bert_dir, device="cpu")
     by_id = corpus.by_id()
     dev = [by_id[i] for i in store.dev_ids(0)]

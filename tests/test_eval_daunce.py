@@ -6,13 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from airsearch.trainers.evaluation.methods import make_method
+from airsearch.trainers.evaluation.methods import FeatureMethod
 
 from airsearch.data.corpus import write_rows
 from airsearch.data.example import Example
 from airsearch.lm import example_losses, load_lm
 from airsearch.lm.finetune import FinetuneConfig
 from airsearch.methods.daunce import Daunce, LocalFinetuneFactory, RecordedLosses, blackbox_providers
+from airsearch.methods.registry import MethodConfig
 from tests.helpers.cli import run
 
 
@@ -29,7 +30,8 @@ def rows(tiny_lm_examples):
 def test_daunce_adapter_equals_correlation_of_blackbox_losses(tiny_lm_dir, rows):
     lm = load_lm(str(tiny_lm_dir), device="cpu")
     train, test = rows[:10], rows[40:43]
-    m = make_method("daunce", lm=lm, seed=3, daunce_models=3, daunce_lr=5e-3, batch_size=4)
+    cfg = MethodConfig(method="daunce", seed=3, daunce_models=3, daunce_lr=5e-3, batch_size=4)
+    m = FeatureMethod(cfg, lm=lm)  # built by the registry in prepare: black-box fits on the train set
     m.prepare(train)
     got = np.concatenate([b for _, b in m.score_blocks(test, block_size=4)])
     # plain reference: refit the K models, record losses, numpy's Pearson correlation across models
@@ -44,7 +46,7 @@ def test_daunce_adapter_equals_correlation_of_blackbox_losses(tiny_lm_dir, rows)
     recorded = np.random.default_rng(0).normal(size=(4, len(train) + len(test)))
     ids = [e.id for e in train + test]
     given = Daunce([RecordedLosses(dict(zip(ids, r, strict=True))) for r in recorded], kind="cov")
-    m2 = make_method("daunce", daunce=given)
+    m2 = FeatureMethod(given)
     m2.prepare(train)
     got2 = np.concatenate([b for _, b in m2.score_blocks(test)])
     np.testing.assert_allclose(got2, np.cov(recorded.T)[: len(train), len(train) :], rtol=1e-4, atol=1e-6)
@@ -65,7 +67,7 @@ def test_eval_lds_and_classify_with_daunce(tmp_path, tiny_lm_dir, rows):
 
     gold = tmp_path / "gold"
     run(
-        "labels", "generate", corpus, "--model", tiny_lm_dir, "--out", gold, "--splits", 1, "--dev-size", 3,
+        "labels", "generate", corpus, "--lm", tiny_lm_dir, "--out", gold, "--splits", 1, "--dev-size", 3,
         "--pool-size", 8, "--subset-size", 3, "--subsets-per-split", 3, "--epochs", 1, "--lr", 1e-3,
         "--max-length", 32,
     )  # fmt: skip

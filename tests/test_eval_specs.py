@@ -31,9 +31,7 @@ def test_dda_beta_spec_reaches_the_scores(tiny_lm_dir, tiny_lm_examples):
     lm = load_lm(tiny_lm_dir, device="cpu")
     train, test = tiny_lm_examples[:6], tiny_lm_examples[6:9]
     cfg = EvalConfig(methods=("dda", "dda:beta=0"))
-    methods = dict(
-        build_methods(cfg, lm=lm, method_options={"checkpoints": [lm], "base_lm": lm, "batch_size": 4})
-    )
+    methods = dict(build_methods(cfg, lm=lm, checkpoints=[lm], base_lm=lm, batch_size=4))
     assert set(methods) == {"dda", "dda:beta=0"}
     for m in methods.values():
         m.prepare(train)

@@ -64,7 +64,7 @@ def test_lora_on_a_peft_model_takes_both_adapters(lm):
     tuned = finetune(
         lm,
         make_examples(4),
-        FinetuneConfig(epochs=1, lr=1e-2, batch_size=2, lora_r=2, lora_targets=("q_proj", "v_proj")),
+        FinetuneConfig(epochs=1, lr=1e-2, batch_size=2, lora_rank=2, lora_targets=("q_proj", "v_proj")),
         show_progress=False,
     )
     gm = prepare(tuned, ParamSet("lora"))

@@ -15,8 +15,8 @@ from airsearch.errors import FingerprintMismatch, InputError
 from tests.helpers.corpora import make_rows, write_corpus
 
 
-def _cfg(db, sources, enc, **kw) -> IndexConfig:
-    return IndexConfig(sources=tuple(str(s) for s in sources), db=str(db), encoder=str(enc), **kw)
+def _cfg(db, corpus, enc, **kw) -> IndexConfig:
+    return IndexConfig(corpus=[str(s) for s in corpus], db=str(db), encoder=str(enc), **kw)
 
 
 def test_build_records_provenance_and_roundtrips_rows(tmp_path, corpus_file, tiny_encoder_dir):

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from airsearch.trainers.labels import LabelConfig, LabelStore, generate_labels, make_manifest, sample_splits
+from airsearch.trainers.labels import (
+    LabelConfig,
+    LabelStore,
+    generate_labels,
+    label_store_info,
+    make_manifest,
+    sample_splits,
+)
 from airsearch.trainers.labels.results import SplitProgress
 from airsearch.trainers.runner import finished_job_ids
 from click.testing import CliRunner
@@ -53,11 +60,11 @@ def lm_dir(tiny_lm_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def base_cfg(corpus_file, lm_dir) -> LabelConfig:
+def base_cfg(corpus_file, lm_dir, tmp_path_factory) -> LabelConfig:
     return LabelConfig(
         corpus=[str(corpus_file)],
-        model=str(lm_dir),
-        out="",
+        lm=str(lm_dir),
+        out=str(tmp_path_factory.mktemp("base") / "labels"),  # each test replaces it
         splits=2,
         dev_size=6,
         pool_size=16,
@@ -161,10 +168,31 @@ def test_mismatched_rerun_is_refused(reference, base_cfg, tmp_path):
     manifest_path = reference.root / "manifest.json"
     saved = manifest_path.read_text()
     manifest = json.loads(saved)
-    del manifest["config"]["teacher_checkpoint"]
+    del manifest["config"]["teacher_checkpoints"]
     manifest_path.write_text(json.dumps(manifest))
     try:
         assert generate_labels(base_cfg.replace(out=out)).completed_jobs == 0
+        # ... and one saved with the old field spellings (model, lora, teacher_checkpoint, ...) too
+        old = json.loads(saved)
+        for new_name, old_name in (
+            ("lm", "model"),
+            ("lora_rank", "lora"),
+            ("teacher_checkpoints", "teacher_checkpoint"),
+            ("teacher_base_lm", "teacher_base_model"),
+        ):
+            old["config"][old_name] = old["config"].pop(new_name)
+        manifest_path.write_text(json.dumps(old))
+        with pytest.warns(DeprecationWarning) as caught:
+            assert generate_labels(base_cfg.replace(out=out)).completed_jobs == 0
+        assert {str(w.message).split("field ")[1].split(" is")[0] for w in caught} == {
+            "'model'",
+            "'lora'",
+            "'teacher_checkpoint'",
+            "'teacher_base_model'",
+        }
+        with pytest.warns(DeprecationWarning):
+            info = label_store_info(out)
+        assert info.config["lora_rank"] == base_cfg.lora_rank and "lora" not in info.config
     finally:
         manifest_path.write_text(saved)
 
@@ -199,8 +227,8 @@ def test_resume_after_kill_9(reference, base_cfg, tmp_path):
         "labels",
         "generate",
         *c.corpus,
-        "--model",
-        c.model,
+        "--lm",
+        c.lm,
         "--out",
         str(out),
         "--splits",
@@ -305,7 +333,7 @@ def test_cli_generate_and_info(base_cfg, reference, tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "cli"
-    generate = ["labels", "generate", *base_cfg.corpus, "--model", base_cfg.model, "--out", str(out),
+    generate = ["labels", "generate", *base_cfg.corpus, "--lm", base_cfg.lm, "--out", str(out),
                 "--splits", "1", "--dev-size", "6", "--pool-size", "16", "--subset-size", "5",
                 "--subsets-per-split", "3"]  # fmt: skip
     res = runner.invoke(

@@ -245,7 +245,7 @@ def test_finetune_full_reduces_loss_is_deterministic_and_leaves_input(tiny_lm, t
 def test_finetune_lora_reduces_loss_and_saves_merged(tiny_lm, tiny_lm_examples, tmp_path):
     train = tiny_lm_examples[:8]
     before = example_losses(tiny_lm, train, show_progress=False)
-    cfg = FinetuneConfig(epochs=4, lr=2e-2, batch_size=4, max_length=64, seed=0, lora_r=4, lora_alpha=8)
+    cfg = FinetuneConfig(epochs=4, lr=2e-2, batch_size=4, max_length=64, seed=0, lora_rank=4, lora_alpha=8)
     a = finetune(tiny_lm, train, cfg, show_progress=False)
     assert a.is_peft and not tiny_lm.is_peft
     trainable = [n for n, p in a.model.named_parameters() if p.requires_grad]
@@ -270,16 +270,16 @@ def test_finetune_lora_reduces_loss_and_saves_merged(tiny_lm, tiny_lm_examples, 
 def test_finetune_config_validation():
     with pytest.raises(InputError, match="lr"):
         FinetuneConfig(lr=0).validate()
-    with pytest.raises(InputError, match="lora_r"):
-        FinetuneConfig(lora_r=-1).validate()
+    with pytest.raises(InputError, match="lora_rank"):
+        FinetuneConfig(lora_rank=-1).validate()
     with pytest.raises(InputError, match="epochs"):
         FinetuneConfig.from_dict({"epochs": 0})
-    cfg = FinetuneConfig.from_dict({"lora_targets": ["q_proj"], "lora_r": 2})
+    cfg = FinetuneConfig.from_dict({"lora_targets": ["q_proj"], "lora_rank": 2})
     assert cfg.lora_targets == ("q_proj",)
 
 
 def test_finetune_unknown_lora_targets_is_a_clear_error(tiny_lm, tiny_lm_examples):
-    cfg = FinetuneConfig(lora_r=2, lora_targets=("c_attn",), max_length=64)
+    cfg = FinetuneConfig(lora_rank=2, lora_targets=("c_attn",), max_length=64)
     with pytest.raises(InputError, match="c_attn"):
         finetune(tiny_lm, tiny_lm_examples[:2], cfg, show_progress=False)
 

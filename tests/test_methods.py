@@ -143,13 +143,13 @@ def test_teacher_labels_are_negated_group_scores(models, tmp_path):
     from airsearch.trainers.labels.config import LabelConfig
     from airsearch.trainers.labels.generate import generate_labels
 
-    from airsearch.methods.registry import MethodConfig, build_method
+    from airsearch.methods.registry import MethodConfig, load_method
 
     base, _ = models
     examples = make_examples(14, "c", seed=11)
     corpus = SimpleNamespace(examples=examples, fingerprint="corpus-fp")
     cfg = LabelConfig(
-        model=base.source,
+        lm=base.source,
         out=str(tmp_path / "labels"),
         splits=1,
         dev_size=3,
@@ -163,7 +163,7 @@ def test_teacher_labels_are_negated_group_scores(models, tmp_path):
     store = LabelStore.open(tmp_path / "labels")
     assert store.teacher == "gradcos"
     (split,) = store.splits()
-    m = build_method(MethodConfig(method="gradcos", model=base.source), show_progress=False)
+    m = load_method(MethodConfig(method="gradcos", lm=base.source), show_progress=False)
     by_id = {e.id: e for e in examples}
     dev = [by_id[i] for i in split.dev_ids]
     for k, members in enumerate(split.members):
@@ -186,7 +186,7 @@ def test_attribute_command_topk_and_full_matrix(models, tmp_path):
         "attribute",
         "--method",
         "tracin",
-        "--model",
+        "--lm",
         base.source,
         "--corpus",
         str(tmp_path / "train.jsonl"),

@@ -94,7 +94,7 @@ def test_competition_ranks():
 @pytest.fixture(scope="module")
 def db(tmp_path_factory, corpus_file, tiny_encoder_dir):
     path = tmp_path_factory.mktemp("qs") / "db"
-    build_index(IndexConfig(sources=(str(corpus_file),), db=str(path), encoder=str(tiny_encoder_dir)))
+    build_index(IndexConfig(corpus=[str(corpus_file)], db=str(path), encoder=str(tiny_encoder_dir)))
     return path
 
 

@@ -89,7 +89,7 @@ def prepare(folder: Path) -> None:
     )
     gold = LabelConfig(
         corpus=[str(folder / "eval.jsonl")],
-        model=str(lm0),
+        lm=str(lm0),
         out=str(folder / "runs" / "gold"),
         splits=1,
         dev_size=6,

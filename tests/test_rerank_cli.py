@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from airsearch.data.corpus import write_rows
 from airsearch.data.example import Example
@@ -32,7 +33,7 @@ def test_query_rerank_gradcos_orders_airrep_candidates_by_method_score(
     n, k = 6, 4
     out = run(
         "query", "--db", db, "--prompt", QUERY[0], "--response", QUERY[1], "-k", k,
-        "--rerank", "gradcos", "--model", tiny_lm_dir, "--candidates", n, "--json",
+        "--rerank", "gradcos", "--lm", tiny_lm_dir, "--candidates", n, "--json",
     )  # fmt: skip
     (res,) = json.loads(out.stdout)
     assert res["reranked_by"] == "gradcos"
@@ -61,7 +62,7 @@ def test_query_rerank_gradcos_orders_airrep_candidates_by_method_score(
 
     human = run(
         "query", "--db", db, "--prompt", QUERY[0], "--response", QUERY[1], "-k", 2,
-        "--rerank", "gradcos", "--model", tiny_lm_dir, "--candidates", n,
+        "--rerank", "gradcos", "--lm", tiny_lm_dir, "--candidates", n,
     ).stdout  # fmt: skip
     assert "reranked by gradcos" in human and "(retrieval " in human
 
@@ -69,10 +70,10 @@ def test_query_rerank_gradcos_orders_airrep_candidates_by_method_score(
 @pytest.mark.parametrize(
     ("options", "fragment", "code"),
     [
-        pytest.param(("--rerank", "gradcos"), "--model", 2, id="no-model"),
-        pytest.param(("--rerank", "tracin", "--model", "{tmp}/nolm"), "nolm", None, id="missing-model"),
+        pytest.param(("--rerank", "gradcos"), "--lm", 2, id="no-lm"),
+        pytest.param(("--rerank", "tracin", "--lm", "{tmp}/nolm"), "nolm", None, id="missing-lm"),
         pytest.param(
-            ("--rerank", "gradcos", "--model", "{tmp}", "--candidates", 0),
+            ("--rerank", "gradcos", "--lm", "{tmp}", "--candidates", 0),
             "--candidates",
             2,
             id="no-candidates",
@@ -83,3 +84,38 @@ def test_query_rerank_gradcos_orders_airrep_candidates_by_method_score(
 def test_query_rerank_errors_are_one_line(tmp_path, db, options, fragment, code):
     argv = ("query", "--db", db, "--prompt", "p", "--response", "r", *options)
     assert_one_line_error(run(*fill(argv, tmp=tmp_path), ok=False), fragment, code=code)
+
+
+def test_query_config_file_sets_the_rerank_options(tmp_path, db, tiny_lm_dir):
+    """The rerank options are QueryConfig fields: `query --config FILE` sets them (old spellings too)."""
+    flags = ("--rerank", "gradcos", "--lm", tiny_lm_dir, "--candidates", 5, "-k", 3)
+    expected = json.loads(
+        run("query", "--db", db, "--prompt", QUERY[0], "--response", QUERY[1], *flags, "--json").stdout
+    )
+    assert expected[0]["reranked_by"] == "gradcos"
+    cfg = {"db": str(db), "prompt": QUERY[0], "response": QUERY[1], "k": 3}
+    rerank = {"rerank": "gradcos", "lm": str(tiny_lm_dir), "candidates": 5}
+    (tmp_path / "q.yaml").write_text(yaml.safe_dump({**cfg, **rerank}))
+    got = run("query", "--config", tmp_path / "q.yaml", "--json")
+    assert json.loads(got.stdout) == expected and "warning" not in got.stderr
+
+    # a config saved with the old spelling of the LM field still works, with a warning
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump({**cfg, **rerank, "model": rerank["lm"], "lm": None}))
+    clash = run("query", "--config", tmp_path / "old.yaml", ok=False)
+    assert clash.exit_code == 2 and "both 'model'" in clash.output
+    old = {**cfg, "rerank": "gradcos", "model": str(tiny_lm_dir), "candidates": 5}
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
+    got = run("query", "--config", tmp_path / "old.yaml", "--json")
+    assert json.loads(got.stdout) == expected
+    assert "warning:" in got.stderr and "'model' is now called 'lm'" in got.stderr
+    # a flag overrides the file's value, the rest of the file still applies
+    plain = json.loads(run("query", "--config", tmp_path / "q.yaml", "--candidates", 7, "--json").stdout)
+    assert plain[0]["reranked_by"] == "gradcos" and len(plain[0]["proponents"]) == 3
+
+    # the Python API takes the same config
+    from airsearch.indexers.config import QueryConfig
+    from airsearch.indexers.query import query
+
+    (res,) = query(QueryConfig.from_dict({**cfg, **rerank}))
+    assert [c.id for c in res.proponents] == [c["id"] for c in expected[0]["proponents"]]
+    assert res.reranked_by == "gradcos" and all(c.retrieval_score is not None for c in res.proponents)

@@ -166,7 +166,7 @@ def test_cli_prints_a_custom_flag_and_a_positional_argument(tmp_path):
         eval_classify(EvalClassifyConfig(corpus=[str(corpus)], queries=[str(corpus)], methods=("nosuch",)))
     assert err.value.field == "methods" and "--method" not in str(err.value)
     # LabelConfig.corpus is the positional CORPUS argument of `labels generate`
-    res = cli("labels", "generate", "--model", tmp_path / "lm", "--out", tmp_path / "labels")
+    res = cli("labels", "generate", "--lm", tmp_path / "lm", "--out", tmp_path / "labels")
     assert res.exit_code == 2 and "argument 'CORPUS': no corpus given" in res.output
 
 

@@ -42,7 +42,7 @@ def checkpoints(tmp_path_factory, tiny_lm_dir, tiny_lm_examples):
 
 
 def generate(corpus, lm_dir, out, *extra):
-    args = ("labels", "generate", corpus, "--model", lm_dir, "--out", out, *SIZES, *extra, "--json")
+    args = ("labels", "generate", corpus, "--lm", lm_dir, "--out", out, *SIZES, *extra, "--json")
     return json.loads(run(*args).stdout)
 
 
@@ -73,14 +73,14 @@ def _unit_scores(lm, train, test):
 
 def test_dda_teacher_uses_given_checkpoints_and_base_model(tmp_path, corpus, tiny_lm_dir, checkpoints):
     single = generate(corpus, tiny_lm_dir, tmp_path / "single", "--teacher", "dda")
-    full_args = ["--teacher", "dda", "--teacher-base-model", tiny_lm_dir]
+    full_args = ["--teacher", "dda", "--teacher-base-lm", tiny_lm_dir]
     for ck in checkpoints:
         full_args += ["--teacher-checkpoint", ck]
     full = generate(corpus, tiny_lm_dir, tmp_path / "full", *full_args)
     assert single["teacher"] == full["teacher"] == "dda"
     info = json.loads(run("labels", "info", tmp_path / "full", "--json").stdout)
-    assert info["config"]["teacher_checkpoint"] == [str(c) for c in checkpoints]
-    assert info["config"]["teacher_base_model"] == str(tiny_lm_dir)
+    assert info["config"]["teacher_checkpoints"] == [str(c) for c in checkpoints]
+    assert info["config"]["teacher_base_lm"] == str(tiny_lm_dir)
 
     a, b = LabelStore.open(tmp_path / "single").splits(), LabelStore.open(tmp_path / "full").splits()
     assert not np.allclose(a[0].losses, b[0].losses)
@@ -99,9 +99,7 @@ def test_dda_teacher_uses_given_checkpoints_and_base_model(tmp_path, corpus, tin
 
 def test_teacher_options_refused_where_they_do_not_apply(tmp_path, corpus, tiny_lm_dir):
     bad = run(
-        "labels", "generate", corpus, "--model", tiny_lm_dir, "--out", tmp_path / "x", *SIZES,
-        "--teacher", "haif", "--teacher-base-model", tiny_lm_dir, ok=False,
+        "labels", "generate", corpus, "--lm", tiny_lm_dir, "--out", tmp_path / "x", *SIZES,
+        "--teacher", "haif", "--teacher-base-lm", tiny_lm_dir, ok=False,
     )  # fmt: skip
-    assert (
-        bad.exit_code == 2 and "option '--teacher-base-model'" in bad.output and "Traceback" not in bad.output
-    )
+    assert bad.exit_code == 2 and "option '--teacher-base-lm'" in bad.output and "Traceback" not in bad.output

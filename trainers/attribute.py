@@ -3,25 +3,26 @@
 Writes ``out/results.json`` (top-k train examples per query, highest score first), the config, and
 with ``full_matrix`` the ``[n_train, n_queries]`` score matrix (``scores.safetensors``). With
 ``vectors`` the train vectors are stored and reused (a store made by other settings is refused).
-:func:`load_method` builds a method by name, loading a finished Daunce run (``airsearch.trainers.daunce``).
+The method comes from the one registry, :func:`airsearch.methods.registry.load_method`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from airsearch.config import require
-from airsearch.methods.registry import MethodConfig, build_method
+from airsearch.methods.registry import MethodConfig, load_method
 from airsearch.results import Result
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AttributeConfig(MethodConfig):
-    corpus: str = field(default="", metadata={"help": "Training corpus file (JSONL/Parquet/...)."})
-    queries: str = field(default="", metadata={"help": "Query file (prompt/response rows)."})
-    out: str = field(default="", metadata={"help": "Output folder."})
+    """Attribute every query of ``queries`` to the whole ``corpus`` with one method."""
+
+    corpus: list[str] = field(metadata={"help": "Training corpus file(s) (JSONL/Parquet/...; repeatable)."})
+    queries: list[str] = field(metadata={"help": "Query file(s) (prompt/response rows; repeatable)."})
+    out: str = field(metadata={"help": "Output folder."})
     k: int = field(default=10, metadata={"help": "Top-k train examples per query."})
     full_matrix: bool = field(default=False, metadata={"help": "Also write the full score matrix."})
     vectors: str | None = field(default=None, metadata={"help": "Store / reuse train vectors here."})
@@ -32,19 +33,17 @@ class AttributeConfig(MethodConfig):
         for name in ("corpus", "queries", "out"):
             require(bool(getattr(self, name)), name, "is required")
         require(self.k >= 1, "k", "must be at least 1")
-
-
-def load_method(cfg: MethodConfig, lm: Any | None = None) -> Any:
-    """:func:`build_method`, loading Daunce's finished run when asked for."""
-    daunce = None
-    if cfg.method == "daunce" and cfg.daunce_run:
-        from airsearch.trainers.daunce import load_daunce
-
-        from airsearch.lm import load_lm
-
-        base = lm or (load_lm(cfg.model, max_length=cfg.max_length) if cfg.model else None)
-        daunce = load_daunce(cfg.daunce_run).method(cfg.daunce_kind, lm=base)
-    return build_method(cfg, lm=lm, daunce=daunce)
+        require(self.block_size >= 1, "block_size", "must be at least 1")
+        require(
+            self.method == "daunce" or bool(self.lm or self.checkpoints),
+            "lm",
+            f"{self.method} needs the target LM folder",
+        )
+        require(
+            self.method != "daunce" or bool(self.daunce_run),
+            "daunce_run",
+            "daunce needs a finished run (a folder made by airsearch.trainers.daunce.run_daunce)",
+        )
 
 
 @dataclass(frozen=True)
@@ -86,9 +85,8 @@ def attribute(cfg: AttributeConfig) -> AttributeResult:
     from airsearch.methods.store import VectorStoreWriter, open_store
     from airsearch.scoring import TopK
 
-    cfg.validate()
-    train = list(load_corpus([cfg.corpus]).examples)
-    queries = list(load_queries(cfg.queries).examples)
+    train = list(load_corpus(list(cfg.corpus)).examples)
+    queries = list(load_queries(list(cfg.queries)).examples)
     method = load_method(cfg)
     qf = method.test_features(queries)
     out = Path(cfg.out)

@@ -5,7 +5,9 @@ LM, a seeded random subset of ratio r of the train examples, ``xi ~ U(0, 1)`` pe
 example id), a short training run on the Eq. 5 objective
 (:func:`airsearch.methods.daunce.perturbed_objective`), then every train and test example's loss under
 the result. The result file holds those losses, the subset and the adapter weights (small), so a
-later query can be scored under the same K models (:meth:`DaunceRun.method` with ``lm``).
+later query can be scored under the same K models. Reading a finished run (:class:`DaunceRun`,
+:func:`load_daunce`, :class:`DaunceConfig`) lives in the core, :mod:`airsearch.methods.daunce_run`;
+this module only runs one.
 """
 
 from __future__ import annotations
@@ -13,64 +15,35 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from airsearch.trainers.runner import Job, finished_job_ids, read_result, run_jobs
+from airsearch.trainers.runner import Job, run_jobs
 
 from airsearch.atomic import write_json_atomic
-from airsearch.config import CommandConfig, require
+from airsearch.config import renamed_fields
 from airsearch.data.example import Example
-from airsearch.errors import FingerprintMismatch, InputError
+from airsearch.errors import FingerprintMismatch
 from airsearch.fingerprint import fingerprint_json
-from airsearch.methods.daunce import (
-    Daunce,
-    LocalLMLosses,
-    RecordedLosses,
-    example_xi,
-    perturbed_objective,
-    subset_indices,
+from airsearch.lm.model import TargetLM
+from airsearch.methods.daunce import example_xi, perturbed_objective, subset_indices
+from airsearch.methods.daunce_run import (
+    ADAPTER_PREFIX,
+    MANIFEST,
+    DaunceConfig,
+    DaunceRun,
+    job_id,
+    load_daunce,
 )
 
-ADAPTER_PREFIX = "adapter."
-MANIFEST = "daunce_manifest.json"
-MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
-
-
-@dataclass
-class DaunceConfig(CommandConfig):
-    """Daunce white-box settings (paper LLM defaults: K 100, LoRA r 64 / alpha 16 / dropout 0.05 on the
-    MLP projections, AdamW lr 3e-4, batch 64, 30 steps; smaller K, r and batch here for CPU)."""
-
-    models: int = field(default=16, metadata={"help": "K, the number of perturbed models."})
-    ratio: float = field(default=0.5, metadata={"help": "Share of the train examples each model sees."})
-    rho: float = field(default=1.0, metadata={"help": "Perturbation strength rho of Eq. 5."})
-    steps: int = field(default=30, metadata={"help": "Optimiser steps per perturbed model."})
-    lr: float = field(default=3e-4, metadata={"help": "AdamW learning rate."})
-    batch_size: int = field(default=16, metadata={"help": "Examples per step."})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_targets: tuple[str, ...] = field(default=MLP_TARGETS, metadata={"help": "Modules with adapters."})
-    max_length: int = field(default=512, metadata={"help": "Tokens per example."})
-    seed: int = field(default=0, metadata={"help": "Seed of subsets, xi, LoRA init and batch order."})
-
-    def validate(self) -> None:
-        require(self.models >= 2, "models", "Daunce needs at least 2 perturbed models")
-        require(0 < self.ratio <= 1, "ratio", "must be in (0, 1]")
-        require(self.rho >= 0, "rho", "must be >= 0")
-        require(self.steps >= 1, "steps", "must be at least 1")
-        require(self.lr > 0, "lr", "must be positive")
-        require(self.batch_size >= 1, "batch_size", "must be at least 1")
-        require(self.lora_r >= 1, "lora_r", "must be at least 1")
+__all__ = ["DaunceConfig", "DaunceRun", "load_daunce", "run_daunce", "run_daunce_job", "train_perturbed"]
 
 
 def train_perturbed(
-    lm: Any, subset: Sequence[Example], xi: np.ndarray, cfg: DaunceConfig, model_index: int
-) -> Any:
+    lm: TargetLM, subset: Sequence[Example], xi: np.ndarray, cfg: DaunceConfig, model_index: int
+) -> TargetLM:
     """One perturbed model: LoRA from th0 trained ``cfg.steps`` steps on Eq. 5; returns a TargetLM."""
     from peft import LoraConfig, get_peft_model
 
@@ -85,7 +58,7 @@ def train_perturbed(
                 m.p = 0.0
         targets = [t for t in cfg.lora_targets if any(n.endswith(t) for n, _ in out.model.named_modules())]
         lcfg = LoraConfig(
-            r=cfg.lora_r,
+            r=cfg.lora_rank,
             lora_alpha=cfg.lora_alpha,
             lora_dropout=cfg.lora_dropout,
             target_modules=targets or list(cfg.lora_targets),
@@ -148,81 +121,8 @@ def run_daunce_job(payload: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-@dataclass
-class DaunceRun:
-    """The recorded losses of a finished run: ``losses[k, e]`` for every example id in ``ids``."""
-
-    out_dir: Path
-    ids: list[str]
-    n_train: int
-    losses: np.ndarray  # [K, n_train + n_test]
-    config: DaunceConfig
-    model: str
-
-    @property
-    def train_losses(self) -> np.ndarray:
-        return self.losses[:, : self.n_train]
-
-    @property
-    def test_losses(self) -> np.ndarray:
-        return self.losses[:, self.n_train :]
-
-    def adapters(self, k: int) -> dict[str, torch.Tensor]:
-        res = read_result(self.out_dir / "jobs", job_id(k))
-        return {
-            n[len(ADAPTER_PREFIX) :]: torch.from_numpy(v)
-            for n, v in res.items()
-            if n.startswith(ADAPTER_PREFIX)
-        }
-
-    def method(self, kind: str = "corr", lm: Any | None = None) -> Daunce:
-        """A :class:`Daunce` method over the recorded losses; with ``lm`` (the base model) examples that
-        were not in the run (new queries) are scored live under the K saved adapters."""
-        providers = []
-        for k in range(self.losses.shape[0]):
-            fallback = _AdapterLosses(lm, self, k) if lm is not None else None
-            providers.append(RecordedLosses(dict(zip(self.ids, self.losses[k], strict=True)), fallback))
-        return Daunce(
-            providers,
-            kind=kind,  # type: ignore[arg-type]
-            fingerprint=fingerprint_json(json.loads((self.out_dir / MANIFEST).read_text())),
-            extra={"models": self.losses.shape[0]},
-        )
-
-
-@dataclass
-class _AdapterLosses:
-    lm: Any
-    run: DaunceRun
-    k: int
-    _provider: LocalLMLosses | None = None
-
-    def losses(self, examples: Sequence[Example]) -> np.ndarray:
-        if self._provider is None:
-            from peft import LoraConfig, get_peft_model
-
-            cfg = self.run.config
-            tuned = self.lm.clone()
-            lcfg = LoraConfig(
-                r=cfg.lora_r,
-                lora_alpha=cfg.lora_alpha,
-                lora_dropout=0.0,
-                target_modules=list(cfg.lora_targets),
-                bias="none",
-            )
-            tuned.model = get_peft_model(tuned.model, lcfg)
-            tuned.model.load_state_dict(self.run.adapters(self.k), strict=False)
-            tuned.model.eval()
-            self._provider = LocalLMLosses(tuned)
-        return self._provider.losses(examples)
-
-
-def job_id(k: int) -> str:
-    return f"daunce-{k:05d}"
-
-
 def run_daunce(
-    model: str,
+    lm: str,
     train: Sequence[Example],
     test: Sequence[Example],
     cfg: DaunceConfig,
@@ -232,11 +132,11 @@ def run_daunce(
     ray_address: str | None = None,
     quiet: bool | None = None,
 ) -> DaunceRun:
-    """Run (or resume) the K perturbed fine-tunes; a rerun with other inputs into ``out_dir`` is refused."""
-    cfg.validate()
+    """Run (or resume) the K perturbed fine-tunes of the target LM folder ``lm``; a rerun with other
+    inputs into ``out_dir`` is refused."""
     out = Path(out_dir)
-    src = Path(model).expanduser()
-    model = str(src.resolve()) if src.exists() else model
+    src = Path(lm).expanduser()
+    model = str(src.resolve()) if src.exists() else lm
     # K is not part of the identity: model k depends only on (seed, k), so a larger K extends a run.
     identity = {k: v for k, v in cfg.to_dict().items() if k != "models"}
     manifest = {
@@ -250,6 +150,7 @@ def run_daunce(
     }
     if (out / MANIFEST).exists():
         old = json.loads((out / MANIFEST).read_text())
+        old["config"] = renamed_fields(DaunceConfig, old.get("config", {}), path=out / MANIFEST)
         if old != json.loads(json.dumps(manifest)):
             diff = sorted(k for k in manifest if old.get(k) != json.loads(json.dumps(manifest))[k])
             raise FingerprintMismatch(
@@ -270,28 +171,3 @@ def run_daunce(
         quiet=quiet,
     )
     return load_daunce(out, models=cfg.models)
-
-
-def load_daunce(out_dir: str | Path, models: int | None = None) -> DaunceRun:
-    """The finished models of a run (the first ``models`` of them, or all)."""
-    out = Path(out_dir)
-    if not (out / MANIFEST).is_file():
-        raise InputError(f"not a Daunce run: {MANIFEST} is missing", path=out)
-    manifest = json.loads((out / MANIFEST).read_text())
-    done = sorted(finished_job_ids(out / "jobs"))
-    ks = [int(j.split("-")[1]) for j in done if j.startswith("daunce-")]
-    ks = [k for k in sorted(ks) if models is None or k < models]
-    cfg = DaunceConfig.from_dict({**manifest["config"], "models": max(len(ks), 2)})
-    rows, ids = [], None
-    for k in ks:
-        res = read_result(out / "jobs", job_id(k))
-        ids = [str(i) for i in res["ids"]] if ids is None else ids
-        rows.append(res["losses"])
-    return DaunceRun(
-        out,
-        ids or [],
-        int(manifest["n_train"]),
-        np.stack(rows) if rows else np.zeros((0, 0)),
-        cfg,
-        manifest["model"],
-    )

@@ -41,11 +41,12 @@ import numpy as np
 
 from airsearch.atomic import atomic_path
 from airsearch.errors import InputError, MissingDependency
+from airsearch.jobfiles import JSON_KEY as _JSON_KEY
+from airsearch.jobfiles import finished_job_ids, result_path
+from airsearch.jobfiles import read_result as read_result  # the reading half lives in the core
 from airsearch.progress import progress
 from airsearch.results import Result
 
-RESULT_SUFFIX = ".npz"
-_JSON_KEY = "__json__"
 _LOCK_NAME = ".runner.lock"
 
 
@@ -73,22 +74,6 @@ class RunSummary(Result):
 
 
 # ----------------------------------------------------------------------------- result files
-
-
-def result_path(out_dir: str | os.PathLike, job_id: str) -> Path:
-    return Path(out_dir) / f"{job_id}{RESULT_SUFFIX}"
-
-
-def finished_job_ids(out_dir: str | os.PathLike) -> set[str]:
-    """Ids of jobs with a committed result in ``out_dir`` (temporary files are ignored)."""
-    d = Path(out_dir)
-    if not d.is_dir():
-        return set()
-    return {
-        p.name[: -len(RESULT_SUFFIX)]
-        for p in d.iterdir()
-        if p.name.endswith(RESULT_SUFFIX) and not p.name.startswith(".") and p.is_file()
-    }
 
 
 def clean_stale_temp_files(out_dir: str | os.PathLike) -> int:
@@ -124,16 +109,6 @@ def write_result(out_dir: str | os.PathLike, job_id: str, result: dict[str, Any]
         f.flush()
         os.fsync(f.fileno())
     return target
-
-
-def read_result(out_dir: str | os.PathLike, job_id: str) -> dict[str, Any]:
-    """Read a committed result (no unpickling): arrays plus the JSON fields."""
-    path = result_path(out_dir, job_id)
-    with np.load(path, allow_pickle=False) as z:
-        out: dict[str, Any] = {k: z[k] for k in z.files if k != _JSON_KEY}
-        meta = json.loads(str(z[_JSON_KEY])) if _JSON_KEY in z.files else {}
-    out.update(meta)
-    return out
 
 
 # ----------------------------------------------------------------------------- running

@@ -36,7 +36,7 @@ from airsearch.progress import progress
 LLAMA_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FinetuneConfig(CommandConfig):
     """How to fine-tune the target LM (AirRep's labels: 2 epochs, lr 2e-5, batch 16)."""
 
@@ -45,7 +45,7 @@ class FinetuneConfig(CommandConfig):
     batch_size: int = field(default=16, metadata={"help": "Examples per optimiser step."})
     max_length: int = field(default=512, metadata={"help": "Tokens per example (prompt cut from the left)."})
     seed: int = field(default=0, metadata={"help": "Seed for shuffling, LoRA init and dropout."})
-    lora_r: int = field(default=0, metadata={"help": "LoRA rank; 0 = full fine-tuning.", "flag": "--lora"})
+    lora_rank: int = field(default=0, metadata={"help": "LoRA rank; 0 = full fine-tuning."})
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
     lora_targets: tuple[str, ...] = field(
@@ -64,10 +64,10 @@ class FinetuneConfig(CommandConfig):
         require(self.lr > 0 and math.isfinite(self.lr), "lr", "must be a positive number")
         require(self.batch_size >= 1, "batch_size", "must be at least 1")
         require(self.max_length >= 2, "max_length", "must be at least 2")
-        require(self.lora_r >= 0, "lora_r", "must be 0 (full fine-tuning) or a positive rank")
+        require(self.lora_rank >= 0, "lora_rank", "must be 0 (full fine-tuning) or a positive rank")
         require(self.lora_alpha > 0, "lora_alpha", "must be positive")
         require(0.0 <= self.lora_dropout < 1.0, "lora_dropout", "must be in [0, 1)")
-        require(self.lora_r == 0 or len(self.lora_targets) > 0, "lora_targets", "name at least one module")
+        require(self.lora_rank == 0 or len(self.lora_targets) > 0, "lora_targets", "name at least one module")
         require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
         require(self.max_grad_norm >= 0, "max_grad_norm", "must be >= 0")
@@ -95,7 +95,7 @@ def _wrap_lora(model: torch.nn.Module, cfg: FinetuneConfig) -> torch.nn.Module:
             field="lora_targets",
         )
     lcfg = LoraConfig(
-        r=cfg.lora_r,
+        r=cfg.lora_rank,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=targets,
@@ -119,7 +119,6 @@ def finetune(
     the weights being trained (in eval mode during the call): save or ``clone()`` it to keep it.
     A model that is already a peft model keeps training its existing adapters.
     """
-    cfg.validate()
     if not examples:
         raise InputError("no training examples to fine-tune on")
     devices = [lm.device.index or 0] if lm.device.type == "cuda" else []
@@ -132,7 +131,7 @@ def finetune(
             _disable_dropout(model)  # before wrapping, so a LoRA dropout added below stays on
         if out.is_peft:
             params = [p for p in model.parameters() if p.requires_grad]
-        elif cfg.lora_r > 0:
+        elif cfg.lora_rank > 0:
             model = out.model = _wrap_lora(model, cfg)
             params = [p for p in model.parameters() if p.requires_grad]
         else:

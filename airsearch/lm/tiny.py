@@ -39,7 +39,7 @@ PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 TINY_CONFIG_FILE = "tiny_lm_config.json"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TinyLMConfig(CommandConfig):
     """Size and pre-training budget of the tiny Llama (defaults: ~0.9M parameters, a few CPU minutes)."""
 
@@ -142,7 +142,6 @@ def build_tiny_lm(
     if not show_progress or quiet_default():
         hf_logging.disable_progress_bar()
     cfg = cfg or TinyLMConfig()
-    cfg.validate()
     if not examples:
         raise InputError("the corpus to build a tiny LM from is empty")
     started = time.perf_counter()

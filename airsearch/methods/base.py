@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -21,7 +21,8 @@ from airsearch.errors import InputError
 from airsearch.methods.store import VectorManifest, VectorStore
 from airsearch.scoring import TopK
 
-METHOD_NAMES = ("tracin", "gradcos", "dda", "haif", "haif-t", "daunce")
+MethodName = Literal["tracin", "gradcos", "dda", "haif", "haif-t", "daunce"]
+METHOD_NAMES: tuple[str, ...] = get_args(MethodName)
 
 
 class AttributionMethod(abc.ABC):

@@ -1,4 +1,8 @@
-"""Build a method by name (CLI, rerank, label teachers) and adapt it to the query rerank hook."""
+"""The one method registry: every attribution method is built by name from one :class:`MethodConfig`.
+
+``airsearch attribute``, ``airsearch query --rerank``, the label teachers and the evaluation harness
+all call :func:`load_method`; :class:`Reranker` adapts a method to the query rerank hook.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +15,30 @@ import numpy as np
 from airsearch.config import CommandConfig, require
 from airsearch.data.example import Example
 from airsearch.errors import InputError
-from airsearch.methods.base import METHOD_NAMES, AttributionMethod, rerank
-from airsearch.methods.gradients import ParamSet
-from airsearch.methods.projection import Projector
+from airsearch.lm.model import TargetLM
+from airsearch.methods.base import METHOD_NAMES, AttributionMethod, MethodName, rerank
+from airsearch.methods.daunce import ScoreKind
+
+BLACKBOX = "Black-box Daunce (without a finished run; the evaluation harness): "
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MethodConfig(CommandConfig):
-    """Which attribution method and on which models (shared by ``attribute``, ``query --rerank``)."""
+    """Which attribution method, on which models (``attribute``, ``query --rerank``, teachers, ``eval``)."""
 
-    method: str = field(default="gradcos", metadata={"help": f"One of {', '.join(METHOD_NAMES)}."})
-    model: str = field(default="", metadata={"help": "Target LM folder (the final / fine-tuned model)."})
-    base_model: str | None = field(
-        default=None, metadata={"help": "DDA: the model before fine-tuning (th0)."}
+    method: MethodName = field(default="gradcos", metadata={"help": f"One of {', '.join(METHOD_NAMES)}."})
+    lm: str | None = field(
+        default=None, metadata={"help": "Target LM folder (the final / fine-tuned model)."}
     )
-    checkpoint: list[str] = field(
+    base_lm: str | None = field(
+        default=None, metadata={"help": "DDA: the LM before fine-tuning (th0, the debias term)."}
+    )
+    checkpoints: list[str] = field(
         default_factory=list,
-        metadata={"help": "DDA / TracIn checkpoints (repeatable); default: --model alone."},
+        metadata={
+            "help": "DDA / TracIn checkpoint folders (repeatable); default: --lm alone.",
+            "flag": "--checkpoint",
+        },
     )
     beta: float = field(default=1.0, metadata={"help": "DDA debias weight."})
     params: str = field(default="all", metadata={"help": "Gradient parameters: all, lora, names:PAT[,PAT]."})
@@ -35,66 +46,117 @@ class MethodConfig(CommandConfig):
         default=8, metadata={"help": "Rank of the gradient LoRA adapters (--params lora)."}
     )
     proj_dim: int = field(default=0, metadata={"help": "JL projection dimension; 0 = exact gradients."})
-    proj_seed: int = field(default=0, metadata={"help": "Projection seed."})
+    seed: int = field(default=0, metadata={"help": "Seed of the JL projection (and of black-box Daunce)."})
     daunce_run: str | None = field(default=None, metadata={"help": "Daunce: folder of a finished run."})
-    daunce_kind: str = field(default="corr", metadata={"help": "Daunce score: corr or cov."})
+    daunce_kind: ScoreKind = field(default="corr", metadata={"help": "Daunce score: corr or cov."})
+    daunce_models: int = field(default=8, metadata={"help": BLACKBOX + "K perturbed models.", "cli": False})
+    daunce_ratio: float = field(
+        default=0.5, metadata={"help": BLACKBOX + "share of the training set each sees.", "cli": False}
+    )
+    daunce_lr: float = field(default=1e-3, metadata={"help": BLACKBOX + "learning rate.", "cli": False})
+    daunce_epochs: int = field(default=1, metadata={"help": BLACKBOX + "epochs.", "cli": False})
     batch_size: int = field(default=8, metadata={"help": "Examples per gradient batch."})
-    max_length: int = field(default=512, metadata={"help": "Tokens per example."})
+    max_length: int | None = field(
+        default=None, metadata={"help": "Tokens per example (default: the LM's own, 512 from a folder)."}
+    )
 
     def validate(self) -> None:
         require(self.method in METHOD_NAMES, "method", f"must be one of {list(METHOD_NAMES)}")
         require(self.proj_dim >= 0, "proj_dim", "must be >= 0")
+        require(self.lora_rank >= 1, "lora_rank", "must be at least 1")
         require(self.daunce_kind in ("corr", "cov"), "daunce_kind", "must be corr or cov")
+        require(self.daunce_models >= 2, "daunce_models", "Daunce needs at least 2 perturbed models")
+        require(0 < self.daunce_ratio <= 1, "daunce_ratio", "must be in (0, 1]")
+        require(self.daunce_lr > 0, "daunce_lr", "must be positive")
+        require(self.daunce_epochs >= 1, "daunce_epochs", "must be at least 1")
+        require(self.batch_size >= 1, "batch_size", "must be at least 1")
+        require(self.max_length is None or self.max_length >= 2, "max_length", "must be at least 2")
 
 
-def build_method(
+def load_method(
     cfg: MethodConfig,
-    lm: Any | None = None,
+    *,
+    lm: TargetLM | None = None,
+    checkpoints: Sequence[TargetLM] = (),
+    base_lm: TargetLM | None = None,
+    train: Sequence[Example] | None = None,
     show_progress: bool = True,
-    daunce: AttributionMethod | None = None,
 ) -> AttributionMethod:
-    """The configured method; ``lm`` (an already loaded ``--model``) avoids loading it twice.
+    """The attribution method ``cfg.method`` (methods.md §2-§5) on the models ``cfg`` names.
 
-    Daunce's K models come from a finished run (``airsearch.trainers.daunce``): the caller loads it and passes
-    the method as ``daunce`` (``airsearch/`` does not import ``trainers/``).
+    Models already in memory take the place of the folders: ``lm`` of ``cfg.lm``, ``checkpoints`` of
+    ``cfg.checkpoints`` and ``base_lm`` of ``cfg.base_lm``. TracIn / grad-cos (DDA Eq. 6) and DDA
+    (Eq. 9-11) run over the checkpoints (default: the LM alone); HAIF on the LM. Daunce (Eq. 6 of
+    Daunce) reads the finished white-box run ``cfg.daunce_run`` (:mod:`airsearch.methods.daunce_run`;
+    with an LM, queries outside the run are scored under its saved adapters); without a run it fits
+    ``cfg.daunce_models`` black-box fine-tunes of the LM on ``train`` (Daunce Table 2).
     """
     from airsearch.lm import load_lm
+    from airsearch.methods.gradients import ParamSet
+    from airsearch.methods.projection import Projector
 
-    cfg.validate()
+    def load(path: str) -> TargetLM:
+        return load_lm(path, max_length=cfg.max_length or 512)
 
-    def load(path: str) -> Any:
-        return load_lm(path, max_length=cfg.max_length)
+    def target() -> TargetLM | None:
+        return lm if lm is not None else (load(cfg.lm) if cfg.lm else None)
 
     if cfg.method == "daunce":
-        if daunce is None:
-            raise InputError(
-                "daunce needs a finished run (a folder made by airsearch.trainers.daunce)",
-                field="daunce_run",
-            )
-        return daunce
-    if not cfg.model and not cfg.checkpoint:
-        raise InputError("a target model is needed", field="model")
-    model = lm if lm is not None else (load(cfg.model) if cfg.model else None)
-    kw = {
+        return _daunce(cfg, target(), train)
+    kw: dict[str, Any] = {
         "params": ParamSet.parse(cfg.params, lora_rank=cfg.lora_rank),
-        "projector": Projector(dim=cfg.proj_dim or None, seed=cfg.proj_seed),
+        "projector": Projector(dim=cfg.proj_dim or None, seed=cfg.seed),
         "batch_size": cfg.batch_size,
         "max_length": cfg.max_length,
         "show_progress": show_progress,
     }
-    checkpoints = [load(c) for c in cfg.checkpoint] or [model]
-    if cfg.method in ("tracin", "gradcos"):
-        from airsearch.methods.tracin import TracIn
+    if cfg.method == "haif" or cfg.method == "haif-t":
+        from airsearch.methods.haif import HAIF
 
-        return TracIn(checkpoints, normalize=cfg.method == "gradcos", **kw)
+        return HAIF(_needed(target()), outer=cfg.method == "haif", **kw)
+    cks = list(checkpoints) or [load(c) for c in cfg.checkpoints] or [_needed(target())]
     if cfg.method == "dda":
         from airsearch.methods.dda import DDA
 
-        base = load(cfg.base_model) if cfg.base_model else None
-        return DDA(checkpoints, base=base, beta=cfg.beta, **kw)
-    from airsearch.methods.haif import HAIF
+        base = base_lm if base_lm is not None else (load(cfg.base_lm) if cfg.base_lm else None)
+        return DDA(cks, base=base, beta=cfg.beta, **kw)
+    from airsearch.methods.tracin import TracIn
 
-    return HAIF(model, outer=cfg.method == "haif", **kw)
+    return TracIn(cks, normalize=cfg.method == "gradcos", **kw)
+
+
+def _needed(lm: TargetLM | None) -> TargetLM:
+    if lm is None:
+        raise InputError("a target LM folder is needed", field="lm")
+    return lm
+
+
+def _daunce(cfg: MethodConfig, lm: TargetLM | None, train: Sequence[Example] | None) -> AttributionMethod:
+    if cfg.daunce_run:
+        from airsearch.methods.daunce_run import load_daunce
+
+        return load_daunce(cfg.daunce_run).method(cfg.daunce_kind, lm=lm)
+    if train is None:
+        raise InputError(
+            "daunce needs a finished run (a folder made by airsearch.trainers.daunce.run_daunce)",
+            field="daunce_run",
+        )
+    from airsearch.lm.finetune import FinetuneConfig
+    from airsearch.methods.daunce import Daunce, LocalFinetuneFactory, blackbox_providers
+
+    target = _needed(lm)
+    ft = FinetuneConfig(epochs=cfg.daunce_epochs, lr=cfg.daunce_lr, batch_size=cfg.batch_size, seed=cfg.seed)
+    providers = blackbox_providers(
+        LocalFinetuneFactory(target, ft), train, cfg.daunce_models, cfg.daunce_ratio, cfg.seed
+    )
+    extra = {
+        "mode": "black-box",
+        "ratio": cfg.daunce_ratio,
+        "epochs": cfg.daunce_epochs,
+        "lr": cfg.daunce_lr,
+        "batch_size": cfg.batch_size,
+    }
+    return Daunce(providers, kind=cfg.daunce_kind, fingerprint=target.fingerprint, extra=extra)
 
 
 @dataclass

@@ -12,16 +12,17 @@ from airsearch.results import Result
 RUNTIME_FIELDS = ("out", "labels", "device", "batch_size", "checkpoint_every", "keep_checkpoints")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig(CommandConfig):
     """Training an AirRep encoder on subset-loss labels with the Eq. 9 ranking loss."""
 
-    labels: str = field(
-        default="", metadata={"help": "Label store folder (from `airsearch labels generate`)."}
+    labels: str | None = field(
+        default=None,
+        metadata={
+            "help": "Label store folder (from `airsearch labels generate`); required on the command line."
+        },
     )
-    out: str = field(
-        default="", metadata={"help": "Output folder: the trained AirRep encoder and its training log."}
-    )
+    out: str = field(metadata={"help": "Output folder: the trained AirRep encoder and its training log."})
     base_encoder: str = field(
         default="default",
         metadata={

@@ -58,7 +58,6 @@ def train_encoder(
     ``splits``/``examples`` replace the label store at ``cfg.labels`` when given. ``on_step(step,
     loss)`` is called after every optimiser step (and after that step's checkpoint, if any).
     """
-    cfg.validate()
     labels = load_training_labels(cfg.labels, splits=splits, examples=examples)
     out = Path(cfg.out)
     identity = {"config": cfg.run_identity(), "labels_fingerprint": labels.fingerprint}

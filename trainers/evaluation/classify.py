@@ -8,6 +8,7 @@ same label is the accuracy (AirRep Table 2: FLAN, AirRep 86.4, LoGra 85.4, GTE-s
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import field
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,13 @@ from airsearch.trainers.evaluation.metrics import LabelAccuracy, top_k_label_acc
 from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table
 
 from airsearch.config import require
+from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
 from airsearch.errors import InputError
+from airsearch.lm.model import TargetLM
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class EvalClassifyConfig(EvalConfig):
     """``eval classify``: ``--gold`` is a gold record (``classify_gold.json``) from an earlier run."""
 
@@ -77,18 +80,18 @@ def labels_of(examples: list[Example], field_name: str, *, what: str) -> list[An
 def eval_classify(
     cfg: EvalClassifyConfig,
     *,
-    corpus: Any = None,
-    queries: Any = None,
-    lm: Any = None,
-    method_options: Any = None,
+    corpus: Corpus | None = None,
+    queries: Corpus | Sequence[Example] | None = None,
+    lm: TargetLM | None = None,
 ) -> EvalClassifyResult:
-    """Top-1/top-k label accuracy per method; writes ``classify.json``/``.md``/``.png`` to ``cfg.out``."""
-    cfg.validate()
+    """Top-1/top-k label accuracy per method; writes ``classify.json``/``.md``/``.png`` to ``cfg.out``.
+
+    ``corpus`` / ``queries`` / ``lm`` already in memory replace reading ``cfg.corpus`` / ``cfg.queries``
+    / ``cfg.lm``."""
     from airsearch.data.corpus import fingerprint_examples
 
     corpus = corpus_from(cfg, corpus)
-    queries = queries_from(cfg.queries, queries)
-    query_list = list(getattr(queries, "examples", queries))
+    query_list = queries_from(cfg.queries, queries)
     train = list(corpus.examples)
     train_labels = labels_of(train, cfg.label_field, what="corpus")
     query_labels = labels_of(query_list, cfg.label_field, what="query")
@@ -109,9 +112,7 @@ def eval_classify(
         lm = load_lm(cfg.lm, device=cfg.device)
 
     results: dict[str, ClassifyScore] = {}
-    for label, method in build_methods(
-        cfg, lm=lm, workdir=out / "work" if out else None, method_options=method_options
-    ):
+    for label, method in build_methods(cfg, lm=lm, workdir=out / "work" if out else None):
         method.prepare(train)
         with Timer() as t:
             _, idx = topk(method, query_list, cfg.k, block_size=cfg.block_size)

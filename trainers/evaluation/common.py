@@ -5,23 +5,34 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import field
 from pathlib import Path
 from typing import Any, Generic, Self, TypeVar
 
-from airsearch.trainers.evaluation.methods import AGGREGATIONS, Method, make_method
+from airsearch.trainers.evaluation.methods import (
+    AGGREGATIONS,
+    BUILTIN_METHODS,
+    FeatureMethod,
+    Method,
+    baseline_method,
+)
 from airsearch.trainers.evaluation.report import write_results
 
 from airsearch.atomic import write_json_atomic
 from airsearch.config import CommandConfig, require
+from airsearch.data.corpus import Corpus
+from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
+from airsearch.lm.model import TargetLM
+from airsearch.methods.base import METHOD_NAMES
+from airsearch.methods.registry import MethodConfig
 from airsearch.results import Result, omitted_when_none
 
 DEFAULT_METHODS = ("airrep", "base", "bm25", "random")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class EvalConfig(CommandConfig):
     """Options every eval command shares."""
 
@@ -34,32 +45,45 @@ class EvalConfig(CommandConfig):
             "flag": "--method",
         },
     )
-    encoder: str = field(default="", metadata={"help": "Trained AirRep encoder folder (method 'airrep')."})
+    encoder: str | None = field(
+        default=None, metadata={"help": "Trained AirRep encoder folder (method 'airrep')."}
+    )
     base_encoder: str = field(
         default="default", metadata={"help": "Untrained base encoder (method 'base'): 'default' or a folder."}
     )
-    lm: str = field(default="", metadata={"help": "Target LM folder (gradient methods, fine-tuning)."})
+    lm: str | None = field(
+        default=None, metadata={"help": "Target LM folder (gradient methods, fine-tuning)."}
+    )
     aggregation: str = field(
         default="auto", metadata={"help": "Group aggregation: auto (per method), attention (Eq. 7) or sum."}
     )
-    gold: str = field(default="", metadata={"help": "Gold artefact (see the command's help)."})
-    out: str = field(default="", metadata={"help": "Output folder for results JSON, Markdown and PNGs."})
+    gold: str | None = field(default=None, metadata={"help": "Gold artefact (see the command's help)."})
+    out: str | None = field(
+        default=None, metadata={"help": "Output folder for results JSON, Markdown and PNGs."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed (random baseline, sampling, fine-tuning)."})
     block_size: int = field(default=4096, metadata={"help": "Training rows per score block."})
     device: str | None = field(
         default=None, metadata={"help": "torch device (default: cuda when available)."}
     )
-    projection_dim: int = field(
+    proj_dim: int = field(
         default=0, metadata={"help": "JL projection dimension of gradient methods (0 = exact gradients)."}
     )
     daunce_models: int = field(
         default=8, metadata={"help": "Daunce: K perturbed models (black-box fine-tunes on the training set)."}
     )
     daunce_lr: float = field(default=1e-3, metadata={"help": "Daunce: learning rate of the K fine-tunes."})
+    daunce_run: str | None = field(
+        default=None,
+        metadata={
+            "help": "Daunce: a finished white-box run (airsearch.trainers.daunce) instead of the K fine-tunes."
+        },
+    )
 
     def validate(self) -> None:
         require(bool(self.methods), "methods", "name at least one method")
         require(self.daunce_models >= 2, "daunce_models", "Daunce needs at least 2 perturbed models")
+        require(self.proj_dim >= 0, "proj_dim", "must be >= 0")
         require(
             self.aggregation == "auto" or self.aggregation in AGGREGATIONS,
             "aggregation",
@@ -103,10 +127,36 @@ def method_spec_options(spec: str) -> dict[str, Any]:
     return opts
 
 
+def method_config(cfg: EvalConfig, spec: str, *, batch_size: int = 8) -> MethodConfig:
+    """The registry config of an attribution-method spec (``dda``, ``dda:beta=0``) under ``cfg``."""
+    name = spec.partition(":")[0]
+    return MethodConfig(
+        method=name,  # type: ignore[arg-type]  # checked against METHOD_NAMES by MethodConfig
+        lm=cfg.lm,
+        proj_dim=cfg.proj_dim,
+        seed=cfg.seed,
+        daunce_run=cfg.daunce_run,
+        daunce_models=cfg.daunce_models,
+        daunce_lr=cfg.daunce_lr,
+        batch_size=batch_size,
+        **method_spec_options(spec),
+    )
+
+
 def build_methods(
-    cfg: EvalConfig, *, lm: Any = None, workdir: str | Path | None = None, method_options: Any = None
+    cfg: EvalConfig,
+    *,
+    lm: TargetLM | None = None,
+    checkpoints: Sequence[TargetLM] = (),
+    base_lm: TargetLM | None = None,
+    batch_size: int = 8,
+    workdir: str | Path | None = None,
 ) -> list[tuple[str, Method]]:
-    """(label, adapter) for every ``cfg.methods`` spec; encoders are loaded once per folder."""
+    """(label, adapter) for every ``cfg.methods`` spec; encoders are loaded once per folder.
+
+    Attribution methods are built by the registry on ``lm`` (and, for TracIn/DDA, ``checkpoints``
+    and DDA's ``base_lm``), with ``batch_size`` examples per gradient batch.
+    """
     from airsearch.encoder import AirRepEncoder
 
     encoders: dict[str, Any] = {}
@@ -116,12 +166,13 @@ def build_methods(
             encoders[path] = AirRepEncoder.load(path, device=cfg.device)
         return encoders[path]
 
-    out = []
+    out: list[tuple[str, Method]] = []
     for spec in cfg.methods:
         name, _, path = spec.partition(":")
         label = method_label(spec)
+        m: Method
         if name == "airrep":
-            path = path or cfg.encoder
+            path = path or cfg.encoder or ""
             if not path and tuple(cfg.methods) == DEFAULT_METHODS:
                 continue  # the default list compares a trained encoder only when one is given
             if not path:
@@ -129,20 +180,18 @@ def build_methods(
                     "method 'airrep' needs an encoder folder (the encoder field, or 'airrep:FOLDER')",
                     field="methods",
                 )
-            m = make_method("airrep", encoder=encoder(path))
+            m = baseline_method("airrep", encoder=encoder(path))
         elif name == "base":
-            m = make_method("base", encoder=encoder(path or cfg.base_encoder))
-        elif name == "bm25":
-            m = make_method("bm25", workdir=Path(workdir) / f"bm25-{len(out)}" if workdir else None)
+            m = baseline_method("base", encoder=encoder(path or cfg.base_encoder))
+        elif name in BUILTIN_METHODS:
+            bm25_dir = Path(workdir) / f"bm25-{len(out)}" if workdir else None
+            m = baseline_method(name, seed=cfg.seed, workdir=bm25_dir)
+        elif name in METHOD_NAMES:
+            mcfg = method_config(cfg, spec, batch_size=batch_size)
+            m = FeatureMethod(mcfg, lm=lm, checkpoints=checkpoints, base_lm=base_lm)
         else:
-            opts = {
-                "projection_dim": cfg.projection_dim,
-                "daunce_models": cfg.daunce_models,
-                "daunce_lr": cfg.daunce_lr,
-            }
-            opts.update((method_options or {}) if not callable(method_options) else method_options(name))
-            opts.update(method_spec_options(spec))
-            m = make_method(name, lm=lm, seed=cfg.seed, **opts)
+            known = list(BUILTIN_METHODS) + list(METHOD_NAMES)
+            raise InputError(f"unknown method {name!r}; known methods: {known}", field="methods")
         m.name = label
         out.append((label, m))
     return out
@@ -236,7 +285,7 @@ def check_or_write_gold(
     write_json_atomic(path, record)
 
 
-def corpus_from(cfg: EvalConfig, corpus: Any = None) -> Any:
+def corpus_from(cfg: EvalConfig, corpus: Corpus | None = None) -> Corpus:
     """The training corpus given in Python, else loaded from ``cfg.corpus``."""
     if corpus is not None:
         return corpus
@@ -247,12 +296,14 @@ def corpus_from(cfg: EvalConfig, corpus: Any = None) -> Any:
     return load_corpus(list(cfg.corpus))
 
 
-def queries_from(paths: Any, queries: Any = None, *, what: str = "a query file") -> Any:
+def queries_from(
+    paths: Sequence[str], queries: Corpus | Sequence[Example] | None = None, *, what: str = "a query file"
+) -> list[Example]:
     """The queries given in Python, else loaded from ``paths`` (the config's ``queries``)."""
-    if queries is not None:
-        return queries
-    if not paths:
-        raise InputError(f"{what} is needed", field="queries")
-    from airsearch.data.corpus import load_queries
+    if queries is None:
+        if not paths:
+            raise InputError(f"{what} is needed", field="queries")
+        from airsearch.data.corpus import load_queries
 
-    return load_queries(list(paths))
+        queries = load_queries(list(paths))
+    return list(queries.examples if isinstance(queries, Corpus) else queries)

@@ -5,15 +5,16 @@ embedding methods, a sum for additive ones) is rank-correlated, per dev example,
 labels ``-normalised loss`` over the subsets (AirRep §5). The mean over dev examples is reported
 with a percentile-bootstrap 95% interval, plus the per-query distribution.
 
-The gold store is any object with ``.manifest``, ``.splits()`` and ``.examples()`` -- a
-``airsearch.trainers.labels.LabelStore`` (the CLI opens it; ``airsearch`` does not import ``trainers``).
+The gold is the :class:`~airsearch.trainers.labels.LabelStore` at ``cfg.gold``; :func:`eval_lds` opens
+it, and the label stores the AirRep encoders under test were trained on (``cfg.encoder_labels``, else
+what each encoder's info records), itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+import warnings
 from dataclasses import field
 from pathlib import Path
 from typing import Any
@@ -31,18 +32,24 @@ from airsearch.trainers.evaluation.common import (
 from airsearch.trainers.evaluation.methods import BUILTIN_METHODS, group_scores
 from airsearch.trainers.evaluation.metrics import BootstrapCI, bootstrap_mean_ci
 from airsearch.trainers.evaluation.report import bar_plot, distribution_plot, fmt, markdown_table
+from airsearch.trainers.labels.store import LabelStore
 
 from airsearch.config import require
+from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
+from airsearch.lm.model import TargetLM
 from airsearch.metrics import lds_per_example
 from airsearch.results import Result
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class EvalLdsConfig(EvalConfig):
     """``eval lds``: ``--gold`` is a label store made by subset retraining on the evaluation corpus."""
 
+    gold: str = field(
+        metadata={"help": "Gold label store, made by subset retraining on the evaluation corpus."}
+    )
     encoder_labels: list[str] = field(
         default_factory=list,
         metadata={
@@ -117,6 +124,26 @@ def check_disjoint(
         )
 
 
+def encoder_stores(cfg: EvalLdsConfig) -> list[LabelStore]:
+    """The label stores the AirRep encoders under test were trained on: ``cfg.encoder_labels``, else
+    what each ``airrep`` encoder's info records (a recorded store that is not here is warned about)."""
+    paths = list(cfg.encoder_labels)
+    if not paths:
+        folders = [s.partition(":")[2] or cfg.encoder for s in cfg.methods if s.split(":")[0] == "airrep"]
+        for folder in filter(None, folders):
+            recorded = encoder_training_store(folder)
+            if recorded and Path(recorded).is_dir():
+                paths.append(recorded)
+            elif recorded:
+                warnings.warn(
+                    f"the label store {folder} was trained on ({recorded}) is not here; "
+                    "give it as encoder_labels to check it is disjoint from the gold",
+                    UserWarning,
+                    stacklevel=3,
+                )
+    return [LabelStore.open(p) for p in paths]
+
+
 def check_gold_corpus(manifest: dict[str, Any], corpus_fp: str, *, path: str | Path | None = None) -> None:
     gold_fp = manifest.get("corpus_fingerprint")
     if gold_fp and gold_fp != corpus_fp:
@@ -128,36 +155,32 @@ def check_gold_corpus(manifest: dict[str, Any], corpus_fp: str, *, path: str | P
 
 
 def eval_lds(
-    cfg: EvalLdsConfig,
-    *,
-    gold_store: Any,
-    corpus: Any = None,
-    training_stores: Sequence[Any] = (),
-    lm: Any = None,
-    method_options: Any = None,
+    cfg: EvalLdsConfig, *, corpus: Corpus | None = None, lm: TargetLM | None = None
 ) -> EvalLdsResult:
-    """LDS of every method against ``gold_store``; writes ``lds.json``/``lds.md``/PNGs to ``cfg.out``.
+    """LDS of every method against the gold label store ``cfg.gold``; writes ``lds.json``/``lds.md``/PNGs
+    to ``cfg.out``.
 
-    ``corpus`` (``.examples``, ``.fingerprint``) defaults to reading ``cfg.corpus``;
-    ``training_stores`` are the label stores of the AirRep encoders under test (checked disjoint).
+    ``corpus`` defaults to reading ``cfg.corpus``; the label stores of the AirRep encoders under test
+    (:func:`encoder_stores`) must be disjoint from the gold. ``lm`` is the target LM already loaded
+    (else ``cfg.lm`` is loaded when a gradient method needs it).
     """
-    cfg.validate()
     if corpus is None:
         if not cfg.corpus:
             raise InputError("the evaluation corpus the gold was generated on is needed", field="corpus")
         from airsearch.data.corpus import load_corpus
 
         corpus = load_corpus(list(cfg.corpus))
+    gold_store = LabelStore.open(cfg.gold)
     manifest = dict(gold_store.manifest)
-    gold_path = getattr(gold_store, "root", cfg.gold or None)
+    gold_path = gold_store.root
     check_gold_corpus(manifest, corpus.fingerprint, path=gold_path)
     if manifest.get("teacher", "retrain") != "retrain":
         raise InputError(
             f"gold labels must come from subset retraining, not {manifest.get('teacher')!r}", path=gold_path
         )
     gold_examples = gold_store.examples()
-    for store in training_stores:
-        check_disjoint(gold_examples, store.examples(), path=getattr(store, "root", None))
+    for store in encoder_stores(cfg):
+        check_disjoint(gold_examples, store.examples(), path=store.root)
     splits = gold_store.splits()
     if cfg.max_splits:
         splits = splits[: cfg.max_splits]
@@ -190,9 +213,7 @@ def eval_lds(
 
     out = Path(cfg.out) if cfg.out else None
     results: dict[str, LdsScore] = {}
-    for label, method in build_methods(
-        cfg, lm=lm, workdir=out / "work" if out else None, method_options=method_options
-    ):
+    for label, method in build_methods(cfg, lm=lm, workdir=out / "work" if out else None):
         method.prepare(train)
         agg = aggregation_for(cfg, method)
         per: list[np.ndarray] = []

@@ -9,15 +9,15 @@ evaluation code never needs the full ``n x q`` matrix. On top of the blocks:
 - :func:`topk` keeps the best k training rows per query;
 - :func:`summed_scores` sums over groups of queries (one column per group), for AUC and R@k.
 
-Methods by name (:func:`make_method`): ``airrep`` (any encoder folder), ``base`` (the untrained
-encoder), ``bm25`` (LanceDB's native full-text index, which ranks by BM25), ``random`` (seeded), and
-the gradient methods of :mod:`airsearch.methods` (see :func:`gradient_method_names`).
+Baselines by name (:func:`baseline_method`): ``airrep`` (any encoder folder), ``base`` (the untrained
+encoder), ``bm25`` (LanceDB's native full-text index, which ranks by BM25) and ``random`` (seeded).
+The attribution methods of :mod:`airsearch.methods` (gradient methods, Daunce) come from the one
+registry, :func:`airsearch.methods.registry.load_method`, wrapped in a :class:`FeatureMethod`.
 """
 
 from __future__ import annotations
 
 import abc
-import importlib
 import re
 import tempfile
 import time
@@ -30,7 +30,11 @@ import torch
 from airsearch.indexers.search import exact_topk
 
 from airsearch.data.example import Example
+from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
+from airsearch.lm.model import TargetLM
+from airsearch.methods.base import METHOD_NAMES, AttributionMethod
+from airsearch.methods.registry import MethodConfig
 from airsearch.scoring import StreamingGroupScore, TopK
 
 AGGREGATIONS = ("attention", "sum")
@@ -94,7 +98,7 @@ class EmbeddingMethod(Method):
 
     aggregation = "attention"
 
-    def __init__(self, encoder: Any, name: str = "airrep", batch_size: int | None = None) -> None:
+    def __init__(self, encoder: AirRepEncoder, name: str = "airrep", batch_size: int | None = None) -> None:
         super().__init__()
         self.encoder, self.name, self.batch_size = encoder, name, batch_size
         self.train_vectors = np.zeros((0, encoder.dim), dtype=np.float32)
@@ -280,151 +284,81 @@ def summed_scores(
     return out
 
 
-# ----------------------------------------------------------------------------- registry
+# ----------------------------------------------------------------------------- by name
 class FeatureMethod(Method):
-    """Adapter for :class:`airsearch.methods.base.AttributionMethod` (gradient methods): train
-    features are computed once in ``prepare`` (what a vector store keeps), test features per call,
-    and scores ``u_i . v_j`` are served block by block. Additive: ``sum`` aggregation."""
+    """Adapter for an :class:`airsearch.methods.base.AttributionMethod` (gradient methods, Daunce):
+    train features are computed once in ``prepare`` (what a vector store keeps), test features per
+    call, and scores ``u_i . v_j`` are served block by block. Additive: ``sum`` aggregation.
+
+    Given a :class:`MethodConfig`, ``prepare`` builds the method through the one registry,
+    :func:`airsearch.methods.registry.load_method`, on the models given here (black-box Daunce fits its K
+    models on the training set then); an already-built method is used as it is.
+    """
 
     aggregation = "sum"
 
-    def __init__(self, impl: Any, name: str | None = None) -> None:
+    def __init__(
+        self,
+        method: MethodConfig | AttributionMethod,
+        *,
+        lm: TargetLM | None = None,
+        checkpoints: Sequence[TargetLM] = (),
+        base_lm: TargetLM | None = None,
+        name: str | None = None,
+    ) -> None:
         super().__init__()
-        self.impl, self.name = impl, name or impl.name
+        self.config = method if isinstance(method, MethodConfig) else None
+        self.impl: AttributionMethod | None = None if isinstance(method, MethodConfig) else method
+        self.name = name or (method.method if isinstance(method, MethodConfig) else method.name)
+        self.lm, self.checkpoints, self.base_lm = lm, tuple(checkpoints), base_lm
         self.train_features: torch.Tensor | None = None
 
     def _prepare(self, train: list[Example]) -> None:
+        if self.config is not None:
+            from airsearch.methods.registry import load_method
+
+            self.impl = load_method(
+                self.config,
+                lm=self.lm,
+                checkpoints=self.checkpoints,
+                base_lm=self.base_lm,
+                train=train,
+                show_progress=False,
+            )
+        assert self.impl is not None
         self.train_features = self.impl.train_features(train).detach().float().cpu()
         self.storage_bytes = int(self.train_features.numel() * 4)
 
     def score_blocks(
         self, test: Sequence[Example], block_size: int = 4096
     ) -> Iterator[tuple[int, np.ndarray]]:
-        assert self.train_features is not None, "prepare() first"
+        assert self.impl is not None and self.train_features is not None, "prepare() first"
         v = self.impl.test_features(list(test)).detach().float().cpu()
         for start in range(0, self.train_features.shape[0], block_size):
             yield start, (self.train_features[start : start + block_size] @ v.T).numpy()
 
+    def fingerprint(self) -> str | None:
+        fp = getattr(self.impl, "fingerprint", None)  # Daunce records the run / LM it scores with
+        return fp if isinstance(fp, str) and fp else None
+
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "settings": self.impl.describe()}
+        settings = self.impl.describe() if self.impl is not None else {"method": self.name}
+        return {**super().describe(), "settings": settings}
 
 
-def gradient_method_names() -> list[str]:
-    """Names of the gradient methods :mod:`airsearch.methods` provides (empty if none yet)."""
-    try:
-        mod = importlib.import_module("airsearch.methods.base")
-    except ImportError:
-        return []
-    return sorted(getattr(mod, "METHOD_NAMES", ()))
-
-
-def make_method(name: str, *, encoder: Any = None, lm: Any = None, seed: int = 0, **options: Any) -> Method:
-    """A method adapter by name. ``airrep``/``base`` need ``encoder`` (an AirRepEncoder); gradient
-    methods need ``lm`` (the fine-tuned TargetLM) and take ``options``: ``checkpoints`` (TracIn/DDA,
-    default ``[lm]``), ``base_lm`` (DDA's th0), ``beta`` (DDA's debias weight), ``projection_dim`` (JL dimension, 0 = exact), ``params``
-    (``"all"``/``"lora"``/``"names:..."``), ``batch_size``."""
+def baseline_method(
+    name: str, *, encoder: AirRepEncoder | None = None, seed: int = 0, workdir: str | Path | None = None
+) -> Method:
+    """A baseline by name: ``airrep``/``base`` (an :class:`AirRepEncoder`), ``bm25`` (its index under
+    ``workdir``, or a temporary folder) or ``random`` (seeded). Attribution methods are
+    wrapped in a :class:`FeatureMethod`, built from a :class:`MethodConfig`."""
     if name in ("airrep", "base"):
         if encoder is None:
             raise InputError(f"method {name!r} needs an encoder", field="methods")
         return EmbeddingMethod(encoder, name=name)
     if name == "bm25":
-        return BM25Method(options.get("workdir"))
+        return BM25Method(workdir)
     if name == "random":
         return RandomMethod(seed)
-    if name == "daunce":
-        return DaunceMethod(lm, seed=seed, **options)
-    grads = gradient_method_names()
-    if name in grads:
-        return FeatureMethod(gradient_method(name, lm, seed=seed, **options), name)
-    known = list(BUILTIN_METHODS) + grads
+    known = list(BUILTIN_METHODS) + list(METHOD_NAMES)
     raise InputError(f"unknown method {name!r}; known methods: {known}", field="methods")
-
-
-class DaunceMethod(FeatureMethod):
-    """``daunce`` (methods.md §4, Eq. 6): correlation of losses across K perturbed models.
-
-    By default the K models are fitted on the training set in ``prepare`` with the in-core black-box
-    provider (Daunce Table 2: plain fine-tuning of ``lm`` on seeded random subsets of ratio r,
-    :func:`airsearch.methods.daunce.blackbox_providers`). An already-built method, e.g. a white-box
-    ``airsearch.trainers.daunce`` run's ``.method(lm=...)``, can be passed as ``daunce`` instead (``airsearch/``
-    does not import ``trainers/``)."""
-
-    def __init__(
-        self,
-        lm: Any,
-        *,
-        seed: int = 0,
-        daunce: Any = None,
-        daunce_models: int = 8,
-        daunce_ratio: float = 0.5,
-        daunce_lr: float = 1e-3,
-        daunce_epochs: int = 1,
-        batch_size: int = 8,
-        **_: Any,
-    ) -> None:
-        if daunce is None and lm is None:
-            raise InputError("method 'daunce' needs a target LM", field="lm")
-        super().__init__(daunce, "daunce")
-        self.lm, self.prebuilt, self.seed = lm, daunce, seed
-        self.models, self.ratio = daunce_models, daunce_ratio
-        self.finetune = dict(epochs=daunce_epochs, lr=daunce_lr, batch_size=batch_size)
-
-    def _prepare(self, train: list[Example]) -> None:
-        if self.prebuilt is None:
-            from airsearch.lm.finetune import FinetuneConfig
-            from airsearch.methods.daunce import Daunce, LocalFinetuneFactory, blackbox_providers
-
-            factory = LocalFinetuneFactory(self.lm, FinetuneConfig(**self.finetune, seed=self.seed))
-            providers = blackbox_providers(factory, train, self.models, self.ratio, self.seed)
-            extra = {"mode": "black-box", "ratio": self.ratio, **self.finetune}
-            self.impl = Daunce(providers, fingerprint=self.lm.fingerprint, extra=extra)
-        super()._prepare(train)
-
-    def fingerprint(self) -> str | None:
-        return getattr(self.impl, "fingerprint", None) or None
-
-
-def gradient_method(
-    name: str,
-    lm: Any,
-    *,
-    seed: int = 0,
-    checkpoints: Sequence[Any] | None = None,
-    base_lm: Any = None,
-    beta: float = 1.0,
-    projection_dim: int = 0,
-    params: str = "all",
-    batch_size: int = 8,
-    **_: Any,
-) -> Any:
-    """Build one :mod:`airsearch.methods` attribution method on the target LM (methods.md §2-§5)."""
-    if lm is None:
-        raise InputError(f"gradient method {name!r} needs a target LM", field="lm")
-    from airsearch.methods.gradients import ParamSet
-    from airsearch.methods.projection import Projector
-
-    kw: dict[str, Any] = {
-        "params": ParamSet.parse(params),
-        "projector": Projector(dim=projection_dim or None, seed=seed),
-        "batch_size": batch_size,
-        "show_progress": False,
-    }
-    cks = list(checkpoints) if checkpoints else [lm]
-    if name in ("tracin", "gradcos"):
-        from airsearch.methods.tracin import TracIn
-
-        return TracIn(cks, normalize=name == "gradcos", **kw)
-    if name == "dda":
-        from airsearch.methods.dda import DDA
-
-        return DDA(cks, base_lm, beta=beta, **kw)
-    if name in ("haif", "haif-t"):
-        from airsearch.methods.haif import HAIF
-
-        return HAIF(lm, outer=name == "haif", **kw)
-    mod = importlib.import_module(f"airsearch.methods.{name}")
-    for attr in dir(mod):  # e.g. Daunce: the module's AttributionMethod subclass named like it
-        obj = getattr(mod, attr)
-        if isinstance(obj, type) and attr.lower() == name.replace("-", ""):
-            return obj(lm, **kw)
-    raise InputError(f"gradient method {name!r} is not available yet", field="methods")

@@ -10,9 +10,9 @@ where the reference answers are short, by the unigram F1 of greedy generations.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from airsearch.indexers.select import best_rank_selection
@@ -32,12 +32,14 @@ from airsearch.trainers.evaluation.methods import Method
 from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table
 
 from airsearch.config import require
+from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
 from airsearch.errors import InputError
+from airsearch.lm.model import TargetLM
 from airsearch.results import Result, omitted_when_none
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class EvalSelectConfig(EvalConfig):
     """``eval select``: ``--gold`` is a gold record (``select_gold.json``) from an earlier run."""
 
@@ -98,7 +100,7 @@ def select_by_best_rank(method: Method, dev: list[Example], n: int, block_size: 
 
 
 def _downstream(
-    cfg: EvalSelectConfig, lm: Any, chosen: list[Example], dev: list[Example], f1: bool
+    cfg: EvalSelectConfig, lm: TargetLM, chosen: list[Example], dev: list[Example], f1: bool
 ) -> SelectionScore:
     from airsearch.lm import example_losses
     from airsearch.lm.finetune import FinetuneConfig, finetune
@@ -118,19 +120,20 @@ def _downstream(
 def eval_select(
     cfg: EvalSelectConfig,
     *,
-    corpus: Any = None,
-    queries: Any = None,
-    lm: Any = None,
-    method_options: Any = None,
+    corpus: Corpus | None = None,
+    queries: Corpus | Sequence[Example] | None = None,
+    lm: TargetLM | None = None,
 ) -> EvalSelectResult:
-    """Selection quality per method vs random; writes ``select.json``/``.md``/``.png`` to ``cfg.out``."""
-    cfg.validate()
+    """Selection quality per method vs random; writes ``select.json``/``.md``/``.png`` to ``cfg.out``.
+
+    ``corpus`` / ``queries`` / ``lm`` already in memory replace reading ``cfg.corpus`` / ``cfg.queries``
+    / ``cfg.lm``."""
     from airsearch.data.corpus import fingerprint_examples
     from airsearch.lm import example_losses, load_lm
 
     corpus = corpus_from(cfg, corpus)
-    queries = queries_from(cfg.queries, queries, what="a dev file with reference responses")
-    dev = [e for e in getattr(queries, "examples", queries) if e.response]
+    queries_list = queries_from(cfg.queries, queries, what="a dev file with reference responses")
+    dev = [e for e in queries_list if e.response]
     if not dev:
         raise InputError("the dev examples need reference responses", field="queries")
     if lm is None:
@@ -155,9 +158,7 @@ def eval_select(
     rng = np.random.default_rng(cfg.seed)
     rand_idx = sorted(rng.choice(len(train), size=cfg.n_select, replace=False).tolist())
     results[f"random {cfg.n_select}"] = _downstream(cfg, lm, [train[i] for i in rand_idx], dev, f1)
-    for label, method in build_methods(
-        cfg, lm=lm, workdir=out / "work" if out else None, method_options=method_options
-    ):
+    for label, method in build_methods(cfg, lm=lm, workdir=out / "work" if out else None):
         if label == "random":
             continue
         method.prepare(train)

@@ -38,15 +38,17 @@ from airsearch.trainers.evaluation.planted import DEFAULT_SWAPS, entity_swap_ben
 from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table
 
 from airsearch.config import require
+from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
 from airsearch.errors import InputError
+from airsearch.lm.model import TargetLM
 from airsearch.results import Result, omitted_when_none
 
 BENCHMARKS = ("entity-swap", "pii")
 TRACE_METHODS = ("airrep", "base", "bm25", "random")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class EvalTraceConfig(EvalConfig):
     """``eval trace``: ``--gold`` is a gold record (``trace_<benchmark>_gold.json``) from an earlier run."""
 
@@ -111,8 +113,8 @@ class EvalTraceResult(EvalResult[TraceScore]):
 
 
 def _finetune_with_checkpoints(
-    cfg: EvalTraceConfig, base: Any, train: list[Example], out: Path | None
-) -> list[Any]:
+    cfg: EvalTraceConfig, base: TargetLM, train: list[Example], out: Path | None
+) -> list[TargetLM]:
     """Fine-tuned checkpoints th_1..th_N (one per epoch), saved under ``out`` and reused when present."""
     from airsearch.lm import load_lm, save_lm
     from airsearch.lm.finetune import FinetuneConfig, finetune
@@ -120,9 +122,9 @@ def _finetune_with_checkpoints(
     dirs = [out / f"checkpoint-{e}" for e in range(1, cfg.epochs + 1)] if out else []
     if dirs and all((d / "config.json").exists() for d in dirs):
         return [load_lm(d, device=cfg.device, max_length=cfg.max_length) for d in dirs]
-    cks: list[Any] = []
+    cks: list[TargetLM] = []
 
-    def keep(epoch: int, lm_now: Any) -> None:
+    def keep(epoch: int, lm_now: TargetLM) -> None:
         ck = lm_now.clone()
         ck.invalidate_fingerprint()
         cks.append(ck)
@@ -137,7 +139,7 @@ def _finetune_with_checkpoints(
 
 
 def _swap_queries(
-    lm: Any, queries: list[Example], max_new_tokens: int
+    lm: TargetLM, queries: list[Example], max_new_tokens: int
 ) -> tuple[list[Example], dict[str, Any]]:
     from airsearch.lm import example_losses
 
@@ -166,7 +168,7 @@ def _swap_queries(
 
 
 def _pii_queries(
-    lm: Any, heldout: list[Example], max_new_tokens: int
+    lm: TargetLM, heldout: list[Example], max_new_tokens: int
 ) -> tuple[list[Example], dict[str, Any]]:
     gens = greedy_generate(lm, heldout, max_new_tokens=max_new_tokens)
     correct = [q for q, g in zip(heldout, gens, strict=True) if g.strip().startswith(q.response.strip())]
@@ -180,9 +182,10 @@ def _pii_queries(
     return list(heldout), {**info, "query_mode": "all held-out, true answers (no correct answer)"}
 
 
-def eval_trace(cfg: EvalTraceConfig, *, corpus: Any = None, lm: Any = None) -> EvalTraceResult:
+def eval_trace(
+    cfg: EvalTraceConfig, *, corpus: Corpus | None = None, lm: TargetLM | None = None
+) -> EvalTraceResult:
     """Run one planted benchmark end to end; writes ``trace_<benchmark>.json``/``.md``/``.png``."""
-    cfg.validate()
     from airsearch.data.corpus import fingerprint_examples, load_corpus
     from airsearch.lm import load_lm
 
@@ -232,16 +235,14 @@ def eval_trace(cfg: EvalTraceConfig, *, corpus: Any = None, lm: Any = None) -> E
         queries, qinfo = _pii_queries(final, pii.heldout, cfg.max_new_tokens)
     qinfo["finetune_seconds"] = t_ft.seconds
 
-    def options(method: str) -> dict[str, Any]:
-        return {
-            "checkpoints": cks,
-            "base_lm": lm,
-            "batch_size": cfg.batch_size,
-        }
-
     results: dict[str, TraceScore] = {}
     for label, method in build_methods(
-        cfg, lm=final, workdir=out / "work" if out else None, method_options=options
+        cfg,
+        lm=final,
+        checkpoints=cks,
+        base_lm=lm,
+        batch_size=cfg.batch_size,
+        workdir=out / "work" if out else None,
     ):
         if not queries:
             results[label] = TraceScore(note="no query showed the planted behaviour")

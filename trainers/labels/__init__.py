@@ -4,7 +4,7 @@ Public API (``trainers`` names are not exported from ``airsearch``; import them 
 
     from airsearch.trainers.labels import generate_labels, LabelConfig, LabelStore
 
-    summary = generate_labels(LabelConfig(corpus=["train.jsonl"], model="lm/", out="labels/"))
+    summary = generate_labels(LabelConfig(corpus=["train.jsonl"], lm="lm/", out="labels/"))
     store = LabelStore.open("labels/")
     for split in store.splits():          # list[airsearch.labels.SplitLabels], split order
         y = split.targets()               # Eq. 8 targets [n_subsets, n_dev]

@@ -9,10 +9,10 @@ from airsearch.config import CommandConfig, require
 
 # Fields that change how a run executes but not what it computes: a rerun into the same store may
 # change them freely. Corpus and model *paths* are also free; their content fingerprints are checked.
-EXECUTION_FIELDS = frozenset({"corpus", "model", "out", "workers", "ray", "eval_batch_size"})
+EXECUTION_FIELDS = frozenset({"corpus", "lm", "out", "workers", "ray", "eval_batch_size"})
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class LabelConfig(CommandConfig):
     """Subset-retraining labels (AirRep §3.2, Eq. 8; methods.md §1)."""
 
@@ -23,8 +23,8 @@ class LabelConfig(CommandConfig):
             "cli": False,
         },
     )
-    model: str = field(default="", metadata={"help": "Target LM folder (HF format)."})
-    out: str = field(default="", metadata={"help": "Label store directory (created or resumed)."})
+    lm: str = field(metadata={"help": "Target LM folder (HF format)."})
+    out: str = field(metadata={"help": "Label store directory (created or resumed)."})
     splits: int = field(default=10, metadata={"help": "Number of cross-validation splits."})
     dev_size: int = field(default=200, metadata={"help": "Dev examples per split."})
     pool_size: int = field(
@@ -38,20 +38,25 @@ class LabelConfig(CommandConfig):
     lr: float = field(default=2e-5, metadata={"help": "Fine-tuning learning rate."})
     batch_size: int = field(default=16, metadata={"help": "Fine-tuning batch size."})
     max_length: int = field(default=512, metadata={"help": "Max tokens per example."})
-    lora: int = field(default=0, metadata={"help": "LoRA rank for the fine-tunes; 0 = full fine-tuning."})
-    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha (with --lora > 0)."})
+    lora_rank: int = field(
+        default=0, metadata={"help": "LoRA rank for the fine-tunes; 0 = full fine-tuning."}
+    )
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha (with --lora-rank > 0)."})
     seed: int = field(default=0, metadata={"help": "Seed of the sampling and of every fine-tune."})
     eval_batch_size: int = field(default=32, metadata={"help": "Batch size of the dev-loss pass."})
     teacher: str = field(
         default="retrain",
         metadata={"help": "Label source: 'retrain' (fine-tune on each subset) or a gradient teacher."},
     )
-    teacher_checkpoint: list[str] = field(
+    teacher_checkpoints: list[str] = field(
         default_factory=list,
-        metadata={"help": "DDA/TracIn teacher checkpoints (repeatable); default: --model alone."},
+        metadata={
+            "help": "DDA/TracIn teacher checkpoint folders (repeatable); default: --lm alone.",
+            "flag": "--teacher-checkpoint",
+        },
     )
-    teacher_base_model: str | None = field(
-        default=None, metadata={"help": "DDA teacher: the model before fine-tuning (debias term)."}
+    teacher_base_lm: str | None = field(
+        default=None, metadata={"help": "DDA teacher: the LM before fine-tuning (debias term)."}
     )
     workers: int = field(default=1, metadata={"help": "Local worker processes (1 = in this process)."})
     ray: str | None = field(
@@ -81,16 +86,20 @@ class LabelConfig(CommandConfig):
             f"subset size {self.subset_size} exceeds the pool size {self.pool_size}",
         )
         require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
-        require(self.lora >= 0, "lora", f"must be >= 0 (0 = full fine-tuning), got {self.lora}")
+        require(bool(self.lm), "lm", "is required (the target LM folder)")
+        require(bool(self.out), "out", "is required (the label store folder)")
+        require(
+            self.lora_rank >= 0, "lora_rank", f"must be >= 0 (0 = full fine-tuning), got {self.lora_rank}"
+        )
         require(bool(self.teacher), "teacher", "must name a teacher ('retrain' or a gradient teacher)")
         require(
-            not self.teacher_checkpoint or self.teacher in ("tracin", "gradcos", "dda"),
-            "teacher_checkpoint",
+            not self.teacher_checkpoints or self.teacher in ("tracin", "gradcos", "dda"),
+            "teacher_checkpoints",
             f"only for the tracin, gradcos and dda teachers, not {self.teacher!r}",
         )
         require(
-            not self.teacher_base_model or self.teacher == "dda",
-            "teacher_base_model",
+            not self.teacher_base_lm or self.teacher == "dda",
+            "teacher_base_lm",
             f"only for the dda teacher, not {self.teacher!r}",
         )
 

@@ -22,6 +22,7 @@ from airsearch.trainers.labels.sampling import SplitPlan, job_id, job_seed, samp
 from airsearch.trainers.labels.store import LabelStore, job_result, make_manifest
 from airsearch.trainers.runner import Job, RunSummary, run_jobs
 
+from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
 from airsearch.errors import InputError
 from airsearch.results import Result
@@ -52,18 +53,15 @@ class LabelSummary(Result):
     model_fingerprint: str
 
 
-def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None = None) -> LabelSummary:
+def generate_labels(
+    cfg: LabelConfig, *, corpus: Corpus | None = None, quiet: bool | None = None
+) -> LabelSummary:
     """Sample splits and subsets, create (or resume) the label store at ``cfg.out``, run every job.
 
-    ``corpus`` (an object with ``.examples`` and ``.fingerprint``, e.g. :class:`airsearch.data.corpus.Corpus`)
-    overrides reading ``cfg.corpus``. A store made by another config, corpus, model or teacher is
-    refused with :class:`airsearch.errors.FingerprintMismatch`.
+    ``corpus`` (a :class:`airsearch.data.corpus.Corpus`, or anything with ``.examples`` and
+    ``.fingerprint``) overrides reading ``cfg.corpus``. A store made by another config, corpus, model
+    or teacher is refused with :class:`airsearch.errors.FingerprintMismatch`.
     """
-    cfg.validate()
-    if not cfg.out:
-        raise InputError("an output folder is needed", field="out")
-    if not cfg.model:
-        raise InputError("a target model is needed", field="model")
     if cfg.teacher != "retrain" and cfg.teacher not in TEACHERS:
         raise InputError(
             f"unknown teacher {cfg.teacher!r}; known: {['retrain', *sorted(TEACHERS)]}",
@@ -77,7 +75,7 @@ def generate_labels(cfg: LabelConfig, *, corpus: Any = None, quiet: bool | None 
         corpus = load_corpus(list(cfg.corpus))
     from airsearch.lm import load_lm
 
-    model_path = _model_source(cfg.model)
+    model_path = _model_source(cfg.lm)
     in_process = cfg.workers == 1 and not cfg.ray
     # Worker processes and Ray tasks load their own copy; the driver then needs the weights only
     # for the fingerprint, so it reads them onto the CPU. Teachers and in-process jobs use this copy.
@@ -169,14 +167,14 @@ def subset_jobs(
                 "batch_size": cfg.batch_size,
                 "max_length": cfg.max_length,
                 "seed": job_seed(cfg.seed, plan.split, k),
-                "lora_r": cfg.lora,
+                "lora_rank": cfg.lora_rank,
                 "lora_alpha": cfg.lora_alpha,
             }
             jobs.append(
                 Job(
                     job_id(plan.split, k),
                     {
-                        "model": model_path,
+                        "lm": model_path,
                         "split": plan.split,
                         "subset": k,
                         "train": [by_id[i] for i in members],
@@ -198,7 +196,7 @@ def run_subset_job(payload: dict[str, Any]) -> dict[str, Any]:
     from airsearch.lm.finetune import FinetuneConfig, finetune
 
     t0 = time.perf_counter()
-    path = payload["model"]
+    path = payload["lm"]
     base = _LM_CACHE.get(path)
     if base is None:
         base = _LM_CACHE[path] = load_lm(path, max_length=payload["max_length"])
@@ -222,7 +220,7 @@ def run_subset_job(payload: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _model_source(model: str) -> str:
+def _model_source(lm: str) -> str:
     """An absolute path for a local model folder (workers may run elsewhere), else the hub name."""
-    p = Path(model).expanduser()
-    return str(p.resolve()) if p.exists() else model
+    p = Path(lm).expanduser()
+    return str(p.resolve()) if p.exists() else lm

@@ -6,9 +6,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from airsearch.trainers.labels.config import LabelConfig
 from airsearch.trainers.labels.results import LabelProgress, LabelStats
 from airsearch.trainers.labels.store import LabelStore
 
+from airsearch.config import renamed_fields
 from airsearch.results import Result
 
 
@@ -34,7 +36,7 @@ def label_store_info(store_dir: str | os.PathLike) -> LabelStoreInfo:
     return LabelStoreInfo(
         dir=str(store.root),
         teacher=store.teacher,
-        config=m.get("config", {}),
+        config=renamed_fields(LabelConfig, m.get("config", {}), path=store.root / "manifest.json"),
         corpus_fingerprint=m.get("corpus_fingerprint"),
         model_fingerprint=m.get("model_fingerprint"),
         code_version=m.get("code_version"),

@@ -34,13 +34,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from airsearch.trainers.labels.config import EXECUTION_FIELDS
+from airsearch.trainers.labels.config import EXECUTION_FIELDS, LabelConfig
 from airsearch.trainers.labels.results import LabelProgress, LabelStats, SplitProgress, SplitStats
 from airsearch.trainers.labels.sampling import SplitPlan, job_id, parse_job_id
 from airsearch.trainers.runner import clean_stale_temp_files, finished_job_ids, read_result, write_result
 
 import airsearch
 from airsearch.atomic import atomic_path, write_json_atomic
+from airsearch.config import field_defaults, renamed_fields
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.fingerprint import check_match
@@ -180,7 +181,7 @@ class LabelStore:
                 path=manifest_path,
             )
         # a field added to LabelConfig after the store was made counts as its default value
-        a = {**_config_defaults(), **old.get("config", {})}
+        a = {**_config_defaults(), **renamed_fields(LabelConfig, old.get("config", {}), path=manifest_path)}
         a = {k: v for k, v in a.items() if k not in EXECUTION_FIELDS}
         b = {k: v for k, v in new.get("config", {}).items() if k not in EXECUTION_FIELDS}
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
@@ -395,6 +396,4 @@ def job_result(
 
 
 def _config_defaults() -> dict[str, Any]:
-    from airsearch.trainers.labels.config import LabelConfig
-
-    return LabelConfig().to_dict()
+    return field_defaults(LabelConfig)

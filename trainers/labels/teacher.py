@@ -8,54 +8,58 @@ every pool and dev example (plus, for Daunce, K short perturbed fine-tunes on th
 instead of one fine-tune per subset. The store manifest records the teacher (``LabelStore.create``).
 
 DDA/TracIn checkpoints and DDA's base model come from ``--teacher-checkpoint DIR`` (repeatable;
-default: ``--model`` alone) and ``--teacher-base-model DIR`` (default: none, no debias term); both
-are recorded in the store manifest with the rest of the config.
+default: ``--lm`` alone) and ``--teacher-base-lm DIR`` (default: none, no debias term); both
+are recorded in the store manifest with the rest of the config. The method itself comes from the one
+registry, :func:`airsearch.methods.registry.load_method`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+from airsearch.trainers.labels.config import LabelConfig
+from airsearch.trainers.labels.sampling import SplitPlan
+from airsearch.trainers.labels.store import LabelStore
 
+from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
+from airsearch.lm.model import TargetLM
 from airsearch.methods.base import AttributionMethod
 
 
 def teacher_method(
-    name: str, lm: Any, cfg: Any, store: Any, examples: Sequence[Example]
+    name: str, lm: TargetLM, cfg: LabelConfig, store: LabelStore, examples: Sequence[Example]
 ) -> AttributionMethod:
-    """The method behind a teacher name (gradient parameters: all; exact gradients)."""
-    from airsearch.methods.registry import MethodConfig, build_method
+    """The method behind a teacher name (gradient parameters: all; exact gradients). The Daunce
+    teacher first runs (or resumes) its perturbed fine-tunes into the store's ``daunce/`` folder."""
+    from airsearch.trainers.daunce import DaunceConfig, run_daunce
 
-    daunce = None
+    from airsearch.methods.registry import MethodConfig, load_method
+
+    daunce_run = None
     if name == "daunce":
-        from airsearch.trainers.daunce import DaunceConfig, run_daunce
-
+        daunce_run = store.root / "daunce"
         dcfg = DaunceConfig(max_length=cfg.max_length, seed=cfg.seed)
-        run = run_daunce(
-            lm.source,
-            list(examples),
-            [],
-            dcfg,
-            store.root / "daunce",
-            workers=cfg.workers,
-            ray_address=cfg.ray,
-        )
-        daunce = run.method("corr")
+        run_daunce(lm.source, list(examples), [], dcfg, daunce_run, workers=cfg.workers, ray_address=cfg.ray)
     mcfg = MethodConfig(
-        method=name,
-        model=lm.source,
-        checkpoint=list(cfg.teacher_checkpoint),
-        base_model=cfg.teacher_base_model,
+        method=name,  # type: ignore[arg-type]  # a teacher name is a method name (TEACHERS)
+        lm=lm.source,
+        checkpoints=list(cfg.teacher_checkpoints),
+        base_lm=cfg.teacher_base_lm,
         max_length=cfg.max_length,
+        daunce_run=str(daunce_run) if daunce_run else None,
     )
-    return build_method(mcfg, lm=lm, daunce=daunce, show_progress=True)
+    return load_method(mcfg, lm=lm, show_progress=True)
 
 
 def write_teacher_labels(
-    cfg: Any, store: Any, plans: Sequence[Any], corpus: Any, lm: Any, method: AttributionMethod | None = None
+    cfg: LabelConfig,
+    store: LabelStore,
+    plans: Sequence[SplitPlan],
+    corpus: Corpus,
+    lm: TargetLM,
+    method: AttributionMethod | None = None,
 ) -> None:
     """Write every not-yet-done (split, subset) job of ``store`` from ``method``'s scores."""
     from airsearch.trainers.labels.sampling import job_id
