@@ -37,11 +37,12 @@ if TYPE_CHECKING:
     from airsearch.lm.loss import example_losses, masked_token_nll
     from airsearch.lm.model import TargetLM, encode_examples, load_lm, save_lm
     from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
-    from airsearch.methods.registry import MethodConfig, Reranker, build_method
+    from airsearch.methods.daunce_run import DaunceConfig, DaunceRun, load_daunce
+    from airsearch.methods.registry import MethodConfig, Reranker, load_method
     from airsearch.metrics import lds
     from airsearch.scoring import StreamingGroupScore, blocked_dot_topk, group_score
-    from airsearch.trainers.attribute import AttributeConfig, attribute, load_method
-    from airsearch.trainers.daunce import DaunceConfig, DaunceRun, load_daunce, run_daunce
+    from airsearch.trainers.attribute import AttributeConfig, attribute
+    from airsearch.trainers.daunce import run_daunce
     from airsearch.trainers.encoder_training.config import TrainConfig, TrainResult
     from airsearch.trainers.encoder_training.trainer import train_encoder
     from airsearch.trainers.evaluation.classify import EvalClassifyConfig, eval_classify
@@ -69,7 +70,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "airsearch.lm.loss": ("example_losses", "masked_token_nll"),
     "airsearch.lm.model": ("TargetLM", "encode_examples", "load_lm", "save_lm"),
     "airsearch.lm.tiny": ("TinyLMConfig", "build_tiny_lm"),
-    "airsearch.methods.registry": ("MethodConfig", "Reranker", "build_method"),
+    "airsearch.methods.daunce_run": ("DaunceConfig", "DaunceRun", "load_daunce"),
+    "airsearch.methods.registry": ("MethodConfig", "Reranker", "load_method"),
     "airsearch.metrics": ("lds",),
     "airsearch.scoring": ("StreamingGroupScore", "blocked_dot_topk", "group_score"),
     # layer 1, the index
@@ -79,8 +81,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "airsearch.indexers.select": ("SelectSummary", "select"),
     "airsearch.indexers.store": ("delete_rows", "info"),
     # layer 2, long jobs and the evaluation harness
-    "airsearch.trainers.attribute": ("AttributeConfig", "attribute", "load_method"),
-    "airsearch.trainers.daunce": ("DaunceConfig", "DaunceRun", "load_daunce", "run_daunce"),
+    "airsearch.trainers.attribute": ("AttributeConfig", "attribute"),
+    "airsearch.trainers.daunce": ("run_daunce",),
     "airsearch.trainers.encoder_training.config": ("TrainConfig", "TrainResult"),
     "airsearch.trainers.encoder_training.trainer": ("train_encoder",),
     "airsearch.trainers.evaluation.classify": ("EvalClassifyConfig", "eval_classify"),
@@ -136,7 +138,6 @@ __all__ = [
     "attribute",
     "blocked_dot_topk",
     "build_index",
-    "build_method",
     "build_tiny_lm",
     "delete_rows",
     "encode_examples",
