@@ -171,3 +171,25 @@ def test_config_roundtrip_and_errors(tmp_path):
         _Cfg.from_dict({"m": 1})
     with pytest.raises(InputError, match="field 'n'"):
         _Cfg.from_dict({"n": "many"})
+
+
+def test_airrep_token_contributions_sum_to_the_score(tiny_bert_dir):
+    """Issue 13: the per-token split of e(q) . e(t) is exact on both sides, and matches encode()."""
+    from airsearch.explain import explain_airrep
+
+    torch.manual_seed(0)
+    enc = AirRepEncoder.from_base(tiny_bert_dir, device="cpu")
+    with torch.no_grad():  # a trained-like projection with a bias, so the bias share matters
+        enc.model[2].linear.weight.add_(0.2 * torch.randn_like(enc.model[2].linear.weight))
+        enc.model[2].linear.bias.add_(0.3 * torch.randn_like(enc.model[2].linear.bias))
+    enc.invalidate_fingerprint()
+    q = Example("q", "what colour is the sky", "the sky is blue")
+    row = Example("r", "name a colour " * 5, "blue like the sea")
+    ex = explain_airrep(enc, q, row)
+    vq, vr = enc.encode([q, row])
+    assert abs(ex.score - float(vq @ vr)) < 1e-5 * max(1.0, abs(ex.score))
+    assert abs(sum(t.contribution for t in ex.row_tokens) - ex.score) < 1e-5
+    assert abs(sum(t.contribution for t in ex.query_tokens) - ex.score) < 1e-5
+    assert len(ex.row_tokens) == len(enc.input_ids([row])[0])
+    assert ex.row_tokens[0].special and not ex.row_tokens[1].special
+    assert "blue" in [t.token for t in ex.row_tokens]
