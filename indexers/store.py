@@ -103,7 +103,16 @@ class IndexTable:
         return self.dataset.count_rows(filter=where) if where else self.dataset.count_rows()
 
     def check_encoder(self, fingerprint: str) -> None:
-        """Refuse an encoder whose weights differ from the one the table was built with."""
+        """Refuse an encoder whose weights or input rule differ from the one the table was built with."""
+        from airsearch.encoder import INPUT_RULE, LEGACY_INPUT_RULE
+
+        rule = self.meta.encoder.get("input_rule", LEGACY_INPUT_RULE)
+        if rule != INPUT_RULE and self.meta.encoder_fingerprint != fingerprint:
+            raise FingerprintMismatch(
+                f"this index was encoded with the old input rule '{rule}', which cut the answer off long "
+                f"rows; the encoder now uses '{INPUT_RULE}'. Re-index the corpus with this version.",
+                path=self.path,
+            )
         check_match(
             "encoder",
             self.meta.encoder_fingerprint,

@@ -124,6 +124,78 @@ def test_untrained_airrep_equals_base_and_roundtrips(tiny_bert_dir, tmp_path):
     assert again.info.base_encoder == str(tiny_bert_dir)
 
 
+def _decoded(enc: AirRepEncoder, ids: tuple[int, ...]) -> str:
+    return enc.model.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+
+def test_long_prompt_keeps_the_whole_short_response(tiny_bert_dir):
+    """Issue 10.1: the prompt is cut, never the answer (the official code keeps input_ids[-max_len:])."""
+    enc = AirRepEncoder.from_base(tiny_bert_dir, device="cpu", max_seq_length=32)
+    prompt = " ".join(f"word{i}" for i in range(200))  # far over 32 tokens
+    ex = Example("long", prompt, "the answer is blue")
+    (ids,) = enc.input_ids([ex])
+    tok = enc.model.tokenizer
+    response = tok("the answer is blue", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 32
+    assert tuple(ids[-1 - len(response) : -1]) == tuple(response)  # whole response, then [SEP]
+    assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+    text = _decoded(enc, ids)
+    assert text.startswith("question :") and text.endswith("answer : the answer is blue")
+    assert "word199" in text.replace(" ", "") and "word0" not in text.split()  # prompt cut from the left
+    # a response longer than the budget keeps its beginning
+    long_response = " ".join(f"r{i}" for i in range(100))
+    (ids,) = enc.input_ids([Example("r", "short prompt", long_response)])
+    assert len(ids) == 32 and "r0" in _decoded(enc, ids).replace(" ", "")
+    # the vector is the vector of exactly these ids (the same function feeds indexing and queries)
+    v = enc.encode([ex])
+    with torch.no_grad():
+        direct = enc.forward_ids(enc.input_ids([ex])).numpy()
+    assert np.allclose(v, direct, atol=1e-6)
+
+
+def test_budget_input_reference():
+    """budget_input against a plain rule: markers + response first, prompt keeps its tail."""
+    from airsearch.encoder import budget_input
+
+    q, a = (1, 2), (3,)
+    prompt, response = tuple(range(10, 30)), (90, 91, 92)
+    for budget in range(0, 30):
+        got = budget_input(q, prompt, a, response, budget)
+        assert len(got) == min(budget, len(q) + len(prompt) + len(a) + len(response))
+        room = max(budget - 3, 0)
+        kept_r = response[:room]
+        n_p = room - len(kept_r)
+        kept_p = prompt[-n_p:] if n_p > 0 else ()
+        assert got == (q + kept_p + a + kept_r)[:budget]
+
+
+def test_encoder_made_with_old_truncation_is_refused(tiny_bert_dir, tmp_path):
+    import json
+
+    from airsearch.encoder import ENCODER_INFO_FILE, INPUT_RULE
+
+    enc = AirRepEncoder.from_base(tiny_bert_dir, device="cpu")
+    out = enc.save(tmp_path / "enc")
+    info = json.loads((out / ENCODER_INFO_FILE).read_text())
+    assert info["input_rule"] == INPUT_RULE
+    del info["input_rule"]  # as written before the rule was recorded
+    info["trained"] = True
+    (out / ENCODER_INFO_FILE).write_text(json.dumps(info))
+    with pytest.raises(InputError, match="old input rule"):
+        AirRepEncoder.load(out, device="cpu")
+    info["trained"] = False  # an untrained folder only changes its inputs: upgraded
+    (out / ENCODER_INFO_FILE).write_text(json.dumps(info))
+    assert AirRepEncoder.load(out, device="cpu").info.input_rule == INPUT_RULE
+
+
+def test_input_rule_is_part_of_the_fingerprint(tiny_bert_dir):
+    enc = AirRepEncoder.from_base(tiny_bert_dir, device="cpu")
+    before = enc.fingerprint
+    enc.info.input_rule = "cut-right-v1"
+    enc.invalidate_fingerprint()
+    assert enc.fingerprint != before
+
+
 def test_airrep_text_template():
     long_prompt = " ".join(f"w{i}" for i in range(300))
     text = airrep_text(long_prompt, "yes")
@@ -155,3 +227,25 @@ def test_config_roundtrip_and_errors(tmp_path):
         _Cfg.from_dict({"m": 1})
     with pytest.raises(InputError, match="field 'n'"):
         _Cfg.from_dict({"n": "many"})
+
+
+def test_airrep_token_contributions_sum_to_the_score(tiny_bert_dir):
+    """Issue 13: the per-token split of e(q) . e(t) is exact on both sides, and matches encode()."""
+    from airsearch.explain import explain_airrep
+
+    torch.manual_seed(0)
+    enc = AirRepEncoder.from_base(tiny_bert_dir, device="cpu")
+    with torch.no_grad():  # a trained-like projection with a bias, so the bias share matters
+        enc.model[2].linear.weight.add_(0.2 * torch.randn_like(enc.model[2].linear.weight))
+        enc.model[2].linear.bias.add_(0.3 * torch.randn_like(enc.model[2].linear.bias))
+    enc.invalidate_fingerprint()
+    q = Example("q", "what colour is the sky", "the sky is blue")
+    row = Example("r", "name a colour " * 5, "blue like the sea")
+    ex = explain_airrep(enc, q, row)
+    vq, vr = enc.encode([q, row])
+    assert abs(ex.score - float(vq @ vr)) < 1e-5 * max(1.0, abs(ex.score))
+    assert abs(sum(t.contribution for t in ex.row_tokens) - ex.score) < 1e-5
+    assert abs(sum(t.contribution for t in ex.query_tokens) - ex.score) < 1e-5
+    assert len(ex.row_tokens) == len(enc.input_ids([row])[0])
+    assert ex.row_tokens[0].special and not ex.row_tokens[1].special
+    assert "blue" in [t.token for t in ex.row_tokens]

@@ -167,8 +167,8 @@ def test_two_pass_gradient_equals_single_pass(tiny_bert_dir, labels):
         enc.model[2].linear.weight.add_(0.1 * torch.randn_like(enc.model[2].linear.weight))
     enc.model.double()  # float64 so that the only differences are rounding far below the tolerance
     disable_dropout(enc.model)
-    members = [[enc.text(examples[i]) for i in m] for m in split.members]  # subsets share members
-    dev = [enc.text(examples[i]) for i in split.dev_ids]
+    members = [enc.input_ids([examples[i] for i in m]) for m in split.members]  # subsets share members
+    dev = enc.input_ids([examples[i] for i in split.dev_ids])
     targets = torch.tensor(split.targets(), dtype=torch.float32)
 
     enc.model.zero_grad()

@@ -199,3 +199,48 @@ def test_select_by_best_rank_reference():
     best_score = np.array([full[i, ranks[i].argmin()] for i in range(12)])
     ref = sorted(range(12), key=lambda i: (best[i], -best_score[i], i))[:4]
     assert select_by_best_rank(rnd, dev, 4) == ref
+
+
+# ----------------------------------------------------------------------------- cluster bootstrap
+def test_cluster_bootstrap_resamples_whole_clusters_hand_computed():
+    """Two clusters: a resample is AA, AB, BA or BB, so its mean is mean(A), the pooled mean or mean(B)."""
+    from airsearch.trainers.evaluation.metrics import cluster_bootstrap_mean_ci, cluster_bootstrap_means
+
+    a, b = [0.1, 0.2, 0.3], [0.9, 1.1]  # cluster A: mean 0.2; cluster B: mean 1.0
+    values = np.array(a + b)
+    clusters = ["A", "A", "A", "B", "B"]
+    means = cluster_bootstrap_means(values, clusters, n_resamples=4000, seed=1)
+    pooled = values.mean()  # AB and BA: every value weighted once
+    possible = np.array([0.2, pooled, 1.0])
+    assert np.all(np.min(np.abs(means[:, None] - possible[None, :]), axis=1) < 1e-12)
+    share = [np.mean(np.isclose(means, m)) for m in possible]  # 1/4, 1/2, 1/4
+    assert np.allclose(share, [0.25, 0.5, 0.25], atol=0.03)
+    ci = cluster_bootstrap_mean_ci(values, clusters, n_resamples=4000, seed=1)
+    assert (ci.low, ci.high) == pytest.approx((0.2, 1.0))
+    assert ci.mean == pytest.approx(pooled) and ci.n == 5
+    # the example-level bootstrap of the same values is narrower: it ignores the clusters
+    naive = bootstrap_mean_ci(values, n_resamples=4000, seed=1)
+    assert naive.high - naive.low < ci.high - ci.low
+
+
+def test_cluster_bootstrap_two_way_weights_multiply():
+    """Tasks x splits crossed: a value's weight is count(its task) * count(its split)."""
+    import itertools
+
+    from airsearch.trainers.evaluation.metrics import cluster_bootstrap_means
+
+    values = np.array([1.0, 2.0, 3.0, 4.0])
+    keys = np.array([["t1", "s1"], ["t1", "s2"], ["t2", "s1"], ["t2", "s2"]])
+    counts = [(2, 0), (1, 1), (0, 2)]
+    possible = set()
+    for t, s in itertools.product(counts, counts):
+        w = np.array([t[0] * s[0], t[0] * s[1], t[1] * s[0], t[1] * s[1]], dtype=float)
+        if w.sum() > 0:
+            possible.add(round(float((w * values).sum() / w.sum()), 9))
+    means = cluster_bootstrap_means(values, keys, n_resamples=3000, seed=0)
+    seen = {round(float(m), 9) for m in means}
+    assert seen <= possible and seen == possible  # every combination occurs, nothing else
+    # a way with a single cluster changes nothing
+    one = cluster_bootstrap_means(values, keys[:, 0], n_resamples=500, seed=3)
+    both = cluster_bootstrap_means(values, np.c_[keys[:, 0], ["x"] * 4], n_resamples=500, seed=3)
+    assert np.allclose(one, both)

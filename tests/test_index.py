@@ -92,6 +92,19 @@ def test_overwrite_swaps_in_the_new_table_whole(tmp_path, corpus_file, tiny_enco
     assert [p.name for p in db.iterdir() if p.name.startswith((".", BUILDING_PREFIX))] == []
 
 
+def test_index_made_with_the_old_input_rule_is_refused(tmp_path, corpus_file, tiny_encoder_dir):
+    """Issue 10.1: an index encoded with the old right-cutting rule names the rule and asks to re-index."""
+    from airsearch.encoder import LEGACY_INPUT_RULE
+
+    old = AirRepEncoder.load(tiny_encoder_dir)
+    old.info.input_rule = LEGACY_INPUT_RULE  # what the previous version wrote (same weights)
+    old.invalidate_fingerprint()
+    db = tmp_path / "db"
+    build_index(_cfg(db, [corpus_file], tiny_encoder_dir), encoder=old)
+    with pytest.raises(FingerprintMismatch, match="old input rule 'cut-right-v1'.*Re-index"):
+        Searcher(str(db), encoder=str(tiny_encoder_dir))
+
+
 def test_failed_build_leaves_no_table_and_failed_append_adds_nothing(tmp_path, tiny_encoder_dir):
     good = make_rows(40)
     bad = tmp_path / "bad.jsonl"

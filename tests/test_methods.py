@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from airsearch.errors import InputError
 from airsearch.lm import encode_examples, load_lm
 from airsearch.lm.finetune import FinetuneConfig, finetune
 from airsearch.methods.base import rerank, rerank_order
@@ -92,6 +93,20 @@ def test_dda_general_formula_and_contrastive(models, data):
     torch.testing.assert_close(
         dda.contrastive_scores(train, bad, good), got[:, :2].sum(1) - got[:, 2:].sum(1), rtol=1e-4, atol=1e-6
     )
+
+
+def test_dda_eq9_debias_reading(models, data):
+    """Eq. 9: the test gradient stays at the fine-tuned model th_N; only the train side uses th_0."""
+    base, cks = models
+    train, test = data
+    beta = 0.5
+    dda = DDA(cks, base=base, beta=beta, debias="eq9", params=ALL, show_progress=False)
+    den = sum(unit(ref_grads(c, train)) @ unit(ref_grads(c, test)).T for c in cks) / len(cks)
+    expected = den - beta * unit(ref_grads(base, train)) @ unit(ref_grads(cks[-1], test)).T
+    torch.testing.assert_close(dda.score(train, test), expected, rtol=1e-4, atol=1e-6)
+    assert dda.describe()["debias"] == "eq9"
+    with pytest.raises(InputError, match="debias"):
+        DDA(cks, base=base, debias="eq10", params=ALL, show_progress=False)
 
 
 @pytest.mark.parametrize("outer", [True, False])
@@ -221,3 +236,25 @@ def test_attribute_command_topk_and_full_matrix(models, tmp_path):
     assert again.exit_code == 0 and json.loads((tmp_path / "out/results.json").read_text()) == out
     bad = CliRunner().invoke(app, [*args[:-5], "--vectors", str(tmp_path / "vecs"), "--proj-dim", "64"])
     assert bad.exit_code == 2 and "projection" in bad.output
+
+
+def test_repsim_against_one_example_at_a_time(models, data):
+    """RepSim: cosine of mean last hidden states, each example run alone without padding."""
+    from airsearch.methods.repsim import RepSim
+
+    base, _ = models
+    train, test = data
+
+    def ref(examples):
+        rows = []
+        for ex in examples:
+            enc = encode_examples(base, [ex])
+            with torch.no_grad():
+                h = base.model(input_ids=enc["input_ids"], output_hidden_states=True).hidden_states[-1][0]
+            v = h.float().mean(dim=0)
+            rows.append(v / v.norm())
+        return torch.stack(rows)
+
+    m = RepSim(base, batch_size=3, show_progress=False)  # batches pad: the mask must exclude padding
+    torch.testing.assert_close(m.score(train, test), ref(train) @ ref(test).T, rtol=1e-4, atol=1e-5)
+    assert m.manifest().dim == base.model.config.hidden_size

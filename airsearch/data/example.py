@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 # AirRep's text template (methods.md §1, from the official code): the prompt is cut to its first
-# 256 words, the response is kept whole; the tokenizer then truncates to 512 tokens.
+# 256 words; the encoder then fits the tokens to its budget keeping the response (airsearch.encoder).
 AIRREP_PROMPT_WORDS = 256
 QUESTION_PREFIX = "Question: "
 ANSWER_PREFIX = "\nAnswer: "
@@ -26,8 +26,15 @@ class Example:
 
 
 def airrep_text(prompt: str, response: str, max_prompt_words: int = AIRREP_PROMPT_WORDS) -> str:
-    """The encoder input: ``"Question: " + first 256 words of prompt + "\\nAnswer: " + response``."""
+    """The templated text: ``"Question: " + first 256 words of prompt + "\\nAnswer: " + response``.
+
+    The encoder does not cut this text; it builds token ids with the same template under an
+    answer-preserving budget (:meth:`airsearch.encoder.AirRepEncoder.input_ids`).
+    """
+    return QUESTION_PREFIX + cap_prompt_words(prompt, max_prompt_words) + ANSWER_PREFIX + response
+
+
+def cap_prompt_words(prompt: str, max_words: int = AIRREP_PROMPT_WORDS) -> str:
+    """The prompt cut to its first ``max_words`` words (AirRep's official template, methods.md §1)."""
     words = prompt.split()
-    if len(words) > max_prompt_words:
-        prompt = " ".join(words[:max_prompt_words])
-    return QUESTION_PREFIX + prompt + ANSWER_PREFIX + response
+    return " ".join(words[:max_words]) if len(words) > max_words else prompt

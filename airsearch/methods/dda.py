@@ -3,13 +3,19 @@
 ``IS_DD(z_t, z_e) = (1/N) sum_c ĝ(z_e, th_c) . ĝ(z_t, th_c) - beta * ĝ(z_e, th_0) . ĝ(z_t, th_0)``
 
 - denoise (Eq. 10): the mean over the fine-tuning checkpoints th_1..th_N;
-- debias (Eq. 9/11): minus beta times the base model th_0's score (beta = 1 by default, as Eq. 11);
+- debias, two readings of the paper [D: both offered, ``debias=``]:
+  - ``"eq11"`` (default): minus beta times the base model th_0's own score,
+    ``- beta * ĝ(z_e, th_0) . ĝ(z_t, th_0)`` (Eq. 11 with beta = 1);
+  - ``"eq9"``: the test gradient stays at the fine-tuned model th' (the last checkpoint th_N) and only
+    the train gradient is taken at th_0: ``- beta * ĝ(z_e, th_N) . ĝ(z_t, th_0)`` (Eq. 9,
+    ``IS_DB = g(z_e, th')^T [g(z_t, th') - beta g(z_t, th_0)]``);
 - ĝ: gradients unit-normalised by default [D] (the paper's scores look like cosines).
 - contrastive (Eq. 12, aggregated form [D]): ``score(z_t) = sum_{e in bad} IS_DD(z_t, e) -
   sum_{e in good} IS_DD(z_t, e)``.
 
 As a feature method: train vector ``[ĝ_1(z_t), ..., ĝ_N(z_t), ĝ_0(z_t)]``, test vector
-``[ĝ_1(z_e)/N, ..., ĝ_N(z_e)/N, -beta ĝ_0(z_e)]``; their dot product is IS_DD.
+``[ĝ_1(z_e)/N, ..., ĝ_N(z_e)/N, -beta ĝ_0(z_e)]`` (Eq. 11) or ``[..., -beta ĝ_N(z_e)]`` (Eq. 9);
+their dot product is IS_DD. The train vectors are the same under both readings.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from airsearch.methods.projection import Projector
 from airsearch.methods.store import VectorManifest
 from airsearch.methods.tracin import CheckpointFeatures
 
+DEBIAS_READINGS = ("eq11", "eq9")
+
 
 class DDA(AttributionMethod):
     """DDA over ``checkpoints`` (fine-tuned th_1..th_N) with an optional ``base`` model th_0."""
@@ -39,6 +47,7 @@ class DDA(AttributionMethod):
         base: Any | None = None,
         *,
         beta: float = 1.0,
+        debias: str = "eq11",
         normalize: bool = True,
         params: ParamSet | None = None,
         projector: Projector | None = None,
@@ -46,8 +55,11 @@ class DDA(AttributionMethod):
     ) -> None:
         if not checkpoints:
             raise InputError("DDA needs at least one fine-tuned checkpoint", field="checkpoint")
+        if debias not in DEBIAS_READINGS:
+            raise InputError(f"must be one of {list(DEBIAS_READINGS)}, got {debias!r}", field="debias")
         self.n_checkpoints = len(checkpoints)
         self.beta = float(beta)
+        self.debias = debias
         self.use_base = base is not None and self.beta != 0.0
         lms = list(checkpoints) + ([base] if self.use_base else [])
         self.ck = CheckpointFeatures(lms, params, projector, **featurizer_kwargs)
@@ -57,10 +69,14 @@ class DDA(AttributionMethod):
         return torch.cat(self.ck.per_checkpoint(examples, normalize=self.normalize), dim=1)
 
     def test_features(self, examples: Sequence[Example]) -> torch.Tensor:
-        feats = self.ck.per_checkpoint(examples, normalize=self.normalize)
+        featurizers = self.ck.featurizers
+        if self.use_base and self.debias == "eq9":
+            featurizers = featurizers[: self.n_checkpoints]  # the base's test gradients are not used
+        feats = [f.features(examples, normalize=self.normalize) for f in featurizers]
         scaled = [f / self.n_checkpoints for f in feats[: self.n_checkpoints]]
         if self.use_base:
-            scaled.append(-self.beta * feats[-1])
+            base_side = feats[-1] if self.debias == "eq11" else feats[self.n_checkpoints - 1]
+            scaled.append(-self.beta * base_side)
         return torch.cat(scaled, dim=1)
 
     def contrastive_query(self, bad: Sequence[Example], good: Sequence[Example] = ()) -> torch.Tensor:
@@ -80,6 +96,7 @@ class DDA(AttributionMethod):
         return {
             "method": self.name,
             "beta": self.beta,
+            "debias": self.debias,
             "normalize": self.normalize,
             "checkpoints": self.n_checkpoints,
             "base": self.use_base,

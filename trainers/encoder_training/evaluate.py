@@ -14,7 +14,7 @@ import torch
 from airsearch.trainers.encoder_training.two_pass import encode_no_grad
 
 from airsearch.data.example import Example
-from airsearch.encoder import AirRepEncoder
+from airsearch.encoder import AirRepEncoder, EncoderInput
 from airsearch.errors import InputError
 from airsearch.labels import SplitLabels
 from airsearch.metrics import lds
@@ -27,8 +27,8 @@ def predict_split_scores(
     """Predicted Eq. 7 scores ``[n_subsets, n_dev]`` of one split."""
     union = list(dict.fromkeys(i for m in split.members for i in m))
     row = {ex_id: r for r, ex_id in enumerate(union)}
-    members = encode_no_grad(encoder, texts_of(encoder, union, examples, split.split), batch_size)
-    dev = encode_no_grad(encoder, texts_of(encoder, split.dev_ids, examples, split.split), batch_size)
+    members = encode_no_grad(encoder, inputs_of(encoder, union, examples, split.split), batch_size)
+    dev = encode_no_grad(encoder, inputs_of(encoder, split.dev_ids, examples, split.split), batch_size)
     with torch.no_grad():
         scores = [
             group_score(dev, members[torch.tensor([row[i] for i in m], device=members.device)])
@@ -57,12 +57,13 @@ def heldout_lds(
     return {"lds": float(np.mean(values)) if values else float("nan"), "per_split": per}
 
 
-def texts_of(
+def inputs_of(
     encoder: AirRepEncoder, ids: Sequence[str], examples: Mapping[str, Example], split: int
-) -> list[str]:
-    """AirRep texts of example ids; a missing id is an error naming the split."""
+) -> list[EncoderInput]:
+    """Encoder inputs of example ids (the same :meth:`AirRepEncoder.input_ids` as indexing and
+    queries); a missing id is an error naming the split."""
     try:
-        return [encoder.text(examples[i]) for i in ids]
+        return encoder.input_ids([examples[i] for i in ids])
     except KeyError as e:
         raise InputError(
             f"split {split}: example id {e.args[0]!r} is in the labels but not among the examples",

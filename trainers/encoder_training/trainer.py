@@ -28,7 +28,7 @@ from airsearch.trainers.encoder_training.checkpoint import load_checkpoint, save
 from airsearch.trainers.encoder_training.config import TrainConfig, TrainResult
 from airsearch.trainers.encoder_training.curve import plot_training_curve
 from airsearch.trainers.encoder_training.data import TrainingLabels, load_training_labels, manifest_summary
-from airsearch.trainers.encoder_training.evaluate import heldout_lds, texts_of
+from airsearch.trainers.encoder_training.evaluate import heldout_lds, inputs_of
 from airsearch.trainers.encoder_training.two_pass import two_pass_backward
 
 from airsearch.atomic import atomic_path, write_json_atomic
@@ -201,16 +201,16 @@ class _Run:
         epoch, index = divmod(step, self.steps_per_epoch)
         split = self.train[epoch_order(self.steps_per_epoch, self.cfg.seed, epoch)[index]]
         rows, cols = sample_step(split, self.cfg, epoch, index)
-        member_texts = [
-            texts_of(self.encoder, split.members[r], self.labels.examples, split.split) for r in rows
+        member_inputs = [
+            inputs_of(self.encoder, split.members[r], self.labels.examples, split.split) for r in rows
         ]
-        dev_texts = texts_of(
+        dev_inputs = inputs_of(
             self.encoder, [split.dev_ids[c] for c in cols], self.labels.examples, split.split
         )
         targets = self.targets[split.split][torch.as_tensor(rows)][:, torch.as_tensor(cols)]
         self.optimizer.zero_grad(set_to_none=True)
         loss = two_pass_backward(
-            self.encoder, member_texts, dev_texts, targets, batch_size=self.cfg.batch_size
+            self.encoder, member_inputs, dev_inputs, targets, batch_size=self.cfg.batch_size
         )
         torch.nn.utils.clip_grad_norm_(self.encoder.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()

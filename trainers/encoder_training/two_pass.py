@@ -1,7 +1,7 @@
 """One training step's gradient with the AirRep memory trick (methods.md §1, Eq. 9 + Eq. 7).
 
 A step scores K subsets (up to ~1,000 members each) against D dev examples. Keeping the encoder's
-graph for all K x members + D texts at once does not fit, so the gradient is taken in two passes:
+graph for all K x members + D inputs at once does not fit, so the gradient is taken in two passes:
 
 1. Encode the union of the subsets' members and the dev examples **without** grad, compute every
    group score ``s[k, d]`` (Eq. 7) and the loss (Eq. 9), and take ``dL/ds`` (cheap: [K, D]).
@@ -23,35 +23,37 @@ from collections.abc import Sequence
 import torch
 from airsearch.trainers.encoder_training.loss import pairwise_rank_loss
 
-from airsearch.encoder import AirRepEncoder
+from airsearch.encoder import AirRepEncoder, EncoderInput
 from airsearch.errors import InputError
 from airsearch.scoring import group_score
 
 
-def encode_no_grad(encoder: AirRepEncoder, texts: Sequence[str], batch_size: int) -> torch.Tensor:
+def encode_no_grad(encoder: AirRepEncoder, inputs: Sequence[EncoderInput], batch_size: int) -> torch.Tensor:
     """Embeddings ``[n, dim]`` in chunks of ``batch_size`` (the same chunking as :func:`backprop_embeddings`)."""
     with torch.no_grad():
-        parts = [encoder.forward_texts(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+        parts = [encoder.forward_ids(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
     return torch.cat(parts) if parts else torch.zeros(0, encoder.dim, device=encoder.model.device)
 
 
 def backprop_embeddings(
-    encoder: AirRepEncoder, texts: Sequence[str], grads: torch.Tensor, batch_size: int
+    encoder: AirRepEncoder, inputs: Sequence[EncoderInput], grads: torch.Tensor, batch_size: int
 ) -> None:
-    """Re-encode ``texts`` chunk by chunk with grad and accumulate ``d/dθ sum(grads * e(texts))``."""
-    for i in range(0, len(texts), batch_size):
+    """Re-encode ``inputs`` chunk by chunk with grad and accumulate ``d/dθ sum(grads * e(inputs))``."""
+    for i in range(0, len(inputs), batch_size):
         g = grads[i : i + batch_size]
         if not bool(g.any()):
             continue
-        emb = encoder.forward_texts(texts[i : i + batch_size])
+        emb = encoder.forward_ids(inputs[i : i + batch_size])
         (emb * g.to(emb.dtype)).sum().backward()
 
 
-def _index_members(member_texts: Sequence[Sequence[str]]) -> tuple[list[str], list[torch.Tensor]]:
-    """The union of member texts (first-seen order) and each subset's rows in it."""
-    position: dict[str, int] = {}
+def _index_members(
+    member_inputs: Sequence[Sequence[EncoderInput]],
+) -> tuple[list[EncoderInput], list[torch.Tensor]]:
+    """The union of member inputs (first-seen order) and each subset's rows in it."""
+    position: dict[EncoderInput, int] = {}
     rows = []
-    for subset in member_texts:
+    for subset in member_inputs:
         idx = [position.setdefault(t, len(position)) for t in subset]
         rows.append(torch.tensor(idx, dtype=torch.long))
     return list(position), rows
@@ -59,25 +61,25 @@ def _index_members(member_texts: Sequence[Sequence[str]]) -> tuple[list[str], li
 
 def two_pass_backward(
     encoder: AirRepEncoder,
-    member_texts: Sequence[Sequence[str]],
-    dev_texts: Sequence[str],
+    member_inputs: Sequence[Sequence[EncoderInput]],
+    dev_inputs: Sequence[EncoderInput],
     targets: torch.Tensor,
     *,
     batch_size: int = 64,
 ) -> float:
     """Accumulate the Eq. 9 gradient of one step into the encoder's ``.grad``; returns the loss.
 
-    ``member_texts[k]`` are subset k's member texts, ``targets`` is ``[K, D]`` (Eq. 8, clipped).
+    ``member_inputs[k]`` are subset k's member inputs (:meth:`AirRepEncoder.input_ids`), ``targets`` is ``[K, D]`` (Eq. 8, clipped).
     The caller zeroes grads before and steps the optimiser after.
     """
-    if len(member_texts) != targets.shape[0] or len(dev_texts) != targets.shape[1]:
+    if len(member_inputs) != targets.shape[0] or len(dev_inputs) != targets.shape[1]:
         raise InputError(
-            f"targets {tuple(targets.shape)} do not match {len(member_texts)} subsets x {len(dev_texts)} dev"
+            f"targets {tuple(targets.shape)} do not match {len(member_inputs)} subsets x {len(dev_inputs)} dev"
         )
-    union, rows = _index_members(member_texts)
+    union, rows = _index_members(member_inputs)
     # pass 1: no-grad embeddings, scores, loss and dL/ds
     members = encode_no_grad(encoder, union, batch_size)
-    dev = encode_no_grad(encoder, dev_texts, batch_size)
+    dev = encode_no_grad(encoder, dev_inputs, batch_size)
     with torch.no_grad():
         scores = torch.stack([group_score(dev, members[r.to(members.device)]) for r in rows])
     scores.requires_grad_(True)
@@ -95,19 +97,19 @@ def two_pass_backward(
     if members_leaf.grad is not None:
         backprop_embeddings(encoder, union, members_leaf.grad, batch_size)
     if dev_leaf.grad is not None:
-        backprop_embeddings(encoder, dev_texts, dev_leaf.grad, batch_size)
+        backprop_embeddings(encoder, dev_inputs, dev_leaf.grad, batch_size)
     return float(loss.detach())
 
 
 def single_pass_backward(
     encoder: AirRepEncoder,
-    member_texts: Sequence[Sequence[str]],
-    dev_texts: Sequence[str],
+    member_inputs: Sequence[Sequence[EncoderInput]],
+    dev_inputs: Sequence[EncoderInput],
     targets: torch.Tensor,
 ) -> float:
     """The naive step: everything encoded with grad in one graph, then ``loss.backward()`` (reference)."""
-    dev = encoder.forward_texts(list(dev_texts))
-    scores = torch.stack([group_score(dev, encoder.forward_texts(list(m))) for m in member_texts])
+    dev = encoder.forward_ids(list(dev_inputs))
+    scores = torch.stack([group_score(dev, encoder.forward_ids(list(m))) for m in member_inputs])
     loss = pairwise_rank_loss(scores, targets.to(scores.device))
     loss.backward()
     return float(loss.detach())

@@ -21,6 +21,8 @@ __all__ = [
     "BootstrapCI",
     "LabelAccuracy",
     "bootstrap_mean_ci",
+    "cluster_bootstrap_means",
+    "cluster_bootstrap_mean_ci",
     "lds_with_ci",
     "roc_auc",
     "precision_at_k",
@@ -78,6 +80,73 @@ def bootstrap_mean_ci(
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return BootstrapCI(
         point, float(min(low, point)), float(max(high, point)), int(v.size), confidence, n_resamples
+    )
+
+
+def cluster_bootstrap_means(
+    values: Sequence[float] | np.ndarray,
+    clusters: Sequence[Any] | np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """Means of ``n_resamples`` cluster-bootstrap resamples (NaN values dropped first).
+
+    ``clusters`` gives each value's cluster: a 1-D sequence (one way, e.g. the task), or a 2-D
+    ``[n, ways]`` array (e.g. task and split, crossed). Each way's clusters are resampled with
+    replacement, independently; a value's weight is the product over ways of the number of times its
+    cluster was drawn (the multi-way "pigeonhole" bootstrap, Owen 2007), and the resample's mean is
+    the weighted mean. With one way this is the usual cluster bootstrap: whole clusters are drawn.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    keys = np.asarray(clusters, dtype=object)
+    if keys.ndim == 1:
+        keys = keys[:, None]
+    if keys.shape[0] != v.shape[0]:
+        raise ValueError(f"{v.shape[0]} values but {keys.shape[0]} cluster labels")
+    keep = np.isfinite(v)
+    v, keys = v[keep], keys[keep]
+    if v.size == 0:
+        return np.full(n_resamples, np.nan)
+    rng = np.random.default_rng(seed)
+    weights = np.ones((n_resamples, v.size))
+    for way in range(keys.shape[1]):
+        _, code = np.unique(keys[:, way].astype(str), return_inverse=True)
+        n_clusters = int(code.max()) + 1
+        draws = rng.integers(0, n_clusters, size=(n_resamples, n_clusters))
+        counts = np.stack([np.bincount(d, minlength=n_clusters) for d in draws])  # [R, C]
+        weights *= counts[:, code]
+    total = weights.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (weights * v).sum(axis=1) / np.where(total > 0, total, 1), np.nan)
+
+
+def cluster_bootstrap_mean_ci(
+    values: Sequence[float] | np.ndarray,
+    clusters: Sequence[Any] | np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapCI:
+    """Percentile interval of the mean from :func:`cluster_bootstrap_means` (clusters resampled).
+
+    Use it whenever values share a cluster (dev examples of one task or one split): an example-level
+    bootstrap treats them as independent and gives intervals that are too narrow. ``n`` counts the
+    values; the point estimate is the plain mean, and the interval is widened to contain it.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    finite = v[np.isfinite(v)]
+    if finite.size == 0:
+        nan = float("nan")
+        return BootstrapCI(nan, nan, nan, 0, confidence, n_resamples)
+    point = float(finite.mean())
+    means = cluster_bootstrap_means(values, clusters, n_resamples=n_resamples, seed=seed)
+    means = means[np.isfinite(means)]
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return BootstrapCI(
+        point, float(min(low, point)), float(max(high, point)), int(finite.size), confidence, n_resamples
     )
 
 
