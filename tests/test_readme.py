@@ -115,12 +115,12 @@ def test_readme_python_blocks_run_as_written(tmp_path, monkeypatch) -> None:
             raise AssertionError(f"the README.md block at line {line} failed: {e!r}") from e
 
     # what the blocks made, each where the README says
-    assert airsearch.info("runs/db")["tables"][0]["rows"] == 48
+    assert airsearch.info("runs/db").tables[0].rows == 48
     assert (tmp_path / "selected.parquet").is_file()
     assert (tmp_path / "selected.parquet.manifest.json").is_file()
     assert (tmp_path / "runs" / "lm" / "config.json").is_file()
     labels = airsearch.LabelStore.open("runs/labels")
-    assert labels.progress()["complete"] and len(labels.splits()) == 3
+    assert labels.progress().complete and len(labels.splits()) == 3
     assert airsearch.AirRepEncoder.load("runs/airrep", device="cpu").info.trained
     attributed = json.loads((tmp_path / "runs" / "attr" / "results.json").read_text())
     assert len(attributed["results"]) == 8
