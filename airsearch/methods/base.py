@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -23,6 +24,28 @@ from airsearch.scoring import TopK
 
 MethodName = Literal["tracin", "gradcos", "dda", "haif", "haif-t", "daunce"]
 METHOD_NAMES: tuple[str, ...] = get_args(MethodName)
+
+
+@dataclass
+class TokenScores:
+    """Per-response-token contributions of one train example to its scores with each test example.
+
+    ``scores[j, q]`` is the share of response token j (the target token ``token_ids[j]``, text
+    ``tokens[j]``); the rows add up to the example's score: ``scores.sum(0) == score(train, test)``.
+    """
+
+    example_id: str
+    token_ids: list[int]
+    tokens: list[str]
+    scores: torch.Tensor
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.example_id,
+            "tokens": self.tokens,
+            "token_ids": self.token_ids,
+            "scores": self.scores.double().tolist(),
+        }
 
 
 class AttributionMethod(abc.ABC):
@@ -48,6 +71,28 @@ class AttributionMethod(abc.ABC):
             f"method {self.name!r} keeps no reusable train vectors; run it without a vector store",
             field="vectors",
         )
+
+    def train_token_features(self, example: Example) -> tuple[torch.Tensor, list[int]]:
+        """``[n_tokens, d]`` rows, one per response token, summing to ``train_features([example])[0]``,
+        and the scored token ids. Gradient methods implement it; others refuse."""
+        raise InputError(
+            f"method {self.name!r} has no per-token scores (gradient methods have them)",
+            where="option '--per-token'",
+        )
+
+    def token_scores(
+        self, train: Sequence[Example], test: Sequence[Example], tokenizer: Any = None
+    ) -> list[TokenScores]:
+        """Per-response-token contributions of each train example to its scores with ``test``."""
+        if tokenizer is None and hasattr(self, "ck"):
+            tokenizer = self.ck.lms[0].tokenizer
+        queries = self.test_features(test)
+        out = []
+        for example in train:
+            rows, token_ids = self.train_token_features(example)
+            tokens = [tokenizer.decode([t]) for t in token_ids] if tokenizer is not None else []
+            out.append(TokenScores(example.id, token_ids, tokens, rows @ queries.T))
+        return out
 
     # ------------------------------------------------------------------------------------ scoring
     def score(self, train: Sequence[Example], test: Sequence[Example]) -> torch.Tensor:

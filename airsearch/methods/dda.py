@@ -66,13 +66,20 @@ class DDA(AttributionMethod):
         self.normalize = normalize
 
     def train_features(self, examples: Sequence[Example]) -> torch.Tensor:
-        return torch.cat(self.ck.per_checkpoint(examples, normalize=self.normalize), dim=1)
+        side = self.ck.sides(self.normalize)[0]
+        return torch.cat(self.ck.per_checkpoint(examples, normalize=self.normalize, side=side), dim=1)
+
+    def train_token_features(self, example: Example) -> tuple[torch.Tensor, list[int]]:
+        side = self.ck.sides(self.normalize)[0]
+        rows, targets = self.ck.token_rows(example, normalize=self.normalize, side=side)
+        return torch.cat(rows, dim=1), targets
 
     def test_features(self, examples: Sequence[Example]) -> torch.Tensor:
+        side = self.ck.sides(self.normalize)[1]
         featurizers = self.ck.featurizers
         if self.use_base and self.debias == "eq9":
             featurizers = featurizers[: self.n_checkpoints]  # the base's test gradients are not used
-        feats = [f.features(examples, normalize=self.normalize) for f in featurizers]
+        feats = [f.features(examples, normalize=self.normalize, side=side) for f in featurizers]
         scaled = [f / self.n_checkpoints for f in feats[: self.n_checkpoints]]
         if self.use_base:
             base_side = feats[-1] if self.debias == "eq11" else feats[self.n_checkpoints - 1]
@@ -100,6 +107,7 @@ class DDA(AttributionMethod):
             "normalize": self.normalize,
             "checkpoints": self.n_checkpoints,
             "base": self.use_base,
+            "precondition": self.ck.precondition.describe(),
         }
 
     def manifest(self) -> VectorManifest:

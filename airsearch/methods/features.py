@@ -10,6 +10,15 @@ For each example, one of (methods.md §0, §3):
 ``normalize`` scales the full-space vector to unit norm (grad-cos, DDA). All of this happens in the
 full parameter space (norms are exact); the result is then projected (:class:`Projector`), so with
 ``dim=None`` every score is exact and with a projection it is a JL estimate of the exact one.
+
+With a K-FAC / EK-FAC :class:`~airsearch.methods.precondition.Precondition`, ``side="inverse"``
+multiplies each full-space gradient by ``(H + lambda)^{-1}`` (query side of unnormalised methods)
+and ``side="whiten"`` by ``(H + lambda)^{-1/2}`` (both sides of normalising methods, before the
+normalisation; for HAIF every token gradient).
+
+:meth:`GradientFeaturizer.token_features` splits a feature vector into per-response-token rows that
+add up to it exactly (``g = (1/n) sum_j grad l_j``; every normalisation is a scalar fixed by the
+whole example), which gives token-level scores for every gradient method.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import torch
 
 from airsearch.data.example import Example
 from airsearch.methods.gradients import GradientModel, ParamSet, length_sorted_batches, prepare
+from airsearch.methods.precondition import Precondition, Preconditioner, Side
 from airsearch.methods.projection import Projector, unit_normalize
 from airsearch.progress import progress
 
@@ -45,7 +55,9 @@ class GradientFeaturizer:
     batch_size: int = 8
     max_length: int | None = None
     show_progress: bool = True
+    precondition: Precondition = field(default_factory=Precondition)
     _gm: GradientModel | None = field(default=None, repr=False)
+    _pre: Preconditioner | None = field(default=None, repr=False)
 
     @property
     def gm(self) -> GradientModel:
@@ -53,13 +65,31 @@ class GradientFeaturizer:
             self._gm = prepare(self.lm, self.params)
         return self._gm
 
+    @property
+    def preconditioner(self) -> Preconditioner | None:
+        """The model's K-FAC / EK-FAC preconditioner (factors loaded or fitted on first use)."""
+        if self._pre is None and self.precondition.active:
+            max_length = self.max_length or self.lm.max_length
+            self._pre = self.precondition.build(self.lm, self.gm, max_length, self.show_progress)
+        return self._pre
+
+    def _transform(self, grads: torch.Tensor, side: Side | None) -> torch.Tensor:
+        pre = self.preconditioner
+        if side is None or pre is None:
+            return grads
+        return pre.apply(grads, -1.0 if side == "inverse" else -0.5)
+
     def dim(self) -> int:
         return self.projector.output_dim(self.gm.num_params)
 
     def features(
-        self, examples: Sequence[Example], mode: FeatureMode = "grad", normalize: bool = False
+        self,
+        examples: Sequence[Example],
+        mode: FeatureMode = "grad",
+        normalize: bool = False,
+        side: Side | None = None,
     ) -> torch.Tensor:
-        """``[n, dim]`` float32 feature rows, in the order of ``examples``."""
+        """``[n, dim]`` float32 feature rows, in the order of ``examples`` (``side``: preconditioning)."""
         from airsearch.lm import encode_examples, tokenize_example
 
         n = len(examples)
@@ -74,12 +104,14 @@ class GradientFeaturizer:
         ):
             enc = encode_examples(self.lm, [examples[i] for i in idx], max_length)
             if mode == "grad":
-                full = self.gm.per_example_grads(enc, chunk_size=self.batch_size)
+                full = self._transform(self.gm.per_example_grads(enc, chunk_size=self.batch_size), side)
             elif mode in ("haif", "haif-t"):
                 full = torch.stack(
                     [
                         haif_combine(
-                            self.gm.per_token_grads(enc["input_ids"][r], enc["labels"][r]),
+                            self._transform(
+                                self.gm.per_token_grads(enc["input_ids"][r], enc["labels"][r]), side
+                            ),
                             outer=mode == "haif",
                         )
                         for r in range(len(idx))
@@ -92,9 +124,45 @@ class GradientFeaturizer:
             out[idx] = self.projector(full.cpu())
         return out
 
+    def token_features(
+        self, example: Example, mode: FeatureMode = "grad", normalize: bool = False, side: Side | None = None
+    ) -> tuple[torch.Tensor, list[int]]:
+        """Per-response-token rows ``[n_tokens, dim]`` summing to ``features([example])[0]``, and the
+        ids of the scored (target) tokens.
+
+        ``grad``: ``grad l_j / n`` (divided by ``||g||`` when normalised); ``haif-t``: ``A(grad l_j)``;
+        ``haif``: ``A(grad l_j) / (||sum_j A(grad l_j)|| + eps)``; preconditioning is applied to each
+        token gradient first (it is linear), the projection last (also linear).
+        """
+        from airsearch.lm import encode_examples
+
+        max_length = self.max_length or self.lm.max_length
+        enc = encode_examples(self.lm, [example], max_length)
+        ids, labels = enc["input_ids"][0], enc["labels"][0]
+        targets = ids[1:][labels[1:] != -100].tolist()
+        rows = self._transform(self.gm.per_token_grads(ids, labels).cpu(), side)
+        if mode == "grad":
+            rows = rows / max(len(targets), 1)
+            if normalize:
+                rows = rows / rows.sum(0).norm().clamp(min=1e-12)
+        elif mode in ("haif", "haif-t"):
+            rows = rows / (rows.norm(dim=1, keepdim=True) + HAIF_EPS)
+            if mode == "haif":
+                rows = rows / (rows.sum(0).norm() + HAIF_EPS)
+        else:
+            raise ValueError(f"unknown feature mode {mode!r}")
+        if normalize and mode != "grad":
+            rows = rows / rows.sum(0).norm().clamp(min=1e-12)
+        plain = Projector(self.projector.dim, self.projector.seed, self.projector.kind)
+        out = plain(rows)
+        if self.projector.normalize:
+            out = out / out.sum(0).norm().clamp(min=1e-12)
+        return out, targets
+
     def describe(self) -> dict[str, Any]:
         return {
             "params": self.params.describe(),
             "projection": self.projector.describe(),
             "max_length": self.max_length or self.lm.max_length,
+            "precondition": self.precondition.describe(),
         }

@@ -5,6 +5,8 @@
 
 - ``all``: every parameter (tiny models);
 - ``names``: parameters whose name matches any of the given glob patterns or substrings;
+- ``linear``: the weights and biases of every ``torch.nn.Linear`` but the output head (the attention
+  and MLP projections of a transformer): the set K-FAC / EK-FAC preconditioning covers;
 - ``lora``: LoRA adapters. A model that already carries LoRA adapters (a peft model) gives the
   gradients of its adapter weights (A and B). A plain model gets fresh adapters on ``lora_targets``
   with a seeded random A and **B = 0**, and the gradient is taken on **B only**: with B = 0 the
@@ -35,7 +37,7 @@ from torch.func import functional_call, grad, vjp, vmap
 
 from airsearch.errors import InputError
 
-ParamKind = Literal["all", "names", "lora"]
+ParamKind = Literal["all", "names", "lora", "linear"]
 DEFAULT_LORA_TARGETS = ("q_proj", "v_proj")
 
 
@@ -59,13 +61,13 @@ class ParamSet:
 
     @classmethod
     def parse(cls, text: str, **kwargs: Any) -> ParamSet:
-        """``"all"``, ``"lora"`` or ``"names:PAT1,PAT2"`` (the CLI's ``--params`` value)."""
-        if text in ("all", "lora"):
+        """``"all"``, ``"lora"``, ``"linear"`` or ``"names:PAT1,PAT2"`` (the CLI's ``--params`` value)."""
+        if text in ("all", "lora", "linear"):
             return cls(kind=text, **kwargs)  # type: ignore[arg-type]
         if text.startswith("names:") and len(text) > 6:
             return cls(kind="names", patterns=tuple(p for p in text[6:].split(",") if p), **kwargs)
         raise InputError(
-            f"expected 'all', 'lora' or 'names:PATTERN[,PATTERN...]', got {text!r}", field="params"
+            f"expected 'all', 'lora', 'linear' or 'names:PATTERN[,PATTERN...]', got {text!r}", field="params"
         )
 
 
@@ -194,6 +196,8 @@ def prepare(lm_or_model: Any, spec: ParamSet | None = None) -> GradientModel:
         if not spec.patterns:
             raise InputError("a 'names' parameter set needs at least one pattern", field="params")
         select = lambda n: _matches(n, spec.patterns)  # noqa: E731
+    elif spec.kind == "linear":
+        select = linear_parameter_names(model).__contains__
     else:
         select = lambda n: True  # noqa: E731
     model.eval()
@@ -208,6 +212,22 @@ def prepare(lm_or_model: Any, spec: ParamSet | None = None) -> GradientModel:
             f"the parameter set {spec.describe()} selects no parameter of the model", field="params"
         )
     return GradientModel(model=model, param_names=list(params), params=params, frozen=frozen, spec=spec)
+
+
+def linear_parameter_names(model: Any) -> set[str]:
+    """Weights and biases of every ``torch.nn.Linear`` except the output head (``--params linear``).
+
+    The head is left out: it is often tied to the input embedding, and its output-side Kronecker
+    factor would be vocabulary x vocabulary.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    names: set[str] = set()
+    for mod_name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module is not head:
+            names.update(
+                f"{mod_name}.{p}" if mod_name else p for p, _ in module.named_parameters(recurse=False)
+            )
+    return names
 
 
 def _right_trim(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -47,14 +47,24 @@ class VectorManifest:
     MATCH_FIELDS = ("feature", "model_fingerprint", "checkpoints", "param_set", "projection", "dim", "extra")
 
     def check_against(self, expected: VectorManifest, *, path: str | os.PathLike | None = None) -> None:
-        for name in self.MATCH_FIELDS:
-            have, want = getattr(self, name), getattr(expected, name)
-            if json.dumps(have, sort_keys=True, default=str) != json.dumps(want, sort_keys=True, default=str):
-                raise FingerprintMismatch(
-                    f"stored vectors were made with {name}={have!r}, but {want!r} is in use; "
-                    "recompute them (delete the folder) or use the matching settings",
-                    path=path,
-                )
+        check_fields(
+            self,
+            expected,
+            self.MATCH_FIELDS,
+            what="stored vectors were made",
+            hint="recompute them (delete the folder) or use the matching settings",
+            path=path,
+        )
+
+
+def check_fields(
+    have: Any, want: Any, fields: Sequence[str], *, what: str, hint: str, path: str | os.PathLike | None = None
+) -> None:
+    """Refuse (:class:`FingerprintMismatch`) when a stored manifest differs from the expected one."""
+    for name in fields:
+        a, b = getattr(have, name), getattr(want, name)
+        if json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+            raise FingerprintMismatch(f"{what} with {name}={a!r}, but {b!r} is in use; {hint}", path=path)
 
 
 class VectorStoreWriter:

@@ -20,6 +20,7 @@ from airsearch.errors import InputError
 from airsearch.methods.base import AttributionMethod
 from airsearch.methods.features import GradientFeaturizer
 from airsearch.methods.gradients import ParamSet
+from airsearch.methods.precondition import Precondition, Side
 from airsearch.methods.projection import Projector
 from airsearch.methods.store import VectorManifest
 
@@ -30,7 +31,8 @@ def lm_identity(lm: Any) -> str:
 
 
 class CheckpointFeatures:
-    """Gradient featurizers of one or more checkpoints sharing a parameter set and a projection."""
+    """Gradient featurizers of one or more checkpoints sharing a parameter set, a projection and a
+    preconditioning (each checkpoint gets its own K-FAC / EK-FAC factors)."""
 
     def __init__(
         self,
@@ -41,12 +43,14 @@ class CheckpointFeatures:
         batch_size: int = 8,
         max_length: int | None = None,
         show_progress: bool = True,
+        precondition: Precondition | None = None,
     ) -> None:
         if not lms:
             raise InputError("at least one checkpoint is needed", field="checkpoint")
         self.lms = list(lms)
         self.params = params or ParamSet()
         self.projector = projector or Projector(dim=None)
+        self.precondition = precondition or Precondition()
         self.featurizers = [
             GradientFeaturizer(
                 lm,
@@ -55,14 +59,41 @@ class CheckpointFeatures:
                 batch_size=batch_size,
                 max_length=max_length,
                 show_progress=show_progress,
+                precondition=self.precondition,
             )
             for lm in self.lms
         ]
 
+    def sides(self, normalize: bool) -> tuple[Side | None, Side | None]:
+        """(train side, test side) of the preconditioning: ``(None, "inverse")`` for plain dot
+        products, ``("whiten", "whiten")`` when a gradient is normalised."""
+        if not self.precondition.active:
+            return None, None
+        return ("whiten", "whiten") if normalize else (None, "inverse")
+
     def per_checkpoint(
-        self, examples: Sequence[Example], mode: str = "grad", normalize: bool = False
+        self,
+        examples: Sequence[Example],
+        mode: str = "grad",
+        normalize: bool = False,
+        side: Side | None = None,
     ) -> list[torch.Tensor]:
-        return [f.features(examples, mode=mode, normalize=normalize) for f in self.featurizers]  # type: ignore[arg-type]
+        return [f.features(examples, mode=mode, normalize=normalize, side=side) for f in self.featurizers]  # type: ignore[arg-type]
+
+    def token_rows(
+        self, example: Example, mode: str = "grad", normalize: bool = False, side: Side | None = None
+    ) -> tuple[list[torch.Tensor], list[int]]:
+        """Per-checkpoint per-token rows of one train example (see ``GradientFeaturizer.token_features``)."""
+        rows, targets = [], None
+        for f in self.featurizers:
+            r, t = f.token_features(example, mode=mode, normalize=normalize, side=side)  # type: ignore[arg-type]
+            if targets is not None and t != targets:
+                raise ValueError(
+                    "checkpoints tokenise the example differently; per-token scores need one tokenizer"
+                )
+            rows.append(r)
+            targets = t
+        return rows, targets or []
 
     def fingerprint(self) -> str:
         from airsearch.fingerprint import fingerprint_json
@@ -77,7 +108,9 @@ class CheckpointFeatures:
             param_set=self.params.describe(),
             projection=self.projector.describe(),
             dim=dim,
-            extra=extra,
+            extra={**extra, "precondition": self.precondition.describe()}
+            if self.precondition.active
+            else extra,
         )
 
 
@@ -102,11 +135,18 @@ class TracIn(AttributionMethod):
         self.name = "gradcos" if normalize else "tracin"
 
     def train_features(self, examples: Sequence[Example]) -> torch.Tensor:
-        return torch.cat(self.ck.per_checkpoint(examples, normalize=self.normalize), dim=1)
+        side = self.ck.sides(self.normalize)[0]
+        return torch.cat(self.ck.per_checkpoint(examples, normalize=self.normalize, side=side), dim=1)
 
     def test_features(self, examples: Sequence[Example]) -> torch.Tensor:
-        feats = self.ck.per_checkpoint(examples, normalize=self.normalize)
+        side = self.ck.sides(self.normalize)[1]
+        feats = self.ck.per_checkpoint(examples, normalize=self.normalize, side=side)
         return torch.cat([w * f for w, f in zip(self.weights, feats, strict=True)], dim=1)
+
+    def train_token_features(self, example: Example) -> tuple[torch.Tensor, list[int]]:
+        side = self.ck.sides(self.normalize)[0]
+        rows, targets = self.ck.token_rows(example, normalize=self.normalize, side=side)
+        return torch.cat(rows, dim=1), targets
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -114,6 +154,7 @@ class TracIn(AttributionMethod):
             "normalize": self.normalize,
             "weights": self.weights,
             "checkpoints": len(self.ck.lms),
+            "precondition": self.ck.precondition.describe(),
         }
 
     def manifest(self) -> VectorManifest:
