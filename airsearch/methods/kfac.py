@@ -260,9 +260,9 @@ def fit_factors(
     ):
         n_tokens += int(mask.sum())
         for name, (a, d) in stats.items():
-            a2, d2 = a.reshape(-1, a.shape[-1]).double(), d.reshape(-1, d.shape[-1]).double()
-            cov_a[name] += (a2.T @ a2).cpu()
-            cov_s[name] += (d2.T @ d2).cpu()
+            a2, d2 = a.reshape(-1, a.shape[-1]), d.reshape(-1, d.shape[-1])
+            cov_a[name] += (a2.T @ a2).double().cpu()
+            cov_s[name] += (d2.T @ d2).double().cpu()
     tensors: dict[str, torch.Tensor] = {}
     for block in blocks:
         la, qa = torch.linalg.eigh(cov_a[block.module] / max(n_tokens, 1))
