@@ -19,7 +19,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import base_args, cosine_from_dot, load_data, load_model, response_nll, split, timed, write_side  # noqa: E402
-
 from kronfluence.analyzer import Analyzer, prepare_model  # noqa: E402
 from kronfluence.arguments import FactorArguments, ScoreArguments  # noqa: E402
 from kronfluence.task import Task  # noqa: E402
