@@ -60,7 +60,7 @@ def write_report(results: dict[str, Any], runs_dir: Path, out_dir: Path) -> None
         bench["speed"] = speed(bench["runs"])
         meta = bench["meta"]
         n_examples = meta["n_train"] + meta["n_test"]
-        for tool, ops in bench["speed"].items():
+        for ops in bench["speed"].values():
             for op, row in ops.items():
                 base = bench["speed"].get("airsearch", {}).get(op)
                 row["ratio_to_airsearch"] = row["median_s"] / base["median_s"] if base else None
