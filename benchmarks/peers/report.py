@@ -18,6 +18,7 @@ KIND_LABELS = {
     "kfac_cos": "K-FAC cosine",
     "ekfac": "EK-FAC influence",
     "ekfac_cos": "EK-FAC cosine",
+    "ekfac_fixed": "EK-FAC influence, damping 1e-3",
 }
 
 
@@ -73,8 +74,13 @@ def write_report(results: dict[str, Any], runs_dir: Path, out_dir: Path) -> None
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = ["# airsearch against peer attribution libraries", "", f"Machine: {results['machine']}; "
-             f"{results['threads']} torch thread(s) per tool. Written by `benchmarks/peers/run.py`.", ""]
+    lines = [
+        "# airsearch against peer attribution libraries",
+        "",
+        f"Machine: {results['machine']}; "
+        f"{results['threads']} torch thread(s) per tool. Written by `benchmarks/peers/run.py`.",
+        "",
+    ]
     for name, bench in results["benchmarks"].items():
         meta = bench["meta"]
         lines += [
@@ -95,7 +101,11 @@ def markdown(results: dict[str, Any]) -> str:
                     f"| {tool} | {KIND_LABELS[kind]} | {f['pearson']:.6f} | {f['spearman']:.6f} | "
                     f"{f['max_rel_error']:.2e} | {f['scale']:.4g} |"
                 )
-        lines += ["", "### Speed (median seconds over reps; ratio = tool / airsearch, > 1 means airsearch is faster)", ""]
+        lines += [
+            "",
+            "### Speed (median seconds over reps; ratio = tool / airsearch, > 1 means airsearch is faster)",
+            "",
+        ]
         lines += ["| tool | operation | median s | runs | ratio | examples/s |", "|---|---|---|---|---|---|"]
         for tool, ops in bench["speed"].items():
             for op, row in ops.items():

@@ -41,10 +41,21 @@ def available(peers: list[str]) -> list[str]:
 def run_side(tool: str, data: Path, out: Path, ops: str, threads: int, timeout: int) -> dict | None:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "AIRSEARCH_QUIET": "1", "HF_HUB_OFFLINE": "1"}
     env["TRANSFORMERS_OFFLINE"] = "1"
-    cmd = [python_of(tool), str(HERE / f"run_{tool}.py"), "--data", str(data), "--out", str(out), "--ops", ops]
+    cmd = [
+        python_of(tool),
+        str(HERE / f"run_{tool}.py"),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--ops",
+        ops,
+    ]
     started = time.perf_counter()
     try:
-        proc = subprocess.run(cmd + ["--threads", str(threads)], env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            cmd + ["--threads", str(threads)], env=env, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         print(f"  {tool}: timed out after {timeout} s", flush=True)
         return None
@@ -64,7 +75,11 @@ def bench(name: str, data: Path, tools: list[str], ops: str, reps: int, threads:
             got = run_side(tool, data, WORK / "runs" / name / tool / f"rep{rep}", ops, threads, timeout)
             if got is not None:
                 runs[tool].append(got)
-    return {"data": str(data.relative_to(ROOT)), "meta": json.loads((data / "meta.json").read_text()), "runs": runs}
+    return {
+        "data": str(data.relative_to(ROOT)),
+        "meta": json.loads((data / "meta.json").read_text()),
+        "runs": runs,
+    }
 
 
 def prepare(out: Path, *extra: str) -> Path:
@@ -74,12 +89,16 @@ def prepare(out: Path, *extra: str) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--timeout", type=int, default=300, help="seconds per tool run")
-    parser.add_argument("--smollm2", action="store_true", help="also time per-example grad-dot on SmolLM2-135M")
+    parser.add_argument(
+        "--smollm2", action="store_true", help="also time per-example grad-dot on SmolLM2-135M"
+    )
     parser.add_argument("--smollm2-peers", default="kronfluence")
     args = parser.parse_args()
     peers = available(args.peers.split(","))
@@ -87,10 +106,26 @@ def main() -> None:
     results = {"machine": machine(), "threads": args.threads, "benchmarks": {}}
     tiny = prepare(WORK / "data-tiny")
     results["benchmarks"]["tiny"] = bench(
-        "tiny", tiny, ["airsearch", *peers], "graddot,gradcos,kfac,ekfac", args.reps, args.threads, args.timeout
+        "tiny",
+        tiny,
+        ["airsearch", *peers],
+        "graddot,gradcos,kfac,ekfac",
+        args.reps,
+        args.threads,
+        args.timeout,
     )
     if args.smollm2:
-        smol = prepare(WORK / "data-smollm2", "--model", "smollm2", "--n-train", "4", "--n-test", "2", "--max-length", "64")
+        smol = prepare(
+            WORK / "data-smollm2",
+            "--model",
+            "smollm2",
+            "--n-train",
+            "4",
+            "--n-test",
+            "2",
+            "--max-length",
+            "64",
+        )
         smol_peers = [p for p in args.smollm2_peers.split(",") if p in peers]
         results["benchmarks"]["smollm2"] = bench(
             "smollm2", smol, ["airsearch", *smol_peers], "graddot", max(2, args.reps - 1), args.threads, 900

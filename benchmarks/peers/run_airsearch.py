@@ -20,7 +20,7 @@ from common import base_args, load_data, timed, write_side  # noqa: E402
 from airsearch.data.example import Example  # noqa: E402
 from airsearch.lm import load_lm  # noqa: E402
 from airsearch.methods.gradients import ParamSet  # noqa: E402
-from airsearch.methods.precondition import Precondition  # noqa: E402
+from airsearch.methods.precondition import Precondition, Preconditioner  # noqa: E402
 from airsearch.methods.tracin import TracIn  # noqa: E402
 
 
@@ -32,6 +32,7 @@ def read_examples(path: Path) -> list[Example]:
 def main() -> None:
     parser = base_args(__doc__)
     parser.add_argument("--damping", type=float, default=None, help="fixed damping; default the heuristic")
+    parser.add_argument("--fixed-damping", type=float, default=1e-3, help="damping of the ekfac_fixed scores")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -64,9 +65,15 @@ def main() -> None:
         featurizer = method.ck.featurizers[0]
         _, timings[f"fit_{kind}"] = timed(lambda f=featurizer: f.preconditioner)
         scores[kind], timings[f"score_{kind}"] = timed(lambda m=method: m.score(train, test))
-        scores[f"{kind}_cos"] = TracIn([lm], normalize=True, precondition=pre, **kw)
-        scores[f"{kind}_cos"].ck.featurizers[0]._pre = featurizer.preconditioner
-        scores[f"{kind}_cos"] = scores[f"{kind}_cos"].score(train, test)
+        cos = TracIn([lm], normalize=True, precondition=pre, **kw)
+        cos.ck.featurizers[0]._pre = featurizer.preconditioner  # the factors just fitted
+        scores[f"{kind}_cos"] = cos.score(train, test)
+        if kind == "ekfac":
+            fixed = TracIn([lm], precondition=Precondition(kind, damping=args.fixed_damping), **kw)
+            fixed.ck.featurizers[0]._pre = Preconditioner(
+                featurizer.preconditioner.factors, featurizer.gm, args.fixed_damping
+            )
+            scores["ekfac_fixed"] = fixed.score(train, test)
     write_side(args.out, scores, timings, {"tool": "airsearch", "threads": args.threads})
 
 

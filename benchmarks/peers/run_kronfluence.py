@@ -57,6 +57,7 @@ class ResponseLossTask(Task):
 def main() -> None:
     parser = base_args(__doc__)
     parser.add_argument("--damping", type=float, default=None)
+    parser.add_argument("--fixed-damping", type=float, default=1e-3, help="damping of the ekfac_fixed scores")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -111,6 +112,18 @@ def main() -> None:
                 )
                 selfs.append(analyzer.load_self_scores(f"self_{strategy}_{part}")["all_modules"].double())
             scores[name] = dot
+            if strategy == "ekfac":
+                fixed = ScoreArguments(damping_factor=args.fixed_damping)
+                analyzer.compute_pairwise_scores(
+                    "pair_fixed",
+                    strategy,
+                    query_dataset=test,
+                    train_dataset=train,
+                    score_args=fixed,
+                    overwrite_output_dir=True,
+                    **bs,
+                )
+                scores["ekfac_fixed"] = analyzer.load_pairwise_scores("pair_fixed")["all_modules"].T.double()
             scores["gradcos" if strategy == "identity" else f"{strategy}_cos"] = cosine_from_dot(dot, *selfs)
     write_side(args.out, scores, timings, {"tool": "kronfluence", "threads": args.threads})
 
