@@ -77,7 +77,7 @@ class AttributionMethod(abc.ABC):
         and the scored token ids. Gradient methods implement it; others refuse."""
         raise InputError(
             f"method {self.name!r} has no per-token scores (gradient methods have them)",
-            where="option '--per-token'",
+            field="per_token",
         )
 
     def token_scores(

@@ -13,6 +13,7 @@ module's mean eigenvalue (from which the default damping follows).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,14 +47,16 @@ class FactorManifest:
 
     MATCH_FIELDS = ("kind", "fisher", "model_fingerprint", "param_set", "modules", "sample")
 
-    def check_against(self, expected: FactorManifest, *, where: str, check_sample: bool = True) -> None:
+    def check_against(
+        self, expected: FactorManifest, *, path: str | os.PathLike | None = None, check_sample: bool = True
+    ) -> None:
         check_fields(
             self,
             expected,
             [f for f in self.MATCH_FIELDS if check_sample or f != "sample"],
             what="the stored factors were fitted",
-            hint="delete the folder to refit, or use another --factors folder",
-            where=where,
+            hint="delete the folder to refit, or use another factors folder",
+            path=path,
         )
 
 
@@ -91,14 +94,14 @@ def open_factors(
     """Load a factor folder; with ``expected``, refuse factors fitted with other settings."""
     path = Path(path)
     if not (path / MANIFEST).exists():
-        raise InputError("not a factor folder (manifest.json missing)", where=str(path))
+        raise InputError("not a factor folder (manifest.json missing)", path=path)
     data = json.loads((path / MANIFEST).read_text())
     if data.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"unsupported factor folder format {data.get('format_version')}", where=str(path))
+        raise InputError(f"unsupported factor folder format {data.get('format_version')}", path=path)
     blocks = [LinearBlock(**b) for b in data.pop("blocks")]
     manifest = FactorManifest(**data)
     if expected is not None:
-        manifest.check_against(expected, where=str(path / MANIFEST), check_sample=check_sample)
+        manifest.check_against(expected, path=path / MANIFEST, check_sample=check_sample)
     tensors = load_file(str(path / TENSORS))
     factors = KroneckerFactors(
         manifest.kind,  # type: ignore[arg-type]

@@ -91,9 +91,9 @@ def linear_blocks(gm: GradientModel) -> list[LinearBlock]:
         )
         raise InputError(
             "K-FAC / EK-FAC cover the weights and biases of torch.nn.Linear modules only (attention and "
-            f"MLP projections, LoRA adapters); these parameters are not covered: {shown}. Use "
-            "--params linear, --params lora or --params names:PATTERN to select Linear layers",
-            where="--params",
+            f"MLP projections, LoRA adapters); these parameters are not covered: {shown}. Select "
+            "Linear layers with the parameter set 'linear', 'lora' or 'names:PATTERN'",
+            field="params",
         )
     blocks = []
     for mod_name, parts in found.items():
@@ -208,7 +208,7 @@ def layer_statistics(
                         raise InputError(
                             f"module {block.module} ran {len(capture.outputs.get(block.module, []))} times "
                             "in one forward pass; K-FAC needs each covered Linear applied exactly once",
-                            where="--params",
+                            field="params",
                         )
                     outs.append(capture.outputs[block.module][0])
                 grads = torch.autograd.grad(loss, outs, allow_unused=True)
@@ -240,11 +240,11 @@ def fit_factors(
 ) -> KroneckerFactors:
     """Fit K-FAC (one pass) or EK-FAC (two passes) factors on ``examples`` (the fitting sample)."""
     if kind not in ("kfac", "ekfac"):
-        raise InputError(f"unknown factor kind {kind!r}; use kfac or ekfac", where="--precondition")
+        raise InputError(f"unknown factor kind {kind!r}; use kfac or ekfac", field="precondition")
     if fisher not in ("empirical", "sampled"):
-        raise InputError(f"unknown Fisher {fisher!r}; use empirical or sampled", where="--fisher")
+        raise InputError(f"unknown Fisher {fisher!r}; use empirical or sampled", field="fisher")
     if not examples:
-        raise InputError("the fitting sample is empty", where="--factors-samples")
+        raise InputError("the fitting sample is empty", field="factors_samples")
     blocks = linear_blocks(gm)
     kw = {
         "fisher": fisher,

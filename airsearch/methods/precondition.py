@@ -66,7 +66,7 @@ class Preconditioner:
         if missing:
             raise InputError(
                 f"the factors do not cover {sorted(missing)[:4]}; refit them for this parameter set",
-                where="--factors",
+                field="factors",
             )
         self.damping: dict[str, float] = {}
         for block in factors.blocks:
@@ -149,10 +149,10 @@ class Precondition:
     def __post_init__(self) -> None:
         if self.kind not in PRECONDITION_KINDS:
             raise InputError(
-                f"must be one of {list(PRECONDITION_KINDS)}", where=f"--precondition {self.kind}"
+                f"must be one of {list(PRECONDITION_KINDS)}, not {self.kind!r}", field="precondition"
             )
         if self.damping is not None and self.damping < 0:
-            raise InputError("must be >= 0", where="--damping")
+            raise InputError("must be >= 0", field="damping")
 
     @property
     def active(self) -> bool:
@@ -204,7 +204,8 @@ class Precondition:
         if not sample:
             raise InputError(
                 "no stored factors for this model and no fitting sample to fit them on",
-                where=str(folder) if folder else "--factors",
+                path=folder,
+                field=None if folder else "factors",
             )
         factors = fit_factors(
             gm,

@@ -58,7 +58,13 @@ class VectorManifest:
 
 
 def check_fields(
-    have: Any, want: Any, fields: Sequence[str], *, what: str, hint: str, path: str | os.PathLike | None = None
+    have: Any,
+    want: Any,
+    fields: Sequence[str],
+    *,
+    what: str,
+    hint: str,
+    path: str | os.PathLike | None = None,
 ) -> None:
     """Refuse (:class:`FingerprintMismatch`) when a stored manifest differs from the expected one."""
     for name in fields:
