@@ -66,12 +66,24 @@ def run_side(tool: str, data: Path, out: Path, ops: str, threads: int, timeout: 
     return json.loads((out / "run.json").read_text())
 
 
-def bench(name: str, data: Path, tools: list[str], ops: str, reps: int, threads: int, timeout: int) -> dict:
+def bench(
+    name: str,
+    data: Path,
+    tools: list[str],
+    ops: str,
+    reps: int,
+    threads: int,
+    timeout: int,
+    once: tuple = (),
+    first_rep: int = 0,
+) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {t: [] for t in tools}
-    for rep in range(reps):
-        print(f"[{name}] rep {rep + 1}/{reps}", flush=True)
+    for rep in range(first_rep, first_rep + reps):
+        print(f"[{name}] rep {rep + 1}/{first_rep + reps}", flush=True)
         order = tools if rep % 2 == 0 else [tools[0], *reversed(tools[1:])]
         for tool in order:
+            if rep > 0 and tool in once:
+                continue
             got = run_side(tool, data, WORK / "runs" / name / tool / f"rep{rep}", ops, threads, timeout)
             if got is not None:
                 runs[tool].append(got)
@@ -100,20 +112,24 @@ def main() -> None:
         "--smollm2", action="store_true", help="also time per-example grad-dot on SmolLM2-135M"
     )
     parser.add_argument("--smollm2-peers", default="kronfluence")
+    parser.add_argument("--once", default="traker", help="peers run in the first rep only (slow ones)")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the tables from the runs on disk")
+    parser.add_argument(
+        "--first-rep", type=int, default=0, help="number of the first rep (add reps to earlier ones)"
+    )
+    parser.add_argument("--skip-tiny", action="store_true")
     args = parser.parse_args()
+    if args.report_only:
+        report_all(args.threads)
+        return
     peers = available(args.peers.split(","))
     print("peers installed:", peers or "none (run setup_envs.sh)", flush=True)
-    results = {"machine": machine(), "threads": args.threads, "benchmarks": {}}
     tiny = prepare(WORK / "data-tiny")
-    results["benchmarks"]["tiny"] = bench(
-        "tiny",
-        tiny,
-        ["airsearch", *peers],
-        "graddot,gradcos,kfac,ekfac",
-        args.reps,
-        args.threads,
-        args.timeout,
-    )
+    if not args.skip_tiny:
+        tools = ["airsearch", *peers]
+        once = tuple(args.once.split(","))
+        ops = "graddot,gradcos,kfac,ekfac"
+        bench("tiny", tiny, tools, ops, args.reps, args.threads, args.timeout, once, args.first_rep)
     if args.smollm2:
         smol = prepare(
             WORK / "data-smollm2",
@@ -127,10 +143,32 @@ def main() -> None:
             "64",
         )
         smol_peers = [p for p in args.smollm2_peers.split(",") if p in peers]
-        results["benchmarks"]["smollm2"] = bench(
-            "smollm2", smol, ["airsearch", *smol_peers], "graddot", max(2, args.reps - 1), args.threads, 900
+        reps = max(2, args.reps - 1)
+        bench(
+            "smollm2",
+            smol,
+            ["airsearch", *smol_peers],
+            "graddot",
+            reps,
+            args.threads,
+            900,
+            (),
+            args.first_rep,
         )
-    write_report(results, WORK / "runs", RESULTS)
+    report_all(args.threads)
+
+
+def report_all(threads: int) -> None:
+    """Tables from every run on disk (``benchmarks/work/peers/runs/<benchmark>/<tool>/rep<i>``)."""
+    benchmarks = {}
+    for name in ("tiny", "smollm2"):
+        data = WORK / f"data-{name}"
+        if (WORK / "runs" / name).is_dir() and (data / "meta.json").exists():
+            benchmarks[name] = {
+                "data": str(data.relative_to(ROOT)),
+                "meta": json.loads((data / "meta.json").read_text()),
+            }
+    write_report({"machine": machine(), "threads": threads, "benchmarks": benchmarks}, WORK / "runs", RESULTS)
 
 
 def machine() -> str:
