@@ -17,8 +17,9 @@ from airsearch.methods.haif import HAIF
 from airsearch.methods.kfac import fit_factors, linear_blocks
 from airsearch.methods.precondition import Precondition, Preconditioner, fitting_sample
 from airsearch.methods.tracin import TracIn
-from tests.kfac_helpers import dense_inverse_scores, loop_factors, relative_error
-from tests.methods_helpers import build_micro_lm, loop_grads, make_examples
+from tests.helpers.grads import loop_grads
+from tests.helpers.kfac import dense_inverse_scores, loop_factors, relative_error
+from tests.helpers.models import build_micro_lm, make_examples
 
 TOL = 1e-4
 
@@ -93,7 +94,7 @@ def test_ekfac_influence_equals_dense_eigenvalue_corrected_reference(lm):
     fast = method.score(train, test)
     pre, gm = method.ck.featurizers[0].preconditioner, method.ck.featurizers[0].gm
     g_train = _grads(lm, gm, train)
-    from tests.kfac_helpers import block_matrix
+    from tests.helpers.kfac import block_matrix
 
     def curvature(block):
         q = torch.kron(pre.factors.get(block, "qs").double(), pre.factors.get(block, "qa").double())

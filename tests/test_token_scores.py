@@ -13,7 +13,8 @@ from airsearch.methods.haif import HAIF
 from airsearch.methods.precondition import Precondition
 from airsearch.methods.projection import Projector
 from airsearch.methods.tracin import TracIn
-from tests.methods_helpers import build_micro_lm, loop_grads, loop_token_grads, make_examples
+from tests.helpers.grads import loop_grads, loop_token_grads
+from tests.helpers.models import build_micro_lm, make_examples
 
 ALL = ParamSet("all")
 
