@@ -225,3 +225,34 @@ def test_fitting_sample_is_seeded_and_bounded():
     part = fitting_sample(examples, 7, seed=2)
     assert len(part) == 7 and part == fitting_sample(list(reversed(examples)), 7, seed=2)
     assert part != fitting_sample(examples, 7, seed=3)
+
+
+def test_attribute_with_ekfac_equals_the_preconditioned_method(tiny_lm_dir, tiny_lm_examples, tmp_path):
+    """``attribute --precondition ekfac`` fits the factors on the corpus, stores them, and scores as the API."""
+    from airsearch.trainers.attribute import AttributeConfig, attribute
+    from safetensors.torch import load_file
+
+    from airsearch.data.corpus import write_rows
+
+    train, queries = tiny_lm_examples[:12], tiny_lm_examples[40:43]
+    write_rows(tmp_path / "train.jsonl", train)
+    write_rows(tmp_path / "queries.jsonl", queries)
+    cfg = AttributeConfig(
+        method="tracin",
+        lm=str(tiny_lm_dir),
+        corpus=[str(tmp_path / "train.jsonl")],
+        queries=[str(tmp_path / "queries.jsonl")],
+        out=str(tmp_path / "attr"),
+        params="linear",
+        precondition="ekfac",
+        factors=str(tmp_path / "factors"),
+        full_matrix=True,
+        max_length=64,
+    )
+    attribute(cfg)
+    got = load_file(str(tmp_path / "attr" / "scores.safetensors"))["scores"]
+    lm = load_lm(str(tiny_lm_dir), device="cpu", max_length=64)
+    pre = Precondition("ekfac", sample=train)
+    ref = TracIn([lm], params=ParamSet("linear"), precondition=pre, max_length=64, show_progress=False)
+    torch.testing.assert_close(got, ref.score(train, queries), rtol=1e-4, atol=1e-7)
+    assert len(list((tmp_path / "factors").glob("ekfac-*/factors.safetensors"))) == 1

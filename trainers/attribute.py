@@ -87,7 +87,7 @@ def attribute(cfg: AttributeConfig) -> AttributeResult:
 
     train = list(load_corpus(list(cfg.corpus)).examples)
     queries = list(load_queries(list(cfg.queries)).examples)
-    method = load_method(cfg)
+    method = load_method(cfg, fit_sample=train)
     qf = method.test_features(queries)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,26 @@ class MethodConfig(CommandConfig):
     )
     daunce_lr: float = field(default=1e-3, metadata={"help": BLACKBOX + "learning rate.", "cli": False})
     daunce_epochs: int = field(default=1, metadata={"help": BLACKBOX + "epochs.", "cli": False})
+    precondition: str = field(
+        default="none",
+        metadata={"help": "Hessian-aware influence: none, kfac or ekfac (Linear / LoRA parameters)."},
+    )
+    damping: float | None = field(
+        default=None, metadata={"help": "K-FAC / EK-FAC damping (default: 0.1 x mean eigenvalue per module)."}
+    )
+    fisher: str = field(
+        default="empirical", metadata={"help": "Fisher of the factors: empirical or sampled."}
+    )
+    factors: str | None = field(
+        default=None,
+        metadata={"help": "Folder of K-FAC / EK-FAC factors (fitted on first use, then reused)."},
+    )
+    factors_sample: str | None = field(
+        default=None, metadata={"help": "Corpus file to fit the factors on (default: the train set, if any)."}
+    )
+    factors_samples: int = field(
+        default=1000, metadata={"help": "At most this many fitting examples (seeded)."}
+    )
     batch_size: int = field(default=8, metadata={"help": "Examples per gradient batch."})
     max_length: int | None = field(
         default=None, metadata={"help": "Tokens per example (default: the LM's own, 512 from a folder)."}
@@ -70,6 +90,10 @@ class MethodConfig(CommandConfig):
         require(self.daunce_lr > 0, "daunce_lr", "must be positive")
         require(self.daunce_epochs >= 1, "daunce_epochs", "must be at least 1")
         require(self.batch_size >= 1, "batch_size", "must be at least 1")
+        require(self.precondition in ("none", "kfac", "ekfac"), "precondition", "must be none, kfac or ekfac")
+        require(self.damping is None or self.damping >= 0, "damping", "must be >= 0")
+        require(self.fisher in ("empirical", "sampled"), "fisher", "must be empirical or sampled")
+        require(self.factors_samples >= 0, "factors_samples", "must be >= 0 (0: the whole sample)")
         require(self.max_length is None or self.max_length >= 2, "max_length", "must be at least 2")
 
 
@@ -80,6 +104,7 @@ def load_method(
     checkpoints: Sequence[TargetLM] = (),
     base_lm: TargetLM | None = None,
     train: Sequence[Example] | None = None,
+    fit_sample: Sequence[Example] | None = None,
     show_progress: bool = True,
 ) -> AttributionMethod:
     """The attribution method ``cfg.method`` (methods.md §2-§5) on the models ``cfg`` names.
@@ -90,6 +115,10 @@ def load_method(
     Daunce) reads the finished white-box run ``cfg.daunce_run`` (:mod:`airsearch.methods.daunce_run`;
     with an LM, queries outside the run are scored under its saved adapters); without a run it fits
     ``cfg.daunce_models`` black-box fine-tunes of the LM on ``train`` (Daunce Table 2).
+
+    With ``cfg.precondition`` kfac / ekfac the gradient methods use K-FAC / EK-FAC influence
+    (methods.md §0a); the factors are fitted on ``cfg.factors_sample`` (a corpus file), else on
+    ``fit_sample``, else on ``train``, or loaded from ``cfg.factors``.
     """
     from airsearch.lm import load_lm
     from airsearch.methods.gradients import ParamSet
@@ -109,6 +138,7 @@ def load_method(
         "batch_size": cfg.batch_size,
         "max_length": cfg.max_length,
         "show_progress": show_progress,
+        "precondition": _precondition(cfg, fit_sample if fit_sample is not None else train),
     }
     if cfg.method == "haif" or cfg.method == "haif-t":
         from airsearch.methods.haif import HAIF
@@ -123,6 +153,25 @@ def load_method(
     from airsearch.methods.tracin import TracIn
 
     return TracIn(cks, normalize=cfg.method == "gradcos", **kw)
+
+
+def _precondition(cfg: MethodConfig, sample: Sequence[Example] | None) -> Any:
+    from airsearch.methods.precondition import Precondition
+
+    if cfg.precondition != "none" and cfg.factors_sample:
+        from airsearch.data.corpus import load_corpus
+
+        sample = load_corpus(cfg.factors_sample).examples
+    return Precondition(
+        cfg.precondition,  # type: ignore[arg-type]
+        damping=cfg.damping,
+        fisher=cfg.fisher,  # type: ignore[arg-type]
+        factors_dir=cfg.factors,
+        sample=list(sample) if sample else None,
+        max_samples=cfg.factors_samples,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+    )
 
 
 def _needed(lm: TargetLM | None) -> TargetLM:
