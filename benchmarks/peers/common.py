@@ -96,4 +96,13 @@ def base_args(description: str) -> Any:
     parser.add_argument("--out", required=True, help="folder for scores.safetensors and run.json")
     parser.add_argument("--ops", default="graddot,gradcos,kfac,ekfac", help="score kinds to compute")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--batch-size", type=int, default=8, help="examples per batch")
     return parser
+
+
+def start(parser: Any) -> tuple[Any, dict[str, torch.Tensor], dict[str, Any]]:
+    """Parse the arguments, set the torch threads and load the data folder: (args, tokens, meta)."""
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tokens, meta = load_data(args.data)
+    return args, tokens, meta

@@ -33,7 +33,6 @@ def main() -> None:
     parser = base_args(__doc__)
     parser.add_argument("--damping", type=float, default=None, help="fixed damping; default the heuristic")
     parser.add_argument("--fixed-damping", type=float, default=1e-3, help="damping of the ekfac_fixed scores")
-    parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = Path(args.data)

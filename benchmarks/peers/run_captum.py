@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from captum.influence import TracInCP  # noqa: E402
-from common import base_args, cosine_from_dot, load_data, load_model, response_nll, split, timed, write_side  # noqa: E402
+from common import base_args, cosine_from_dot, load_model, response_nll, split, start, timed, write_side  # noqa: E402
 
 
 class LogitsOnly(torch.nn.Module):
@@ -29,10 +29,7 @@ class LogitsOnly(torch.nn.Module):
 
 def main() -> None:
     parser = base_args(__doc__)
-    parser.add_argument("--batch-size", type=int, default=8)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    tokens, meta = load_data(args.data)
+    args, tokens, meta = start(parser)
     model = LogitsOnly(load_model(args.data)).eval()
     train, test = split(tokens, "train"), split(tokens, "test")
     train_ds = torch.utils.data.TensorDataset(train["input_ids"], train["labels"])

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import base_args, load_data, load_model, response_nll, split, timed, write_side  # noqa: E402
+from common import base_args, load_model, response_nll, split, start, timed, write_side  # noqa: E402
 from dattri.algorithm.tracin import TracInAttributor  # noqa: E402
 from dattri.task import AttributionTask  # noqa: E402
 
@@ -28,10 +28,7 @@ def loader(tensors: dict[str, torch.Tensor], batch_size: int) -> torch.utils.dat
 
 def main() -> None:
     parser = base_args(__doc__)
-    parser.add_argument("--batch-size", type=int, default=8)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    tokens, meta = load_data(args.data)
+    args, tokens, meta = start(parser)
     model = load_model(args.data)
     train, test = (
         loader(split(tokens, "train"), args.batch_size),

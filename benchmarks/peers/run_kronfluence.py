@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import base_args, cosine_from_dot, load_data, load_model, response_nll, split, timed, write_side  # noqa: E402
+from common import base_args, cosine_from_dot, load_model, response_nll, split, start, timed, write_side  # noqa: E402
 from kronfluence.analyzer import Analyzer, prepare_model  # noqa: E402
 from kronfluence.arguments import FactorArguments, ScoreArguments  # noqa: E402
 from kronfluence.task import Task  # noqa: E402
@@ -58,11 +58,8 @@ def main() -> None:
     parser = base_args(__doc__)
     parser.add_argument("--damping", type=float, default=None)
     parser.add_argument("--fixed-damping", type=float, default=1e-3, help="damping of the ekfac_fixed scores")
-    parser.add_argument("--batch-size", type=int, default=8)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args, tokens, meta = start(parser)
     logging.disable(logging.WARNING)
-    tokens, meta = load_data(args.data)
     train, test = Rows(split(tokens, "train")), Rows(split(tokens, "test"))
     task = ResponseLossTask(meta["modules"])
     model = prepare_model(load_model(args.data), task)

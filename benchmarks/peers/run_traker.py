@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import base_args, load_data, load_model, response_nll, split, timed, write_side  # noqa: E402
+from common import base_args, load_model, response_nll, split, start, timed, write_side  # noqa: E402
 from trak import TRAKer  # noqa: E402
 from trak.modelout_functions import AbstractModelOutput  # noqa: E402
 from trak.projectors import BasicProjector, ProjectionType  # noqa: E402
@@ -42,11 +42,8 @@ class NegativeResponseLoss(AbstractModelOutput):
 
 def main() -> None:
     parser = base_args(__doc__)
-    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--proj-dim", type=int, default=512)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    tokens, meta = load_data(args.data)
+    args, tokens, meta = start(parser)
     model = load_model(args.data)
     train, test = split(tokens, "train"), split(tokens, "test")
     names = [m + ".weight" for m in meta["modules"]]
