@@ -125,6 +125,7 @@ def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> In
             meta,
             overwrite=cfg.overwrite,
             ann_config=ann_cfg,
+            full_text=cfg.fts,
         )
         mode = "overwrite" if cfg.overwrite else "create"
     seconds = time.perf_counter() - start

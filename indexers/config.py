@@ -15,6 +15,8 @@ from airsearch.methods.registry import MethodConfig
 F = dataclasses.field
 AnnType = Literal["IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_SQ", "IVF_FLAT"]
 Backend = Literal["auto", "faiss", "torch"]
+SearchMode = Literal["vector", "bm25", "hybrid"]
+SEARCH_MODES = ("vector", "bm25", "hybrid")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -41,6 +43,9 @@ class IndexConfig(CommandConfig):
         default=DEFAULT_THRESHOLD, metadata={"help": "build an ANN index at this many rows (-1: never)"}
     )
     ann_type: AnnType = F(default=DEFAULT_TYPE, metadata={"help": "ANN index type"})
+    fts: bool = F(
+        default=True, metadata={"help": "build the full-text (BM25) index for query --mode bm25|hybrid"}
+    )
     nprobes: int = F(default=8, metadata={"help": "ANN partitions probed per query"})
     refine_factor: int | None = F(
         default=None,
@@ -76,7 +81,15 @@ class QueryConfig(CommandConfig):
     queries: str | None = F(default=None, metadata={"help": "file of queries (any corpus format)"})
     k: int = F(default=10, metadata={"help": "results per query", "flag": ("-k", "--k")})
     where: str | None = F(default=None, metadata={"help": "SQL filter on metadata, e.g. \"task = 'x'\""})
-    opponents: bool = F(default=False, metadata={"help": "also list opponents (most negative scores)"})
+    mode: SearchMode = F(
+        default="vector",
+        metadata={
+            "help": "vector (AirRep dot product), bm25 (full-text), or hybrid (reciprocal rank fusion)"
+        },
+    )
+    opponents: bool = F(
+        default=False, metadata={"help": "also list opponents (most negative AirRep scores, in every mode)"}
+    )
     group_by: str | None = F(default=None, metadata={"help": "rank metadata groups by Eq. 7 group score"})
     encoder: str | None = F(default=None, metadata={"help": "encoder (default: the one the index records)"})
     exact: bool = F(default=False, metadata={"help": "exact search even when an ANN index exists"})
@@ -100,6 +113,7 @@ class QueryConfig(CommandConfig):
     def validate(self) -> None:
         require(bool(self.db), "db", "is required (the index directory)")
         require(self.k > 0, "k", "must be positive")
+        require(self.mode in SEARCH_MODES, "mode", f"must be one of {SEARCH_MODES}")
         has_pair = self.prompt is not None or self.response is not None
         require(
             has_pair != (self.queries is not None),

@@ -6,6 +6,12 @@
 * ``group_by``: every metadata group S ranked by the exact AirRep Eq. 7 group score
   ``score(S, z) = sum_i softmax_i(|e_z . e_i|) (e_z . e_i)`` over all its members, streamed in blocks.
 
+Modes (``mode=``): ``vector`` ranks by the dot product (exact or ANN), ``bm25`` by the table's
+full-text index (:mod:`airsearch.indexers.fts`), and ``hybrid`` fuses the two rankings of the
+``HYBRID_POOL`` best rows each by reciprocal rank fusion (:func:`airsearch.fusion.reciprocal_rank_fusion`,
+Cormack et al. 2009 Eq. 1); a candidate's ``score`` is then its fused score. Opponents and group
+scores are always AirRep's (dot products, Eq. 7).
+
 Rerank hook: ``Searcher.search(..., candidates=N, rerank=fn)`` retrieves N candidates with their full
 prompt/response and calls ``fn(query_example, candidates) -> scores``; the k best by those scores are
 returned (retrieval scores kept in ``Candidate.retrieval_score``). ``QueryConfig.rerank`` names an
@@ -20,16 +26,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from airsearch.indexers import ann
+from airsearch.indexers import ann, fts
 from airsearch.indexers.build import load_encoder
-from airsearch.indexers.config import QueryConfig
+from airsearch.indexers.config import SEARCH_MODES, QueryConfig
 from airsearch.indexers.search import exact_topk, group_scores
 from airsearch.indexers.store import IndexStore, IndexTable
 
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
+from airsearch.fusion import reciprocal_rank_fusion
 from airsearch.results import Result
+
+HYBRID_POOL = 100  # rows taken from each ranking before fusion (at least the candidates asked for)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,12 +87,14 @@ class QueryResult(Result):
     group_by: str | None = None
     search: str = "exact"
     reranked_by: str | None = None
+    mode: str = "vector"
 
     def to_dict(self, preview_chars: int | None = None) -> dict[str, Any]:
         """The JSON of ``--json`` (the query without its metadata; only the parts asked for)."""
         out: dict[str, Any] = {
             "query": {"id": self.query.id, "prompt": self.query.prompt, "response": self.query.response},
             "search": self.search,
+            "mode": self.mode,
             "proponents": [c.to_dict(preview_chars) for c in self.proponents],
         }
         if self.opponents is not None:
@@ -192,6 +203,39 @@ class Searcher:
             out.append([GroupScore(groups[g], float(scores[g, qi]), int(sizes[g])) for g in order])
         return out
 
+    def retrieve(
+        self,
+        queries: Sequence[Example],
+        vectors: np.ndarray,
+        n: int,
+        *,
+        where: str | None = None,
+        mode: str = "vector",
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query, ``(scores, row_ids)`` of the ``n`` best rows by ``mode``, best first."""
+        if mode not in SEARCH_MODES:
+            raise InputError(f"unknown mode {mode!r}; choose one of {SEARCH_MODES}", where="mode")
+        if mode != "vector" and not self.table.has_fts():
+            raise InputError(
+                f"--mode {mode} needs the table's full-text index; rebuild the table with this version "
+                "(airsearch index ... --overwrite)",
+                where="mode",
+            )
+        if mode == "bm25":
+            return [fts.search(self.table.dataset, q, n, where=where) for q in queries]
+        pool = max(n, HYBRID_POOL) if mode == "hybrid" else n
+        scores, ids = self.top_k(vectors, pool, where=where)
+        if mode == "vector":
+            return list(zip(scores, ids, strict=True))
+        out = []
+        for qi, q in enumerate(queries):
+            _, text_ids = fts.search(self.table.dataset, q, pool, where=where)
+            fused = reciprocal_rank_fusion([ids[qi].tolist(), text_ids.tolist()])[:n]
+            out.append(
+                (np.array([f for _, f in fused], dtype=np.float64), np.array([r for r, _ in fused], np.int64))
+            )
+        return out
+
     def search(
         self,
         queries: Example | Sequence[Example],
@@ -203,21 +247,21 @@ class Searcher:
         candidates: int | None = None,
         rerank: Rerank | None = None,
         rerank_name: str | None = None,
+        mode: str = "vector",
     ) -> list[QueryResult]:
         """Proponents (and opponents / group ranking) for each query example."""
         qs = [queries] if isinstance(queries, Example) else list(queries)
         if not qs:
             return []
         vectors = self.encode(qs)
-        n_cand = max(k, candidates or 0)
-        scores, ids = self.top_k(vectors, n_cand, where=where)
+        found = self.retrieve(qs, vectors, max(k, candidates or 0), where=where, mode=mode)
         if opponents:
             neg_scores, neg_ids = self.top_k(vectors, k, where=where, largest=False)
         groups = self.group_scores(vectors, group_by, where=where) if group_by else None
-        mode = "ann" if self.use_ann else "exact"
+        how = "ann" if self.use_ann else "exact"
         results = []
         for qi, q in enumerate(qs):
-            cands = self.candidates(scores[qi], ids[qi])
+            cands = self.candidates(*found[qi])
             if rerank is not None:
                 cands = _rerank(q, cands, rerank)
             results.append(
@@ -227,8 +271,9 @@ class Searcher:
                     opponents=self.candidates(neg_scores[qi], neg_ids[qi]) if opponents else None,
                     groups=groups[qi] if groups else None,
                     group_by=group_by,
-                    search=mode,
+                    search="full-text" if mode == "bm25" else how,
                     reranked_by=(rerank_name or getattr(rerank, "__name__", "rerank")) if rerank else None,
+                    mode=mode,
                 )
             )
         return results
@@ -278,4 +323,5 @@ def query(
         group_by=cfg.group_by,
         candidates=cfg.candidates if rerank is not None else None,
         rerank=rerank,
+        mode=cfg.mode,
     )

@@ -25,6 +25,7 @@ class TableInfo(Result):
     metadata_columns: dict[str, str]  # metadata key -> column
     index: IndexStatus
     airsearch_version: str
+    fts: bool = False  # the BM25 full-text index exists (query --mode bm25|hybrid)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import lance
 import lancedb
 import numpy as np
 import pyarrow as pa
-from airsearch.indexers import ann
+from airsearch.indexers import ann, fts
 from airsearch.indexers.config import DeleteConfig
 from airsearch.indexers.results import DeleteSummary, IndexInfo, TableInfo
 from airsearch.indexers.rows import (
@@ -63,6 +63,7 @@ class TableMeta:
     corpora: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     ann: dict[str, Any] | None = None
+    fts: dict[str, Any] | None = None  # the full-text (BM25) index, when built
     airsearch_version: str = __version__
 
     def to_json(self) -> str:
@@ -164,6 +165,9 @@ class IndexTable:
     def has_ann(self) -> bool:
         return any(VECTOR in idx.columns for idx in self.table.list_indices())
 
+    def has_fts(self) -> bool:
+        return fts.has_index(self.table)
+
     def describe(self) -> TableInfo:
         return TableInfo(
             name=self.name,
@@ -176,6 +180,7 @@ class IndexTable:
             corpora=self.meta.corpora,
             metadata_columns=self.meta.columns,
             index=ann.index_status(self.table, self.meta.ann),
+            fts=self.has_fts(),
             airsearch_version=self.meta.airsearch_version,
         )
 
@@ -225,8 +230,12 @@ class IndexStore:
         *,
         overwrite: bool = False,
         ann_config: ann.AnnConfig | None = None,
+        full_text: bool = True,
     ) -> IndexTable:
-        """Stream ``(examples, vectors)`` chunks into a new table; it appears only once complete."""
+        """Stream ``(examples, vectors)`` chunks into a new table; it appears only once complete.
+
+        ``full_text`` also builds the BM25 index on prompt and response (``query --mode bm25|hybrid``).
+        """
         _check_name(name)
         if self.exists(name) and not overwrite:
             raise InputError(
@@ -249,6 +258,8 @@ class IndexStore:
             table = source.run(lambda: self.db.create_table(tmp, data=reader, schema=schema))
             if ann_config is not None and ann_config.should_build(table.count_rows()):
                 meta.ann = ann.build(table, ann_config)
+            if full_text:
+                meta.fts = fts.build(table)
             table.to_lance().update_schema_metadata({META_KEY: meta.to_json()})  # final corpus entries
             # --overwrite: the finished table is swapped in and the old one dropped
             swap_into_place(tmp_dir, self.path / f"{name}.lance")
@@ -301,6 +312,10 @@ class IndexStore:
                 meta.ann = {**(meta.ann or {}), "rows_indexed": rows}
             elif ann_config.should_build(rows):
                 meta.ann = ann.build(table, ann_config)
+                if fts.has_index(table):
+                    ann.refresh(table)  # the new ANN index is current; fold the rows into the BM25 one
+            elif fts.has_index(table):
+                ann.refresh(table)  # fold the appended rows into the BM25 index
         table.to_lance().update_schema_metadata({META_KEY: meta.to_json()})
         return self.open(name)
 
