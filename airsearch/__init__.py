@@ -26,9 +26,20 @@ if TYPE_CHECKING:
     from airsearch.encoder import AirRepEncoder, EncoderInfo
     from airsearch.errors import AirsearchError, FingerprintMismatch, InputError
     from airsearch.indexers.build import IndexSummary, build_index
-    from airsearch.indexers.config import DeleteConfig, IndexConfig, InfoConfig, QueryConfig, SelectConfig
+    from airsearch.explain import AirRepExplanation, explain_airrep
+    from airsearch.fusion import reciprocal_rank_fusion
+    from airsearch.indexers.config import (
+        DeleteConfig,
+        ExplainConfig,
+        IndexConfig,
+        InfoConfig,
+        QueryConfig,
+        SelectConfig,
+    )
+    from airsearch.indexers.explain import RowExplanation, explain_score
     from airsearch.indexers.query import Candidate, GroupScore, QueryResult, Searcher, query
     from airsearch.indexers.select import SelectSummary, select
+    from airsearch.indexers.serve import ServeConfig, create_app
     from airsearch.indexers.store import delete_rows, info
     from airsearch.labels import SplitLabels, normalise_losses
     from airsearch.lm.finetune import FinetuneConfig, finetune
@@ -63,6 +74,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "airsearch.data.example": ("Example",),
     "airsearch.encoder": ("AirRepEncoder", "EncoderInfo"),
     "airsearch.errors": ("AirsearchError", "FingerprintMismatch", "InputError"),
+    "airsearch.explain": ("AirRepExplanation", "explain_airrep"),
+    "airsearch.fusion": ("reciprocal_rank_fusion",),
     "airsearch.labels": ("SplitLabels", "normalise_losses"),
     "airsearch.lm.finetune": ("FinetuneConfig", "finetune"),
     "airsearch.lm.gguf": ("import_gguf",),
@@ -76,9 +89,18 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "airsearch.scoring": ("StreamingGroupScore", "blocked_dot_topk", "group_score"),
     # layer 1, the index
     "airsearch.indexers.build": ("IndexSummary", "build_index"),
-    "airsearch.indexers.config": ("DeleteConfig", "IndexConfig", "InfoConfig", "QueryConfig", "SelectConfig"),
+    "airsearch.indexers.config": (
+        "DeleteConfig",
+        "ExplainConfig",
+        "IndexConfig",
+        "InfoConfig",
+        "QueryConfig",
+        "SelectConfig",
+    ),
+    "airsearch.indexers.explain": ("RowExplanation", "explain_score"),
     "airsearch.indexers.query": ("Candidate", "GroupScore", "QueryResult", "Searcher", "query"),
     "airsearch.indexers.select": ("SelectSummary", "select"),
+    "airsearch.indexers.serve": ("ServeConfig", "create_app"),
     "airsearch.indexers.store": ("delete_rows", "info"),
     # layer 2, long jobs and the evaluation harness
     "airsearch.trainers.attribute": ("AttributeConfig", "attribute"),
@@ -98,6 +120,7 @@ _EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items() f
 
 __all__ = [
     "AirRepEncoder",
+    "AirRepExplanation",
     "AirsearchError",
     "AttributeConfig",
     "Candidate",
@@ -112,8 +135,9 @@ __all__ = [
     "EvalSelectConfig",
     "EvalTraceConfig",
     "Example",
-    "FingerprintMismatch",
+    "ExplainConfig",
     "FinetuneConfig",
+    "FingerprintMismatch",
     "GroupScore",
     "IndexConfig",
     "IndexSummary",
@@ -126,9 +150,11 @@ __all__ = [
     "QueryConfig",
     "QueryResult",
     "Reranker",
+    "RowExplanation",
     "Searcher",
     "SelectConfig",
     "SelectSummary",
+    "ServeConfig",
     "SplitLabels",
     "StreamingGroupScore",
     "TargetLM",
@@ -139,6 +165,7 @@ __all__ = [
     "blocked_dot_topk",
     "build_index",
     "build_tiny_lm",
+    "create_app",
     "delete_rows",
     "encode_examples",
     "eval_classify",
@@ -146,6 +173,8 @@ __all__ = [
     "eval_select",
     "eval_trace",
     "example_losses",
+    "explain_airrep",
+    "explain_score",
     "finetune",
     "generate_labels",
     "group_score",
@@ -163,6 +192,7 @@ __all__ = [
     "masked_token_nll",
     "normalise_losses",
     "query",
+    "reciprocal_rank_fusion",
     "run_daunce",
     "sample_corpus_path",
     "sample_queries_path",

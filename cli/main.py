@@ -18,6 +18,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("airsearch.cli.select_cmd", "select_cmd"),
     ("airsearch.cli.info_cmd", "info_cmd"),
     ("airsearch.cli.delete_cmd", "delete_cmd"),
+    ("airsearch.cli.explain_cmd", "explain_cmd"),
+    ("airsearch.cli.serve_cmd", "serve_cmd"),
     ("airsearch.cli.labels_cmd", "labels"),
     ("airsearch.cli.lm_cmd", "lm"),
     ("airsearch.cli.eval_cmd", "eval_group"),

@@ -152,6 +152,27 @@ class QueryConfig(CommandConfig):
 
 
 @dataclasses.dataclass(kw_only=True)
+class ExplainConfig(CommandConfig):
+    """Why does a training row score as it does for a query? Token-level contributions."""
+
+    db: str = F(metadata={"help": "LanceDB directory"})
+    table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
+    id: str = F(metadata={"help": "id of the training row to explain"})
+    prompt: str = F(default="", metadata={"help": "query prompt"})
+    response: str = F(metadata={"help": "query response (model output)"})
+    encoder: str | None = F(default=None, metadata={"help": "encoder (default: the one the index records)"})
+    lm: str | None = F(default=None, metadata={"help": "target LM folder: adds the gradient token view"})
+    method: MethodName = F(default="haif", metadata={"help": "gradient method for the token view (with --lm)"})
+    top: int = F(default=10, metadata={"help": "tokens listed per side in the summary"})
+
+    def validate(self) -> None:
+        require(bool(self.db), "db", "is required (the index directory)")
+        require(bool(self.id), "id", "is required (the row to explain)")
+        require(self.method in METHOD_NAMES and self.method != "daunce", "method", "must be a gradient method")
+        require(self.top > 0, "top", "must be positive")
+
+
+@dataclasses.dataclass(kw_only=True)
 class SelectConfig(CommandConfig):
     """Select training data for a set of targets (AirRep App. G)."""
 

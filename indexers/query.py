@@ -21,7 +21,10 @@ attribution method that :func:`query` builds through the method registry
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -110,6 +113,17 @@ class QueryResult(Result):
 Rerank = Callable[[Example, list[Candidate]], Sequence[float]]
 
 
+_ENCODER_LOCKS: weakref.WeakKeyDictionary[AirRepEncoder, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def encoder_lock(encoder: AirRepEncoder) -> threading.Lock:
+    """The one lock of an encoder object: threads sharing it encode one at a time (its fast tokenizer
+    is not safe to call concurrently)."""
+    with _LOCKS_GUARD:
+        return _ENCODER_LOCKS.setdefault(encoder, threading.Lock())
+
+
 def preview(text: str, n: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: max(n - 1, 0)] + "…"
@@ -129,7 +143,7 @@ class Searcher:
     ) -> None:
         self.store = IndexStore(db)
         self.table: IndexTable = self.store.open(table)
-        self.backend = backend
+        self.backend, self.exact = backend, exact
         self.use_ann = self.table.has_ann() and not exact
         if isinstance(encoder, AirRepEncoder):
             self.encoder = encoder
@@ -137,18 +151,36 @@ class Searcher:
             source = encoder if encoder is not None else self.table.meta.encoder.get("source", "default")
             self.encoder = load_encoder(source)
         self.table.check_encoder(self.encoder.fingerprint)
+        self.encode_lock = encoder_lock(self.encoder)
 
     @classmethod
     def for_vectors(cls, table: IndexTable, *, backend: str = "auto", exact: bool = False) -> Searcher:
         """A searcher for already-encoded query vectors (no encoder loaded; benchmarks, pipelines)."""
         self = cls.__new__(cls)
-        self.store, self.table, self.backend = table.store, table, backend
+        self.store, self.table, self.backend, self.exact = table.store, table, backend, exact
         self.use_ann = table.has_ann() and not exact
         self.encoder = None  # type: ignore[assignment]
+        self.encode_lock = threading.Lock()
         return self
 
+    def at_latest(self) -> Searcher:
+        """This searcher on the table's newest version (``self`` when it is already current).
+
+        A searcher reads the version it opened; a long-lived reader (the server) calls this per request
+        to see rows that another process appended, without reloading the encoder.
+        """
+        if self.table.dataset.latest_version == self.table.version:
+            return self
+        fresh = copy.copy(self)
+        fresh.table = self.store.open(self.table.name)
+        fresh.use_ann = fresh.table.has_ann() and not self.exact
+        if self.encoder is not None:
+            fresh.table.check_encoder(self.encoder.fingerprint)
+        return fresh
+
     def encode(self, queries: Sequence[Example]) -> np.ndarray:
-        return self.encoder.encode(list(queries), show_progress=False)
+        with self.encode_lock:
+            return self.encoder.encode(list(queries), show_progress=False)
 
     # ------------------------------------------------------------------ retrieval
     def top_k(

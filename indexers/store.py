@@ -162,6 +162,13 @@ class IndexTable:
     def take_raw(self, row_ids: Sequence[int], columns: Sequence[str]) -> pa.Table:
         return self.dataset._take_rows([int(r) for r in row_ids], columns=list(columns))
 
+    def find(self, ids: Sequence[str]) -> dict[str, int]:
+        """``{example id: row id}`` of the given example ids that are in this version of the table."""
+        if not ids:
+            return {}
+        found = self.dataset.to_table(columns=["id"], filter=ids_filter(ids), with_row_id=True)
+        return dict(zip(found.column("id").to_pylist(), found.column("_rowid").to_pylist(), strict=True))
+
     def has_ann(self) -> bool:
         return any(VECTOR in idx.columns for idx in self.table.list_indices())
 
@@ -326,8 +333,7 @@ class IndexStore:
         current = self.open(name)
         clauses = []
         if ids:
-            quoted = ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids)
-            clauses.append(f"id IN ({quoted})")
+            clauses.append(ids_filter(ids))
         if where:
             clauses.append(f"({where})")
         predicate = " OR ".join(clauses)
@@ -341,6 +347,11 @@ class IndexStore:
     def drop(self, name: str) -> None:
         if self.exists(name):
             self.db.drop_table(name)
+
+
+def ids_filter(ids: Sequence[str]) -> str:
+    """SQL ``id IN (...)`` with every id quoted as a string literal."""
+    return "id IN (" + ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids) + ")"
 
 
 def _pid_alive(pid: int) -> bool:

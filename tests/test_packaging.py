@@ -137,6 +137,7 @@ def test_wheel_holds_only_the_airsearch_package(tmp_path: Path) -> None:
     for sub in ("cli/main.py", "trainers/runner.py", "indexers/query.py", "trainers/evaluation/lds.py"):
         assert f"airsearch/{sub}" in names
     assert any(n.startswith("airsearch/data/sample/") for n in names)
+    assert "airsearch/indexers/serve/static/index.html" in names  # the served page ships as package data
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "airsearch = airsearch.cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()
 

@@ -1,0 +1,44 @@
+"""``airsearch explain``: which tokens carry a training row's score for a query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from airsearch.cli.common import config_options, emit, handle_errors, json_option
+from airsearch.explain import TokenContribution
+from airsearch.indexers.config import ExplainConfig
+from airsearch.indexers.explain import RowExplanation, explain_score
+
+
+def _top(tokens: Any, n: int) -> str:
+    ranked = sorted(tokens, key=lambda t: -abs(t.contribution))[:n]
+    return "  ".join(f"{t.token}:{t.contribution:+.4f}" for t in ranked)
+
+
+def render(e: RowExplanation, top: int) -> str:
+    a = e.airrep
+    lines = [
+        f"row {e.row.id}: AirRep score {a.score:+.4f} = sum of {len(a.row_tokens)} row-token shares "
+        f"({sum(t.contribution for t in a.row_tokens):+.4f}) = sum of {len(a.query_tokens)} query-token shares",
+        f"  row tokens carrying the score:   {_top(a.row_tokens, top)}",
+        f"  query tokens carrying the score: {_top(a.query_tokens, top)}",
+    ]
+    if e.gradient is not None:
+        g = e.gradient
+        shares = [TokenContribution(t, c, False) for t, c in zip(g.tokens, g.contributions, strict=True)]
+        lines += [
+            f"  {g.method} score {g.score:+.6g} over {len(g.tokens)} response tokens:",
+            f"    {_top(shares, top)}",
+        ]
+    return "\n".join(lines)
+
+
+@click.command("explain")
+@handle_errors
+@json_option
+@config_options(ExplainConfig)
+def explain_cmd(config: ExplainConfig, as_json: bool) -> Any:
+    """Token-level split of a row's score for a query: AirRep exactly, and a gradient method with --lm."""
+    result = explain_score(config)
+    emit(result.to_dict() if as_json else result, as_json, lambda r: render(r, config.top))

@@ -1,0 +1,121 @@
+"""``airsearch explain``: token-level explanation of one (query, training row) score.
+
+* AirRep (always): the exact split of ``e(q) . e(t)`` over the row's and the query's encoder tokens
+  (:func:`airsearch.explain.explain_airrep`; mean pooling + linear projection make the score a sum of
+  per-token terms, AirRep §3.1 / docs/methods.md §1).
+* A gradient method (when a target LM is given): each response token's share of the row's score for
+  the query, from the per-token gradients (HAIF Eq. 23's ``grad l_j``;
+  :meth:`airsearch.methods.base.AttributionMethod.token_scores`), summing to the method's score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from airsearch.explain import AirRepExplanation, explain_airrep
+from airsearch.indexers.config import ExplainConfig
+from airsearch.indexers.query import Searcher
+
+from airsearch.data.example import Example
+from airsearch.errors import InputError
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientTokens:
+    """A gradient method's score of the row for the query and its split over the row's response tokens."""
+
+    method: str
+    score: float
+    tokens: tuple[str, ...]
+    contributions: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "score": self.score,
+            "tokens": [
+                {"token": t, "contribution": c} for t, c in zip(self.tokens, self.contributions, strict=True)
+            ],
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class RowExplanation:
+    """The explained row, the query, and the token views."""
+
+    row: Example
+    row_id: int
+    query: Example
+    airrep: AirRepExplanation
+    gradient: GradientTokens | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "row": {**example_dict(self.row), "row_id": self.row_id},
+            "query": {"prompt": self.query.prompt, "response": self.query.response},
+            "airrep": self.airrep.to_dict(),
+            "gradient": self.gradient.to_dict() if self.gradient else None,
+        }
+
+
+class RowNotFound(InputError):
+    """No stored row has the requested id."""
+
+
+def example_dict(example: Example) -> dict[str, Any]:
+    """``{id, prompt, response, metadata}`` of an example (the API's row shape)."""
+    return {
+        "id": example.id,
+        "prompt": example.prompt,
+        "response": example.response,
+        "metadata": example.metadata,
+    }
+
+
+def find_row(searcher: Searcher, row_id: str) -> tuple[int, Example]:
+    """``(row id, example)`` of the stored example with id ``row_id`` (newest version the searcher reads)."""
+    found = searcher.table.find([row_id])
+    if row_id not in found:
+        raise RowNotFound(f"no row with id {row_id!r}", where="id")
+    rid = int(found[row_id])
+    return rid, searcher.table.take([rid])[0]
+
+
+def gradient_tokens(method: Any, query: Example, row: Example) -> GradientTokens:
+    """Per-response-token shares of ``method``'s score of ``row`` for ``query`` (they sum to the score)."""
+    (ts,) = method.token_scores([row], [query])
+    col = ts.scores[:, 0].double()
+    return GradientTokens(
+        method=method.name,
+        score=float(col.sum()),
+        tokens=tuple(ts.tokens),
+        contributions=tuple(float(c) for c in col.tolist()),
+    )
+
+
+def explain_row(searcher: Searcher, query: Example, row_id: str, *, method: Any = None) -> RowExplanation:
+    """Explain the score of stored row ``row_id`` for ``query`` (AirRep always, ``method`` if given)."""
+    rid, row = find_row(searcher, row_id)
+    with searcher.encode_lock:
+        airrep = explain_airrep(searcher.encoder, query, row)
+    grad = gradient_tokens(method, query, row) if method is not None else None
+    return RowExplanation(row=row, row_id=rid, query=query, airrep=airrep, gradient=grad)
+
+
+def load_gradient_method(lm: str, method: str) -> Any:
+    """A gradient attribution method on the target LM, from the one method registry."""
+    from airsearch.methods.registry import MethodConfig, build_method
+
+    if method == "daunce":
+        raise InputError("token views need a gradient method, not daunce", where="method")
+    return build_method(MethodConfig(method=method, model=lm), show_progress=False)
+
+
+def explain_score(cfg: ExplainConfig, *, method: Any = None) -> RowExplanation:
+    """Python API of ``airsearch explain``."""
+    cfg.validate()
+    searcher = Searcher(cfg.db, cfg.table, encoder=cfg.encoder)
+    if method is None and cfg.lm:
+        method = load_gradient_method(cfg.lm, cfg.method)
+    return explain_row(searcher, Example("query", cfg.prompt, cfg.response or ""), cfg.id, method=method)

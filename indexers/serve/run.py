@@ -1,0 +1,31 @@
+"""Run the server with uvicorn: ``serve(ServeConfig)`` (the Python API of ``airsearch serve``)."""
+
+from __future__ import annotations
+
+import sys
+
+from airsearch.indexers.serve.app import create_app
+from airsearch.indexers.serve.config import ServeConfig, is_loopback
+
+
+def bind_warning(host: str) -> str | None:
+    """The warning printed for a bind address other people can reach (``None`` for loopback)."""
+    if is_loopback(host):
+        return None
+    return (
+        f"warning: binding {host}: anyone who can reach this machine can query the index; "
+        "set a bearer token (--token or $AIRSEARCH_TOKEN) and prefer 127.0.0.1 behind a proxy"
+    )
+
+
+def serve(cfg: ServeConfig) -> None:
+    """Serve ``cfg.db`` at ``http://cfg.host:cfg.port`` until interrupted."""
+    import uvicorn
+
+    cfg.validate()
+    warning = bind_warning(cfg.host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    app = create_app(cfg)
+    print(f"airsearch serve: http://{cfg.host}:{cfg.port}/  (API docs at /docs)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", server_header=False)
