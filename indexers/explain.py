@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from airsearch.explain import AirRepExplanation, explain_airrep
 from airsearch.indexers.config import ExplainConfig
 from airsearch.indexers.query import Searcher
 
 from airsearch.data.example import Example
 from airsearch.errors import InputError
+from airsearch.explain import AirRepExplanation, explain_airrep
 
 
 @dataclasses.dataclass(frozen=True)
