@@ -1,0 +1,224 @@
+// The airsearch page: plain DOM code, no build step, no external fetches. Every text from the
+// server is inserted with textContent (never as HTML).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { info: null, lastQuery: null, lastResults: null };
+
+function token() { return sessionStorage.getItem("airsearch-token") || ""; }
+
+async function api(path, body, raw) {
+  const headers = { "Content-Type": "application/json" };
+  if (token()) headers.Authorization = "Bearer " + token();
+  const res = await fetch(path, body === undefined ? { headers } : { method: "POST", headers, body: JSON.stringify(body) });
+  if (!res.ok) {
+    let msg = res.status + " " + res.statusText;
+    try { const e = (await res.json()).error; msg = (e.where ? e.where + ": " : "") + e.message; } catch (_) { /* not JSON */ }
+    throw new Error(msg);
+  }
+  return raw ? res : res.json();
+}
+
+function status(text, isError) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "muted";
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function option(select, value, label) {
+  const o = el("option", "", label === undefined ? value : label);
+  o.value = value;
+  select.appendChild(o);
+}
+
+async function loadInfo() {
+  const health = await api("/api/health");
+  $("token-box").hidden = !health.auth;
+  if (health.auth && !token()) { status("this server needs a token"); $("table-info").textContent = "table " + health.table; return; }
+  const info = await api("/api/info");
+  state.info = info;
+  const t = info.table;
+  $("table-info").textContent = `table ${t.name}: ${t.rows.toLocaleString()} rows, version ${t.version}, ${t.index.type} search`;
+  const mode = $("mode"); mode.textContent = "";
+  info.modes.forEach((m) => option(mode, m));
+  const gb = $("group-by"); gb.textContent = ""; option(gb, "", "(none)");
+  Object.keys(info.filterable_columns).filter((c) => c !== "id").forEach((c) => option(gb, c));
+  if (info.rerank_methods.length) {
+    $("rerank-box").hidden = false;
+    info.rerank_methods.forEach((m) => option($("rerank"), m));
+  }
+  $("k").max = info.limits.max_k;
+  status("ready");
+}
+
+function addFilter() {
+  if (!state.info) return;
+  const row = el("div", "filter");
+  const col = el("select", "f-column");
+  Object.keys(state.info.filterable_columns).forEach((c) => option(col, c));
+  const op = el("select", "f-op");
+  ["eq", "ne", "in", "gt", "gte", "lt", "lte"].forEach((o) => option(op, o));
+  const val = el("input", "f-value"); val.placeholder = "value (in: a, b, c)";
+  const del = el("button", "", "×"); del.type = "button"; del.onclick = () => row.remove();
+  row.append(col, op, val, del);
+  $("filters").appendChild(row);
+}
+
+function typed(kind, text) {
+  if (kind === "int" || kind === "float") { const n = Number(text); return Number.isFinite(n) ? n : text; }
+  if (kind === "bool") return text === "true";
+  return text;
+}
+
+function filters() {
+  return [...document.querySelectorAll(".filter")].map((row) => {
+    const column = row.querySelector(".f-column").value, op = row.querySelector(".f-op").value;
+    const kind = state.info.filterable_columns[column], text = row.querySelector(".f-value").value;
+    const value = op === "in" ? text.split(",").map((s) => typed(kind, s.trim())) : typed(kind, text);
+    return { column, op, value };
+  });
+}
+
+function queryBody() {
+  const body = {
+    prompt: $("prompt").value, response: $("response").value, k: Number($("k").value) || 10,
+    mode: $("mode").value, filters: filters(), opponents: $("opponents").checked, preview_chars: 160,
+  };
+  if ($("group-by").value) body.group_by = $("group-by").value;
+  if ($("rerank").value) body.rerank = $("rerank").value;
+  return body;
+}
+
+function renderList(list, cands) {
+  list.textContent = "";
+  const top = Math.max(1e-12, ...cands.map((c) => Math.abs(c.score)));
+  cands.forEach((c, i) => {
+    const li = el("li", "result");
+    li.dataset.id = c.id;
+    const head = el("div", "head");
+    const bar = el("div", "bar" + (c.score < 0 ? " negative" : ""));
+    const fill = el("span"); fill.style.width = (100 * Math.abs(c.score) / top).toFixed(1) + "%";
+    bar.appendChild(fill);
+    head.append(el("span", "rank", String(i + 1)), bar, el("span", "score", c.score.toFixed(4)), el("span", "rid", c.id));
+    Object.entries(c.metadata).forEach(([k, v]) => head.appendChild(el("span", "chip", `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`)));
+    li.append(head, el("div", "preview", c.prompt), el("div", "preview", "→ " + c.response));
+    li.onclick = () => openRow(c, li);
+    list.appendChild(li);
+  });
+}
+
+function renderGroups(res) {
+  const box = $("groups"), chart = $("group-chart");
+  chart.textContent = "";
+  box.hidden = !res.groups;
+  if (!res.groups) return;
+  $("groups-column").textContent = res.group_by;
+  const top = Math.max(1e-12, ...res.groups.map((g) => Math.abs(g.score)));
+  res.groups.slice(0, 30).forEach((g) => {
+    const row = el("div", "group");
+    const bar = el("div", "bar" + (g.score < 0 ? " negative" : ""));
+    const fill = el("span"); fill.style.width = (100 * Math.abs(g.score) / top).toFixed(1) + "%";
+    bar.appendChild(fill);
+    row.append(el("span", "name", `${g.group} (${g.size})`), bar, el("span", "score", g.score.toFixed(4)));
+    chart.appendChild(row);
+  });
+}
+
+async function search(ev) {
+  ev.preventDefault();
+  status("searching…");
+  try {
+    const body = queryBody();
+    const out = await api("/api/query", body);
+    const res = out.results[0];
+    state.lastQuery = body; state.lastResults = res;
+    $("results-title").hidden = false;
+    $("results-title").textContent = `Proponents (${res.mode}${res.reranked_by ? ", reranked by " + res.reranked_by : ""}, table version ${out.table_version})`;
+    renderList($("results"), res.proponents);
+    $("opponents-title").hidden = !res.opponents;
+    renderList($("opponent-results"), res.opponents || []);
+    renderGroups(res);
+    $("download-results").disabled = false; $("download-selection").disabled = false;
+    status(`${res.proponents.length} results`);
+  } catch (e) { status(e.message, true); }
+}
+
+function tokenText(t) { return t.startsWith("##") ? t.slice(2) : (t.startsWith("▁") || t.startsWith("Ġ") ? " " + t.slice(1) : " " + t); }
+
+function renderTokens(box, tokens) {
+  box.textContent = "";
+  const top = Math.max(1e-12, ...tokens.filter((t) => !t.special).map((t) => Math.abs(t.contribution)));
+  tokens.forEach((t) => {
+    const span = el("span", "tok" + (t.special ? " special" : ""), t.special ? t.token : tokenText(t.token));
+    span.title = `${t.token}: ${t.contribution.toExponential(3)}`;
+    if (!t.special) {
+      const a = Math.min(1, Math.abs(t.contribution) / top);
+      span.classList.add(t.contribution >= 0 ? "pos" : "neg");
+      span.style.backgroundColor = t.contribution >= 0 ? `rgba(30,142,90,${(0.08 + 0.7 * a).toFixed(3)})` : `rgba(192,57,43,${(0.08 + 0.7 * a).toFixed(3)})`;
+    }
+    span.dataset.contribution = String(t.contribution);
+    box.appendChild(span);
+  });
+}
+
+async function openRow(c, li) {
+  document.querySelectorAll(".result.open").forEach((x) => x.classList.remove("open"));
+  li.classList.add("open");
+  status("explaining " + c.id + "…");
+  try {
+    const q = state.lastQuery;
+    const body = { id: c.id, prompt: q.prompt, response: q.response };
+    if (q.rerank) body.method = q.rerank;
+    const [row, ex] = await Promise.all([api("/api/rows/" + encodeURIComponent(c.id)), api("/api/explain", body)]);
+    $("detail").hidden = false;
+    $("detail-id").textContent = row.id;
+    $("detail-score").textContent = `AirRep score ${ex.airrep.score.toFixed(4)}`;
+    renderTokens($("row-tokens"), ex.airrep.row_tokens);
+    renderTokens($("query-tokens"), ex.airrep.query_tokens);
+    $("gradient-box").hidden = !ex.gradient;
+    if (ex.gradient) {
+      $("gradient-method").textContent = ex.gradient.method;
+      $("gradient-score").textContent = `score ${ex.gradient.score.toExponential(3)}`;
+      renderTokens($("gradient-tokens"), ex.gradient.tokens.map((t) => ({ ...t, special: false })));
+    }
+    $("detail-meta").textContent = JSON.stringify({ id: row.id, row_id: row.row_id, ...row.metadata }, null, 2);
+    status("row " + c.id);
+  } catch (e) { status(e.message, true); }
+}
+
+function saveBlob(blob, name) {
+  const a = el("a"); a.href = URL.createObjectURL(blob); a.download = name;
+  document.body.appendChild(a); a.click(); a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
+function downloadResults() {
+  const res = state.lastResults;
+  if (!res) return;
+  const rows = res.proponents.map((c, i) => JSON.stringify({ rank: i + 1, ...c }));
+  saveBlob(new Blob([rows.join("\n") + "\n"], { type: "application/x-ndjson" }), "results.jsonl");
+}
+
+async function downloadSelection() {
+  const q = state.lastQuery;
+  if (!q) return;
+  status("selecting…");
+  try {
+    const res = await api("/api/select", { targets: [{ prompt: q.prompt, response: q.response }], n: Number($("select-n").value) || 100, filters: q.filters }, true);
+    saveBlob(await res.blob(), "selection.jsonl");
+    status("selection downloaded");
+  } catch (e) { status(e.message, true); }
+}
+
+$("query-form").addEventListener("submit", search);
+$("add-filter").addEventListener("click", addFilter);
+$("download-results").addEventListener("click", downloadResults);
+$("download-selection").addEventListener("click", downloadSelection);
+$("token").addEventListener("change", (e) => { sessionStorage.setItem("airsearch-token", e.target.value); loadInfo().catch((err) => status(err.message, true)); });
+loadInfo().catch((e) => status(e.message, true));
