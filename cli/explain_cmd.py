@@ -6,9 +6,10 @@ from typing import Any
 
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
-from airsearch.explain import TokenContribution
 from airsearch.indexers.config import ExplainConfig
 from airsearch.indexers.explain import RowExplanation, explain_score
+
+from airsearch.explain import TokenContribution
 
 
 def _top(tokens: Any, n: int) -> str:

@@ -97,8 +97,7 @@ def gradient_tokens(method: Any, query: Example, row: Example) -> GradientTokens
 def explain_row(searcher: Searcher, query: Example, row_id: str, *, method: Any = None) -> RowExplanation:
     """Explain the score of stored row ``row_id`` for ``query`` (AirRep always, ``method`` if given)."""
     rid, row = find_row(searcher, row_id)
-    with searcher.encode_lock:
-        airrep = explain_airrep(searcher.encoder, query, row)
+    airrep = explain_airrep(searcher.encoder, query, row)
     grad = gradient_tokens(method, query, row) if method is not None else None
     return RowExplanation(row=row, row_id=rid, query=query, airrep=airrep, gradient=grad)
 

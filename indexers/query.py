@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import threading
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -113,17 +111,6 @@ class QueryResult(Result):
 Rerank = Callable[[Example, list[Candidate]], Sequence[float]]
 
 
-_ENCODER_LOCKS: weakref.WeakKeyDictionary[AirRepEncoder, threading.Lock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-def encoder_lock(encoder: AirRepEncoder) -> threading.Lock:
-    """The one lock of an encoder object: threads sharing it encode one at a time (its fast tokenizer
-    is not safe to call concurrently)."""
-    with _LOCKS_GUARD:
-        return _ENCODER_LOCKS.setdefault(encoder, threading.Lock())
-
-
 def preview(text: str, n: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: max(n - 1, 0)] + "…"
@@ -151,7 +138,6 @@ class Searcher:
             source = encoder if encoder is not None else self.table.meta.encoder.get("source", "default")
             self.encoder = load_encoder(source)
         self.table.check_encoder(self.encoder.fingerprint)
-        self.encode_lock = encoder_lock(self.encoder)
 
     @classmethod
     def for_vectors(cls, table: IndexTable, *, backend: str = "auto", exact: bool = False) -> Searcher:
@@ -160,7 +146,6 @@ class Searcher:
         self.store, self.table, self.backend, self.exact = table.store, table, backend, exact
         self.use_ann = table.has_ann() and not exact
         self.encoder = None  # type: ignore[assignment]
-        self.encode_lock = threading.Lock()
         return self
 
     def at_latest(self) -> Searcher:
@@ -179,8 +164,7 @@ class Searcher:
         return fresh
 
     def encode(self, queries: Sequence[Example]) -> np.ndarray:
-        with self.encode_lock:
-            return self.encoder.encode(list(queries), show_progress=False)
+        return self.encoder.encode(list(queries), show_progress=False)
 
     # ------------------------------------------------------------------ retrieval
     def top_k(

@@ -100,3 +100,33 @@ def test_appended_rows_are_found_by_bm25(tmp_path, tiny_encoder_dir):
     build_index(IndexConfig(**{**cfg.to_dict(), "sources": (str(b),), "append": True}))
     (r,) = Searcher(str(tmp_path / "db")).search(Example("q", "okapi", "okapi"), k=3, mode="bm25")
     assert [c.id for c in r.proponents] == ["new1"]
+
+
+def test_eval_hybrid_method_is_rrf_of_its_two_rankings(tmp_path, tiny_encoder_dir):
+    import numpy as np
+    from airsearch.trainers.evaluation.methods import make_method
+
+    from airsearch.data.corpus import load_corpus
+    from airsearch.encoder import AirRepEncoder
+
+    train = load_corpus(write_corpus(tmp_path / "t.jsonl", _rows())).examples
+    test = [
+        Example("q1", "where is the zebra", "zebra"),
+        Example("q2", "[gamma] big red houses", "green doors"),
+    ]
+    enc = AirRepEncoder.load(tiny_encoder_dir)
+    hybrid = make_method("hybrid", encoder=enc, workdir=tmp_path / "h")
+    hybrid.pool = 10
+    hybrid.prepare(train)
+    fused = np.concatenate([b for _, b in hybrid.score_blocks(test, block_size=7)])
+    base = make_method("base", encoder=enc)
+    base.prepare(train)
+    dots = np.concatenate([b for _, b in base.score_blocks(test)])
+    for j, q in enumerate(test):
+        rows, scores = hybrid.text.query_scores(q)
+        text_rank = {int(r): i + 1 for i, r in enumerate(rows[np.argsort(-scores, kind="stable")][:10])}
+        vec_rank = {int(r): i + 1 for i, r in enumerate(np.argsort(-dots[:, j], kind="stable")[:10])}
+        want = np.zeros(len(train))
+        for r in set(text_rank) | set(vec_rank):
+            want[r] = sum(1 / (60 + rank[r]) for rank in (text_rank, vec_rank) if r in rank)
+        np.testing.assert_allclose(fused[:, j], want, rtol=1e-6)

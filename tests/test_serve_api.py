@@ -296,3 +296,31 @@ def test_bind_address_default_loopback_and_warning(db):
             _, err = proc.communicate(timeout=30)
         assert f"http://{host}:{port}/" in err
         assert ("warning: binding 0.0.0.0" in err) == (host == "0.0.0.0")
+
+
+def test_rerank_and_gradient_token_view_with_an_lm(db, encoder, tiny_lm_dir):
+    from airsearch.indexers.explain import load_gradient_method
+
+    cfg = ServeConfig(db=str(db), lm=str(tiny_lm_dir), rerank_methods=("haif",), max_candidates=8)
+    with TestClient(create_app(cfg, encoder=encoder)) as c:
+        assert c.get("/api/info").json()["rerank_methods"] == ["haif"]
+        res = c.post("/api/query", json={**Q, "k": 3, "rerank": "haif", "candidates": 8}).json()["results"][0]
+        assert res["reranked_by"] == "haif" and len(res["proponents"]) == 3
+        scores = [p["score"] for p in res["proponents"]]
+        assert scores == sorted(scores, reverse=True) and all(
+            "retrieval_score" in p for p in res["proponents"]
+        )
+        assert _error(c.post("/api/query", json={**Q, "rerank": "tracin"}), 403)  # not offered
+        assert (
+            "max_candidates"
+            in _error(c.post("/api/query", json={**Q, "rerank": "haif", "candidates": 9}), 422)["message"]
+        )
+        e = c.post("/api/explain", json={"id": "r0003", **Q, "method": "haif"}).json()
+    grad = e["gradient"]
+    method = load_gradient_method(str(tiny_lm_dir), "haif")
+    row = Searcher(str(db), encoder=encoder).table
+    (rid,) = row.find(["r0003"]).values()
+    want = float(method.score(row.take([rid]), [Example("q", Q["prompt"], Q["response"])])[0, 0])
+    assert grad["method"] == "haif" and len(grad["tokens"]) > 0
+    assert sum(t["contribution"] for t in grad["tokens"]) == pytest.approx(want, rel=1e-4, abs=1e-6)
+    assert grad["score"] == pytest.approx(want, rel=1e-4, abs=1e-6)

@@ -46,7 +46,9 @@ def server(tmp_path_factory, tiny_encoder_dir):
     tmp = tmp_path_factory.mktemp("browser")
     corpus = write_corpus(tmp / "train.jsonl", make_rows(30))
     build_index(IndexConfig(sources=(str(corpus),), db=str(tmp / "db"), encoder=str(tiny_encoder_dir)))
-    app = create_app(ServeConfig(db=str(tmp / "db"), token=TOKEN), encoder=AirRepEncoder.load(tiny_encoder_dir))
+    app = create_app(
+        ServeConfig(db=str(tmp / "db"), token=TOKEN), encoder=AirRepEncoder.load(tiny_encoder_dir)
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -100,20 +102,27 @@ def test_page_query_explain_and_downloads(server, tmp_path):
             page.wait_for_selector("#row-tokens .tok.pos, #row-tokens .tok.neg")
             assert page.text_content("#detail-id") == shown[0]
             highlighted = page.locator("#row-tokens .tok.pos, #row-tokens .tok.neg").count()
-            assert highlighted > 3 and page.locator("#query-tokens .tok.pos, #query-tokens .tok.neg").count() > 3
-            total = sum(float(x) for x in page.eval_on_selector_all("#row-tokens .tok", "es => es.map(e => e.dataset.contribution)"))
+            assert (
+                highlighted > 3 and page.locator("#query-tokens .tok.pos, #query-tokens .tok.neg").count() > 3
+            )
+            total = sum(
+                float(x)
+                for x in page.eval_on_selector_all(
+                    "#row-tokens .tok", "es => es.map(e => e.dataset.contribution)"
+                )
+            )
             score = float(page.text_content("#detail-score").split()[-1])
             assert total == pytest.approx(score, abs=1e-3)  # the shares add up to the shown score
 
             with page.expect_download() as dl:
                 page.click("#download-results")
-            rows = [json.loads(line) for line in open(dl.value.path(), encoding="utf-8")]
+            rows = [json.loads(line) for line in dl.value.path().read_text(encoding="utf-8").splitlines()]
             assert [r["id"] for r in rows] == shown and [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
 
             page.fill("#select-n", "7")
             with page.expect_download() as dl:
                 page.click("#download-selection")
-            selected = [json.loads(line) for line in open(dl.value.path(), encoding="utf-8")]
+            selected = [json.loads(line) for line in dl.value.path().read_text(encoding="utf-8").splitlines()]
             assert len(selected) == 7 and [r["rank"] for r in selected] == list(range(1, 8))
             assert outside == []  # the page fetches nothing from elsewhere
         finally:

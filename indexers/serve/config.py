@@ -56,12 +56,16 @@ class ServeConfig(CommandConfig):
     max_targets: int = F(default=1000, metadata={"help": "most selection targets"})
     max_select: int = F(default=100_000, metadata={"help": "most rows in one selection export"})
     exact: bool = F(default=False, metadata={"help": "exact search even when an ANN index exists"})
+    threads: int = F(
+        default=1, metadata={"help": "torch threads per request (requests run in parallel; 0: torch default)"}
+    )
 
     def validate(self) -> None:
         require(bool(self.db), "db", "is required (--db DIR)")
         require(0 < self.port < 65536, "port", "must be in 1..65535")
         for name in ("max_body_bytes", "max_k", "max_batch", "max_text_chars", "max_candidates"):
             require(getattr(self, name) > 0, name, "must be positive")
+        require(self.threads >= 0, "threads", "must be >= 0")
         require(self.max_targets > 0 and self.max_select > 0, "max_targets", "limits must be positive")
         unknown = [m for m in self.rerank_methods if m not in METHOD_NAMES or m == "daunce"]
         require(

@@ -20,9 +20,12 @@ def bind_warning(host: str) -> str | None:
 
 def serve(cfg: ServeConfig) -> None:
     """Serve ``cfg.db`` at ``http://cfg.host:cfg.port`` until interrupted."""
+    import torch
     import uvicorn
 
     cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)  # one intra-op thread per request: concurrent requests scale
     warning = bind_warning(cfg.host)
     if warning:
         print(warning, file=sys.stderr, flush=True)

@@ -40,7 +40,7 @@ class EvalConfig(CommandConfig):
     methods: tuple[str, ...] = field(
         default=DEFAULT_METHODS,
         metadata={
-            "help": "Methods to compare: airrep, base, bm25, random, a gradient method, "
+            "help": "Methods to compare: airrep, base, bm25, hybrid, random, a gradient method, "
             "'airrep:FOLDER' for one more encoder, or 'dda:beta=0' for a DDA variant (repeatable).",
             "flag": "--method",
         },
@@ -183,6 +183,9 @@ def build_methods(
             m = baseline_method("airrep", encoder=encoder(path))
         elif name == "base":
             m = baseline_method("base", encoder=encoder(path or cfg.base_encoder))
+        elif name == "hybrid":
+            text_dir = Path(workdir) / f"hybrid-{len(out)}" if workdir else None
+            m = baseline_method(name, encoder=encoder(path or cfg.encoder or cfg.base_encoder), workdir=text_dir)
         elif name in BUILTIN_METHODS:
             bm25_dir = Path(workdir) / f"bm25-{len(out)}" if workdir else None
             m = baseline_method(name, seed=cfg.seed, workdir=bm25_dir)

@@ -10,7 +10,8 @@ evaluation code never needs the full ``n x q`` matrix. On top of the blocks:
 - :func:`summed_scores` sums over groups of queries (one column per group), for AUC and R@k.
 
 Baselines by name (:func:`baseline_method`): ``airrep`` (any encoder folder), ``base`` (the untrained
-encoder), ``bm25`` (LanceDB's native full-text index, which ranks by BM25) and ``random`` (seeded).
+encoder), ``bm25`` (LanceDB's native full-text index, which ranks by BM25), ``hybrid`` (reciprocal rank
+fusion of an encoder's and BM25's rankings, as ``query --mode hybrid``) and ``random`` (seeded).
 The attribution methods of :mod:`airsearch.methods` (gradient methods, Daunce) come from the one
 registry, :func:`airsearch.methods.registry.load_method`, wrapped in a :class:`FeatureMethod`.
 """
@@ -38,7 +39,7 @@ from airsearch.methods.registry import MethodConfig
 from airsearch.scoring import StreamingGroupScore, TopK
 
 AGGREGATIONS = ("attention", "sum")
-BUILTIN_METHODS = ("airrep", "base", "bm25", "random")
+BUILTIN_METHODS = ("airrep", "base", "bm25", "hybrid", "random")
 
 
 class Method(abc.ABC):
@@ -195,6 +196,45 @@ class BM25Method(Method):
                 sel = (rows >= start) & (rows < stop)
                 block[rows[sel] - start, j] = scores[sel]
             yield start, block
+
+
+class HybridMethod(Method):
+    """``hybrid``: reciprocal rank fusion (Cormack et al. 2009 Eq. 1) of an encoder's top-``pool`` rows
+    (dot product) and BM25's top-``pool`` rows per query, the fusion ``airsearch query --mode hybrid``
+    does (:func:`airsearch.fusion.reciprocal_rank_fusion`, ``pool`` = its ``HYBRID_POOL``); rows in
+    neither list score 0."""
+
+    name = "hybrid"
+
+    def __init__(self, encoder: Any, workdir: str | Path | None = None, pool: int | None = None) -> None:
+        from airsearch.indexers.query import HYBRID_POOL
+
+        super().__init__()
+        self.vector, self.text = EmbeddingMethod(encoder), BM25Method(workdir)
+        self.pool = pool or HYBRID_POOL
+
+    def _prepare(self, train: list[Example]) -> None:
+        self.vector.prepare(train)
+        self.text.prepare(train)
+        self.storage_bytes = self.vector.storage_bytes + self.text.storage_bytes
+
+    def score_blocks(
+        self, test: Sequence[Example], block_size: int = 4096
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        from airsearch.fusion import reciprocal_rank_fusion
+
+        _, vector_rows = self.vector.topk(test, self.pool)
+        fused = np.zeros((self.n_train, len(test)), dtype=np.float32)
+        for j, example in enumerate(test):
+            rows, scores = self.text.query_scores(example)
+            text_rows = rows[np.argsort(-scores, kind="stable")][: self.pool]
+            for row, score in reciprocal_rank_fusion([vector_rows[j].tolist(), text_rows.tolist()]):
+                fused[row, j] = score
+        for start in range(0, self.n_train, block_size):
+            yield start, fused[start : start + block_size]
+
+    def fingerprint(self) -> str | None:
+        return self.vector.fingerprint()
 
 
 class RandomMethod(Method):
@@ -358,6 +398,10 @@ def baseline_method(
         return EmbeddingMethod(encoder, name=name)
     if name == "bm25":
         return BM25Method(workdir)
+    if name == "hybrid":
+        if encoder is None:
+            raise InputError("method 'hybrid' needs an encoder", field="methods")
+        return HybridMethod(encoder, workdir)
     if name == "random":
         return RandomMethod(seed)
     known = list(BUILTIN_METHODS) + list(METHOD_NAMES)
