@@ -83,7 +83,7 @@ def build(db: str, rows: int) -> dict:
     table = IndexStore(db).open()
     return {
         "rows": table.count(),
-        "index": table.describe()["index"],
+        "index": table.describe().to_dict()["index"],
         "fts": table.has_fts(),
         "encode_seconds": round(encoded, 1),
         "build_seconds": round(time.perf_counter() - t0, 1),

@@ -19,10 +19,11 @@ from airsearch.indexers.query import Searcher
 from airsearch.data.example import Example
 from airsearch.errors import InputError
 from airsearch.explain import AirRepExplanation, explain_airrep
+from airsearch.results import Result
 
 
 @dataclasses.dataclass(frozen=True)
-class GradientTokens:
+class GradientTokens(Result):
     """A gradient method's score of the row for the query and its split over the row's response tokens."""
 
     method: str
@@ -41,7 +42,7 @@ class GradientTokens:
 
 
 @dataclasses.dataclass(frozen=True)
-class RowExplanation:
+class RowExplanation(Result):
     """The explained row, the query, and the token views."""
 
     row: Example
@@ -77,7 +78,7 @@ def find_row(searcher: Searcher, row_id: str) -> tuple[int, Example]:
     """``(row id, example)`` of the stored example with id ``row_id`` (newest version the searcher reads)."""
     found = searcher.table.find([row_id])
     if row_id not in found:
-        raise RowNotFound(f"no row with id {row_id!r}", where="id")
+        raise RowNotFound(f"no row with id {row_id!r}", field="id")
     rid = int(found[row_id])
     return rid, searcher.table.take([rid])[0]
 
@@ -107,7 +108,7 @@ def load_gradient_method(lm: str, method: str) -> Any:
     from airsearch.methods.registry import MethodConfig, build_method
 
     if method == "daunce":
-        raise InputError("token views need a gradient method, not daunce", where="method")
+        raise InputError("token views need a gradient method, not daunce", field="method")
     return build_method(MethodConfig(method=method, model=lm), show_progress=False)
 
 

@@ -61,7 +61,7 @@ def search(
         )
     except (OSError, ValueError, RuntimeError) as e:
         if where:
-            raise InputError(f"bad filter {where!r}: {str(e).splitlines()[0]}", where="--where") from None
+            raise InputError(f"bad filter {where!r}: {str(e).splitlines()[0]}", field="where") from None
         raise
     scores = found.column("_score").to_numpy().astype(np.float32)
     ids = found.column("_rowid").to_numpy().astype(np.int64)

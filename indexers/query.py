@@ -230,12 +230,12 @@ class Searcher:
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query, ``(scores, row_ids)`` of the ``n`` best rows by ``mode``, best first."""
         if mode not in SEARCH_MODES:
-            raise InputError(f"unknown mode {mode!r}; choose one of {SEARCH_MODES}", where="mode")
+            raise InputError(f"unknown mode {mode!r}; choose one of {SEARCH_MODES}", field="mode")
         if mode != "vector" and not self.table.has_fts():
             raise InputError(
                 f"--mode {mode} needs the table's full-text index; rebuild the table with this version "
                 "(airsearch index ... --overwrite)",
-                where="mode",
+                field="mode",
             )
         if mode == "bm25":
             return [fts.search(self.table.dataset, q, n, where=where) for q in queries]

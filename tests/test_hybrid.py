@@ -47,7 +47,7 @@ def db(tmp_path_factory, tiny_encoder_dir):
 
 def test_bm25_mode_finds_the_lexical_matches_and_applies_filters(db):
     searcher = Searcher(str(db))
-    assert searcher.table.has_fts() and searcher.table.describe()["fts"]
+    assert searcher.table.has_fts() and searcher.table.describe().fts
     q = Example("q", "where is the zebra", "zebra")
     (r,) = searcher.search(q, k=5, mode="bm25")
     assert r.mode == "bm25" and r.search == "full-text"

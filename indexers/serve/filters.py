@@ -36,29 +36,29 @@ def filterable_columns(columns: Mapping[str, str]) -> dict[str, str]:
 def filter_sql(conditions: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> str | None:
     """The SQL ``WHERE`` text of ``conditions`` (joined with AND), checked against the table's columns."""
     if len(conditions) > MAX_CONDITIONS:
-        raise InputError(f"at most {MAX_CONDITIONS} conditions", where="filters")
+        raise InputError(f"at most {MAX_CONDITIONS} conditions", field="filters")
     allowed = filterable_columns(columns)
     parts = [_condition(c, allowed, f"filters[{i}]") for i, c in enumerate(conditions)]
     return " AND ".join(parts) or None
 
 
-def _condition(cond: Mapping[str, Any], allowed: Mapping[str, str], where: str) -> str:
+def _condition(cond: Mapping[str, Any], allowed: Mapping[str, str], field: str) -> str:
     if not isinstance(cond, Mapping) or set(cond) - {"column", "op", "value"}:
-        raise InputError("each condition is {column, op, value}", where=where)
+        raise InputError("each condition is {column, op, value}", field=field)
     column, op, value = cond.get("column"), cond.get("op", "eq"), cond.get("value")
     if column not in allowed:
-        raise InputError(f"unknown column {column!r}; filterable: {sorted(allowed)}", where=f"{where}.column")
+        raise InputError(f"unknown column {column!r}; filterable: {sorted(allowed)}", field=f"{field}.column")
     if op not in OPS:
-        raise InputError(f"unknown op {op!r}; one of {sorted(OPS)}", where=f"{where}.op")
+        raise InputError(f"unknown op {op!r}; one of {sorted(OPS)}", field=f"{field}.op")
     kind = allowed[column]
     if op in ("gt", "gte", "lt", "lte") and kind not in ORDERED_KINDS:
-        raise InputError(f"column {column!r} ({kind}) has no order", where=f"{where}.op")
+        raise InputError(f"column {column!r} ({kind}) has no order", field=f"{field}.op")
     if op == "in":
         if not isinstance(value, list) or not 0 < len(value) <= MAX_IN_VALUES:
-            raise InputError(f"'in' takes a list of 1..{MAX_IN_VALUES} values", where=f"{where}.value")
-        literal = "(" + ", ".join(_literal(v, kind, f"{where}.value") for v in value) + ")"
+            raise InputError(f"'in' takes a list of 1..{MAX_IN_VALUES} values", field=f"{field}.value")
+        literal = "(" + ", ".join(_literal(v, kind, f"{field}.value") for v in value) + ")"
     else:
-        literal = _literal(value, kind, f"{where}.value")
+        literal = _literal(value, kind, f"{field}.value")
     return f"{_identifier(column)} {OPS[op]} {literal}"
 
 
@@ -66,11 +66,11 @@ def _identifier(column: str) -> str:
     if _IDENT.match(column):
         return column
     if "`" in column:
-        raise InputError(f"column {column!r} cannot be filtered on", where="filters")
+        raise InputError(f"column {column!r} cannot be filtered on", field="filters")
     return f"`{column}`"
 
 
-def _literal(value: Any, kind: str, where: str) -> str:
+def _literal(value: Any, kind: str, field: str) -> str:
     ok = {
         "str": isinstance(value, str),
         "bool": isinstance(value, bool),
@@ -78,13 +78,13 @@ def _literal(value: Any, kind: str, where: str) -> str:
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
     }.get(kind, False)
     if not ok:
-        raise InputError(f"expected a {kind} value, got {value!r}", where=where)
+        raise InputError(f"expected a {kind} value, got {value!r}", field=field)
     if kind == "str":
         if "\x00" in value:
-            raise InputError("strings may not contain NUL", where=where)
+            raise InputError("strings may not contain NUL", field=field)
         return "'" + value.replace("'", "''") + "'"
     if kind == "bool":
         return "TRUE" if value else "FALSE"
     if isinstance(value, float) and not math.isfinite(value):
-        raise InputError("numbers must be finite", where=where)
+        raise InputError("numbers must be finite", field=field)
     return repr(int(value)) if kind == "int" else repr(float(value))

@@ -61,24 +61,30 @@ class SearchService:
 
     def method(self, name: str) -> tuple[Any, threading.Lock]:
         """A gradient method on the server's LM (built once), and the lock that serialises its use."""
-        if not self.cfg.lm:
-            raise Forbidden("gradient methods need a target LM; start the server with --lm DIR", where=name)
-        if name not in self.cfg.rerank_methods:
-            raise Forbidden(
-                f"method {name!r} is not offered; offered: {list(self.cfg.rerank_methods)}", where=name
-            )
+        self.check_method(name)
         with self._lock:
             if name not in self._methods:
                 self._methods[name] = load_gradient_method(self.cfg.lm, name)
                 self._method_locks[name] = threading.Lock()
         return self._methods[name], self._method_locks[name]
 
+    def check_method(self, name: str) -> None:
+        """Refuse (403) a method this server does not offer."""
+        if not self.cfg.lm:
+            raise Forbidden(
+                "gradient methods need a target LM; start the server with --lm DIR", field="rerank"
+            )
+        if name not in self.cfg.rerank_methods:
+            raise Forbidden(
+                f"method {name!r} is not offered; offered: {list(self.cfg.rerank_methods)}", field="rerank"
+            )
+
     # ----------------------------------------------------------------------------- checks
     def where(self, searcher: Searcher, filters: Sequence[Condition], raw: str | None) -> str | None:
         """SQL for structured ``filters`` (validated against the schema), and raw SQL only if allowed."""
         if raw and not self.cfg.allow_sql:
             raise Forbidden(
-                "raw SQL 'where' is disabled on this server; send structured 'filters'", where="where"
+                "raw SQL 'where' is disabled on this server; send structured 'filters'", field="where"
             )
         conds = [c.model_dump() for c in filters]
         parts = [p for p in (filter_sql(conds, searcher.table.meta.columns), raw) if p]
@@ -90,7 +96,7 @@ class SearchService:
             for name in ("prompt", "response"):
                 if len(getattr(q, name)) > limit:
                     raise LimitError(
-                        f"longer than {limit} characters (max_text_chars)", where=f"{what}[{i}].{name}"
+                        f"longer than {limit} characters (max_text_chars)", field=f"{what}[{i}].{name}"
                     )
         return [Example(q.id or f"q{i}", q.prompt, q.response) for i, q in enumerate(items)]
 
@@ -99,24 +105,26 @@ class SearchService:
         cfg = self.cfg
         if req.queries is None:
             if req.response is None:
-                raise LimitError("give prompt/response or queries", where="response")
+                raise LimitError("give prompt/response or queries", field="response")
             items = [QueryText(prompt=req.prompt or "", response=req.response)]
         elif req.prompt is not None or req.response is not None:
-            raise LimitError("give either prompt/response or queries, not both", where="queries")
+            raise LimitError("give either prompt/response or queries, not both", field="queries")
         else:
             items = req.queries
         if not 0 < len(items) <= cfg.max_batch:
-            raise LimitError(f"1..{cfg.max_batch} queries per request (max_batch)", where="queries")
+            raise LimitError(f"1..{cfg.max_batch} queries per request (max_batch)", field="queries")
         if req.k > cfg.max_k:
-            raise LimitError(f"k={req.k} is over this server's limit of {cfg.max_k} (max_k)", where="k")
+            raise LimitError(f"k={req.k} is over this server's limit of {cfg.max_k} (max_k)", field="k")
+        if req.rerank:
+            self.check_method(req.rerank)
         if req.rerank and req.candidates > cfg.max_candidates:
             raise LimitError(
-                f"over {cfg.max_candidates} rerank candidates (max_candidates)", where="candidates"
+                f"over {cfg.max_candidates} rerank candidates (max_candidates)", field="candidates"
             )
         examples = self.texts(items, "queries")
         searcher = self.searcher()
         if req.group_by is not None and req.group_by not in filterable_columns(searcher.table.meta.columns):
-            raise LimitError(f"unknown group-by column {req.group_by!r}", where="group_by")
+            raise LimitError(f"unknown group-by column {req.group_by!r}", field="group_by")
         where = self.where(searcher, req.filters, req.where)
         kwargs: dict[str, Any] = dict(
             where=where, opponents=req.opponents, group_by=req.group_by, mode=req.mode
@@ -145,7 +153,7 @@ class SearchService:
 
     def info(self) -> dict[str, Any]:
         searcher = self.searcher()
-        table = searcher.table.describe()
+        table = searcher.table.describe().to_dict()
         return {
             "table": table,
             "filterable_columns": filterable_columns(searcher.table.meta.columns),
@@ -164,7 +172,7 @@ class SearchService:
                     "max_select",
                 )
             },
-            "versions": {k: v for k, v in info(self.cfg.db).items() if k.endswith("version")},
+            "versions": {k: v for k, v in info(self.cfg.db).to_dict().items() if k.endswith("version")},
         }
 
     def health(self) -> dict[str, Any]:
@@ -190,14 +198,14 @@ class SearchService:
         """Run ``airsearch select`` for the targets into a temporary JSONL file and stream its lines."""
         cfg = self.cfg
         if not 0 < len(req.targets) <= cfg.max_targets:
-            raise LimitError(f"1..{cfg.max_targets} targets (max_targets)", where="targets")
+            raise LimitError(f"1..{cfg.max_targets} targets (max_targets)", field="targets")
         if (req.n is None) == (req.fraction is None):
-            raise LimitError("give exactly one of n or fraction", where="n")
+            raise LimitError("give exactly one of n or fraction", field="n")
         searcher = self.searcher()
         where = self.where(searcher, req.filters, req.where)
         n = req.n if req.n is not None else max(1, round(req.fraction * searcher.table.count(where)))
         if n > cfg.max_select:
-            raise LimitError(f"n={n} is over this server's limit of {cfg.max_select} (max_select)", where="n")
+            raise LimitError(f"n={n} is over this server's limit of {cfg.max_select} (max_select)", field="n")
         targets = self.texts(req.targets, "targets")
         tmp = tempfile.TemporaryDirectory(prefix="airsearch-serve-")
         try:
