@@ -173,6 +173,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--append-rows", type=int, default=500)
     ap.add_argument("--append-every", type=float, default=5.0)
+    ap.add_argument("--single-seconds", type=float, default=15, help="one client first (service time)")
     ap.add_argument("--work", default="runs/bench_serve")
     ap.add_argument("--appender", nargs=4, metavar=("DB", "EVERY", "N", "SECONDS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -209,6 +210,7 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.2)
         run_load(url, queries[:20], 2, 5)  # warm-up (model, caches), not counted
+        single = run_load(url, queries, 1, args.single_seconds)  # service time: one client, no appends
         append = subprocess.Popen(
             [
                 sys.executable,
@@ -235,6 +237,7 @@ def main() -> None:
         "query": "POST /api/query, k=10, vector mode (ANN + exact re-score), one held-out query each",
         "append": {"every_s": args.append_every, "rows_each": args.append_rows, **appended},
         **load,
+        "single_client": {k: single[k] for k in ("requests", "errors", "throughput_rps", "p50_ms", "p95_ms")},
     }
     write_results(result)
     shutil.rmtree(work, ignore_errors=True)
@@ -258,6 +261,14 @@ def write_results(r: dict) -> None:
         "|---:|---:|---:|---:|---:|---:|---|---|",
         f"| {r['requests']:,} | {r['throughput_rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
         f"{r['errors']} | {r['rows_first']:,} → {r['rows_last']:,} | {r['row_count_never_decreased']} |",
+        "",
+        "One client alone (no appends), the service time of one request: "
+        + (
+            f"p50 {r['single_client']['p50_ms']} ms, p95 {r['single_client']['p95_ms']} ms, "
+            f"{r['single_client']['requests']} requests, {r['single_client']['errors']} errors."
+            if "single_client" in r
+            else "not measured in this run."
+        ),
         "",
         f"Goal (0 errors, row counts never decrease, p95 < 100 ms): {'met' if goal else 'not met'}.",
         "Latency is measured at the client, so it includes queueing behind the other clients: with one",
