@@ -76,7 +76,7 @@ def build(db: str, rows: int) -> dict:
     from airsearch.data import sample_corpus_path
 
     t0 = time.perf_counter()
-    build_index(IndexConfig(sources=(str(sample_corpus_path()),), db=db))
+    build_index(IndexConfig(corpus=[str(sample_corpus_path())], db=db))
     encoded = time.perf_counter() - t0
     table = IndexStore(db).open()
     append_rows(db, rows - table.count(), seed=1, start=0)

@@ -105,11 +105,11 @@ def explain_row(searcher: Searcher, query: Example, row_id: str, *, method: Any 
 
 def load_gradient_method(lm: str, method: str) -> Any:
     """A gradient attribution method on the target LM, from the one method registry."""
-    from airsearch.methods.registry import MethodConfig, build_method
+    from airsearch.methods.registry import MethodConfig, load_method
 
     if method == "daunce":
         raise InputError("token views need a gradient method, not daunce", field="method")
-    return build_method(MethodConfig(method=method, model=lm), show_progress=False)
+    return load_method(MethodConfig(method=method, lm=lm), show_progress=False)
 
 
 def explain_score(cfg: ExplainConfig, *, method: Any = None) -> RowExplanation:

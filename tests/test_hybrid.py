@@ -12,10 +12,8 @@ from airsearch.indexers.query import HYBRID_POOL, Searcher, query
 from airsearch.data.example import Example
 from airsearch.errors import InputError
 from airsearch.fusion import reciprocal_rank_fusion
-from tests import index_fixtures as fx
-from tests.index_fixtures import make_rows, write_corpus
+from tests.helpers.corpora import make_rows, write_corpus
 
-tiny_encoder_dir = fx.tiny_encoder_dir
 
 
 def test_rrf_matches_hand_computation():
@@ -41,7 +39,7 @@ def _rows() -> list[dict]:
 def db(tmp_path_factory, tiny_encoder_dir):
     tmp = tmp_path_factory.mktemp("hybrid")
     corpus = write_corpus(tmp / "train.jsonl", _rows())
-    build_index(IndexConfig(sources=(str(corpus),), db=str(tmp / "db"), encoder=str(tiny_encoder_dir)))
+    build_index(IndexConfig(corpus=[str(corpus)], db=str(tmp / "db"), encoder=str(tiny_encoder_dir)))
     return tmp / "db"
 
 
@@ -81,7 +79,7 @@ def test_query_config_mode_and_old_tables_without_fts(db, tmp_path, tiny_encoder
     corpus = write_corpus(tmp_path / "c.jsonl", make_rows(10))
     build_index(
         IndexConfig(
-            sources=(str(corpus),), db=str(tmp_path / "nofts"), encoder=str(tiny_encoder_dir), fts=False
+            corpus=[str(corpus)], db=str(tmp_path / "nofts"), encoder=str(tiny_encoder_dir), fts=False
         )
     )
     with pytest.raises(InputError, match="full-text index"):
@@ -95,9 +93,9 @@ def test_appended_rows_are_found_by_bm25(tmp_path, tiny_encoder_dir):
     ]
     b = tmp_path / "b.jsonl"
     b.write_text("".join(json.dumps(r) + "\n" for r in extra))
-    cfg = IndexConfig(sources=(str(a),), db=str(tmp_path / "db"), encoder=str(tiny_encoder_dir))
+    cfg = IndexConfig(corpus=[str(a)], db=str(tmp_path / "db"), encoder=str(tiny_encoder_dir))
     build_index(cfg)
-    build_index(IndexConfig(**{**cfg.to_dict(), "sources": (str(b),), "append": True}))
+    build_index(IndexConfig(**{**cfg.to_dict(), "corpus": [str(b)], "append": True}))
     (r,) = Searcher(str(tmp_path / "db")).search(Example("q", "okapi", "okapi"), k=3, mode="bm25")
     assert [c.id for c in r.proponents] == ["new1"]
 

@@ -22,10 +22,8 @@ from fastapi.testclient import TestClient
 
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
-from tests import index_fixtures as fx
-from tests.index_fixtures import make_rows, write_corpus
+from tests.helpers.corpora import make_rows, write_corpus
 
-tiny_encoder_dir = fx.tiny_encoder_dir
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 Q = {"prompt": "[alpha] the cat sat on a mat", "response": "dogs ran far"}
@@ -35,7 +33,7 @@ Q = {"prompt": "[alpha] the cat sat on a mat", "response": "dogs ran far"}
 def db(tmp_path_factory, tiny_encoder_dir):
     tmp = tmp_path_factory.mktemp("serve")
     corpus = write_corpus(tmp / "train.jsonl", make_rows(40))
-    build_index(IndexConfig(sources=(str(corpus),), db=str(tmp / "db"), encoder=str(tiny_encoder_dir)))
+    build_index(IndexConfig(corpus=[str(corpus)], db=str(tmp / "db"), encoder=str(tiny_encoder_dir)))
     return tmp / "db"
 
 
@@ -237,7 +235,7 @@ def test_no_cors_unless_asked(client, db, encoder):
 def test_the_server_sees_rows_another_process_appends(tmp_path, tiny_encoder_dir, encoder):
     a = write_corpus(tmp_path / "a.jsonl", make_rows(12))
     b = write_corpus(tmp_path / "b.jsonl", make_rows(5, start=500))
-    build_index(IndexConfig(sources=(str(a),), db=str(tmp_path / "db"), encoder=str(tiny_encoder_dir)))
+    build_index(IndexConfig(corpus=[str(a)], db=str(tmp_path / "db"), encoder=str(tiny_encoder_dir)))
     with TestClient(create_app(ServeConfig(db=str(tmp_path / "db")), encoder=encoder)) as c:
         assert c.get("/api/health").json()["rows"] == 12
         assert c.get("/api/rows/r0500").status_code == 404

@@ -17,10 +17,8 @@ from airsearch.indexers.config import IndexConfig
 from airsearch.indexers.serve import ServeConfig, create_app
 
 from airsearch.encoder import AirRepEncoder
-from tests import index_fixtures as fx
-from tests.index_fixtures import make_rows, write_corpus
+from tests.helpers.corpora import make_rows, write_corpus
 
-tiny_encoder_dir = fx.tiny_encoder_dir
 TOKEN = "browser-token"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -45,7 +43,7 @@ def chromium_path() -> str:
 def server(tmp_path_factory, tiny_encoder_dir):
     tmp = tmp_path_factory.mktemp("browser")
     corpus = write_corpus(tmp / "train.jsonl", make_rows(30))
-    build_index(IndexConfig(sources=(str(corpus),), db=str(tmp / "db"), encoder=str(tiny_encoder_dir)))
+    build_index(IndexConfig(corpus=[str(corpus)], db=str(tmp / "db"), encoder=str(tiny_encoder_dir)))
     app = create_app(
         ServeConfig(db=str(tmp / "db"), token=TOKEN), encoder=AirRepEncoder.load(tiny_encoder_dir)
     )

@@ -22,11 +22,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class ServeConfig(CommandConfig):
     """Serve an index over HTTP: a JSON API and one web page (read-only)."""
 
-    db: str = F(default="", metadata={"help": "LanceDB directory"})
+    db: str = F(metadata={"help": "LanceDB directory"})
     table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
     host: str = F(default="127.0.0.1", metadata={"help": "bind address (non-loopback prints a warning)"})
     port: int = F(default=8000, metadata={"help": "TCP port"})
@@ -61,7 +61,7 @@ class ServeConfig(CommandConfig):
     )
 
     def validate(self) -> None:
-        require(bool(self.db), "db", "is required (--db DIR)")
+        require(bool(self.db), "db", "is required (the index directory)")
         require(0 < self.port < 65536, "port", "must be in 1..65535")
         for name in ("max_body_bytes", "max_k", "max_batch", "max_text_chars", "max_candidates"):
             require(getattr(self, name) > 0, name, "must be positive")
