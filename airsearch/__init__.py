@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from airsearch.data.example import Example
     from airsearch.encoder import AirRepEncoder, EncoderInfo
     from airsearch.errors import AirsearchError, FingerprintMismatch, InputError
-    from airsearch.indexers.build import IndexSummary, build_index
     from airsearch.explain import AirRepExplanation, explain_airrep
     from airsearch.fusion import reciprocal_rank_fusion
+    from airsearch.indexers.build import IndexSummary, build_index
     from airsearch.indexers.config import (
         DeleteConfig,
         ExplainConfig,

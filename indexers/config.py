@@ -162,13 +162,17 @@ class ExplainConfig(CommandConfig):
     response: str = F(metadata={"help": "query response (model output)"})
     encoder: str | None = F(default=None, metadata={"help": "encoder (default: the one the index records)"})
     lm: str | None = F(default=None, metadata={"help": "target LM folder: adds the gradient token view"})
-    method: MethodName = F(default="haif", metadata={"help": "gradient method for the token view (with --lm)"})
+    method: MethodName = F(
+        default="haif", metadata={"help": "gradient method for the token view (with --lm)"}
+    )
     top: int = F(default=10, metadata={"help": "tokens listed per side in the summary"})
 
     def validate(self) -> None:
         require(bool(self.db), "db", "is required (the index directory)")
         require(bool(self.id), "id", "is required (the row to explain)")
-        require(self.method in METHOD_NAMES and self.method != "daunce", "method", "must be a gradient method")
+        require(
+            self.method in METHOD_NAMES and self.method != "daunce", "method", "must be a gradient method"
+        )
         require(self.top > 0, "top", "must be positive")
 
 

@@ -185,7 +185,9 @@ def build_methods(
             m = baseline_method("base", encoder=encoder(path or cfg.base_encoder))
         elif name == "hybrid":
             text_dir = Path(workdir) / f"hybrid-{len(out)}" if workdir else None
-            m = baseline_method(name, encoder=encoder(path or cfg.encoder or cfg.base_encoder), workdir=text_dir)
+            m = baseline_method(
+                name, encoder=encoder(path or cfg.encoder or cfg.base_encoder), workdir=text_dir
+            )
         elif name in BUILTIN_METHODS:
             bm25_dir = Path(workdir) / f"bm25-{len(out)}" if workdir else None
             m = baseline_method(name, seed=cfg.seed, workdir=bm25_dir)
