@@ -314,10 +314,6 @@ def test_rerank_with_an_lm(db, encoder, tiny_lm_dir):
 
 
 def test_gradient_token_view_sums_to_the_method_score(db, encoder, tiny_lm_dir):
-    from airsearch.methods.base import AttributionMethod
-
-    if not hasattr(AttributionMethod, "token_scores"):  # lands with the K-FAC work (branch kfac)
-        pytest.skip("needs AttributionMethod.token_scores")
     from airsearch.indexers.explain import load_gradient_method
 
     cfg = ServeConfig(db=str(db), lm=str(tiny_lm_dir), rerank_methods=("haif",))
