@@ -158,7 +158,7 @@ class ExplainConfig(CommandConfig):
     db: str = F(metadata={"help": "LanceDB directory"})
     table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
     id: str = F(metadata={"help": "id of the training row to explain"})
-    prompt: str = F(default="", metadata={"help": "query prompt"})
+    prompt: str | None = F(default=None, metadata={"help": "query prompt (none: a text-only query)"})
     response: str = F(metadata={"help": "query response (model output)"})
     encoder: str | None = F(default=None, metadata={"help": "encoder (default: the one the index records)"})
     lm: str | None = F(default=None, metadata={"help": "target LM folder: adds the gradient token view"})

@@ -118,4 +118,4 @@ def explain_score(cfg: ExplainConfig, *, method: Any = None) -> RowExplanation:
     searcher = Searcher(cfg.db, cfg.table, encoder=cfg.encoder)
     if method is None and cfg.lm:
         method = load_gradient_method(cfg.lm, cfg.method)
-    return explain_row(searcher, Example("query", cfg.prompt, cfg.response or ""), cfg.id, method=method)
+    return explain_row(searcher, Example("query", cfg.prompt or "", cfg.response), cfg.id, method=method)

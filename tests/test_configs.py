@@ -28,6 +28,7 @@ CONFIG_MODULES = (
     "airsearch.methods.registry",
     "airsearch.methods.daunce_run",
     "airsearch.indexers.config",
+    "airsearch.indexers.serve.config",
     "airsearch.trainers.attribute",
     "airsearch.trainers.labels.config",
     "airsearch.trainers.encoder_training.config",
