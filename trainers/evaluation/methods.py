@@ -10,9 +10,10 @@ evaluation code never needs the full ``n x q`` matrix. On top of the blocks:
 - :func:`summed_scores` sums over groups of queries (one column per group), for AUC and R@k.
 
 Baselines by name (:func:`baseline_method`): ``airrep`` (any encoder folder), ``base`` (the untrained
-encoder), ``bm25`` (LanceDB's native full-text index, which ranks by BM25) and ``random`` (seeded).
-The attribution methods of :mod:`airsearch.methods` (gradient methods, Daunce) come from the one
-registry, :func:`airsearch.methods.registry.load_method`, wrapped in a :class:`FeatureMethod`.
+encoder), ``bm25`` (LanceDB's native full-text index, which ranks by BM25, over prompt + response or
+responses only) and ``random`` (seeded). The attribution methods of :mod:`airsearch.methods` (gradient
+methods, RepSim, Daunce) come from the one registry, :func:`airsearch.methods.registry.load_method`,
+wrapped in a :class:`FeatureMethod`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
 from airsearch.lm.model import TargetLM
 from airsearch.methods.base import METHOD_NAMES, AttributionMethod
+from airsearch.methods.daunce_run import DaunceConfig
 from airsearch.methods.registry import MethodConfig
 from airsearch.scoring import StreamingGroupScore, TopK
 
@@ -140,21 +143,28 @@ class EmbeddingMethod(Method):
 _WORD = re.compile(r"[A-Za-z0-9]+")
 
 
-def _fts_query(example: Example, max_terms: int = 256) -> str:
-    return " ".join(_WORD.findall(f"{example.prompt} {example.response}")[:max_terms])
+def _bm25_text(example: Example, text: str) -> str:
+    return example.response if text == "response" else f"{example.prompt} {example.response}"
+
+
+def _fts_query(example: Example, max_terms: int = 256, text: str = "full") -> str:
+    return " ".join(_WORD.findall(_bm25_text(example, text))[:max_terms])
 
 
 class BM25Method(Method):
     """``bm25``: LanceDB's native full-text index (BM25 ranking) over the training texts.
 
-    Each query's ``_score`` is taken for every training row the index returns; rows sharing no term
-    with the query score 0, as in BM25.
+    ``text="full"`` indexes and queries ``prompt response``; ``text="response"`` the responses alone
+    (``bm25:text=response``), so shared task instructions in prompts cannot match. Each query's
+    ``_score`` is taken for every training row the index returns; rows sharing no term with the query
+    score 0, as in BM25.
     """
 
     name = "bm25"
 
-    def __init__(self, workdir: str | Path | None = None) -> None:
+    def __init__(self, workdir: str | Path | None = None, text: str = "full") -> None:
         super().__init__()
+        self.text = text
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="airsearch-bm25-")
         self.workdir = Path(workdir) if workdir else Path(self._tmp.name)
         self.table: Any = None
@@ -165,7 +175,7 @@ class BM25Method(Method):
         from lancedb.index import FTS
 
         db = lancedb.connect(str(self.workdir))
-        texts = [f"{e.prompt} {e.response}" for e in train]
+        texts = [_bm25_text(e, self.text) for e in train]
         data = pa.table(
             {"row": pa.array(range(len(train)), pa.int64()), "text": pa.array(texts, pa.string())}
         )
@@ -176,7 +186,7 @@ class BM25Method(Method):
 
     def query_scores(self, example: Example) -> tuple[np.ndarray, np.ndarray]:
         """(row indices, BM25 scores) of the training rows matching ``example``."""
-        text = _fts_query(example)
+        text = _fts_query(example, text=self.text)
         if not text or self.n_train == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         res = (
@@ -285,6 +295,26 @@ def summed_scores(
 
 
 # ----------------------------------------------------------------------------- by name
+@dataclass
+class WhiteboxDaunce:
+    """White-box Daunce to train before scoring: K perturbed LoRA models on the Eq. 5 objective
+    (:func:`airsearch.trainers.daunce.run_daunce`) into ``out`` (else a temporary folder)."""
+
+    config: DaunceConfig
+    out: Path | None = None
+
+    def run(self, lm: TargetLM | None, train: Sequence[Example]) -> Path:
+        from airsearch.trainers.daunce import run_daunce
+
+        if lm is None:
+            raise InputError("white-box Daunce needs the target LM folder", field="lm")
+        if self.out is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="airsearch-daunce-wb-")
+            self.out = Path(self._tmp.name)
+        run_daunce(lm.source, list(train), [], self.config, self.out, quiet=True)
+        return self.out
+
+
 class FeatureMethod(Method):
     """Adapter for an :class:`airsearch.methods.base.AttributionMethod` (gradient methods, Daunce):
     train features are computed once in ``prepare`` (what a vector store keeps), test features per
@@ -292,7 +322,8 @@ class FeatureMethod(Method):
 
     Given a :class:`MethodConfig`, ``prepare`` builds the method through the one registry,
     :func:`airsearch.methods.registry.load_method`, on the models given here (black-box Daunce fits its K
-    models on the training set then); an already-built method is used as it is.
+    models on the training set then; with ``whitebox``, the white-box Eq. 5 run is trained on the
+    training set first and read back); an already-built method is used as it is.
     """
 
     aggregation = "sum"
@@ -305,8 +336,10 @@ class FeatureMethod(Method):
         checkpoints: Sequence[TargetLM] = (),
         base_lm: TargetLM | None = None,
         name: str | None = None,
+        whitebox: WhiteboxDaunce | None = None,
     ) -> None:
         super().__init__()
+        self.whitebox = whitebox
         self.config = method if isinstance(method, MethodConfig) else None
         self.impl: AttributionMethod | None = None if isinstance(method, MethodConfig) else method
         self.name = name or (method.method if isinstance(method, MethodConfig) else method.name)
@@ -314,6 +347,8 @@ class FeatureMethod(Method):
         self.train_features: torch.Tensor | None = None
 
     def _prepare(self, train: list[Example]) -> None:
+        if self.config is not None and self.whitebox is not None:
+            self.config = self.config.replace(daunce_run=str(self.whitebox.run(self.lm, train)))
         if self.config is not None:
             from airsearch.methods.registry import load_method
 
@@ -347,17 +382,22 @@ class FeatureMethod(Method):
 
 
 def baseline_method(
-    name: str, *, encoder: AirRepEncoder | None = None, seed: int = 0, workdir: str | Path | None = None
+    name: str,
+    *,
+    encoder: AirRepEncoder | None = None,
+    seed: int = 0,
+    workdir: str | Path | None = None,
+    text: str = "full",
 ) -> Method:
     """A baseline by name: ``airrep``/``base`` (an :class:`AirRepEncoder`), ``bm25`` (its index under
-    ``workdir``, or a temporary folder) or ``random`` (seeded). Attribution methods are
-    wrapped in a :class:`FeatureMethod`, built from a :class:`MethodConfig`."""
+    ``workdir``, or a temporary folder; over ``text``: full or response) or ``random`` (seeded).
+    Attribution methods are wrapped in a :class:`FeatureMethod`, built from a :class:`MethodConfig`."""
     if name in ("airrep", "base"):
         if encoder is None:
             raise InputError(f"method {name!r} needs an encoder", field="methods")
         return EmbeddingMethod(encoder, name=name)
     if name == "bm25":
-        return BM25Method(workdir)
+        return BM25Method(workdir, text=text)
     if name == "random":
         return RandomMethod(seed)
     known = list(BUILTIN_METHODS) + list(METHOD_NAMES)
