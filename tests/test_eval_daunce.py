@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from airsearch.trainers.evaluation.methods import FeatureMethod
+from airsearch.trainers.evaluation.attribution import FeatureMethod
 
 from airsearch.data.corpus import write_rows
 from airsearch.data.example import Example

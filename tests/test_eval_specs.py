@@ -86,3 +86,23 @@ def test_dda_beta_spec_reaches_the_scores(tiny_lm_dir, tiny_lm_examples):
     expected = (g_train @ g_test.T).numpy()
     assert np.abs(expected).max() > 0.1  # the cancellation above is not of near-zero scores
     np.testing.assert_allclose(summed_scores(methods["dda:beta=0"], test, groups), expected, atol=1e-5)
+
+
+def test_dda_variants_share_train_vectors_and_reach_the_method(tiny_lm_dir, tiny_lm_examples):
+    """DDA's beta / debias variants keep one set of train vectors (one manifest), computed once; the
+    spec's debias reading reaches the DDA object; scores equal separately built methods'."""
+    lm = load_lm(tiny_lm_dir, device="cpu")
+    train, test = tiny_lm_examples[:6], tiny_lm_examples[6:9]
+    specs = ("dda:beta=0.5", "dda:beta=1.5,debias=eq9", "gradcos")
+    built = dict(build_methods(EvalConfig(methods=specs), lm=lm, base_lm=lm, batch_size=4))
+    for m in built.values():
+        m.prepare(train)
+    a, b = built["dda@1ckpt:beta=0.5,debias=eq11"], built["dda@1ckpt:beta=1.5,debias=eq9"]
+    assert a.train_features is b.train_features and a.impl.debias == "eq11" and b.impl.debias == "eq9"
+    assert b.prepare_seconds >= b.reused_seconds > 0  # the shared computation's time is still counted
+    assert built["gradcos@1ckpt"].train_features is not a.train_features  # another manifest
+    (alone,) = build_methods(
+        EvalConfig(methods=("dda:beta=1.5,debias=eq9",)), lm=lm, base_lm=lm, batch_size=4
+    )
+    alone[1].prepare(train)
+    np.testing.assert_allclose(summed_scores(alone[1], test), summed_scores(b, test), atol=1e-6)

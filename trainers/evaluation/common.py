@@ -10,12 +10,11 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, Generic, Self, TypeVar
 
+from airsearch.trainers.evaluation.attribution import FeatureMethod, WhiteboxDaunce
 from airsearch.trainers.evaluation.methods import (
     AGGREGATIONS,
     BUILTIN_METHODS,
-    FeatureMethod,
     Method,
-    WhiteboxDaunce,
     baseline_method,
 )
 from airsearch.trainers.evaluation.report import write_results
@@ -133,7 +132,8 @@ def build_methods(
     and DDA's ``base_lm``), with ``batch_size`` examples per gradient batch and ``lm``'s token budget.
     The row names say what ran (:func:`~airsearch.trainers.evaluation.specs.run_label`); two specs that
     would run the same thing are refused. ``daunce-wb`` without a finished run trains one on the
-    training set in ``prepare`` (under ``workdir``, else a temporary folder).
+    training set in ``prepare`` (under ``workdir``, else a temporary folder). Methods whose train vectors
+    are the same (one manifest: DDA's beta and debias variants) compute them once.
     """
     from airsearch.encoder import AirRepEncoder
 
@@ -145,6 +145,7 @@ def build_methods(
         return encoders[path]
 
     out: list[tuple[str, Method]] = []
+    shared: dict[str, Any] = {}  # train vectors of identical methods, computed once (DDA's sweep)
     for spec in cfg.methods:
         name, _, path = spec.partition(":")
         mcfg = None
@@ -178,7 +179,9 @@ def build_methods(
                     ),
                     run_dir,
                 )
-            m = FeatureMethod(mcfg, lm=lm, checkpoints=checkpoints, base_lm=base_lm, whitebox=whitebox)
+            m = FeatureMethod(
+                mcfg, lm=lm, checkpoints=checkpoints, base_lm=base_lm, whitebox=whitebox, shared=shared
+            )
         else:
             known = list(BUILTIN_METHODS) + list(METHOD_NAMES) + list(DAUNCE_VARIANTS)
             raise InputError(f"unknown method {name!r}; known methods: {known}", field="methods")

@@ -13,7 +13,7 @@ Baselines by name (:func:`baseline_method`): ``airrep`` (any encoder folder), ``
 encoder), ``bm25`` (LanceDB's native full-text index, which ranks by BM25, over prompt + response or
 responses only) and ``random`` (seeded). The attribution methods of :mod:`airsearch.methods` (gradient
 methods, RepSim, Daunce) come from the one registry, :func:`airsearch.methods.registry.load_method`,
-wrapped in a :class:`FeatureMethod`.
+wrapped in a :class:`~airsearch.trainers.evaluation.attribution.FeatureMethod`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +33,7 @@ from airsearch.indexers.search import exact_topk
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
-from airsearch.lm.model import TargetLM
-from airsearch.methods.base import METHOD_NAMES, AttributionMethod
-from airsearch.methods.daunce_run import DaunceConfig
-from airsearch.methods.registry import MethodConfig
+from airsearch.methods.base import METHOD_NAMES
 from airsearch.scoring import StreamingGroupScore, TopK
 
 AGGREGATIONS = ("attention", "sum")
@@ -295,92 +291,6 @@ def summed_scores(
 
 
 # ----------------------------------------------------------------------------- by name
-@dataclass
-class WhiteboxDaunce:
-    """White-box Daunce to train before scoring: K perturbed LoRA models on the Eq. 5 objective
-    (:func:`airsearch.trainers.daunce.run_daunce`) into ``out`` (else a temporary folder)."""
-
-    config: DaunceConfig
-    out: Path | None = None
-
-    def run(self, lm: TargetLM | None, train: Sequence[Example]) -> Path:
-        from airsearch.trainers.daunce import run_daunce
-
-        if lm is None:
-            raise InputError("white-box Daunce needs the target LM folder", field="lm")
-        if self.out is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="airsearch-daunce-wb-")
-            self.out = Path(self._tmp.name)
-        run_daunce(lm.source, list(train), [], self.config, self.out, quiet=True)
-        return self.out
-
-
-class FeatureMethod(Method):
-    """Adapter for an :class:`airsearch.methods.base.AttributionMethod` (gradient methods, Daunce):
-    train features are computed once in ``prepare`` (what a vector store keeps), test features per
-    call, and scores ``u_i . v_j`` are served block by block. Additive: ``sum`` aggregation.
-
-    Given a :class:`MethodConfig`, ``prepare`` builds the method through the one registry,
-    :func:`airsearch.methods.registry.load_method`, on the models given here (black-box Daunce fits its K
-    models on the training set then; with ``whitebox``, the white-box Eq. 5 run is trained on the
-    training set first and read back); an already-built method is used as it is.
-    """
-
-    aggregation = "sum"
-
-    def __init__(
-        self,
-        method: MethodConfig | AttributionMethod,
-        *,
-        lm: TargetLM | None = None,
-        checkpoints: Sequence[TargetLM] = (),
-        base_lm: TargetLM | None = None,
-        name: str | None = None,
-        whitebox: WhiteboxDaunce | None = None,
-    ) -> None:
-        super().__init__()
-        self.whitebox = whitebox
-        self.config = method if isinstance(method, MethodConfig) else None
-        self.impl: AttributionMethod | None = None if isinstance(method, MethodConfig) else method
-        self.name = name or (method.method if isinstance(method, MethodConfig) else method.name)
-        self.lm, self.checkpoints, self.base_lm = lm, tuple(checkpoints), base_lm
-        self.train_features: torch.Tensor | None = None
-
-    def _prepare(self, train: list[Example]) -> None:
-        if self.config is not None and self.whitebox is not None:
-            self.config = self.config.replace(daunce_run=str(self.whitebox.run(self.lm, train)))
-        if self.config is not None:
-            from airsearch.methods.registry import load_method
-
-            self.impl = load_method(
-                self.config,
-                lm=self.lm,
-                checkpoints=self.checkpoints,
-                base_lm=self.base_lm,
-                train=train,
-                show_progress=False,
-            )
-        assert self.impl is not None
-        self.train_features = self.impl.train_features(train).detach().float().cpu()
-        self.storage_bytes = int(self.train_features.numel() * 4)
-
-    def score_blocks(
-        self, test: Sequence[Example], block_size: int = 4096
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        assert self.impl is not None and self.train_features is not None, "prepare() first"
-        v = self.impl.test_features(list(test)).detach().float().cpu()
-        for start in range(0, self.train_features.shape[0], block_size):
-            yield start, (self.train_features[start : start + block_size] @ v.T).numpy()
-
-    def fingerprint(self) -> str | None:
-        fp = getattr(self.impl, "fingerprint", None)  # Daunce records the run / LM it scores with
-        return fp if isinstance(fp, str) and fp else None
-
-    def describe(self) -> dict[str, Any]:
-        settings = self.impl.describe() if self.impl is not None else {"method": self.name}
-        return {**super().describe(), "settings": settings}
-
-
 def baseline_method(
     name: str,
     *,
@@ -391,7 +301,8 @@ def baseline_method(
 ) -> Method:
     """A baseline by name: ``airrep``/``base`` (an :class:`AirRepEncoder`), ``bm25`` (its index under
     ``workdir``, or a temporary folder; over ``text``: full or response) or ``random`` (seeded).
-    Attribution methods are wrapped in a :class:`FeatureMethod`, built from a :class:`MethodConfig`."""
+    Attribution methods are wrapped in a
+    :class:`~airsearch.trainers.evaluation.attribution.FeatureMethod`, built from a ``MethodConfig``."""
     if name in ("airrep", "base"):
         if encoder is None:
             raise InputError(f"method {name!r} needs an encoder", field="methods")
