@@ -4,7 +4,8 @@ Every CLI command is a thin layer over one function here that takes the command'
 ``build_index(IndexConfig)``, ``query(QueryConfig)`` / ``Searcher``, ``select(SelectConfig)``,
 ``delete_rows(DeleteConfig)``, ``info``, ``generate_labels(LabelConfig)`` / ``LabelStore``,
 ``train_encoder(TrainConfig)``, ``attribute(AttributeConfig)`` / ``load_method(MethodConfig)``,
-``eval_lds`` / ``eval_classify`` / ``eval_trace`` / ``eval_select`` with their ``Eval*Config``.
+``make_gold(GoldConfig)`` (the LDS gold, either protocol), ``eval_lds`` / ``eval_classify`` /
+``eval_trace`` / ``eval_select`` with their ``Eval*Config``.
 
 Names are imported lazily (module ``__getattr__``, PEP 562) so that ``import airsearch`` stays cheap
 and the core imports no higher layer at import time; the ``if TYPE_CHECKING:`` block gives type
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from airsearch.trainers.encoder_training.config import TrainConfig, TrainResult
     from airsearch.trainers.encoder_training.trainer import train_encoder
     from airsearch.trainers.evaluation.classify import EvalClassifyConfig, eval_classify
+    from airsearch.trainers.evaluation.gold import GoldConfig, GoldSummary, make_gold
     from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
     from airsearch.trainers.evaluation.select import EvalSelectConfig, eval_select
     from airsearch.trainers.evaluation.trace import EvalTraceConfig, eval_trace
@@ -108,6 +110,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "airsearch.trainers.encoder_training.config": ("TrainConfig", "TrainResult"),
     "airsearch.trainers.encoder_training.trainer": ("train_encoder",),
     "airsearch.trainers.evaluation.classify": ("EvalClassifyConfig", "eval_classify"),
+    "airsearch.trainers.evaluation.gold": ("GoldConfig", "GoldSummary", "make_gold"),
     "airsearch.trainers.evaluation.lds": ("EvalLdsConfig", "eval_lds"),
     "airsearch.trainers.evaluation.select": ("EvalSelectConfig", "eval_select"),
     "airsearch.trainers.evaluation.trace": ("EvalTraceConfig", "eval_trace"),
@@ -138,6 +141,8 @@ __all__ = [
     "ExplainConfig",
     "FinetuneConfig",
     "FingerprintMismatch",
+    "GoldConfig",
+    "GoldSummary",
     "GroupScore",
     "IndexConfig",
     "IndexSummary",
@@ -189,6 +194,7 @@ __all__ = [
     "load_lm",
     "load_method",
     "load_queries",
+    "make_gold",
     "masked_token_nll",
     "normalise_losses",
     "query",

@@ -1,14 +1,15 @@
 """Reproduce the papers' evaluations at CPU scale: one command, resumable stages.
 
-    python benchmarks/reproduce.py --scale tiny      # smoke run, < 10 minutes on 2 CPU cores
-    python benchmarks/reproduce.py --scale default   # the committed results (about 55 minutes on 2 CPU cores)
+    python benchmarks/reproduce.py --scale tiny      # smoke run, about 10 minutes on 2 CPU cores
+    python benchmarks/reproduce.py --scale default   # the committed results (about 60 minutes on 2 CPU cores)
     python benchmarks/reproduce.py --scale gpu --lm smollm2/   # SmolLM2-135M (`airsearch lm import-gguf`)
 
 Stages (each writes ``stages/<name>.json`` under the results folder and is skipped when present):
 corpus (NI sample: training tasks / held-out evaluation tasks), lm (tiny Llama on the NI rows),
 labels (subset retraining on the training tasks), teacher (the best gradient teacher's labels),
-encoders (AirRep from retraining labels and from the teacher), gold (subset retraining on the held-out
-tasks), lds, classify, trace-entity-swap, trace-pii, cost, and the summary ``README.md``.
+encoders (AirRep from retraining labels and from the teacher), gold-paper and gold-local (the LDS gold
+on the held-out tasks under each protocol, ``--gold-protocol``; ``eval gold``), lds-paper and
+lds-local, classify, trace-entity-swap, trace-pii, the DDA ablations, and the summary ``README.md``.
 Results: ``benchmarks/results/reproduction/<scale>/``. See ``docs/evaluation.md``.
 """
 
@@ -30,6 +31,7 @@ from reproduce_report import summary  # noqa: E402
 from stages import Scale, Stages, short_base_encoder  # noqa: E402
 
 GRADIENT = ("tracin", "gradcos", "dda", "haif")
+PROTOCOLS = ("paper", "local")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -44,44 +46,73 @@ class ReproScale(Scale):
     n_people: int  # PII biographies
     trace_epochs: int
     gradient: tuple[str, ...] = GRADIENT
-    gold_splits: int | None = None  # None: as many as the training labels
+    gold_splits: int | None = None  # local gold protocol; None: as many as the training labels
     gold_subsets: int | None = None
     proj_dim: int = 0  # 0: exact gradients
     daunce_models: int = 0  # 0: no Daunce; else Daunce (black-box, K fine-tunes) in every eval
     micro_lm: bool = False  # a 32-wide target LM (smoke runs) instead of the 128-wide default
+    # the paper gold protocol (eval gold): a warm-up model on `warmup` held-out-task rows set aside,
+    # gold fine-tunes from the base LM on `paper_subsets` subsets of `paper_subset` rows per split
+    warmup: int = 0
+    paper_splits: int = 0
+    paper_dev: int = 0
+    paper_pool: int = 0
+    paper_subset: int = 0
+    paper_subsets: int = 0
+    # the LDS rows beside the encoders and BM25: grad-dot / grad-cos at each projection dimension (384 =
+    # AirRep's 1.5 KB per example), LoRA-factored gradients, DDA's beta sweep x debias readings (paper
+    # gold only: under the local one th0 is the gradient model), RepSim, HAIF, Daunce black- and white-box
+    lds_proj_dims: tuple[int, ...] = (384, 2048)
+    lds_lora: bool = True
+    dda_betas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5)
+    dda_debias: tuple[str, ...] = ("eq11", "eq9")
 
 
 SCALES: dict[str, ReproScale] = {
     "micro": ReproScale(
         tasks=4, per_task=20, queries=4, lm_steps=30, micro_lm=True, splits=2, dev=6, pool=20, subset=6,
         subsets=4, ft_epochs=1, enc_epochs=1, n_synthetic=200, n_people=6, trace_epochs=1,
-        gradient=("gradcos", "dda"),
+        gradient=("gradcos", "dda"), warmup=10, paper_splits=2, paper_dev=6, paper_pool=20, paper_subset=8,
+        paper_subsets=4, lds_proj_dims=(0, 64), lds_lora=False, dda_betas=(0.0, 1.0), dda_debias=("eq9",),
     ),
     "tiny": ReproScale(
         tasks=8, per_task=40, queries=6, lm_steps=300, splits=3, dev=16, pool=60, subset=15, subsets=8,
         ft_epochs=2, enc_epochs=3, n_synthetic=400, n_people=20, trace_epochs=3, proj_dim=1024,
-        daunce_models=4,
+        daunce_models=4, warmup=50, paper_splits=2, paper_dev=16, paper_pool=80, paper_subset=32,
+        paper_subsets=8, lds_proj_dims=(384, 1024), dda_betas=(0.0, 1.0),
     ),
-    # Sized to finish within 90 minutes on 2 CPU cores (stage times sum to about 55); encoder settings
-    # from benchmarks/airrep_loop.py (small subsets, max_seq_length 128, lr 2e-5, a few epochs, best
-    # epoch on a held-out split). 10 label splits gave no gain over the base encoder; 40 gave +9 LDS.
+    # Sized for about 60 minutes from scratch on 2 CPU cores (benchmarks/README.md has the estimate from
+    # the measured stage times); encoder settings from benchmarks/airrep_loop.py (small subsets,
+    # max_seq_length 128, lr 2e-5, a few epochs, best epoch on a held-out split). 10 label splits gave
+    # no gain over the base encoder; 40 gave +9 LDS. The paper gold: a warm-up on 400 of the 1,000
+    # held-out-task rows, 4 x 32 gold fine-tunes of 64 rows (16 steps each) from the base LM.
     "default": ReproScale(
         tasks=20, per_task=100, queries=10, lm_steps=1000, splits=40, dev=40, pool=120, subset=12,
         subsets=30, gold_splits=4, gold_subsets=40, ft_epochs=2, enc_epochs=2, enc_lr=2e-5,
         max_seq_length=128, n_synthetic=1500, n_people=80, trace_epochs=5, proj_dim=2048,
-        daunce_models=8,
+        daunce_models=8, warmup=400, paper_splits=4, paper_dev=40, paper_pool=240, paper_subset=64,
+        paper_subsets=32,
     ),
     "gpu": ReproScale(
         tasks=20, per_task=150, queries=10, lm_steps=0, splits=8, dev=100, pool=1000, subset=200,
         subsets=32, ft_epochs=2, enc_epochs=20, n_synthetic=5000, n_people=200, trace_epochs=5,
-        proj_dim=4096, daunce_models=16,
+        proj_dim=4096, daunce_models=16, warmup=500, paper_splits=4, paper_dev=100, paper_pool=800,
+        paper_subset=200, paper_subsets=32, lds_proj_dims=(384, 4096),
     ),
 }  # fmt: skip
 
 
 class Pipeline:
-    def __init__(self, scale: str, out: Path, base_encoder: str, lm: str | None, quiet: bool) -> None:
-        self.scale, self.p, self.out = scale, SCALES[scale], out
+    def __init__(
+        self,
+        scale: str,
+        out: Path,
+        base_encoder: str,
+        lm: str | None,
+        quiet: bool,
+        protocols: tuple[str, ...] = PROTOCOLS,
+    ) -> None:
+        self.scale, self.p, self.out, self.protocols = scale, SCALES[scale], out, protocols
         self.base_encoder, self.lm_arg, self.quiet = base_encoder, lm, quiet
         self.stages = Stages(out / "stages")
         self.stage = self.stages.run
@@ -126,36 +157,29 @@ class Pipeline:
         )
         return {"lm": str(build_tiny_lm(rows, self.out / "lm", cfg, show_progress=not self.quiet))}
 
-    def labels(self, corpus: str, out: str, teacher: str = "retrain", gold: bool = False) -> dict[str, Any]:
-        """Subset-retraining (or teacher) labels; ``gold`` uses the preset's gold split counts."""
+    def labels(self, corpus: str, out: str, teacher: str = "retrain") -> dict[str, Any]:
+        """Subset-retraining (or teacher) labels for AirRep's training."""
         from airsearch import generate_labels
 
-        p = self.p
-        gold_sizes = dict(splits=p.gold_splits or p.splits, subsets_per_split=p.gold_subsets or p.subsets)
-        cfg = p.label_config(
-            self.out / "data" / corpus,
-            self.lm_path,
-            self.out / out,
-            teacher=teacher,
-            **(gold_sizes if gold else {}),
-        )
+        cfg = self.p.label_config(self.out / "data" / corpus, self.lm_path, self.out / out, teacher=teacher)
         return generate_labels(cfg, quiet=self.quiet).to_dict()
 
     def best_teacher(self) -> dict[str, Any]:
         """The gradient method with the best LDS on the training labels' held-out split (training data only)."""
         from airsearch import EvalLdsConfig, eval_lds
 
+        specs = tuple(m for m in self.p.gradient if m != "dda")  # DDA has no separate base model here
         cfg = EvalLdsConfig(
             corpus=[str(self.out / "data" / "train_tasks.jsonl")],
             gold=str(self.out / "labels"),
-            methods=self.p.gradient,
+            methods=specs,
             lm=self.lm_path,
             bootstrap=100,
             max_splits=1,
             proj_dim=self.p.proj_dim,
         )
         res = eval_lds(cfg)
-        scores = {m: r.lds.mean for m, r in res.methods.items()}
+        scores = {m: r.lds.mean for m, r in zip(specs, res.methods.values(), strict=True)}
         best = max(scores, key=lambda m: -1e9 if scores[m] != scores[m] else scores[m])
         return {
             "teacher": best,
@@ -191,21 +215,71 @@ class Pipeline:
             (self.out / "eval" / "training").mkdir(parents=True, exist_ok=True)
             shutil.copy2(curve, self.out / "eval" / "training" / f"{encoder_dir}_curve.png")
 
-    def methods(self) -> tuple[str, ...]:
-        encs = tuple(
+    def encoders(self) -> tuple[str, ...]:
+        return tuple(
             f"airrep:{self.out / d}" for d in ("airrep_retrain", "airrep_teacher") if (self.out / d).is_dir()
         )
+
+    def methods(self) -> tuple[str, ...]:
+        """The methods of the classification and tracing stages."""
         daunce = ("daunce",) if self.p.daunce_models else ()
-        return encs + ("base", "bm25", "random") + self.p.gradient + daunce
+        return self.encoders() + ("base", "bm25", "random") + self.p.gradient + daunce
+
+    def lds_methods(self, protocol: str) -> tuple[str, ...]:
+        """The LDS rows: the encoders, BM25 on full text and on responses, the gradient baselines at each
+        projection dimension and LoRA-factored, HAIF, RepSim; on the paper gold also DDA's beta sweep and
+        Daunce black- and white-box (their fine-tunes cost the most; the local gold keeps the old rows)."""
+        p = self.p
+        rows = [*self.encoders(), "base", "bm25", "bm25:text=response", "random", "repsim"]
+        for m in ("tracin", "gradcos"):
+            rows += [f"{m}:proj_dim={d}" for d in p.lds_proj_dims]
+            rows += [f"{m}:params=lora,proj_dim=0"] if p.lds_lora else []
+        rows += [m for m in p.gradient if m.startswith("haif")]
+        if protocol == "paper" and "dda" in p.gradient:
+            rows += ["dda:beta=0"] + [
+                f"dda:beta={b:g},debias={r}" for b in p.dda_betas if b for r in p.dda_debias
+            ]
+        rows += ["daunce-bb", "daunce-wb"] if p.daunce_models and protocol == "paper" else []
+        return tuple(rows)
+
+    def gold(self, protocol: str) -> dict[str, Any]:
+        """The LDS gold on the held-out tasks under ``protocol`` (``eval gold``), movement recorded."""
+        from airsearch import GoldConfig, make_gold
+
+        p = self.p
+        if protocol == "paper":
+            sizes = dict(
+                splits=p.paper_splits, dev_size=p.paper_dev, pool_size=p.paper_pool,
+                subset_size=p.paper_subset, subsets_per_split=p.paper_subsets, warmup_size=p.warmup,
+                warmup_epochs=p.ft_epochs, warmup_lr=p.ft_lr,
+            )  # fmt: skip
+        else:
+            sizes = dict(splits=p.gold_splits or p.splits, subsets_per_split=p.gold_subsets or p.subsets)
+        labels = p.label_config(
+            self.out / "data" / "eval_train.jsonl", self.lm_path, self.out / f"gold_{protocol}"
+        )
+        cfg = GoldConfig.from_dict({**labels.to_dict(), **sizes, "gold_protocol": protocol})
+        return make_gold(cfg, quiet=self.quiet).to_dict()
+
+    def lds(self, protocol: str) -> dict[str, Any]:
+        """LDS against the ``protocol`` gold; gradient methods use the model its record names."""
+        from airsearch import EvalLdsConfig, eval_lds
+
+        cfg = EvalLdsConfig(
+            corpus=[str(self.out / "data" / "eval_train.jsonl")],
+            gold=str(self.out / f"gold_{protocol}"),
+            out=str(self.out / "eval" / f"lds_{protocol}"),
+            methods=self.lds_methods(protocol),
+            base_encoder=self.base_encoder,
+            bootstrap=1000,
+            encoder_labels=[str(self.out / "labels"), str(self.out / "teacher_labels")],
+            proj_dim=self.p.proj_dim,
+            daunce_models=self.p.daunce_models or 8,
+        )
+        return eval_lds(cfg).to_dict()
 
     def run(self) -> dict[str, Any]:
-        from airsearch import (
-            EvalClassifyConfig,
-            EvalLdsConfig,
-            eval_classify,
-            eval_lds,
-            eval_trace,
-        )
+        from airsearch import EvalClassifyConfig, eval_classify, eval_trace
 
         self.stage("corpus", self.corpus)
         self.lm_path = self.stage("lm", self.lm)["lm"]
@@ -213,7 +287,11 @@ class Pipeline:
         teacher = self.stage("teacher", self.best_teacher)
         self.stage("encoder_retrain", lambda: self.encoder("labels", "airrep_retrain"))
         self.stage("encoder_teacher", lambda: self.encoder("teacher_labels", "airrep_teacher"))
-        self.stage("gold", lambda: self.labels("eval_train.jsonl", "gold", gold=True))
+        golds, lds = {}, {}
+        for protocol in self.protocols:
+            golds[protocol] = self.stage(f"gold-{protocol}", lambda pr=protocol: self.gold(pr))
+        for protocol in self.protocols:
+            lds[protocol] = self.stage(f"lds-{protocol}", lambda pr=protocol: self.lds(pr))
         d, ev = self.out / "data", self.out / "eval"
         common = dict(
             methods=self.methods(),
@@ -221,19 +299,6 @@ class Pipeline:
             lm=self.lm_path,
             proj_dim=self.p.proj_dim,
             daunce_models=self.p.daunce_models or 8,  # used only when "daunce" is among the methods
-        )
-        lds = self.stage(
-            "lds",
-            lambda: eval_lds(
-                EvalLdsConfig(
-                    corpus=[str(d / "eval_train.jsonl")],
-                    gold=str(self.out / "gold"),
-                    out=str(ev / "lds"),
-                    bootstrap=1000,
-                    encoder_labels=[str(self.out / "labels"), str(self.out / "teacher_labels")],
-                    **common,
-                ),
-            ).to_dict(),
         )
         cls = self.stage(
             "classify",
@@ -257,7 +322,7 @@ class Pipeline:
                 trace[f"{bench}-ablation"] = self.stage(
                     f"trace-{bench}-ablation", lambda b=bench: self.dda_ablation(b, common)
                 )
-        text = summary(self.scale, self.stages.total_seconds(), self.lm_path, teacher, lds, cls, trace)
+        text = summary(self.scale, self.stages.total_seconds(), self.lm_path, teacher, golds, lds, cls, trace)
         write_text_atomic(self.out / "README.md", text)
         print(text)
         return {"out": str(self.out)}
@@ -298,12 +363,19 @@ def main(argv: list[str] | None = None) -> int:
         "--base-encoder", default="default", help="base encoder folder ('default' = all-MiniLM-L6-v2)"
     )
     ap.add_argument("--lm", default=None, help="target LM folder (required for --scale gpu: SmolLM2-135M)")
+    ap.add_argument(
+        "--gold-protocol",
+        choices=("both", *PROTOCOLS),
+        default="both",
+        help="LDS gold: paper (warm-up model, gold fine-tunes from the base LM), local, or both",
+    )
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     if a.scale == "gpu" and not a.lm:
         ap.error("--scale gpu needs --lm (SmolLM2-135M imported with `airsearch lm import-gguf`)")
     out = Path(a.out) if a.out else HERE / "results" / "reproduction" / a.scale
-    Pipeline(a.scale, out, a.base_encoder, a.lm, a.quiet).run()
+    protocols = PROTOCOLS if a.gold_protocol == "both" else (a.gold_protocol,)
+    Pipeline(a.scale, out, a.base_encoder, a.lm, a.quiet, protocols).run()
     return 0
 
 

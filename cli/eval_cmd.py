@@ -10,6 +10,7 @@ import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
 from airsearch.trainers.evaluation.classify import EvalClassifyConfig, eval_classify
 from airsearch.trainers.evaluation.common import EvalResult
+from airsearch.trainers.evaluation.gold import GoldConfig, GoldSummary, make_gold
 from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
 from airsearch.trainers.evaluation.select import EvalSelectConfig, eval_select
 from airsearch.trainers.evaluation.trace import EvalTraceConfig, eval_trace
@@ -25,12 +26,42 @@ def _show(result: EvalResult) -> str:
     return result.table.rstrip() + where
 
 
+@eval_group.command("gold")
+@click.argument("corpus", nargs=-1, type=click.Path())
+@config_options(GoldConfig)
+@json_option
+@handle_errors
+def gold_cmd(config: GoldConfig, as_json: bool) -> None:
+    """Gold labels for eval lds from CORPUS: subset retraining under --gold-protocol paper or local.
+
+    paper: a warm-up model fine-tuned on --warmup-size rows set aside (gradient methods use it), gold
+    fine-tunes from --lm on the other rows. local: gold fine-tunes from the model gradients use.
+
+      airsearch eval gold eval.jsonl --lm lm/ --out gold/ --subset-size 64 --max-length 256
+    """
+    emit(make_gold(config), as_json, _gold_text)
+
+
+def _gold_text(s: GoldSummary) -> str:
+    r, m = s.record, s.record["movement"]
+
+    def num(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.4g}"
+
+    return (
+        f"gold ({s.protocol} protocol) in {s.out}: {s.labels.done_jobs}/{s.labels.total_jobs} fine-tunes, "
+        f"{r['steps_per_finetune']} steps each, max_length {r['max_length']}\n"
+        f"moved: parameter distance {num(m['param_distance'])} (relative {num(m['relative_distance'])}), "
+        f"subset loss change {num(m['train_loss_change'])}, dev loss change {num(m['dev_loss_change'])}"
+    )
+
+
 @eval_group.command("lds")
 @config_options(EvalLdsConfig)
 @json_option
 @handle_errors
 def lds_cmd(config: EvalLdsConfig, as_json: bool) -> None:
-    """LDS against gold subset-retraining labels (--gold LABEL_STORE) on --corpus.
+    """LDS against gold subset-retraining labels (--gold: an eval gold folder or a label store) on --corpus.
 
     The gold must be generated on evaluation data disjoint from the AirRep encoder's training labels.
 

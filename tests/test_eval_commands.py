@@ -267,23 +267,36 @@ def test_reproduction_pipeline_micro_scale(tmp_path, tiny_bert_dir, monkeypatch)
     )
     summary = (out / "README.md").read_text()
     assert "LDS on held-out tasks" in summary and "OTHER models and data" in summary
-    assert "DDA without its debias term" in summary and "dda:beta=0" in summary
-    assert "Paired gain over the base encoder" in summary
-    lds = json.loads((out / "eval" / "lds" / "lds.json").read_text())
-    assert {"base", "bm25", "random", "gradcos"} <= set(lds["methods"])
-    assert any(m.startswith("airrep:") for m in lds["methods"])
+    assert "DDA without its debias term" in summary and "beta=0" in summary
+    assert "Paired differences (AirRep minus another row)" in summary
+    for section in ("paper gold protocol", "local gold protocol", "How far the gold fine-tunes move"):
+        assert section in summary
+    assert "LDS orderings under the two gold protocols" in summary
+    for protocol in ("paper", "local"):
+        lds = json.loads((out / "eval" / f"lds_{protocol}" / "lds.json").read_text())
+        assert {"base", "bm25", "bm25:text=response", "random", "repsim"} <= set(lds["methods"])
+        assert {"gradcos@1ckpt", "gradcos@1ckpt:proj_dim=64", "tracin@1ckpt"} <= set(lds["methods"])
+        assert any(m.startswith("airrep:") for m in lds["methods"])
+        assert lds["gold"]["protocol"] == protocol and lds["gold"]["max_length"] == 256
+        assert lds["clusters"]["ways"] == ["task", "split"] and lds["paired"]
+        gold = json.loads((out / "stages" / f"gold-{protocol}.json").read_text())
+        assert gold["record"]["movement"]["param_distance"] > 0
+    # DDA's sweep runs on the paper gold only, where th0 (the base LM) differs from the warm-up model
+    paper = json.loads((out / "eval" / "lds_paper" / "lds.json").read_text())["methods"]
+    assert {"dda@1ckpt:beta=0", "dda@1ckpt:beta=1,debias=eq9"} <= set(paper)
     for f in (
         "classify/classify.json",
         "trace/trace_entity_swap.json",
         "trace/trace_pii.json",
         "trace_ablation/trace_entity_swap.json",
         "trace_ablation/trace_pii.json",
-        "lds/lds.png",
+        "lds_paper/lds.png",
+        "lds_local/lds.png",
     ):
         assert (out / "eval" / f).is_file()
-    stamp = (out / "stages" / "lds.json").stat().st_mtime
+    stamp = (out / "stages" / "lds-paper.json").stat().st_mtime
     assert (
         repro.main(["--scale", "micro", "--out", str(out), "--base-encoder", str(tiny_bert_dir), "--quiet"])
         == 0
     )
-    assert (out / "stages" / "lds.json").stat().st_mtime == stamp  # finished stages are skipped
+    assert (out / "stages" / "lds-paper.json").stat().st_mtime == stamp  # finished stages are skipped

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from airsearch.trainers.evaluation.methods import FeatureMethod
+from airsearch.trainers.evaluation.attribution import FeatureMethod
 
 from airsearch.data.corpus import write_rows
 from airsearch.data.example import Example
@@ -62,8 +62,8 @@ def test_eval_lds_and_classify_with_daunce(tmp_path, tiny_lm_dir, rows):
             "--method", "random", "--out", tmp_path / "cls", *common,
         ).stdout
     )  # fmt: skip
-    assert set(res["methods"]) == {"daunce", "random"}
-    assert 0.0 <= res["methods"]["daunce"]["top1"] <= 1.0
+    assert set(res["methods"]) == {"daunce-bb", "random"}  # the row says which Daunce ran
+    assert 0.0 <= res["methods"]["daunce-bb"]["top1"] <= 1.0
 
     gold = tmp_path / "gold"
     run(
@@ -73,13 +73,18 @@ def test_eval_lds_and_classify_with_daunce(tmp_path, tiny_lm_dir, rows):
     )  # fmt: skip
     lds = json.loads(
         run(
-            "eval", "lds", "--gold", gold, "--corpus", corpus, "--method", "daunce", "--bootstrap", 20,
-            "--out", tmp_path / "lds", *common,
+            "eval", "lds", "--gold", gold, "--corpus", corpus, "--method", "daunce", "--method", "daunce-wb",
+            "--bootstrap", 20, "--out", tmp_path / "lds", *common,
         ).stdout
     )  # fmt: skip
-    d = lds["methods"]["daunce"]
-    assert d["aggregation"] == "sum" and d["lds"]["n"] == 3
-    assert d["cost"]["storage_bytes_per_train_example"] == 3 * 4  # K floats per training example
+    for name in ("daunce-bb", "daunce-wb"):
+        d = lds["methods"][name]
+        assert d["aggregation"] == "sum" and d["lds"]["n"] == 3
+        assert d["cost"]["storage_bytes_per_train_example"] == 3 * 4  # K floats per training example
+    # white-box Daunce (Eq. 5) was trained on the training rows, with the gold's token budget
+    (wb,) = (tmp_path / "lds" / "work").glob("daunce-wb-*")
+    manifest = json.loads((wb / "daunce_manifest.json").read_text())
+    assert manifest["config"]["max_length"] == 32 and manifest["n_train"] == lds["gold"]["n_train"]
 
     bad = run("eval", "classify", "--corpus", corpus, "--queries", queries, "--method", "daunce", ok=False)
     assert bad.exit_code == 2 and "--lm" in bad.output and "Traceback" not in bad.output

@@ -3,8 +3,8 @@
 Every method here is a *feature method*: it maps train examples to vectors ``u_i`` and test examples
 to vectors ``v_j`` such that its score is ``tau(i, j) = u_i . v_j`` (positive = train example i
 supports test example j, i.e. lowers its loss). Grad-dot, grad-cos, multi-checkpoint TracIn, DDA
-(checkpoint blocks concatenated, the base block carrying ``-beta``), HAIF and Daunce (standardised loss
-profiles) all have this form, so one block-wise scorer, one vector store and one rerank path serve all.
+(checkpoint blocks concatenated, the base block carrying ``-beta``), HAIF, Daunce (standardised loss
+profiles) and RepSim (unit mean hidden states) all have this form, so one block-wise scorer, one vector store and one rerank path serve all.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from airsearch.errors import InputError
 from airsearch.methods.store import VectorManifest, VectorStore
 from airsearch.scoring import TopK
 
-MethodName = Literal["tracin", "gradcos", "dda", "haif", "haif-t", "daunce"]
+MethodName = Literal["tracin", "gradcos", "dda", "haif", "haif-t", "daunce", "repsim"]
 METHOD_NAMES: tuple[str, ...] = get_args(MethodName)
 
 

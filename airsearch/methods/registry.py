@@ -18,6 +18,7 @@ from airsearch.errors import InputError
 from airsearch.lm.model import TargetLM
 from airsearch.methods.base import METHOD_NAMES, AttributionMethod, MethodName, rerank
 from airsearch.methods.daunce import ScoreKind
+from airsearch.methods.dda import DEBIAS_READINGS
 
 BLACKBOX = "Black-box Daunce (without a finished run; the evaluation harness): "
 
@@ -41,6 +42,13 @@ class MethodConfig(CommandConfig):
         },
     )
     beta: float = field(default=1.0, metadata={"help": "DDA debias weight."})
+    debias: str = field(
+        default="eq11",
+        metadata={
+            "help": "DDA debias reading: eq11 (the base model's own score) or eq9 (test gradient at the "
+            "fine-tuned model, train gradient at the base)."
+        },
+    )
     params: str = field(default="all", metadata={"help": "Gradient parameters: all, lora, names:PAT[,PAT]."})
     lora_rank: int = field(
         default=8, metadata={"help": "Rank of the gradient LoRA adapters (--params lora)."}
@@ -82,6 +90,7 @@ class MethodConfig(CommandConfig):
 
     def validate(self) -> None:
         require(self.method in METHOD_NAMES, "method", f"must be one of {list(METHOD_NAMES)}")
+        require(self.debias in DEBIAS_READINGS, "debias", f"must be one of {list(DEBIAS_READINGS)}")
         require(self.proj_dim >= 0, "proj_dim", "must be >= 0")
         require(self.lora_rank >= 1, "lora_rank", "must be at least 1")
         require(self.daunce_kind in ("corr", "cov"), "daunce_kind", "must be corr or cov")
@@ -114,7 +123,8 @@ def load_method(
     (Eq. 9-11) run over the checkpoints (default: the LM alone); HAIF on the LM. Daunce (Eq. 6 of
     Daunce) reads the finished white-box run ``cfg.daunce_run`` (:mod:`airsearch.methods.daunce_run`;
     with an LM, queries outside the run are scored under its saved adapters); without a run it fits
-    ``cfg.daunce_models`` black-box fine-tunes of the LM on ``train`` (Daunce Table 2).
+    ``cfg.daunce_models`` black-box fine-tunes of the LM on ``train`` (Daunce Table 2). RepSim (DATE-LM's
+    baseline) is the cosine of the LM's mean last hidden states: one forward pass, no gradient.
 
     With ``cfg.precondition`` kfac / ekfac the gradient methods use K-FAC / EK-FAC influence
     (methods.md §0a); the factors are fitted on ``cfg.factors_sample`` (a corpus file), else on
@@ -132,6 +142,15 @@ def load_method(
 
     if cfg.method == "daunce":
         return _daunce(cfg, target(), train)
+    if cfg.method == "repsim":
+        from airsearch.methods.repsim import RepSim
+
+        return RepSim(
+            _needed(target()),
+            batch_size=cfg.batch_size,
+            max_length=cfg.max_length,
+            show_progress=show_progress,
+        )
     kw: dict[str, Any] = {
         "params": ParamSet.parse(cfg.params, lora_rank=cfg.lora_rank),
         "projector": Projector(dim=cfg.proj_dim or None, seed=cfg.seed),
@@ -149,7 +168,7 @@ def load_method(
         from airsearch.methods.dda import DDA
 
         base = base_lm if base_lm is not None else (load(cfg.base_lm) if cfg.base_lm else None)
-        return DDA(cks, base=base, beta=cfg.beta, **kw)
+        return DDA(cks, base=base, beta=cfg.beta, debias=cfg.debias, **kw)
     from airsearch.methods.tracin import TracIn
 
     return TracIn(cks, normalize=cfg.method == "gradcos", **kw)
@@ -194,7 +213,13 @@ def _daunce(cfg: MethodConfig, lm: TargetLM | None, train: Sequence[Example] | N
     from airsearch.methods.daunce import Daunce, LocalFinetuneFactory, blackbox_providers
 
     target = _needed(lm)
-    ft = FinetuneConfig(epochs=cfg.daunce_epochs, lr=cfg.daunce_lr, batch_size=cfg.batch_size, seed=cfg.seed)
+    ft = FinetuneConfig(
+        epochs=cfg.daunce_epochs,
+        lr=cfg.daunce_lr,
+        batch_size=cfg.batch_size,
+        max_length=cfg.max_length or target.max_length,  # the LM's own token budget, as every method
+        seed=cfg.seed,
+    )
     providers = blackbox_providers(
         LocalFinetuneFactory(target, ft), train, cfg.daunce_models, cfg.daunce_ratio, cfg.seed
     )

@@ -10,14 +10,22 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, Generic, Self, TypeVar
 
+from airsearch.trainers.evaluation.attribution import FeatureMethod, WhiteboxDaunce
 from airsearch.trainers.evaluation.methods import (
     AGGREGATIONS,
     BUILTIN_METHODS,
-    FeatureMethod,
     Method,
     baseline_method,
 )
 from airsearch.trainers.evaluation.report import write_results
+from airsearch.trainers.evaluation.specs import (
+    DAUNCE_VARIANTS,
+    SPEC_PARAMS,
+    is_whitebox_daunce,
+    method_config,
+    method_spec_options,
+    run_label,
+)
 
 from airsearch.atomic import write_json_atomic
 from airsearch.config import CommandConfig, require
@@ -26,7 +34,7 @@ from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.lm.model import TargetLM
 from airsearch.methods.base import METHOD_NAMES
-from airsearch.methods.registry import MethodConfig
+from airsearch.methods.daunce_run import DaunceConfig
 from airsearch.results import Result, omitted_when_none
 
 DEFAULT_METHODS = ("airrep", "base", "bm25", "random")
@@ -40,8 +48,10 @@ class EvalConfig(CommandConfig):
     methods: tuple[str, ...] = field(
         default=DEFAULT_METHODS,
         metadata={
-            "help": "Methods to compare: airrep, base, bm25, hybrid, random, a gradient method, "
-            "'airrep:FOLDER' for one more encoder, or 'dda:beta=0' for a DDA variant (repeatable).",
+            "help": "Methods to compare: airrep, base, bm25, hybrid, random, an attribution method (tracin, "
+            "gradcos, dda, haif, haif-t, repsim, daunce-bb, daunce-wb), 'airrep:FOLDER' for one more "
+            "encoder, options after a colon: 'dda:beta=0.5,debias=eq9', 'gradcos:proj_dim=384', "
+            "'tracin:params=lora', 'bm25:text=response' (repeatable).",
             "flag": "--method",
         },
     )
@@ -69,6 +79,12 @@ class EvalConfig(CommandConfig):
     proj_dim: int = field(
         default=0, metadata={"help": "JL projection dimension of gradient methods (0 = exact gradients)."}
     )
+    params: str = field(
+        default="all",
+        metadata={
+            "help": "Gradient parameters of gradient methods: all, lora (LoGra-style factored) or names:PAT."
+        },
+    )
     daunce_models: int = field(
         default=8, metadata={"help": "Daunce: K perturbed models (black-box fine-tunes on the training set)."}
     )
@@ -85,62 +101,19 @@ class EvalConfig(CommandConfig):
         require(self.daunce_models >= 2, "daunce_models", "Daunce needs at least 2 perturbed models")
         require(self.proj_dim >= 0, "proj_dim", "must be >= 0")
         require(
+            self.params in SPEC_PARAMS or self.params.startswith("names:"),
+            "params",
+            f"must be one of {list(SPEC_PARAMS)} or names:PAT[,PAT]",
+        )
+        for spec in self.methods:  # an unknown option is refused when the config is made
+            if spec.partition(":")[0] not in ("airrep", "base"):
+                method_spec_options(spec)
+        require(
             self.aggregation == "auto" or self.aggregation in AGGREGATIONS,
             "aggregation",
             f"must be auto or one of {AGGREGATIONS}",
         )
         require(self.block_size >= 1, "block_size", "must be at least 1")
-
-
-def method_label(spec: str) -> str:
-    name, _, path = spec.partition(":")
-    return f"{name}:{Path(path).name}" if path else name
-
-
-# Options a gradient-method spec may set after its name, e.g. ``dda:beta=0`` (DDA without debias).
-SPEC_OPTIONS: dict[str, dict[str, type]] = {"dda": {"beta": float}}
-
-
-def method_spec_options(spec: str) -> dict[str, Any]:
-    """The ``key=value[,key=value]`` options of a method spec such as ``dda:beta=0``.
-
-    Only the options in :data:`SPEC_OPTIONS` are accepted; anything else is refused with the spec named.
-    """
-    name, _, rest = spec.partition(":")
-    if not rest:
-        return {}
-    allowed = SPEC_OPTIONS.get(name, {})
-    opts: dict[str, Any] = {}
-    for part in rest.split(","):
-        key, eq, value = part.partition("=")
-        if not eq or key not in allowed:
-            known = ", ".join(f"{k}=..." for k in allowed) or "none"
-            raise InputError(
-                f"method {spec!r}: unknown option {part!r} (options of {name!r}: {known})", field="methods"
-            )
-        try:
-            opts[key] = allowed[key](value)
-        except ValueError:
-            raise InputError(
-                f"method {spec!r}: {key} must be a {allowed[key].__name__}, got {value!r}", field="methods"
-            ) from None
-    return opts
-
-
-def method_config(cfg: EvalConfig, spec: str, *, batch_size: int = 8) -> MethodConfig:
-    """The registry config of an attribution-method spec (``dda``, ``dda:beta=0``) under ``cfg``."""
-    name = spec.partition(":")[0]
-    return MethodConfig(
-        method=name,  # type: ignore[arg-type]  # checked against METHOD_NAMES by MethodConfig
-        lm=cfg.lm,
-        proj_dim=cfg.proj_dim,
-        seed=cfg.seed,
-        daunce_run=cfg.daunce_run,
-        daunce_models=cfg.daunce_models,
-        daunce_lr=cfg.daunce_lr,
-        batch_size=batch_size,
-        **method_spec_options(spec),
-    )
 
 
 def build_methods(
@@ -152,10 +125,15 @@ def build_methods(
     batch_size: int = 8,
     workdir: str | Path | None = None,
 ) -> list[tuple[str, Method]]:
-    """(label, adapter) for every ``cfg.methods`` spec; encoders are loaded once per folder.
+    """(row name, adapter) for every ``cfg.methods`` spec (:mod:`~airsearch.trainers.evaluation.specs`);
+    encoders are loaded once per folder.
 
     Attribution methods are built by the registry on ``lm`` (and, for TracIn/DDA, ``checkpoints``
-    and DDA's ``base_lm``), with ``batch_size`` examples per gradient batch.
+    and DDA's ``base_lm``), with ``batch_size`` examples per gradient batch and ``lm``'s token budget.
+    The row names say what ran (:func:`~airsearch.trainers.evaluation.specs.run_label`); two specs that
+    would run the same thing are refused. ``daunce-wb`` without a finished run trains one on the
+    training set in ``prepare`` (under ``workdir``, else a temporary folder). Methods whose train vectors
+    are the same (one manifest: DDA's beta and debias variants) compute them once.
     """
     from airsearch.encoder import AirRepEncoder
 
@@ -167,9 +145,10 @@ def build_methods(
         return encoders[path]
 
     out: list[tuple[str, Method]] = []
+    shared: dict[str, Any] = {}  # train vectors of identical methods, computed once (DDA's sweep)
     for spec in cfg.methods:
         name, _, path = spec.partition(":")
-        label = method_label(spec)
+        mcfg = None
         m: Method
         if name == "airrep":
             path = path or cfg.encoder or ""
@@ -190,13 +169,30 @@ def build_methods(
             )
         elif name in BUILTIN_METHODS:
             bm25_dir = Path(workdir) / f"bm25-{len(out)}" if workdir else None
-            m = baseline_method(name, seed=cfg.seed, workdir=bm25_dir)
-        elif name in METHOD_NAMES:
-            mcfg = method_config(cfg, spec, batch_size=batch_size)
-            m = FeatureMethod(mcfg, lm=lm, checkpoints=checkpoints, base_lm=base_lm)
+            text = method_spec_options(spec).get("text", "full")
+            m = baseline_method(name, seed=cfg.seed, workdir=bm25_dir, text=text)
+        elif name in METHOD_NAMES or name in DAUNCE_VARIANTS:
+            mcfg = method_config(cfg, spec, batch_size=batch_size, max_length=lm.max_length if lm else None)
+            whitebox = None
+            if is_whitebox_daunce(spec, cfg) and not cfg.daunce_run:
+                run_dir = Path(workdir) / f"daunce-wb-{len(out)}" if workdir else None
+                whitebox = WhiteboxDaunce(
+                    DaunceConfig(
+                        models=cfg.daunce_models,
+                        max_length=lm.max_length if lm else DaunceConfig.max_length,
+                        seed=cfg.seed,
+                    ),
+                    run_dir,
+                )
+            m = FeatureMethod(
+                mcfg, lm=lm, checkpoints=checkpoints, base_lm=base_lm, whitebox=whitebox, shared=shared
+            )
         else:
-            known = list(BUILTIN_METHODS) + list(METHOD_NAMES)
+            known = list(BUILTIN_METHODS) + list(METHOD_NAMES) + list(DAUNCE_VARIANTS)
             raise InputError(f"unknown method {name!r}; known methods: {known}", field="methods")
+        label = run_label(spec, cfg, mcfg, n_checkpoints=len(checkpoints) or 1, has_base=base_lm is not None)
+        if label in dict(out):
+            raise InputError(f"method {spec!r} runs the same as an earlier one ({label})", field="methods")
         m.name = label
         out.append((label, m))
     return out

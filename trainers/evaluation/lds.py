@@ -3,11 +3,15 @@
 For every gold split, each method's group score of every subset (Eq. 7 attention pooling for
 embedding methods, a sum for additive ones) is rank-correlated, per dev example, with the gold
 labels ``-normalised loss`` over the subsets (AirRep §5). The mean over dev examples is reported
-with a percentile-bootstrap 95% interval, plus the per-query distribution.
+with a 95% interval from a cluster bootstrap that resamples the dev examples' tasks and gold splits,
+crossed (dev examples of one task or split are not independent); the example-level interval, every
+AirRep-minus-method paired difference and the per-query distribution are kept beside it.
 
-The gold is the :class:`~airsearch.trainers.labels.LabelStore` at ``cfg.gold``; :func:`eval_lds` opens
-it, and the label stores the AirRep encoders under test were trained on (``cfg.encoder_labels``, else
-what each encoder's info records), itself.
+The gold is a folder made by ``eval gold`` (:mod:`~airsearch.trainers.evaluation.gold`, either
+protocol) or a bare :class:`~airsearch.trainers.labels.LabelStore` (the ``local`` protocol); its one
+recorded ``max_length`` is the LM's token budget here, and an LM, config or encoder training store
+with another one is refused. :func:`eval_lds` opens the gold, and the label stores the AirRep encoders
+under test were trained on (``cfg.encoder_labels``, else what each encoder's info records), itself.
 """
 
 from __future__ import annotations
@@ -29,15 +33,22 @@ from airsearch.trainers.evaluation.common import (
     build_methods,
     cost_entry,
 )
+from airsearch.trainers.evaluation.gold import Gold, open_gold
 from airsearch.trainers.evaluation.methods import BUILTIN_METHODS, group_scores
-from airsearch.trainers.evaluation.metrics import BootstrapCI, bootstrap_mean_ci
+from airsearch.trainers.evaluation.metrics import (
+    BootstrapCI,
+    PairedDifference,
+    bootstrap_mean_ci,
+    clustered_mean_ci,
+    paired_difference,
+)
 from airsearch.trainers.evaluation.report import bar_plot, distribution_plot, fmt, markdown_table
 from airsearch.trainers.labels.store import LabelStore
 
 from airsearch.config import require
 from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
-from airsearch.errors import FingerprintMismatch, InputError
+from airsearch.errors import InputError
 from airsearch.lm.model import TargetLM
 from airsearch.metrics import lds_per_example
 from airsearch.results import Result
@@ -45,10 +56,11 @@ from airsearch.results import Result
 
 @dataclasses.dataclass(kw_only=True)
 class EvalLdsConfig(EvalConfig):
-    """``eval lds``: ``--gold`` is a label store made by subset retraining on the evaluation corpus."""
+    """``eval lds``: ``--gold`` is a gold folder made by ``eval gold`` (either protocol), or a label
+    store made by subset retraining on the evaluation corpus (read as the ``local`` protocol)."""
 
     gold: str = field(
-        metadata={"help": "Gold label store, made by subset retraining on the evaluation corpus."}
+        metadata={"help": "Gold folder (eval gold) or label store, made by subset retraining on the corpus."}
     )
     encoder_labels: list[str] = field(
         default_factory=list,
@@ -58,18 +70,31 @@ class EvalLdsConfig(EvalConfig):
     )
     bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples for the 95% interval."})
     max_splits: int = field(default=0, metadata={"help": "Use only the first N gold splits (0 = all)."})
+    max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Tokens per example for the LM; default: the gold's (a different value is refused)."
+        },
+    )
+    cluster_field: str = field(
+        default="task",
+        metadata={"help": "Metadata field of the dev examples' cluster (crossed with the gold split)."},
+    )
 
     def validate(self) -> None:
         super().validate()
         require(self.bootstrap >= 10, "bootstrap", "must be at least 10")
         require(self.max_splits >= 0, "max_splits", "must be >= 0")
+        require(self.max_length is None or self.max_length >= 2, "max_length", "must be at least 2")
 
 
 @dataclasses.dataclass(frozen=True)
 class LdsScore(Result):
-    """One method's LDS: the mean over dev examples with its bootstrap interval, and each example's."""
+    """One method's LDS: the mean over dev examples with its cluster-bootstrap interval (``lds``, the one
+    tables show) and its example-level one (``lds_examples``), and each example's value."""
 
     lds: BootstrapCI
+    lds_examples: BootstrapCI
     aggregation: str  # how subset scores were pooled: attention (Eq. 7) or sum
     fingerprint: str | None
     cost: Cost
@@ -78,18 +103,33 @@ class LdsScore(Result):
 
 @dataclasses.dataclass(frozen=True)
 class GoldSplits(Result):
-    """The gold splits used: their ids, subsets per split and the training examples they draw on."""
+    """The gold used: its protocol and token budget, the splits, subsets per split and training rows."""
 
+    protocol: str
+    max_length: int
     splits: list[int]
     n_subsets: list[int]
     n_train: int
 
 
+@dataclasses.dataclass(frozen=True)
+class DevClusters(Result):
+    """How the dev examples are clustered for the bootstrap: the ways resampled (those with two
+    clusters or more, crossed), their cluster counts, and each dev example's ``[task, split]``."""
+
+    ways: list[str]
+    n_clusters: dict[str, int]
+    per_query: list[list[str]]
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EvalLdsResult(EvalResult[LdsScore]):
-    """What :func:`eval_lds` returns (``--json``) and writes to ``lds.json``."""
+    """What :func:`eval_lds` returns (``--json``) and writes to ``lds.json``; ``paired`` holds every
+    AirRep encoder minus every other method, paired by dev example."""
 
     gold: GoldSplits
+    clusters: DevClusters
+    paired: dict[str, PairedDifference]
 
 
 def encoder_training_store(encoder_dir: str | Path) -> str | None:
@@ -100,28 +140,6 @@ def encoder_training_store(encoder_dir: str | Path) -> str | None:
     training = json.loads(info.read_text()).get("training") or {}
     cfg = ((training.get("labels") or {}).get("manifest") or {}).get("config") or {}
     return cfg.get("out") or None
-
-
-def _text_key(e: Example) -> tuple[str, str]:
-    return (e.prompt.strip(), e.response.strip())
-
-
-def check_disjoint(
-    gold_examples: dict[str, Example],
-    training_examples: dict[str, Example],
-    *,
-    path: str | Path | None = None,
-) -> None:
-    """Refuse when the encoder's training labels share an example (id or text) with the gold."""
-    shared = set(gold_examples) & set(training_examples)
-    gold_text = {_text_key(e): i for i, e in gold_examples.items()}
-    shared |= {gold_text[_text_key(e)] for e in training_examples.values() if _text_key(e) in gold_text}
-    if shared:
-        raise InputError(
-            f"the encoder's training labels share {len(shared)} example(s) with the gold evaluation data "
-            f"(e.g. {sorted(shared)[:3]}); LDS must be measured on data disjoint from AirRep's training data",
-            path=path,
-        )
 
 
 def encoder_stores(cfg: EvalLdsConfig) -> list[LabelStore]:
@@ -144,25 +162,63 @@ def encoder_stores(cfg: EvalLdsConfig) -> list[LabelStore]:
     return [LabelStore.open(p) for p in paths]
 
 
-def check_gold_corpus(manifest: dict[str, Any], corpus_fp: str, *, path: str | Path | None = None) -> None:
-    gold_fp = manifest.get("corpus_fingerprint")
-    if gold_fp and gold_fp != corpus_fp:
-        raise FingerprintMismatch(
-            f"gold/corpus fingerprint mismatch: the gold labels were generated on corpus {gold_fp}, but the "
-            f"corpus given has fingerprint {corpus_fp}. Pass the corpus the gold was generated from.",
-            path=path,
-        )
+def _models(cfg: EvalLdsConfig, gold: Gold, lm: TargetLM | None) -> tuple[TargetLM | None, TargetLM | None]:
+    """The LM gradient methods use (``cfg.lm``, else the gold's record) and DDA's base model th0 (where
+    the gold fine-tunes start), each checked against the gold's fingerprints."""
+    from airsearch.fingerprint import check_match
+    from airsearch.lm import load_lm
+
+    specs = [m.split(":")[0] for m in cfg.methods]
+    path = cfg.lm or gold.gradient_lm
+    if lm is None and path and any(m not in BUILTIN_METHODS for m in specs):
+        lm = load_lm(path, device=cfg.device, max_length=gold.max_length)
+    if lm is None:
+        return None, None
+    where = "the warm-up model" if gold.protocol == "paper" else "the model the gold fine-tunes start from"
+    check_match(
+        "model", gold.gradient_fingerprint, lm.fingerprint, path=gold.root,
+        hint=f"Under the {gold.protocol} gold protocol gradient methods use {where}.",
+    )  # fmt: skip
+    if "dda" not in specs:
+        return lm, None
+    if lm.fingerprint == gold.start_fingerprint:
+        return lm, lm  # local protocol: th0 is the model itself, so DDA's debias term cancels its score
+    if not gold.start_lm:
+        return lm, None
+    base = load_lm(gold.start_lm, device=cfg.device, max_length=gold.max_length)
+    check_match("model", gold.start_fingerprint, base.fingerprint, path=gold.root, hint="DDA's base model.")
+    return lm, base
+
+
+def dev_clusters(gold_examples: dict[str, Example], splits: list[Any], field_name: str) -> DevClusters:
+    """Each dev value's ``[cluster_field value, split]``; a way is resampled when it has 2+ clusters."""
+    keys = [
+        [str(gold_examples[i].metadata.get(field_name, "")), str(s.split)] for s in splits for i in s.dev_ids
+    ]
+    ways, counts = [], {}
+    for w, name in enumerate((field_name, "split")):
+        values = {k[w] for k in keys}
+        counts[name] = len(values)
+        if len(values) >= 2 and "" not in values:
+            ways.append(name)
+    return DevClusters(ways=ways, n_clusters=counts, per_query=keys)
+
+
+def _cluster_array(clusters: DevClusters, field_name: str) -> np.ndarray:
+    cols = [0 if w == field_name else 1 for w in clusters.ways]
+    return np.asarray(clusters.per_query, dtype=object)[:, cols] if cols else np.zeros((0, 0))
 
 
 def eval_lds(
     cfg: EvalLdsConfig, *, corpus: Corpus | None = None, lm: TargetLM | None = None
 ) -> EvalLdsResult:
-    """LDS of every method against the gold label store ``cfg.gold``; writes ``lds.json``/``lds.md``/PNGs
-    to ``cfg.out``.
+    """LDS of every method against the gold ``cfg.gold``; writes ``lds.json``/``lds.md``/PNGs to ``cfg.out``.
 
     ``corpus`` defaults to reading ``cfg.corpus``; the label stores of the AirRep encoders under test
-    (:func:`encoder_stores`) must be disjoint from the gold. ``lm`` is the target LM already loaded
-    (else ``cfg.lm`` is loaded when a gradient method needs it).
+    (:func:`encoder_stores`) must be disjoint from the gold and use its ``max_length``. ``lm`` is the
+    target LM already loaded (else ``cfg.lm``, or the gold's recorded gradient model, is loaded when a
+    method needs it, with the gold's ``max_length``). Intervals resample the dev examples' tasks and
+    gold splits, crossed (:func:`cluster_bootstrap_mean_ci`); JSON keeps the example-level one too.
     """
     if corpus is None:
         if not cfg.corpus:
@@ -170,17 +226,19 @@ def eval_lds(
         from airsearch.data.corpus import load_corpus
 
         corpus = load_corpus(list(cfg.corpus))
-    gold_store = LabelStore.open(cfg.gold)
+    gold = open_gold(cfg.gold)
+    gold_store, gold_path = gold.store, gold.root
     manifest = dict(gold_store.manifest)
-    gold_path = gold_store.root
-    check_gold_corpus(manifest, corpus.fingerprint, path=gold_path)
+    gold.check_corpus(corpus.fingerprint)
     if manifest.get("teacher", "retrain") != "retrain":
         raise InputError(
             f"gold labels must come from subset retraining, not {manifest.get('teacher')!r}", path=gold_path
         )
     gold_examples = gold_store.examples()
-    for store in encoder_stores(cfg):
-        check_disjoint(gold_examples, store.examples(), path=store.root)
+    stores = encoder_stores(cfg)
+    for store in stores:
+        gold.check_disjoint(store)
+    gold.check_max_length(cfg.max_length, lm, stores)
     splits = gold_store.splits()
     if cfg.max_splits:
         splits = splits[: cfg.max_splits]
@@ -195,25 +253,14 @@ def eval_lds(
         )
     row = {i: r for r, i in enumerate(train_ids)}
     train = [by_id[i] for i in train_ids]
-
-    if lm is None and cfg.lm and any(m.split(":")[0] not in BUILTIN_METHODS for m in cfg.methods):
-        from airsearch.lm import load_lm
-
-        lm = load_lm(cfg.lm, device=cfg.device)
-    if lm is not None and manifest.get("model_fingerprint"):
-        from airsearch.fingerprint import check_match
-
-        check_match(
-            "model",
-            manifest["model_fingerprint"],
-            lm.fingerprint,
-            path=gold_path,
-            hint="Gradient methods must use the target LM the gold labels were generated with.",
-        )
+    lm, base_lm = _models(cfg, gold, lm)
+    clusters = dev_clusters(gold_examples, splits, cfg.cluster_field)
+    keys = _cluster_array(clusters, cfg.cluster_field)
 
     out = Path(cfg.out) if cfg.out else None
     results: dict[str, LdsScore] = {}
-    for label, method in build_methods(cfg, lm=lm, workdir=out / "work" if out else None):
+    workdir = out / "work" if out else None
+    for label, method in build_methods(cfg, lm=lm, base_lm=base_lm, workdir=workdir):
         method.prepare(train)
         agg = aggregation_for(cfg, method)
         per: list[np.ndarray] = []
@@ -227,13 +274,24 @@ def eval_lds(
                 n_queries += len(dev)
         values = np.concatenate(per)
         results[label] = LdsScore(
-            lds=bootstrap_mean_ci(values, n_resamples=cfg.bootstrap, seed=cfg.seed),
+            lds=clustered_mean_ci(values, keys, n_resamples=cfg.bootstrap, seed=cfg.seed),
+            lds_examples=bootstrap_mean_ci(values, n_resamples=cfg.bootstrap, seed=cfg.seed),
             aggregation=agg,
             fingerprint=method.fingerprint(),
             cost=cost_entry(method, t.seconds, n_queries),
             per_query=values.tolist(),
         )
 
+    paired = {
+        f"{a} - {b}": paired_difference(
+            a, b, results[a].per_query, results[b].per_query, keys, n_resamples=cfg.bootstrap, seed=cfg.seed
+        )
+        for a in results
+        if a.startswith("airrep")
+        for b in results
+        if not b.startswith("airrep")
+    }
+    by = " x ".join(f"{w} ({clusters.n_clusters[w]})" for w in clusters.ways) or "examples"
     rows = [
         [
             m,
@@ -251,13 +309,22 @@ def eval_lds(
             "corpus": corpus.fingerprint,
             "gold_corpus": manifest.get("corpus_fingerprint"),
             "gold_model": manifest.get("model_fingerprint"),
+            "gradient_model": gold.gradient_fingerprint,
             "lm": lm.fingerprint if lm else None,
         },
         gold=GoldSplits(
-            splits=[s.split for s in splits], n_subsets=[len(s.members) for s in splits], n_train=len(train)
+            protocol=gold.protocol,
+            max_length=gold.max_length,
+            splits=[s.split for s in splits],
+            n_subsets=[len(s.members) for s in splits],
+            n_train=len(train),
         ),
+        clusters=clusters,
+        paired=paired,
         methods=results,
-        table=markdown_table(["method", "LDS (x100)", "95% CI", "dev examples", "aggregation"], rows),
+        table=markdown_table(
+            ["method", "LDS (x100)", f"95% CI, resampling {by}", "dev examples", "aggregation"], rows
+        ),
     )
     return result.written(out, "lds", lambda d: _plots(d, results))
 
@@ -269,7 +336,7 @@ def _plots(out: Path, results: dict[str, LdsScore]) -> dict[str, Path]:
         names,
         {"LDS": [results[n].lds.mean for n in names]},
         errors={"LDS": [(results[n].lds.low, results[n].lds.high) for n in names]},
-        title="LDS (mean, 95% bootstrap CI)",
+        title="LDS (mean, 95% cluster-bootstrap CI)",
         ylabel="Spearman",
     )
     per_query = {n: r.per_query for n, r in results.items()}

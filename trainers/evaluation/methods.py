@@ -10,10 +10,11 @@ evaluation code never needs the full ``n x q`` matrix. On top of the blocks:
 - :func:`summed_scores` sums over groups of queries (one column per group), for AUC and R@k.
 
 Baselines by name (:func:`baseline_method`): ``airrep`` (any encoder folder), ``base`` (the untrained
-encoder), ``bm25`` (LanceDB's native full-text index, which ranks by BM25), ``hybrid`` (reciprocal rank
-fusion of an encoder's and BM25's rankings, as ``query --mode hybrid``) and ``random`` (seeded).
-The attribution methods of :mod:`airsearch.methods` (gradient methods, Daunce) come from the one
-registry, :func:`airsearch.methods.registry.load_method`, wrapped in a :class:`FeatureMethod`.
+encoder), ``bm25`` (LanceDB's native full-text index, which ranks by BM25, over prompt + response or
+responses only), ``hybrid`` (reciprocal rank
+fusion of an encoder's and BM25's rankings, as ``query --mode hybrid``) and ``random`` (seeded). The attribution methods of :mod:`airsearch.methods` (gradient
+methods, RepSim, Daunce) come from the one registry, :func:`airsearch.methods.registry.load_method`,
+wrapped in a :class:`~airsearch.trainers.evaluation.attribution.FeatureMethod`.
 """
 
 from __future__ import annotations
@@ -33,9 +34,7 @@ from airsearch.indexers.search import exact_topk
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
-from airsearch.lm.model import TargetLM
-from airsearch.methods.base import METHOD_NAMES, AttributionMethod
-from airsearch.methods.registry import MethodConfig
+from airsearch.methods.base import METHOD_NAMES
 from airsearch.scoring import StreamingGroupScore, TopK
 
 AGGREGATIONS = ("attention", "sum")
@@ -141,21 +140,28 @@ class EmbeddingMethod(Method):
 _WORD = re.compile(r"[A-Za-z0-9]+")
 
 
-def _fts_query(example: Example, max_terms: int = 256) -> str:
-    return " ".join(_WORD.findall(f"{example.prompt} {example.response}")[:max_terms])
+def _bm25_text(example: Example, text: str) -> str:
+    return example.response if text == "response" else f"{example.prompt} {example.response}"
+
+
+def _fts_query(example: Example, max_terms: int = 256, text: str = "full") -> str:
+    return " ".join(_WORD.findall(_bm25_text(example, text))[:max_terms])
 
 
 class BM25Method(Method):
     """``bm25``: LanceDB's native full-text index (BM25 ranking) over the training texts.
 
-    Each query's ``_score`` is taken for every training row the index returns; rows sharing no term
-    with the query score 0, as in BM25.
+    ``text="full"`` indexes and queries ``prompt response``; ``text="response"`` the responses alone
+    (``bm25:text=response``), so shared task instructions in prompts cannot match. Each query's
+    ``_score`` is taken for every training row the index returns; rows sharing no term with the query
+    score 0, as in BM25.
     """
 
     name = "bm25"
 
-    def __init__(self, workdir: str | Path | None = None) -> None:
+    def __init__(self, workdir: str | Path | None = None, text: str = "full") -> None:
         super().__init__()
+        self.text = text
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="airsearch-bm25-")
         self.workdir = Path(workdir) if workdir else Path(self._tmp.name)
         self.table: Any = None
@@ -166,7 +172,7 @@ class BM25Method(Method):
         from lancedb.index import FTS
 
         db = lancedb.connect(str(self.workdir))
-        texts = [f"{e.prompt} {e.response}" for e in train]
+        texts = [_bm25_text(e, self.text) for e in train]
         data = pa.table(
             {"row": pa.array(range(len(train)), pa.int64()), "text": pa.array(texts, pa.string())}
         )
@@ -177,7 +183,7 @@ class BM25Method(Method):
 
     def query_scores(self, example: Example) -> tuple[np.ndarray, np.ndarray]:
         """(row indices, BM25 scores) of the training rows matching ``example``."""
-        text = _fts_query(example)
+        text = _fts_query(example, text=self.text)
         if not text or self.n_train == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         res = (
@@ -325,79 +331,24 @@ def summed_scores(
 
 
 # ----------------------------------------------------------------------------- by name
-class FeatureMethod(Method):
-    """Adapter for an :class:`airsearch.methods.base.AttributionMethod` (gradient methods, Daunce):
-    train features are computed once in ``prepare`` (what a vector store keeps), test features per
-    call, and scores ``u_i . v_j`` are served block by block. Additive: ``sum`` aggregation.
-
-    Given a :class:`MethodConfig`, ``prepare`` builds the method through the one registry,
-    :func:`airsearch.methods.registry.load_method`, on the models given here (black-box Daunce fits its K
-    models on the training set then); an already-built method is used as it is.
-    """
-
-    aggregation = "sum"
-
-    def __init__(
-        self,
-        method: MethodConfig | AttributionMethod,
-        *,
-        lm: TargetLM | None = None,
-        checkpoints: Sequence[TargetLM] = (),
-        base_lm: TargetLM | None = None,
-        name: str | None = None,
-    ) -> None:
-        super().__init__()
-        self.config = method if isinstance(method, MethodConfig) else None
-        self.impl: AttributionMethod | None = None if isinstance(method, MethodConfig) else method
-        self.name = name or (method.method if isinstance(method, MethodConfig) else method.name)
-        self.lm, self.checkpoints, self.base_lm = lm, tuple(checkpoints), base_lm
-        self.train_features: torch.Tensor | None = None
-
-    def _prepare(self, train: list[Example]) -> None:
-        if self.config is not None:
-            from airsearch.methods.registry import load_method
-
-            self.impl = load_method(
-                self.config,
-                lm=self.lm,
-                checkpoints=self.checkpoints,
-                base_lm=self.base_lm,
-                train=train,
-                show_progress=False,
-            )
-        assert self.impl is not None
-        self.train_features = self.impl.train_features(train).detach().float().cpu()
-        self.storage_bytes = int(self.train_features.numel() * 4)
-
-    def score_blocks(
-        self, test: Sequence[Example], block_size: int = 4096
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        assert self.impl is not None and self.train_features is not None, "prepare() first"
-        v = self.impl.test_features(list(test)).detach().float().cpu()
-        for start in range(0, self.train_features.shape[0], block_size):
-            yield start, (self.train_features[start : start + block_size] @ v.T).numpy()
-
-    def fingerprint(self) -> str | None:
-        fp = getattr(self.impl, "fingerprint", None)  # Daunce records the run / LM it scores with
-        return fp if isinstance(fp, str) and fp else None
-
-    def describe(self) -> dict[str, Any]:
-        settings = self.impl.describe() if self.impl is not None else {"method": self.name}
-        return {**super().describe(), "settings": settings}
-
-
 def baseline_method(
-    name: str, *, encoder: AirRepEncoder | None = None, seed: int = 0, workdir: str | Path | None = None
+    name: str,
+    *,
+    encoder: AirRepEncoder | None = None,
+    seed: int = 0,
+    workdir: str | Path | None = None,
+    text: str = "full",
 ) -> Method:
     """A baseline by name: ``airrep``/``base`` (an :class:`AirRepEncoder`), ``bm25`` (its index under
-    ``workdir``, or a temporary folder) or ``random`` (seeded). Attribution methods are
-    wrapped in a :class:`FeatureMethod`, built from a :class:`MethodConfig`."""
+    ``workdir``, or a temporary folder; over ``text``: full or response) or ``random`` (seeded).
+    Attribution methods are wrapped in a
+    :class:`~airsearch.trainers.evaluation.attribution.FeatureMethod`, built from a ``MethodConfig``."""
     if name in ("airrep", "base"):
         if encoder is None:
             raise InputError(f"method {name!r} needs an encoder", field="methods")
         return EmbeddingMethod(encoder, name=name)
     if name == "bm25":
-        return BM25Method(workdir)
+        return BM25Method(workdir, text=text)
     if name == "hybrid":
         if encoder is None:
             raise InputError("method 'hybrid' needs an encoder", field="methods")

@@ -20,10 +20,13 @@ from airsearch.results import Result
 __all__ = [
     "BootstrapCI",
     "LabelAccuracy",
+    "PairedDifference",
     "bootstrap_mean_ci",
+    "clustered_mean_ci",
     "cluster_bootstrap_means",
     "cluster_bootstrap_mean_ci",
     "lds_with_ci",
+    "paired_difference",
     "roc_auc",
     "precision_at_k",
     "top_k_label_accuracy",
@@ -147,6 +150,55 @@ def cluster_bootstrap_mean_ci(
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return BootstrapCI(
         point, float(min(low, point)), float(max(high, point)), int(finite.size), confidence, n_resamples
+    )
+
+
+def clustered_mean_ci(
+    values: Sequence[float] | np.ndarray,
+    clusters: np.ndarray | None,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> BootstrapCI:
+    """:func:`cluster_bootstrap_mean_ci` over ``clusters`` (``[n, ways]``), or the example-level
+    :func:`bootstrap_mean_ci` when there is no way with two clusters or more (``clusters`` ``None``)."""
+    if clusters is None or np.asarray(clusters).shape[-1] == 0:
+        return bootstrap_mean_ci(values, n_resamples=n_resamples, seed=seed)
+    return cluster_bootstrap_mean_ci(values, clusters, n_resamples=n_resamples, seed=seed)
+
+
+@dataclass(frozen=True)
+class PairedDifference(Result):
+    """Method a minus method b, paired by dev example: the mean difference with its cluster-bootstrap
+    interval (``clustered``, the one tables show) and its example-level one (``examples``)."""
+
+    a: str
+    b: str
+    clustered: BootstrapCI
+    examples: BootstrapCI
+    share_better: float  # share of the (finite) paired examples where a beats b
+
+
+def paired_difference(
+    a: str,
+    b: str,
+    values_a: Sequence[float] | np.ndarray,
+    values_b: Sequence[float] | np.ndarray,
+    clusters: np.ndarray | None,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> PairedDifference:
+    """``values_a - values_b`` per example, resampled as the examples are clustered (``clusters``,
+    ``[n, ways]``, e.g. task and split crossed; :func:`clustered_mean_ci`) and example by example."""
+    diff = np.asarray(values_a, dtype=np.float64) - np.asarray(values_b, dtype=np.float64)
+    finite = diff[np.isfinite(diff)]
+    return PairedDifference(
+        a=a,
+        b=b,
+        clustered=clustered_mean_ci(diff, clusters, n_resamples=n_resamples, seed=seed),
+        examples=bootstrap_mean_ci(diff, n_resamples=n_resamples, seed=seed),
+        share_better=float(np.mean(finite > 0)) if finite.size else float("nan"),
     )
 
 

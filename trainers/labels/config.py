@@ -7,9 +7,9 @@ from dataclasses import field
 
 from airsearch.config import CommandConfig, require
 
-# Fields that change how a run executes but not what it computes: a rerun into the same store may
-# change them freely. Corpus and model *paths* are also free; their content fingerprints are checked.
-EXECUTION_FIELDS = frozenset({"corpus", "lm", "out", "workers", "ray", "eval_batch_size"})
+# Fields that change how a run executes (or what is recorded beside the labels) but not the labels: a
+# rerun into the same store may change them freely. Corpus and model *paths* are also free; their content fingerprints are checked.
+EXECUTION_FIELDS = frozenset({"corpus", "lm", "out", "workers", "ray", "eval_batch_size", "movement"})
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -57,6 +57,13 @@ class LabelConfig(CommandConfig):
     )
     teacher_base_lm: str | None = field(
         default=None, metadata={"help": "DDA teacher: the LM before fine-tuning (debias term)."}
+    )
+    movement: bool = field(
+        default=False,
+        metadata={
+            "help": "Also record how far each fine-tune moves the LM (parameter distance, subset loss "
+            "before/after); the labels are unchanged."
+        },
     )
     workers: int = field(default=1, metadata={"help": "Local worker processes (1 = in this process)."})
     ray: str | None = field(

@@ -30,7 +30,7 @@ from airsearch.results import Result
 # teacher name -> "module:function" (see the module docstring); "retrain" is built in.
 TEACHERS: dict[str, str] = {
     t: "airsearch.trainers.labels.teacher:write_teacher_labels"
-    for t in ("tracin", "gradcos", "dda", "haif", "haif-t", "daunce")
+    for t in ("tracin", "gradcos", "dda", "haif", "haif-t", "daunce", "repsim")
 }
 
 _LM_CACHE: dict[str, Any] = {}  # model path -> TargetLM, per process (workers reuse the base model)
@@ -182,6 +182,7 @@ def subset_jobs(
                         "finetune": finetune,
                         "eval_batch_size": cfg.eval_batch_size,
                         "max_length": cfg.max_length,
+                        "movement": cfg.movement,
                     },
                 )
             )
@@ -189,7 +190,8 @@ def subset_jobs(
 
 
 def run_subset_job(payload: dict[str, Any]) -> dict[str, Any]:
-    """Worker: fine-tune a fresh copy of the base LM on the subset, return the dev losses (Eq. 8's L_S(z))."""
+    """Worker: fine-tune a fresh copy of the base LM on the subset, return the dev losses (Eq. 8's L_S(z))
+    and, with ``movement``, how far the fine-tune moved (:func:`~airsearch.trainers.labels.movement.job_movement`)."""
     import time
 
     from airsearch.lm import example_losses, load_lm
@@ -208,6 +210,17 @@ def run_subset_job(payload: dict[str, Any]) -> dict[str, Any]:
         max_length=payload["max_length"],
         show_progress=False,
     )
+    moved: dict[str, float] = {}
+    if payload.get("movement"):
+        from airsearch.trainers.labels.movement import job_movement
+
+        moved = job_movement(
+            base,
+            tuned,
+            payload["train"],
+            batch_size=payload["eval_batch_size"],
+            max_length=payload["max_length"],
+        )
     del tuned
     return job_result(
         payload["split"],
@@ -217,6 +230,7 @@ def run_subset_job(payload: dict[str, Any]) -> dict[str, Any]:
         losses,
         seconds=round(time.perf_counter() - t0, 3),
         teacher="retrain",
+        **moved,
     )
 
 

@@ -1,6 +1,6 @@
 """Gradient / Daunce label teachers: the same label store as subset retraining, from one scoring pass.
 
-``airsearch labels generate ... --teacher tracin|gradcos|dda|haif|haif-t|daunce``: the label of
+``airsearch labels generate ... --teacher tracin|gradcos|dda|haif|haif-t|daunce|repsim``: the label of
 (subset S, dev example z) is the teacher's group score ``sum_{i in S} tau(i, z)`` (sum aggregation),
 written as ``losses = -score`` so the store's Eq. 8 normalisation (per dev example, over the split's
 subsets) applies unchanged and ``airsearch train`` consumes it as it is. Cost: one feature pass over

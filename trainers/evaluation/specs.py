@@ -1,0 +1,134 @@
+"""Method specs of the eval commands (``dda:beta=0.5,debias=eq9``) and the row names that say what ran.
+
+A spec is ``NAME`` or ``NAME:key=value[,key=value]`` (``airrep:FOLDER`` / ``base:FOLDER`` name an
+encoder folder instead). ``NAME`` is a baseline (``airrep``, ``base``, ``bm25``, ``random``), a method
+of the one registry (:data:`airsearch.methods.base.METHOD_NAMES`), or ``daunce-bb`` / ``daunce-wb``
+(Daunce's black-box fine-tunes, Daunce Table 2, or its white-box Eq. 5 run). Each method accepts only
+the options in :data:`SPEC_OPTIONS`; the rest of its :class:`~airsearch.methods.registry.MethodConfig`
+comes from the eval config.
+
+The row name of a method (:func:`run_label`) says what ran: the number of checkpoints its gradients
+were taken on (``tracin@1ckpt``), DDA's β and debias reading, the parameters and projection
+(``gradcos@1ckpt:proj_dim=384``), Daunce's variant (``daunce-bb`` / ``daunce-wb``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airsearch.errors import InputError
+from airsearch.methods.registry import MethodConfig
+
+if TYPE_CHECKING:
+    from airsearch.trainers.evaluation.common import EvalConfig
+
+DAUNCE_VARIANTS = ("daunce-bb", "daunce-wb")
+BM25_TEXTS = ("full", "response")  # BM25 over prompt + response, or over responses only
+SPEC_PARAMS = ("all", "lora")  # ``names:PAT`` holds ':' and ',', so it is given with --params only
+
+_GRADIENT: dict[str, type] = {"proj_dim": int, "params": str, "lora_rank": int}
+SPEC_OPTIONS: dict[str, dict[str, type]] = {
+    "tracin": _GRADIENT,
+    "gradcos": _GRADIENT,
+    "haif": _GRADIENT,
+    "haif-t": _GRADIENT,
+    "dda": {"beta": float, "debias": str, **_GRADIENT},
+    "bm25": {"text": str},
+}
+_LABEL_ORDER = ("beta", "debias", "params", "lora_rank", "proj_dim")
+
+
+def method_spec_options(spec: str) -> dict[str, Any]:
+    """The ``key=value[,key=value]`` options of a method spec such as ``dda:beta=0,debias=eq9``.
+
+    Only the options in :data:`SPEC_OPTIONS` are accepted; anything else is refused with the spec named.
+    """
+    name, _, rest = spec.partition(":")
+    if not rest:
+        return {}
+    allowed = SPEC_OPTIONS.get(name, {})
+    opts: dict[str, Any] = {}
+    for part in rest.split(","):
+        key, eq, value = part.partition("=")
+        if not eq or key not in allowed:
+            known = ", ".join(f"{k}=..." for k in allowed) or "none"
+            raise InputError(
+                f"method {spec!r}: unknown option {part!r} (options of {name!r}: {known})", field="methods"
+            )
+        try:
+            opts[key] = allowed[key](value)
+        except ValueError:
+            raise InputError(
+                f"method {spec!r}: {key} must be a {allowed[key].__name__}, got {value!r}", field="methods"
+            ) from None
+    choices = {"params": SPEC_PARAMS, "text": BM25_TEXTS}
+    for key, allowed_values in choices.items():
+        if key in opts and opts[key] not in allowed_values:
+            raise InputError(
+                f"method {spec!r}: {key} must be one of {list(allowed_values)}, got {opts[key]!r}",
+                field="methods",
+            )
+    return opts
+
+
+def method_config(
+    cfg: EvalConfig, spec: str, *, batch_size: int = 8, max_length: int | None = None
+) -> MethodConfig:
+    """The registry config of an attribution-method spec (``dda``, ``dda:beta=0``, ``daunce-wb``) under
+    ``cfg``; ``max_length`` is the target LM's token budget (the gold's, in ``eval lds``)."""
+    name = spec.partition(":")[0]
+    opts = method_spec_options(spec)
+    method = "daunce" if name in DAUNCE_VARIANTS else name
+    return MethodConfig(
+        method=method,  # type: ignore[arg-type]  # checked against METHOD_NAMES by MethodConfig
+        lm=cfg.lm,
+        proj_dim=opts.pop("proj_dim", cfg.proj_dim),
+        params=opts.pop("params", cfg.params),
+        seed=cfg.seed,
+        daunce_run=None if name == "daunce-bb" else cfg.daunce_run,
+        daunce_models=cfg.daunce_models,
+        daunce_lr=cfg.daunce_lr,
+        batch_size=batch_size,
+        max_length=max_length,
+        **opts,
+    )
+
+
+def is_whitebox_daunce(spec: str, cfg: EvalConfig) -> bool:
+    """``daunce-wb``, or plain ``daunce`` with a finished white-box run given."""
+    name = spec.partition(":")[0]
+    return name == "daunce-wb" or (name == "daunce" and bool(cfg.daunce_run))
+
+
+def run_label(
+    spec: str, cfg: EvalConfig, mcfg: MethodConfig | None, *, n_checkpoints: int = 1, has_base: bool = False
+) -> str:
+    """The row name of ``spec``: what ran (see the module docstring). ``mcfg`` is the method's registry
+    config (``None`` for the baselines); ``n_checkpoints`` the models its gradients are taken on."""
+    name, _, rest = spec.partition(":")
+    if mcfg is None:  # a baseline: an encoder folder by its name, or the spec's own options
+        if name in ("airrep", "base"):
+            return f"{name}:{Path(rest).name}" if rest else name
+        return spec
+    if mcfg.method == "daunce":
+        return "daunce-wb" if is_whitebox_daunce(spec, cfg) else "daunce-bb"
+    if mcfg.method == "repsim":
+        return "repsim"
+    head = (
+        f"{mcfg.method}@{n_checkpoints}ckpt" if mcfg.method in ("tracin", "gradcos", "dda") else mcfg.method
+    )
+    shown: dict[str, Any] = {}
+    if mcfg.method == "dda":
+        if has_base and mcfg.beta != 0:
+            shown.update(beta=f"{mcfg.beta:g}", debias=mcfg.debias)
+        else:
+            shown["beta"] = "0"  # no debias term ran: no base model, or beta 0
+    if mcfg.params != "all":
+        shown["params"] = mcfg.params
+        if mcfg.params == "lora" and mcfg.lora_rank != MethodConfig.lora_rank:
+            shown["lora_rank"] = mcfg.lora_rank
+    if mcfg.proj_dim:
+        shown["proj_dim"] = mcfg.proj_dim
+    opts = ",".join(f"{k}={shown[k]}" for k in _LABEL_ORDER if k in shown)
+    return f"{head}:{opts}" if opts else head
