@@ -132,7 +132,7 @@ def test_eval_lds_cli_json(tmp_path):
     _gold_store(tmp_path / "gold", corpus_path)
     options = ("--corpus", corpus_path, "--json", "--bootstrap", "50")
     res = run(*fill((*EVAL_LDS, *options), tmp=tmp_path))
-    assert json.loads(res.output)["methods"]["random"]["lds"]["n"] == 4
+    assert json.loads(res.stdout)["methods"]["random"]["lds"]["n"] == 4
 
 
 def test_eval_classify_cli_and_mismatch(tmp_path, tiny_bert_dir):
@@ -240,7 +240,7 @@ def test_eval_select_and_mismatch(tmp_path, tiny_lm_dir):
     ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    payload = json.loads(res.output)
+    payload = json.loads(res.stdout)  # --json is stdout; stderr may carry library warnings
     assert len(payload["methods"]["bm25"]["selected_ids"]) == 5 and "random 5" in payload["methods"]
     other = _write_corpus(tmp_path / "other.jsonl", _rows(20, tag="o"))
     res = CliRunner().invoke(app, [*args[:3], other, *args[4:]])
