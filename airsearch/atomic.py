@@ -43,7 +43,7 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
     On any exception the temporary file or folder is removed and ``target`` is untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(target)
     prefix = f".{target.name}.tmp-"
     tmp = (
         Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
@@ -59,6 +59,23 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
         elif tmp.exists():
             tmp.unlink()
         raise
+
+
+def file_in_the_way(folder: str | os.PathLike) -> Path | None:
+    """The file that stands where ``folder`` or one of its parents should be a folder, if any."""
+    folder = Path(folder)
+    return next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), None)
+
+
+def make_parent(target: str | os.PathLike, *, field: str | None = None) -> None:
+    """Create the folder ``target`` goes in; a file where a folder should be is an
+    :class:`~airsearch.errors.InputError` naming ``target`` (and ``field``, the option that gave it)."""
+    from airsearch.errors import InputError
+
+    blocker = file_in_the_way(Path(target).parent)
+    if blocker is not None:
+        raise InputError(f"cannot write here: {blocker} is a file, not a folder", field=field, path=target)
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
 
 
 def fsync_dir(directory: str | os.PathLike) -> None:
@@ -85,3 +102,43 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(folder: str | os.PathLike) -> Iterator[None]:
+    """A failed command leaves no empty folder behind: if ``folder`` did not exist before this block
+    and the block fails, the folder is removed again when nothing (but empty folders) is in it."""
+    folder = Path(folder)
+    existed = folder.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and folder.is_dir():
+            for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                with contextlib.suppress(OSError):
+                    sub.rmdir()  # only empty ones go
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) for a short critical section, such as committing a finished build
+    and forgetting its staging, so that the work lands whole; the interrupt is raised right after.
+
+    Outside the main thread (where Python cannot install signal handlers) this does nothing."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt

@@ -117,8 +117,15 @@ class CommandConfig:
             data = (
                 json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
             )
-        except (json.JSONDecodeError, yaml.YAMLError) as e:
-            raise InputError(f"cannot parse config: {e}", path=path) from None
+        except json.JSONDecodeError as e:
+            raise InputError(
+                f"cannot parse config: {e.msg} at column {e.colno}", path=path, line=e.lineno
+            ) from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            what = getattr(e, "problem", None) or " ".join(str(e).split())
+            line = mark.line + 1 if mark is not None else None
+            raise InputError(f"cannot parse config: {what}", path=path, line=line) from None
         if not isinstance(data, dict):
             raise InputError("config file must hold a mapping of field names to values", path=path)
         return renamed_fields(cls, data, path=path)

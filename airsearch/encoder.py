@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,8 @@ from airsearch.data.example import (
 )
 from airsearch.errors import InputError
 from airsearch.fingerprint import fingerprint_json, fingerprint_state_dict
-from airsearch.progress import progress, quiet_default
+from airsearch.progress import progress, quiet_default, quiet_libraries
+from airsearch.weights import require_safetensors
 
 ENCODER_INFO_FILE = "airsearch_encoder.json"
 EncoderInput = tuple[int, ...]  # one example's encoder token ids, special tokens included
@@ -72,16 +73,17 @@ def resolve_encoder_source(name_or_path: str | os.PathLike | None) -> str:
     """``None``/``"default"`` -> the packaged default; an existing folder -> itself; else a hub name."""
     if name_or_path is None or str(name_or_path) == DEFAULT_ENCODER:
         return default_encoder_path()
-    p = Path(name_or_path)
+    p = Path(name_or_path).expanduser()
     if p.exists():
         if not p.is_dir():
             raise InputError("an encoder must be a model folder, not a file", path=p)
         return str(p)
-    if os.environ.get("HF_HUB_OFFLINE") == "1" and (
-        "/" not in str(name_or_path) or str(name_or_path).startswith((".", "/"))
-    ):
+    name = str(name_or_path)
+    # a hub name is "name" or "org/name"; anything else that does not exist is a missing folder
+    path_like = name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1
+    if path_like or (os.environ.get("HF_HUB_OFFLINE") == "1" and "/" not in name):
         raise InputError("encoder folder not found", path=name_or_path)
-    return str(name_or_path)
+    return name
 
 
 @dataclass
@@ -119,7 +121,7 @@ class AirRepEncoder:
     ) -> AirRepEncoder:
         """A fresh, untrained AirRep on top of a base encoder (identity projection)."""
         source = resolve_encoder_source(base)
-        base_st = SentenceTransformer(source, device=device or "cpu", trust_remote_code=trust_remote_code)
+        base_st = _load_st(source, device=device or "cpu", trust_remote_code=trust_remote_code)
         transformer = base_st[0]
         if not isinstance(transformer, Transformer):
             raise InputError("the base encoder's first module must be a transformers model", path=source)
@@ -169,9 +171,7 @@ class AirRepEncoder:
                     path=info_path,
                 )
             info.input_rule = INPUT_RULE  # untrained: the weights are the base encoder's, only inputs change
-        model = SentenceTransformer(
-            source, device=device or _auto_device(), trust_remote_code=trust_remote_code
-        )
+        model = _load_st(source, device=device or _auto_device(), trust_remote_code=trust_remote_code)
         model.max_seq_length = info.max_seq_length
         return cls(model, info)
 
@@ -259,11 +259,17 @@ class AirRepEncoder:
         return self.model(self.features(ids))["sentence_embedding"]
 
     def encode(
-        self, examples: Sequence[Example], *, batch_size: int = 64, show_progress: bool | None = None
+        self,
+        examples: Sequence[Example],
+        *,
+        batch_size: int = 64,
+        show_progress: bool | None = None,
+        on_batch: Callable[[int], Any] | None = None,
     ) -> np.ndarray:
         """AirRep vectors of ``examples``: float32 ``[n, dim]``.
 
         Batches are formed from inputs sorted by length (less padding), then put back in order.
+        ``on_batch(n)`` is called after each batch of ``n`` examples (a caller's progress bar).
         """
         if len(examples) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -280,6 +286,8 @@ class AirRepEncoder:
                 emb = self.forward_ids([ids[i] for i in rows])
                 out[rows] = emb.float().cpu().numpy()
                 bar.update(len(rows))
+                if on_batch is not None:
+                    on_batch(len(rows))
         self.model.train(was_training)
         bar.close()
         return out
@@ -311,18 +319,20 @@ class AirRepEncoder:
         desc: str = "encoding",
         quiet: bool | None = None,
     ) -> Iterator[tuple[list[Example], np.ndarray]]:
-        """Encode an iterable of any length in chunks, yielding ``(examples, vectors)`` per chunk."""
+        """Encode an iterable of any length in chunks, yielding ``(examples, vectors)`` per chunk (the
+        progress bar moves with every batch)."""
         bar = progress(desc=desc, total=total, unit="ex", quiet=quiet)
         chunk: list[Example] = []
         for ex in examples:
             chunk.append(ex)
             if len(chunk) >= chunk_size:
-                yield chunk, self.encode(chunk, batch_size=batch_size, show_progress=False)
-                bar.update(len(chunk))
+                yield (
+                    chunk,
+                    self.encode(chunk, batch_size=batch_size, show_progress=False, on_batch=bar.update),
+                )
                 chunk = []
         if chunk:
-            yield chunk, self.encode(chunk, batch_size=batch_size, show_progress=False)
-            bar.update(len(chunk))
+            yield chunk, self.encode(chunk, batch_size=batch_size, show_progress=False, on_batch=bar.update)
         bar.close()
 
 
@@ -340,6 +350,23 @@ def budget_input(
     keep = room - len(response)
     prompt = tuple(prompt[max(len(prompt) - keep, 0) :]) if keep > 0 else ()
     return (tuple(q_mark) + prompt + tuple(a_mark) + response)[:budget]
+
+
+def _load_st(source: str, *, device: str, trust_remote_code: bool) -> SentenceTransformer:
+    """A sentence-transformers model from safetensors weights only (a pickle-only folder is refused
+    before sentence-transformers could fall back to unpickling it)."""
+    if Path(source).is_dir():
+        require_safetensors(source)
+    quiet_libraries()
+    try:
+        return SentenceTransformer(
+            source,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            model_kwargs={"use_safetensors": True},
+        )
+    except OSError as e:  # a hub name that is not there, or the hub offline
+        raise InputError(f"cannot load the encoder: {' '.join(str(e).split())}", path=source) from None
 
 
 def _auto_device() -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import json
 import sys
 import types
@@ -176,6 +177,46 @@ def _read_config_file(config_cls: type[CommandConfig], path: str) -> dict[str, A
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return data
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported only when used: ``lazy_commands`` maps each name
+    to ``(module, attribute)``; ``short_help`` may give a name's one-line help so that ``--help``
+    lists it without importing its module."""
+
+    def __init__(
+        self,
+        *args: Any,
+        lazy_commands: dict[str, tuple[str, str]] | None = None,
+        short_help: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = dict(lazy_commands or {})
+        self.lazy_short_help = dict(short_help or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*self.lazy_commands, *sorted(set(super().list_commands(ctx)) - set(self.lazy_commands))]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_commands and cmd_name not in self.commands:
+            module, attr = self.lazy_commands[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        limit = formatter.width - 6 - max((len(n) for n in self.list_commands(ctx)), default=0)
+        for name in self.list_commands(ctx):
+            if name in self.lazy_short_help and name not in self.commands:
+                rows.append((name, self.lazy_short_help[name]))
+                continue
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")

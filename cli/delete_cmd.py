@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
 from airsearch.indexers.config import DeleteConfig
-from airsearch.indexers.results import DeleteSummary
-from airsearch.indexers.store import delete_rows
+
+if TYPE_CHECKING:
+    from airsearch.indexers.results import DeleteSummary
 
 
 def _human(r: DeleteSummary) -> str:
@@ -21,4 +22,6 @@ def _human(r: DeleteSummary) -> str:
 @config_options(DeleteConfig)
 def delete_cmd(config: DeleteConfig, as_json: bool) -> Any:
     """Delete rows by --id (repeatable) and/or --where SQL filter."""
+    from airsearch.indexers.store import delete_rows
+
     emit(delete_rows(config), as_json, _human)

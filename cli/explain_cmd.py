@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
 from airsearch.indexers.config import ExplainConfig
-from airsearch.indexers.explain import RowExplanation, explain_score
 
-from airsearch.explain import TokenContribution
+if TYPE_CHECKING:
+    from airsearch.indexers.explain import RowExplanation
 
 
 def _top(tokens: Any, n: int) -> str:
@@ -18,6 +18,8 @@ def _top(tokens: Any, n: int) -> str:
 
 
 def render(e: RowExplanation, top: int) -> str:
+    from airsearch.explain import TokenContribution
+
     a = e.airrep
     lines = [
         f"row {e.row.id}: AirRep score {a.score:+.4f} = sum of {len(a.row_tokens)} row-token shares "
@@ -41,5 +43,7 @@ def render(e: RowExplanation, top: int) -> str:
 @config_options(ExplainConfig)
 def explain_cmd(config: ExplainConfig, as_json: bool) -> Any:
     """Token-level split of a row's score for a query: AirRep exactly, and a gradient method with --lm."""
+    from airsearch.indexers.explain import explain_score
+
     result = explain_score(config)
     emit(result.to_dict() if as_json else result, as_json, lambda r: render(r, config.top))

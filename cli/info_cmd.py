@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
 from airsearch.indexers.config import InfoConfig
-from airsearch.indexers.results import IndexInfo
-from airsearch.indexers.store import info
+
+if TYPE_CHECKING:
+    from airsearch.indexers.results import IndexInfo
 
 
 def _human(d: IndexInfo) -> str:
+    from airsearch.indexers.results import describe_encoder
+
     lines = [
         f"db {d.db}  (airsearch {d.airsearch_version}, lancedb {d.lancedb_version}, lance {d.lance_version})"
     ]
@@ -29,7 +32,7 @@ def _human(d: IndexInfo) -> str:
         corpora = ", ".join(f"{c.get('rows')} rows [{c.get('fingerprint')}]" for c in t.corpora)
         lines += [
             f"table '{t.name}': {t.rows:,} rows, dim {t.dim}, version {t.version}",
-            f"  encoder   {t.encoder.get('base_encoder')} [{t.encoder_fingerprint}] template {t.template}",
+            f"  encoder   {describe_encoder(t.encoder)} [{t.encoder_fingerprint}] template {t.template}",
             f"  index     {kind}",
             f"  corpora   {corpora}",
             f"  metadata  {', '.join(t.metadata_columns) or '-'}",
@@ -44,4 +47,6 @@ def _human(d: IndexInfo) -> str:
 @config_options(InfoConfig)
 def info_cmd(config: InfoConfig, as_json: bool) -> Any:
     """Tables, row counts, dimension, encoder, index status and versions of an index directory."""
+    from airsearch.indexers.store import info
+
     emit(info(config.db), as_json, _human)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
-from airsearch.trainers.labels import (
-    LabelConfig,
-    LabelStoreInfo,
-    LabelSummary,
-    generate_labels,
-    label_store_info,
-)
+from airsearch.trainers.labels.config import LabelConfig
+
+if TYPE_CHECKING:
+    from airsearch.trainers.labels.generate import LabelSummary
+    from airsearch.trainers.labels.info import LabelStoreInfo
 
 
 @click.group("labels")
@@ -31,15 +31,23 @@ def generate(config: LabelConfig, as_json: bool) -> None:
 
       airsearch labels generate train.jsonl --lm lm/ --out labels/ --splits 4 --workers 2
     """
+    from airsearch.trainers.labels.generate import generate_labels
+
     emit(generate_labels(config), as_json, _generate_text)
 
 
 def _generate_text(s: LabelSummary) -> str:
-    rate_txt = f"{s.jobs_per_hour:.0f} jobs/h" if s.jobs_per_hour is not None else "no jobs run"
+    if s.backend == "teacher":  # one scoring pass wrote every job: no per-job runs or rates
+        how = f"all written by the {s.teacher} teacher in one scoring pass, {s.seconds:.1f}s"
+    elif s.completed_jobs:
+        how = (
+            f"{s.completed_jobs} run now, {s.skipped_jobs} already done; {s.seconds:.1f}s, "
+            f"{s.jobs_per_hour:.0f} jobs/h, {s.backend}"
+        )
+    else:
+        how = f"nothing to run: all {s.skipped_jobs} were already done"
     return (
-        f"labels: {s.done_jobs}/{s.total_jobs} jobs done in {s.out} "
-        f"({s.completed_jobs} run now, {s.skipped_jobs} already done; {s.seconds:.1f}s, "
-        f"{rate_txt}, {s.backend})\n"
+        f"labels: {s.done_jobs}/{s.total_jobs} jobs done in {s.out} ({how})\n"
         f"teacher {s.teacher}, corpus {s.corpus_fingerprint}, model {s.model_fingerprint}"
     )
 
@@ -50,6 +58,8 @@ def _generate_text(s: LabelSummary) -> str:
 @handle_errors
 def info(store_dir: str, as_json: bool) -> None:
     """Show a label store's config, progress and label statistics."""
+    from airsearch.trainers.labels.info import label_store_info
+
     emit(label_store_info(store_dir), as_json, _info_text)
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
 
-from airsearch.lm.info import GgufImportSummary, LmInfo, TinyLmSummary
 from airsearch.lm.tiny import TinyLMConfig
+
+if TYPE_CHECKING:
+    from airsearch.lm.info import GgufImportSummary, LmInfo, TinyLmSummary
 
 
 @click.group("lm")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
 from airsearch.indexers.config import QueryConfig
-from airsearch.indexers.query import Candidate, QueryResult, preview, query
+
+from airsearch.data.example import preview
+
+if TYPE_CHECKING:
+    from airsearch.indexers.query import Candidate, QueryResult
 
 
 def _meta(c: Candidate) -> str:
@@ -28,11 +32,18 @@ def render(results: list[QueryResult], n: int = 100) -> str:
     out: list[str] = []
     for r in results:
         how = f"{r.search} search" + (f", reranked by {r.reranked_by}" if r.reranked_by else "")
-        out.append(f"query {r.query.id} ({how})")
+        # a --prompt/--response pair is the one query "query"; rows of a --queries file are named by id
+        title = "query" if r.query.id == "query" else f"query '{r.query.id}'"
+        out.append(f"{title} ({how})")
         if r.query.prompt:
             out.append(f"  prompt:   {preview(r.query.prompt, n)}")
         out.append(f"  response: {preview(r.query.response, n)}")
-        out += _candidates("proponents (highest dot product)", r.proponents, n)
+        ranked = (
+            f"highest {r.reranked_by} score; AirRep retrieval score in parentheses"
+            if r.reranked_by
+            else "highest AirRep score, the dot product"
+        )
+        out += _candidates(f"proponents ({ranked})", r.proponents, n)
         if r.opponents is not None:
             out += _candidates("opponents (most negative dot product)", r.opponents, n)
         if r.groups is not None:
@@ -55,5 +66,7 @@ def query_cmd(config: QueryConfig, as_json: bool) -> Any:
     tracin / gradcos / dda / haif / haif-t on --lm (DDA: --checkpoint DIR ..., --base-lm DIR),
     or daunce from --daunce-run DIR.
     """
+    from airsearch.indexers.query import query
+
     results = query(config)
     emit(results, as_json, lambda rs: render(rs, config.preview_chars))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
 from airsearch.indexers.config import SelectConfig
-from airsearch.indexers.select import SelectSummary, select
+
+if TYPE_CHECKING:
+    from airsearch.indexers.select import SelectSummary
 
 
 def _human(s: SelectSummary) -> str:
@@ -23,4 +25,6 @@ def _human(s: SelectSummary) -> str:
 @config_options(SelectConfig)
 def select_cmd(config: SelectConfig, as_json: bool) -> Any:
     """Write the training rows that best serve --targets (best rank over targets, or summed score)."""
+    from airsearch.indexers.select import select
+
     emit(select(config), as_json, _human)

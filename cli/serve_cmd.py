@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 from airsearch.cli.common import config_options, handle_errors
-from airsearch.indexers.serve import ServeConfig, serve
+from airsearch.indexers.serve.config import ServeConfig
 
 
 @click.command("serve")
@@ -18,4 +18,6 @@ def serve_cmd(config: ServeConfig) -> Any:
     Binds 127.0.0.1 unless --host says otherwise (then a warning is printed). With --lm, queries can
     be reranked by a gradient method and explanations add its per-token view.
     """
+    from airsearch.indexers.serve import serve
+
     serve(config)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
-from airsearch.trainers.encoder_training import TrainConfig, TrainResult, train_encoder
+from airsearch.trainers.encoder_training.config import TrainConfig, TrainResult
 
 
 def _fmt(x: float | None) -> str:
@@ -26,6 +26,7 @@ def _human(r: TrainResult) -> str:
         + ("" if math.isnan(gain) else f"  ({gain:+.4f})"),
         f"  epochs         {r.epochs}  ({r.steps} steps, final loss {_fmt(r.final_loss)})",
         f"  splits         train {len(r.train_splits)}, held out {r.heldout_splits}",
+        f"  device         {r.device or 'auto'}" + (f"  (chose {r.step_sizes})" if r.step_sizes else ""),
         f"  encoder        [{r.encoder_fingerprint}]  labels [{r.labels_fingerprint}]",
         f"  time           {r.seconds:.1f} s",
         f"  use it with    airsearch index CORPUS --db DIR --encoder {r.out}",
@@ -37,7 +38,9 @@ def _human(r: TrainResult) -> str:
     return "\n".join(lines)
 
 
-@click.command("train")
+@click.command(
+    "train", short_help="Train an AirRep encoder on a label store (Eq. 9 ranking loss, held-out LDS)."
+)
 @json_option
 @config_options(TrainConfig)
 @handle_errors
@@ -46,4 +49,6 @@ def train_cmd(config: TrainConfig, as_json: bool) -> Any:
 
     Rerunning the same command resumes an interrupted run from its last checkpoint.
     """
+    from airsearch.trainers.encoder_training.trainer import train_encoder
+
     emit(train_encoder(config), as_json, _human)

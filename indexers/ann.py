@@ -16,15 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import lancedb
+from airsearch.indexers.config import DEFAULT_THRESHOLD, DEFAULT_TYPE, INDEX_TYPES
 from airsearch.indexers.rows import VECTOR
 from lancedb.index import HnswPq, HnswSq, IvfFlat, IvfPq, IvfSq
 
 from airsearch.errors import InputError
 from airsearch.results import Result, omitted_when_none
-
-INDEX_TYPES = ("IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_SQ", "IVF_FLAT")
-DEFAULT_TYPE = "IVF_HNSW_SQ"
-DEFAULT_THRESHOLD = 50_000
 
 
 @dataclasses.dataclass

@@ -1,8 +1,13 @@
-"""``build_index``: stream a corpus through the AirRep encoder into a LanceDB table.
+"""``build_index``: stream a corpus through the AirRep encoder into a LanceDB table, resumably.
 
-Rows are read lazily, encoded in chunks (``AirRepEncoder.encode_stream``) and written in batches, so
-memory holds one chunk of vectors at a time whatever the corpus size. The corpus fingerprint is
-computed while streaming (:class:`airsearch.data.corpus.CorpusHasher`).
+Rows are read lazily, encoded in chunks and committed chunk by chunk into the build's staging table
+(:mod:`airsearch.indexers.staging`), so memory holds one chunk of vectors at a time whatever the
+corpus size, and a killed or interrupted build resumes from the rows already encoded when the same
+command runs again. The corpus fingerprint is computed while streaming
+(:class:`airsearch.data.corpus.CorpusHasher`).
+
+Before the first chunk is encoded the build prints a one-line plan: about how many rows, where they
+go, and an estimate of the time left from a short warm-up (the first batch).
 """
 
 from __future__ import annotations
@@ -11,18 +16,27 @@ import dataclasses
 import time
 from collections import Counter
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from airsearch.indexers.ann import AnnConfig, IndexStatus
 from airsearch.indexers.config import IndexConfig
-from airsearch.indexers.store import IndexStore, TableMeta
+from airsearch.indexers.results import describe_encoder
+from airsearch.indexers.rows import infer_columns, table_schema, to_batch
+from airsearch.indexers.staging import Staging, staging_key
+from airsearch.indexers.store import META_KEY, IndexStore, IndexTable, TableMeta
+from airsearch.indexers.writes import finish_append, finish_create
 
+from airsearch.atomic import removed_if_left_empty
 from airsearch.data.corpus import CorpusHasher, SkippedRow, iter_corpus
 from airsearch.data.example import Example
+from airsearch.data.readers import estimate_rows
 from airsearch.encoder import DEFAULT_ENCODER, AirRepEncoder, resolve_encoder_source
-from airsearch.errors import InputError
-from airsearch.results import Result
+from airsearch.errors import AirsearchError, InputError
+from airsearch.progress import announce, format_seconds, progress
+from airsearch.results import Result, omitted_when_none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +45,7 @@ class IndexSummary(Result):
 
     db: str
     table: str
-    mode: str  # create / append / overwrite
+    mode: str  # create / append / upsert / overwrite
     rows_added: int
     rows_total: int
     dim: int
@@ -44,6 +58,9 @@ class IndexSummary(Result):
     skipped: int
     skipped_reasons: dict[str, int]
     skipped_rows: list[SkippedRow]  # the first 20
+    resumed_rows: int = 0  # rows a killed or interrupted run of the same command had encoded
+    rows_replaced: int = 0  # upsert: rows whose id was already in the table
+    estimated_seconds: float | None = omitted_when_none()  # the plan's estimate, from the warm-up
 
 
 def encoder_source_label(name: str | None) -> str:
@@ -60,93 +77,234 @@ def load_encoder(name: str | None) -> AirRepEncoder:
 
 
 def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> IndexSummary:
-    """Encode ``cfg.corpus`` and create (or ``--append`` to) table ``cfg.table`` in ``cfg.db``."""
+    """Encode ``cfg.corpus`` into table ``cfg.table`` of ``cfg.db``: a new table, or rows added to an
+    existing one (``append``; ``upsert`` replaces rows whose id is already there).
+
+    Rerunning a killed or interrupted build resumes it. A refused build leaves nothing behind: no
+    table, no new version, no staging table, and no ``db`` folder if it made one."""
     start = time.perf_counter()
-    store = IndexStore(cfg.db, create=True)
-    if cfg.append and not store.exists(cfg.table):
-        raise InputError(
-            f"no table named {cfg.table!r} to append to yet; create it first (append off)",
-            field="append",
-            path=cfg.db,
+    with removed_if_left_empty(cfg.db):
+        store = IndexStore(cfg.db, create=True)
+        adding = cfg.append or cfg.upsert
+        if adding and not store.exists(cfg.table):
+            raise InputError(
+                f"no table named {cfg.table!r} to add rows to yet; create it first",
+                field="upsert" if cfg.upsert else "append",
+                path=cfg.db,
+            )
+        if not adding:
+            store.check_new_table(cfg.table, overwrite=cfg.overwrite)
+        enc = encoder or load_encoder(cfg.encoder)
+        live = store.open(cfg.table) if adding else None
+        if live is not None:
+            live.check_encoder(enc.fingerprint, dim=enc.dim)  # before anything is encoded
+        staging = Staging.claim(store, cfg.table, staging_key(build_identity(cfg, enc, live)))
+        try:
+            return _Build(cfg, store, enc, staging, live, start).run()
+        except AirsearchError:
+            staging.discard()  # a refused input: the rerun needs other input, nothing to resume
+            raise
+
+
+def build_identity(cfg: IndexConfig, enc: AirRepEncoder, live: IndexTable | None) -> dict[str, Any]:
+    """What decides a build's rows and vectors: the same identity finds the same staging table."""
+    sources = [str(Path(s).resolve()) if Path(s).exists() else str(s) for s in cfg.corpus]
+    return {
+        "format": 1,
+        "table": cfg.table,
+        "adding_to": None if live is None else {"columns": live.meta.columns, "dim": live.dim},
+        "encoder": enc.fingerprint,
+        "corpus": sources,
+        "read": [cfg.prompt_field, cfg.response_field, cfg.id_field, cfg.skip_bad_rows, cfg.encoding],
+    }
+
+
+class _Build:
+    """One run of :func:`build_index`: resume check, chunked encode-and-commit, then the finish."""
+
+    def __init__(
+        self,
+        cfg: IndexConfig,
+        store: IndexStore,
+        enc: AirRepEncoder,
+        staging: Staging,
+        live: IndexTable | None,
+        start: float,
+    ) -> None:
+        self.cfg, self.store, self.enc, self.staging, self.live, self.start = (
+            cfg,
+            store,
+            enc,
+            staging,
+            live,
+            start,
         )
-    if not cfg.append and not cfg.overwrite and store.exists(cfg.table):
-        raise InputError(
-            f"table {cfg.table!r} already exists; append rows to it or overwrite it",
-            field="table",
-            path=cfg.db,
+        self.read = {
+            "prompt_field": cfg.prompt_field,
+            "response_field": cfg.response_field,
+            "id_field": cfg.id_field or None,
+            "skip_bad_rows": cfg.skip_bad_rows,
+            "encoding": cfg.encoding,
+            "source_field": "corpus",
+        }
+        self.mode = (
+            "upsert" if cfg.upsert else "append" if cfg.append else "overwrite" if cfg.overwrite else "create"
         )
-    enc = encoder or load_encoder(cfg.encoder)
-    skipped: list[SkippedRow] = []
-    hasher = CorpusHasher()
-    rows = iter_corpus(
-        list(cfg.corpus),
-        prompt_field=cfg.prompt_field,
-        response_field=cfg.response_field,
-        id_field=cfg.id_field or None,
-        skip_bad_rows=cfg.skip_bad_rows,
-        skipped=skipped,
-    )
-    chunks = enc.encode_stream(
-        _hashed(rows, hasher),
-        batch_size=cfg.batch_size,
-        chunk_size=cfg.chunk_size,
-        desc=f"indexing {cfg.table}",
-    )
-    ann_cfg = AnnConfig(
-        threshold=cfg.ann_threshold,
-        index_type=cfg.ann_type,
-        nprobes=cfg.nprobes,
-        refine_factor=cfg.refine_factor,
-        ef=cfg.ef,
-    )
-    corpus_entry = {"sources": [str(s) for s in cfg.corpus], "fingerprint": None, "rows": 0}
-    if cfg.append:
-        table = store.append(
-            cfg.table,
-            _finish(chunks, hasher, corpus_entry),
-            encoder_fingerprint=enc.fingerprint,
-            corpus=corpus_entry,
-            ann_config=ann_cfg,
-        )
-        mode = "append"
-    else:
+        self.estimate: float | None = None
+
+    def run(self) -> IndexSummary:
+        cfg = self.cfg
+        resumed = self._resume_point()
+        skipped: list[SkippedRow] = []
+        hasher = CorpusHasher()
+        rows = _hashed(iter_corpus(list(cfg.corpus), skipped=skipped, **self.read), hasher)
+        for _ in islice(rows, resumed):  # encoded by the earlier run: read (and hashed) only
+            pass
+        counts = [estimate_rows(s) for s in cfg.corpus]
+        total = None if None in counts else sum(c for c in counts if c is not None)
+        meta, schema = self._meta()
+        known = self.live.ids() if self.live is not None and not cfg.upsert else None
+        bar = progress(desc=f"indexing {cfg.table}", total=total, initial=resumed, unit="row")
+        planned = False
+        for chunk in _chunks(rows, cfg.chunk_size):
+            if known is not None:
+                self.live.refuse_known_ids([e.id for e in chunk], known)  # type: ignore[union-attr]
+            if not planned:
+                vectors = self._warm_up(chunk, total, resumed, bar.update)
+                planned = True
+            else:
+                vectors = self.enc.encode(
+                    chunk, batch_size=cfg.batch_size, show_progress=False, on_batch=bar.update
+                )
+            if schema is None:
+                meta.columns = infer_columns(chunk)
+                schema = table_schema(meta.columns, meta.dim, {META_KEY: meta.to_json()})
+            self.staging.commit(
+                to_batch(chunk, vectors, schema, meta.columns), rows=hasher.count, hasher=hasher
+            )
+        bar.close()
+        if not planned:
+            announce(self._plan(total, resumed, None))
+        if hasher.count == 0:
+            raise InputError("no rows to index", field="corpus")
+        return self._finish(meta, hasher, skipped, resumed)
+
+    def _resume_point(self) -> int:
+        """Rows a stopped run committed, if the corpus still begins with them (else start over)."""
+        done = self.staging.rows
+        if done:
+            prefix = CorpusHasher()
+            for ex in islice(iter_corpus(list(self.cfg.corpus), **self.read), done):
+                prefix.add(ex)
+            if prefix.count == done and self.staging.matches(prefix):
+                return done
+            self.staging.reset()
+        return 0
+
+    def _meta(self) -> tuple[TableMeta, Any]:
+        """The table's metadata and the staging schema (``None`` until the first chunk sets it)."""
+        if self.live is not None:
+            return self.live.meta, self.live.dataset.schema
+        schema = self.staging.schema()
+        if schema is not None:
+            return TableMeta.from_schema(schema, str(self.staging.dir)), schema
+        enc = self.enc
         meta = TableMeta(
             encoder_fingerprint=enc.fingerprint,
-            encoder={**enc.describe(), "source": encoder_source_label(cfg.encoder)},
+            encoder={**enc.describe(), "source": encoder_source_label(self.cfg.encoder)},
             template=enc.info.template,
             dim=enc.dim,
             columns={},
-            corpora=[corpus_entry],
-            config=cfg.to_dict(),
+            corpora=[],
+            config=self.cfg.to_dict(),
         )
-        table = store.create(
-            cfg.table,
-            _finish(chunks, hasher, corpus_entry),
-            meta,
-            overwrite=cfg.overwrite,
-            ann_config=ann_cfg,
-            full_text=cfg.fts,
+        return meta, None
+
+    def _warm_up(self, chunk: list[Example], total: int | None, resumed: int, update: Any) -> np.ndarray:
+        """Encode the first chunk, timing its first batch for the plan line printed before the rest."""
+        n = min(self.cfg.batch_size, len(chunk))
+        t0 = time.perf_counter()
+        head = self.enc.encode(
+            chunk[:n], batch_size=self.cfg.batch_size, show_progress=False, on_batch=update
         )
-        mode = "overwrite" if cfg.overwrite else "create"
-    seconds = time.perf_counter() - start
-    reasons = Counter(f"{s.field}: {s.reason}" if s.field else s.reason for s in skipped)
-    return IndexSummary(
-        db=str(cfg.db),
-        table=cfg.table,
-        mode=mode,
-        rows_added=hasher.count,
-        rows_total=table.count(),
-        dim=table.dim,
-        seconds=round(seconds, 3),
-        rows_per_second=round(hasher.count / max(seconds, 1e-9), 1),
-        index=table.describe().index,
-        encoder=table.meta.encoder.get("base_encoder", ""),
-        encoder_fingerprint=enc.fingerprint,
-        corpus_fingerprint=hasher.hexdigest(),
-        skipped=len(skipped),
-        skipped_reasons=dict(reasons.most_common()),
-        skipped_rows=skipped[:20],
-    )
+        rate = n / max(time.perf_counter() - t0, 1e-9)
+        if total is not None:
+            self.estimate = round(max(total - resumed, n) / rate, 1)
+        announce(self._plan(total, resumed, (rate, n)))
+        rest = self.enc.encode(
+            chunk[n:], batch_size=self.cfg.batch_size, show_progress=False, on_batch=update
+        )
+        return np.concatenate([head, rest]) if len(rest) else head
+
+    def _plan(self, total: int | None, resumed: int, warm: tuple[float, int] | None) -> str:
+        cfg = self.cfg
+        rows = f"~{total:,} rows" if total is not None else "rows (count unknown)"
+        sources = ", ".join(str(s) for s in cfg.corpus[:3]) + (" ..." if len(cfg.corpus) > 3 else "")
+        line = f"plan: index {rows} of {sources} -> table '{cfg.table}' in {cfg.db} ({self.mode})"
+        if resumed:
+            line += f"; resuming: {resumed:,} rows were already encoded"
+        if warm is not None:
+            rate, n = warm
+            left = f"about {format_seconds(self.estimate)} left, " if self.estimate is not None else ""
+            line += f"; {left}{rate:,.0f} rows/s (warm-up on {n} rows)"
+        elif resumed:
+            line += "; nothing left to encode"
+        return line
+
+    def _finish(
+        self, meta: TableMeta, hasher: CorpusHasher, skipped: list[SkippedRow], resumed: int
+    ) -> IndexSummary:
+        cfg, enc, store = self.cfg, self.enc, self.store
+        ann_cfg = AnnConfig(
+            threshold=cfg.ann_threshold,
+            index_type=cfg.ann_type,
+            nprobes=cfg.nprobes,
+            refine_factor=cfg.refine_factor,
+            ef=cfg.ef,
+        )
+        entry = {
+            "sources": [str(s) for s in cfg.corpus],
+            "fingerprint": hasher.hexdigest(),
+            "rows": hasher.count,
+        }
+        replaced = 0
+        if self.live is None:
+            store.check_new_table(cfg.table, overwrite=cfg.overwrite)
+            meta.corpora = [entry]
+            table = finish_create(store, self.staging, meta, ann_config=ann_cfg, full_text=cfg.fts)
+        else:
+            before = store.open(cfg.table).count()
+            table = finish_append(
+                store,
+                self.staging,
+                encoder_fingerprint=enc.fingerprint,
+                corpus=entry,
+                ann_config=ann_cfg,
+                upsert=cfg.upsert,
+            )
+            replaced = hasher.count - (table.count() - before)
+        seconds = time.perf_counter() - self.start
+        reasons = Counter(f"{s.field}: {s.reason}" if s.field else s.reason for s in skipped)
+        return IndexSummary(
+            db=str(cfg.db),
+            table=cfg.table,
+            mode=self.mode,
+            rows_added=hasher.count,
+            rows_total=table.count(),
+            dim=table.dim,
+            seconds=round(seconds, 3),
+            rows_per_second=round((hasher.count - resumed) / max(seconds, 1e-9), 1),
+            index=table.describe().index,
+            encoder=describe_encoder(table.meta.encoder),
+            encoder_fingerprint=enc.fingerprint,
+            corpus_fingerprint=hasher.hexdigest(),
+            skipped=len(skipped),
+            skipped_reasons=dict(reasons.most_common()),
+            skipped_rows=skipped[:20],
+            resumed_rows=resumed,
+            rows_replaced=replaced,
+            estimated_seconds=self.estimate,
+        )
 
 
 def _hashed(rows: Iterator[Example], hasher: CorpusHasher) -> Iterator[Example]:
@@ -155,8 +313,6 @@ def _hashed(rows: Iterator[Example], hasher: CorpusHasher) -> Iterator[Example]:
         yield ex
 
 
-def _finish(chunks: Iterator[Any], hasher: CorpusHasher, entry: dict[str, Any]) -> Iterator[Any]:
-    """Pass chunks through, then fill in the corpus entry once the stream is exhausted."""
-    yield from chunks
-    entry["fingerprint"] = hasher.hexdigest()
-    entry["rows"] = hasher.count
+def _chunks(rows: Iterator[Example], size: int) -> Iterator[list[Example]]:
+    while chunk := list(islice(rows, size)):
+        yield chunk

@@ -4,16 +4,50 @@ command). ``QueryConfig`` carries the ``--rerank`` options too, so ``query --con
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
-
-from airsearch.indexers.ann import DEFAULT_THRESHOLD, DEFAULT_TYPE, INDEX_TYPES
+import re
+from typing import Literal, get_args
 
 from airsearch.config import CommandConfig, require
-from airsearch.methods.base import METHOD_NAMES, MethodName
+from airsearch.data.text import DEFAULT_ENCODING, check_encoding
+from airsearch.errors import InputError
+from airsearch.methods.names import METHOD_NAMES, MethodName
 from airsearch.methods.registry import MethodConfig
 
 F = dataclasses.field
 AnnType = Literal["IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_SQ", "IVF_FLAT"]
+INDEX_TYPES: tuple[str, ...] = get_args(AnnType)  # the ANN index types (airsearch.indexers.ann)
+DEFAULT_TYPE = "IVF_HNSW_SQ"
+DEFAULT_THRESHOLD = 50_000  # rows from which an ANN index is built
+ENCODING_HELP = "text encoding of JSONL, JSON and CSV/TSV files"
+
+
+def bad_filter(where: str, exc: BaseException, field: str = "where") -> InputError:
+    """The error for a filter the SQL engine refused: its first line, without the engine's own source
+    location (``, /.../sql.rs:109:22``)."""
+    first = re.sub(r",\s*/\S+\.rs:\d+:\d+$", "", (str(exc).splitlines() or [type(exc).__name__])[0])
+    return InputError(f"bad filter {where!r}: {first}", field=field)
+
+
+def check_filter(where: str | None, field: str = "where") -> None:
+    """Refuse a ``--where`` filter that is more than one SQL expression: a ``;`` (statement separator)
+    or a comment (``--``, ``/*``) outside string literals, which the SQL parser would silently drop."""
+    if where is None:
+        return
+    quote: str | None = None
+    for i, c in enumerate(where):
+        if quote:
+            quote = None if c == quote else quote  # '' inside a literal closes and reopens it
+        elif c in "'\"":
+            quote = c
+        elif c == ";" or where.startswith(("--", "/*"), i):
+            what = "';' (a statement separator)" if c == ";" else f"the SQL comment {where[i : i + 2]!r}"
+            raise InputError(
+                f"a filter is one SQL expression over the table's columns; {what} is not allowed "
+                f"in {where!r}",
+                field=field,
+            )
+
+
 Backend = Literal["auto", "faiss", "torch"]
 SearchMode = Literal["vector", "bm25", "hybrid"]
 SEARCH_MODES = ("vector", "bm25", "hybrid")
@@ -29,7 +63,14 @@ class IndexConfig(CommandConfig):
     encoder: str = F(
         default="default", metadata={"help": "AirRep encoder folder, base encoder, or 'default'"}
     )
-    append: bool = F(default=False, metadata={"help": "add rows to an existing table (same encoder only)"})
+    append: bool = F(
+        default=False,
+        metadata={"help": "add rows to an existing table (same encoder; ids already there are refused)"},
+    )
+    upsert: bool = F(
+        default=False,
+        metadata={"help": "add rows to an existing table, replacing the rows whose ids are already there"},
+    )
     overwrite: bool = F(
         default=False, metadata={"help": "replace an existing table once the new one is built"}
     )
@@ -39,6 +80,7 @@ class IndexConfig(CommandConfig):
     response_field: str | None = F(default=None, metadata={"help": "column holding the response"})
     id_field: str = F(default="id", metadata={"help": "column holding row ids"})
     skip_bad_rows: bool = F(default=False, metadata={"help": "skip unreadable rows and report them"})
+    encoding: str = F(default=DEFAULT_ENCODING, metadata={"help": ENCODING_HELP})
     ann_threshold: int = F(
         default=DEFAULT_THRESHOLD, metadata={"help": "build an ANN index at this many rows (-1: never)"}
     )
@@ -64,7 +106,11 @@ class IndexConfig(CommandConfig):
         require(self.batch_size > 0, "batch_size", "must be positive")
         require(self.chunk_size > 0, "chunk_size", "must be positive")
         require(self.ann_type in INDEX_TYPES, "ann_type", f"must be one of {INDEX_TYPES}")
-        require(not (self.append and self.overwrite), "append", "append and overwrite exclude each other")
+        modes = [m for m in ("append", "upsert", "overwrite") if getattr(self, m)]
+        require(
+            len(modes) <= 1, modes[-1] if modes else "append", f"{' and '.join(modes)} exclude each other"
+        )
+        check_encoding(self.encoding)
         require(self.nprobes > 0, "nprobes", "must be positive")
         require(self.refine_factor is None or self.refine_factor >= 0, "refine_factor", "must be >= 0")
         require(self.ef is None or self.ef > 0, "ef", "must be positive")
@@ -79,6 +125,7 @@ class QueryConfig(CommandConfig):
     prompt: str | None = F(default=None, metadata={"help": "query prompt"})
     response: str | None = F(default=None, metadata={"help": "query response (model output)"})
     queries: str | None = F(default=None, metadata={"help": "file of queries (any corpus format)"})
+    encoding: str = F(default=DEFAULT_ENCODING, metadata={"help": ENCODING_HELP + " (--queries)"})
     k: int = F(default=10, metadata={"help": "results per query", "flag": ("-k", "--k")})
     where: str | None = F(default=None, metadata={"help": "SQL filter on metadata, e.g. \"task = 'x'\""})
     mode: SearchMode = F(
@@ -121,6 +168,8 @@ class QueryConfig(CommandConfig):
             "give either a prompt/response pair or a queries file (one of them)",
         )
         require(not has_pair or self.response is not None, "response", "a prompt needs a response")
+        check_filter(self.where)
+        check_encoding(self.encoding)
         require(
             self.rerank is None or self.rerank in METHOD_NAMES, "rerank", f"must be one of {METHOD_NAMES}"
         )
@@ -183,6 +232,7 @@ class SelectConfig(CommandConfig):
     db: str = F(metadata={"help": "LanceDB directory"})
     table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
     targets: str = F(metadata={"help": "file of target examples (any corpus format)"})
+    encoding: str = F(default=DEFAULT_ENCODING, metadata={"help": ENCODING_HELP + " (--targets)"})
     n: int | None = F(default=None, metadata={"help": "rows to select", "flag": ("-n", "--n")})
     fraction: float | None = F(default=None, metadata={"help": "fraction of the table to select"})
     strategy: Literal["best-rank", "sum"] = F(
@@ -203,6 +253,8 @@ class SelectConfig(CommandConfig):
         require(self.fraction is None or 0 < self.fraction <= 1, "fraction", "must be in (0, 1]")
         require(self.out.endswith((".jsonl", ".parquet")), "out", "must end in .jsonl or .parquet")
         require(self.block_size > 0, "block_size", "must be positive")
+        check_filter(self.where)
+        check_encoding(self.encoding)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -229,3 +281,4 @@ class DeleteConfig(CommandConfig):
     def validate(self) -> None:
         require(bool(self.db), "db", "is required (the index directory)")
         require(bool(self.ids) or bool(self.where), "ids", "give row ids and/or a where filter")
+        check_filter(self.where)

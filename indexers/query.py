@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 from airsearch.indexers import ann, fts
 from airsearch.indexers.build import load_encoder
-from airsearch.indexers.config import SEARCH_MODES, QueryConfig
+from airsearch.indexers.config import SEARCH_MODES, QueryConfig, bad_filter, check_filter
 from airsearch.indexers.search import exact_topk, group_scores
 from airsearch.indexers.store import IndexStore, IndexTable
 
-from airsearch.data.example import Example
+from airsearch.data.example import Example, preview
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
 from airsearch.fusion import reciprocal_rank_fusion
@@ -111,13 +111,14 @@ class QueryResult(Result):
 Rerank = Callable[[Example, list[Candidate]], Sequence[float]]
 
 
-def preview(text: str, n: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: max(n - 1, 0)] + "…"
-
-
 class Searcher:
-    """An open index table plus the encoder it was built with (refuses any other encoder)."""
+    """An open index table plus the encoder it was built with (refuses any other encoder, or one whose
+    vectors have another dimension than the table's).
+
+    A searcher reads the table version it opened (a consistent view while others append);
+    :meth:`refresh` moves it to the newest version, and ``auto_refresh=True`` does that before every
+    search (one cheap look at the table's latest version number).
+    """
 
     def __init__(
         self,
@@ -127,23 +128,30 @@ class Searcher:
         encoder: str | AirRepEncoder | None = None,
         backend: str = "auto",
         exact: bool = False,
+        auto_refresh: bool = False,
     ) -> None:
         self.store = IndexStore(db)
         self.table: IndexTable = self.store.open(table)
-        self.backend, self.exact = backend, exact
+        self.backend, self.exact, self.auto_refresh = backend, exact, auto_refresh
         self.use_ann = self.table.has_ann() and not exact
         if isinstance(encoder, AirRepEncoder):
             self.encoder = encoder
         else:
             source = encoder if encoder is not None else self.table.meta.encoder.get("source", "default")
             self.encoder = load_encoder(source)
-        self.table.check_encoder(self.encoder.fingerprint)
+        self.table.check_encoder(self.encoder.fingerprint, dim=self.encoder.dim)
 
     @classmethod
     def for_vectors(cls, table: IndexTable, *, backend: str = "auto", exact: bool = False) -> Searcher:
         """A searcher for already-encoded query vectors (no encoder loaded; benchmarks, pipelines)."""
         self = cls.__new__(cls)
-        self.store, self.table, self.backend, self.exact = table.store, table, backend, exact
+        self.store, self.table, self.backend, self.exact, self.auto_refresh = (
+            table.store,
+            table,
+            backend,
+            exact,
+            False,
+        )
         self.use_ann = table.has_ann() and not exact
         self.encoder = None  # type: ignore[assignment]
         return self
@@ -154,14 +162,27 @@ class Searcher:
         A searcher reads the version it opened; a long-lived reader (the server) calls this per request
         to see rows that another process appended, without reloading the encoder.
         """
-        if self.table.dataset.latest_version == self.table.version:
+        if self.table.is_latest():
             return self
         fresh = copy.copy(self)
-        fresh.table = self.store.open(self.table.name)
-        fresh.use_ann = fresh.table.has_ann() and not self.exact
-        if self.encoder is not None:
-            fresh.table.check_encoder(self.encoder.fingerprint)
+        fresh._open_latest()
         return fresh
+
+    def refresh(self) -> bool:
+        """Move this searcher to the table's newest version (rows appended or deleted since it was
+        opened); returns whether there was a newer one."""
+        if self.table.is_latest():
+            return False
+        self._open_latest()
+        return True
+
+    def _open_latest(self) -> None:
+        """Open the newest version, checked against the encoder again (the one implementation behind
+        :meth:`at_latest` and :meth:`refresh`)."""
+        table = self.store.open(self.table.name)
+        if self.encoder is not None:
+            table.check_encoder(self.encoder.fingerprint, dim=self.encoder.dim)
+        self.table, self.use_ann = table, table.has_ann() and not self.exact
 
     def encode(self, queries: Sequence[Example]) -> np.ndarray:
         return self.encoder.encode(list(queries), show_progress=False)
@@ -171,6 +192,12 @@ class Searcher:
         self, vectors: np.ndarray, k: int, *, where: str | None = None, largest: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(scores [q, k'], row_ids [q, k'])``: ANN when the table has an index, else exact blocks."""
+        if vectors.ndim != 2 or vectors.shape[1] != self.table.dim:
+            raise InputError(
+                f"query vectors of shape {tuple(vectors.shape)} do not match the table's {self.table.dim} "
+                "dimensions",
+                path=self.table.path,
+            )
         if not self.use_ann:
             blocks = ((ids, vecs) for ids, vecs, _ in self.table.iter_blocks(where=where))
             return exact_topk(vectors, blocks, k, largest=largest, backend=self.backend)
@@ -183,7 +210,7 @@ class Searcher:
             except (OSError, ValueError, RuntimeError) as e:
                 if not where:
                     raise
-                raise InputError(f"bad filter {where!r}: {str(e).splitlines()[0]}", field="where") from None
+                raise bad_filter(where, e) from None
             rid = found.column("_rowid").to_numpy().astype(np.int64)
             s = self.table.take_vectors(rid) @ v  # exact dot products of the candidates
             order = np.argsort(-s if largest else s, kind="stable")
@@ -269,6 +296,9 @@ class Searcher:
         qs = [queries] if isinstance(queries, Example) else list(queries)
         if not qs:
             return []
+        check_filter(where)
+        if self.auto_refresh:
+            self.refresh()
         vectors = self.encode(qs)
         found = self.retrieve(qs, vectors, max(k, candidates or 0), where=where, mode=mode)
         if opponents:
@@ -311,7 +341,7 @@ def query_examples(cfg: QueryConfig) -> list[Example]:
     if cfg.queries is not None:
         from airsearch.data.corpus import load_queries
 
-        return load_queries(cfg.queries).examples
+        return load_queries(cfg.queries, encoding=cfg.encoding, source_field="queries").examples
     return [Example("query", cfg.prompt or "", cfg.response or "")]
 
 

@@ -47,3 +47,13 @@ class DeleteSummary(Result):
     table: str
     deleted: int
     rows: int  # rows left in the table
+
+
+def describe_encoder(record: dict[str, Any]) -> str:
+    """How a table's encoder record reads: the packaged default by its name, any other encoder by the
+    folder it was loaded from and what it is (a trained AirRep, or an untrained one on a base)."""
+    source = str(record.get("source", "default"))
+    base = str(record.get("base_encoder", ""))
+    if source == "default":
+        return base or "default"
+    return f"{source} ({'trained AirRep' if record.get('trained') else f'untrained AirRep on {base}'})"

@@ -3,7 +3,10 @@
 A table holds ``id``, ``prompt``, ``response``, one flat column per metadata key (so that ``--where``
 SQL filters such as ``task = 'x'`` work), ``metadata_extra`` (JSON of keys that did not fit the
 columns) and ``vector`` (``fixed_size_list<float32>[dim]``). Column types are inferred from the first
-chunk of examples; nested values (lists, dicts) are stored as JSON strings and decoded on read.
+chunk of examples; nested values (lists, dicts) are stored as JSON strings and decoded on read. A
+column whose values mix strings with other types (kind ``text``) holds each string as it is, so that
+``task = 'x'`` filters match, and any other value as its JSON text, with the typed value kept in
+``metadata_extra`` so that it reads back unchanged.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ _KINDS = {
     "float": pa.float64(),
     "str": pa.string(),
     "json": pa.string(),
+    "text": pa.string(),
 }
 
 
@@ -63,7 +67,7 @@ def infer_columns(examples: Sequence[Example]) -> dict[str, str]:
         elif seen <= {"int", "float"}:
             out[key] = "float"
         else:
-            out[key] = "json"
+            out[key] = "text" if "str" in seen else "json"
     return out
 
 
@@ -75,7 +79,7 @@ def table_schema(columns: dict[str, str], dim: int, metadata: dict[str, str] | N
 
 
 def _fits(kind: str, value: Any) -> bool:
-    if kind == "json":
+    if kind in ("json", "text"):
         return True
     actual = _kind_of(value)
     return actual == kind or (kind == "float" and actual == "int")
@@ -91,7 +95,10 @@ def to_batch(
         rest = {}
         for name, kind in columns.items():
             value = ex.metadata.get(name)
-            if value is None or _fits(kind, value):
+            if kind == "text" and value is not None and not isinstance(value, str):
+                cols[name].append(json.dumps(value, default=str))  # filterable text ...
+                rest[name] = value  # ... and the typed value, read back from metadata_extra
+            elif value is None or _fits(kind, value):
                 cols[name].append(
                     json.dumps(value, default=str) if kind == "json" and value is not None else value
                 )
@@ -131,6 +138,14 @@ def rows_to_examples(table: pa.Table, columns: dict[str, str]) -> list[Example]:
         Example(id=r["id"], prompt=r["prompt"], response=r["response"], metadata=row_metadata(r, columns))
         for r in table.to_pylist()
     ]
+
+
+def vector_dim(schema: pa.Schema) -> int | None:
+    """The dimension of the ``vector`` column of ``schema`` (``None`` when it has no fixed size)."""
+    if VECTOR not in schema.names:
+        return None
+    kind = schema.field(VECTOR).type
+    return kind.list_size if pa.types.is_fixed_size_list(kind) else None
 
 
 def vectors_of(array: pa.Array | pa.ChunkedArray, dim: int) -> np.ndarray:

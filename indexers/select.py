@@ -160,7 +160,7 @@ def select(cfg: SelectConfig, *, encoder: Any = None) -> SelectSummary:
     start = time.perf_counter()
     searcher = Searcher(cfg.db, cfg.table, encoder=encoder or cfg.encoder, backend=cfg.backend, exact=True)
     table = searcher.table
-    targets = load_queries(cfg.targets).examples
+    targets = load_queries(cfg.targets, encoding=cfg.encoding, source_field="targets").examples
     n_items = table.count(cfg.where)
     if n_items == 0:
         raise InputError(

@@ -4,13 +4,13 @@ Each table's schema metadata (key ``airsearch``) records the encoder (fingerprin
 template, the corpus fingerprint(s), the build config and the airsearch version; readers refuse a
 different encoder with :func:`airsearch.fingerprint.check_match`.
 
-Writes are all-or-nothing:
+Writes are all-or-nothing (:mod:`airsearch.indexers.writes`): rows are committed chunk by chunk into
+a hidden staging table (:mod:`airsearch.indexers.staging`, which makes builds resumable), and only a
+finished staging table reaches the live one, renamed into place or added in one commit. Ids are
+unique within a table (:meth:`IndexTable.refuse_known_ids`).
 
-* a new table is streamed into a hidden ``_building_*`` table and renamed into place only when it is
-  complete (ANN index included), so a failed or interrupted build leaves no table behind;
-* an append streams every chunk into one Lance commit, so it lands whole or not at all.
-
-Lance is multi-version: a reader keeps reading the version it opened while a writer appends.
+Lance is multi-version: a reader keeps reading the version it opened while a writer appends
+(:meth:`IndexTable.is_latest`; ``Searcher.refresh`` moves a reader to the newest version).
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,27 +26,26 @@ import lance
 import lancedb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from airsearch.indexers import ann, fts
-from airsearch.indexers.config import DeleteConfig
+from airsearch.indexers.config import DeleteConfig, bad_filter
 from airsearch.indexers.results import DeleteSummary, IndexInfo, TableInfo
 from airsearch.indexers.rows import (
     VECTOR,
-    infer_columns,
     rows_to_examples,
-    table_schema,
-    to_batch,
+    vector_dim,
     vectors_of,
 )
+from airsearch.indexers.staging import BUILDING_PREFIX
 
 from airsearch import __version__
-from airsearch.atomic import swap_into_place
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.fingerprint import check_match
 
 META_KEY = "airsearch"
-BUILDING_PREFIX = "_building_"
 DEFAULT_TABLE = "corpus"
+SHOWN_IDS = 5  # ids named when an append is refused
 
 
 @dataclasses.dataclass
@@ -98,15 +95,33 @@ class IndexTable:
 
     @property
     def dim(self) -> int:
-        return self.meta.dim
+        """The dimension of the stored vectors (from the schema itself, not the recorded metadata)."""
+        return vector_dim(self.dataset.schema) or self.meta.dim
+
+    def is_latest(self) -> bool:
+        """Whether this view is the table's newest version (no rows appended or deleted since)."""
+        return self.dataset.latest_version == self.dataset.version
 
     def count(self, where: str | None = None) -> int:
-        return self.dataset.count_rows(filter=where) if where else self.dataset.count_rows()
+        if not where:
+            return self.dataset.count_rows()
+        try:
+            return self.dataset.count_rows(filter=where)
+        except (OSError, ValueError) as e:  # lance reports bad SQL as ValueError/OSError
+            raise bad_filter(where, e) from None
 
-    def check_encoder(self, fingerprint: str) -> None:
-        """Refuse an encoder whose weights or input rule differ from the one the table was built with."""
+    def check_encoder(self, fingerprint: str, *, dim: int | None = None) -> None:
+        """Refuse an encoder whose vectors have another dimension than the table's, or whose weights
+        or input rule differ from the one the table was built with (before any search or append)."""
         from airsearch.encoder import INPUT_RULE, LEGACY_INPUT_RULE
 
+        if dim is not None and dim != self.dim:
+            raise FingerprintMismatch(
+                f"vector dimension mismatch: the table's vectors have {self.dim} dimensions but the "
+                f"encoder makes {dim}; use the encoder the table was built with, or re-index",
+                field="encoder",
+                path=self.path,
+            )
         rule = self.meta.encoder.get("input_rule", LEGACY_INPUT_RULE)
         if rule != INPUT_RULE and self.meta.encoder_fingerprint != fingerprint:
             raise FingerprintMismatch(
@@ -141,7 +156,7 @@ class IndexTable:
                 yield row_ids, vectors_of(batch.column(VECTOR), self.dim), batch
         except (OSError, ValueError) as e:  # lance reports bad SQL as ValueError/OSError
             if where:
-                raise InputError(f"bad filter {where!r}: {str(e).splitlines()[0]}", field="where") from None
+                raise bad_filter(where, e) from None
             raise
 
     def take(self, row_ids: Sequence[int], *, with_vectors: bool = False) -> list[Example]:
@@ -168,6 +183,25 @@ class IndexTable:
             return {}
         found = self.dataset.to_table(columns=["id"], filter=ids_filter(ids), with_row_id=True)
         return dict(zip(found.column("id").to_pylist(), found.column("_rowid").to_pylist(), strict=True))
+
+    def ids(self) -> pa.Array:
+        """Every row id of this version of the table."""
+        return self.dataset.to_table(columns=["id"]).column("id").combine_chunks()
+
+    def refuse_known_ids(self, ids: Sequence[str] | pa.Array, known: pa.Array | None = None) -> None:
+        """Ids are unique within a table: refuse ``ids`` that are already here (``known``: the table's
+        ids, when the caller has read them), naming the first few."""
+        new = ids if isinstance(ids, pa.Array) else pa.array(list(ids), pa.string())
+        found = new.filter(pc.is_in(new, value_set=self.ids() if known is None else known))
+        if len(found):
+            shown = ", ".join(repr(i) for i in found[:SHOWN_IDS].to_pylist())
+            more = f" and {len(found) - SHOWN_IDS} more" if len(found) > SHOWN_IDS else ""
+            raise InputError(
+                f"{len(found)} row id(s) are already in table {self.name!r}: {shown}{more}; ids are "
+                "unique within a table (give those rows new ids, or upsert to replace them)",
+                field="append",
+                path=self.path,
+            )
 
     def has_ann(self) -> bool:
         return any(VECTOR in idx.columns for idx in self.table.list_indices())
@@ -229,6 +263,16 @@ class IndexStore:
         raise InputError(f"several tables here ({names}); choose one by name", field="table", path=self.path)
 
     # ------------------------------------------------------------------ writing
+    def check_new_table(self, name: str, *, overwrite: bool) -> None:
+        """Refuse a bad table name, or an existing table unless it is to be overwritten."""
+        _check_name(name)
+        if self.exists(name) and not overwrite:
+            raise InputError(
+                f"table {name!r} already exists; append rows to it or overwrite it",
+                field="table",
+                path=self.path,
+            )
+
     def create(
         self,
         name: str,
@@ -239,49 +283,13 @@ class IndexStore:
         ann_config: ann.AnnConfig | None = None,
         full_text: bool = True,
     ) -> IndexTable:
-        """Stream ``(examples, vectors)`` chunks into a new table; it appears only once complete.
+        """Write ``(examples, vectors)`` chunks into a new table; it appears only once complete
+        (:func:`airsearch.indexers.writes.create_table`)."""
+        from airsearch.indexers.writes import create_table
 
-        ``full_text`` also builds the BM25 index on prompt and response (``query --mode bm25|hybrid``).
-        """
-        _check_name(name)
-        if self.exists(name) and not overwrite:
-            raise InputError(
-                f"table {name!r} already exists; append rows to it or overwrite it",
-                field="table",
-                path=self.path,
-            )
-        self._remove_stale_builds()
-        tmp = f"{BUILDING_PREFIX}{name}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        tmp_dir = self.path / f"{tmp}.lance"
-        try:
-            it = iter(chunks)
-            first = next(it, None)
-            if first is None:
-                raise InputError("no rows to index")
-            meta.columns = infer_columns(first[0])
-            schema = table_schema(meta.columns, meta.dim, {META_KEY: meta.to_json()})
-            source = _Captured(_batches(first, it, schema, meta))
-            reader = pa.RecordBatchReader.from_batches(schema, iter(source))
-            table = source.run(lambda: self.db.create_table(tmp, data=reader, schema=schema))
-            if ann_config is not None and ann_config.should_build(table.count_rows()):
-                meta.ann = ann.build(table, ann_config)
-            if full_text:
-                meta.fts = fts.build(table)
-            table.to_lance().update_schema_metadata({META_KEY: meta.to_json()})  # final corpus entries
-            # --overwrite: the finished table is swapped in and the old one dropped
-            swap_into_place(tmp_dir, self.path / f"{name}.lance")
-        except BaseException:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-            raise
-        return self.open(name)
-
-    def _remove_stale_builds(self) -> None:
-        """Remove ``_building_*`` tables left by a build that was killed (its process is gone)."""
-        for d in self.path.glob(f"{BUILDING_PREFIX}*.lance"):
-            parts = d.name[: -len(".lance")].split("_")
-            pid = next((int(p) for p in reversed(parts[:-1]) if p.isdigit()), None)
-            if pid is not None and pid != os.getpid() and not _pid_alive(pid):
-                shutil.rmtree(d, ignore_errors=True)
+        return create_table(
+            self, name, chunks, meta, overwrite=overwrite, ann_config=ann_config, full_text=full_text
+        )
 
     def append(
         self,
@@ -291,40 +299,21 @@ class IndexStore:
         encoder_fingerprint: str,
         corpus: dict[str, Any] | None = None,
         ann_config: ann.AnnConfig | None = None,
+        upsert: bool = False,
     ) -> IndexTable:
-        """Add rows in one commit. Refuses vectors from a different encoder."""
-        current = self.open(name)
-        meta = current.meta
-        if meta.encoder_fingerprint != encoder_fingerprint:
-            raise FingerprintMismatch(
-                f"encoder fingerprint mismatch: the table was built with {meta.encoder_fingerprint}, "
-                f"but {encoder_fingerprint} is in use; append with the same encoder or build a new table",
-                path=current.path,
-            )
-        schema = current.dataset.schema
-        it = iter(chunks)
-        first = next(it, None)
-        if first is None:
-            return current
-        source = _Captured(_batches(first, it, schema, meta))
-        reader = pa.RecordBatchReader.from_batches(schema, iter(source))
-        source.run(lambda: current.table.add(reader))
-        if corpus is not None:
-            meta.corpora.append(corpus)
-        table = self.db.open_table(name)
-        if ann_config is not None:
-            rows = table.count_rows()
-            if current.has_ann():
-                ann.refresh(table)
-                meta.ann = {**(meta.ann or {}), "rows_indexed": rows}
-            elif ann_config.should_build(rows):
-                meta.ann = ann.build(table, ann_config)
-                if fts.has_index(table):
-                    ann.refresh(table)  # the new ANN index is current; fold the rows into the BM25 one
-            elif fts.has_index(table):
-                ann.refresh(table)  # fold the appended rows into the BM25 index
-        table.to_lance().update_schema_metadata({META_KEY: meta.to_json()})
-        return self.open(name)
+        """Add rows in one commit (``upsert``: replacing rows of the same id); see
+        :func:`airsearch.indexers.writes.append_rows`."""
+        from airsearch.indexers.writes import append_rows
+
+        return append_rows(
+            self,
+            name,
+            chunks,
+            encoder_fingerprint=encoder_fingerprint,
+            corpus=corpus,
+            ann_config=ann_config,
+            upsert=upsert,
+        )
 
     def delete(self, name: str | None = None, *, ids: Sequence[str] = (), where: str | None = None) -> int:
         """Delete rows by id and/or SQL filter; returns how many rows went."""
@@ -341,7 +330,7 @@ class IndexStore:
         try:
             current.table.delete(predicate)
         except (OSError, ValueError, RuntimeError) as e:
-            raise InputError(f"bad filter {predicate!r}: {str(e).splitlines()[0]}", field="where") from None
+            raise bad_filter(where or predicate, e) from None
         return before - self.db.open_table(current.name).count_rows()
 
     def drop(self, name: str) -> None:
@@ -354,67 +343,10 @@ def ids_filter(ids: Sequence[str]) -> str:
     return "id IN (" + ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids) + ")"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _check_name(name: str) -> None:
     ok = name and all(c.isalnum() or c in "_-." for c in name) and not name.startswith((".", BUILDING_PREFIX))
     if not ok:
         raise InputError(f"table names use letters, digits, '_', '-' and '.', not {name!r}", field="table")
-
-
-def _batches(
-    first: tuple[Sequence[Example], np.ndarray],
-    rest: Iterator[tuple[Sequence[Example], np.ndarray]],
-    schema: pa.Schema,
-    meta: TableMeta,
-    max_rows: int = 8192,
-) -> Iterator[pa.RecordBatch]:
-    for examples, vectors in _chain(first, rest):
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != meta.dim or vectors.shape[0] != len(examples):
-            raise InputError(
-                f"vectors of shape {vectors.shape} do not match {len(examples)} rows of dim {meta.dim}"
-            )
-        for start in range(0, len(examples), max_rows):
-            yield to_batch(
-                examples[start : start + max_rows], vectors[start : start + max_rows], schema, meta.columns
-            )
-
-
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
-
-
-class _Captured:
-    """Re-raise the original exception of a batch generator that Lance wrapped in its own error."""
-
-    def __init__(self, gen: Iterator[pa.RecordBatch]) -> None:
-        self.gen = gen
-        self.error: BaseException | None = None
-
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
-        try:
-            yield from self.gen
-        except BaseException as e:
-            self.error = e
-            raise
-
-    def run(self, fn: Any) -> Any:
-        try:
-            return fn()
-        except BaseException:
-            if self.error is not None:
-                raise self.error from None
-            raise
 
 
 def info(db: str | os.PathLike) -> IndexInfo:

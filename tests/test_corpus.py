@@ -410,7 +410,7 @@ def test_duplicate_ids_across_sources(tmp_path):
 @pytest.mark.parametrize(
     ("setup", "match"),
     [
-        (lambda d: d / "missing.jsonl", "corpus file not found"),
+        (lambda d: d / "missing.jsonl", "missing.jsonl: file not found"),
         (lambda d: put(d / "c.txt", "x"), "unknown corpus format '.txt'"),
         (lambda d: put(d / "e.jsonl", "\n\n"), "empty corpus: no rows"),
         (lambda d: put(d / "e.csv", ""), "empty CSV file"),

@@ -113,6 +113,10 @@ def test_failed_build_leaves_no_table_and_failed_append_adds_nothing(tmp_path, t
     db = tmp_path / "db"
     with pytest.raises(InputError, match="bad.jsonl:41"):
         build_index(_cfg(db, [bad], tiny_encoder_dir, chunk_size=8))  # 5 chunks were written first
+    assert not db.exists()  # no table, no staging table: not even the folder the failed build made
+    db.mkdir()
+    with pytest.raises(InputError, match="bad.jsonl:41"):
+        build_index(_cfg(db, [bad], tiny_encoder_dir, chunk_size=8))
     store = IndexStore(db)
     assert store.table_names() == []
     assert not [p for p in db.iterdir() if p.name.startswith(BUILDING_PREFIX)]

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from airsearch.config import require
+from airsearch.data.text import DEFAULT_ENCODING, check_encoding
+from airsearch.errors import InputError
 from airsearch.methods.registry import MethodConfig, load_method
 from airsearch.results import Result
 
@@ -22,6 +24,9 @@ class AttributeConfig(MethodConfig):
 
     corpus: list[str] = field(metadata={"help": "Training corpus file(s) (JSONL/Parquet/...; repeatable)."})
     queries: list[str] = field(metadata={"help": "Query file(s) (prompt/response rows; repeatable)."})
+    encoding: str = field(
+        default=DEFAULT_ENCODING, metadata={"help": "Text encoding of JSONL, JSON and CSV/TSV files."}
+    )
     out: str = field(metadata={"help": "Output folder."})
     k: int = field(default=10, metadata={"help": "Top-k train examples per query."})
     full_matrix: bool = field(default=False, metadata={"help": "Also write the full score matrix."})
@@ -34,6 +39,7 @@ class AttributeConfig(MethodConfig):
             require(bool(getattr(self, name)), name, "is required")
         require(self.k >= 1, "k", "must be at least 1")
         require(self.block_size >= 1, "block_size", "must be at least 1")
+        check_encoding(self.encoding)
         require(
             self.method == "daunce" or bool(self.lm or self.checkpoints),
             "lm",
@@ -75,7 +81,21 @@ class AttributeResult(Result):
 
 
 def attribute(cfg: AttributeConfig) -> AttributeResult:
-    """Python API of the command; returns the summary and writes the results."""
+    """Python API of the command; returns the summary and writes the results (a refused or failed run
+    leaves no output or vector folder it made)."""
+    from airsearch.atomic import file_in_the_way, removed_if_left_empty
+
+    for name in ("out", "vectors"):
+        blocker = file_in_the_way(getattr(cfg, name)) if getattr(cfg, name) else None
+        if blocker is not None:
+            raise InputError(
+                f"cannot write here: {blocker} is a file, not a folder", field=name, path=blocker
+            )
+    with removed_if_left_empty(cfg.out), removed_if_left_empty(cfg.vectors or cfg.out):
+        return _attribute(cfg)
+
+
+def _attribute(cfg: AttributeConfig) -> AttributeResult:
     import torch
     from safetensors.torch import save_file
 
@@ -85,12 +105,11 @@ def attribute(cfg: AttributeConfig) -> AttributeResult:
     from airsearch.methods.store import VectorStoreWriter, open_store
     from airsearch.scoring import TopK
 
-    train = list(load_corpus(list(cfg.corpus)).examples)
-    queries = list(load_queries(list(cfg.queries)).examples)
+    train = list(load_corpus(list(cfg.corpus), encoding=cfg.encoding, source_field="corpus").examples)
+    queries = list(load_queries(list(cfg.queries), encoding=cfg.encoding, source_field="queries").examples)
     method = load_method(cfg, fit_sample=train)
     qf = method.test_features(queries)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     k = min(cfg.k, len(train))
     full = torch.zeros(len(train), len(queries)) if cfg.full_matrix else None
     ids = [e.id for e in train]
@@ -122,6 +141,7 @@ def attribute(cfg: AttributeConfig) -> AttributeResult:
         )
         for j, q in enumerate(queries)
     ]
+    out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(
         out / "results.json",
         {"method": method.describe(), "k": k, "results": [r.to_dict() for r in results]},

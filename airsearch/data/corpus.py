@@ -10,7 +10,9 @@ same file, or the file with its rows reordered, gives every row the same id. Ide
 ``<hash>-1``, ``<hash>-2``, ... in the order met. Two rows with the same explicit id are a bad input.
 
 Bad rows are refused with an :class:`InputError` naming the file, line (or row) and field, unless
-``skip_bad_rows`` is set: then they are recorded as :class:`SkippedRow` and the rest is read.
+``skip_bad_rows`` is set: then they are recorded as :class:`SkippedRow` and the rest is read. A line
+that is not text in the stated ``encoding``, and a value holding a lone surrogate (``"\\ud800"`` in
+JSON, which no UTF-8 text or Arrow column can hold), are bad rows like any other.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from airsearch.atomic import atomic_path
 from airsearch.data.example import Example
-from airsearch.data.readers import iter_raw_rows, jsonable
+from airsearch.data.readers import RawRow, iter_raw_rows, jsonable
 from airsearch.data.shapes import FieldMapping, RowProblem, extract, metadata_of
+from airsearch.data.text import DEFAULT_ENCODING, is_encodable
 from airsearch.errors import InputError
 from airsearch.fingerprint import DIGEST_CHARS
 
@@ -143,21 +146,24 @@ def iter_corpus(
     hub_split: str = "train",
     skipped: list[SkippedRow] | None = None,
     require_response: bool = True,
+    encoding: str = DEFAULT_ENCODING,
+    source_field: str | None = None,
 ) -> Iterator[Example]:
     """Stream the examples of ``sources`` (files are read lazily, in batches); see :func:`load_corpus`.
 
     Skipped rows (with ``skip_bad_rows``) are appended to ``skipped`` when a list is given. Raises
-    :class:`InputError` at the end if no example was produced.
+    :class:`InputError` at the end if no example was produced. ``source_field`` is the config field
+    that named the sources (``queries``, ``targets``): an error about a whole file names it.
     """
     mapping = FieldMapping(prompt_field, response_field)
     labels = _source_list(sources)
     seen: set[str] = set()
     produced = n_skipped = 0
     for source in labels:
-        for raw in iter_raw_rows(source, hub_split=hub_split):
+        for raw in _raw_rows(source, hub_split, encoding, source_field):
             try:
                 if raw.error is not None:
-                    raise RowProblem(raw.error)
+                    raise RowProblem(raw.error, raw.error_field)
                 ex = _example(raw.row, mapping, id_field, seen, require_response)  # type: ignore[arg-type]
             except RowProblem as problem:
                 if not skip_bad_rows:
@@ -172,12 +178,23 @@ def iter_corpus(
             yield ex
     if not produced:
         what = f"all {n_skipped} rows were bad and skipped" if n_skipped else "no rows"
-        raise InputError(f"empty corpus: {what}", path=", ".join(labels))
+        raise InputError(f"empty corpus: {what}", path=", ".join(labels), field=source_field)
+
+
+def _raw_rows(source: str, hub_split: str, encoding: str, source_field: str | None) -> Iterator[RawRow]:
+    """The raw rows of one source; an error about the whole file names ``source_field``."""
+    try:
+        yield from iter_raw_rows(source, hub_split=hub_split, encoding=encoding)
+    except InputError as e:
+        if source_field is None or e.field is not None or e.line is not None or e.row is not None:
+            raise
+        raise InputError(e.message, field=source_field, path=e.path) from None
 
 
 def _example(
     row: dict[str, Any], mapping: FieldMapping, id_field: str | None, seen: set[str], require_response: bool
 ) -> Example:
+    _check_encodable(row)
     prompt, response, consumed = extract(row, mapping, require_response=require_response)
     explicit = row.get(id_field) if id_field else None
     if id_field:
@@ -200,6 +217,21 @@ def _example(
     return Example(ex_id, prompt, response, metadata_of(row, consumed))
 
 
+def _check_encodable(value: Any, field: str | None = None) -> None:
+    """Refuse a row holding a string that cannot be UTF-8 encoded (a lone surrogate), naming its field."""
+    if isinstance(value, str):
+        if not is_encodable(value):
+            bad = next(c for c in value if not is_encodable(c))
+            raise RowProblem(f"text holds a lone surrogate ({ascii(bad)}), which is not valid Unicode", field)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_encodable(key, field)
+            _check_encodable(item, field or str(key))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_encodable(item, field)
+
+
 def load_corpus(
     sources: Sources,
     *,
@@ -209,12 +241,16 @@ def load_corpus(
     skip_bad_rows: bool = False,
     hub_split: str = "train",
     require_response: bool = True,
+    encoding: str = DEFAULT_ENCODING,
+    source_field: str | None = None,
 ) -> Corpus:
     """Read every example of ``sources`` (one path or name, or several) into a :class:`Corpus`.
 
     ``prompt_field``/``response_field`` override row-shape detection; ``id_field`` names the id column
     (None: always derive content ids); ``hub_split`` picks the split of an HF dataset;
-    ``require_response=False`` accepts rows without a response (queries, targets).
+    ``require_response=False`` accepts rows without a response (queries, targets); ``encoding`` is
+    the text encoding of JSONL, JSON and CSV/TSV files (UTF-8 by default); ``source_field`` names the
+    config field that gave the sources in errors about a whole file (see :func:`iter_corpus`).
     """
     skipped: list[SkippedRow] = []
     labels = _source_list(sources)
@@ -228,6 +264,8 @@ def load_corpus(
             hub_split=hub_split,
             skipped=skipped,
             require_response=require_response,
+            encoding=encoding,
+            source_field=source_field,
         )
     )
     return Corpus(examples, fingerprint_examples(examples), skipped, labels)
@@ -241,6 +279,8 @@ class ReadOptions(TypedDict, total=False):
     id_field: str | None
     skip_bad_rows: bool
     hub_split: str
+    encoding: str
+    source_field: str | None
 
 
 def load_queries(source: Sources, **options: Unpack[ReadOptions]) -> Corpus:

@@ -38,3 +38,9 @@ def cap_prompt_words(prompt: str, max_words: int = AIRREP_PROMPT_WORDS) -> str:
     """The prompt cut to its first ``max_words`` words (AirRep's official template, methods.md §1)."""
     words = prompt.split()
     return " ".join(words[:max_words]) if len(words) > max_words else prompt
+
+
+def preview(text: str, n: int) -> str:
+    """``text`` on one line (whitespace runs become one space), cut to ``n`` characters with ``…``."""
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: max(n - 1, 0)] + "…"

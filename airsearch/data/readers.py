@@ -1,9 +1,13 @@
 """Raw rows from corpus sources: JSONL, JSON, Parquet, CSV/TSV, HF ``save_to_disk`` folders, HF hub.
 
 Every reader yields :class:`RawRow` lazily (JSON excepted: one document is parsed whole). A row that
-cannot be read (invalid JSON, not an object, ragged CSV line) comes back with ``error`` set instead of
-raising, so that the caller decides between refusing and skipping. Locations are 1-based: the line for
-JSONL and CSV (the line where the record starts), the row number for JSON, Parquet and HF datasets.
+cannot be read (invalid JSON, not an object, ragged CSV line, bytes that are not text in the stated
+encoding) comes back with ``error`` set instead of raising, so that the caller decides between refusing
+and skipping. Locations are 1-based: the line for JSONL and CSV (the line where the record starts), the
+row number for JSON, Parquet and HF datasets.
+
+Text formats are decoded in a stated encoding and binary files are refused
+(:mod:`airsearch.data.text`).
 """
 
 from __future__ import annotations
@@ -13,8 +17,6 @@ import csv
 import dataclasses
 import datetime
 import decimal
-import gzip
-import io
 import json
 import math
 import re
@@ -22,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from airsearch.data.text import DEFAULT_ENCODING, TextFile, is_encodable, undecodable_cell
 from airsearch.errors import InputError
 
 PARQUET_BATCH_ROWS = 1024
@@ -49,6 +52,7 @@ class RawRow:
     by_line: bool  # True: ``line`` is a file line (JSONL, CSV); False: a 1-based row number
     row: dict[str, Any] | None
     error: str | None = None
+    error_field: str | None = None  # the config field to blame for ``error`` (``encoding``), if any
 
     def location(self) -> dict[str, Any]:
         """Where this row is, as :class:`~airsearch.errors.AirsearchError` keywords (``path`` and
@@ -99,8 +103,12 @@ def detect_format(path: Path) -> str:
     return fmt
 
 
-def iter_raw_rows(source: str | Path, *, hub_split: str = "train") -> Iterator[RawRow]:
-    """Rows of one source: a file, an HF ``save_to_disk`` folder, or an HF hub dataset name."""
+def iter_raw_rows(
+    source: str | Path, *, hub_split: str = "train", encoding: str = DEFAULT_ENCODING
+) -> Iterator[RawRow]:
+    """Rows of one source: a file, an HF ``save_to_disk`` folder, or an HF hub dataset name.
+
+    Text files are decoded as ``encoding``."""
     text = str(source)
     path = Path(text).expanduser()
     if text.startswith(HUB_PREFIXES):
@@ -110,54 +118,77 @@ def iter_raw_rows(source: str | Path, *, hub_split: str = "train") -> Iterator[R
         if Path(text).suffix.lower() not in _FORMATS and _HUB_NAME.match(text):
             yield from _hub_rows(text, hub_split, missing_path=True)
             return
-        raise InputError("corpus file not found", path=text)
+        raise InputError("file not found", path=text)
     fmt = detect_format(path)
-    reader = {
-        "jsonl": _jsonl_rows,
-        "json": _json_rows,
-        "parquet": _parquet_rows,
-        "csv": _csv_rows,
-        "tsv": _csv_rows,
-    }.get(fmt)
-    if reader is not None:
-        yield from reader(path, text)
-    else:
+    if fmt == "parquet":
+        yield from _parquet_rows(path, text)
+    elif fmt == "hf_disk":
         yield from _hf_disk_rows(path, text, hub_split)
+    else:
+        text_file = TextFile(path, text, encoding)
+        yield from {"jsonl": _jsonl_rows, "json": _json_rows}.get(fmt, _csv_rows)(text_file)
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")  # type: ignore[return-value]
-    return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+def estimate_rows(source: str | Path, *, hub_split: str = "train") -> int | None:
+    """About how many rows a source holds, cheaply (for plans and progress totals): lines of JSONL,
+    CSV and TSV files (the header and blank lines left out), a Parquet file's row count, an HF
+    folder's ``num_rows``; ``None`` when it cannot tell (JSON documents, hub names, unreadable files)."""
+    path = Path(str(source)).expanduser()
+    if str(source).startswith(HUB_PREFIXES) or not path.exists():
+        return None
+    try:
+        fmt = detect_format(path)
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        if fmt == "hf_disk":
+            import datasets
+
+            ds = _pick_split(datasets.load_from_disk(str(path)), hub_split, str(source))
+            return int(ds.num_rows)
+        if fmt == "json":
+            return None
+        with TextFile(path, str(source)).open_binary() as f:
+            lines = sum(1 for line in f if line.strip())
+        return max(lines - (1 if fmt in ("csv", "tsv") else 0), 0)
+    except Exception:  # noqa: BLE001 - an estimate only: reading the rows reports the real problem
+        return None
+
+
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """``invalid JSON (<what> at column N)``; json's own message may end in "at" already ("Unterminated
+    string starting at"), which is not said twice."""
+    return f"invalid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"
 
 
 def _parse_line(text: str, lineno: int, label: str) -> RawRow:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        return RawRow(label, lineno, True, None, f"invalid JSON ({exc.msg} at column {exc.colno})")
+        return RawRow(label, lineno, True, None, json_problem(exc))
     if not isinstance(obj, dict):
         return RawRow(label, lineno, True, None, f"not a JSON object (got {type(obj).__name__})")
     return RawRow(label, lineno, True, obj)
 
 
-def _jsonl_rows(path: Path, label: str) -> Iterator[RawRow]:
-    with _open_text(path) as f:
-        for lineno, text in enumerate(f, start=1):
-            if text.strip():
-                yield _parse_line(text, lineno, label)
+def _jsonl_rows(source: TextFile) -> Iterator[RawRow]:
+    for lineno, text, problem in source.lines():
+        if problem is not None:
+            yield RawRow(source.label, lineno, True, None, problem, "encoding")
+        elif text.strip():  # type: ignore[union-attr]
+            yield _parse_line(text, lineno, source.label)  # type: ignore[arg-type]
 
 
-def _json_rows(path: Path, label: str) -> Iterator[RawRow]:
-    with _open_text(path) as f:
-        content = f.read()
+def _json_rows(source: TextFile) -> Iterator[RawRow]:
+    label = source.label
     try:
-        doc = json.loads(content)
+        doc = json.loads(source.read_all())
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # JSON Lines saved as .json
-            yield from _jsonl_rows(path, label)
+            yield from _jsonl_rows(source)
             return
-        raise InputError(f"invalid JSON ({exc.msg})", path=label, line=exc.lineno) from None
+        raise InputError(json_problem(exc), path=label, line=exc.lineno) from None
     rows = doc
     if isinstance(doc, dict):
         key = next((k for k in JSON_ROW_KEYS if isinstance(doc.get(k), list)), None)
@@ -195,35 +226,50 @@ def _parquet_rows(path: Path, label: str) -> Iterator[RawRow]:
             yield RawRow(label, n, False, obj)
 
 
-def _csv_rows(path: Path, label: str) -> Iterator[RawRow]:
-    delimiter = "\t" if ".tsv" in path.name.lower() else ","
-    with _open_text(path) as f:
-        reader = csv.reader(f, delimiter=delimiter)
+def _csv_rows(source: TextFile) -> Iterator[RawRow]:
+    label = source.label
+    delimiter = "\t" if ".tsv" in source.path.name.lower() else ","
+    # undecodable bytes become lone surrogates (surrogateescape) so that a quoted cell may span lines;
+    # a row holding one is reported as not text in the encoding
+    lines = (text for _, text, _ in source.lines(errors="surrogateescape"))
+    reader = csv.reader(lines, delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError("empty CSV file (no header line)", path=label) from None
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV header: {exc}", path=label, line=1) from None
+    if not all(is_encodable(c) for c in header):
+        raise InputError(
+            f"the CSV header is not {source.encoding} text; give the file's encoding",
+            path=label,
+            line=1,
+            field="encoding",
+        )
+    if len(set(header)) != len(header) or not all(header):
+        raise InputError(f"CSV header has empty or repeated column names: {header}", path=label, line=1)
+    while True:
+        start = reader.line_num + 1
         try:
-            header = next(reader)
+            cells = next(reader)
         except StopIteration:
-            raise InputError("empty CSV file (no header line)", path=label) from None
+            return
         except csv.Error as exc:
-            raise InputError(f"malformed CSV header: {exc}", path=label, line=1) from None
-        if len(set(header)) != len(header) or not all(header):
-            raise InputError(f"CSV header has empty or repeated column names: {header}", path=label, line=1)
-        while True:
-            start = reader.line_num + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield RawRow(label, start, True, None, f"malformed CSV ({exc})")
-                continue
-            if not cells:
-                continue
-            if len(cells) != len(header):
-                yield RawRow(
-                    label, start, True, None, f"row has {len(cells)} fields but the header has {len(header)}"
-                )
-                continue
-            yield RawRow(label, start, True, dict(zip(header, cells, strict=True)))
+            yield RawRow(label, start, True, None, f"malformed CSV ({exc})")
+            continue
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            yield RawRow(
+                label, start, True, None, f"row has {len(cells)} fields but the header has {len(header)}"
+            )
+            continue
+        bad = next((i for i, c in enumerate(cells) if not is_encodable(c)), None)
+        if bad is not None:
+            problem = undecodable_cell(source, cells[bad], header[bad])
+            yield RawRow(label, start, True, None, problem, "encoding")
+            continue
+        yield RawRow(label, start, True, dict(zip(header, cells, strict=True)))
 
 
 def _pick_split(ds: Any, split: str, label: str) -> Any:

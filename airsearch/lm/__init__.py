@@ -8,23 +8,46 @@
 - :mod:`airsearch.lm.gguf`: :func:`import_gguf` (GGUF file -> plain safetensors HF folder)
 """
 
-from airsearch.lm.finetune import FinetuneConfig, finetune
-from airsearch.lm.info import LmInfo, lm_info, read_lm_record
-from airsearch.lm.loss import batch_loss, example_losses, masked_token_nll
-from airsearch.lm.model import IGNORE_INDEX, TargetLM, encode_examples, load_lm, save_lm, tokenize_example
-from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
+from typing import TYPE_CHECKING
 
+from airsearch.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from airsearch.lm.finetune import FinetuneConfig, finetune
+    from airsearch.lm.info import LmInfo, lm_info, read_lm_record
+    from airsearch.lm.loss import batch_loss, example_losses, masked_token_nll
+    from airsearch.lm.model import IGNORE_INDEX, TargetLM, encode_examples, load_lm, save_lm, tokenize_example
+    from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
+
+_EXPORTS = {
+    "FinetuneConfig": "finetune",
+    "finetune": "finetune",
+    "LmInfo": "info",
+    "lm_info": "info",
+    "read_lm_record": "info",
+    "batch_loss": "loss",
+    "example_losses": "loss",
+    "masked_token_nll": "loss",
+    "IGNORE_INDEX": "model",
+    "TargetLM": "model",
+    "encode_examples": "model",
+    "load_lm": "model",
+    "save_lm": "model",
+    "tokenize_example": "model",
+    "TinyLMConfig": "tiny",
+    "build_tiny_lm": "tiny",
+}
 __all__ = [
     "FinetuneConfig",
-    "TinyLMConfig",
-    "build_tiny_lm",
-    "finetune",
     "IGNORE_INDEX",
     "LmInfo",
     "TargetLM",
+    "TinyLMConfig",
     "batch_loss",
+    "build_tiny_lm",
     "encode_examples",
     "example_losses",
+    "finetune",
     "lm_info",
     "load_lm",
     "masked_token_nll",
@@ -32,3 +55,4 @@ __all__ = [
     "save_lm",
     "tokenize_example",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -30,7 +30,8 @@ from airsearch.atomic import atomic_path
 from airsearch.data.example import ANSWER_PREFIX, QUESTION_PREFIX, Example
 from airsearch.errors import InputError
 from airsearch.fingerprint import fingerprint_state_dict
-from airsearch.progress import quiet_default
+from airsearch.progress import quiet_libraries
+from airsearch.weights import require_safetensors
 
 LM_INFO_FILE = "airsearch_lm.json"
 IGNORE_INDEX = -100
@@ -123,10 +124,8 @@ def load_lm(
     Weights are read from safetensors only. ``device`` defaults to CUDA when available.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    if quiet_default():
-        hf_logging.disable_progress_bar()
+    quiet_libraries()
     name = str(name_or_path)
     path = Path(name).expanduser()
     if path.exists():
@@ -138,6 +137,7 @@ def load_lm(
             )
         if not (path / "config.json").exists():
             raise InputError("not a HF model folder: config.json is missing", path=name)
+        require_safetensors(path)
         source = str(path.resolve())
     elif _looks_like_path(name):
         raise InputError("model folder not found", path=name)

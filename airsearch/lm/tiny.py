@@ -22,18 +22,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from airsearch.atomic import atomic_path
 from airsearch.config import CommandConfig, require
 from airsearch.data.example import ANSWER_PREFIX, QUESTION_PREFIX, Example
 from airsearch.errors import InputError
 from airsearch.fingerprint import fingerprint_state_dict
-from airsearch.lm.loss import masked_token_nll
-from airsearch.lm.model import LM_INFO_FILE
 from airsearch.progress import progress, quiet_default
+
+if TYPE_CHECKING:  # torch loads when a model is built, not when the config is read
+    import torch
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 TINY_CONFIG_FILE = "tiny_lm_config.json"
@@ -115,6 +114,8 @@ def train_tokenizer(
 
 
 def _token_stream(tokenizer: Any, texts: Sequence[str], min_len: int) -> torch.Tensor:
+    import torch
+
     ids: list[int] = []
     for chunk in range(0, len(texts), 256):
         enc = tokenizer(list(texts[chunk : chunk + 256]), add_special_tokens=False)["input_ids"]
@@ -136,8 +137,11 @@ def build_tiny_lm(
     show_progress: bool = True,
 ) -> Path:
     """Train the tokenizer, build and pre-train a tiny Llama on ``examples``; save a HF folder at ``out_dir``."""
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.utils import logging as hf_logging
+
+    from airsearch.lm.model import LM_INFO_FILE
 
     if not show_progress or quiet_default():
         hf_logging.disable_progress_bar()
@@ -208,6 +212,10 @@ def _pretrain(
     model: torch.nn.Module, stream: torch.Tensor, cfg: TinyLMConfig, show_progress: bool
 ) -> list[float]:
     """Causal-LM training on random windows of the token stream; returns the per-step losses."""
+    import torch
+
+    from airsearch.lm.loss import masked_token_nll
+
     if cfg.steps == 0:
         return []
     gen = torch.Generator().manual_seed(cfg.seed)

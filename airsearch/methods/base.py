@@ -12,18 +12,17 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 import torch
 
 from airsearch.data.example import Example
 from airsearch.errors import InputError
+from airsearch.methods.names import METHOD_NAMES as METHOD_NAMES  # re-exported
+from airsearch.methods.names import MethodName as MethodName  # re-exported
 from airsearch.methods.store import VectorManifest, VectorStore
 from airsearch.scoring import TopK
-
-MethodName = Literal["tracin", "gradcos", "dda", "haif", "haif-t", "daunce", "repsim"]
-METHOD_NAMES: tuple[str, ...] = get_args(MethodName)
 
 
 @dataclass

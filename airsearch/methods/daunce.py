@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -36,9 +36,8 @@ import torch
 from airsearch.data.example import Example
 from airsearch.errors import InputError
 from airsearch.methods.base import AttributionMethod
+from airsearch.methods.names import ScoreKind
 from airsearch.methods.store import VectorManifest
-
-ScoreKind = Literal["corr", "cov"]
 
 
 # ------------------------------------------------------------------------------------- objective
@@ -196,6 +195,13 @@ class Daunce(AttributionMethod):
     ) -> None:
         if len(providers) < 2:
             raise InputError("Daunce needs at least 2 perturbed models")
+        if kind == "corr" and len(providers) < 3:
+            # with K = 2 every example's centred loss profile is a multiple of (1, -1): correlations are +-1
+            raise InputError(
+                f"with {len(providers)} perturbed models the correlation across models is always +1 or -1 "
+                "(every score would be 1.0 in size); use at least 3 models, or the covariance score 'cov'",
+                field="daunce_kind",
+            )
         self.providers = list(providers)
         self.kind = kind
         self.fingerprint = fingerprint

@@ -29,11 +29,10 @@ from airsearch.data.example import Example
 from airsearch.errors import InputError
 from airsearch.methods.base import AttributionMethod
 from airsearch.methods.gradients import ParamSet
+from airsearch.methods.names import DEBIAS_READINGS as DEBIAS_READINGS  # re-exported
 from airsearch.methods.projection import Projector
 from airsearch.methods.store import VectorManifest
 from airsearch.methods.tracin import CheckpointFeatures
-
-DEBIAS_READINGS = ("eq11", "eq9")
 
 
 class DDA(AttributionMethod):
@@ -54,7 +53,7 @@ class DDA(AttributionMethod):
         **featurizer_kwargs: Any,
     ) -> None:
         if not checkpoints:
-            raise InputError("DDA needs at least one fine-tuned checkpoint", field="checkpoint")
+            raise InputError("DDA needs at least one fine-tuned checkpoint", field="checkpoints")
         if debias not in DEBIAS_READINGS:
             raise InputError(f"must be one of {list(DEBIAS_READINGS)}, got {debias!r}", field="debias")
         self.n_checkpoints = len(checkpoints)
@@ -62,7 +61,8 @@ class DDA(AttributionMethod):
         self.debias = debias
         self.use_base = base is not None and self.beta != 0.0
         lms = list(checkpoints) + ([base] if self.use_base else [])
-        self.ck = CheckpointFeatures(lms, params, projector, **featurizer_kwargs)
+        fields = ["checkpoints"] * len(checkpoints) + (["base_lm"] if self.use_base else [])
+        self.ck = CheckpointFeatures(lms, params, projector, fields=fields, **featurizer_kwargs)
         self.normalize = normalize
 
     def train_features(self, examples: Sequence[Example]) -> torch.Tensor:

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from airsearch.config import CommandConfig, require
 from airsearch.data.example import Example
 from airsearch.errors import InputError
-from airsearch.lm.model import TargetLM
-from airsearch.methods.base import METHOD_NAMES, AttributionMethod, MethodName, rerank
-from airsearch.methods.daunce import ScoreKind
-from airsearch.methods.dda import DEBIAS_READINGS
+from airsearch.methods.names import DEBIAS_READINGS, METHOD_NAMES, MethodName, ScoreKind
+
+if TYPE_CHECKING:  # the models load when a method is built, not when its config is read
+    import numpy as np
+
+    from airsearch.lm.model import TargetLM
+    from airsearch.methods.base import AttributionMethod
 
 BLACKBOX = "Black-box Daunce (without a finished run; the evaluation harness): "
 
@@ -244,5 +245,7 @@ class Reranker:
         self.__name__ = self.method.name
 
     def __call__(self, query: Example, candidates: Sequence[Any]) -> np.ndarray:
+        from airsearch.methods.base import rerank
+
         examples = [c.example() if hasattr(c, "example") else c for c in candidates]
         return rerank(self.method, query, examples)

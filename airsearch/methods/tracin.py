@@ -17,6 +17,7 @@ import torch
 
 from airsearch.data.example import Example
 from airsearch.errors import InputError
+from airsearch.lm.compat import require_same_model
 from airsearch.methods.base import AttributionMethod
 from airsearch.methods.features import GradientFeaturizer
 from airsearch.methods.gradients import ParamSet
@@ -44,10 +45,20 @@ class CheckpointFeatures:
         max_length: int | None = None,
         show_progress: bool = True,
         precondition: Precondition | None = None,
+        fields: Sequence[str] | None = None,
     ) -> None:
+        """``fields`` names the config field of each model (default ``checkpoints``); every model must
+        share the tokenizer and architecture of the target, the last checkpoint
+        (:func:`airsearch.lm.compat.require_same_model`)."""
         if not lms:
-            raise InputError("at least one checkpoint is needed", field="checkpoint")
+            raise InputError("at least one checkpoint is needed", field="checkpoints")
         self.lms = list(lms)
+        names = list(fields) if fields is not None else ["checkpoints"] * len(self.lms)
+        checkpoints = [lm for lm, f in zip(self.lms, names, strict=True) if f == "checkpoints"]
+        target = checkpoints[-1] if checkpoints else self.lms[0]
+        require_same_model(
+            target, [(lm, f) for lm, f in zip(self.lms, names, strict=True) if lm is not target]
+        )
         self.params = params or ParamSet()
         self.projector = projector or Projector(dim=None)
         self.precondition = precondition or Precondition()

@@ -6,7 +6,7 @@ import dataclasses
 import ipaddress
 
 from airsearch.config import CommandConfig, require
-from airsearch.methods.base import METHOD_NAMES
+from airsearch.methods.names import METHOD_NAMES
 
 F = dataclasses.field
 LOOPBACK_NAMES = ("localhost",)

@@ -75,3 +75,19 @@ def best_rank_reference(
 def write_corpus(path: Path, rows: list[dict]) -> Path:
     write_rows(path, rows)
     return path
+
+
+def table_with_vector_dim(src_db: Path, dst_db: Path, dim: int) -> Path:
+    """A copy of ``src_db``'s table whose schema still records its encoder but whose vectors have
+    ``dim`` dimensions (what a table written by hand, or by another tool, may hold)."""
+    import lancedb
+    from airsearch.indexers.rows import table_schema, to_batch
+    from airsearch.indexers.store import META_KEY, IndexStore
+
+    table = IndexStore(src_db).open()
+    meta = table.meta
+    schema = table_schema(meta.columns, dim, {META_KEY: meta.to_json()})
+    examples = table.take([rid for ids, _, _ in table.iter_blocks() for rid in ids])
+    batch = to_batch(examples, np.ones((len(examples), dim), np.float32), schema, meta.columns)
+    lancedb.connect(str(dst_db)).create_table("corpus", data=[batch], schema=schema)
+    return dst_db

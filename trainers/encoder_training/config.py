@@ -11,6 +11,10 @@ from airsearch.results import Result
 # Fields that change how fast a run goes, not what it computes: a resume may change them.
 RUNTIME_FIELDS = ("out", "labels", "device", "batch_size", "checkpoint_every", "keep_checkpoints")
 
+# Per-step sizes when the user gives none: the paper's on a GPU (methods.md §1 [C]); on a CPU a step of
+# those sizes takes minutes, so a CPU run samples fewer subsets and dev examples per step.
+STEP_SIZES = {"cuda": (32, 1000), "cpu": (8, 128)}
+
 
 @dataclass(kw_only=True)
 class TrainConfig(CommandConfig):
@@ -32,11 +36,15 @@ class TrainConfig(CommandConfig):
     epochs: int = field(default=50, metadata={"help": "Passes over the training splits."})
     lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
-    subsets_per_step: int = field(
-        default=32, metadata={"help": "Subsets sampled from the split at each step."}
+    subsets_per_step: int | None = field(
+        default=None,
+        metadata={"help": "Subsets sampled from the split at each step (default: 32 on a GPU, 8 on a CPU)."},
     )
-    dev_per_step: int = field(
-        default=1000, metadata={"help": "Dev examples sampled from the split at each step."}
+    dev_per_step: int | None = field(
+        default=None,
+        metadata={
+            "help": "Dev examples sampled from the split at each step (default: 1000 on a GPU, 128 on a CPU)."
+        },
     )
     holdout_splits: int = field(
         default=1,
@@ -63,13 +71,37 @@ class TrainConfig(CommandConfig):
         require(self.epochs >= 1, "epochs", "must be at least 1")
         require(self.lr > 0, "lr", "must be positive")
         require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        require(self.subsets_per_step >= 2, "subsets_per_step", "a ranking needs at least 2 subsets")
-        require(self.dev_per_step >= 1, "dev_per_step", "must be at least 1")
+        require(
+            self.subsets_per_step is None or self.subsets_per_step >= 2,
+            "subsets_per_step",
+            "a ranking needs at least 2 subsets",
+        )
+        require(self.dev_per_step is None or self.dev_per_step >= 1, "dev_per_step", "must be at least 1")
         require(self.holdout_splits >= 0, "holdout_splits", "must be >= 0")
         require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
         require(self.grad_clip > 0, "grad_clip", "must be positive")
         require(self.batch_size >= 1, "batch_size", "must be at least 1")
         require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1")
+
+    def with_step_sizes(self, device: str) -> tuple[TrainConfig, str]:
+        """This config with the per-step sizes the user left out filled in for ``device`` (the type of
+        the torch device the run uses), and a note of what was chosen (``""`` when both were given)."""
+        kind = "cuda" if device.startswith("cuda") else "cpu"
+        subsets, dev = STEP_SIZES[kind]
+        chosen = {
+            name: value
+            for name, value in (("subsets_per_step", subsets), ("dev_per_step", dev))
+            if getattr(self, name) is None
+        }
+        if not chosen:
+            return self, ""
+        what = ", ".join(f"{name} {value}" for name, value in chosen.items())
+        note = f"{what}: the defaults on {'a GPU' if kind == 'cuda' else 'a CPU'}"
+        if kind == "cpu":
+            note += (
+                " (the paper's 32 subsets x 1000 dev examples are the GPU defaults; set them to use those)"
+            )
+        return self.replace(**chosen), note
 
     def run_identity(self) -> dict[str, Any]:
         """The fields that define what a run computes (a resume must match them)."""
@@ -95,3 +127,5 @@ class TrainResult(Result):
     encoder_fingerprint: str
     resumed: bool = False
     already_complete: bool = False
+    device: str | None = None  # where the run trained
+    step_sizes: str = ""  # the per-step sizes chosen for the device when the user gave none

@@ -18,6 +18,7 @@ from airsearch.encoder import AirRepEncoder, EncoderInput
 from airsearch.errors import InputError
 from airsearch.labels import SplitLabels
 from airsearch.metrics import lds
+from airsearch.progress import progress
 from airsearch.scoring import group_score
 
 
@@ -48,10 +49,13 @@ def heldout_lds(
     was_training = encoder.model.training
     encoder.model.eval()
     per = {}
+    bar = progress(desc="held-out LDS", total=len(splits), unit="split")
     for split in splits:
         per[str(split.split)] = lds(
             predict_split_scores(encoder, split, examples, batch_size=batch_size), split.targets()
         )
+        bar.update(1)
+    bar.close()
     encoder.model.train(was_training)
     values = [v for v in per.values() if np.isfinite(v)]
     return {"lds": float(np.mean(values)) if values else float("nan"), "per_split": per}

@@ -36,7 +36,7 @@ from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
 from airsearch.labels import SplitLabels
-from airsearch.progress import progress
+from airsearch.progress import announce, format_seconds, progress
 
 CONFIG_FILE = "train_config.json"
 LOG_FILE = "training.json"
@@ -59,12 +59,17 @@ def train_encoder(
     loss)`` is called after every optimiser step (and after that step's checkpoint, if any).
     """
     labels = load_training_labels(cfg.labels, splits=splits, examples=examples)
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cfg, step_sizes = cfg.with_step_sizes(device)
     out = Path(cfg.out)
     identity = {"config": cfg.run_identity(), "labels_fingerprint": labels.fingerprint}
     existing = _check_out_dir(out, identity)
     if existing == "complete":
         return TrainResult(**{**json.loads((out / LOG_FILE).read_text())["result"], "already_complete": True})
-    return _Run(cfg, labels, out, identity, on_step).run(resume=existing == "resume")
+    run = _Run(cfg, labels, out, identity, on_step, device=device, step_sizes=step_sizes)
+    if step_sizes:
+        announce(f"train on {device}: {step_sizes}")
+    return run.run(resume=existing == "resume")
 
 
 def _check_out_dir(out: Path, identity: dict[str, Any]) -> str:
@@ -136,14 +141,18 @@ class _Run:
         out: Path,
         identity: dict,
         on_step: StepCallback | None,
+        *,
+        device: str,
+        step_sizes: str = "",
     ):
         self.cfg, self.labels, self.out, self.identity, self.on_step = cfg, labels, out, identity, on_step
+        self.device, self.step_sizes = device, step_sizes
         self.train, self.heldout = labels.partition(cfg.holdout_splits)
         self.steps_per_epoch = len(self.train)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.targets = {s.split: torch.tensor(s.targets(), dtype=torch.float32) for s in self.train}
         seed_everything(cfg.seed)
-        self.encoder = AirRepEncoder.load(cfg.base_encoder, device=cfg.device)
+        self.encoder = AirRepEncoder.load(cfg.base_encoder, device=device)
         disable_dropout(self.encoder.model)
         params = [p for p in self.encoder.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -174,15 +183,22 @@ class _Run:
         started, seconds_before = time.monotonic(), self.record["seconds"]
         self._elapsed = lambda: seconds_before + time.monotonic() - started
         bar = progress(desc="training", total=self.total_steps, unit="step", initial=self.record["step"])
+        self._timing: dict[str, float] = {}
         while True:
             step = self.record["step"]
             evaluated = len(self.record["lds"])  # epochs 0..evaluated-1 have an LDS
             if evaluated > self.cfg.epochs:  # e.g. a crash after the last epoch, before _finish
                 break
             if evaluated == 0 or step == evaluated * self.steps_per_epoch:
+                t0 = time.monotonic()
                 self._end_epoch(evaluated)
+                self._timing.setdefault("eval", time.monotonic() - t0)
                 continue
+            t0 = time.monotonic()
             loss = self._train_step(step)
+            if "step" not in self._timing:
+                self._timing["step"] = time.monotonic() - t0
+                announce(self._plan(step + 1, len(self.record["lds"])))
             self.record["losses"].append(loss)
             self.record["step"] = step + 1
             bar.update(1)
@@ -196,6 +212,18 @@ class _Run:
                 self.on_step(self.record["step"], loss)
         bar.close()
         return self._finish()
+
+    def _plan(self, steps_done: int, evaluated: int) -> str:
+        """The plan line after the first (warm-up) step: the work left, where it goes, an estimate."""
+        cfg = self.cfg
+        left = (self.total_steps - steps_done) * self._timing["step"]
+        left += max(cfg.epochs + 1 - evaluated, 0) * self._timing.get("eval", 0.0)
+        return (
+            f"plan: train {self.total_steps} steps ({cfg.epochs} epochs x {self.steps_per_epoch} splits; "
+            f"{cfg.subsets_per_step} subsets x {cfg.dev_per_step} dev examples per step) on "
+            f"{self.device} -> {self.out}; about {format_seconds(left)} left "
+            f"(first step {self._timing['step']:.1f} s, held-out LDS {self._timing.get('eval', 0.0):.1f} s)"
+        )
 
     def _train_step(self, step: int) -> float:
         epoch, index = divmod(step, self.steps_per_epoch)
@@ -288,6 +316,8 @@ class _Run:
             labels_fingerprint=self.labels.fingerprint,
             encoder_fingerprint=fp,
             resumed=getattr(self, "resumed", False),
+            device=self.device,
+            step_sizes=self.step_sizes,
         )
 
     def _write_log(self, *, complete: bool, directory: Path | None = None) -> None:

@@ -110,7 +110,8 @@ class EmbeddingMethod(Method):
             train,
             batch_size=self.batch_size or IndexConfig.batch_size,
             chunk_size=IndexConfig.chunk_size,
-            quiet=True,
+            total=len(train),
+            desc=f"encoding for {self.name}",  # a bar with total and ETA (silenced by -q)
         )
         empty = np.zeros((0, self.encoder.dim), dtype=np.float32)
         self.train_vectors = np.concatenate([empty, *(v for _, v in chunks)])

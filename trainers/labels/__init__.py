@@ -16,19 +16,40 @@ Public API (``trainers`` names are not exported from ``airsearch``; import them 
 - :mod:`airsearch.trainers.labels.info`: :func:`label_store_info` (what ``airsearch labels info`` shows)
 """
 
-from airsearch.trainers.labels.config import LabelConfig
-from airsearch.trainers.labels.generate import TEACHERS, LabelSummary, generate_labels, run_subset_job
-from airsearch.trainers.labels.info import LabelStoreInfo, label_store_info
-from airsearch.trainers.labels.sampling import SplitPlan, job_id, job_seed, sample_splits
-from airsearch.trainers.labels.store import LabelStore, job_result, make_manifest
+from typing import TYPE_CHECKING
 
+from airsearch.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from airsearch.trainers.labels.config import LabelConfig
+    from airsearch.trainers.labels.generate import TEACHERS, LabelSummary, generate_labels, run_subset_job
+    from airsearch.trainers.labels.info import LabelStoreInfo, label_store_info
+    from airsearch.trainers.labels.sampling import SplitPlan, job_id, job_seed, sample_splits
+    from airsearch.trainers.labels.store import LabelStore, job_result, make_manifest
+
+_EXPORTS = {
+    "LabelConfig": "config",
+    "TEACHERS": "generate",
+    "LabelSummary": "generate",
+    "generate_labels": "generate",
+    "run_subset_job": "generate",
+    "LabelStoreInfo": "info",
+    "label_store_info": "info",
+    "SplitPlan": "sampling",
+    "job_id": "sampling",
+    "job_seed": "sampling",
+    "sample_splits": "sampling",
+    "LabelStore": "store",
+    "job_result": "store",
+    "make_manifest": "store",
+}
 __all__ = [
-    "TEACHERS",
     "LabelConfig",
     "LabelStore",
     "LabelStoreInfo",
     "LabelSummary",
     "SplitPlan",
+    "TEACHERS",
     "generate_labels",
     "job_id",
     "job_result",
@@ -38,3 +59,4 @@ __all__ = [
     "run_subset_job",
     "sample_splits",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

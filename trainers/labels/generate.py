@@ -25,6 +25,7 @@ from airsearch.trainers.runner import Job, RunSummary, run_jobs
 from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
 from airsearch.errors import InputError
+from airsearch.progress import announce
 from airsearch.results import Result
 
 # teacher name -> "module:function" (see the module docstring); "retrain" is built in.
@@ -102,6 +103,9 @@ def generate_labels(
     store = LabelStore.create(cfg.out, manifest, examples)
 
     if cfg.teacher != "retrain":
+        import time
+
+        started = time.perf_counter()
         mod, _, fn = TEACHERS[cfg.teacher].partition(":")
         getattr(importlib.import_module(mod), fn)(cfg, store, plans, corpus, lm)
         prog = store.progress()
@@ -112,7 +116,7 @@ def generate_labels(
             done_jobs=prog.done,
             skipped_jobs=0,
             completed_jobs=prog.done,
-            seconds=0.0,
+            seconds=round(time.perf_counter() - started, 3),
             jobs_per_hour=None,
             backend="teacher",
             corpus_fingerprint=corpus.fingerprint,
@@ -122,6 +126,19 @@ def generate_labels(
     if not in_process:
         del lm
     jobs = subset_jobs(cfg, plans, {e.id: e for e in examples}, model_path)
+    before = store.progress()
+    where = (
+        f"Ray ({cfg.ray})"
+        if cfg.ray
+        else f"{cfg.workers} local process(es)"
+        if cfg.workers > 1
+        else "this process"
+    )
+    announce(
+        f"plan: {before.total - before.done} of {before.total} subset fine-tunes left ({cfg.splits} splits x "
+        f"{cfg.subsets_per_split} subsets of {cfg.subset_size} rows, {cfg.epochs} epoch(s) each) on {where} "
+        f"-> {store.root}; the progress bar shows the time left after the first jobs"
+    )
     if in_process:
         _LM_CACHE[model_path] = lm  # reuse the driver's copy; each job fine-tunes a clone
     try:
