@@ -38,7 +38,23 @@ def _start_index(corpus: Path, db: Path, encoder: Path, *extra: str) -> subproce
     env = {**os.environ, "AIRSEARCH_QUIET": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     argv = [sys.executable, "-m", "airsearch.cli.main", "index", str(corpus), "--db", str(db)]
     argv += ["--encoder", str(encoder), "--chunk-size", str(CHUNK), "--batch-size", "16", *extra]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint
+    )
+
+
+def _default_sigint() -> None:
+    """Ctrl-C as in a terminal: a shell without job control starts background jobs (this test run,
+    perhaps) with SIGINT ignored, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def sigint_raises():
+    """Ctrl-C raises KeyboardInterrupt in this process during the test, however pytest was started."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def _wait_for_committed_rows(db: Path, proc: subprocess.Popen, timeout: float = 600.0) -> int:
@@ -125,7 +141,7 @@ def _interrupt_after_first_commit(db: Path) -> threading.Thread:
     return thread
 
 
-def test_resume_only_for_the_same_corpus(tmp_path, tiny_encoder_dir):
+def test_resume_only_for_the_same_corpus(tmp_path, tiny_encoder_dir, sigint_raises):
     """An interrupted build resumes for the corpus it was reading; a changed corpus starts over."""
     rows = make_rows(ROWS)
     corpus = write_corpus(tmp_path / "c.jsonl", rows)
