@@ -66,6 +66,9 @@ class ReproScale(Scale):
     lds_lora: bool = True
     dda_betas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5)
     dda_debias: tuple[str, ...] = ("eq11", "eq9")
+    # K-FAC / EK-FAC influence (methods.md §0a) on the paper gold: grad-dot and grad-cos on the Linear
+    # layers (what K-FAC covers), at the largest projection dimension, without and with preconditioning
+    lds_precondition: tuple[str, ...] = ("kfac", "ekfac")
 
 
 SCALES: dict[str, ReproScale] = {
@@ -227,7 +230,8 @@ class Pipeline:
 
     def lds_methods(self, protocol: str) -> tuple[str, ...]:
         """The LDS rows: the encoders, BM25 on full text and on responses, the gradient baselines at each
-        projection dimension and LoRA-factored, HAIF, RepSim; on the paper gold also DDA's beta sweep and
+        projection dimension and LoRA-factored, HAIF, RepSim; on the paper gold also K-FAC / EK-FAC
+        preconditioned grad-dot and grad-cos, DDA's beta sweep and
         Daunce black- and white-box (their fine-tunes cost the most; the local gold keeps the old rows)."""
         p = self.p
         rows = [*self.encoders(), "base", "bm25", "bm25:text=response", "random", "repsim"]
@@ -235,6 +239,13 @@ class Pipeline:
             rows += [f"{m}:proj_dim={d}" for d in p.lds_proj_dims]
             rows += [f"{m}:params=lora,proj_dim=0"] if p.lds_lora else []
         rows += [m for m in p.gradient if m.startswith("haif")]
+        if protocol == "paper":
+            dim = max(p.lds_proj_dims)
+            rows += [
+                f"{m}:precondition={k},proj_dim={dim}"
+                for k in p.lds_precondition
+                for m in ("tracin", "gradcos")
+            ]
         if protocol == "paper" and "dda" in p.gradient:
             rows += ["dda:beta=0"] + [
                 f"dda:beta={b:g},debias={r}" for b in p.dda_betas if b for r in p.dda_debias

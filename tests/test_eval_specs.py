@@ -24,7 +24,9 @@ def test_spec_options_parse_and_refuse():
         method_spec_options("dda:beta=x")
     with pytest.raises(InputError, match="options of 'random': none"):
         method_spec_options("random:beta=0")
-    with pytest.raises(InputError, match="options of 'tracin': proj_dim=..., params=..., lora_rank=..."):
+    with pytest.raises(
+        InputError, match="options of 'tracin': proj_dim=..., params=..., lora_rank=..., precondition=..."
+    ):
         method_spec_options("tracin:beta=0")
     assert method_spec_options("dda:beta=0.5,debias=eq9") == {"beta": 0.5, "debias": "eq9"}
     assert method_spec_options("gradcos:proj_dim=384,params=lora") == {"proj_dim": 384, "params": "lora"}
@@ -33,6 +35,12 @@ def test_spec_options_parse_and_refuse():
         method_spec_options("bm25:text=prompt")
     with pytest.raises(InputError, match="params must be one of"):
         method_spec_options("tracin:params=names:mlp")
+    assert method_spec_options("gradcos:precondition=ekfac,damping=0.01") == {
+        "precondition": "ekfac",
+        "damping": 0.01,
+    }
+    with pytest.raises(InputError, match="precondition must be one of"):
+        method_spec_options("tracin:precondition=shampoo")
 
 
 def test_row_names_say_what_ran():
@@ -58,6 +66,11 @@ def test_row_names_say_what_ran():
     assert run_label("daunce", cfg.replace(daunce_run="run"), method_config(cfg, "daunce")) == "daunce-wb"
     assert label("repsim") == "repsim" and label("bm25:text=response") == "bm25:text=response"
     assert label("airrep:/x/enc_a") == "airrep:enc_a"
+    assert label("tracin:precondition=kfac") == "tracin@1ckpt:precondition=kfac,proj_dim=2048"
+    assert (
+        label("gradcos:precondition=ekfac,damping=0.01,proj_dim=0")
+        == "gradcos@1ckpt:precondition=ekfac,damping=0.01"
+    )
     with pytest.raises(InputError, match="runs the same as an earlier one"):
         build_methods(EvalConfig(methods=("gradcos", "gradcos:proj_dim=0")))
 
@@ -106,3 +119,25 @@ def test_dda_variants_share_train_vectors_and_reach_the_method(tiny_lm_dir, tiny
     )
     alone[1].prepare(train)
     np.testing.assert_allclose(summed_scores(alone[1], test), summed_scores(b, test), atol=1e-6)
+
+
+def test_precondition_spec_reaches_the_scores(tiny_lm_dir, tiny_lm_examples):
+    """``tracin:precondition=ekfac`` in an eval gives the registry's EK-FAC scores (the same method the
+    Python API builds from its MethodConfig), differs from plain grad-dot, and keeps its own vectors."""
+    from airsearch.methods.registry import MethodConfig, load_method
+
+    lm = load_lm(tiny_lm_dir, device="cpu")
+    train, test = tiny_lm_examples[:6], tiny_lm_examples[6:9]
+    specs = ("tracin:precondition=ekfac,params=linear,proj_dim=0", "tracin:params=linear,proj_dim=0")
+    built = dict(build_methods(EvalConfig(methods=specs), lm=lm, batch_size=4))
+    assert set(built) == {"tracin@1ckpt:precondition=ekfac,params=linear", "tracin@1ckpt:params=linear"}
+    for m in built.values():
+        m.prepare(train)
+    pre, plain = built["tracin@1ckpt:precondition=ekfac,params=linear"], built["tracin@1ckpt:params=linear"]
+    assert pre.train_features is not plain.train_features  # another manifest
+    mcfg = MethodConfig(method="tracin", precondition="ekfac", params="linear", proj_dim=0, batch_size=4)
+    expected = load_method(mcfg, lm=lm, train=train).score(train, test).double().numpy()
+    groups = [[j] for j in range(len(test))]
+    got = summed_scores(pre, test, groups)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(got, summed_scores(plain, test, groups), rtol=1e-2)

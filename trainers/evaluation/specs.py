@@ -8,7 +8,8 @@ the options in :data:`SPEC_OPTIONS`; the rest of its :class:`~airsearch.methods.
 comes from the eval config.
 
 The row name of a method (:func:`run_label`) says what ran: the number of checkpoints its gradients
-were taken on (``tracin@1ckpt``), DDA's β and debias reading, the parameters and projection
+were taken on (``tracin@1ckpt``), DDA's β and debias reading, K-FAC / EK-FAC preconditioning
+(``tracin@1ckpt:precondition=ekfac``, methods.md §0a), the parameters and projection
 (``gradcos@1ckpt:proj_dim=384``), Daunce's variant (``daunce-bb`` / ``daunce-wb``).
 """
 
@@ -25,9 +26,15 @@ if TYPE_CHECKING:
 
 DAUNCE_VARIANTS = ("daunce-bb", "daunce-wb")
 BM25_TEXTS = ("full", "response")  # BM25 over prompt + response, or over responses only
-SPEC_PARAMS = ("all", "lora")  # ``names:PAT`` holds ':' and ',', so it is given with --params only
+SPEC_PARAMS = ("all", "linear", "lora")  # ``names:PAT`` holds ':' and ',', so it is given with --params only
 
-_GRADIENT: dict[str, type] = {"proj_dim": int, "params": str, "lora_rank": int}
+_GRADIENT: dict[str, type] = {
+    "proj_dim": int,
+    "params": str,
+    "lora_rank": int,
+    "precondition": str,
+    "damping": float,
+}
 SPEC_OPTIONS: dict[str, dict[str, type]] = {
     "tracin": _GRADIENT,
     "gradcos": _GRADIENT,
@@ -36,7 +43,8 @@ SPEC_OPTIONS: dict[str, dict[str, type]] = {
     "dda": {"beta": float, "debias": str, **_GRADIENT},
     "bm25": {"text": str},
 }
-_LABEL_ORDER = ("beta", "debias", "params", "lora_rank", "proj_dim")
+SPEC_PRECONDITION = ("none", "kfac", "ekfac")
+_LABEL_ORDER = ("beta", "debias", "precondition", "damping", "params", "lora_rank", "proj_dim")
 
 
 def method_spec_options(spec: str) -> dict[str, Any]:
@@ -62,7 +70,7 @@ def method_spec_options(spec: str) -> dict[str, Any]:
             raise InputError(
                 f"method {spec!r}: {key} must be a {allowed[key].__name__}, got {value!r}", field="methods"
             ) from None
-    choices = {"params": SPEC_PARAMS, "text": BM25_TEXTS}
+    choices = {"params": SPEC_PARAMS, "text": BM25_TEXTS, "precondition": SPEC_PRECONDITION}
     for key, allowed_values in choices.items():
         if key in opts and opts[key] not in allowed_values:
             raise InputError(
@@ -124,6 +132,10 @@ def run_label(
             shown.update(beta=f"{mcfg.beta:g}", debias=mcfg.debias)
         else:
             shown["beta"] = "0"  # no debias term ran: no base model, or beta 0
+    if mcfg.precondition != "none":
+        shown["precondition"] = mcfg.precondition
+        if mcfg.damping is not None:
+            shown["damping"] = f"{mcfg.damping:g}"
     if mcfg.params != "all":
         shown["params"] = mcfg.params
         if mcfg.params == "lora" and mcfg.lora_rank != MethodConfig.lora_rank:
