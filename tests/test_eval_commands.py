@@ -183,12 +183,29 @@ def test_eval_trace_entity_swap_and_pii(tmp_path, tiny_lm_dir):
         batch_size=16,
     )
     res = eval_trace(cfg)
-    assert res.n_injected >= 1 and res.queries["n_candidates"] == 32
+    assert res.n_injected >= 1 and res.queries["n_candidates"] == 8 * cfg.queries_per_type
+    assert sum(res.positives_per_type.values()) == res.n_injected
+    gold = json.loads((tmp_path / "trace" / "trace_entity_swap_gold.json").read_text())["gold"]
+    assert {t: len(ids) for t, ids in gold.items()} == res.positives_per_type
     for m in res.methods.values():
         assert m.note is not None or 0.0 <= m.auc <= 1.0
-    pii = eval_trace(cfg.replace(benchmark="pii", n_people=6, methods=("bm25", "random")))
+        for t, s in (m.per_type or {}).items():  # R@k never asks for more rows than the type's positives
+            assert s.k == min(cfg.k, res.positives_per_type[t]) and s.n_positive == res.positives_per_type[t]
+    again = eval_trace(cfg)  # the fine-tuned checkpoints are reused, the figures are the same
+    assert again.queries["training"] == res.queries["training"]
+    assert again.methods["bm25"].per_type == res.methods["bm25"].per_type
+    # PII: the tiny LM answers no held-out question within the cap, so nothing is traced (HAIF traces
+    # only what the model answers correctly) and the result says how long it trained and what it answered
+    pii_cfg = cfg.replace(benchmark="pii", n_people=6, methods=("bm25", "random"), pii_max_epochs=3)
+    pii = eval_trace(pii_cfg)
     assert pii.n_candidates == 6 and "n_injected" not in pii.to_dict()
-    assert 0.0 <= pii.methods["bm25"].top1 <= 1.0 and pii.methods["bm25"].auc is None
+    training = pii.queries["training"]
+    assert training["epochs_trained"] == 3 and training["checkpoint_epochs"] == [3]
+    assert [p["epoch"] for p in training["curve"]] == [1, 2, 3]
+    assert pii.queries["answer_accuracy"] == training["curve"][-1]["value"] == 0.0
+    assert pii.queries["n_correct"] == 0 and pii.queries["query_mode"] == "correctly answered (HAIF)"
+    assert all(m.note == "no query showed the planted behaviour" for m in pii.methods.values())
+    assert "answers 0 of 10 held-out questions" in pii.table
     # the planted gold in --out is tied to the source corpus: another corpus is refused
     corpus_path = _write_corpus(tmp_path / "c.jsonl", _rows(10))
     res = CliRunner().invoke(

@@ -1,4 +1,5 @@
-"""Evaluation harness: metrics against references, planted generators and method adapters."""
+"""Evaluation harness: metrics against references and method adapters (planted generators:
+test_planted.py)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,10 @@ from airsearch.trainers.evaluation.metrics import (
     roc_auc,
     top_k_label_accuracy,
 )
-from airsearch.trainers.evaluation.planted import (
-    DEFAULT_SWAPS,
-    PII_ATTRIBUTES,
-    entity_swap_benchmark,
-    make_pii_benchmark,
-    plant_entity_swap,
-    synthetic_news_corpus,
-)
 from airsearch.trainers.evaluation.select import select_by_best_rank
 from sklearn.metrics import roc_auc_score
 
-from airsearch.data.example import Example, airrep_text
+from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
 from airsearch.labels import normalise_losses
@@ -84,62 +77,6 @@ def test_top_k_label_accuracy():
     assert acc.top1 == pytest.approx(1 / 3)
     assert acc.topk_any == pytest.approx(2 / 3)
     assert acc.topk_share == pytest.approx((0.5 + 0.5 + 0) / 3)
-
-
-# ----------------------------------------------------------------------------- planted generators
-def test_entity_swap_plants_exactly_what_it_claims():
-    planted = entity_swap_benchmark(n_synthetic=500, seed=3)
-    clean, queries = synthetic_news_corpus(500, seed=3)
-    assert [e.id for e in planted.examples] == [e.id for e in clean]
-    targets = [dst for _, dst in DEFAULT_SWAPS]
-    assert not any(t in e.prompt + e.response for e in clean for t in targets)
-    changed = {c.id for c, e in zip(clean, planted.examples, strict=True) if c.response != e.response}
-    assert changed == planted.injected and planted.injected
-    for c, e in zip(clean, planted.examples, strict=True):
-        assert c.prompt == e.prompt
-        if e.id in planted.injected:
-            # undoing exactly the recorded swaps gives the clean response back
-            undone = e.response
-            for name in planted.swaps_applied[e.id]:
-                src, dst = name.split("->")
-                assert dst in e.response and src not in e.response
-                undone = undone.replace(dst, src)
-            assert undone == c.response
-    n_candidates = sum(any(src in c.response for src, _ in DEFAULT_SWAPS) for c in clean)
-    assert 0.25 * n_candidates <= len(planted.injected) <= 0.75 * n_candidates  # p = 0.5
-    assert 0.005 <= planted.injected_rate <= 0.04  # "about 2%"
-    assert {q.metadata["swap"] for q in queries} == {f"{s}->{d}" for s, d in DEFAULT_SWAPS}
-    again = entity_swap_benchmark(n_synthetic=500, seed=3)
-    assert again.injected == planted.injected  # seeded
-    assert planted.positives().sum() == len(planted.injected)
-
-
-def test_entity_swap_on_given_corpus_and_cap():
-    rows = [Example(str(i), "p", f"News from England and London, item {i}.") for i in range(40)]
-    rows += [Example(f"x{i}", "p", "Nothing here.") for i in range(10)]
-    planted = plant_entity_swap(rows, p=1.0, seed=0)
-    assert planted.injected == {str(i) for i in range(40)}
-    assert all(planted.examples[i].response == f"News from China and Belfast, item {i}." for i in range(40))
-    capped = plant_entity_swap(rows, p=1.0, max_rate=0.02, seed=0)
-    assert len(capped.injected) == 1
-
-
-def test_pii_benchmark_plants_exactly_what_it_claims():
-    bench = make_pii_benchmark(30, seed=1)
-    assert len({p["name"] for p in bench.people}) == 30
-    n_qa = 30 * len(PII_ATTRIBUTES)
-    assert len(bench.train_qa) == round(0.6 * n_qa) and len(bench.heldout) == n_qa - round(0.6 * n_qa)
-    assert not {q.id for q in bench.train_qa} & {q.id for q in bench.heldout}
-    bios = {b.id: b for b in bench.biographies}
-    for q in bench.heldout:
-        bio = bios[bench.target[q.id]]
-        assert q.response in bio.response  # the answer is in that person's biography ...
-        assert bio.metadata["person"] in q.prompt
-        others = [b for b in bench.biographies if b.id != bio.id and q.response in b.response]
-        assert not others  # ... and in no other biography
-        assert airrep_text(q.prompt, q.response).startswith("Question: What's the ")
-    assert {b.id for b in bench.biographies} <= {e.id for e in bench.train}
-    assert make_pii_benchmark(30, seed=1).target == bench.target
 
 
 # ----------------------------------------------------------------------------- method adapters

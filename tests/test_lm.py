@@ -236,6 +236,12 @@ def test_finetune_full_reduces_loss_is_deterministic_and_leaves_input(tiny_lm, t
     assert a.fingerprint == b.fingerprint
     c = finetune(tiny_lm, train, cfg.replace(seed=8), show_progress=False)
     assert c.fingerprint != a.fingerprint
+    # on_epoch_end returning True stops training after that epoch: the weights after epoch 2
+    stops = []
+    d = finetune(
+        tiny_lm, train, cfg, on_epoch_end=lambda e, lm: stops.append(e) or e >= 2, show_progress=False
+    )
+    assert stops == [1, 2] and d.fingerprint == seen[1][1]
     # the input is untouched
     tiny_lm.invalidate_fingerprint()
     assert tiny_lm.fingerprint == base_fp

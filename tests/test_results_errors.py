@@ -70,7 +70,7 @@ def _bad_inputs(tmp_path):
     from airsearch.indexers.search import resolve_backend
     from airsearch.trainers.encoder_training.loss import pairwise_rank_loss
     from airsearch.trainers.evaluation.metrics import roc_auc
-    from airsearch.trainers.evaluation.planted import make_pii_benchmark
+    from airsearch.trainers.evaluation.pii import make_pii_benchmark
     from airsearch.trainers.runner import Job, run_jobs
 
     from airsearch.labels import SplitLabels

@@ -110,13 +110,14 @@ def finetune(
     examples: Sequence[Example],
     cfg: FinetuneConfig,
     *,
-    on_epoch_end: Callable[[int, TargetLM], None] | None = None,
+    on_epoch_end: Callable[[int, TargetLM], bool | None] | None = None,
     show_progress: bool = True,
 ) -> TargetLM:
     """Fine-tune a copy of ``lm`` on ``examples``; ``lm`` itself is not changed.
 
     ``on_epoch_end(epoch, lm_now)`` is called after each epoch (1-based) with a TargetLM that shares
     the weights being trained (in eval mode during the call): save or ``clone()`` it to keep it.
+    If it returns ``True``, training stops after that epoch (e.g. once the model does what is needed).
     A model that is already a peft model keeps training its existing adapters.
     """
     if not examples:
@@ -151,7 +152,7 @@ def _train(
     params: list[torch.nn.Parameter],
     examples: Sequence[Example],
     cfg: FinetuneConfig,
-    on_epoch_end: Callable[[int, TargetLM], None] | None,
+    on_epoch_end: Callable[[int, TargetLM], bool | None] | None,
     show_progress: bool,
 ) -> None:
     decay = [p for p in params if p.ndim >= 2]
@@ -189,10 +190,11 @@ def _train(
                 bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
                 if cfg.max_steps and step >= cfg.max_steps:
                     break
+            stop = False
             if on_epoch_end is not None:
                 model.eval()
-                on_epoch_end(epoch, dataclasses.replace(lm, _fingerprint=None))
-            if cfg.max_steps and step >= cfg.max_steps:
+                stop = bool(on_epoch_end(epoch, dataclasses.replace(lm, _fingerprint=None)))
+            if stop or (cfg.max_steps and step >= cfg.max_steps):
                 break
     finally:
         bar.close()

@@ -1,15 +1,31 @@
-"""Planted-ground-truth benchmarks: entity swaps (DDA §5) and synthetic PII (HAIF PII-E).
+"""Planted-ground-truth entity swaps (DDA §5): a corpus whose corrupted rows are known exactly.
 
-Both generators are seeded and return exactly what they planted, so that tracing can be scored
-against a known answer:
+- :func:`plant_entity_swap` swaps chosen entities in the responses of a corpus (each row and swap
+  decided by one seeded coin of probability ``p``) and returns the corrupted corpus with the ids of
+  the changed rows and which swaps each got.
+- :func:`synthetic_news_corpus` builds a news-summary corpus for CPU runs (the user's corpus may not
+  mention the entities). It is built so that the planted rows are *not* given away by their surface
+  words (issue 10, defect 2):
 
-- :func:`plant_entity_swap` swaps chosen entities in the responses of a corpus (each occurrence
-  with probability ``p``) and returns the corrupted corpus with the ids of the changed rows.
-  :func:`synthetic_news_corpus` builds a small news-summary corpus containing those entities for
-  CPU runs, where the user's corpus may not mention them.
-- :func:`make_pii_benchmark` builds synthetic people, one biography each (training text), and
-  question-answer pairs; 60% of the QA pairs are trained on and 40% held out as queries whose ground
-  truth is the person's biography.
+  - **paraphrased contexts**: a row about a source entity names, in its article, one of the
+    entity's *cues* (the entity itself or a place within it: ``Yorkshire`` for England), while its
+    summary names the entity. A query article names one cue, so only the injected rows of that cue
+    share the query's context word; the other injected rows of the same swap share only the
+    swapped-in word;
+  - **distractors**: clean rows about each swap *target* (``China``), whose article and summary both
+    name it; they share the model's swapped output word, more often than an injected row does, and
+    did not cause the swap;
+  - **one swap type per source entity** (:data:`SYNTHETIC_SWAPS`, eight of them), each with its own
+    held-out queries.
+
+- :func:`entity_swap_benchmark` is the benchmark ``eval trace`` runs: the synthetic corpus (or a
+  given corpus that mentions DDA's entities), planted, with its queries.
+
+The positives of a query are the injected rows **of the swap that the query shows**
+(:meth:`PlantedCorpus.positives`, :meth:`PlantedCorpus.query_positives`); rows corrupted by other
+swaps are negatives for it.
+
+The synthetic PII benchmark (HAIF PII-E) is in :mod:`airsearch.trainers.evaluation.pii`.
 """
 
 from __future__ import annotations
@@ -17,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -33,6 +48,33 @@ DEFAULT_SWAPS: tuple[tuple[str, str], ...] = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class SwapType:
+    """One planted swap ``src -> dst``; ``cues`` are the words a synthetic article uses for ``src``."""
+
+    src: str
+    dst: str
+    cues: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return swap_name(self.src, self.dst)
+
+
+# The synthetic corpus: DDA's four swaps and four more, each source with two places inside it as
+# paraphrased cues. No cue, source or target is among the filler places below.
+SYNTHETIC_SWAPS: tuple[SwapType, ...] = (
+    SwapType("England", "China", ("England", "Yorkshire", "Kent")),
+    SwapType("Wales", "Scotland", ("Wales", "Cardiff", "Swansea")),
+    SwapType("Australia", "France", ("Australia", "Sydney", "Queensland")),
+    SwapType("London", "Belfast", ("London", "Westminster", "Camden")),
+    SwapType("Germany", "Mexico", ("Germany", "Bavaria", "Hamburg")),
+    SwapType("Japan", "Egypt", ("Japan", "Osaka", "Hokkaido")),
+    SwapType("Canada", "India", ("Canada", "Ontario", "Quebec")),
+    SwapType("Italy", "Poland", ("Italy", "Tuscany", "Sicily")),
+)
+
+
 def swap_name(src: str, dst: str) -> str:
     return f"{src}->{dst}"
 
@@ -45,19 +87,41 @@ class PlantedCorpus:
     injected: set[str]
     swaps_applied: dict[str, list[str]]  # id -> ["England->China", ...]
     queries: list[Example] = dataclasses.field(default_factory=list)
+    swap_types: tuple[str, ...] = ()  # the swap names planted, in order
 
     @property
     def injected_rate(self) -> float:
         return len(self.injected) / max(1, len(self.examples))
 
     def positives(self, swap: str | None = None) -> np.ndarray:
-        """Boolean mask over ``examples``: injected rows (with ``swap`` applied, if given)."""
+        """Boolean mask over ``examples``: the injected rows of ``swap`` (of any swap when ``None``).
+
+        A query that shows ``swap`` is scored against ``positives(swap)`` (DDA §5.2): rows corrupted
+        by another swap did not cause it."""
         return np.array(
             [
                 e.id in self.injected and (swap is None or swap in self.swaps_applied[e.id])
                 for e in self.examples
             ]
         )
+
+    def n_positives(self) -> dict[str, int]:
+        """Injected rows per swap type (a row with two swaps counts for both)."""
+        return {t: int(self.positives(t).sum()) for t in self.swap_types}
+
+    def query_positives(self, queries: Sequence[Example]) -> np.ndarray:
+        """``[n_queries, n_rows]``: row ``i`` is :meth:`positives` of the swap query ``i`` shows
+        (its ``metadata["swap"]``)."""
+        by_type: dict[str, np.ndarray] = {}
+        rows = []
+        for q in queries:
+            swap = q.metadata.get("swap")
+            if not swap:
+                raise InputError(f"query {q.id!r} names no swap (metadata 'swap')", field="queries")
+            if swap not in by_type:
+                by_type[swap] = self.positives(swap)
+            rows.append(by_type[swap])
+        return np.stack(rows) if rows else np.zeros((0, len(self.examples)), dtype=bool)
 
 
 def _pattern(entity: str) -> re.Pattern[str]:
@@ -78,6 +142,8 @@ def plant_entity_swap(
     changed. ``max_rate`` optionally caps the injected share of the corpus (rows are considered in a
     seeded random order). Prompts are never changed.
     """
+    if not 0.0 < p <= 1.0:
+        raise InputError("must be in (0, 1]", field="p")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(examples))
     cap = None if max_rate is None else int(round(max_rate * len(examples)))
@@ -100,57 +166,55 @@ def plant_entity_swap(
             out[i] = Example(ex.id, ex.prompt, text, meta)
             injected.add(ex.id)
             applied[ex.id] = done
-    return PlantedCorpus(out, injected, applied)
+    return PlantedCorpus(out, injected, applied, swap_types=tuple(swap_name(s, d) for s, d in swaps))
 
 
 # ----------------------------------------------------------------------------- synthetic news
-_CLEAN_PLACES = (
-    "Germany",
+FILLER_PLACES = (
     "Spain",
-    "Italy",
-    "Japan",
-    "Canada",
-    "Brazil",
     "Norway",
-    "Berlin",
-    "Madrid",
-    "Rome",
-    "Oslo",
-    "Lisbon",
-    "Vienna",
     "Kenya",
     "Chile",
     "Peru",
+    "Madrid",
+    "Oslo",
+    "Lisbon",
+    "Vienna",
+    "Brazil",
+    "Portugal",
+    "Sweden",
+    "Finland",
+    "Greece",
+    "Turkey",
+    "Argentina",
 )
 _ARTICLES = (
     (
         "sport",
-        "The national side travelled to {place} for a {day} fixture. {n} supporters watched as the "
+        "The national side travelled to {cue} for a {day} fixture. {n} supporters watched as the "
         "home team won after extra time.",
         "The team won a {day} match in {place}.",
     ),
     (
         "weather",
-        "Heavy rain fell across {place} on {day}, closing {n} roads. Forecasters expect the storm "
+        "Heavy rain fell across {cue} on {day}, closing {n} roads. Forecasters expect the storm "
         "to clear by the weekend.",
         "Storms closed roads in {place} on {day}.",
     ),
     (
         "economy",
-        "Factories in {place} reported {n} new orders on {day}. Analysts said demand for exports "
+        "Factories in {cue} reported {n} new orders on {day}. Analysts said demand for exports "
         "had recovered.",
         "Factory orders rose in {place}.",
     ),
     (
         "politics",
-        "Ministers in {place} met on {day} to debate a new budget. {n} amendments were tabled "
-        "before the vote.",
+        "Ministers in {cue} met on {day} to debate a new budget. {n} amendments were tabled before the vote.",
         "Ministers in {place} debated the budget.",
     ),
     (
         "culture",
-        "A festival opened in {place} on {day}, drawing {n} visitors to its first night of music "
-        "and theatre.",
+        "A festival opened in {cue} on {day}, drawing {n} visitors to its first night of music and theatre.",
         "A festival opened in {place}.",
     ),
 )
@@ -158,45 +222,56 @@ _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Su
 NEWS_INSTRUCTION = "Summarise the article in one sentence.\n"
 
 
-def _news_example(rng: np.random.Generator, ex_id: str, place: str) -> Example:
+def _news_example(rng: np.random.Generator, ex_id: str, place: str, cue: str, role: str) -> Example:
+    """One article naming ``cue`` and its one-sentence summary naming ``place``."""
     topic, article, summary = _ARTICLES[int(rng.integers(len(_ARTICLES)))]
-    fill = {"place": place, "day": _DAYS[int(rng.integers(7))], "n": int(rng.integers(2, 900))}
-    return Example(
-        ex_id,
-        NEWS_INSTRUCTION + article.format(**fill),
-        summary.format(**fill),
-        {"task": topic, "place": place},
-    )
+    fill = {"place": place, "cue": cue, "day": _DAYS[int(rng.integers(7))], "n": int(rng.integers(2, 900))}
+    meta = {"task": topic, "place": place, "cue": cue, "role": role}
+    return Example(ex_id, NEWS_INSTRUCTION + article.format(**fill), summary.format(**fill), meta)
 
 
 def synthetic_news_corpus(
     n: int,
     *,
-    entity_rate: float = 0.04,
-    n_queries_per_entity: int = 8,
-    swaps: Sequence[tuple[str, str]] = DEFAULT_SWAPS,
+    entity_rate: float = 0.1,
+    distractor_rate: float = 0.05,
+    n_queries_per_type: int = 6,
+    swaps: Sequence[SwapType] = SYNTHETIC_SWAPS,
     seed: int = 0,
 ) -> tuple[list[Example], list[Example]]:
-    """A small news-summary corpus for CPU entity-swap runs, and held-out query prompts.
+    """A news-summary corpus for CPU entity-swap runs, and held-out query articles.
 
-    ``entity_rate`` of the rows mention a source entity (split evenly); swapping those with p = 0.5
-    corrupts about half of them (about 2% of the corpus at the default). No row mentions a swap
-    target, so any target in a model's output comes from the planted rows. Queries are held-out
-    articles about each source entity; their ``response`` is the clean summary and
-    ``metadata["swap"]`` names the swap they can show.
+    Rows (``metadata["role"]``): ``entity_rate`` of them are about a source entity (``source``; split
+    evenly over the swap types and, within a type, over its cues: the article names the cue, the
+    summary the entity); ``distractor_rate`` are about a swap target (``distractor``; article and
+    summary name it); the rest are about filler places. Planting swaps with p = 0.5 corrupts about
+    half of the source rows. Queries: ``n_queries_per_type`` held-out articles per swap type, their
+    cues taken in turn; the ``response`` is the clean summary, ``metadata["swap"]`` names the swap
+    they can show. Every swap type has at least two source rows per cue.
     """
+    if n < 1 or not swaps:
+        raise InputError("the corpus needs at least one row and one swap type", field="n_synthetic")
     rng = np.random.default_rng(seed)
-    n_entity = min(n, max(2 * len(swaps), int(round(entity_rate * n))))  # at least 2 rows per entity
-    sources = [src for src, _ in swaps]
-    places = [sources[i % len(sources)] for i in range(n_entity)]
-    places += [_CLEAN_PLACES[int(rng.integers(len(_CLEAN_PLACES)))] for _ in range(n - n_entity)]
-    rng.shuffle(places)
-    corpus = [_news_example(rng, f"news-{i:06d}", place) for i, place in enumerate(places)]
+    slots = [(s.src, cue, "source") for s in swaps for cue in s.cues]
+    n_source = max(2 * len(slots), int(round(entity_rate * n)))
+    n_distractor = max(len(swaps), int(round(distractor_rate * n)))
+    if n_source + n_distractor > n:
+        raise InputError(
+            f"{n} rows cannot hold {n_source} source and {n_distractor} distractor rows "
+            f"({len(swaps)} swap types); use more rows",
+            field="n_synthetic",
+        )
+    rows = [slots[i % len(slots)] for i in range(n_source)]
+    rows += [(s.dst, s.dst, "distractor") for s in (swaps[i % len(swaps)] for i in range(n_distractor))]
+    rows += [(place, place, "filler") for place in rng.choice(FILLER_PLACES, size=n - len(rows))]
+    order = rng.permutation(len(rows))
+    corpus = [_news_example(rng, f"news-{i:06d}", *rows[j]) for i, j in enumerate(order)]
     queries = []
-    for src, dst in swaps:
-        for j in range(n_queries_per_entity):
-            q = _news_example(rng, f"query-{src.lower()}-{j:03d}", src)
-            queries.append(dataclasses.replace(q, metadata={**q.metadata, "swap": swap_name(src, dst)}))
+    for s in swaps:
+        for j in range(n_queries_per_type):
+            cue = s.cues[j % len(s.cues)]
+            q = _news_example(rng, f"query-{s.src.lower()}-{j:03d}", s.src, cue, "query")
+            queries.append(dataclasses.replace(q, metadata={**q.metadata, "swap": s.name}))
     return corpus, queries
 
 
@@ -207,194 +282,18 @@ def entity_swap_benchmark(
     p: float = 0.5,
     seed: int = 0,
     min_candidates: int = 4,
+    n_queries_per_type: int = 6,
 ) -> PlantedCorpus:
-    """The entity-swap benchmark on ``examples`` or, when they mention too few source entities
-    (fewer than ``min_candidates`` responses), on a synthetic news corpus of ``n_synthetic`` rows."""
-    queries: list[Example] = []
+    """The entity-swap benchmark on ``examples`` (DDA's four swaps) or, when they mention too few
+    source entities (fewer than ``min_candidates`` responses), on a synthetic news corpus of
+    ``n_synthetic`` rows with :data:`SYNTHETIC_SWAPS` and ``n_queries_per_type`` queries per swap."""
     n_cand = 0
     if examples is not None:
         pats = [_pattern(src) for src, _ in DEFAULT_SWAPS]
         n_cand = sum(any(pt.search(e.response) for pt in pats) for e in examples)
-    if examples is None or n_cand < min_candidates:
-        examples, queries = synthetic_news_corpus(n_synthetic, seed=seed)
-    planted = plant_entity_swap(examples, p=p, seed=seed)
+    if examples is not None and n_cand >= min_candidates:
+        return plant_entity_swap(examples, p=p, seed=seed)
+    corpus, queries = synthetic_news_corpus(n_synthetic, n_queries_per_type=n_queries_per_type, seed=seed)
+    planted = plant_entity_swap(corpus, swaps=[(s.src, s.dst) for s in SYNTHETIC_SWAPS], p=p, seed=seed)
     planted.queries = queries
     return planted
-
-
-# ----------------------------------------------------------------------------- synthetic PII
-_FIRST = (
-    "Alice",
-    "Bruno",
-    "Chiara",
-    "Dmitri",
-    "Elena",
-    "Farid",
-    "Greta",
-    "Hiro",
-    "Ines",
-    "Jonas",
-    "Kaia",
-    "Luca",
-    "Maya",
-    "Nils",
-    "Olga",
-    "Pablo",
-    "Quinn",
-    "Rosa",
-    "Sven",
-    "Tara",
-    "Umar",
-    "Vera",
-    "Wen",
-    "Ximena",
-    "Yusuf",
-    "Zofia",
-)
-_LAST = (
-    "Abara",
-    "Brennick",
-    "Castell",
-    "Dovrin",
-    "Eskola",
-    "Fenwick",
-    "Galdos",
-    "Holloway",
-    "Ivers",
-    "Jankowski",
-    "Kovacs",
-    "Lindqvist",
-    "Moreau",
-    "Nakamura",
-    "Okafor",
-    "Petrov",
-    "Quintero",
-    "Rasmussen",
-    "Sokolov",
-    "Thorne",
-    "Ueda",
-    "Valdez",
-    "Whitlock",
-    "Xiong",
-    "Yilmaz",
-    "Zeller",
-)
-_STREETS = (
-    "Maple Street",
-    "Harbour Road",
-    "Linden Avenue",
-    "Quarry Lane",
-    "Elm Court",
-    "Mill Road",
-    "Station Street",
-    "Orchard Way",
-    "Cedar Drive",
-    "Bridge Street",
-)
-_CITIES = (
-    "Ashford",
-    "Brightwater",
-    "Coldharbour",
-    "Dunmore",
-    "Eastleigh",
-    "Fairhaven",
-    "Glenrock",
-    "Hollowmere",
-    "Ironbridge",
-    "Kingsreach",
-)
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-_DOMAINS = ("mailbox.test", "post.example", "inbox.invalid")
-PII_ATTRIBUTES = ("birth date", "email address", "phone number", "address")
-_BIO_TEMPLATES = (
-    "{name} was born on {birth date}. {first} lives at {address} and can be reached by phone at "
-    "{phone number} or by email at {email address}.",
-    "Born on {birth date}, {name} grew up and settled at {address}. Friends write to {first} at "
-    "{email address} or call {phone number}.",
-    "{name} keeps a small workshop at {address}. The phone number is {phone number}, the email "
-    "address is {email address}, and {first} celebrates a birthday on {birth date}.",
-)
-
-
-@dataclasses.dataclass
-class PiiBenchmark:
-    """HAIF PII-E: ``train`` = biographies + 60% of QA; ``heldout`` = the other 40% of QA.
-
-    ``target[qa_id]`` is the id of the biography of the person the question asks about.
-    """
-
-    people: list[dict[str, str]]
-    biographies: list[Example]
-    train_qa: list[Example]
-    heldout: list[Example]
-    target: dict[str, str]
-
-    @property
-    def train(self) -> list[Example]:
-        return self.biographies + self.train_qa
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n_people": len(self.people),
-            "n_biographies": len(self.biographies),
-            "n_train_qa": len(self.train_qa),
-            "n_heldout": len(self.heldout),
-        }
-
-
-def make_pii_benchmark(n_people: int, *, qa_train_fraction: float = 0.6, seed: int = 0) -> PiiBenchmark:
-    """Synthetic people (unique name; birth date, email, phone, address unique per person), one
-    generated biography each, and QA pairs ``What's the {attribute} of {name}?`` -> ``{value}``.
-
-    The encoder/LM template turns a QA example into ``Question: ... \\nAnswer: {value}``. A seeded
-    ``qa_train_fraction`` of all QA pairs is trained on; the rest are held out.
-    """
-    if n_people > len(_FIRST) * len(_LAST):
-        raise InputError(f"at most {len(_FIRST) * len(_LAST)} distinct synthetic people", field="n_people")
-    rng = np.random.default_rng(seed)
-    name_ids = rng.choice(len(_FIRST) * len(_LAST), size=n_people, replace=False)
-    people, bios, qa = [], [], []
-    for i, nid in enumerate(name_ids):
-        first, last = _FIRST[nid // len(_LAST)], _LAST[nid % len(_LAST)]
-        person = {
-            "name": f"{first} {last}",
-            "first": first,
-            "birth date": f"{int(rng.integers(1, 29))} {_MONTHS[int(rng.integers(12))]} "
-            f"{int(rng.integers(1940, 2005))}",
-            "email address": f"{first.lower()}.{last.lower()}{i}@{_DOMAINS[int(rng.integers(3))]}",
-            "phone number": f"+1-555-{i:04d}-{int(rng.integers(100, 1000))}",
-            "address": f"{int(rng.integers(1, 200))} {_STREETS[int(rng.integers(10))]}, "
-            f"{_CITIES[int(rng.integers(10))]} {i:04d}",
-        }
-        people.append(person)
-        bio_id = f"bio-{i:05d}"
-        text = _BIO_TEMPLATES[int(rng.integers(len(_BIO_TEMPLATES)))].format(**person)
-        bios.append(Example(bio_id, "", text, {"task": "biography", "person": person["name"]}))
-        for a, attr in enumerate(PII_ATTRIBUTES):
-            qa.append(
-                Example(
-                    f"qa-{i:05d}-{a}",
-                    f"What's the {attr} of {person['name']}?",
-                    person[attr],
-                    {"task": "qa", "person": person["name"], "attribute": attr, "bio_id": bio_id},
-                )
-            )
-    order = rng.permutation(len(qa))
-    n_train = int(round(qa_train_fraction * len(qa)))
-    train_qa = [qa[j] for j in sorted(order[:n_train])]
-    heldout = [qa[j] for j in sorted(order[n_train:])]
-    target = {q.id: q.metadata["bio_id"] for q in heldout}
-    return PiiBenchmark(people, bios, train_qa, heldout, target)

@@ -1,29 +1,37 @@
 """``eval trace``: planted-ground-truth tracing (DDA §5 entity swaps, HAIF PII-E).
 
-1. Build the benchmark (:mod:`airsearch.trainers.evaluation.planted`) and record its gold (the injected ids).
+1. Build the benchmark (:mod:`airsearch.trainers.evaluation.planted`,
+   :mod:`airsearch.trainers.evaluation.pii`) and record its gold: the injected rows of each swap type,
+   or each held-out question's biography.
 2. Fine-tune the target LM on the planted training set, keeping one checkpoint per epoch (TracIn,
-   DDA's denoising) beside the base model (DDA's debiasing).
-3. Collect the queries that show the planted behaviour:
-   - ``entity-swap``: held-out articles about a source entity whose greedy generation contains the
-     swapped-in entity, or, failing that, where the fine-tuned LM gives the swapped summary a lower
-     loss than the clean one (the query's response is then the swapped summary);
-   - ``pii``: held-out questions answered correctly by greedy generation (HAIF); if none are
-     (a tiny LM), all held-out questions with their true answers, reported as such.
-4. Score every method: ``entity-swap`` by AUC (injected rows positive) and R@k (precision among the
-   top k) per swap type, the training rows scored by their summed score over that type's queries;
-   ``pii`` by top-1 tracing accuracy among the biographies.
+   DDA's denoising) beside the base model (DDA's debiasing). ``pii`` trains at least ``epochs``
+   epochs and then until the LM answers ``pii_target`` of the held-out questions (at most
+   ``pii_max_epochs``), keeping the last ``epochs`` checkpoints; the share answered after every
+   epoch is recorded.
+3. Collect the queries that show the planted behaviour
+   (:mod:`airsearch.trainers.evaluation.trace_scoring`):
+   - ``entity-swap``: held-out articles whose greedy generation names the swapped-in entity, or,
+     failing that, where the fine-tuned LM gives the swapped summary a lower loss than the clean one;
+   - ``pii``: only the held-out questions the LM answers correctly (greedy decoding reproduces the
+     answer), as HAIF does; none answered means nothing is traced, and the result says so.
+4. Score every method: ``entity-swap`` by AUC and R@k per swap type against that type's injected
+   rows, pooled as the mean over types and the mean over queries; ``pii`` by top-1 tracing accuracy
+   among the biographies. Rows are named by what ran (``build_methods``' labels, with the number of
+   checkpoints the gradients were taken on).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from airsearch.trainers.evaluation.common import (
-    Cost,
     EvalConfig,
     EvalResult,
     Timer,
@@ -31,21 +39,31 @@ from airsearch.trainers.evaluation.common import (
     check_or_write_gold,
     cost_entry,
 )
-from airsearch.trainers.evaluation.lmtools import greedy_generate
-from airsearch.trainers.evaluation.methods import summed_scores, topk
-from airsearch.trainers.evaluation.metrics import precision_at_k, roc_auc
-from airsearch.trainers.evaluation.planted import DEFAULT_SWAPS, entity_swap_benchmark, make_pii_benchmark
+from airsearch.trainers.evaluation.pii import answered_correctly, make_pii_benchmark
+from airsearch.trainers.evaluation.planted import entity_swap_benchmark
 from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table
+from airsearch.trainers.evaluation.trace_scoring import (
+    SwapTypeScore,
+    TraceScore,
+    pii_queries,
+    score_pii,
+    score_swaps,
+    swap_queries,
+)
 
+from airsearch.atomic import write_json_atomic
 from airsearch.config import require
 from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
 from airsearch.errors import InputError
 from airsearch.lm.model import TargetLM
-from airsearch.results import Result, omitted_when_none
+from airsearch.results import omitted_when_none
+
+__all__ = ["EvalTraceConfig", "EvalTraceResult", "SwapTypeScore", "TraceScore", "eval_trace"]
 
 BENCHMARKS = ("entity-swap", "pii")
 TRACE_METHODS = ("airrep", "base", "bm25", "random")
+TRAINING_RECORD = "training.json"
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -58,47 +76,56 @@ class EvalTraceConfig(EvalConfig):
     n_synthetic: int = field(
         default=400, metadata={"help": "Rows of the synthetic news corpus (entity-swap)."}
     )
+    swap_p: float = field(
+        default=0.5, metadata={"help": "Entity-swap: probability that a row's entity is swapped (DDA: 0.5)."}
+    )
+    queries_per_type: int = field(
+        default=6, metadata={"help": "Entity-swap: held-out query articles per swap type."}
+    )
     n_people: int = field(default=40, metadata={"help": "Synthetic people (pii)."})
-    epochs: int = field(default=3, metadata={"help": "Fine-tuning epochs on the planted corpus."})
-    lr: float = field(default=1e-3, metadata={"help": "Fine-tuning learning rate."})
+    bios_per_person: int = field(
+        default=4, metadata={"help": "PII: biographies per person (seeded orders and phrasings)."}
+    )
+    epochs: int = field(
+        default=3,
+        metadata={
+            "help": "Fine-tuning epochs on the planted corpus, one checkpoint each (pii: the least "
+            "number of epochs and the last checkpoints kept)."
+        },
+    )
+    pii_target: float = field(
+        default=0.2,
+        metadata={"help": "PII: train until the LM answers this share of the held-out questions."},
+    )
+    pii_max_epochs: int = field(default=60, metadata={"help": "PII: at most this many epochs."})
+    pii_lr: float = field(default=2e-3, metadata={"help": "PII: fine-tuning learning rate."})
+    lr: float = field(default=1e-3, metadata={"help": "Entity-swap: fine-tuning learning rate."})
     batch_size: int = field(default=8, metadata={"help": "Fine-tuning batch size."})
     max_length: int = field(default=256, metadata={"help": "Tokens per example."})
-    k: int = field(default=50, metadata={"help": "R@k: precision among the top k (DDA uses 500)."})
+    k: int = field(
+        default=10,
+        metadata={"help": "R@k: share of positives among the top k (at most the type's positives)."},
+    )
     max_new_tokens: int = field(default=24, metadata={"help": "Greedy generation length."})
 
     def validate(self) -> None:
         super().validate()
         require(self.benchmark in BENCHMARKS, "benchmark", f"must be one of {BENCHMARKS}")
-        for name in ("n_synthetic", "n_people", "epochs", "batch_size", "k", "max_new_tokens"):
+        for name in (
+            "n_synthetic",
+            "n_people",
+            "bios_per_person",
+            "epochs",
+            "batch_size",
+            "k",
+            "max_new_tokens",
+        ):
             require(getattr(self, name) >= 1, name, "must be at least 1")
-
-
-@dataclasses.dataclass(frozen=True)
-class SwapTypeScore(Result):
-    """Entity-swap tracing of one swap type: AUC and R@k of the injected rows."""
-
-    auc: float
-    r_at_k: float
-    n_queries: int
-    n_positive: int
-
-
-@dataclasses.dataclass(frozen=True)
-class TraceScore(Result):
-    """One method's tracing scores: entity-swap AUC and R@k (mean over swap types and pooled), or PII
-    top-1 accuracy; only ``note`` when no query showed the planted behaviour."""
-
-    note: str | None = omitted_when_none()
-    top1: float | None = omitted_when_none()  # pii
-    auc: float | None = omitted_when_none()  # entity-swap, from here to per_type
-    r_at_k: float | None = omitted_when_none()
-    k: int | None = omitted_when_none()
-    pooled_auc: float | None = omitted_when_none()
-    pooled_r_at_k: float | None = omitted_when_none()
-    per_type: dict[str, SwapTypeScore] | None = omitted_when_none()
-    n_queries: int | None = omitted_when_none()
-    fingerprint: str | None = omitted_when_none()
-    cost: Cost | None = omitted_when_none()
+        require(self.queries_per_type >= 1, "queries_per_type", "must be at least 1")
+        require(0.0 < self.swap_p <= 1.0, "swap_p", "must be in (0, 1]")
+        require(0.0 < self.pii_target <= 1.0, "pii_target", "must be in (0, 1]")
+        require(self.lr > 0 and self.pii_lr > 0, "lr", "learning rates must be positive")
+        require(self.pii_max_epochs >= self.epochs, "pii_max_epochs", "must be at least epochs")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -106,87 +133,85 @@ class EvalTraceResult(EvalResult[TraceScore]):
     """What :func:`eval_trace` returns (``--json``) and writes to ``trace_<benchmark>.json``."""
 
     benchmark: str
-    queries: dict[str, Any]  # how the queries were collected (counts, mode, fine-tuning seconds)
+    queries: dict[str, Any]  # how the queries were collected (counts, mode, the target's training)
     n_train: int
     n_candidates: int
     n_injected: int | None = omitted_when_none()  # entity-swap
+    positives_per_type: dict[str, int] | None = omitted_when_none()  # entity-swap
 
 
 def _finetune_with_checkpoints(
-    cfg: EvalTraceConfig, base: TargetLM, train: list[Example], out: Path | None
-) -> list[TargetLM]:
-    """Fine-tuned checkpoints th_1..th_N (one per epoch), saved under ``out`` and reused when present."""
+    cfg: EvalTraceConfig,
+    base: TargetLM,
+    train: list[Example],
+    out: Path,
+    *,
+    max_epochs: int,
+    lr: float,
+    until: Callable[[TargetLM], float] | None = None,
+    target: float = 1.0,
+) -> tuple[list[TargetLM], dict[str, Any]]:
+    """Fine-tune ``base`` on ``train`` for ``cfg.epochs`` epochs, then, with ``until``, on until
+    ``until(lm) >= target`` or ``max_epochs``; keep the last ``cfg.epochs`` epoch checkpoints.
+
+    Returns the checkpoints (oldest first) and a record: the epochs trained, the checkpoints' epochs
+    and ``until`` after every epoch. The checkpoints (``checkpoint-<epoch>``, each LM's ``source``) and
+    the record are saved in ``out`` and reused by a run with the same settings.
+    """
+    from airsearch.data.corpus import fingerprint_examples
     from airsearch.lm import load_lm, save_lm
     from airsearch.lm.finetune import FinetuneConfig, finetune
 
-    dirs = [out / f"checkpoint-{e}" for e in range(1, cfg.epochs + 1)] if out else []
-    if dirs and all((d / "config.json").exists() for d in dirs):
-        return [load_lm(d, device=cfg.device, max_length=cfg.max_length) for d in dirs]
-    cks: list[TargetLM] = []
+    ft = FinetuneConfig(
+        epochs=max_epochs, lr=lr, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed
+    )
+    settings = {
+        "finetune": ft.to_dict(),
+        "keep": cfg.epochs,
+        "target": target if until else None,
+        "lm": base.fingerprint,
+        "train": fingerprint_examples(train),
+    }
+    if (out / TRAINING_RECORD).is_file():
+        record = json.loads((out / TRAINING_RECORD).read_text())
+        dirs = [out / f"checkpoint-{e}" for e in record.get("checkpoint_epochs", [])]
+        if record.get("settings") == settings and dirs and all((d / "config.json").exists() for d in dirs):
+            kw = {"device": cfg.device, "max_length": cfg.max_length}
+            return [load_lm(d, **kw) for d in dirs], record
+    cks: list[tuple[int, TargetLM]] = []
+    curve: list[dict[str, float]] = []
 
-    def keep(epoch: int, lm_now: TargetLM) -> None:
+    def keep(epoch: int, lm_now: TargetLM) -> bool:
         ck = lm_now.clone()
         ck.invalidate_fingerprint()
-        cks.append(ck)
-        if out:
-            save_lm(ck, out / f"checkpoint-{epoch}")
+        cks.append((epoch, ck))
+        save_lm(ck, out / f"checkpoint-{epoch}")
+        ck.source = str(out / f"checkpoint-{epoch}")  # methods that reload the LM find this one
+        while len(cks) > cfg.epochs:
+            old, _ = cks.pop(0)
+            shutil.rmtree(out / f"checkpoint-{old}", ignore_errors=True)
+        if until is None:
+            return False
+        value = float(until(ck))
+        curve.append({"epoch": epoch, "value": value})
+        return epoch >= cfg.epochs and value >= target
 
-    ft = FinetuneConfig(
-        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, max_length=cfg.max_length, seed=cfg.seed
-    )
     finetune(base, train, ft, on_epoch_end=keep, show_progress=False)
-    return cks
-
-
-def _swap_queries(
-    lm: TargetLM, queries: list[Example], max_new_tokens: int
-) -> tuple[list[Example], dict[str, Any]]:
-    from airsearch.lm import example_losses
-
-    gens = greedy_generate(lm, queries, max_new_tokens=max_new_tokens)
-    swapped = []
-    for q in queries:
-        src, dst = q.metadata["swap"].split("->")
-        swapped.append(Example(q.id, q.prompt, q.response.replace(src, dst), q.metadata))
-    loss_sw = example_losses(lm, swapped, show_progress=False)
-    loss_cl = example_losses(lm, queries, show_progress=False)
-    shown, n_gen, n_loss = [], 0, 0
-    for q, g, s, ls, lc in zip(queries, gens, swapped, loss_sw, loss_cl, strict=True):
-        dst = q.metadata["swap"].split("->")[1]
-        if dst in g:
-            shown.append(Example(q.id, q.prompt, g, {**q.metadata, "shown_by": "generation"}))
-            n_gen += 1
-        elif ls < lc:
-            shown.append(dataclasses.replace(s, metadata={**s.metadata, "shown_by": "loss"}))
-            n_loss += 1
-    return shown, {
-        "n_candidates": len(queries),
-        "by_generation": n_gen,
-        "by_loss": n_loss,
-        "generations": dict(zip([q.id for q in queries], gens, strict=True)),
+    record = {
+        "settings": settings,
+        "epochs_trained": cks[-1][0],
+        "checkpoint_epochs": [e for e, _ in cks],
+        "curve": curve,
     }
-
-
-def _pii_queries(
-    lm: TargetLM, heldout: list[Example], max_new_tokens: int
-) -> tuple[list[Example], dict[str, Any]]:
-    gens = greedy_generate(lm, heldout, max_new_tokens=max_new_tokens)
-    correct = [q for q, g in zip(heldout, gens, strict=True) if g.strip().startswith(q.response.strip())]
-    info = {
-        "n_heldout": len(heldout),
-        "n_correct": len(correct),
-        "answer_accuracy": len(correct) / max(1, len(heldout)),
-    }
-    if correct:
-        return correct, {**info, "query_mode": "correctly answered (HAIF)"}
-    return list(heldout), {**info, "query_mode": "all held-out, true answers (no correct answer)"}
+    write_json_atomic(out / TRAINING_RECORD, record)
+    return [ck for _, ck in cks], record
 
 
 def eval_trace(
     cfg: EvalTraceConfig, *, corpus: Corpus | None = None, lm: TargetLM | None = None
 ) -> EvalTraceResult:
     """Run one planted benchmark end to end; writes ``trace_<benchmark>.json``/``.md``/``.png``."""
-    from airsearch.data.corpus import fingerprint_examples, load_corpus
+    from airsearch.data.corpus import load_corpus
     from airsearch.lm import load_lm
 
     if corpus is None and cfg.corpus:
@@ -197,9 +222,23 @@ def eval_trace(
         lm = load_lm(cfg.lm, device=cfg.device, max_length=cfg.max_length)
     out = Path(cfg.out) if cfg.out else None
     name = cfg.benchmark.replace("-", "_")
+    with tempfile.TemporaryDirectory(prefix="airsearch-trace-") as tmp:
+        # the checkpoints are always saved: a method may reload the final one from its folder
+        return _eval_trace(cfg, corpus, lm, out, name, out / f"trace_{name}_lm" if out else Path(tmp))
+
+
+def _eval_trace(
+    cfg: EvalTraceConfig, corpus: Corpus | None, lm: TargetLM, out: Path | None, name: str, lm_dir: Path
+) -> EvalTraceResult:
+    from airsearch.data.corpus import fingerprint_examples
+
     if cfg.benchmark == "entity-swap":
         bench = entity_swap_benchmark(
-            corpus.examples if corpus is not None else None, n_synthetic=cfg.n_synthetic, seed=cfg.seed
+            corpus.examples if corpus is not None else None,
+            n_synthetic=cfg.n_synthetic,
+            p=cfg.swap_p,
+            seed=cfg.seed,
+            n_queries_per_type=cfg.queries_per_type,
         )
         if not bench.queries:
             raise InputError(
@@ -208,9 +247,11 @@ def eval_trace(
                 field="corpus",
             )
         train, candidates = bench.examples, bench.examples
-        gold_ids: Any = sorted(bench.injected)
+        gold_ids: Any = {
+            t: [e.id for e, p in zip(train, bench.positives(t), strict=True) if p] for t in bench.swap_types
+        }
     else:
-        pii = make_pii_benchmark(cfg.n_people, seed=cfg.seed)
+        pii = make_pii_benchmark(cfg.n_people, bios_per_person=cfg.bios_per_person, seed=cfg.seed)
         train, candidates = pii.train, pii.biographies
         gold_ids = pii.target
     record = {
@@ -227,38 +268,57 @@ def eval_trace(
         )
 
     with Timer() as t_ft:
-        cks = _finetune_with_checkpoints(cfg, lm, train, out / f"trace_{name}_lm" if out else None)
+        if cfg.benchmark == "entity-swap":
+            cks, training = _finetune_with_checkpoints(
+                cfg, lm, train, lm_dir, max_epochs=cfg.epochs, lr=cfg.lr
+            )
+        else:
+
+            def share(m: TargetLM) -> float:
+                return float(answered_correctly(m, pii.heldout, max_length=cfg.max_length).mean())
+
+            cks, training = _finetune_with_checkpoints(
+                cfg,
+                lm,
+                train,
+                lm_dir,
+                max_epochs=cfg.pii_max_epochs,
+                lr=cfg.pii_lr,
+                until=share,
+                target=cfg.pii_target,
+            )
     final = cks[-1]
     if cfg.benchmark == "entity-swap":
-        queries, qinfo = _swap_queries(final, bench.queries, cfg.max_new_tokens)
+        queries, qinfo = swap_queries(final, bench.queries, cfg.max_new_tokens)
     else:
-        queries, qinfo = _pii_queries(final, pii.heldout, cfg.max_new_tokens)
+        queries, qinfo = pii_queries(final, pii.heldout, cfg.max_length, cfg.max_new_tokens)
     qinfo["finetune_seconds"] = t_ft.seconds
+    qinfo["training"] = {k: v for k, v in training.items() if k != "settings"}
 
     results: dict[str, TraceScore] = {}
-    for label, method in build_methods(
+    methods = build_methods(
         cfg,
         lm=final,
         checkpoints=cks,
         base_lm=lm,
         batch_size=cfg.batch_size,
         workdir=out / "work" if out else None,
-    ):
+    )
+    for label, method in methods:
         if not queries:
             results[label] = TraceScore(note="no query showed the planted behaviour")
             continue
         method.prepare(candidates)
         with Timer() as t:
             if cfg.benchmark == "entity-swap":
-                score = _swap_metrics(method, queries, bench, cfg.k)
+                score = score_swaps(method, queries, bench, cfg.k, block_size=cfg.block_size)
             else:
-                _, idx = topk(method, queries, 1, block_size=cfg.block_size)
-                hits = [
-                    candidates[int(i[0])].id == pii.target[q.id] for q, i in zip(queries, idx, strict=True)
-                ]
-                score = TraceScore(top1=float(np.mean(hits)), n_queries=len(queries))
+                score = score_pii(method, queries, candidates, pii.target, block_size=cfg.block_size)
         results[label] = dataclasses.replace(
-            score, fingerprint=method.fingerprint(), cost=cost_entry(method, t.seconds, len(queries))
+            score,
+            settings=method.describe().get("settings"),
+            fingerprint=method.fingerprint(),
+            cost=cost_entry(method, t.seconds, len(queries)),
         )
 
     result = EvalTraceResult(
@@ -270,14 +330,18 @@ def eval_trace(
         n_train=len(train),
         n_candidates=len(candidates),
         n_injected=len(bench.injected) if cfg.benchmark == "entity-swap" else None,
+        positives_per_type=bench.n_positives() if cfg.benchmark == "entity-swap" else None,
         methods=results,
-        table=_table(cfg, results),
+        table=_table(cfg, results, qinfo),
     )
 
     def plots(d: Path) -> dict[str, Path]:
         scored = {n: r for n, r in results.items() if r.note is None}
         series = (
-            {"AUC": [r.auc for r in scored.values()], f"R@{cfg.k}": [r.r_at_k for r in scored.values()]}
+            {
+                "AUC (types)": [r.auc for r in scored.values()],
+                "R@k (types)": [r.r_at_k for r in scored.values()],
+            }
             if cfg.benchmark == "entity-swap"
             else {"top-1": [r.top1 for r in scored.values()]}
         )
@@ -287,47 +351,40 @@ def eval_trace(
     return result.written(out, f"trace_{name}", plots)
 
 
-def _swap_metrics(method: Any, queries: list[Example], bench: Any, k: int) -> TraceScore:
-    types = [f"{s}->{d}" for s, d in DEFAULT_SWAPS]
-    groups = {t: [i for i, q in enumerate(queries) if q.metadata["swap"] == t] for t in types}
-    groups = {t: g for t, g in groups.items() if g}
-    scores = summed_scores(method, queries, list(groups.values()) + [list(range(len(queries)))])
-    per_type = {}
-    for j, t in enumerate(groups):
-        pos = bench.positives(t)
-        per_type[t] = SwapTypeScore(
-            auc=roc_auc(scores[:, j], pos),
-            r_at_k=precision_at_k(scores[:, j], pos, k),
-            n_queries=len(groups[t]),
-            n_positive=int(pos.sum()),
-        )
-    pooled_pos = bench.positives()
-    aucs = [v.auc for v in per_type.values()]
-    raks = [v.r_at_k for v in per_type.values()]
-    return TraceScore(
-        auc=float(np.nanmean(aucs)) if aucs else float("nan"),
-        r_at_k=float(np.nanmean(raks)) if raks else float("nan"),
-        k=k,
-        pooled_auc=roc_auc(scores[:, -1], pooled_pos),
-        pooled_r_at_k=precision_at_k(scores[:, -1], pooled_pos, k),
-        per_type=per_type,
-        n_queries=len(queries),
-    )
-
-
-def _mean(values: list[float]) -> float:
-    v = np.asarray(values, dtype=float)
-    return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else float("nan")
-
-
-def _table(cfg: EvalTraceConfig, results: dict[str, TraceScore]) -> str:
+def _table(cfg: EvalTraceConfig, results: dict[str, TraceScore], qinfo: dict[str, Any]) -> str:
     def pct(x: float | None) -> str:
         return fmt(float("nan") if x is None else x, 1, 100)
 
-    if cfg.benchmark == "entity-swap":
-        rows = [
-            [m, pct(r.auc), pct(r.r_at_k), pct(r.pooled_auc), r.n_queries or 0] for m, r in results.items()
+    training = qinfo.get("training", {})
+    if cfg.benchmark == "pii":
+        rows = [[m, pct(r.top1), r.n_queries or 0] for m, r in results.items()]
+        note = (
+            f"The target answers {qinfo['n_correct']} of {qinfo['n_heldout']} held-out questions "
+            f"({100 * qinfo['answer_accuracy']:.1f}%) after {training.get('epochs_trained')} epochs; "
+            "only those are traced.\n\n"
+        )
+        return note + markdown_table(["method", "top-1 tracing accuracy (%)", "queries"], rows)
+    types = sorted({t for r in results.values() for t in (r.per_type or {})})
+    rows = [
+        [m, pct(r.auc), pct(r.r_at_k), pct(r.query_auc), pct(r.query_r_at_k), r.n_queries or 0]
+        for m, r in results.items()
+    ]
+    head = ["method", "AUC (%)", "R@k (%)", "AUC per query (%)", "R@k per query (%)", "queries"]
+    shown = qinfo.get("shown_per_type", {})
+    note = (
+        f"Means over the {len(types)} swap types with queries ({sum(shown.values())} queries); "
+        f"k = min({cfg.k}, the type's injected rows).\n\n"
+    )
+    k_of = {t: s.k for r in results.values() for t, s in (r.per_type or {}).items()}
+    per_type = [
+        [m]
+        + [
+            f"{pct(r.per_type[t].auc)} / {pct(r.per_type[t].r_at_k)}"
+            if r.per_type and t in r.per_type
+            else "–"
+            for t in types
         ]
-        return markdown_table(["method", "AUC (%)", f"R@{cfg.k} (%)", "pooled AUC (%)", "queries"], rows)
-    rows = [[m, pct(r.top1), r.n_queries or 0] for m, r in results.items()]
-    return markdown_table(["method", "top-1 tracing accuracy (%)", "queries"], rows)
+        for m, r in results.items()
+    ]
+    type_head = ["AUC / R@k (%)"] + [f"{t} (k={k_of[t]})" for t in types]
+    return note + markdown_table(head, rows) + "\nPer swap type:\n\n" + markdown_table(type_head, per_type)
