@@ -198,7 +198,7 @@ def test_eval_trace_entity_swap_and_pii(tmp_path, tiny_lm_dir):
     # only what the model answers correctly) and the result says how long it trained and what it answered
     pii_cfg = cfg.replace(benchmark="pii", n_people=6, methods=("bm25", "random"), pii_max_epochs=3)
     pii = eval_trace(pii_cfg)
-    assert pii.n_candidates == 6 and "n_injected" not in pii.to_dict()
+    assert pii.n_candidates == 6 * cfg.bios_per_person and "n_injected" not in pii.to_dict()
     training = pii.queries["training"]
     assert training["epochs_trained"] == 3 and training["checkpoint_epochs"] == [3]
     assert [p["epoch"] for p in training["curve"]] == [1, 2, 3]

@@ -117,6 +117,28 @@ def test_per_type_positives_are_the_injected_rows_of_that_swap():
         planted.query_positives([Example("q", "p", "r")])
 
 
+def test_per_type_positives_hand_checked():
+    rows = [
+        Example("a", "p", "Rain in England."),  # England->China only
+        Example("b", "p", "Rain in Wales."),  # Wales->Scotland only
+        Example("c", "p", "England and Wales drew."),  # both swaps: a positive of each
+        Example("d", "p", "Rain in Spain."),  # no source entity: never a positive
+        Example("e", "p", "China won."),  # names a target but was not corrupted
+    ]
+    planted = plant_entity_swap(rows, swaps=[("England", "China"), ("Wales", "Scotland")], p=1.0)
+    assert planted.swap_types == ("England->China", "Wales->Scotland")
+    assert planted.injected == {"a", "b", "c"}
+    assert planted.positives("England->China").tolist() == [True, False, True, False, False]
+    assert planted.positives("Wales->Scotland").tolist() == [False, True, True, False, False]
+    assert planted.positives().tolist() == [True, True, True, False, False]
+    assert planted.n_positives() == {"England->China": 2, "Wales->Scotland": 2}
+    shows = [
+        Example("q1", "p", "r", {"swap": "Wales->Scotland"}),
+        Example("q2", "p", "r", {"swap": "England->China"}),
+    ]
+    assert planted.query_positives(shows).astype(int).tolist() == [[0, 1, 1, 0, 0], [1, 0, 1, 0, 0]]
+
+
 def test_entity_swap_on_given_corpus_and_cap():
     rows = [Example(str(i), "p", f"News from England and London, item {i}.") for i in range(40)]
     rows += [Example(f"x{i}", "p", "Nothing here.") for i in range(10)]
@@ -175,19 +197,25 @@ def test_pii_benchmark_plants_exactly_what_it_claims():
 def test_answered_correctly_is_what_greedy_decoding_produces(tiny_lm_dir):
     from airsearch.lm import load_lm
     from airsearch.lm.finetune import FinetuneConfig, finetune
+    from airsearch.lm.model import tokenize_example
 
-    tiny_lm = load_lm(tiny_lm_dir, device="cpu", max_length=64)
-
+    # 128 tokens hold every prompt and answer whole (RoPE: no position limit), so training, the
+    # teacher-forced check and generation all see the same prompt
+    tiny_lm = load_lm(tiny_lm_dir, device="cpu", max_length=128)
     bench = make_pii_benchmark(4, seed=0)
     learnt = bench.train_qa[:6]
-    ft = FinetuneConfig(epochs=80, lr=1e-2, batch_size=6, max_length=64, seed=0)
+    ft = FinetuneConfig(epochs=80, lr=1e-2, batch_size=6, max_length=128, seed=0)
     lm = finetune(tiny_lm, learnt, ft, show_progress=False)
     questions = learnt + bench.heldout
-    got = answered_correctly(lm, questions, batch_size=5, max_length=64)
-    gens = greedy_generate(lm, questions, max_new_tokens=24)
+    assert all(len(tokenize_example(lm.tokenizer, q, 10_000)[0]) <= 88 for q in questions)
+    got = answered_correctly(lm, questions, batch_size=5, max_length=128)
+    gens = greedy_generate(lm, questions, max_new_tokens=40)
     greedy = [g.strip().startswith(q.response) for q, g in zip(questions, gens, strict=True)]
     assert got.tolist() == greedy
     assert got[: len(learnt)].all() and not got[len(learnt) :].all()  # trained answers come back
+    # seeded: the same fine-tune answers the same questions
+    again = finetune(tiny_lm, learnt, ft, show_progress=False)
+    assert answered_correctly(again, questions, max_length=128).tolist() == got.tolist()
 
 
 def test_score_pii_traces_each_answer_to_its_biography(tmp_path):

@@ -172,14 +172,18 @@ def pii_queries(
     lm: TargetLM, heldout: Sequence[Example], max_length: int, max_new_tokens: int
 ) -> tuple[list[Example], dict[str, Any]]:
     """HAIF: only the held-out questions the LM answers correctly are traced; the response is the
-    answer the LM produced. Greedy generation of those is recorded as a check of the criterion."""
+    answer the LM produced. Greedy generation of those (long enough for the longest answer) is
+    recorded as a check of the criterion (``generation_agrees``)."""
     ok = answered_correctly(lm, heldout, max_length=max_length)
     correct = [
         dataclasses.replace(q, metadata={**q.metadata, "shown_by": "greedy answer"})
         for q, hit in zip(heldout, ok, strict=True)
         if hit
     ]
-    gens = greedy_generate(lm, correct, max_new_tokens=max_new_tokens)
+    from airsearch.lm.model import format_example
+
+    longest = max((len(format_example(lm.tokenizer, q)[1]) for q in correct), default=0)
+    gens = greedy_generate(lm, correct, max_new_tokens=max(max_new_tokens, longest))
     agree = sum(g.strip().startswith(q.response.strip()) for q, g in zip(correct, gens, strict=True))
     return correct, {
         "n_heldout": len(heldout),
