@@ -45,6 +45,7 @@ class ReproScale(Scale):
     n_synthetic: int  # entity-swap rows
     n_people: int  # PII biographies
     trace_epochs: int
+    pii_max_epochs: int = 60  # PII: fine-tune until the LM answers 20% of held-out questions, at most this
     gradient: tuple[str, ...] = GRADIENT
     gold_splits: int | None = None  # local gold protocol; None: as many as the training labels
     gold_subsets: int | None = None
@@ -74,7 +75,7 @@ class ReproScale(Scale):
 SCALES: dict[str, ReproScale] = {
     "micro": ReproScale(
         tasks=4, per_task=20, queries=4, lm_steps=30, micro_lm=True, splits=2, dev=6, pool=20, subset=6,
-        subsets=4, ft_epochs=1, enc_epochs=1, n_synthetic=200, n_people=6, trace_epochs=1,
+        subsets=4, ft_epochs=1, enc_epochs=1, n_synthetic=200, n_people=6, trace_epochs=1, pii_max_epochs=3,
         gradient=("gradcos", "dda"), warmup=10, paper_splits=2, paper_dev=6, paper_pool=20, paper_subset=8,
         paper_subsets=4, lds_proj_dims=(0, 64), lds_lora=False, dda_betas=(0.0, 1.0), dda_debias=("eq9",),
     ),
@@ -360,6 +361,7 @@ class Pipeline:
             n_synthetic=self.p.n_synthetic,
             n_people=self.p.n_people,
             epochs=self.p.trace_epochs,
+            pii_max_epochs=max(self.p.pii_max_epochs, self.p.trace_epochs),
             k=max(5, self.p.n_synthetic // 100),
             out=str(out),
             **common,
