@@ -242,11 +242,9 @@ class Pipeline:
         rows += [m for m in p.gradient if m.startswith("haif")]
         if protocol == "paper":
             dim = max(p.lds_proj_dims)
-            rows += [
-                f"{m}:precondition={k},proj_dim={dim}"
-                for k in p.lds_precondition
-                for m in ("tracin", "gradcos")
-            ]
+            for m in ("tracin", "gradcos"):  # K-FAC covers Linear layers: 'none' on the same parameters
+                rows += [f"{m}:params=linear,proj_dim={dim}"]
+                rows += [f"{m}:precondition={k},params=linear,proj_dim={dim}" for k in p.lds_precondition]
         if protocol == "paper" and "dda" in p.gradient:
             rows += ["dda:beta=0"] + [
                 f"dda:beta={b:g},debias={r}" for b in p.dda_betas if b for r in p.dda_debias
