@@ -16,6 +16,8 @@ from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
 from airsearch.trainers.evaluation.select import EvalSelectConfig, eval_select
 from airsearch.trainers.evaluation.trace import EvalTraceConfig, eval_trace
 
+from airsearch.methods.registry import PRECONDITION_FIELDS
+
 
 def _show(result: EvalResult) -> str:
     where = f"\nresults: {result.files['json']}" if result.files else ""
@@ -24,7 +26,7 @@ def _show(result: EvalResult) -> str:
 
 @click.command("gold")
 @click.argument("corpus", nargs=-1, type=click.Path())
-@config_options(GoldConfig)
+@config_options(GoldConfig, skip=(*PRECONDITION_FIELDS, "teacher_params"))  # gold labels: no teacher
 @json_option
 @handle_errors
 def gold_cmd(config: GoldConfig, as_json: bool) -> None:
