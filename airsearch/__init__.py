@@ -5,7 +5,12 @@ Every CLI command is a thin layer over one function here that takes the command'
 ``delete_rows(DeleteConfig)``, ``info``, ``generate_labels(LabelConfig)`` / ``LabelStore``,
 ``train_encoder(TrainConfig)``, ``attribute(AttributeConfig)`` / ``load_method(MethodConfig)``,
 ``make_gold(GoldConfig)`` (the LDS gold, either protocol), ``eval_lds`` / ``eval_classify`` /
-``eval_trace`` / ``eval_select`` with their ``Eval*Config``.
+``eval_trace`` / ``eval_select`` with their ``Eval*Config``. Hessian-aware influence: the
+``PreconditionOptions`` of every gradient command's config, ``Precondition`` / ``Preconditioner`` and
+the K-FAC / EK-FAC factors of a ``ParamSet`` (``linear_blocks``, ``fit_factors``, ``KroneckerFactors``,
+``save_factors`` / ``open_factors``);
+token-level scores: ``AttributionMethod.token_scores`` -> ``TokenScores`` (``attribute(per_token=True)``
+-> ``TokenShare``).
 
 Names are imported lazily (module ``__getattr__``, PEP 562) so that ``import airsearch`` stays cheap
 and the core imports no higher layer at import time; the ``if TYPE_CHECKING:`` block gives type
@@ -49,11 +54,16 @@ if TYPE_CHECKING:
     from airsearch.lm.loss import example_losses, masked_token_nll
     from airsearch.lm.model import TargetLM, encode_examples, load_lm, save_lm
     from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
+    from airsearch.methods.base import AttributionMethod, TokenScores
     from airsearch.methods.daunce_run import DaunceConfig, DaunceRun, load_daunce
-    from airsearch.methods.registry import MethodConfig, Reranker, load_method
+    from airsearch.methods.factor_store import FactorManifest, open_factors, save_factors
+    from airsearch.methods.gradients import ParamSet
+    from airsearch.methods.kfac import KroneckerFactors, LinearBlock, fit_factors, linear_blocks
+    from airsearch.methods.precondition import Precondition, Preconditioner, fitting_sample
+    from airsearch.methods.registry import MethodConfig, PreconditionOptions, Reranker, load_method
     from airsearch.metrics import lds
     from airsearch.scoring import StreamingGroupScore, blocked_dot_topk, group_score
-    from airsearch.trainers.attribute import AttributeConfig, attribute
+    from airsearch.trainers.attribute import AttributeConfig, AttributeResult, TokenShare, attribute
     from airsearch.trainers.daunce import run_daunce
     from airsearch.trainers.encoder_training.config import TrainConfig, TrainResult
     from airsearch.trainers.encoder_training.trainer import train_encoder
@@ -85,8 +95,13 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "airsearch.lm.loss": ("example_losses", "masked_token_nll"),
     "airsearch.lm.model": ("TargetLM", "encode_examples", "load_lm", "save_lm"),
     "airsearch.lm.tiny": ("TinyLMConfig", "build_tiny_lm"),
+    "airsearch.methods.base": ("AttributionMethod", "TokenScores"),
     "airsearch.methods.daunce_run": ("DaunceConfig", "DaunceRun", "load_daunce"),
-    "airsearch.methods.registry": ("MethodConfig", "Reranker", "load_method"),
+    "airsearch.methods.factor_store": ("FactorManifest", "open_factors", "save_factors"),
+    "airsearch.methods.gradients": ("ParamSet",),
+    "airsearch.methods.kfac": ("KroneckerFactors", "LinearBlock", "fit_factors", "linear_blocks"),
+    "airsearch.methods.precondition": ("Precondition", "Preconditioner", "fitting_sample"),
+    "airsearch.methods.registry": ("MethodConfig", "PreconditionOptions", "Reranker", "load_method"),
     "airsearch.metrics": ("lds",),
     "airsearch.scoring": ("StreamingGroupScore", "blocked_dot_topk", "group_score"),
     # layer 1, the index
@@ -105,7 +120,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "airsearch.indexers.serve": ("ServeConfig", "create_app"),
     "airsearch.indexers.store": ("delete_rows", "info"),
     # layer 2, long jobs and the evaluation harness
-    "airsearch.trainers.attribute": ("AttributeConfig", "attribute"),
+    "airsearch.trainers.attribute": ("AttributeConfig", "AttributeResult", "TokenShare", "attribute"),
     "airsearch.trainers.daunce": ("run_daunce",),
     "airsearch.trainers.encoder_training.config": ("TrainConfig", "TrainResult"),
     "airsearch.trainers.encoder_training.trainer": ("train_encoder",),
@@ -126,6 +141,8 @@ __all__ = [
     "AirRepExplanation",
     "AirsearchError",
     "AttributeConfig",
+    "AttributeResult",
+    "AttributionMethod",
     "Candidate",
     "CommandConfig",
     "Corpus",
@@ -139,6 +156,7 @@ __all__ = [
     "EvalTraceConfig",
     "Example",
     "ExplainConfig",
+    "FactorManifest",
     "FinetuneConfig",
     "FingerprintMismatch",
     "GoldConfig",
@@ -148,10 +166,16 @@ __all__ = [
     "IndexSummary",
     "InfoConfig",
     "InputError",
+    "KroneckerFactors",
     "LabelConfig",
     "LabelStore",
     "LabelSummary",
+    "LinearBlock",
     "MethodConfig",
+    "ParamSet",
+    "Precondition",
+    "PreconditionOptions",
+    "Preconditioner",
     "QueryConfig",
     "QueryResult",
     "Reranker",
@@ -164,6 +188,8 @@ __all__ = [
     "StreamingGroupScore",
     "TargetLM",
     "TinyLMConfig",
+    "TokenScores",
+    "TokenShare",
     "TrainConfig",
     "TrainResult",
     "attribute",
@@ -181,6 +207,8 @@ __all__ = [
     "explain_airrep",
     "explain_score",
     "finetune",
+    "fit_factors",
+    "fitting_sample",
     "generate_labels",
     "group_score",
     "import_gguf",
@@ -188,6 +216,7 @@ __all__ = [
     "iter_corpus",
     "label_store_info",
     "lds",
+    "linear_blocks",
     "lm_info",
     "load_corpus",
     "load_daunce",
@@ -197,11 +226,13 @@ __all__ = [
     "make_gold",
     "masked_token_nll",
     "normalise_losses",
+    "open_factors",
     "query",
     "reciprocal_rank_fusion",
     "run_daunce",
     "sample_corpus_path",
     "sample_queries_path",
+    "save_factors",
     "save_lm",
     "select",
     "train_encoder",

@@ -6,7 +6,8 @@ that a run can be reproduced, and is read back from YAML or JSON with ``--config
 
 Fields carry their help text in ``field(metadata={"help": ...})``; optional ``"flag"`` names the CLI
 option when it should differ from the field name and ``"cli": False`` hides a field from the options
-(a command may fill it from a positional argument of the same name instead).
+(a command may fill it from a positional argument of the same name instead); ``"late": True`` lists
+the option after the command's own (an option group several configs inherit).
 
 A config validates itself: ``__post_init__`` calls :meth:`CommandConfig.validate`, so constructing,
 :meth:`~CommandConfig.replace` and :meth:`~CommandConfig.from_dict` all refuse an invalid value with an

@@ -2,7 +2,7 @@
 
 A thin layer over :func:`airsearch.trainers.attribute.attribute`: writes ``--out/results.json`` (top-k train
 examples per query), the config, and with ``--full-matrix`` the score matrix; ``--vectors DIR``
-stores and reuses the train vectors.
+stores and reuses the train vectors; ``--per-token`` adds each top-k example's token shares.
 """
 
 from __future__ import annotations
@@ -12,11 +12,16 @@ from airsearch.cli.common import config_options, emit, handle_errors, json_optio
 from airsearch.trainers.attribute import AttributeConfig, AttributeResult, attribute
 
 
-def _human(r: AttributeResult) -> str:
+def _human(r: AttributeResult, top_tokens: int) -> str:
     lines = [f"{r.method}: {r.queries} queries x {r.train} train examples -> {r.out}"]
     for q in r.results[:5]:
         top = ", ".join(f"{t.id} ({t.score:+.4f})" for t in q.top[:3])
         lines.append(f"  {q.query_id}: {top}")
+        for t in q.top[:3]:
+            if t.tokens is not None:
+                ranked = sorted(t.tokens, key=lambda s: -abs(s.contribution))[:top_tokens]
+                shares = "  ".join(f"{s.token!r}:{s.contribution:+.4g}" for s in ranked)
+                lines.append(f"    {t.id} tokens: {shares}")
     return "\n".join(lines)
 
 
@@ -25,5 +30,9 @@ def _human(r: AttributeResult) -> str:
 @config_options(AttributeConfig)
 @handle_errors
 def attribute_cmd(config: AttributeConfig, as_json: bool) -> None:
-    """Attribute every query to the whole corpus with a gradient method (top-k or the full matrix)."""
-    emit(attribute(config), as_json, _human)
+    """Attribute every query to the whole corpus with a gradient method (top-k or the full matrix).
+
+    --per-token also splits each top-k example's score over its response tokens (the summary lists
+    the --top-tokens largest shares; --json and OUT/results.json give every token).
+    """
+    emit(attribute(config), as_json, lambda r: _human(r, config.top_tokens))

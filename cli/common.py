@@ -91,7 +91,11 @@ def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = (
     """
     hints = typing.get_type_hints(config_cls)
     all_fields = [f for f in dataclasses.fields(config_cls) if f.name not in skip]
-    fields = [f for f in all_fields if f.metadata.get("cli", True)]
+    # options in field order, except that fields marked ``"late": True`` (shared option groups a
+    # config inherits, such as the preconditioning options) are listed after the command's own
+    fields = sorted(
+        (f for f in all_fields if f.metadata.get("cli", True)), key=lambda f: bool(f.metadata.get("late"))
+    )
     positional = [f.name for f in all_fields if not f.metadata.get("cli", True)]
     required = required_fields(config_cls)
 

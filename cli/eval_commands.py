@@ -11,7 +11,7 @@ import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
 from airsearch.trainers.evaluation.classify import EvalClassifyConfig, eval_classify
 from airsearch.trainers.evaluation.common import EvalResult
-from airsearch.trainers.evaluation.gold import GoldConfig, GoldSummary, make_gold
+from airsearch.trainers.evaluation.gold import TEACHER_ONLY, GoldConfig, GoldSummary, make_gold
 from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
 from airsearch.trainers.evaluation.select import EvalSelectConfig, eval_select
 from airsearch.trainers.evaluation.trace import EvalTraceConfig, eval_trace
@@ -24,7 +24,7 @@ def _show(result: EvalResult) -> str:
 
 @click.command("gold")
 @click.argument("corpus", nargs=-1, type=click.Path())
-@config_options(GoldConfig)
+@config_options(GoldConfig, skip=tuple(TEACHER_ONLY))  # gold labels retrain: no teacher options
 @json_option
 @handle_errors
 def gold_cmd(config: GoldConfig, as_json: bool) -> None:

@@ -11,7 +11,7 @@ from airsearch.config import CommandConfig, require
 from airsearch.data.text import DEFAULT_ENCODING, check_encoding
 from airsearch.errors import InputError
 from airsearch.methods.names import METHOD_NAMES, MethodName
-from airsearch.methods.registry import MethodConfig
+from airsearch.methods.registry import MethodConfig, PreconditionOptions
 
 F = dataclasses.field
 AnnType = Literal["IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_SQ", "IVF_FLAT"]
@@ -117,8 +117,10 @@ class IndexConfig(CommandConfig):
 
 
 @dataclasses.dataclass(kw_only=True)
-class QueryConfig(CommandConfig):
-    """Which training examples best explain a (prompt, response)?"""
+class QueryConfig(PreconditionOptions):
+    """Which training examples best explain a (prompt, response)? With ``rerank``, a gradient method
+    rescoring the AirRep candidates may be K-FAC / EK-FAC preconditioned (:class:`PreconditionOptions`;
+    the factors are fitted on a seeded sample of the table's rows unless ``factors_sample`` names a file)."""
 
     db: str = F(metadata={"help": "LanceDB directory"})
     table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
@@ -153,11 +155,17 @@ class QueryConfig(CommandConfig):
         default_factory=list,
         metadata={"help": "DDA/TracIn checkpoint folders (repeatable)", "flag": "--checkpoint"},
     )
-    params: str = F(default="all", metadata={"help": "gradient parameters: all, lora, names:PAT[,PAT]"})
+    params: str = F(
+        default="all",
+        metadata={
+            "help": "gradient parameters: all, linear (what --precondition covers), lora, names:PAT[,PAT]"
+        },
+    )
     proj_dim: int = F(default=0, metadata={"help": "JL projection dimension (0 = exact)"})
     daunce_run: str | None = F(default=None, metadata={"help": "Daunce: folder of a finished run"})
 
     def validate(self) -> None:
+        super().validate()
         require(bool(self.db), "db", "is required (the index directory)")
         require(self.k > 0, "k", "must be positive")
         require(self.mode in SEARCH_MODES, "mode", f"must be one of {SEARCH_MODES}")
@@ -184,6 +192,11 @@ class QueryConfig(CommandConfig):
             "daunce_run",
             "reranking with daunce needs a finished run",
         )
+        require(
+            self.precondition == "none" or self.rerank not in (None, "daunce", "repsim"),
+            "precondition",
+            "preconditions a gradient --rerank method (tracin, gradcos, dda, haif, haif-t)",
+        )
 
     def rerank_method(self) -> MethodConfig | None:
         """The registry config of the ``--rerank`` method (``None`` without ``--rerank``)."""
@@ -197,6 +210,7 @@ class QueryConfig(CommandConfig):
             params=self.params,
             proj_dim=self.proj_dim,
             daunce_run=self.daunce_run,
+            **self.precondition_options(),
         )
 
 

@@ -59,6 +59,19 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory, tiny_lm_examples: list
 
 
 @pytest.fixture(scope="session")
+def tiny_lm_db(
+    tmp_path_factory: pytest.TempPathFactory, tiny_lm_examples: list[Example], tiny_encoder_dir: Path
+) -> Path:
+    """The first 20 :func:`tiny_lm_examples` indexed with the tiny AirRep (the rerank tests' index)."""
+    from tests.helpers.cli import run
+
+    root = tmp_path_factory.mktemp("tiny_lm_db")
+    corpus = write_corpus(root / "corpus.jsonl", [e.to_row() for e in tiny_lm_examples[:20]])
+    run("index", corpus, "--db", root / "db", "--encoder", tiny_encoder_dir, "--batch-size", "8")
+    return root / "db"
+
+
+@pytest.fixture(scope="session")
 def tiny_encoder_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved, untrained AirRep on the tiny random BERT (32-dim)."""
     enc = AirRepEncoder.from_base(str(tiny_bert_dir), device="cpu")

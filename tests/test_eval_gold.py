@@ -99,6 +99,21 @@ def test_gold_rerun_with_other_settings_is_refused(golds, corpus, tiny_lm_dir):
         make_gold(cfg, quiet=True)
 
 
+def test_gold_identity_leaves_out_the_teacher_options_and_a_rerun_resumes(golds, corpus, tiny_lm_dir):
+    """A gold always retrains: the gradient-teacher options (``--precondition`` ...) are not part of
+    its recorded config, so a gold recorded before they existed resumes as it did."""
+    from airsearch.methods.registry import PRECONDITION_FIELDS
+
+    config = golds["local"].record["config"]
+    assert not set(config) & {*PRECONDITION_FIELDS, "teacher_params"} and config["teacher"] == "retrain"
+    cfg = GoldConfig(
+        corpus=[str(corpus)], lm=str(tiny_lm_dir), out=golds["local"].out, gold_protocol="local",
+        warmup_size=12, warmup_epochs=2, warmup_lr=1e-2, **SIZES,
+    )  # fmt: skip
+    again = make_gold(cfg, quiet=True)
+    assert again.labels.done_jobs == again.labels.total_jobs == 8 and again.labels.completed_jobs == 0
+
+
 def test_eval_lds_on_the_paper_gold(golds, corpus, tiny_lm_dir, tmp_path):
     """Gradient methods run on the recorded warm-up model, DDA subtracts the base; the base model as
     the gradient LM is refused; intervals are cluster bootstraps over task x split."""

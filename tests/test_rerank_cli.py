@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import yaml
 
-from airsearch.data.corpus import write_rows
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.lm import load_lm
@@ -18,21 +17,12 @@ from tests.helpers.cli import assert_one_line_error, fill, run
 QUERY = ("What colour is the lemon?", "The lemon is gold.")
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory, tiny_lm_examples, tiny_encoder_dir):
-    """The first 20 tiny-LM examples indexed with the tiny AirRep."""
-    root = tmp_path_factory.mktemp("rerank")
-    corpus = write_rows(root / "corpus.jsonl", [e.to_row() for e in tiny_lm_examples[:20]])
-    run("index", corpus, "--db", root / "db", "--encoder", tiny_encoder_dir, "--batch-size", "8")
-    return root / "db"
-
-
 def test_query_rerank_gradcos_orders_airrep_candidates_by_method_score(
-    db, tiny_lm_dir, tiny_lm_examples, tiny_encoder_dir
+    tiny_lm_db, tiny_lm_dir, tiny_lm_examples, tiny_encoder_dir
 ):
     n, k = 6, 4
     out = run(
-        "query", "--db", db, "--prompt", QUERY[0], "--response", QUERY[1], "-k", k,
+        "query", "--db", tiny_lm_db, "--prompt", QUERY[0], "--response", QUERY[1], "-k", k,
         "--rerank", "gradcos", "--lm", tiny_lm_dir, "--candidates", n, "--json",
     )  # fmt: skip
     (res,) = json.loads(out.stdout)
@@ -61,7 +51,7 @@ def test_query_rerank_gradcos_orders_airrep_candidates_by_method_score(
     np.testing.assert_allclose([c["score"] for c in got], ref[order], rtol=1e-4, atol=1e-6)
 
     human = run(
-        "query", "--db", db, "--prompt", QUERY[0], "--response", QUERY[1], "-k", 2,
+        "query", "--db", tiny_lm_db, "--prompt", QUERY[0], "--response", QUERY[1], "-k", 2,
         "--rerank", "gradcos", "--lm", tiny_lm_dir, "--candidates", n,
     ).stdout  # fmt: skip
     assert "reranked by gradcos" in human and "(retrieval " in human
@@ -81,19 +71,21 @@ def test_query_rerank_gradcos_orders_airrep_candidates_by_method_score(
         pytest.param(("--rerank", "daunce"), "--daunce-run", 2, id="daunce-without-run"),
     ],
 )
-def test_query_rerank_errors_are_one_line(tmp_path, db, options, fragment, code):
-    argv = ("query", "--db", db, "--prompt", "p", "--response", "r", *options)
+def test_query_rerank_errors_are_one_line(tmp_path, tiny_lm_db, options, fragment, code):
+    argv = ("query", "--db", tiny_lm_db, "--prompt", "p", "--response", "r", *options)
     assert_one_line_error(run(*fill(argv, tmp=tmp_path), ok=False), fragment, code=code)
 
 
-def test_query_config_file_sets_the_rerank_options(tmp_path, db, tiny_lm_dir):
+def test_query_config_file_sets_the_rerank_options(tmp_path, tiny_lm_db, tiny_lm_dir):
     """The rerank options are QueryConfig fields: `query --config FILE` sets them (old spellings too)."""
     flags = ("--rerank", "gradcos", "--lm", tiny_lm_dir, "--candidates", 5, "-k", 3)
     expected = json.loads(
-        run("query", "--db", db, "--prompt", QUERY[0], "--response", QUERY[1], *flags, "--json").stdout
+        run(
+            "query", "--db", tiny_lm_db, "--prompt", QUERY[0], "--response", QUERY[1], *flags, "--json"
+        ).stdout
     )
     assert expected[0]["reranked_by"] == "gradcos"
-    cfg = {"db": str(db), "prompt": QUERY[0], "response": QUERY[1], "k": 3}
+    cfg = {"db": str(tiny_lm_db), "prompt": QUERY[0], "response": QUERY[1], "k": 3}
     rerank = {"rerank": "gradcos", "lm": str(tiny_lm_dir), "candidates": 5}
     (tmp_path / "q.yaml").write_text(yaml.safe_dump({**cfg, **rerank}))
     got = run("query", "--config", tmp_path / "q.yaml", "--json")

@@ -3,6 +3,10 @@
 Writes ``out/results.json`` (top-k train examples per query, highest score first), the config, and
 with ``full_matrix`` the ``[n_train, n_queries]`` score matrix (``scores.safetensors``). With
 ``vectors`` the train vectors are stored and reused (a store made by other settings is refused).
+With ``per_token`` every top-k train example also carries the share of each of its response tokens
+in its score for the query (:meth:`~airsearch.methods.base.AttributionMethod.token_scores`; for
+grad-dot the token gradient ``grad l_t / n`` dotted with the query gradient, HAIF Eq. 23's per-token
+terms); the shares add up to the score.
 The method comes from the one registry, :func:`airsearch.methods.registry.load_method`.
 """
 
@@ -10,12 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from airsearch.config import require
 from airsearch.data.text import DEFAULT_ENCODING, check_encoding
 from airsearch.errors import InputError
 from airsearch.methods.registry import MethodConfig, load_method
-from airsearch.results import Result
+from airsearch.results import Result, omitted_when_none
+
+if TYPE_CHECKING:
+    from airsearch.data.example import Example
+    from airsearch.methods.base import AttributionMethod
 
 
 @dataclass(kw_only=True)
@@ -32,6 +41,15 @@ class AttributeConfig(MethodConfig):
     full_matrix: bool = field(default=False, metadata={"help": "Also write the full score matrix."})
     vectors: str | None = field(default=None, metadata={"help": "Store / reuse train vectors here."})
     block_size: int = field(default=256, metadata={"help": "Train examples per scoring block."})
+    per_token: bool = field(
+        default=False,
+        metadata={
+            "help": "Also split each top-k example's score over its response tokens (gradient methods)."
+        },
+    )
+    top_tokens: int = field(
+        default=5, metadata={"help": "Tokens shown per example in the summary (--per-token)."}
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -40,6 +58,12 @@ class AttributeConfig(MethodConfig):
         require(self.k >= 1, "k", "must be at least 1")
         require(self.block_size >= 1, "block_size", "must be at least 1")
         check_encoding(self.encoding)
+        require(self.top_tokens >= 1, "top_tokens", "must be at least 1")
+        require(
+            not self.per_token or self.method not in ("daunce", "repsim"),
+            "per_token",
+            f"per-token scores come from gradient methods, not {self.method}",
+        )
         require(
             self.method == "daunce" or bool(self.lm or self.checkpoints),
             "lm",
@@ -53,11 +77,23 @@ class AttributeConfig(MethodConfig):
 
 
 @dataclass(frozen=True)
+class TokenShare(Result):
+    """One response token of a train example and its share of the example's score for a query (the
+    JSON shape of ``airsearch explain``'s token view, plus the token id)."""
+
+    token: str
+    token_id: int
+    contribution: float
+
+
+@dataclass(frozen=True)
 class Attributed(Result):
-    """A train example and its attribution score for one query."""
+    """A train example and its attribution score for one query (with ``per_token``, the shares of
+    its response tokens, in token order; they add up to ``score``)."""
 
     id: str
     score: float
+    tokens: list[TokenShare] | None = omitted_when_none()
 
 
 @dataclass(frozen=True)
@@ -132,11 +168,13 @@ def _attribute(cfg: AttributeConfig) -> AttributeResult:
         if writer:
             writer.close()
         scores, idx = heap.result()
+    shares = _token_shares(method, train, queries, idx) if cfg.per_token else {}
     results = [
         QueryAttribution(
             query_id=q.id,
             top=[
-                Attributed(id=ids[int(i)], score=float(sc)) for sc, i in zip(scores[j], idx[j], strict=True)
+                Attributed(id=ids[int(i)], score=float(sc), tokens=shares.get((j, int(i))))
+                for sc, i in zip(scores[j], idx[j], strict=True)
             ],
         )
         for j, q in enumerate(queries)
@@ -153,3 +191,22 @@ def _attribute(cfg: AttributeConfig) -> AttributeResult:
     return AttributeResult(
         out=str(out), method=method.name, train=len(train), queries=len(queries), k=k, results=results
     )
+
+
+def _token_shares(
+    method: AttributionMethod, train: list[Example], queries: list[Example], idx: Any
+) -> dict[tuple[int, int], list[TokenShare]]:
+    """``{(query j, train row i): token shares}`` for every top-k pair, one per-token gradient pass
+    per distinct train example."""
+    rows = sorted({int(i) for r in idx for i in r})
+    per = dict(zip(rows, method.token_scores([train[i] for i in rows], queries), strict=True))
+    out: dict[tuple[int, int], list[TokenShare]] = {}
+    for j, top in enumerate(idx):
+        for i in map(int, top):
+            ts = per[i]
+            values = ts.scores[:, j].tolist()
+            out[j, i] = [
+                TokenShare(token=t, token_id=tid, contribution=float(v))
+                for t, tid, v in zip(ts.tokens, ts.token_ids, values, strict=True)
+            ]
+    return out

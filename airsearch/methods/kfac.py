@@ -38,10 +38,10 @@ from torch.func import functional_call
 from airsearch.data.example import Example
 from airsearch.errors import InputError
 from airsearch.methods.gradients import GradientModel, _eval, _right_trim, length_sorted_batches
+from airsearch.methods.names import FisherKind
 from airsearch.progress import progress
 
 FactorKind = Literal["kfac", "ekfac"]
-FisherKind = Literal["empirical", "sampled"]
 DAMPING_RULE = "0.1 x mean eigenvalue of the module"
 DAMPING_FRACTION = 0.1
 

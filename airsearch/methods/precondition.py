@@ -43,9 +43,8 @@ from airsearch.methods.kfac import (
     fit_factors,
     linear_blocks,
 )
+from airsearch.methods.names import PRECONDITION_KINDS, PreconditionKind
 
-PreconditionKind = Literal["none", "kfac", "ekfac"]
-PRECONDITION_KINDS = ("none", "kfac", "ekfac")
 Side = Literal["inverse", "whiten"]
 
 
@@ -106,13 +105,18 @@ class Preconditioner:
         }
 
 
+def sample_positions(n: int, max_samples: int, seed: int = 0) -> list[int]:
+    """Positions (ascending) of the fitting sample among ``n`` rows sorted by id: all of them when
+    ``max_samples`` is 0 or at least ``n``, else a seeded random subset of ``max_samples``."""
+    if max_samples <= 0 or n <= max_samples:
+        return list(range(n))
+    return sorted(np.random.default_rng(seed).choice(n, size=max_samples, replace=False).tolist())
+
+
 def fitting_sample(examples: Sequence[Example], max_samples: int, seed: int = 0) -> list[Example]:
     """At most ``max_samples`` examples: all of them, or a seeded random subset in id order."""
     ordered = sorted(examples, key=lambda ex: ex.id)
-    if max_samples <= 0 or len(ordered) <= max_samples:
-        return ordered
-    keep = np.random.default_rng(seed).choice(len(ordered), size=max_samples, replace=False)
-    return [ordered[i] for i in sorted(keep.tolist())]
+    return [ordered[i] for i in sample_positions(len(ordered), max_samples, seed)]
 
 
 def sample_description(examples: Sequence[Example], max_length: int, seed: int) -> dict[str, Any]:

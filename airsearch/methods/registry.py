@@ -7,13 +7,22 @@ all call :func:`load_method`; :class:`Reranker` adapts a method to the query rer
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from airsearch.config import CommandConfig, require
 from airsearch.data.example import Example
 from airsearch.errors import InputError
-from airsearch.methods.names import DEBIAS_READINGS, METHOD_NAMES, MethodName, ScoreKind
+from airsearch.methods.names import (
+    DEBIAS_READINGS,
+    FISHER_KINDS,
+    METHOD_NAMES,
+    PRECONDITION_KINDS,
+    FisherKind,
+    MethodName,
+    PreconditionKind,
+    ScoreKind,
+)
 
 if TYPE_CHECKING:  # the models load when a method is built, not when its config is read
     import numpy as np
@@ -25,7 +34,71 @@ BLACKBOX = "Black-box Daunce (without a finished run; the evaluation harness): "
 
 
 @dataclass(kw_only=True)
-class MethodConfig(CommandConfig):
+class PreconditionOptions(CommandConfig):
+    """The K-FAC / EK-FAC options (methods.md §0a), one vocabulary for every command that runs a
+    gradient method: ``attribute`` and ``eval`` (through :class:`MethodConfig`), ``query --rerank``
+    and the gradient teachers of ``labels generate``.
+
+    ``precondition`` kfac / ekfac turns a gradient method's scores into influence with the damped
+    curvature, ``g_test^T (H + lambda I)^{-1} g_train`` (Grosse et al. 2023, Eq. 5); ``damping`` is
+    ``lambda`` (default: 0.1 x the mean eigenvalue of each module, Kronfluence's heuristic); the
+    factors are fitted on ``factors_sample`` (a corpus file) or on the command's own training rows,
+    at most ``factors_samples`` of them (seeded), and kept in ``factors`` when given (fitted once per
+    model and parameter set, reused after, refused on a mismatch).
+    """
+
+    precondition: PreconditionKind = field(
+        default="none",
+        metadata={
+            "late": True,
+            "help": "Hessian-aware influence: none, kfac or ekfac (Linear / LoRA parameters).",
+        },
+    )
+    damping: float | None = field(
+        default=None,
+        metadata={
+            "late": True,
+            "help": "K-FAC / EK-FAC damping (default: 0.1 x mean eigenvalue per module).",
+        },
+    )
+    fisher: FisherKind = field(
+        default="empirical", metadata={"late": True, "help": "Fisher of the factors: empirical or sampled."}
+    )
+    factors: str | None = field(
+        default=None,
+        metadata={
+            "late": True,
+            "help": "Folder of K-FAC / EK-FAC factors (fitted on first use, then reused).",
+        },
+    )
+    factors_sample: str | None = field(
+        default=None,
+        metadata={
+            "late": True,
+            "help": "Corpus file to fit the factors on (default: the command's training rows).",
+        },
+    )
+    factors_samples: int = field(
+        default=1000,
+        metadata={"late": True, "help": "At most this many fitting examples (seeded; 0: all of them)."},
+    )
+
+    def validate(self) -> None:
+        require(self.precondition in PRECONDITION_KINDS, "precondition", "must be none, kfac or ekfac")
+        require(self.damping is None or self.damping >= 0, "damping", "must be >= 0")
+        require(self.fisher in FISHER_KINDS, "fisher", "must be empirical or sampled")
+        require(self.factors_samples >= 0, "factors_samples", "must be >= 0 (0: the whole sample)")
+
+    def precondition_options(self) -> dict[str, Any]:
+        """These options' values, to pass on to another config that has them (a :class:`MethodConfig`)."""
+        return {name: getattr(self, name) for name in PRECONDITION_FIELDS}
+
+
+PRECONDITION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PreconditionOptions))
+
+
+@dataclass(kw_only=True)
+class MethodConfig(PreconditionOptions):
     """Which attribution method, on which models (``attribute``, ``query --rerank``, teachers, ``eval``)."""
 
     method: MethodName = field(default="gradcos", metadata={"help": f"One of {', '.join(METHOD_NAMES)}."})
@@ -50,7 +123,12 @@ class MethodConfig(CommandConfig):
             "fine-tuned model, train gradient at the base)."
         },
     )
-    params: str = field(default="all", metadata={"help": "Gradient parameters: all, lora, names:PAT[,PAT]."})
+    params: str = field(
+        default="all",
+        metadata={
+            "help": "Gradient parameters: all, linear (what --precondition covers), lora, names:PAT[,PAT]."
+        },
+    )
     lora_rank: int = field(
         default=8, metadata={"help": "Rank of the gradient LoRA adapters (--params lora)."}
     )
@@ -64,32 +142,13 @@ class MethodConfig(CommandConfig):
     )
     daunce_lr: float = field(default=1e-3, metadata={"help": BLACKBOX + "learning rate.", "cli": False})
     daunce_epochs: int = field(default=1, metadata={"help": BLACKBOX + "epochs.", "cli": False})
-    precondition: str = field(
-        default="none",
-        metadata={"help": "Hessian-aware influence: none, kfac or ekfac (Linear / LoRA parameters)."},
-    )
-    damping: float | None = field(
-        default=None, metadata={"help": "K-FAC / EK-FAC damping (default: 0.1 x mean eigenvalue per module)."}
-    )
-    fisher: str = field(
-        default="empirical", metadata={"help": "Fisher of the factors: empirical or sampled."}
-    )
-    factors: str | None = field(
-        default=None,
-        metadata={"help": "Folder of K-FAC / EK-FAC factors (fitted on first use, then reused)."},
-    )
-    factors_sample: str | None = field(
-        default=None, metadata={"help": "Corpus file to fit the factors on (default: the train set, if any)."}
-    )
-    factors_samples: int = field(
-        default=1000, metadata={"help": "At most this many fitting examples (seeded)."}
-    )
     batch_size: int = field(default=8, metadata={"help": "Examples per gradient batch."})
     max_length: int | None = field(
         default=None, metadata={"help": "Tokens per example (default: the LM's own, 512 from a folder)."}
     )
 
     def validate(self) -> None:
+        super().validate()
         require(self.method in METHOD_NAMES, "method", f"must be one of {list(METHOD_NAMES)}")
         require(self.debias in DEBIAS_READINGS, "debias", f"must be one of {list(DEBIAS_READINGS)}")
         require(self.proj_dim >= 0, "proj_dim", "must be >= 0")
@@ -100,10 +159,6 @@ class MethodConfig(CommandConfig):
         require(self.daunce_lr > 0, "daunce_lr", "must be positive")
         require(self.daunce_epochs >= 1, "daunce_epochs", "must be at least 1")
         require(self.batch_size >= 1, "batch_size", "must be at least 1")
-        require(self.precondition in ("none", "kfac", "ekfac"), "precondition", "must be none, kfac or ekfac")
-        require(self.damping is None or self.damping >= 0, "damping", "must be >= 0")
-        require(self.fisher in ("empirical", "sampled"), "fisher", "must be empirical or sampled")
-        require(self.factors_samples >= 0, "factors_samples", "must be >= 0 (0: the whole sample)")
         require(self.max_length is None or self.max_length >= 2, "max_length", "must be at least 2")
 
 
@@ -183,9 +238,9 @@ def _precondition(cfg: MethodConfig, sample: Sequence[Example] | None) -> Any:
 
         sample = load_corpus(cfg.factors_sample).examples
     return Precondition(
-        cfg.precondition,  # type: ignore[arg-type]
+        cfg.precondition,
         damping=cfg.damping,
-        fisher=cfg.fisher,  # type: ignore[arg-type]
+        fisher=cfg.fisher,
         factors_dir=cfg.factors,
         sample=list(sample) if sample else None,
         max_samples=cfg.factors_samples,

@@ -16,6 +16,7 @@ import argparse
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from safetensors.torch import save_file
 
@@ -58,6 +59,51 @@ def tiny_folder(examples: list[Example], steps: int) -> Path:
     return out
 
 
+def write_data(
+    out: Path,
+    lm_dir: Path,
+    lm: Any,
+    train: list[Example],
+    test: list[Example],
+    max_length: int,
+    modules_filter: str = "",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write a data folder every tool's side reads (``common.py``): ``lm`` (a link to ``lm_dir``),
+    ``tokens.safetensors`` (airsearch's tokenisation of ``train`` / ``test``), the rows as JSONL and
+    ``meta.json`` (the Linear modules of the transformer blocks whose name contains
+    ``modules_filter``: the parameter scope; plus ``extra``); returns the meta."""
+    out.mkdir(parents=True, exist_ok=True)
+    link = out / "lm"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(lm_dir).resolve())
+    tensors = {}
+    for part, rows in (("train", train), ("test", test)):
+        enc = encode_examples(lm, rows, max_length)
+        for key in ("input_ids", "labels", "attention_mask"):
+            tensors[f"{part}_{key}"] = enc[key].contiguous()
+        (out / f"{part}.jsonl").write_text("".join(json.dumps(ex.to_row()) + "\n" for ex in rows))
+    save_file(tensors, str(out / "tokens.safetensors"))
+    params = sorted(linear_parameter_names(lm.model))
+    modules = sorted({p.rpartition(".")[0] for p in params if modules_filter in p})
+    meta = {
+        **(extra or {}),
+        "lm_source": lm.source,
+        "num_parameters": lm.num_parameters(),
+        "scope_parameters": sum(
+            p.numel() for n, p in lm.model.named_parameters() if n.rpartition(".")[0] in modules
+        ),
+        "modules": modules,
+        "n_train": len(train),
+        "n_test": len(test),
+        "max_length": max_length,
+        "tokens_train": int((tensors["train_labels"] != -100).sum()),
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True)
@@ -76,35 +122,9 @@ def main() -> None:
     stride = max(1, len(corpus) // (args.n_train + args.n_test))
     picked = corpus[::stride][: args.n_train + args.n_test]
     train, test = picked[: args.n_train], picked[args.n_train :]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    link = out / "lm"
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(lm_dir.resolve())
-    tensors = {}
-    for part, rows in (("train", train), ("test", test)):
-        enc = encode_examples(lm, rows, args.max_length)
-        for key in ("input_ids", "labels", "attention_mask"):
-            tensors[f"{part}_{key}"] = enc[key].contiguous()
-        (out / f"{part}.jsonl").write_text("".join(json.dumps(ex.to_row()) + "\n" for ex in rows))
-    save_file(tensors, str(out / "tokens.safetensors"))
-    params = sorted(linear_parameter_names(lm.model))
-    modules = sorted({p.rpartition(".")[0] for p in params if args.modules in p})
-    meta = {
-        "model": args.model,
-        "lm_source": lm.source,
-        "num_parameters": lm.num_parameters(),
-        "scope_parameters": sum(
-            p.numel() for n, p in lm.model.named_parameters() if n.rpartition(".")[0] in modules
-        ),
-        "modules": modules,
-        "n_train": len(train),
-        "n_test": len(test),
-        "max_length": args.max_length,
-        "tokens_train": int((tensors["train_labels"] != -100).sum()),
-    }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    meta = write_data(
+        Path(args.out), lm_dir, lm, train, test, args.max_length, args.modules, {"model": args.model}
+    )
     print(json.dumps(meta)[:400])
 
 

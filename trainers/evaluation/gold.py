@@ -39,6 +39,7 @@ from airsearch.data.corpus import Corpus, fingerprint_examples
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.lm.model import TargetLM
+from airsearch.methods.registry import PRECONDITION_FIELDS
 from airsearch.results import Result
 
 GOLD_PROTOCOLS = ("paper", "local")
@@ -188,8 +189,13 @@ def open_gold(path: str | Path) -> Gold:
     )  # fmt: skip
 
 
+# LabelConfig's gradient-teacher options: a gold always retrains, so they are not part of its identity
+# (a gold recorded before they existed still resumes)
+TEACHER_ONLY = frozenset({*PRECONDITION_FIELDS, "teacher_params"})
+
+
 def _identity(cfg: GoldConfig) -> dict[str, Any]:
-    return {k: v for k, v in cfg.to_dict().items() if k not in EXECUTION_FIELDS}
+    return {k: v for k, v in cfg.to_dict().items() if k not in EXECUTION_FIELDS | TEACHER_ONLY}
 
 
 def warmup_split(examples: list[Example], size: int, seed: int) -> tuple[list[Example], list[Example]]:

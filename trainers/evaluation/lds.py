@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from airsearch.trainers.evaluation.common import (
     cost_entry,
 )
 from airsearch.trainers.evaluation.gold import Gold, open_gold
-from airsearch.trainers.evaluation.methods import BUILTIN_METHODS, group_scores
+from airsearch.trainers.evaluation.methods import BUILTIN_METHODS, Method, group_scores
 from airsearch.trainers.evaluation.metrics import (
     BootstrapCI,
     PairedDifference,
@@ -204,9 +205,46 @@ def dev_clusters(gold_examples: dict[str, Example], splits: list[Any], field_nam
     return DevClusters(ways=ways, n_clusters=counts, per_query=keys)
 
 
-def _cluster_array(clusters: DevClusters, field_name: str) -> np.ndarray:
+def cluster_keys(clusters: DevClusters, field_name: str) -> np.ndarray:
+    """``[n_dev, ways]`` cluster keys of the resampled ways (what :func:`clustered_mean_ci` takes)."""
     cols = [0 if w == field_name else 1 for w in clusters.ways]
     return np.asarray(clusters.per_query, dtype=object)[:, cols] if cols else np.zeros((0, 0))
+
+
+def method_lds(
+    method: Method,
+    splits: Sequence[Any],
+    gold_examples: dict[str, Example],
+    row: dict[str, int],
+    keys: np.ndarray,
+    *,
+    aggregation: str,
+    block_size: int = 4096,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> LdsScore:
+    """The LDS of one prepared method on the gold ``splits`` (AirRep §5; methods.md §6): per split, the
+    group score of every subset (``row`` maps a train id to the method's training row) rank-correlated
+    per dev example with the gold targets, then the mean with the cluster-bootstrap interval over
+    ``keys`` (:func:`cluster_keys`) and the example-level one."""
+    per: list[np.ndarray] = []
+    n_queries = 0
+    with Timer() as t:
+        for s in splits:
+            dev = [gold_examples[i] for i in s.dev_ids]
+            members = [[row[i] for i in m] for m in s.members]
+            pred = group_scores(method, dev, members, aggregation, block_size=block_size)
+            per.append(lds_per_example(pred, s.targets()))
+            n_queries += len(dev)
+    values = np.concatenate(per)
+    return LdsScore(
+        lds=clustered_mean_ci(values, keys, n_resamples=n_resamples, seed=seed),
+        lds_examples=bootstrap_mean_ci(values, n_resamples=n_resamples, seed=seed),
+        aggregation=aggregation,
+        fingerprint=method.fingerprint(),
+        cost=cost_entry(method, t.seconds, n_queries),
+        per_query=values.tolist(),
+    )
 
 
 def eval_lds(
@@ -255,32 +293,17 @@ def eval_lds(
     train = [by_id[i] for i in train_ids]
     lm, base_lm = _models(cfg, gold, lm)
     clusters = dev_clusters(gold_examples, splits, cfg.cluster_field)
-    keys = _cluster_array(clusters, cfg.cluster_field)
+    keys = cluster_keys(clusters, cfg.cluster_field)
 
     out = Path(cfg.out) if cfg.out else None
     results: dict[str, LdsScore] = {}
     workdir = out / "work" if out else None
     for label, method in build_methods(cfg, lm=lm, base_lm=base_lm, workdir=workdir):
         method.prepare(train)
-        agg = aggregation_for(cfg, method)
-        per: list[np.ndarray] = []
-        n_queries = 0
-        with Timer() as t:
-            for s in splits:
-                dev = [gold_examples[i] for i in s.dev_ids]
-                members = [[row[i] for i in m] for m in s.members]
-                pred = group_scores(method, dev, members, agg, block_size=cfg.block_size)
-                per.append(lds_per_example(pred, s.targets()))
-                n_queries += len(dev)
-        values = np.concatenate(per)
-        results[label] = LdsScore(
-            lds=clustered_mean_ci(values, keys, n_resamples=cfg.bootstrap, seed=cfg.seed),
-            lds_examples=bootstrap_mean_ci(values, n_resamples=cfg.bootstrap, seed=cfg.seed),
-            aggregation=agg,
-            fingerprint=method.fingerprint(),
-            cost=cost_entry(method, t.seconds, n_queries),
-            per_query=values.tolist(),
-        )
+        results[label] = method_lds(
+            method, splits, gold_examples, row, keys, aggregation=aggregation_for(cfg, method),
+            block_size=cfg.block_size, n_resamples=cfg.bootstrap, seed=cfg.seed,
+        )  # fmt: skip
 
     paired = {
         f"{a} - {b}": paired_difference(
@@ -326,10 +349,11 @@ def eval_lds(
             ["method", "LDS (x100)", f"95% CI, resampling {by}", "dev examples", "aggregation"], rows
         ),
     )
-    return result.written(out, "lds", lambda d: _plots(d, results))
+    return result.written(out, "lds", lambda d: lds_plots(d, results))
 
 
-def _plots(out: Path, results: dict[str, LdsScore]) -> dict[str, Path]:
+def lds_plots(out: Path, results: dict[str, LdsScore]) -> dict[str, Path]:
+    """``lds.png`` (mean and interval per method) and ``lds_per_query.png`` (the distributions)."""
     names = list(results)
     bars = bar_plot(
         out / "lds.png",

@@ -5,16 +5,27 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import field
 
-from airsearch.config import CommandConfig, require
+from airsearch.config import require
+from airsearch.methods.registry import PreconditionOptions
 
 # Fields that change how a run executes (or what is recorded beside the labels) but not the labels: a
-# rerun into the same store may change them freely. Corpus and model *paths* are also free; their content fingerprints are checked.
-EXECUTION_FIELDS = frozenset({"corpus", "lm", "out", "workers", "ray", "eval_batch_size", "movement"})
+# rerun into the same store may change them freely. Corpus and model *paths* are also free; their
+# content fingerprints are checked (the factors folder's manifest too).
+EXECUTION_FIELDS = frozenset(
+    {"corpus", "lm", "out", "workers", "ray", "eval_batch_size", "movement", "factors"}
+)
+# The teachers that take gradients (the ones --teacher-params and --precondition apply to).
+GRADIENT_TEACHERS = ("tracin", "gradcos", "dda", "haif", "haif-t")
 
 
 @dataclasses.dataclass(kw_only=True)
-class LabelConfig(CommandConfig):
-    """Subset-retraining labels (AirRep §3.2, Eq. 8; methods.md §1)."""
+class LabelConfig(PreconditionOptions):
+    """Subset-retraining labels (AirRep §3.2, Eq. 8; methods.md §1), or a gradient teacher's scores.
+
+    A gradient teacher may be K-FAC / EK-FAC preconditioned (:class:`PreconditionOptions`): the
+    factors are fitted on the splits' train pools (or ``factors_sample``) and kept in ``factors``,
+    by default the store's ``factors/`` folder, so a resumed run reuses them.
+    """
 
     corpus: list[str] = field(
         default_factory=list,
@@ -58,6 +69,13 @@ class LabelConfig(CommandConfig):
     teacher_base_lm: str | None = field(
         default=None, metadata={"help": "DDA teacher: the LM before fine-tuning (debias term)."}
     )
+    teacher_params: str = field(
+        default="all",
+        metadata={
+            "help": "Gradient teacher's parameters: all, linear (what --precondition covers), lora, "
+            "names:PAT[,PAT]."
+        },
+    )
     movement: bool = field(
         default=False,
         metadata={
@@ -74,6 +92,7 @@ class LabelConfig(CommandConfig):
     )
 
     def validate(self) -> None:
+        super().validate()
         for name in (
             "splits",
             "dev_size",
@@ -109,6 +128,12 @@ class LabelConfig(CommandConfig):
             "teacher_base_lm",
             f"only for the dda teacher, not {self.teacher!r}",
         )
+        for name, unset in (("teacher_params", "all"), ("precondition", "none")):
+            require(
+                getattr(self, name) == unset or self.teacher in GRADIENT_TEACHERS,
+                name,
+                f"only for the gradient teachers {', '.join(GRADIENT_TEACHERS)}, not {self.teacher!r}",
+            )
 
     def identity(self) -> dict:
         """The fields that determine the labels (everything but :data:`EXECUTION_FIELDS`)."""

@@ -9,8 +9,10 @@ instead of one fine-tune per subset. The store manifest records the teacher (``L
 
 DDA/TracIn checkpoints and DDA's base model come from ``--teacher-checkpoint DIR`` (repeatable;
 default: ``--lm`` alone) and ``--teacher-base-lm DIR`` (default: none, no debias term); both
-are recorded in the store manifest with the rest of the config. The method itself comes from the one
-registry, :func:`airsearch.methods.registry.load_method`.
+are recorded in the store manifest with the rest of the config. ``--teacher-params`` picks the
+gradient parameters and ``--precondition kfac|ekfac`` (with ``--damping``, ``--factors``, ...: the
+options of every gradient command) makes the teacher's scores K-FAC / EK-FAC influence. The method
+itself comes from the one registry, :func:`airsearch.methods.registry.load_method`.
 """
 
 from __future__ import annotations
@@ -29,10 +31,18 @@ from airsearch.methods.base import AttributionMethod
 
 
 def teacher_method(
-    name: str, lm: TargetLM, cfg: LabelConfig, store: LabelStore, examples: Sequence[Example]
+    name: str,
+    lm: TargetLM,
+    cfg: LabelConfig,
+    store: LabelStore,
+    examples: Sequence[Example],
+    fit_sample: Sequence[Example] | None = None,
 ) -> AttributionMethod:
-    """The method behind a teacher name (gradient parameters: all; exact gradients). The Daunce
-    teacher first runs (or resumes) its perturbed fine-tunes into the store's ``daunce/`` folder."""
+    """The method behind a teacher name (gradient parameters ``cfg.teacher_params``; exact
+    gradients). The Daunce teacher first runs (or resumes) its perturbed fine-tunes into the store's
+    ``daunce/`` folder. A preconditioned teacher (``cfg.precondition``) fits its K-FAC / EK-FAC
+    factors on ``fit_sample`` (default ``examples``) unless ``cfg.factors_sample`` names a file, and
+    keeps them in ``cfg.factors``, by default the store's ``factors/`` folder."""
     from airsearch.trainers.daunce import DaunceConfig, run_daunce
 
     from airsearch.methods.registry import MethodConfig, load_method
@@ -49,8 +59,11 @@ def teacher_method(
         base_lm=cfg.teacher_base_lm,
         max_length=cfg.max_length,
         daunce_run=str(daunce_run) if daunce_run else None,
+        params=cfg.teacher_params,
+        **{**cfg.precondition_options(), "factors": cfg.factors or str(store.root / "factors")},
     )
-    return load_method(mcfg, lm=lm, show_progress=True)
+    fit = list(fit_sample) if fit_sample is not None else list(examples)
+    return load_method(mcfg, lm=lm, fit_sample=fit, show_progress=True)
 
 
 def write_teacher_labels(
@@ -67,7 +80,8 @@ def write_teacher_labels(
     by_id = {e.id: e for e in corpus.examples}
     needed_ids = sorted({i for p in plans for i in (*p.pool_ids, *p.dev_ids)})
     examples = [by_id[i] for i in needed_ids]
-    method = method or teacher_method(cfg.teacher, lm, cfg, store, examples)
+    pools = sorted({i for p in plans for i in p.pool_ids})  # the train side: the factors' fitting sample
+    method = method or teacher_method(cfg.teacher, lm, cfg, store, examples, [by_id[i] for i in pools])
     done = set(store.done_job_ids())
     feats = None
     for plan in plans:
