@@ -37,6 +37,7 @@ from airsearch.encoder import DEFAULT_ENCODER, AirRepEncoder, resolve_encoder_so
 from airsearch.errors import AirsearchError, InputError
 from airsearch.progress import announce, format_seconds, progress
 from airsearch.results import Result, omitted_when_none
+from airsearch.runtime import DEFAULT_QUANTIZE, DEFAULT_RUNTIME, runtime_label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,9 +72,12 @@ def encoder_source_label(name: str | None) -> str:
     return str(p.resolve()) if p.exists() else str(name)
 
 
-def load_encoder(name: str | None) -> AirRepEncoder:
+def load_encoder(
+    name: str | None, runtime: str = DEFAULT_RUNTIME, quantize: str = DEFAULT_QUANTIZE
+) -> AirRepEncoder:
+    """The encoder ``name`` on ``runtime`` at ``quantize`` (:mod:`airsearch.runtime`)."""
     resolve_encoder_source(name)  # clear error for a missing folder before the heavy load
-    return AirRepEncoder.load(name)
+    return AirRepEncoder.load(name, runtime=runtime, quantize=quantize)
 
 
 def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> IndexSummary:
@@ -94,10 +98,14 @@ def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> In
             )
         if not adding:
             store.check_new_table(cfg.table, overwrite=cfg.overwrite)
-        enc = encoder or load_encoder(cfg.encoder)
         live = store.open(cfg.table) if adding else None
-        if live is not None:
-            live.check_encoder(enc.fingerprint, dim=enc.dim)  # before anything is encoded
+        if live is not None and encoder is None:  # a runtime other than the table's: before loading
+            live.check_encoder(
+                live.meta.encoder_fingerprint, runtime=runtime_label(cfg.runtime, cfg.quantize)
+            )
+        enc = encoder or load_encoder(cfg.encoder, cfg.runtime, cfg.quantize)
+        if live is not None:  # before anything is encoded
+            live.check_encoder(enc.fingerprint, dim=enc.dim, runtime=enc.runtime_label)
         staging = Staging.claim(store, cfg.table, staging_key(build_identity(cfg, enc, live)))
         try:
             return _Build(cfg, store, enc, staging, live, start).run()
