@@ -81,6 +81,16 @@ class IndexConfig(CommandConfig):
     chunk_size: int = F(default=1024, metadata={"help": "rows encoded and written per chunk"})
     runtime: Runtime = F(default="torch", metadata={"help": RUNTIME_HELP})
     quantize: Quantize = F(default="none", metadata={"help": QUANTIZE_HELP})
+    ray: str | None = F(
+        default=None,
+        metadata={
+            "help": "encode on Ray: 'auto' (the running cluster), a cluster ADDRESS, or 'local' (a local Ray)"
+        },
+    )
+    workers: int | None = F(
+        default=None,
+        metadata={"help": "encoder actors with --ray (default: one per GPU, else one per 2 CPUs)"},
+    )
     prompt_field: str | None = F(default=None, metadata={"help": "column holding the prompt"})
     response_field: str | None = F(default=None, metadata={"help": "column holding the response"})
     id_field: str = F(default="id", metadata={"help": "column holding row ids"})
@@ -120,6 +130,13 @@ class IndexConfig(CommandConfig):
         require(self.refine_factor is None or self.refine_factor >= 0, "refine_factor", "must be >= 0")
         require(self.ef is None or self.ef > 0, "ef", "must be positive")
         check_runtime(self.runtime, self.quantize)
+        require(
+            self.ray is None or bool(self.ray.strip()), "ray", "give 'auto', a cluster address or 'local'"
+        )
+        require(self.workers is None or self.workers >= 1, "workers", "must be at least 1")
+        require(
+            self.workers is None or self.ray is not None, "workers", "sets the encoder actors of a Ray build"
+        )
 
 
 @dataclasses.dataclass(kw_only=True)
