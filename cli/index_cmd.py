@@ -25,6 +25,8 @@ def _human(s: IndexSummary) -> str:
         + ("" if s.index.ann else " (exact search; ANN is built above the row threshold)"),
         f"  time         {s.seconds:.1f} s  ({s.rows_per_second:,.0f} rows/s)",
     ]
+    if s.ray_workers:
+        lines.insert(-1, f"  ray          {s.ray_workers} encoder actor(s)")
     if s.resumed_rows:
         lines.insert(2, f"  resumed      {s.resumed_rows:,} rows were encoded by the interrupted run")
     if s.skipped:

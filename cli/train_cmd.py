@@ -24,6 +24,13 @@ def _human(r: TrainResult) -> str:
         head,
         f"  held-out LDS   base {_fmt(r.base_lds)} -> best {_fmt(r.best_lds)} at epoch {r.best_epoch}"
         + ("" if math.isnan(gain) else f"  ({gain:+.4f})"),
+        *(
+            [
+                f"  {'on ' + r.runtime:<15}held-out LDS {_fmt(r.runtime_lds)} (the best encoder on this runtime)"
+            ]
+            if r.runtime_lds is not None
+            else []
+        ),
         f"  epochs         {r.epochs}  ({r.steps} steps, final loss {_fmt(r.final_loss)})",
         f"  splits         train {len(r.train_splits)}, held out {r.heldout_splits}",
         f"  device         {r.device or 'auto'}" + (f"  (chose {r.step_sizes})" if r.step_sizes else ""),

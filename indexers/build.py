@@ -37,6 +37,7 @@ from airsearch.encoder import DEFAULT_ENCODER, AirRepEncoder, resolve_encoder_so
 from airsearch.errors import AirsearchError, InputError
 from airsearch.progress import announce, format_seconds, progress
 from airsearch.results import Result, omitted_when_none
+from airsearch.runtime import DEFAULT_QUANTIZE, DEFAULT_RUNTIME, runtime_label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +62,7 @@ class IndexSummary(Result):
     resumed_rows: int = 0  # rows a killed or interrupted run of the same command had encoded
     rows_replaced: int = 0  # upsert: rows whose id was already in the table
     estimated_seconds: float | None = omitted_when_none()  # the plan's estimate, from the warm-up
+    ray_workers: int | None = omitted_when_none()  # encoder actors, when the build ran on Ray
 
 
 def encoder_source_label(name: str | None) -> str:
@@ -71,9 +73,12 @@ def encoder_source_label(name: str | None) -> str:
     return str(p.resolve()) if p.exists() else str(name)
 
 
-def load_encoder(name: str | None) -> AirRepEncoder:
+def load_encoder(
+    name: str | None, runtime: str = DEFAULT_RUNTIME, quantize: str = DEFAULT_QUANTIZE
+) -> AirRepEncoder:
+    """The encoder ``name`` on ``runtime`` at ``quantize`` (:mod:`airsearch.runtime`)."""
     resolve_encoder_source(name)  # clear error for a missing folder before the heavy load
-    return AirRepEncoder.load(name)
+    return AirRepEncoder.load(name, runtime=runtime, quantize=quantize)
 
 
 def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> IndexSummary:
@@ -94,13 +99,23 @@ def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> In
             )
         if not adding:
             store.check_new_table(cfg.table, overwrite=cfg.overwrite)
-        enc = encoder or load_encoder(cfg.encoder)
         live = store.open(cfg.table) if adding else None
-        if live is not None:
-            live.check_encoder(enc.fingerprint, dim=enc.dim)  # before anything is encoded
+        if live is not None and encoder is None:  # a runtime other than the table's: before loading
+            live.check_encoder(
+                live.meta.encoder_fingerprint, runtime=runtime_label(cfg.runtime, cfg.quantize)
+            )
+        enc = encoder or load_encoder(cfg.encoder, cfg.runtime, cfg.quantize)
+        if live is not None:  # before anything is encoded
+            live.check_encoder(enc.fingerprint, dim=enc.dim, runtime=enc.runtime_label)
         staging = Staging.claim(store, cfg.table, staging_key(build_identity(cfg, enc, live)))
         try:
-            return _Build(cfg, store, enc, staging, live, start).run()
+            build = _Build(cfg, store, enc, staging, live, start)
+            if cfg.ray is None:
+                return build.run()
+            from airsearch.indexers.distributed import run_on_ray
+
+            build.encoder_given = encoder is not None
+            return run_on_ray(build)
         except AirsearchError:
             staging.discard()  # a refused input: the rerun needs other input, nothing to resume
             raise
@@ -151,10 +166,11 @@ class _Build:
             "upsert" if cfg.upsert else "append" if cfg.append else "overwrite" if cfg.overwrite else "create"
         )
         self.estimate: float | None = None
+        self.encoder_given = False
 
     def run(self) -> IndexSummary:
         cfg = self.cfg
-        resumed = self._resume_point()
+        resumed = self.resume_point()
         skipped: list[SkippedRow] = []
         hasher = CorpusHasher()
         rows = _hashed(iter_corpus(list(cfg.corpus), skipped=skipped, **self.read), hasher)
@@ -162,11 +178,11 @@ class _Build:
             pass
         counts = [estimate_rows(s) for s in cfg.corpus]
         total = None if None in counts else sum(c for c in counts if c is not None)
-        meta, schema = self._meta()
+        meta, schema = self.table_meta(None)
         known = self.live.ids() if self.live is not None and not cfg.upsert else None
         bar = progress(desc=f"indexing {cfg.table}", total=total, initial=resumed, unit="row")
         planned = False
-        for chunk in _chunks(rows, cfg.chunk_size):
+        for chunk in chunked(rows, cfg.chunk_size):
             if known is not None:
                 self.live.refuse_known_ids([e.id for e in chunk], known)  # type: ignore[union-attr]
             if not planned:
@@ -177,8 +193,7 @@ class _Build:
                     chunk, batch_size=cfg.batch_size, show_progress=False, on_batch=bar.update
                 )
             if schema is None:
-                meta.columns = infer_columns(chunk)
-                schema = table_schema(meta.columns, meta.dim, {META_KEY: meta.to_json()})
+                meta, schema = self.table_meta(chunk)
             self.staging.commit(
                 to_batch(chunk, vectors, schema, meta.columns), rows=hasher.count, hasher=hasher
             )
@@ -187,9 +202,9 @@ class _Build:
             announce(self._plan(total, resumed, None))
         if hasher.count == 0:
             raise InputError("no rows to index", field="corpus")
-        return self._finish(meta, hasher, skipped, resumed)
+        return self.finish(meta, hasher, skipped, resumed)
 
-    def _resume_point(self) -> int:
+    def resume_point(self) -> int:
         """Rows a stopped run committed, if the corpus still begins with them (else start over)."""
         done = self.staging.rows
         if done:
@@ -201,8 +216,10 @@ class _Build:
             self.staging.reset()
         return 0
 
-    def _meta(self) -> tuple[TableMeta, Any]:
-        """The table's metadata and the staging schema (``None`` until the first chunk sets it)."""
+    def table_meta(self, first: list[Example] | None) -> tuple[TableMeta, Any]:
+        """The table's metadata and the staging schema: the live table's (adding rows), the staging
+        table's (resuming), else new, with the metadata columns of the ``first`` chunk of the corpus
+        (the schema is ``None`` while that chunk is not read yet)."""
         if self.live is not None:
             return self.live.meta, self.live.dataset.schema
         schema = self.staging.schema()
@@ -218,7 +235,10 @@ class _Build:
             corpora=[],
             config=self.cfg.to_dict(),
         )
-        return meta, None
+        if first is None:
+            return meta, None
+        meta.columns = infer_columns(first)
+        return meta, table_schema(meta.columns, meta.dim, {META_KEY: meta.to_json()})
 
     def _warm_up(self, chunk: list[Example], total: int | None, resumed: int, update: Any) -> np.ndarray:
         """Encode the first chunk, timing its first batch for the plan line printed before the rest."""
@@ -251,9 +271,17 @@ class _Build:
             line += "; nothing left to encode"
         return line
 
-    def _finish(
-        self, meta: TableMeta, hasher: CorpusHasher, skipped: list[SkippedRow], resumed: int
+    def finish(
+        self,
+        meta: TableMeta,
+        hasher: CorpusHasher,
+        skipped: list[SkippedRow],
+        resumed: int,
+        *,
+        workers: int | None = None,
     ) -> IndexSummary:
+        """Make the finished staging table the table (or add it to the live one): ANN and BM25
+        indexes, provenance; the summary of the build."""
         cfg, enc, store = self.cfg, self.enc, self.store
         ann_cfg = AnnConfig(
             threshold=cfg.ann_threshold,
@@ -304,6 +332,7 @@ class _Build:
             resumed_rows=resumed,
             rows_replaced=replaced,
             estimated_seconds=self.estimate,
+            ray_workers=workers,
         )
 
 
@@ -313,6 +342,7 @@ def _hashed(rows: Iterator[Example], hasher: CorpusHasher) -> Iterator[Example]:
         yield ex
 
 
-def _chunks(rows: Iterator[Example], size: int) -> Iterator[list[Example]]:
+def chunked(rows: Iterator[Example], size: int) -> Iterator[list[Example]]:
+    """Lists of ``size`` rows (the last one shorter) from a stream of rows."""
     while chunk := list(islice(rows, size)):
         yield chunk

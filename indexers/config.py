@@ -12,6 +12,7 @@ from airsearch.data.text import DEFAULT_ENCODING, check_encoding
 from airsearch.errors import InputError
 from airsearch.methods.names import METHOD_NAMES, MethodName
 from airsearch.methods.registry import MethodConfig, PreconditionOptions
+from airsearch.runtime import QUANTIZE_HELP, RUNTIME_HELP, Quantize, Runtime, check_runtime
 
 F = dataclasses.field
 AnnType = Literal["IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_SQ", "IVF_FLAT"]
@@ -48,6 +49,8 @@ def check_filter(where: str | None, field: str = "where") -> None:
             )
 
 
+QUERY_RUNTIME_HELP = "encoder runtime (default: the one the index was built with; another is refused)"
+QUERY_QUANTIZE_HELP = "encoder int8 or none (default: the index's)"
 Backend = Literal["auto", "faiss", "torch"]
 SearchMode = Literal["vector", "bm25", "hybrid"]
 SEARCH_MODES = ("vector", "bm25", "hybrid")
@@ -76,6 +79,18 @@ class IndexConfig(CommandConfig):
     )
     batch_size: int = F(default=64, metadata={"help": "encoder batch size"})
     chunk_size: int = F(default=1024, metadata={"help": "rows encoded and written per chunk"})
+    runtime: Runtime = F(default="torch", metadata={"help": RUNTIME_HELP})
+    quantize: Quantize = F(default="none", metadata={"help": QUANTIZE_HELP})
+    ray: str | None = F(
+        default=None,
+        metadata={
+            "help": "encode on Ray: 'auto' (the running cluster), a cluster ADDRESS, or 'local' (a local Ray)"
+        },
+    )
+    workers: int | None = F(
+        default=None,
+        metadata={"help": "encoder actors with --ray (default: one per GPU, else one per 2 CPUs)"},
+    )
     prompt_field: str | None = F(default=None, metadata={"help": "column holding the prompt"})
     response_field: str | None = F(default=None, metadata={"help": "column holding the response"})
     id_field: str = F(default="id", metadata={"help": "column holding row ids"})
@@ -114,6 +129,14 @@ class IndexConfig(CommandConfig):
         require(self.nprobes > 0, "nprobes", "must be positive")
         require(self.refine_factor is None or self.refine_factor >= 0, "refine_factor", "must be >= 0")
         require(self.ef is None or self.ef > 0, "ef", "must be positive")
+        check_runtime(self.runtime, self.quantize)
+        require(
+            self.ray is None or bool(self.ray.strip()), "ray", "give 'auto', a cluster address or 'local'"
+        )
+        require(self.workers is None or self.workers >= 1, "workers", "must be at least 1")
+        require(
+            self.workers is None or self.ray is not None, "workers", "sets the encoder actors of a Ray build"
+        )
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -141,6 +164,8 @@ class QueryConfig(PreconditionOptions):
     )
     group_by: str | None = F(default=None, metadata={"help": "rank metadata groups by Eq. 7 group score"})
     encoder: str | None = F(default=None, metadata={"help": "encoder (default: the one the index records)"})
+    runtime: Runtime | None = F(default=None, metadata={"help": QUERY_RUNTIME_HELP})
+    quantize: Quantize | None = F(default=None, metadata={"help": QUERY_QUANTIZE_HELP})
     exact: bool = F(default=False, metadata={"help": "exact search even when an ANN index exists"})
     backend: Backend = F(default="auto", metadata={"help": "exact search backend"})
     preview_chars: int = F(default=100, metadata={"help": "characters of prompt/response shown"})
@@ -169,6 +194,7 @@ class QueryConfig(PreconditionOptions):
         require(bool(self.db), "db", "is required (the index directory)")
         require(self.k > 0, "k", "must be positive")
         require(self.mode in SEARCH_MODES, "mode", f"must be one of {SEARCH_MODES}")
+        check_runtime(self.runtime or "onnx", self.quantize or "none")
         has_pair = self.prompt is not None or self.response is not None
         require(
             has_pair != (self.queries is not None),
@@ -255,6 +281,8 @@ class SelectConfig(CommandConfig):
     out: str = F(metadata={"help": "output file, .jsonl or .parquet"})
     where: str | None = F(default=None, metadata={"help": "SQL filter: select only among these rows"})
     encoder: str | None = F(default=None, metadata={"help": "encoder (default: the one the index records)"})
+    runtime: Runtime | None = F(default=None, metadata={"help": QUERY_RUNTIME_HELP})
+    quantize: Quantize | None = F(default=None, metadata={"help": QUERY_QUANTIZE_HELP})
     backend: Backend = F(default="auto", metadata={"help": "exact search backend"})
     block_size: int = F(default=65536, metadata={"help": "corpus rows scored per block"})
 
@@ -267,6 +295,7 @@ class SelectConfig(CommandConfig):
         require(self.fraction is None or 0 < self.fraction <= 1, "fraction", "must be in (0, 1]")
         require(self.out.endswith((".jsonl", ".parquet")), "out", "must end in .jsonl or .parquet")
         require(self.block_size > 0, "block_size", "must be positive")
+        check_runtime(self.runtime or "onnx", self.quantize or "none")
         check_filter(self.where)
         check_encoding(self.encoding)
 

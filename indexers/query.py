@@ -38,6 +38,7 @@ from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
 from airsearch.fusion import reciprocal_rank_fusion
 from airsearch.results import Result
+from airsearch.runtime import recorded_runtime, runtime_label
 
 HYBRID_POOL = 100  # rows taken from each ranking before fusion (at least the candidates asked for)
 
@@ -129,6 +130,8 @@ class Searcher:
         backend: str = "auto",
         exact: bool = False,
         auto_refresh: bool = False,
+        runtime: str | None = None,
+        quantize: str | None = None,
     ) -> None:
         self.store = IndexStore(db)
         self.table: IndexTable = self.store.open(table)
@@ -138,8 +141,16 @@ class Searcher:
             self.encoder = encoder
         else:
             source = encoder if encoder is not None else self.table.meta.encoder.get("source", "default")
-            self.encoder = load_encoder(source)
-        self.table.check_encoder(self.encoder.fingerprint, dim=self.encoder.dim)
+            built = recorded_runtime(self.table.meta.encoder)
+            wanted = (runtime or built[0], quantize or (built[1] if runtime in (None, built[0]) else "none"))
+            self.table.check_encoder(self.table.meta.encoder_fingerprint, runtime=runtime_label(*wanted))
+            self.encoder = load_encoder(source, *wanted)
+        self._check(self.table)
+
+    def _check(self, table: IndexTable) -> None:
+        """Refuse an encoder (weights, input rule, runtime, dimension) other than the table's."""
+        enc = self.encoder
+        table.check_encoder(enc.fingerprint, dim=enc.dim, runtime=enc.runtime_label)
 
     @classmethod
     def for_vectors(cls, table: IndexTable, *, backend: str = "auto", exact: bool = False) -> Searcher:
@@ -181,7 +192,7 @@ class Searcher:
         :meth:`at_latest` and :meth:`refresh`)."""
         table = self.store.open(self.table.name)
         if self.encoder is not None:
-            table.check_encoder(self.encoder.fingerprint, dim=self.encoder.dim)
+            self._check(table)
         self.table, self.use_ann = table, table.has_ann() and not self.exact
 
     def encode(self, queries: Sequence[Example]) -> np.ndarray:
@@ -368,7 +379,13 @@ def query(
     table's rows (:func:`table_sample`), or reads them from ``cfg.factors``.
     """
     searcher = Searcher(
-        cfg.db, cfg.table, encoder=encoder or cfg.encoder, backend=cfg.backend, exact=cfg.exact
+        cfg.db,
+        cfg.table,
+        encoder=encoder or cfg.encoder,
+        backend=cfg.backend,
+        exact=cfg.exact,
+        runtime=cfg.runtime,
+        quantize=cfg.quantize,
     )
     method_cfg = cfg.rerank_method()
     if rerank is None and method_cfg is not None:

@@ -8,6 +8,7 @@ from typing import Any
 from airsearch.indexers.ann import IndexStatus
 
 from airsearch.results import Result
+from airsearch.runtime import recorded_runtime, runtime_label
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ def describe_encoder(record: dict[str, Any]) -> str:
     folder it was loaded from and what it is (a trained AirRep, or an untrained one on a base)."""
     source = str(record.get("source", "default"))
     base = str(record.get("base_encoder", ""))
+    runtime = runtime_label(*recorded_runtime(record))
+    on = "" if runtime == "torch" else f" on {runtime}"
     if source == "default":
-        return base or "default"
-    return f"{source} ({'trained AirRep' if record.get('trained') else f'untrained AirRep on {base}'})"
+        return (base or "default") + on
+    return f"{source} ({'trained AirRep' if record.get('trained') else f'untrained AirRep on {base}'}){on}"

@@ -158,7 +158,15 @@ class SelectSummary(Result):
 def select(cfg: SelectConfig, *, encoder: Any = None) -> SelectSummary:
     """Python API of ``airsearch select``: choose rows, write them with score/rank and a manifest."""
     start = time.perf_counter()
-    searcher = Searcher(cfg.db, cfg.table, encoder=encoder or cfg.encoder, backend=cfg.backend, exact=True)
+    searcher = Searcher(
+        cfg.db,
+        cfg.table,
+        encoder=encoder or cfg.encoder,
+        backend=cfg.backend,
+        exact=True,
+        runtime=cfg.runtime,
+        quantize=cfg.quantize,
+    )
     table = searcher.table
     targets = load_queries(cfg.targets, encoding=cfg.encoding, source_field="targets").examples
     n_items = table.count(cfg.where)

@@ -130,6 +130,21 @@ class Staging:
             self.state.hash_count, self.state.hash_total = hasher.count, f"{hasher.total:x}"
         self._save()
 
+    def commit_fragments(
+        self, fragments: list[Any], schema: pa.Schema, *, rows: int, hasher: CorpusHasher
+    ) -> None:
+        """Commit Lance fragments written by other processes (the actors of a distributed build,
+        :mod:`airsearch.indexers.distributed`) as ONE new version of the staging table, in the order
+        given, then record the progress as :meth:`commit` does."""
+        if self.state.version is None:
+            operation = lance.LanceOperation.Overwrite(schema, fragments)
+        else:
+            operation = lance.LanceOperation.Append(fragments)
+        dataset = lance.LanceDataset.commit(str(self.dir), operation, read_version=self.state.version)
+        self.state.version, self.state.rows = dataset.version, rows
+        self.state.hash_count, self.state.hash_total = hasher.count, f"{hasher.total:x}"
+        self._save()
+
     def compact(self) -> None:
         """Merge the per-chunk fragments of a finished staging table and drop the old versions."""
         dataset = lance.dataset(str(self.dir))

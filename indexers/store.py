@@ -110,16 +110,27 @@ class IndexTable:
         except (OSError, ValueError) as e:  # lance reports bad SQL as ValueError/OSError
             raise bad_filter(where, e) from None
 
-    def check_encoder(self, fingerprint: str, *, dim: int | None = None) -> None:
-        """Refuse an encoder whose vectors have another dimension than the table's, or whose weights
-        or input rule differ from the one the table was built with (before any search or append)."""
+    def check_encoder(self, fingerprint: str, *, dim: int | None = None, runtime: str | None = None) -> None:
+        """Refuse an encoder whose vectors have another dimension than the table's, that runs on
+        another runtime (``runtime``: its label, :func:`airsearch.runtime.runtime_label`), or whose
+        weights or input rule differ from the one the table was built with (before any search or append)."""
         from airsearch.encoder import INPUT_RULE, LEGACY_INPUT_RULE
+        from airsearch.runtime import recorded_runtime, runtime_label
 
         if dim is not None and dim != self.dim:
             raise FingerprintMismatch(
                 f"vector dimension mismatch: the table's vectors have {self.dim} dimensions but the "
                 f"encoder makes {dim}; use the encoder the table was built with, or re-index",
                 field="encoder",
+                path=self.path,
+            )
+        built = runtime_label(*recorded_runtime(self.meta.encoder))
+        if runtime is not None and runtime != built:
+            raise FingerprintMismatch(
+                f"this index was built with the '{built}' encoder runtime and the encoder runs '{runtime}'; "
+                f"vectors of two runtimes are not mixed. Use the runtime it was built with "
+                f"({_runtime_options(built)}), or re-index with this one",
+                field="runtime",
                 path=self.path,
             )
         rule = self.meta.encoder.get("input_rule", LEGACY_INPUT_RULE)
@@ -336,6 +347,12 @@ class IndexStore:
     def drop(self, name: str) -> None:
         if self.exists(name):
             self.db.drop_table(name)
+
+
+def _runtime_options(label: str) -> str:
+    """The options that choose runtime ``label`` (``onnx-int8`` -> ``runtime onnx, quantize int8``)."""
+    runtime, _, quantize = label.partition("-")
+    return f"runtime {runtime}, quantize {quantize or 'none'}"
 
 
 def ids_filter(ids: Sequence[str]) -> str:

@@ -6,10 +6,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airsearch.config import CommandConfig, require
-from airsearch.results import Result
+from airsearch.results import Result, omitted_when_none
+from airsearch.runtime import QUANTIZE_HELP, RUNTIME_HELP, Quantize, Runtime, check_runtime
 
 # Fields that change how fast a run goes, not what it computes: a resume may change them.
-RUNTIME_FIELDS = ("out", "labels", "device", "batch_size", "checkpoint_every", "keep_checkpoints")
+RUNTIME_FIELDS = (
+    "out",
+    "labels",
+    "device",
+    "batch_size",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "runtime",
+    "quantize",
+)
 
 # Per-step sizes when the user gives none: the paper's on a GPU (methods.md §1 [C]); on a CPU a step of
 # those sizes takes minutes, so a CPU run samples fewer subsets and dev examples per step.
@@ -65,6 +75,11 @@ class TrainConfig(CommandConfig):
     keep_checkpoints: bool = field(
         default=False, metadata={"help": "Keep checkpoints/ in the output folder after training finishes."}
     )
+    runtime: Runtime = field(
+        default="torch",
+        metadata={"help": RUNTIME_HELP + "; the trained encoder's held-out LDS is also measured on it"},
+    )
+    quantize: Quantize = field(default="none", metadata={"help": QUANTIZE_HELP})
 
     def validate(self) -> None:
         require(bool(self.out), "out", "is required (the output folder)")
@@ -82,6 +97,7 @@ class TrainConfig(CommandConfig):
         require(self.grad_clip > 0, "grad_clip", "must be positive")
         require(self.batch_size >= 1, "batch_size", "must be at least 1")
         require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1")
+        check_runtime(self.runtime, self.quantize)
 
     def with_step_sizes(self, device: str) -> tuple[TrainConfig, str]:
         """This config with the per-step sizes the user left out filled in for ``device`` (the type of
@@ -129,3 +145,5 @@ class TrainResult(Result):
     already_complete: bool = False
     device: str | None = None  # where the run trained
     step_sizes: str = ""  # the per-step sizes chosen for the device when the user gave none
+    runtime: str = "torch"  # the encoder runtime the run measured the trained encoder on too
+    runtime_lds: float | None = omitted_when_none()  # held-out LDS of the best encoder on that runtime

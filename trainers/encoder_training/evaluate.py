@@ -28,14 +28,21 @@ def predict_split_scores(
     """Predicted Eq. 7 scores ``[n_subsets, n_dev]`` of one split."""
     union = list(dict.fromkeys(i for m in split.members for i in m))
     row = {ex_id: r for r, ex_id in enumerate(union)}
-    members = encode_no_grad(encoder, inputs_of(encoder, union, examples, split.split), batch_size)
-    dev = encode_no_grad(encoder, inputs_of(encoder, split.dev_ids, examples, split.split), batch_size)
+    members = _embed(encoder, inputs_of(encoder, union, examples, split.split), batch_size)
+    dev = _embed(encoder, inputs_of(encoder, split.dev_ids, examples, split.split), batch_size)
     with torch.no_grad():
         scores = [
             group_score(dev, members[torch.tensor([row[i] for i in m], device=members.device)])
             for m in split.members
         ]
     return torch.stack(scores).double().cpu().numpy()
+
+
+def _embed(encoder: AirRepEncoder, inputs: Sequence[EncoderInput], batch_size: int) -> torch.Tensor:
+    """Embeddings on the encoder's runtime: torch during training, an exported one when measured on it."""
+    if encoder.runtime == "torch":
+        return encode_no_grad(encoder, inputs, batch_size)
+    return torch.from_numpy(encoder.encode_ids(inputs, batch_size=batch_size))
 
 
 def heldout_lds(

@@ -37,6 +37,7 @@ from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
 from airsearch.labels import SplitLabels
 from airsearch.progress import announce, format_seconds, progress
+from airsearch.runtime import runtime_label
 
 CONFIG_FILE = "train_config.json"
 LOG_FILE = "training.json"
@@ -318,6 +319,8 @@ class _Run:
             resumed=getattr(self, "resumed", False),
             device=self.device,
             step_sizes=self.step_sizes,
+            runtime=runtime_label(self.cfg.runtime, self.cfg.quantize),
+            runtime_lds=getattr(self, "runtime_lds", None),
         )
 
     def _write_log(self, *, complete: bool, directory: Path | None = None) -> None:
@@ -334,6 +337,13 @@ class _Run:
         write_json_atomic(directory / LOG_FILE, log)
         plot_training_curve(self.record["losses"], self.record["lds"], directory / CURVE_FILE)
 
+    def _runtime_lds(self, best: Path) -> float | None:
+        """Held-out LDS of the best encoder on ``cfg.runtime`` (``None`` on torch, measured already)."""
+        if self.cfg.runtime == "torch" or not self.heldout:
+            return None
+        enc = AirRepEncoder.load(best, device="cpu", runtime=self.cfg.runtime, quantize=self.cfg.quantize)
+        return heldout_lds(enc, self.heldout, self.labels.examples, batch_size=self.cfg.batch_size)["lds"]
+
     def _finish(self) -> TrainResult:
         """Replace the run folder by the best encoder plus the log (atomically)."""
         self.record["seconds"] = self._elapsed()
@@ -346,7 +356,12 @@ class _Run:
             "best_epoch": self.record["best_epoch"],
             "heldout_lds": self.record["best_lds"],
         }
+        runtime_lds = self._runtime_lds(best)
+        if runtime_lds is not None:
+            info["training"]["runtime"] = {"runtime": self.cfg.runtime, "quantize": self.cfg.quantize}
+            info["training"]["runtime_heldout_lds"] = runtime_lds
         write_json_atomic(info_file, info)
+        self.runtime_lds = runtime_lds
         with atomic_path(self.out, is_dir=True) as tmp:
             shutil.copytree(best, tmp, dirs_exist_ok=True)
             shutil.copy2(self.out / CONFIG_FILE, tmp / CONFIG_FILE)
