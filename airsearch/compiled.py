@@ -54,15 +54,18 @@ class CompiledEncoder:
 
     def __init__(self, path: Path, runtime: str, inputs: tuple[str, ...]) -> None:
         self.path, self.runtime, self.inputs = path, runtime, inputs
+        threads = torch.get_num_threads()  # the runtimes use as many threads as torch is given
         if runtime == "onnx":
             import onnxruntime as ort
 
-            self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             self._run = lambda feeds: self._session.run(None, feeds)[0]
         else:
             import openvino as ov
 
-            compiled = ov.Core().compile_model(str(path), "CPU")
+            compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads})
             self._run = lambda feeds: compiled(feeds)[0]
 
     def __call__(self, features: dict[str, np.ndarray]) -> np.ndarray:

@@ -22,6 +22,9 @@ CHUNK = 16
 
 @pytest.fixture(scope="module")
 def local_ray():
+    if ray.is_initialized():  # another module's session: use it as it is
+        yield
+        return
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

@@ -36,6 +36,7 @@ from airsearch.lm.model import TargetLM
 from airsearch.methods.base import METHOD_NAMES
 from airsearch.methods.daunce_run import DaunceConfig
 from airsearch.results import Result, omitted_when_none
+from airsearch.runtime import QUANTIZE_HELP, RUNTIME_HELP, Quantize, Runtime, check_runtime
 
 DEFAULT_METHODS = ("airrep", "base", "bm25", "random")
 
@@ -76,6 +77,10 @@ class EvalConfig(CommandConfig):
     device: str | None = field(
         default=None, metadata={"help": "torch device (default: cuda when available)."}
     )
+    runtime: Runtime = field(
+        default="torch", metadata={"help": RUNTIME_HELP + " of the encoder methods (airrep, base, hybrid)"}
+    )
+    quantize: Quantize = field(default="none", metadata={"help": QUANTIZE_HELP})
     proj_dim: int = field(
         default=0, metadata={"help": "JL projection dimension of gradient methods (0 = exact gradients)."}
     )
@@ -98,6 +103,7 @@ class EvalConfig(CommandConfig):
 
     def validate(self) -> None:
         require(bool(self.methods), "methods", "name at least one method")
+        check_runtime(self.runtime, self.quantize)
         require(self.daunce_models >= 2, "daunce_models", "Daunce needs at least 2 perturbed models")
         require(self.proj_dim >= 0, "proj_dim", "must be >= 0")
         require(
@@ -141,7 +147,9 @@ def build_methods(
 
     def encoder(path: str) -> Any:
         if path not in encoders:
-            encoders[path] = AirRepEncoder.load(path, device=cfg.device)
+            encoders[path] = AirRepEncoder.load(
+                path, device=cfg.device, runtime=cfg.runtime, quantize=cfg.quantize
+            )
         return encoders[path]
 
     out: list[tuple[str, Method]] = []
