@@ -37,6 +37,7 @@ from airsearch.data.example import Example, preview
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
 from airsearch.fusion import reciprocal_rank_fusion
+from airsearch.methods.registry import MethodConfig
 from airsearch.results import Result
 from airsearch.runtime import recorded_runtime, runtime_label
 
@@ -368,6 +369,20 @@ def table_sample(table: IndexTable, max_rows: int, seed: int = 0) -> list[Exampl
     return table.take([row_ids[by_id[i]] for i in sample_positions(len(ids), max_rows, seed)])
 
 
+def method_on_table(method_cfg: MethodConfig, table: IndexTable, *, show_progress: bool = True) -> Any:
+    """The attribution method ``method_cfg`` for rescoring or explaining rows of ``table``.
+
+    A K-FAC / EK-FAC preconditioned method fits its factors on ``method_cfg.factors_sample``, else on
+    a seeded sample of the table's rows (:func:`table_sample`), or reads them from ``method_cfg.factors``.
+    """
+    from airsearch.methods.registry import load_method
+
+    fit = None
+    if method_cfg.precondition != "none" and not method_cfg.factors_sample:
+        fit = table_sample(table, method_cfg.factors_samples, method_cfg.seed)
+    return load_method(method_cfg, fit_sample=fit, show_progress=show_progress)
+
+
 def query(
     cfg: QueryConfig, *, rerank: Rerank | None = None, encoder: AirRepEncoder | None = None
 ) -> list[QueryResult]:
@@ -389,12 +404,9 @@ def query(
     )
     method_cfg = cfg.rerank_method()
     if rerank is None and method_cfg is not None:
-        from airsearch.methods.registry import Reranker, load_method
+        from airsearch.methods.registry import Reranker
 
-        fit = None
-        if method_cfg.precondition != "none" and not method_cfg.factors_sample:
-            fit = table_sample(searcher.table, method_cfg.factors_samples, method_cfg.seed)
-        rerank = Reranker(load_method(method_cfg, fit_sample=fit))
+        rerank = Reranker(method_on_table(method_cfg, searcher.table))
     return searcher.search(
         query_examples(cfg),
         cfg.k,
