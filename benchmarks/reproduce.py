@@ -115,10 +115,17 @@ class Pipeline:
         lm: str | None,
         quiet: bool,
         protocols: tuple[str, ...] = PROTOCOLS,
+        *,
+        preset: ReproScale | None = None,
+        data: Path | None = None,
+        stages: Stages | None = None,
     ) -> None:
-        self.scale, self.p, self.out, self.protocols = scale, SCALES[scale], out, protocols
+        """``preset`` replaces ``SCALES[scale]``, ``data`` the corpus folder ``out/data`` and ``stages``
+        the stage runner over ``out/stages`` (the size sweep shares one corpus and one stage folder)."""
+        self.scale, self.p, self.out, self.protocols = scale, preset or SCALES[scale], out, protocols
         self.base_encoder, self.lm_arg, self.quiet = base_encoder, lm, quiet
-        self.stages = Stages(out / "stages")
+        self.data = data or out / "data"
+        self.stages = stages or Stages(out / "stages")
         self.stage = self.stages.run
         if base_encoder == "default" and self.p.max_seq_length is not None:
             self.base_encoder = short_base_encoder(self.out, self.p.max_seq_length)
@@ -136,7 +143,7 @@ class Pipeline:
         def pick(rows: list[Example], ts: list[str], n: int) -> list[Example]:
             return [e for t in ts for e in [r for r in rows if r.metadata["task"] == t][:n]]
 
-        d = self.out / "data"
+        d = self.data
         write_rows(d / "train_tasks.jsonl", pick(train, split["train_tasks"], self.p.per_task))
         write_rows(d / "eval_train.jsonl", pick(train, split["eval_tasks"], self.p.per_task))
         write_rows(d / "eval_queries.jsonl", pick(queries, split["eval_tasks"], self.p.queries))
@@ -147,9 +154,7 @@ class Pipeline:
             return {"lm": self.lm_arg}
         from airsearch import TinyLMConfig, build_tiny_lm, load_corpus
 
-        rows = load_corpus(
-            [self.out / "data" / "train_tasks.jsonl", self.out / "data" / "eval_train.jsonl"]
-        ).examples
+        rows = load_corpus([self.data / "train_tasks.jsonl", self.data / "eval_train.jsonl"]).examples
         small = self.p.micro_lm
         cfg = TinyLMConfig(
             steps=self.p.lm_steps,
@@ -161,11 +166,13 @@ class Pipeline:
         )
         return {"lm": str(build_tiny_lm(rows, self.out / "lm", cfg, show_progress=not self.quiet))}
 
-    def labels(self, corpus: str, out: str, teacher: str = "retrain") -> dict[str, Any]:
-        """Subset-retraining (or teacher) labels for AirRep's training."""
+    def labels(self, corpus: str, out: str, teacher: str = "retrain", **overrides: Any) -> dict[str, Any]:
+        """Subset-retraining (or teacher) labels for AirRep's training (``overrides``: LabelConfig fields)."""
         from airsearch import generate_labels
 
-        cfg = self.p.label_config(self.out / "data" / corpus, self.lm_path, self.out / out, teacher=teacher)
+        cfg = self.p.label_config(
+            self.data / corpus, self.lm_path, self.out / out, teacher=teacher, **overrides
+        )
         return generate_labels(cfg, quiet=self.quiet).to_dict()
 
     def best_teacher(self) -> dict[str, Any]:
@@ -174,7 +181,7 @@ class Pipeline:
 
         specs = tuple(m for m in self.p.gradient if m != "dda")  # DDA has no separate base model here
         cfg = EvalLdsConfig(
-            corpus=[str(self.out / "data" / "train_tasks.jsonl")],
+            corpus=[str(self.data / "train_tasks.jsonl")],
             gold=str(self.out / "labels"),
             methods=specs,
             lm=self.lm_path,
@@ -191,11 +198,14 @@ class Pipeline:
             **self.labels("train_tasks.jsonl", "teacher_labels", best),
         }
 
-    def encoder(self, labels: str, out: str) -> dict[str, Any]:
+    def encoder(self, labels: str | None, out: str, splits: Any = None, **overrides: Any) -> dict[str, Any]:
+        """AirRep trained on the label store ``labels`` (or on in-memory ``splits``, a list of
+        ``SplitLabels`` with their ``examples`` in ``overrides``); ``overrides`` change TrainConfig fields."""
         from airsearch import TrainConfig, train_encoder
 
-        cfg = TrainConfig(
-            labels=str(self.out / labels),
+        examples = overrides.pop("examples", None)
+        fields = dict(
+            labels=str(self.out / labels) if labels else None,
             out=str(self.out / out),
             base_encoder=self.base_encoder,
             epochs=self.p.enc_epochs,
@@ -206,7 +216,8 @@ class Pipeline:
             batch_size=16,
             device="cpu",
         )
-        result = train_encoder(cfg).to_dict()
+        cfg = TrainConfig(**{**fields, **overrides})
+        result = train_encoder(cfg, splits=splits, examples=examples).to_dict()
         self.keep_training_curve(out)
         return result
 
@@ -265,28 +276,33 @@ class Pipeline:
             )  # fmt: skip
         else:
             sizes = dict(splits=p.gold_splits or p.splits, subsets_per_split=p.gold_subsets or p.subsets)
-        labels = p.label_config(
-            self.out / "data" / "eval_train.jsonl", self.lm_path, self.out / f"gold_{protocol}"
-        )
+        labels = p.label_config(self.data / "eval_train.jsonl", self.lm_path, self.out / f"gold_{protocol}")
         cfg = GoldConfig.from_dict({**labels.to_dict(), **sizes, "gold_protocol": protocol})
         return make_gold(cfg, quiet=self.quiet).to_dict()
 
     def lds(self, protocol: str) -> dict[str, Any]:
         """LDS against the ``protocol`` gold; gradient methods use the model its record names."""
-        from airsearch import EvalLdsConfig, eval_lds
+        from airsearch import eval_lds
 
-        cfg = EvalLdsConfig(
-            corpus=[str(self.out / "data" / "eval_train.jsonl")],
+        return eval_lds(self.lds_config(protocol, self.lds_methods(protocol))).to_dict()
+
+    def lds_config(self, protocol: str, methods: tuple[str, ...], **overrides: Any) -> Any:
+        """The ``eval lds`` config of ``methods`` against the ``protocol`` gold (``overrides``: e.g.
+        ``out``, ``encoder_labels``, ``proxy_lm``)."""
+        from airsearch import EvalLdsConfig
+
+        fields = dict(
+            corpus=[str(self.data / "eval_train.jsonl")],
             gold=str(self.out / f"gold_{protocol}"),
             out=str(self.out / "eval" / f"lds_{protocol}"),
-            methods=self.lds_methods(protocol),
+            methods=methods,
             base_encoder=self.base_encoder,
             bootstrap=1000,
             encoder_labels=[str(self.out / "labels"), str(self.out / "teacher_labels")],
             proj_dim=self.p.proj_dim,
             daunce_models=self.p.daunce_models or 8,
         )
-        return eval_lds(cfg).to_dict()
+        return EvalLdsConfig(**{**fields, **overrides})
 
     def run(self) -> dict[str, Any]:
         from airsearch import EvalClassifyConfig, eval_classify, eval_trace
@@ -302,7 +318,7 @@ class Pipeline:
             golds[protocol] = self.stage(f"gold-{protocol}", lambda pr=protocol: self.gold(pr))
         for protocol in self.protocols:
             lds[protocol] = self.stage(f"lds-{protocol}", lambda pr=protocol: self.lds(pr))
-        d, ev = self.out / "data", self.out / "eval"
+        d, ev = self.data, self.out / "eval"
         common = dict(
             methods=self.methods(),
             base_encoder=self.base_encoder,
