@@ -14,8 +14,9 @@ import dataclasses
 from typing import Any
 
 from airsearch.indexers.config import ExplainConfig
-from airsearch.indexers.query import Searcher, method_on_table
+from airsearch.indexers.query import Searcher
 from airsearch.indexers.store import IndexTable
+from airsearch.indexers.table_methods import method_on_table
 
 from airsearch.data.example import Example
 from airsearch.errors import InputError
