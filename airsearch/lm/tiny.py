@@ -237,6 +237,8 @@ def build_tiny_lm(
 def held_out_split(examples: Sequence[Example], cfg: TinyLMConfig) -> tuple[list[Example], list[Example]]:
     """(pre-training rows, held-out rows): with ``eval_every``, ``held_out`` of the rows (a seeded
     permutation of the sorted ids, so it depends on the content, not the order); else all rows and none."""
+    import torch
+
     rows = list(examples)
     if not cfg.eval_every or len(rows) < 2:
         return rows, []
