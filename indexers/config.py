@@ -11,7 +11,7 @@ from airsearch.config import CommandConfig, require
 from airsearch.data.text import DEFAULT_ENCODING, check_encoding
 from airsearch.errors import InputError
 from airsearch.methods.names import METHOD_NAMES, MethodName
-from airsearch.methods.registry import MethodConfig, PreconditionOptions
+from airsearch.methods.registry import PARAMS_HELP, MethodConfig, PreconditionOptions
 from airsearch.runtime import QUANTIZE_HELP, RUNTIME_HELP, Quantize, Runtime, check_runtime
 
 F = dataclasses.field
@@ -180,12 +180,7 @@ class QueryConfig(PreconditionOptions):
         default_factory=list,
         metadata={"help": "DDA/TracIn checkpoint folders (repeatable)", "flag": "--checkpoint"},
     )
-    params: str = F(
-        default="all",
-        metadata={
-            "help": "gradient parameters: all, linear (what --precondition covers), lora, names:PAT[,PAT]"
-        },
-    )
+    params: str = F(default="all", metadata={"help": PARAMS_HELP})
     proj_dim: int = F(default=0, metadata={"help": "JL projection dimension (0 = exact)"})
     daunce_run: str | None = F(default=None, metadata={"help": "Daunce: folder of a finished run"})
 
@@ -241,8 +236,11 @@ class QueryConfig(PreconditionOptions):
 
 
 @dataclasses.dataclass(kw_only=True)
-class ExplainConfig(CommandConfig):
-    """Why does a training row score as it does for a query? Token-level contributions."""
+class ExplainConfig(PreconditionOptions):
+    """Why does a training row score as it does for a query? Token-level contributions: AirRep's exactly,
+    and with ``lm`` a gradient method's, on parameter set ``params``, K-FAC / EK-FAC preconditioned with
+    ``precondition`` (factors fitted on a seeded sample of the table's rows unless ``factors_sample``
+    names a file, or read from ``factors``)."""
 
     db: str = F(metadata={"help": "LanceDB directory"})
     table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
@@ -254,15 +252,30 @@ class ExplainConfig(CommandConfig):
     method: MethodName = F(
         default="haif", metadata={"help": "gradient method for the token view (with --lm)"}
     )
+    params: str = F(default="all", metadata={"help": PARAMS_HELP})
     top: int = F(default=10, metadata={"help": "tokens listed per side in the summary"})
 
     def validate(self) -> None:
+        super().validate()
         require(bool(self.db), "db", "is required (the index directory)")
         require(bool(self.id), "id", "is required (the row to explain)")
         require(
-            self.method in METHOD_NAMES and self.method != "daunce", "method", "must be a gradient method"
+            self.method in METHOD_NAMES and self.method not in ("daunce", "repsim"),
+            "method",
+            "must be a gradient method",
         )
         require(self.top > 0, "top", "must be positive")
+        require(
+            self.precondition == "none" or bool(self.lm),
+            "precondition",
+            "preconditions the gradient token view, which needs --lm",
+        )
+
+    def gradient_method(self) -> MethodConfig | None:
+        """The registry config of the gradient token view (``None`` without ``lm``)."""
+        if not self.lm:
+            return None
+        return MethodConfig(method=self.method, lm=self.lm, params=self.params, **self.precondition_options())
 
 
 @dataclasses.dataclass(kw_only=True)

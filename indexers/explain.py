@@ -15,10 +15,13 @@ from typing import Any
 
 from airsearch.indexers.config import ExplainConfig
 from airsearch.indexers.query import Searcher
+from airsearch.indexers.store import IndexTable
+from airsearch.indexers.table_methods import method_on_table
 
 from airsearch.data.example import Example
 from airsearch.errors import InputError
 from airsearch.explain import AirRepExplanation, explain_airrep
+from airsearch.methods.registry import MethodConfig
 from airsearch.results import Result
 
 
@@ -103,19 +106,26 @@ def explain_row(searcher: Searcher, query: Example, row_id: str, *, method: Any 
     return RowExplanation(row=row, row_id=rid, query=query, airrep=airrep, gradient=grad)
 
 
-def load_gradient_method(lm: str, method: str) -> Any:
-    """A gradient attribution method on the target LM, from the one method registry."""
-    from airsearch.methods.registry import MethodConfig, load_method
+def load_gradient_method(method_cfg: MethodConfig, table: IndexTable | None = None) -> Any:
+    """A gradient attribution method for token views, from the one method registry.
 
-    if method == "daunce":
-        raise InputError("token views need a gradient method, not daunce", field="method")
-    return load_method(MethodConfig(method=method, lm=lm), show_progress=False)
+    With ``table``, a K-FAC / EK-FAC preconditioned method fits its factors on a seeded sample of the
+    table's rows unless ``method_cfg`` names a fitting file or stored factors.
+    """
+    from airsearch.methods.registry import load_method
+
+    if method_cfg.method in ("daunce", "repsim"):
+        raise InputError(f"token views need a gradient method, not {method_cfg.method}", field="method")
+    if table is not None:
+        return method_on_table(method_cfg, table, show_progress=False)
+    return load_method(method_cfg, show_progress=False)
 
 
 def explain_score(cfg: ExplainConfig, *, method: Any = None) -> RowExplanation:
     """Python API of ``airsearch explain``."""
     cfg.validate()
     searcher = Searcher(cfg.db, cfg.table, encoder=cfg.encoder)
-    if method is None and cfg.lm:
-        method = load_gradient_method(cfg.lm, cfg.method)
+    method_cfg = cfg.gradient_method()
+    if method is None and method_cfg is not None:
+        method = load_gradient_method(method_cfg, searcher.table)
     return explain_row(searcher, Example("query", cfg.prompt or "", cfg.response), cfg.id, method=method)

@@ -356,18 +356,6 @@ def query_examples(cfg: QueryConfig) -> list[Example]:
     return [Example("query", cfg.prompt or "", cfg.response or "")]
 
 
-def table_sample(table: IndexTable, max_rows: int, seed: int = 0) -> list[Example]:
-    """At most ``max_rows`` stored examples: the ones
-    :func:`~airsearch.methods.precondition.fitting_sample` picks from the same rows (seeded, by id),
-    the fitting sample of K-FAC / EK-FAC factors for a reranker on this table."""
-    from airsearch.methods.precondition import sample_positions
-
-    t = table.dataset.to_table(columns=["id"], with_row_id=True)
-    ids, row_ids = t.column("id").to_pylist(), t.column("_rowid").to_pylist()
-    by_id = sorted(range(len(ids)), key=ids.__getitem__)
-    return table.take([row_ids[by_id[i]] for i in sample_positions(len(ids), max_rows, seed)])
-
-
 def query(
     cfg: QueryConfig, *, rerank: Rerank | None = None, encoder: AirRepEncoder | None = None
 ) -> list[QueryResult]:
@@ -376,7 +364,8 @@ def query(
     With ``cfg.rerank`` (or a ``rerank`` hook of your own) AirRep retrieves ``cfg.candidates`` rows per
     query and the method's scores reorder them. A K-FAC / EK-FAC preconditioned reranker
     (``cfg.precondition``) fits its factors on ``cfg.factors_sample``, else on a seeded sample of the
-    table's rows (:func:`table_sample`), or reads them from ``cfg.factors``.
+    table's rows (:func:`~airsearch.indexers.table_methods.table_sample`), or reads them from
+    ``cfg.factors``.
     """
     searcher = Searcher(
         cfg.db,
@@ -389,12 +378,11 @@ def query(
     )
     method_cfg = cfg.rerank_method()
     if rerank is None and method_cfg is not None:
-        from airsearch.methods.registry import Reranker, load_method
+        from airsearch.indexers.table_methods import method_on_table
 
-        fit = None
-        if method_cfg.precondition != "none" and not method_cfg.factors_sample:
-            fit = table_sample(searcher.table, method_cfg.factors_samples, method_cfg.seed)
-        rerank = Reranker(load_method(method_cfg, fit_sample=fit))
+        from airsearch.methods.registry import Reranker
+
+        rerank = Reranker(method_on_table(method_cfg, searcher.table))
     return searcher.search(
         query_examples(cfg),
         cfg.k,

@@ -20,13 +20,23 @@ def lm(tmp_path_factory):
     return load_lm(build_micro_lm(tmp_path_factory.mktemp("micro") / "lm"), device="cpu")
 
 
-@pytest.mark.parametrize("spec", [ParamSet("all"), ParamSet("names", patterns=("*mlp*", "norm"))])
-def test_per_example_grads_equal_backward_loop(lm, spec):
+@pytest.mark.parametrize(
+    ("spec", "hooked"),
+    [
+        (ParamSet("all"), False),
+        (ParamSet("names", patterns=("*mlp*", "norm")), False),
+        (ParamSet("linear"), True),
+        (ParamSet("names", patterns=("*mlp*",)), True),
+    ],
+)
+def test_per_example_grads_equal_backward_loop(lm, spec, hooked):
+    """Both routes (vmap; hooked Linear inputs x output gradients) equal a per-example backward loop."""
     examples = make_examples(5)
     enc = encode_examples(lm, examples)
     assert enc["attention_mask"].sum(1).unique().numel() > 1  # really padded
     gm = prepare(lm, spec)
     fast = gm.per_example_grads(enc, chunk_size=2)
+    assert bool(gm._linear_path) is hooked  # the route the parameter set should take was taken
     ref = loop_grads(lm.model, gm.param_names, enc)
     assert fast.shape == ref.shape == (5, gm.num_params)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)

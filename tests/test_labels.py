@@ -150,6 +150,21 @@ def test_generation_is_deterministic_and_store_is_complete(reference, base_cfg, 
     assert reference.progress().complete and reference.stats().labels == 72
 
 
+def test_batched_subset_jobs_give_the_same_labels_and_resume(reference, base_cfg, tmp_path):
+    """Several fine-tunes per worker task on one working copy (reset between them) = one task each."""
+    out = tmp_path / "batched"
+    store = LabelStore.create(out, reference.manifest, reference.examples().values())
+    for s, k in ((0, 1), (1, 4)):  # two subsets already done: batches are made from the rest
+        res = np.load(reference.results_dir / f"s{s:05d}-k{k:06d}.npz")
+        store.write_job_result(s, k, list(res["member_ids"]), res["losses"])
+    summary = generate_labels(base_cfg.replace(out=str(out), subsets_per_job=4))
+    assert (summary.total_jobs, summary.skipped_jobs, summary.completed_jobs) == (12, 2, 10)
+    assert_same_labels(reference, LabelStore.open(out), exact=True)
+    assert generate_labels(base_cfg.replace(out=str(out), subsets_per_job=4)).completed_jobs == 0
+    with pytest.raises(InputError, match="full fine-tuning"):
+        base_cfg.replace(subsets_per_job=2, lora_rank=4).validate()
+
+
 def test_mismatched_rerun_is_refused(reference, base_cfg, tmp_path):
     out = str(reference.root)
     with pytest.raises(FingerprintMismatch, match="lr"):

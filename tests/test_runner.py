@@ -64,6 +64,26 @@ def test_runs_every_job_then_skips_finished(tmp_path):
     assert (third.skipped, third.completed) == (4, 1)
 
 
+def squares_batch(payload: dict) -> dict:
+    """A batched job: one result per part."""
+    return {part: square_job({"n": n}) for part, n in payload.items()}
+
+
+def test_batched_jobs_commit_each_part_and_count_parts(tmp_path):
+    out = tmp_path / "results"
+    jobs = [Job("b0", {"p0": 1, "p1": 2}, ("p0", "p1")), Job("b1", {"p2": 3}, ("p2",))]
+    summary = run_jobs(jobs, squares_batch, out)
+    assert (summary.total, summary.skipped, summary.completed) == (3, 0, 3)
+    assert finished_job_ids(out) == {"p0", "p1", "p2"}
+    assert read_result(out, "p1")["n"] == 2
+    assert run_jobs(jobs, never_called, out).skipped == 3  # a job is done when all its parts are
+    result_path(out, "p1").unlink()
+    third = run_jobs(jobs, squares_batch, out)
+    assert (third.skipped, third.completed) == (1, 2)  # a batch missing a part runs again, whole
+    with pytest.raises(InputError, match="unique"):
+        run_jobs([Job("a", {}, ("x",)), Job("b", {}, ("x",))], squares_batch, out)
+
+
 def test_results_load_without_pickle(tmp_path):
     write_result(tmp_path, "a", {"losses": np.array([1.5, -2.0]), "ids": np.array(["x", "yy"]), "split": 3})
     with np.load(result_path(tmp_path, "a"), allow_pickle=False) as z:

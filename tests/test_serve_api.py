@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
+from airsearch.methods.registry import MethodConfig
 from tests.helpers.corpora import make_rows, write_corpus
 
 TOKEN = "s3cret-token"
@@ -320,7 +321,7 @@ def test_gradient_token_view_sums_to_the_method_score(db, encoder, tiny_lm_dir):
     with TestClient(create_app(cfg, encoder=encoder)) as c:
         e = c.post("/api/explain", json={"id": "r0003", **Q, "method": "haif"}).json()
     grad = e["gradient"]
-    method = load_gradient_method(str(tiny_lm_dir), "haif")
+    method = load_gradient_method(MethodConfig(method="haif", lm=str(tiny_lm_dir)))
     row = Searcher(str(db), encoder=encoder).table
     (rid,) = row.find(["r0003"]).values()
     want = float(method.score(row.take([rid]), [Example("q", Q["prompt"], Q["response"])])[0, 0])

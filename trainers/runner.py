@@ -52,10 +52,20 @@ _LOCK_NAME = ".runner.lock"
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One independent unit of work: a file-name-safe id and a picklable payload for the worker."""
+    """One independent unit of work: a file-name-safe id and a picklable payload for the worker.
+
+    A job with ``parts`` (file-name-safe result ids) is a batch of several results computed in one
+    worker call (e.g. several subset fine-tunes on one loaded model): its worker returns
+    ``{part_id: result}``, each part is committed as its own result file, and the job is done when
+    every part is."""
 
     job_id: str
     payload: Any
+    parts: tuple[str, ...] = ()
+
+    def results(self) -> tuple[str, ...]:
+        """The result ids this job commits: its parts, else its own id."""
+        return self.parts or (self.job_id,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,15 +135,17 @@ def run_jobs(
     quiet: bool | None = None,
 ) -> RunSummary:
     """Run every job whose result is not yet in ``out_dir``; commit each result as it finishes.
+    Totals and throughput count results (a batched job's parts each count once).
 
     ``fn`` must be a module-level function (it is pickled by reference for processes and Ray).
     ``ray_address``: ``"local"`` starts a local Ray with ``workers`` CPUs, ``"auto"`` or an address
     joins a running cluster. A failing job stops the run (finished results are kept) and re-raises.
     """
     ids = [j.job_id for j in jobs]
-    if len(set(ids)) != len(ids):
+    parts = [p for j in jobs for p in j.results()]
+    if len(set(ids)) != len(ids) or len(set(parts)) != len(parts):
         raise InputError("job ids must be unique")
-    for i in ids:
+    for i in {*ids, *parts}:
         _check_job_id(i)
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}", field="workers")
@@ -142,15 +154,16 @@ def run_jobs(
     with _driver_lock(out):
         clean_stale_temp_files(out)
         done = finished_job_ids(out)
-        todo = [j for j in jobs if j.job_id not in done]
-        skipped = len(jobs) - len(todo)
+        todo = [j for j in jobs if not done.issuperset(j.results())]
+        skipped = len(parts) - sum(len(j.results()) for j in todo)
+        batched = {j.job_id: j.parts for j in todo if j.parts}
         backend = (
             f"ray({ray_address})"
             if ray_address
             else ("in-process" if workers == 1 else f"processes({workers})")
         )
         t0 = time.perf_counter()
-        bar = progress(desc=progress_desc, total=len(jobs), unit="job", quiet=quiet, initial=skipped)
+        bar = progress(desc=progress_desc, total=len(parts), unit="job", quiet=quiet, initial=skipped)
         completed = 0
         stream: Any = ()
         try:
@@ -161,16 +174,18 @@ def run_jobs(
             else:
                 stream = _run_processes(todo, fn, workers)
             for job_id, result in stream:
-                write_result(out, job_id, result)
-                completed += 1
-                bar.update(1)
-                bar.set_postfix_str(_rate_text(completed, len(todo), time.perf_counter() - t0))
+                results = {p: result[p] for p in batched[job_id]} if job_id in batched else {job_id: result}
+                for part, r in results.items():
+                    write_result(out, part, r)
+                completed += len(results)
+                bar.update(len(results))
+                bar.set_postfix_str(_rate_text(completed, len(parts) - skipped, time.perf_counter() - t0))
         finally:
             if hasattr(stream, "close"):
                 stream.close()
             bar.close()
         return RunSummary(
-            total=len(jobs),
+            total=len(parts),
             skipped=skipped,
             completed=completed,
             seconds=time.perf_counter() - t0,

@@ -112,20 +112,25 @@ def finetune(
     *,
     on_epoch_end: Callable[[int, TargetLM], bool | None] | None = None,
     show_progress: bool = True,
+    in_place: bool = False,
 ) -> TargetLM:
     """Fine-tune a copy of ``lm`` on ``examples``; ``lm`` itself is not changed.
 
     ``on_epoch_end(epoch, lm_now)`` is called after each epoch (1-based) with a TargetLM that shares
     the weights being trained (in eval mode during the call): save or ``clone()`` it to keep it.
     If it returns ``True``, training stops after that epoch (e.g. once the model does what is needed).
-    A model that is already a peft model keeps training its existing adapters.
+    A model that is already a peft model keeps training its existing adapters. With ``in_place`` (full
+    fine-tuning) ``lm`` itself is trained and returned, no copy made: for a caller that resets one
+    working model's weights between many fine-tunes (batched label jobs).
     """
+    if in_place and (cfg.lora_rank > 0 or lm.is_peft):
+        raise InputError("in_place fine-tuning is for full fine-tuning of a plain model", field="lora_rank")
     if not examples:
         raise InputError("no training examples to fine-tune on")
     devices = [lm.device.index or 0] if lm.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(cfg.seed)
-        out = lm.clone()
+        out = lm if in_place else lm.clone()
         out._fingerprint = None
         model = out.model
         if not out.is_peft:

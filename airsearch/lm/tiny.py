@@ -7,7 +7,11 @@ No causal LM small enough for CPU work ships on PyPI (offline-assets.md), so thi
 2. a small ``LlamaConfig`` (hidden 128, 2 layers, 4 heads, MLP 256, tied embeddings by default);
 3. a few minutes of seeded causal-LM pre-training on the corpus texts, each formatted with the
    AirRep "Question:/Answer:" template (text rows as they are), packed into one token stream from
-   which windows of ``context`` tokens are drawn.
+   which windows of ``context`` tokens are drawn;
+4. optionally (``eval_every``) a held-out loss curve: a seeded share of the rows is set aside (the
+   tokenizer and the model never see it), its mean token NLL is measured every ``eval_every`` steps on
+   fixed windows, and with ``patience`` pre-training stops once the curve has flattened (no relative
+   improvement of ``min_delta`` over ``patience`` measurements).
 
 The output is an ordinary HF folder (``model.safetensors``, ``config.json``, ``tokenizer.json``...)
 that :func:`airsearch.lm.load_lm`, ``AutoModelForCausalLM`` and ``AutoTokenizer`` load, plus
@@ -56,6 +60,22 @@ class TinyLMConfig(CommandConfig):
     min_frequency: int = field(default=2, metadata={"help": "Minimum pair count for a BPE merge."})
     tie_embeddings: bool = field(default=True, metadata={"help": "Share input and output embeddings."})
     seed: int = field(default=0, metadata={"help": "Seed for initialisation and window sampling."})
+    eval_every: int = field(
+        default=0, metadata={"help": "Measure the held-out loss every N steps (0 = no held-out rows)."}
+    )
+    held_out: float = field(
+        default=0.05, metadata={"help": "With --eval-every: share of the rows set aside for that loss."}
+    )
+    patience: int = field(
+        default=0,
+        metadata={
+            "help": "With --eval-every: stop once this many measurements in a row improve the held-out "
+            "loss by less than --min-delta (relative); 0 = run every step."
+        },
+    )
+    min_delta: float = field(
+        default=0.01, metadata={"help": "Relative improvement that counts (flattening)."}
+    )
 
     def validate(self) -> None:
         require(self.vocab_size >= 300, "vocab_size", "must be at least 300 (256 bytes + specials + merges)")
@@ -69,6 +89,10 @@ class TinyLMConfig(CommandConfig):
         require(self.lr > 0, "lr", "must be positive")
         require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
         require(self.min_frequency >= 1, "min_frequency", "must be at least 1")
+        require(self.eval_every >= 0, "eval_every", "must be >= 0")
+        require(0.0 < self.held_out < 1.0, "held_out", "must be in (0, 1)")
+        require(self.patience >= 0, "patience", "must be >= 0")
+        require(self.min_delta >= 0, "min_delta", "must be >= 0")
 
 
 def corpus_text(example: Example) -> str:
@@ -149,9 +173,11 @@ def build_tiny_lm(
     if not examples:
         raise InputError("the corpus to build a tiny LM from is empty")
     started = time.perf_counter()
+    examples, held = held_out_split(examples, cfg)
     texts = [corpus_text(ex) for ex in examples]
     tokenizer = train_tokenizer(texts, cfg.vocab_size, min_frequency=cfg.min_frequency, model_max_length=512)
     stream = _token_stream(tokenizer, texts, cfg.context + 1)
+    windows = _held_out_windows(_token_stream(tokenizer, [corpus_text(e) for e in held], 0), cfg.context)
     tokenizer_s = time.perf_counter() - started
 
     model_cfg = LlamaConfig(
@@ -171,7 +197,7 @@ def build_tiny_lm(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = LlamaForCausalLM(model_cfg)
-    losses = _pretrain(model, stream, cfg, show_progress)
+    losses, curve = _pretrain(model, stream, cfg, show_progress, windows)
     model.eval()
     train_s = time.perf_counter() - started - tokenizer_s
 
@@ -195,13 +221,64 @@ def build_tiny_lm(
             "config": cfg.to_dict(),
             "tokenizer_seconds": round(tokenizer_s, 3),
             "train_seconds": round(train_s, 3),
-            "seconds_per_step": round(train_s / cfg.steps, 4) if cfg.steps else None,
+            "seconds_per_step": round(train_s / len(losses), 4) if losses else None,
             "loss_first": losses[0] if losses else None,
             "loss_last": _tail_mean(losses),
             "loss_curve": losses[:: max(1, len(losses) // 100)],
+            "steps_run": len(losses),
+            "held_out_rows": len(held),
+            "held_out_curve": curve,  # [[step, mean token NLL on the held-out windows], ...]
+            "flattened": _flattened(curve, cfg) if cfg.patience else None,
         }
         (tmp / LM_INFO_FILE).write_text(json.dumps(info, indent=2))
     return out_dir
+
+
+def held_out_split(examples: Sequence[Example], cfg: TinyLMConfig) -> tuple[list[Example], list[Example]]:
+    """(pre-training rows, held-out rows): with ``eval_every``, ``held_out`` of the rows (a seeded
+    permutation of the sorted ids, so it depends on the content, not the order); else all rows and none."""
+    import torch
+
+    rows = list(examples)
+    if not cfg.eval_every or len(rows) < 2:
+        return rows, []
+    n = max(1, round(cfg.held_out * len(rows)))
+    ids = sorted(e.id for e in rows)
+    chosen = {ids[i] for i in torch.randperm(len(ids), generator=torch.Generator().manual_seed(cfg.seed))[:n]}
+    return [e for e in rows if e.id not in chosen], [e for e in rows if e.id in chosen]
+
+
+def _held_out_windows(stream: torch.Tensor, width: int, limit: int = 64) -> torch.Tensor:
+    """Up to ``limit`` consecutive non-overlapping windows of the held-out stream (fixed, so the curve
+    compares like with like)."""
+    n = min(limit, len(stream) // width)
+    return stream[: n * width].reshape(n, width)
+
+
+def _held_out_loss(model: torch.nn.Module, windows: torch.Tensor, batch_size: int) -> float:
+    import torch
+
+    from airsearch.lm.loss import masked_token_nll
+
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for s in range(0, len(windows), batch_size):
+            batch = windows[s : s + batch_size]
+            logits = model(input_ids=batch, use_cache=False).logits
+            total += float(masked_token_nll(logits, batch, "mean").sum())
+    model.train(was_training)
+    return round(total / len(windows), 5)
+
+
+def _flattened(curve: list[list[float]], cfg: TinyLMConfig) -> bool:
+    """True when the last ``patience`` measurements each improved the best before them by less than
+    ``min_delta`` (relative): the held-out loss has stopped falling."""
+    if len(curve) <= cfg.patience:
+        return False
+    best = min(loss for _, loss in curve[: -cfg.patience])
+    return all(loss > best * (1 - cfg.min_delta) for _, loss in curve[-cfg.patience :])
 
 
 def _tail_mean(losses: list[float], k: int = 20) -> float | None:
@@ -209,15 +286,22 @@ def _tail_mean(losses: list[float], k: int = 20) -> float | None:
 
 
 def _pretrain(
-    model: torch.nn.Module, stream: torch.Tensor, cfg: TinyLMConfig, show_progress: bool
-) -> list[float]:
-    """Causal-LM training on random windows of the token stream; returns the per-step losses."""
+    model: torch.nn.Module,
+    stream: torch.Tensor,
+    cfg: TinyLMConfig,
+    show_progress: bool,
+    held_out: torch.Tensor | None = None,
+) -> tuple[list[float], list[list[float]]]:
+    """Causal-LM training on random windows of the token stream: the per-step losses and, on
+    ``held_out`` windows every ``eval_every`` steps, the held-out curve (stopping once it flattened)."""
     import torch
 
     from airsearch.lm.loss import masked_token_nll
 
+    evaluate = bool(cfg.eval_every) and held_out is not None and len(held_out) > 0
+    curve = [[0, _held_out_loss(model, held_out, cfg.batch_size)]] if evaluate else []
     if cfg.steps == 0:
-        return []
+        return [], curve
     gen = torch.Generator().manual_seed(cfg.seed)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
@@ -253,4 +337,9 @@ def _pretrain(
         losses.append(round(loss.item(), 5))
         if len(losses) % 10 == 0:
             bar.set_postfix(loss=f"{_tail_mean(losses, 10):.3f}")
-    return losses
+        if evaluate and len(losses) % cfg.eval_every == 0:
+            curve.append([len(losses), _held_out_loss(model, held_out, cfg.batch_size)])
+            if cfg.patience and _flattened(curve, cfg):
+                break
+    bar.close()
+    return losses, curve

@@ -22,7 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from airsearch.atomic import atomic_path
 from airsearch.errors import InputError
-from airsearch.methods.kfac import DAMPING_RULE, KroneckerFactors, LinearBlock
+from airsearch.methods.kfac import DAMPING_RULE, KroneckerFactors
+from airsearch.methods.linear_layers import LinearBlock
 from airsearch.methods.store import check_fields
 
 MANIFEST = "manifest.json"

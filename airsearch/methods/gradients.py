@@ -110,6 +110,7 @@ class GradientModel:
     params: dict[str, torch.Tensor]
     frozen: dict[str, torch.Tensor]
     spec: ParamSet = field(default_factory=ParamSet)
+    _linear_path: list[Any] | None = field(default=None, repr=False)
 
     @property
     def num_params(self) -> int:
@@ -149,12 +150,52 @@ class GradientModel:
         return torch.cat([grads[n].reshape(*lead, -1) for n in self.param_names], dim=-1)
 
     def per_example_grads(self, batch: dict[str, torch.Tensor], chunk_size: int = 8) -> torch.Tensor:
-        """``[b, p]``: row i is ``grad_th L(z_i, th)`` (vmap over examples, ``chunk_size`` at a time)."""
+        """``[b, p]``: row i is ``grad_th L(z_i, th)``.
+
+        When every parameter is the weight or bias of a Linear layer (``linear``, ``lora`` and most
+        ``names`` sets) the rows come from one batched forward/backward and the layers' inputs and
+        output gradients, ``G(z) = sum_t d_t a_t^T`` (:mod:`airsearch.methods.linear_layers`), ``chunk_size``
+        examples per pass. Otherwise they come from ``vmap(grad(L))`` over the examples. Both give the
+        same gradients (tested against a per-example loop).
+        """
         ids, labels = _right_trim(batch)
         ids, labels = ids.to(self.device), labels.to(self.device)
+        if self._linear_path is None:
+            from airsearch.methods.linear_layers import linear_blocks_or_none
+
+            self._linear_path = linear_blocks_or_none(self) or []
+        if self._linear_path:
+            lengths = batch["attention_mask"].sum(1)
+            try:
+                return torch.cat(
+                    [
+                        self._linear_grads(
+                            ids[i : i + chunk_size], labels[i : i + chunk_size], lengths[i : i + chunk_size]
+                        )
+                        for i in range(0, ids.shape[0], chunk_size)
+                    ]
+                )
+            except InputError as e:
+                from airsearch.methods.linear_layers import LayerReuseError
+
+                if not isinstance(e, LayerReuseError):
+                    raise
+                self._linear_path = []  # a layer applied twice per forward: the vmap route handles it
         fn = vmap(grad(self.example_loss), in_dims=(None, 0, 0), chunk_size=chunk_size)
         with _eval(self.model):
             return self.flatten(fn(self.params, ids, labels)).float()
+
+    def _linear_grads(self, ids: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        from airsearch.methods.linear_layers import layer_activations
+
+        acts = layer_activations(self, ids, labels, lengths, self._linear_path)
+        grads: dict[str, torch.Tensor] = {}
+        for block in self._linear_path:
+            g = acts.per_example_grads(block)
+            grads[block.weight] = g[..., : block.in_features]
+            if block.bias:
+                grads[block.bias] = g[..., block.in_features]
+        return self.flatten(grads)
 
     def per_token_grads(
         self, input_ids: torch.Tensor, labels: torch.Tensor, chunk_size: int | None = 64

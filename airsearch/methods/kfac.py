@@ -22,8 +22,8 @@ Covered parameters: weights (and biases) of ``torch.nn.Linear`` modules, which i
 attention and MLP projections of HF causal LMs and the ``lora_A`` / ``lora_B`` layers of peft LoRA
 adapters (K-FAC on the LoRA B factor is LoGra's factored K-FAC: the input factor lives in the
 adapter's rank-r space). Anything else (embeddings, norms, GPT-2's ``Conv1D``, a Linear applied more
-than once per forward) is refused by name. The statistics come from forward hooks (inputs) and
-gradients taken with respect to the layers' outputs, one batched forward/backward per batch.
+than once per forward) is refused by name. The statistics ``a`` and ``d`` come from
+:func:`airsearch.methods.linear_layers.layer_activations`: one batched forward/backward per batch.
 """
 
 from __future__ import annotations
@@ -33,75 +33,17 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from torch.func import functional_call
 
 from airsearch.data.example import Example
 from airsearch.errors import InputError
-from airsearch.methods.gradients import GradientModel, _eval, _right_trim, length_sorted_batches
+from airsearch.methods.gradients import GradientModel, _right_trim, length_sorted_batches
+from airsearch.methods.linear_layers import LinearBlock, layer_activations, linear_blocks
 from airsearch.methods.names import FisherKind
 from airsearch.progress import progress
 
 FactorKind = Literal["kfac", "ekfac"]
 DAMPING_RULE = "0.1 x mean eigenvalue of the module"
 DAMPING_FRACTION = 0.1
-
-
-@dataclass(frozen=True)
-class LinearBlock:
-    """One covered ``torch.nn.Linear``: its module name and the parameter names of its weight / bias."""
-
-    module: str
-    weight: str
-    bias: str | None
-    out_features: int
-    in_features: int
-
-    @property
-    def cols(self) -> int:
-        """Width of the gradient matrix ``[W | b]`` (input features, plus one for a bias)."""
-        return self.in_features + (1 if self.bias else 0)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "module": self.module,
-            "out": self.out_features,
-            "in": self.in_features,
-            "bias": bool(self.bias),
-        }
-
-
-def linear_blocks(gm: GradientModel) -> list[LinearBlock]:
-    """The Linear modules behind ``gm``'s parameters; refuses any parameter K-FAC does not cover."""
-    modules = dict(gm.model.named_modules())
-    found: dict[str, dict[str, str]] = {}
-    unsupported: list[str] = []
-    for name in gm.param_names:
-        mod_name, _, attr = name.rpartition(".")
-        module = modules.get(mod_name)
-        if isinstance(module, torch.nn.Linear) and attr in ("weight", "bias"):
-            found.setdefault(mod_name, {})[attr] = name
-        else:
-            unsupported.append(f"{name} ({type(module).__name__ if module is not None else 'no module'})")
-    for parts in found.values():
-        if "weight" not in parts:
-            unsupported.append(f"{parts['bias']} (a Linear bias without its weight)")
-    if unsupported:
-        shown = ", ".join(unsupported[:6]) + (
-            f" and {len(unsupported) - 6} more" if len(unsupported) > 6 else ""
-        )
-        raise InputError(
-            "K-FAC / EK-FAC cover the weights and biases of torch.nn.Linear modules only (attention and "
-            f"MLP projections, LoRA adapters); these parameters are not covered: {shown}. Select "
-            "Linear layers with the parameter set 'linear', 'lora' or 'names:PATTERN'",
-            field="params",
-        )
-    blocks = []
-    for mod_name, parts in found.items():
-        module = modules[mod_name]
-        blocks.append(
-            LinearBlock(mod_name, parts["weight"], parts.get("bias"), module.out_features, module.in_features)
-        )
-    return blocks
 
 
 @dataclass
@@ -130,27 +72,6 @@ class KroneckerFactors:
 
 
 # ------------------------------------------------------------------------------------------- fitting
-@dataclass
-class _Capture:
-    """Per-batch inputs and output tensors of the covered modules, recorded by forward hooks."""
-
-    inputs: dict[str, list[torch.Tensor]]
-    outputs: dict[str, list[torch.Tensor]]
-
-
-def _hooks(gm: GradientModel, blocks: Sequence[LinearBlock], capture: _Capture) -> list[Any]:
-    modules = dict(gm.model.named_modules())
-    handles = []
-    for block in blocks:
-
-        def hook(module: Any, args: tuple, output: torch.Tensor, name: str = block.module) -> None:
-            capture.inputs.setdefault(name, []).append(args[0].detach())
-            capture.outputs.setdefault(name, []).append(output)
-
-        handles.append(modules[block.module].register_forward_hook(hook))
-    return handles
-
-
 def _sample_targets(logits: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Labels with every scored response token replaced by a draw from the model's prediction."""
     probs = torch.softmax(logits[:, :-1].detach().float(), dim=-1)
@@ -181,48 +102,20 @@ def layer_statistics(
     ``a`` is zero on padding; ``d`` is the gradient of ``sum_z L(z)`` (each example's own mean
     response NLL) with respect to the module's output, so row b is example b's own ``dL/d output``.
     """
-    from airsearch.lm import encode_examples, masked_token_nll, tokenize_example
+    from airsearch.lm import encode_examples, tokenize_example
 
     max_length = max_length or lm.max_length
     lengths = [len(tokenize_example(lm.tokenizer, ex, max_length)[0]) for ex in examples]
     batches = length_sorted_batches(len(examples), lengths, batch_size)
     gen = torch.Generator().manual_seed(seed)
-    covered = {b.weight for b in blocks} | {b.bias for b in blocks if b.bias}
+    targets = (lambda logits, labels: _sample_targets(logits, labels, gen)) if fisher == "sampled" else None
     for idx in progress(batches, desc=desc, unit="batch", quiet=None if show_progress else True):
         enc = encode_examples(lm, [examples[i] for i in idx], max_length)
         ids, labels = _right_trim(enc)
-        ids, labels = ids.to(gm.device), labels.to(gm.device)
-        mask = (torch.arange(ids.shape[1])[None, :] < enc["attention_mask"].sum(1)[:, None]).to(gm.device)
-        params = {n: (p.clone().requires_grad_(True) if n in covered else p) for n, p in gm.params.items()}
-        capture = _Capture({}, {})
-        handles = _hooks(gm, blocks, capture)
-        try:
-            with _eval(gm.model), torch.enable_grad():
-                kwargs = {"input_ids": ids, "use_cache": False}
-                logits = functional_call(gm.model, (params, gm.frozen), (), kwargs, strict=False).logits
-                targets = _sample_targets(logits, labels, gen) if fisher == "sampled" else labels
-                loss = masked_token_nll(logits, targets, "mean").sum()
-                outs = []
-                for block in blocks:
-                    if len(capture.outputs.get(block.module, [])) != 1:
-                        raise InputError(
-                            f"module {block.module} ran {len(capture.outputs.get(block.module, []))} times "
-                            "in one forward pass; K-FAC needs each covered Linear applied exactly once",
-                            field="params",
-                        )
-                    outs.append(capture.outputs[block.module][0])
-                grads = torch.autograd.grad(loss, outs, allow_unused=True)
-        finally:
-            for h in handles:
-                h.remove()
-        stats = {}
-        for block, out, d in zip(blocks, outs, grads, strict=True):
-            a = capture.inputs[block.module][0].float() * mask[..., None]
-            if block.bias:
-                a = torch.cat([a, mask[..., None].float()], dim=-1)
-            d = torch.zeros_like(out, dtype=torch.float32) if d is None else d.float() * mask[..., None]
-            stats[block.module] = (a, d)
-        yield stats, mask
+        acts = layer_activations(
+            gm, ids.to(gm.device), labels.to(gm.device), enc["attention_mask"].sum(1), blocks, targets
+        )
+        yield acts.stats, acts.mask
 
 
 def fit_factors(

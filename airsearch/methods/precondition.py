@@ -41,8 +41,8 @@ from airsearch.methods.kfac import (
     FisherKind,
     KroneckerFactors,
     fit_factors,
-    linear_blocks,
 )
+from airsearch.methods.linear_layers import linear_blocks
 from airsearch.methods.names import PRECONDITION_KINDS, PreconditionKind
 
 Side = Literal["inverse", "whiten"]

@@ -95,6 +95,7 @@ class PreconditionOptions(CommandConfig):
 
 
 PRECONDITION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PreconditionOptions))
+PARAMS_HELP = "Gradient parameters: all, linear (what --precondition covers), lora, names:PAT[,PAT]."
 
 
 @dataclass(kw_only=True)
@@ -123,12 +124,7 @@ class MethodConfig(PreconditionOptions):
             "fine-tuned model, train gradient at the base)."
         },
     )
-    params: str = field(
-        default="all",
-        metadata={
-            "help": "Gradient parameters: all, linear (what --precondition covers), lora, names:PAT[,PAT]."
-        },
-    )
+    params: str = field(default="all", metadata={"help": PARAMS_HELP})
     lora_rank: int = field(
         default=8, metadata={"help": "Rank of the gradient LoRA adapters (--params lora)."}
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 
-from airsearch.config import CommandConfig, require
+from airsearch.config import require
 from airsearch.methods.names import METHOD_NAMES
+from airsearch.methods.registry import PARAMS_HELP, MethodConfig, PreconditionOptions
 
 F = dataclasses.field
 LOOPBACK_NAMES = ("localhost",)
@@ -23,8 +24,14 @@ def is_loopback(host: str) -> bool:
 
 
 @dataclasses.dataclass(kw_only=True)
-class ServeConfig(CommandConfig):
-    """Serve an index over HTTP: a JSON API and one web page (read-only)."""
+class ServeConfig(PreconditionOptions):
+    """Serve an index over HTTP: a JSON API and one web page (read-only).
+
+    With ``lm``, the gradient methods offered for rerank and token views run on parameter set
+    ``params``, K-FAC / EK-FAC preconditioned with ``precondition``: each method's factors are fitted
+    once, at its first use, on a seeded sample of the table's rows (or ``factors_sample``), or read
+    from ``factors``, and kept for the server's life.
+    """
 
     db: str = F(metadata={"help": "LanceDB directory"})
     table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
@@ -37,6 +44,7 @@ class ServeConfig(CommandConfig):
         default=("gradcos", "haif"),
         metadata={"help": "methods offered for rerank with --lm (repeatable)", "flag": "--rerank-method"},
     )
+    params: str = F(default="all", metadata={"help": PARAMS_HELP})
     encoder: str | None = F(default=None, metadata={"help": "encoder (default: the one the index records)"})
     token: str | None = F(
         default=None,
@@ -61,14 +69,23 @@ class ServeConfig(CommandConfig):
     )
 
     def validate(self) -> None:
+        super().validate()
         require(bool(self.db), "db", "is required (the index directory)")
         require(0 < self.port < 65536, "port", "must be in 1..65535")
         for name in ("max_body_bytes", "max_k", "max_batch", "max_text_chars", "max_candidates"):
             require(getattr(self, name) > 0, name, "must be positive")
         require(self.threads >= 0, "threads", "must be >= 0")
         require(self.max_targets > 0 and self.max_select > 0, "max_targets", "limits must be positive")
-        unknown = [m for m in self.rerank_methods if m not in METHOD_NAMES or m == "daunce"]
+        served = [m for m in METHOD_NAMES if m not in ("daunce", "repsim")]
+        unknown = [m for m in self.rerank_methods if m not in served]
+        require(not unknown, "rerank_methods", f"unknown or unsupported {unknown}; served: {served}")
         require(
-            not unknown, "rerank_methods", f"unknown or unsupported {unknown}; served: {METHOD_NAMES[:-1]}"
+            self.precondition == "none" or bool(self.lm),
+            "precondition",
+            "preconditions the gradient methods, which need --lm",
         )
         require(self.token is None or len(self.token) >= 8, "token", "must be at least 8 characters")
+
+    def method_config(self, method: str) -> MethodConfig:
+        """The registry config of served gradient method ``method``."""
+        return MethodConfig(method=method, lm=self.lm, params=self.params, **self.precondition_options())

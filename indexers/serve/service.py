@@ -64,7 +64,9 @@ class SearchService:
         self.check_method(name)
         with self._lock:
             if name not in self._methods:
-                self._methods[name] = load_gradient_method(self.cfg.lm, name)
+                self._methods[name] = load_gradient_method(
+                    self.cfg.method_config(name), self.searcher().table
+                )
                 self._method_locks[name] = threading.Lock()
         return self._methods[name], self._method_locks[name]
 
@@ -160,6 +162,8 @@ class SearchService:
             "modes": ["vector", "bm25", "hybrid"] if searcher.table.has_fts() else ["vector"],
             "rerank_methods": list(self.cfg.rerank_methods) if self.cfg.lm else [],
             "lm": bool(self.cfg.lm),
+            "params": self.cfg.params,
+            "precondition": self.cfg.precondition,
             "allow_sql": self.cfg.allow_sql,
             "limits": {
                 k: getattr(self.cfg, k)

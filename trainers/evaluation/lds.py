@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from airsearch.trainers.evaluation.attribution import FeatureMethod
 from airsearch.trainers.evaluation.common import (
     Cost,
     EvalConfig,
@@ -81,12 +82,20 @@ class EvalLdsConfig(EvalConfig):
         default="task",
         metadata={"help": "Metadata field of the dev examples' cluster (crossed with the gold split)."},
     )
+    proxy_lm: str | None = field(
+        default=None,
+        metadata={
+            "help": "Gradient methods take their gradients on this LM instead of the gold's gradient model "
+            "(a smaller proxy of the target; rows named 'proxy:...', its fingerprint recorded, not checked)."
+        },
+    )
 
     def validate(self) -> None:
         super().validate()
         require(self.bootstrap >= 10, "bootstrap", "must be at least 10")
         require(self.max_splits >= 0, "max_splits", "must be >= 0")
         require(self.max_length is None or self.max_length >= 2, "max_length", "must be at least 2")
+        require(not (self.proxy_lm and self.lm), "proxy_lm", "give either lm or proxy_lm, not both")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +179,9 @@ def _models(cfg: EvalLdsConfig, gold: Gold, lm: TargetLM | None) -> tuple[Target
     from airsearch.lm import load_lm
 
     specs = [m.split(":")[0] for m in cfg.methods]
+    if cfg.proxy_lm:  # a stand-in for the target: nothing to check against the gold, no DDA base model
+        needed = lm is None and any(m not in BUILTIN_METHODS for m in specs)
+        return (load_lm(cfg.proxy_lm, device=cfg.device, max_length=gold.max_length) if needed else lm), None
     path = cfg.lm or gold.gradient_lm
     if lm is None and path and any(m not in BUILTIN_METHODS for m in specs):
         lm = load_lm(path, device=cfg.device, max_length=gold.max_length)
@@ -299,6 +311,8 @@ def eval_lds(
     results: dict[str, LdsScore] = {}
     workdir = out / "work" if out else None
     for label, method in build_methods(cfg, lm=lm, base_lm=base_lm, workdir=workdir):
+        if cfg.proxy_lm and isinstance(method, FeatureMethod):
+            label = method.name = f"proxy:{label}"
         method.prepare(train)
         results[label] = method_lds(
             method, splits, gold_examples, row, keys, aggregation=aggregation_for(cfg, method),
@@ -334,6 +348,7 @@ def eval_lds(
             "gold_model": manifest.get("model_fingerprint"),
             "gradient_model": gold.gradient_fingerprint,
             "lm": lm.fingerprint if lm else None,
+            "proxy_lm": lm.fingerprint if lm and cfg.proxy_lm else None,
         },
         gold=GoldSplits(
             protocol=gold.protocol,

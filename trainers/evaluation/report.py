@@ -103,3 +103,86 @@ def write_results(out_dir: str | Path, name: str, results: dict[str, Any], table
     write_json_atomic(out / f"{name}.json", {**results, "table": table})
     write_text_atomic(out / f"{name}.md", table)
     return {"json": str(out / f"{name}.json"), "markdown": str(out / f"{name}.md")}
+
+
+def pareto_frontier(points: Mapping[str, tuple[float, float]]) -> list[str]:
+    """The names whose ``(cost, quality)`` no other point beats: none is at most as costly and at least
+    as good with one of the two strictly better. Cheapest first; non-finite points are left out."""
+    finite = {n: (c, q) for n, (c, q) in points.items() if math.isfinite(c) and math.isfinite(q)}
+    front = [
+        n
+        for n, (c, q) in finite.items()
+        if not any(c2 <= c and q2 >= q and (c2 < c or q2 > q) for c2, q2 in finite.values())
+    ]
+    return sorted(front, key=lambda n: finite[n][0])
+
+
+def pareto_plot(
+    path: str | Path,
+    points: Mapping[str, tuple[float, float]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    errors: Mapping[str, tuple[float, float]] | None = None,
+    groups: Mapping[str, str] | None = None,
+) -> Path:
+    """Quality against cost (log x), one labelled marker per point, optional (low, high) quality bars,
+    colours by ``groups[name]``, and the Pareto frontier (:func:`pareto_frontier`) drawn as a step line."""
+    plt = _pyplot()
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    colours: dict[str, Any] = {}
+    labelled: set[str] = set()
+    for name, (cost, quality) in points.items():
+        if not (math.isfinite(cost) and math.isfinite(quality) and cost > 0):
+            continue
+        group = (groups or {}).get(name, "")
+        colour = colours.setdefault(group, f"C{len(colours)}")
+        yerr = None
+        if errors and name in errors:
+            lo, hi = errors[name]
+            yerr = np.nan_to_num([[quality - lo], [hi - quality]], nan=0.0).clip(min=0)
+        first = group not in labelled
+        labelled.add(group)
+        ax.errorbar(
+            cost, quality, yerr=yerr, fmt="o", color=colour, capsize=2, markersize=4,
+            label=group if group and first else None,
+        )  # fmt: skip
+        ax.annotate(name, (cost, quality), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    front = [n for n in pareto_frontier(points) if points[n][0] > 0]
+    if front:
+        xs = [points[n][0] for n in front]
+        ys = [points[n][1] for n in front]
+        ax.step(xs, ys, where="post", color="black", linewidth=1, linestyle="--", label="Pareto frontier")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="best")
+    _save(fig, path)
+    return path
+
+
+def curve_plot(
+    path: str | Path,
+    curves: Mapping[str, Sequence[tuple[float, float]]],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+) -> Path:
+    """One line with markers per named ``[(x, y), ...]`` curve."""
+    plt = _pyplot()
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for name, pts in curves.items():
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, marker="o", markersize=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return path

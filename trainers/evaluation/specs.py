@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airsearch.errors import InputError
+from airsearch.methods.names import PRECONDITION_KINDS
 from airsearch.methods.registry import MethodConfig
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ SPEC_OPTIONS: dict[str, dict[str, type]] = {
     "dda": {"beta": float, "debias": str, **_GRADIENT},
     "bm25": {"text": str},
 }
-SPEC_PRECONDITION = ("none", "kfac", "ekfac")
+SPEC_PRECONDITION = PRECONDITION_KINDS
 _LABEL_ORDER = ("beta", "debias", "precondition", "damping", "params", "lora_rank", "proj_dim")
 
 

@@ -12,7 +12,7 @@ from airsearch.methods.registry import PreconditionOptions
 # rerun into the same store may change them freely. Corpus and model *paths* are also free; their
 # content fingerprints are checked (the factors folder's manifest too).
 EXECUTION_FIELDS = frozenset(
-    {"corpus", "lm", "out", "workers", "ray", "eval_batch_size", "movement", "factors"}
+    {"corpus", "lm", "out", "workers", "ray", "eval_batch_size", "movement", "factors", "subsets_per_job"}
 )
 # The teachers that take gradients (the ones --teacher-params and --precondition apply to).
 GRADIENT_TEACHERS = ("tracin", "gradcos", "dda", "haif", "haif-t")
@@ -83,6 +83,13 @@ class LabelConfig(PreconditionOptions):
             "before/after); the labels are unchanged."
         },
     )
+    subsets_per_job: int = field(
+        default=1,
+        metadata={
+            "help": "Subset fine-tunes of one split per worker task, on one working copy of the LM reset "
+            "between them (full fine-tuning; the labels are the same). 1 = one task per subset."
+        },
+    )
     workers: int = field(default=1, metadata={"help": "Local worker processes (1 = in this process)."})
     ray: str | None = field(
         default=None,
@@ -104,6 +111,7 @@ class LabelConfig(PreconditionOptions):
             "max_length",
             "eval_batch_size",
             "workers",
+            "subsets_per_job",
         ):
             require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         require(
@@ -116,6 +124,11 @@ class LabelConfig(PreconditionOptions):
         require(bool(self.out), "out", "is required (the label store folder)")
         require(
             self.lora_rank >= 0, "lora_rank", f"must be >= 0 (0 = full fine-tuning), got {self.lora_rank}"
+        )
+        require(
+            self.subsets_per_job == 1 or self.lora_rank == 0,
+            "subsets_per_job",
+            "batched subset jobs are for full fine-tuning (lora_rank 0)",
         )
         require(bool(self.teacher), "teacher", "must name a teacher ('retrain' or a gradient teacher)")
         require(

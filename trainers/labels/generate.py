@@ -139,12 +139,14 @@ def generate_labels(
         f"{cfg.subsets_per_split} subsets of {cfg.subset_size} rows, {cfg.epochs} epoch(s) each) on {where} "
         f"-> {store.root}; the progress bar shows the time left after the first jobs"
     )
+    if cfg.subsets_per_job > 1:
+        jobs = batched_jobs(jobs, cfg.subsets_per_job, set(store.done_job_ids()))
     if in_process:
         _LM_CACHE[model_path] = lm  # reuse the driver's copy; each job fine-tunes a clone
     try:
         run: RunSummary = run_jobs(
             jobs,
-            run_subset_job,
+            run_subset_batch if cfg.subsets_per_job > 1 else run_subset_job,
             store.results_dir,
             workers=cfg.workers,
             ray_address=cfg.ray,
@@ -206,20 +208,65 @@ def subset_jobs(
     return jobs
 
 
-def run_subset_job(payload: dict[str, Any]) -> dict[str, Any]:
+def batched_jobs(jobs: list[Job], size: int, done: set[str]) -> list[Job]:
+    """The subset jobs not yet ``done``, ``size`` at a time per split, each batch one :class:`Job` whose
+    parts are the subsets' job ids (:func:`run_subset_batch` runs it); the done ones stay single (the
+    runner counts them as skipped)."""
+    by_split: dict[int, list[Job]] = {}
+    for j in jobs:
+        if j.job_id not in done:
+            by_split.setdefault(j.payload["split"], []).append(j)
+    out = [j for j in jobs if j.job_id in done]
+    for group in by_split.values():
+        for s in range(0, len(group), size):
+            chunk = group[s : s + size]
+            common = {k: v for k, v in chunk[0].payload.items() if k not in ("subset", "train", "finetune")}
+            subsets = [{k: j.payload[k] for k in ("subset", "train", "finetune")} for j in chunk]
+            out.append(
+                Job(
+                    f"{chunk[0].job_id}-n{len(chunk)}",
+                    {**common, "subsets": subsets},
+                    tuple(j.job_id for j in chunk),
+                )
+            )
+    return out
+
+
+def _base_lm(path: str, max_length: int) -> Any:
+    """The base LM of this process, loaded once (workers keep it between jobs)."""
+    from airsearch.lm import load_lm
+
+    if path not in _LM_CACHE:
+        _LM_CACHE[path] = load_lm(path, max_length=max_length)
+    return _LM_CACHE[path]
+
+
+def run_subset_batch(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Worker: several subset fine-tunes of one split on one working copy of the base LM, its weights
+    reset to the base's before each (no reload, no copy per fine-tune); ``{job id: result}``, each result
+    what :func:`run_subset_job` gives for that subset."""
+    base = _base_lm(payload["lm"], payload["max_length"])
+    work = base.clone()
+    out = {}
+    for item in payload["subsets"]:
+        work.model.load_state_dict(base.model.state_dict())  # every fine-tune starts from th0
+        out[job_id(payload["split"], item["subset"])] = run_subset_job({**payload, **item}, work=work)
+    return out
+
+
+def run_subset_job(payload: dict[str, Any], work: Any = None) -> dict[str, Any]:
     """Worker: fine-tune a fresh copy of the base LM on the subset, return the dev losses (Eq. 8's L_S(z))
-    and, with ``movement``, how far the fine-tune moved (:func:`~airsearch.trainers.labels.movement.job_movement`)."""
+    and, with ``movement``, how far the fine-tune moved (:func:`~airsearch.trainers.labels.movement.job_movement`).
+    ``work``: a copy of the base LM (its weights equal to the base's) to fine-tune in place instead."""
     import time
 
-    from airsearch.lm import example_losses, load_lm
+    from airsearch.lm import example_losses
     from airsearch.lm.finetune import FinetuneConfig, finetune
 
     t0 = time.perf_counter()
-    path = payload["lm"]
-    base = _LM_CACHE.get(path)
-    if base is None:
-        base = _LM_CACHE[path] = load_lm(path, max_length=payload["max_length"])
-    tuned = finetune(base, payload["train"], FinetuneConfig(**payload["finetune"]), show_progress=False)
+    base = _base_lm(payload["lm"], payload["max_length"])
+    ft = FinetuneConfig(**payload["finetune"])
+    tuned = finetune(work or base, payload["train"], ft, show_progress=False, in_place=work is not None)
     losses = example_losses(
         tuned,
         payload["dev"],
