@@ -42,8 +42,9 @@ from bench_index import JITTER, bench_meta, percentiles, real_embeddings, recall
 
 RESULTS = HERE / "results"
 
-# plan -> (index type, partitions, sub-vectors (PQ), searches)
+# plan -> (index type, partitions, sub-vectors (PQ), searches); {} searches with the recorded settings
 PLANS: dict[str, tuple[str, int | None, int | None, list[dict]]] = {
+    "auto": ("auto", None, None, [{}]),  # what `airsearch index` builds by default
     "hnsw_sq_8": (
         "IVF_HNSW_SQ",
         8,
@@ -115,10 +116,11 @@ def lance_plan(store: IndexStore, name: str, queries: np.ndarray, truth: np.ndar
         row = {
             "engine": "lancedb",
             "plan": name,
-            "type": index_type,
+            "type": rec["type"] if index_type != "auto" else f"auto: {rec['type']}",
             "num_partitions": rec["num_partitions"],
             "num_sub_vectors": rec["num_sub_vectors"],
             "build_seconds": build,
+            **{k: rec[k] for k in ("nprobes", "refine_factor", "ef")},
             **params,
             **stats,
             "recall@10": round(recall(found, truth), 4),
@@ -225,6 +227,7 @@ def main() -> None:
     ap.add_argument("--plans", nargs="*", default=list(PLANS))
     ap.add_argument("--faiss", nargs="*", default=["ivf_flat", "hnsw"])
     ap.add_argument("--select-targets", type=int, default=10_000)
+    ap.add_argument("--skip-select", action="store_true", help="keep the committed select figures")
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--work", default=str(HERE / "work" / "ann_sweep"))
     ap.add_argument("--cache", default="runs/bench_cache")
@@ -275,7 +278,7 @@ def main() -> None:
         del vectors
         results["runs"] = rows
         write_results(results, results_path)
-    if args.select_targets:
+    if args.select_targets and not args.skip_select:
         results["select"] = measure_select(store, queries, args.select_targets, work)
         print(results["select"], flush=True)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

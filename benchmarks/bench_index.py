@@ -252,7 +252,7 @@ def write_results(results: dict) -> None:
         "(see the rows above). The synthetic-from-real tables are harder than real data: each real row has",
         "hundreds of jittered near-duplicates whose scores nearly tie.",
         "",
-        "**Search settings by table size** (`airsearch.indexers.ann.auto_search_params`): refine 20 / ef 300 below",
+        "**Search settings by table size** (`airsearch.indexers.ann.search_defaults`): refine 20 / ef 300 below",
         "500k rows (recall@10 0.976 at 100k), refine 100 / ef 1000 from 500k rows (0.958 at 1M, p50 121 ms);",
         "refine 20 falls to 0.925 at 1M. Every real row has about 333 jittered copies in the 1M table, so",
         "its top-10 scores nearly tie; the two 1M builds (867 s, 620 s) differ only in machine load.",

@@ -2,9 +2,13 @@
 
 AirRep scores are raw dot products (no normalisation, methods.md §1), so every index uses the
 ``dot`` distance. Below :attr:`AnnConfig.threshold` rows no index is built and search is exact.
-The default index type and search parameters were chosen by ``benchmarks/bench_index.py`` on real
-embeddings; the refine step re-scores ``refine_factor * k`` candidates with the full vectors so that
-recall@10 against exact search stays >= 0.95 (see ``benchmarks/results/index.md``).
+
+The default (``index_type="auto"``) follows the benchmarks on real-derived embeddings:
+``benchmarks/results/index.md`` (up to 1M rows) chose IVF_HNSW_SQ with a refine step that re-scores
+``refine_factor * k`` candidates with the full vectors (recall@10 >= 0.95 up to 100k rows), and
+``benchmarks/results/ann_sweep.md`` (1M rows) found that IVF_HNSW_SQ tops out near 0.96 there while
+IVF_FLAT with about sqrt(rows) partitions, one in eight probed, reaches 0.98 at 87x the exact
+latency. So ``auto`` is IVF_HNSW_SQ below :data:`LARGE_TABLE_ROWS` and IVF_FLAT from there.
 """
 
 from __future__ import annotations
@@ -23,18 +27,25 @@ from lancedb.index import HnswPq, HnswSq, IvfFlat, IvfPq, IvfSq
 from airsearch.errors import InputError
 from airsearch.results import Result, omitted_when_none
 
+# From this many rows ``auto`` builds IVF_FLAT and HNSW searches widen (see the module docstring).
+LARGE_TABLE_ROWS = 500_000
+# IVF (non-HNSW) indexes probe this fraction of their partitions by default: 128 of 1,024 gave
+# recall@10 0.980 at 1M rows (ann_sweep.md).
+PROBED_FRACTION = 1 / 8
+
 
 @dataclasses.dataclass
 class AnnConfig:
-    """When and how to build the ANN index, and how to search it."""
+    """When and how to build the ANN index, and how to search it. ``None`` fields take the defaults
+    for the table's size when the index is built, and the values used are recorded."""
 
     threshold: int = DEFAULT_THRESHOLD
-    index_type: str = DEFAULT_TYPE
+    index_type: str = DEFAULT_TYPE  # "auto": see resolved_type
     num_partitions: int | None = None  # default: HNSW max(4, rows / 125k); others about sqrt(rows)
     num_sub_vectors: int | None = None  # PQ only; default dim / 8
-    nprobes: int = 8
-    refine_factor: int | None = None  # None: by table size, see :func:`auto_search_params`
-    ef: int | None = None  # HNSW candidate list size; None: by table size
+    nprobes: int | None = None  # default: HNSW 8; others PROBED_FRACTION of the partitions
+    refine_factor: int | None = None  # default: see search_defaults
+    ef: int | None = None  # HNSW candidate list size; default: see search_defaults
 
     def __post_init__(self) -> None:
         if self.index_type not in INDEX_TYPES:
@@ -46,12 +57,26 @@ class AnnConfig:
     def should_build(self, rows: int) -> bool:
         return self.threshold >= 0 and rows >= self.threshold
 
+    def resolved_type(self, rows: int) -> str:
+        """The index type built for ``rows`` rows: ``auto`` is IVF_HNSW_SQ below
+        :data:`LARGE_TABLE_ROWS`, IVF_FLAT from there."""
+        if self.index_type != "auto":
+            return self.index_type
+        return "IVF_FLAT" if rows >= LARGE_TABLE_ROWS else "IVF_HNSW_SQ"
+
     def partitions(self, rows: int) -> int:
         if self.num_partitions:
             return self.num_partitions
-        if "HNSW" in self.index_type:  # few large partitions: the graph does the search inside each
+        if "HNSW" in self.resolved_type(rows):  # few large partitions: the graph searches inside each
             return max(4, rows // 125_000)
         return max(1, min(4096, int(math.sqrt(rows))))
+
+    def search_params(self, rows: int) -> dict[str, int | None]:
+        """``nprobes``, ``refine_factor`` and ``ef`` for a table of ``rows`` rows: the set fields, and
+        :func:`search_defaults` for the rest."""
+        defaults = search_defaults(self.resolved_type(rows), rows, self.partitions(rows))
+        given = {"nprobes": self.nprobes, "refine_factor": self.refine_factor, "ef": self.ef}
+        return {k: defaults[k] if v is None else v for k, v in given.items()}
 
     def index_config(self, rows: int, dim: int) -> Any:
         parts = self.partitions(rows)
@@ -63,18 +88,21 @@ class AnnConfig:
             "IVF_HNSW_PQ": lambda: HnswPq(num_sub_vectors=subs, **common),
             "IVF_SQ": lambda: IvfSq(**common),
             "IVF_FLAT": lambda: IvfFlat(**common),
-        }[self.index_type]()
+        }[self.resolved_type(rows)]()
 
 
-# Search settings by table size, from benchmarks/results/index.md (recall@10 vs exact, real-derived
-# embeddings): refine 20 / ef 300 gives 0.976 at 100k rows but 0.903 at 1M; refine 100 / ef 1000 gives
-# 0.956 at 1M (p50 89 ms, 2 shared cores).
-LARGE_TABLE_ROWS = 500_000
-
-
-def auto_search_params(rows: int) -> tuple[int, int]:
-    """``(refine_factor, ef)`` that keep recall@10 >= 0.95 for a table of ``rows`` rows."""
-    return (100, 1000) if rows >= LARGE_TABLE_ROWS else (20, 300)
+def search_defaults(index_type: str, rows: int, partitions: int) -> dict[str, int | None]:
+    """Default search settings of an index (recall@10 >= 0.95 in ``benchmarks/results/index.md`` and
+    ``ann_sweep.md``). HNSW: 8 probes, refine 20 / ef 300, or 100 / 1000 from :data:`LARGE_TABLE_ROWS`
+    rows (refine 20 gives 0.976 at 100k rows but 0.903 at 1M). IVF: :data:`PROBED_FRACTION` of the
+    partitions; IVF_FLAT stores the full vectors, so it needs no refine; the quantised ones refine as
+    HNSW does."""
+    large = rows >= LARGE_TABLE_ROWS
+    refine, ef = (100, 1000) if large else (20, 300)
+    if "HNSW" in index_type:
+        return {"nprobes": 8, "refine_factor": refine, "ef": ef}
+    nprobes = max(1, math.ceil(partitions * PROBED_FRACTION))
+    return {"nprobes": nprobes, "refine_factor": 0 if index_type == "IVF_FLAT" else refine, "ef": None}
 
 
 def _sub_vectors(dim: int) -> int:
@@ -88,16 +116,16 @@ def build(table: lancedb.table.LanceTable, cfg: AnnConfig) -> dict[str, Any]:
     """Train and write the index; returns what table metadata records about it."""
     rows = table.count_rows()
     dim = table.schema.field(VECTOR).type.list_size
+    index_type = cfg.resolved_type(rows)
     start = time.perf_counter()
     table.create_index(VECTOR, config=cfg.index_config(rows, dim), replace=True)
     return {
-        "type": cfg.index_type,
+        "type": index_type,
+        "requested_type": cfg.index_type,
         "metric": "dot",
         "num_partitions": cfg.partitions(rows),
-        "num_sub_vectors": (cfg.num_sub_vectors or _sub_vectors(dim)) if "PQ" in cfg.index_type else None,
-        "nprobes": cfg.nprobes,
-        "refine_factor": cfg.refine_factor,
-        "ef": cfg.ef,
+        "num_sub_vectors": (cfg.num_sub_vectors or _sub_vectors(dim)) if "PQ" in index_type else None,
+        **cfg.search_params(rows),
         "rows_indexed": rows,
         "build_seconds": round(time.perf_counter() - start, 3),
     }
@@ -153,16 +181,24 @@ def search(
     refine_factor: int | None = None,
     ef: int | None = None,
 ) -> Any:
-    """ANN top-k by dot product; returns an Arrow table with ``_rowid`` (scores recomputed by caller)."""
+    """ANN top-k by dot product; returns an Arrow table with ``_rowid`` (scores recomputed by caller).
+    Search settings: the arguments, else those recorded at build, else :func:`search_defaults` (for
+    tables recorded before the defaults were)."""
     rec = recorded or {}
+    rows = int(rec.get("rows_indexed") or table.count_rows())
+    index_type = str(rec.get("type") or "IVF_HNSW_SQ")
+    default = search_defaults(index_type, rows, int(rec.get("num_partitions") or 1))
+
+    def pick(name: str, given: int | None) -> int | None:
+        return next((int(v) for v in (given, rec.get(name), default[name]) if v is not None), None)
+
     q = table.search(vector, vector_column_name=VECTOR).distance_type("dot").limit(k).with_row_id(True)
-    q = q.nprobes(nprobes or rec.get("nprobes") or 8)
-    auto_rf, auto_ef = auto_search_params(int(rec.get("rows_indexed") or table.count_rows()))
-    rf = next((int(v) for v in (refine_factor, rec.get("refine_factor"), auto_rf) if v is not None), 0)
+    q = q.nprobes(pick("nprobes", nprobes) or 1)
+    rf = pick("refine_factor", refine_factor) or 0
     if rf:
         q = q.refine_factor(rf)
-    # HNSW needs ef >= the candidates it returns (k, times the refine factor)
-    q = q.ef(max(int(ef or rec.get("ef") or auto_ef), k * max(rf, 1)))
+    if "HNSW" in index_type:  # HNSW needs ef >= the candidates it returns (k, times the refine factor)
+        q = q.ef(max(pick("ef", ef) or 300, k * max(rf, 1)))
     if where:
         q = q.where(where, prefilter=True)
     return q.select(["_distance"]).to_arrow()

@@ -15,9 +15,9 @@ from airsearch.methods.registry import PARAMS_HELP, MethodConfig, PreconditionOp
 from airsearch.runtime import QUANTIZE_HELP, RUNTIME_HELP, Quantize, Runtime, check_runtime
 
 F = dataclasses.field
-AnnType = Literal["IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_SQ", "IVF_FLAT"]
+AnnType = Literal["auto", "IVF_PQ", "IVF_HNSW_SQ", "IVF_HNSW_PQ", "IVF_SQ", "IVF_FLAT"]
 INDEX_TYPES: tuple[str, ...] = get_args(AnnType)  # the ANN index types (airsearch.indexers.ann)
-DEFAULT_TYPE = "IVF_HNSW_SQ"
+DEFAULT_TYPE = "auto"  # by table size: airsearch.indexers.ann.AnnConfig.resolved_type
 DEFAULT_THRESHOLD = 50_000  # rows from which an ANN index is built
 ENCODING_HELP = "text encoding of JSONL, JSON and CSV/TSV files"
 
@@ -99,15 +99,22 @@ class IndexConfig(CommandConfig):
     ann_threshold: int = F(
         default=DEFAULT_THRESHOLD, metadata={"help": "build an ANN index at this many rows (-1: never)"}
     )
-    ann_type: AnnType = F(default=DEFAULT_TYPE, metadata={"help": "ANN index type"})
+    ann_type: AnnType = F(
+        default=DEFAULT_TYPE,
+        metadata={"help": "ANN index type (auto: IVF_HNSW_SQ below 500k rows, IVF_FLAT from 500k)"},
+    )
     fts: bool = F(
         default=True, metadata={"help": "build the full-text (BM25) index for query --mode bm25|hybrid"}
     )
-    nprobes: int = F(default=8, metadata={"help": "ANN partitions probed per query"})
+    nprobes: int | None = F(
+        default=None,
+        metadata={"help": "ANN partitions probed per query (default: HNSW 8, IVF one partition in 8)"},
+    )
     refine_factor: int | None = F(
         default=None,
         metadata={
-            "help": "ANN refine: re-score refine_factor*k rows exactly (default: 20, or 100 from 500k rows)"
+            "help": "ANN refine: re-score refine_factor*k rows exactly (default: 20, or 100 from 500k "
+            "rows; none for IVF_FLAT)"
         },
     )
     ef: int | None = F(
@@ -126,7 +133,7 @@ class IndexConfig(CommandConfig):
             len(modes) <= 1, modes[-1] if modes else "append", f"{' and '.join(modes)} exclude each other"
         )
         check_encoding(self.encoding)
-        require(self.nprobes > 0, "nprobes", "must be positive")
+        require(self.nprobes is None or self.nprobes > 0, "nprobes", "must be positive")
         require(self.refine_factor is None or self.refine_factor >= 0, "refine_factor", "must be >= 0")
         require(self.ef is None or self.ef > 0, "ef", "must be positive")
         check_runtime(self.runtime, self.quantize)

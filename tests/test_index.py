@@ -212,3 +212,56 @@ def test_ann_index_built_above_threshold_and_refreshed_on_append(tmp_path, tiny_
     new = load_corpus(tmp_path / "b.jsonl").examples
     found = Searcher(str(db), encoder=str(tiny_encoder_dir), exact=True).search(new[0], k=320)[0].proponents
     assert {e.id for e in new} <= {c.id for c in found}
+
+
+def test_auto_ann_type_follows_table_size():
+    """``auto`` is IVF_HNSW_SQ below 500k rows and IVF_FLAT (sqrt(rows) partitions, one in eight
+    probed, no refine) from there, as benchmarks/results/ann_sweep.md found; set fields win."""
+    from airsearch.indexers.ann import LARGE_TABLE_ROWS, AnnConfig
+
+    auto = AnnConfig()
+    assert auto.index_type == "auto"
+    small, large = 100_000, 1_000_000
+    assert auto.resolved_type(small) == "IVF_HNSW_SQ" and auto.partitions(small) == 4
+    assert auto.search_params(small) == {"nprobes": 8, "refine_factor": 20, "ef": 300}
+    assert auto.resolved_type(LARGE_TABLE_ROWS - 1) == "IVF_HNSW_SQ"
+    assert auto.resolved_type(LARGE_TABLE_ROWS) == "IVF_FLAT"
+    assert auto.partitions(large) == 1000
+    assert auto.search_params(large) == {"nprobes": 125, "refine_factor": 0, "ef": None}
+    hnsw = AnnConfig(index_type="IVF_HNSW_SQ", refine_factor=5)
+    assert hnsw.resolved_type(large) == "IVF_HNSW_SQ" and hnsw.partitions(large) == 8
+    assert hnsw.search_params(large) == {"nprobes": 8, "refine_factor": 5, "ef": 1000}
+    assert AnnConfig(index_type="IVF_PQ").search_params(large)["refine_factor"] == 100
+    with pytest.raises(InputError, match="unknown index type"):
+        AnnConfig(index_type="HNSW")
+
+
+def test_ivf_flat_index_records_its_search_settings(tmp_path, tiny_encoder_dir):
+    db = tmp_path / "db"
+    corpus = write_corpus(tmp_path / "a.jsonl", make_rows(300))
+    s = build_index(_cfg(db, [corpus], tiny_encoder_dir, ann_threshold=200, ann_type="IVF_FLAT"))
+    assert s.index.ann and s.index.search == {"nprobes": 3, "refine_factor": 0, "ef": None}  # 17 partitions
+    recorded = IndexStore(str(db)).open("corpus").meta.ann
+    assert recorded["type"] == "IVF_FLAT" and recorded["requested_type"] == "IVF_FLAT"
+    assert recorded["num_partitions"] == 17 and recorded["rows_indexed"] == 300
+    queries = load_corpus(corpus).examples[:10]
+    exact = Searcher(str(db), encoder=str(tiny_encoder_dir), exact=True).search(queries, k=10)
+    assert all(
+        len(r.proponents) == 10
+        for r in Searcher(str(db), encoder=str(tiny_encoder_dir)).search(queries, k=10)
+    )
+    # probing every partition of a flat IVF index is exact search
+    build_index(
+        _cfg(
+            db, [corpus], tiny_encoder_dir, ann_threshold=200, ann_type="IVF_FLAT", nprobes=17, overwrite=True
+        )
+    )
+    ann = Searcher(str(db), encoder=str(tiny_encoder_dir))
+    assert ann.use_ann
+    for ra, re in zip(ann.search(queries, k=10), exact, strict=True):
+        assert [c.id for c in ra.proponents] == [c.id for c in re.proponents]
+    # the default type below 500k rows is recorded as chosen by auto
+    s2 = build_index(_cfg(tmp_path / "db2", [tmp_path / "a.jsonl"], tiny_encoder_dir, ann_threshold=200))
+    rec2 = IndexStore(str(tmp_path / "db2")).open("corpus").meta.ann
+    assert s2.index.ann and rec2["type"] == "IVF_HNSW_SQ" and rec2["requested_type"] == "auto"
+    assert s2.index.search == {"nprobes": 8, "refine_factor": 20, "ef": 300}
