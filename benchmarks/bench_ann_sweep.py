@@ -267,14 +267,17 @@ def main() -> None:
     ]
     print(f"exact {stats}", flush=True)
     for name in args.plans:
-        rows += lance_plan(store, name, queries, truth)
+        rows += [{**r, "exact_p50_ms": stats["p50_ms"]} for r in lance_plan(store, name, queries, truth)]
         results["runs"] = rows
         write_results(results, results_path)
     if args.faiss:
         vectors = all_vectors(store.open("sweep"))
         rng = np.random.default_rng(2)
         batch = queries[rng.integers(0, len(queries), args.select_targets)]
-        rows += faiss_plans(vectors, queries, truth, batch, args.faiss)
+        rows += [
+            {**r, "exact_p50_ms": stats["p50_ms"]}
+            for r in faiss_plans(vectors, queries, truth, batch, args.faiss)
+        ]
         del vectors
         results["runs"] = rows
         write_results(results, results_path)
@@ -296,13 +299,14 @@ def write_results(results: dict, path: Path | None = None) -> None:
         f"{results['queries']} held-out sample queries (real), k = {results['k']}; recall@10 against exact search.",
         f"Exact search: p50 {exact} ms, p95 {results['exact']['p95_ms']} ms ({results['exact']['backend']}). "
         "Goal: recall@10 >= 0.97 at >= 50x the exact latency (p50 <= "
-        f"{exact / 50:.1f} ms).",
+        f"{exact / 50:.1f} ms). `x exact` divides the exact p50 measured in the same run as the row (runs "
+        "saw different load) by the row's p50.",
         "",
         "| engine | index | partitions | PQ sub-vectors | build s | nprobes | refine | ef | p50 ms | p95 ms | x exact | recall@10 | goal |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results.get("runs", []):
-        speed = exact / max(r["p50_ms"], 1e-9)
+        speed = r.get("exact_p50_ms", exact) / max(r["p50_ms"], 1e-9)  # against the exact p50 of its run
         goal = "yes" if r["recall@10"] >= 0.97 and speed >= 50 else ""
         if r["engine"] == "lancedb":
             lines.append(
