@@ -256,3 +256,31 @@ def test_attribute_with_ekfac_equals_the_preconditioned_method(tiny_lm_dir, tiny
     ref = TracIn([lm], params=ParamSet("linear"), precondition=pre, max_length=64, show_progress=False)
     torch.testing.assert_close(got, ref.score(train, queries), rtol=1e-4, atol=1e-7)
     assert len(list((tmp_path / "factors").glob("ekfac-*/factors.safetensors"))) == 1
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("biased", [False, True])
+def test_exact_scores_stream_layer_by_layer(lm, biased_lm, normalize, biased):
+    """Exact grad-dot / grad-cos of Linear-only sets never build the train gradient rows
+    (``GradientFeaturizer.products``), and equal products of per-example backward-loop gradients,
+    over two weighted checkpoints and with a K-FAC-preconditioned query side."""
+    target = biased_lm if biased else lm
+    train, test = make_examples(7), make_examples(9)[7:]
+    spec = ParamSet("linear")
+    method = TracIn([target, target], params=spec, weights=[1.0, 0.5], normalize=normalize, batch_size=3,
+                    show_progress=False)  # fmt: skip
+    fz = method.ck.featurizers[0]
+    assert fz.products(train, method.test_features(test)[:, : fz.dim()]) is not None  # the streamed route
+    ref_train, ref_test = _grads(target, fz.gm, train), _grads(target, fz.gm, test)
+    if normalize:
+        ref_train = ref_train / ref_train.norm(dim=1, keepdim=True)
+        ref_test = ref_test / ref_test.norm(dim=1, keepdim=True)
+    expected = 1.5 * ref_train @ ref_test.T
+    torch.testing.assert_close(method.score(train, test).double(), expected, rtol=1e-4, atol=1e-6)
+    _, top = method.topk(train, test, k=3, block_size=4)
+    assert (top == expected.T.argsort(dim=1, descending=True)[:, :3].numpy()).all()
+    if not normalize:  # the preconditioned query side streams too and matches rows then products
+        pre = TracIn([target], params=spec, precondition=Precondition("kfac", sample=train, damping=0.1),
+                     batch_size=3, show_progress=False)  # fmt: skip
+        rows = pre.train_features(train) @ pre.test_features(test).T
+        torch.testing.assert_close(pre.score(train, test), rows, rtol=1e-4, atol=1e-6)

@@ -96,7 +96,12 @@ class AttributionMethod(abc.ABC):
     # ------------------------------------------------------------------------------------ scoring
     def score(self, train: Sequence[Example], test: Sequence[Example]) -> torch.Tensor:
         """The full ``[n_train, n_test]`` matrix (use :meth:`topk` when it would not fit)."""
-        return self.train_features(train) @ self.test_features(test).T
+        return self.score_against(train, self.test_features(test))
+
+    def score_against(self, train: Sequence[Example], queries: torch.Tensor) -> torch.Tensor:
+        """``[n_train, q]`` scores of ``train`` against query feature rows (:meth:`test_features`).
+        A method may compute them without building the train feature rows."""
+        return self.train_features(train) @ queries.T
 
     def topk(
         self,
@@ -111,8 +116,7 @@ class AttributionMethod(abc.ABC):
         queries = self.test_features(test)
         heap = TopK(queries.shape[0], k, largest=largest)
         for start in range(0, len(train), block_size):
-            block = self.train_features(train[start : start + block_size])
-            heap.update(queries @ block.T, start)
+            heap.update(self.score_against(train[start : start + block_size], queries).T, start)
         return heap.result()
 
 

@@ -90,19 +90,9 @@ class GradientFeaturizer:
         side: Side | None = None,
     ) -> torch.Tensor:
         """``[n, dim]`` float32 feature rows, in the order of ``examples`` (``side``: preconditioning)."""
-        from airsearch.lm import encode_examples, tokenize_example
-
         n = len(examples)
         out = torch.zeros(n, self.dim())
-        if n == 0:
-            return out
-        max_length = self.max_length or self.lm.max_length
-        lengths = [len(tokenize_example(self.lm.tokenizer, ex, max_length)[0]) for ex in examples]
-        batches = length_sorted_batches(n, lengths, self.batch_size)
-        for idx in progress(
-            batches, desc=f"{mode} gradients", unit="batch", quiet=None if self.show_progress else True
-        ):
-            enc = encode_examples(self.lm, [examples[i] for i in idx], max_length)
+        for idx, enc in self._batches(examples, f"{mode} gradients"):
             if mode == "grad":
                 full = self._transform(self.gm.per_example_grads(enc, chunk_size=self.batch_size), side)
             elif mode in ("haif", "haif-t"):
@@ -123,6 +113,41 @@ class GradientFeaturizer:
                 full = unit_normalize(full)
             out[idx] = self.projector(full.cpu())
         return out
+
+    def products(
+        self, examples: Sequence[Example], queries: torch.Tensor, normalize: bool = False
+    ) -> torch.Tensor | None:
+        """``[n, q]`` equal to ``features(examples, normalize=normalize) @ queries.T`` without the
+        ``[n, p]`` gradient rows: each batch's per-layer gradients are contracted with the matching
+        columns of ``queries`` and dropped (memory and time scale with the layers, not the rows).
+        Exact features only (no projection, no train-side preconditioning) of Linear-only parameter
+        sets; None otherwise (then use :meth:`features`)."""
+        from airsearch.methods.linear_layers import LayerReuseError
+
+        if self.projector.dim is not None or self.projector.normalize or not self.gm.linear_route():
+            return None
+        out = torch.zeros(len(examples), queries.shape[0])
+        try:
+            for idx, enc in self._batches(examples, "grad gradients"):
+                dots, sq_norms = self.gm.per_example_dots(enc, queries, chunk_size=self.batch_size)
+                if normalize:  # unit_normalize of the row, applied to its products
+                    dots = dots / sq_norms.sqrt().clamp(min=1e-12)[:, None]
+                out[idx] = dots.cpu()
+        except LayerReuseError:
+            return None  # the gradient model has switched to its vmap route
+        return out
+
+    def _batches(self, examples: Sequence[Example], desc: str) -> Any:
+        """``(row indices, encoded batch)`` of length-sorted batches, with a progress bar."""
+        from airsearch.lm import encode_examples, tokenize_example
+
+        if not examples:
+            return
+        max_length = self.max_length or self.lm.max_length
+        lengths = [len(tokenize_example(self.lm.tokenizer, ex, max_length)[0]) for ex in examples]
+        batches = length_sorted_batches(len(examples), lengths, self.batch_size)
+        for idx in progress(batches, desc=desc, unit="batch", quiet=None if self.show_progress else True):
+            yield idx, encode_examples(self.lm, [examples[i] for i in idx], max_length)
 
     def token_features(
         self, example: Example, mode: FeatureMode = "grad", normalize: bool = False, side: Side | None = None

@@ -160,21 +160,15 @@ class GradientModel:
         """
         ids, labels = _right_trim(batch)
         ids, labels = ids.to(self.device), labels.to(self.device)
-        if self._linear_path is None:
-            from airsearch.methods.linear_layers import linear_blocks_or_none
-
-            self._linear_path = linear_blocks_or_none(self) or []
-        if self._linear_path:
+        if self.linear_route():
             lengths = batch["attention_mask"].sum(1)
+            # one [b, p] buffer that every chunk's layers write into: no per-layer or per-chunk copies
+            out = torch.empty(ids.shape[0], self.num_params, device=self.device)
             try:
-                return torch.cat(
-                    [
-                        self._linear_grads(
-                            ids[i : i + chunk_size], labels[i : i + chunk_size], lengths[i : i + chunk_size]
-                        )
-                        for i in range(0, ids.shape[0], chunk_size)
-                    ]
-                )
+                for i in range(0, ids.shape[0], chunk_size):
+                    rows = slice(i, i + chunk_size)
+                    self._linear_grads(ids[rows], labels[rows], lengths[rows], out[rows])
+                return out
             except InputError as e:
                 from airsearch.methods.linear_layers import LayerReuseError
 
@@ -185,17 +179,78 @@ class GradientModel:
         with _eval(self.model):
             return self.flatten(fn(self.params, ids, labels)).float()
 
-    def _linear_grads(self, ids: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def linear_route(self) -> bool:
+        """Whether per-example gradients come from hooked Linear layers (every parameter is the
+        weight or bias of a Linear applied once per forward)."""
+        if self._linear_path is None:
+            from airsearch.methods.linear_layers import linear_blocks_or_none
+
+            self._linear_path = linear_blocks_or_none(self) or []
+        return bool(self._linear_path)
+
+    def per_example_dots(
+        self, batch: dict[str, torch.Tensor], queries: torch.Tensor, chunk_size: int = 8
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(G Q^T [b, q], ||G||^2 [b])`` for the batch's gradient rows ``G`` and query rows ``Q``
+        ``[q, p]``, one Linear layer at a time, so the ``[b, p]`` rows are never built (the
+        :meth:`linear_route` only; a layer applied twice raises
+        :class:`~airsearch.methods.linear_layers.LayerReuseError` and switches to the vmap route)."""
+        from airsearch.methods.linear_layers import LayerReuseError, layer_activations
+
+        if not self.linear_route():
+            raise ValueError("per_example_dots needs the Linear-layer route")
+        ids, labels = _right_trim(batch)
+        ids, labels = ids.to(self.device), labels.to(self.device)
+        lengths = batch["attention_mask"].sum(1)
+        queries = queries.to(self.device, torch.float32)
+        dots = torch.zeros(ids.shape[0], queries.shape[0], device=self.device)
+        sq_norms = torch.zeros(ids.shape[0], device=self.device)
+        cols = self.param_slices()
+        for i in range(0, ids.shape[0], chunk_size):
+            rows = slice(i, i + chunk_size)
+            try:
+                acts = layer_activations(self, ids[rows], labels[rows], lengths[rows], self._linear_path)
+            except LayerReuseError:
+                self._linear_path = []
+                raise
+            for block in self._linear_path:
+                g = acts.per_example_grads(block)
+                acts.stats.pop(block.module)
+                parts = [(g[..., : block.in_features] if block.bias else g, block.weight)]
+                if block.bias:
+                    parts.append((g[..., block.in_features], block.bias))
+                for part, name in parts:
+                    flat = part.reshape(part.shape[0], -1)
+                    dots[rows] += flat @ queries[:, cols[name]].T
+                    sq_norms[rows] += flat.square().sum(1)
+        return dots, sq_norms
+
+    def param_slices(self) -> dict[str, slice]:
+        """Each parameter's columns in a flattened gradient row (:attr:`param_names` order)."""
+        slices, start = {}, 0
+        for n in self.param_names:
+            size = self.params[n].numel()
+            slices[n] = slice(start, start + size)
+            start += size
+        return slices
+
+    def _linear_grads(
+        self, ids: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor, out: torch.Tensor
+    ) -> None:
+        """Write the chunk's gradient rows into ``out`` ``[b, p]``, one Linear layer at a time."""
         from airsearch.methods.linear_layers import layer_activations
 
         acts = layer_activations(self, ids, labels, lengths, self._linear_path)
-        grads: dict[str, torch.Tensor] = {}
+        cols = self.param_slices()
         for block in self._linear_path:
-            g = acts.per_example_grads(block)
-            grads[block.weight] = g[..., : block.in_features]
+            weight = out[:, cols[block.weight]].view(-1, block.out_features, block.in_features)
             if block.bias:
-                grads[block.bias] = g[..., block.in_features]
-        return self.flatten(grads)
+                g = acts.per_example_grads(block)
+                weight.copy_(g[..., : block.in_features])
+                out[:, cols[block.bias]] = g[..., block.in_features]
+            else:
+                acts.per_example_grads(block, out=weight)
+            acts.stats.pop(block.module)  # free the layer's inputs and output gradients
 
     def per_token_grads(
         self, input_ids: torch.Tensor, labels: torch.Tensor, chunk_size: int | None = 64

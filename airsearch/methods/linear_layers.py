@@ -130,10 +130,11 @@ class LayerActivations:
     stats: dict[str, tuple[torch.Tensor, torch.Tensor]]
     mask: torch.Tensor
 
-    def per_example_grads(self, block: LinearBlock) -> torch.Tensor:
-        """``[b, out, cols]``: ``G(z) = sum_t d_t a_t^T`` of every example in the batch."""
+    def per_example_grads(self, block: LinearBlock, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``[b, out, cols]``: ``G(z) = sum_t d_t a_t^T`` of every example in the batch, written into
+        ``out`` when given (it may be a strided view, e.g. columns of a flattened gradient row)."""
         a, d = self.stats[block.module]
-        return torch.einsum("bto,btc->boc", d, a)
+        return torch.bmm(d.transpose(1, 2), a, out=out)
 
 
 @dataclass

@@ -147,12 +147,27 @@ class TracIn(AttributionMethod):
 
     def train_features(self, examples: Sequence[Example]) -> torch.Tensor:
         side = self.ck.sides(self.normalize)[0]
-        return torch.cat(self.ck.per_checkpoint(examples, normalize=self.normalize, side=side), dim=1)
+        return _concat(self.ck.per_checkpoint(examples, normalize=self.normalize, side=side))
 
     def test_features(self, examples: Sequence[Example]) -> torch.Tensor:
         side = self.ck.sides(self.normalize)[1]
         feats = self.ck.per_checkpoint(examples, normalize=self.normalize, side=side)
-        return torch.cat([w * f for w, f in zip(self.weights, feats, strict=True)], dim=1)
+        return _concat([f if w == 1.0 else w * f for w, f in zip(self.weights, feats, strict=True)])
+
+    def score_against(self, train: Sequence[Example], queries: torch.Tensor) -> torch.Tensor:
+        """Exact scores of Linear-only parameter sets without the train gradient rows: each train
+        batch's per-layer gradients meet the queries' matching columns and are dropped
+        (:meth:`GradientFeaturizer.products`); otherwise rows then products."""
+        if self.ck.sides(self.normalize)[0] is None:
+            total, offset = None, 0
+            for f in self.ck.featurizers:
+                block = f.products(train, queries[:, offset : offset + f.dim()], normalize=self.normalize)
+                if block is None:
+                    break
+                total, offset = block if total is None else total + block, offset + f.dim()
+            else:
+                return total
+        return super().score_against(train, queries)
 
     def train_token_features(self, example: Example) -> tuple[torch.Tensor, list[int]]:
         side = self.ck.sides(self.normalize)[0]
@@ -171,3 +186,8 @@ class TracIn(AttributionMethod):
     def manifest(self) -> VectorManifest:
         dim = sum(f.dim() for f in self.ck.featurizers)
         return self.ck.manifest("grad-unit" if self.normalize else "grad", dim, {"method": self.name})
+
+
+def _concat(feats: list[torch.Tensor]) -> torch.Tensor:
+    """Checkpoints' feature blocks side by side (one checkpoint: its block, not a copy)."""
+    return feats[0] if len(feats) == 1 else torch.cat(feats, dim=1)
