@@ -6,9 +6,9 @@ AirRep scores are raw dot products (no normalisation, methods.md §1), so every 
 The default (``index_type="auto"``) follows the benchmarks on real-derived embeddings:
 ``benchmarks/results/index.md`` (up to 1M rows) chose IVF_HNSW_SQ with a refine step that re-scores
 ``refine_factor * k`` candidates with the full vectors (recall@10 >= 0.95 up to 100k rows), and
-``benchmarks/results/ann_sweep.md`` (1M rows) found that IVF_HNSW_SQ tops out near 0.96 there while
-IVF_FLAT with about sqrt(rows) partitions, one in eight probed, reaches 0.98 at 87x the exact
-latency. So ``auto`` is IVF_HNSW_SQ below :data:`LARGE_TABLE_ROWS` and IVF_FLAT from there.
+``benchmarks/results/ann_sweep.md`` (1M rows) found that IVF_HNSW_SQ needs refine 200 to pass 0.97
+there (p50 131 ms, 30x faster than exact), while IVF_FLAT with about sqrt(rows) partitions reaches
+0.98-0.996 probing 1/8-3/16 of them at 61-87x the exact latency. So ``auto`` is IVF_HNSW_SQ below :data:`LARGE_TABLE_ROWS` and IVF_FLAT from there.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from airsearch.results import Result, omitted_when_none
 
 # From this many rows ``auto`` builds IVF_FLAT and HNSW searches widen (see the module docstring).
 LARGE_TABLE_ROWS = 500_000
-# IVF (non-HNSW) indexes probe this fraction of their partitions by default: 128 of 1,024 gave
-# recall@10 0.980 at 1M rows (ann_sweep.md).
-PROBED_FRACTION = 1 / 8
+# IVF (non-HNSW) indexes probe this fraction of their partitions by default. At 1M rows (ann_sweep.md)
+# IVF_FLAT gave recall@10 0.954 / 0.980 / 0.996 probing 96 / 128 / 192 of 1,024 partitions, but a
+# second build (1,000 partitions, 125 probed) gave 0.955: k-means varies between builds, so the
+# default keeps a margin at 3 in 16.
+PROBED_FRACTION = 3 / 16
 
 
 @dataclasses.dataclass

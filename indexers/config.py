@@ -108,7 +108,7 @@ class IndexConfig(CommandConfig):
     )
     nprobes: int | None = F(
         default=None,
-        metadata={"help": "ANN partitions probed per query (default: HNSW 8, IVF one partition in 8)"},
+        metadata={"help": "ANN partitions probed per query (default: HNSW 8, IVF 3 partitions in 16)"},
     )
     refine_factor: int | None = F(
         default=None,
