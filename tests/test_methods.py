@@ -184,6 +184,12 @@ def test_teacher_labels_are_negated_group_scores(models, tmp_path):
     for k, members in enumerate(split.members):
         expected = m.score([by_id[i] for i in members], dev).sum(0).double().numpy()
         np.testing.assert_allclose(split.losses[k], -expected, rtol=1e-4, atol=1e-6)
+    # blocks of feature rows (here 2 rows per side) give the whole matrix
+    from airsearch.trainers.labels.teacher import teacher_scores
+
+    pool = examples[:9]
+    two_rows = 2 * 4 * m.test_features(dev[:1]).shape[1]
+    torch.testing.assert_close(teacher_scores(m, pool, dev, block_bytes=two_rows), m.score(pool, dev))
 
 
 def test_attribute_command_topk_and_full_matrix(models, tmp_path):

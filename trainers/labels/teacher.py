@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from airsearch.trainers.labels.config import LabelConfig
 from airsearch.trainers.labels.sampling import SplitPlan
 from airsearch.trainers.labels.store import LabelStore
@@ -83,21 +84,44 @@ def write_teacher_labels(
     pools = sorted({i for p in plans for i in p.pool_ids})  # the train side: the factors' fitting sample
     method = method or teacher_method(cfg.teacher, lm, cfg, store, examples, [by_id[i] for i in pools])
     done = set(store.done_job_ids())
-    feats = None
+    devs = sorted({i for p in plans for i in p.dev_ids})
+    scores = None
     for plan in plans:
         todo = [k for k in range(len(plan.subsets)) if job_id(plan.split, k) not in done]
         if not todo:
             continue
-        if feats is None:  # one pass over every pool and dev example, shared by all splits
-            train_f = method.train_features(examples)
-            test_f = method.test_features(examples)
-            row = {i: r for r, i in enumerate(needed_ids)}
-            feats = (train_f, test_f, row)
-        train_f, test_f, row = feats
-        dev = test_f[[row[i] for i in plan.dev_ids]]
+        if scores is None:  # one score matrix over every pool and dev example, shared by all splits
+            scores = teacher_scores(method, [by_id[i] for i in pools], [by_id[i] for i in devs])
+            pool_row, dev_col = {i: r for r, i in enumerate(pools)}, {i: c for c, i in enumerate(devs)}
+        dev = scores[:, [dev_col[i] for i in plan.dev_ids]]
         for k in todo:
             members = plan.subsets[k]
-            group = (train_f[[row[i] for i in members]] @ dev.T).sum(dim=0)  # sum_{i in S} tau(i, z)
+            group = dev[[pool_row[i] for i in members]].sum(dim=0)  # sum_{i in S} tau(i, z)
             store.write_job_result(
                 plan.split, k, members, -group.double().numpy().astype(np.float64), teacher=cfg.teacher
             )
+
+
+# Feature rows held at once by teacher_scores: about this many bytes per side (query and train).
+TEACHER_BLOCK_BYTES = 2 * 1024**3
+
+
+def teacher_scores(
+    method: AttributionMethod,
+    pool: Sequence[Example],
+    dev: Sequence[Example],
+    block_bytes: int = TEACHER_BLOCK_BYTES,
+) -> torch.Tensor:
+    """``tau(i, z)`` for every pool row i and dev row z: ``[n_pool, n_dev]``, in blocks of feature rows
+    of about ``block_bytes`` per side, so exact gradients of a larger target LM (12.6M parameters:
+    50 MB per row) fit in memory. The train rows are featurised once per dev block."""
+    if not pool or not dev:
+        return torch.zeros(len(pool), len(dev))
+    first = method.test_features(dev[:1])
+    rows = max(1, block_bytes // (first.element_size() * first.shape[1]))
+    out = torch.zeros(len(pool), len(dev))
+    for j in range(0, len(dev), rows):
+        queries = first if rows == 1 and j == 0 else method.test_features(dev[j : j + rows])
+        for i in range(0, len(pool), rows):
+            out[i : i + rows, j : j + rows] = method.score_against(pool[i : i + rows], queries)
+    return out
