@@ -97,8 +97,10 @@ def build_table(root: Path, n: int, base: np.ndarray) -> tuple[IndexStore, float
     return store, round(time.perf_counter() - t0, 1)
 
 
-def all_vectors(table) -> np.ndarray:
-    return np.concatenate([v for _, v, _ in table.iter_blocks()])
+def all_vectors(table) -> tuple[np.ndarray, np.ndarray]:
+    """``(row ids, vectors)`` in table order (FAISS returns positions; recall compares row ids)."""
+    blocks = list(table.iter_blocks())
+    return np.concatenate([i for i, _, _ in blocks]), np.concatenate([v for _, v, _ in blocks])
 
 
 def lance_plan(store: IndexStore, name: str, queries: np.ndarray, truth: np.ndarray) -> list[dict]:
@@ -131,7 +133,12 @@ def lance_plan(store: IndexStore, name: str, queries: np.ndarray, truth: np.ndar
 
 
 def faiss_plans(
-    vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, batch: np.ndarray, names: list[str]
+    row_ids: np.ndarray,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    batch: np.ndarray,
+    names: list[str],
 ) -> list[dict]:
     import faiss
 
@@ -163,7 +170,7 @@ def faiss_plans(
                 t1 = time.perf_counter()
                 _, ids = index.search(q[None, :], 10)
                 times.append(time.perf_counter() - t1)
-                found.append(ids[0])
+                found.append(row_ids[ids[0]])
             t1 = time.perf_counter()
             index.search(batch, 10)
             batch_seconds = time.perf_counter() - t1
@@ -271,12 +278,12 @@ def main() -> None:
         results["runs"] = rows
         write_results(results, results_path)
     if args.faiss:
-        vectors = all_vectors(store.open("sweep"))
+        row_ids, vectors = all_vectors(store.open("sweep"))
         rng = np.random.default_rng(2)
         batch = queries[rng.integers(0, len(queries), args.select_targets)]
         rows += [
             {**r, "exact_p50_ms": stats["p50_ms"]}
-            for r in faiss_plans(vectors, queries, truth, batch, args.faiss)
+            for r in faiss_plans(row_ids, vectors, queries, truth, batch, args.faiss)
         ]
         del vectors
         results["runs"] = rows
