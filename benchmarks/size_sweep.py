@@ -102,7 +102,7 @@ SCALES: dict[str, SweepScale] = {
         lm_context=64, eval_every=25, patience=2, tasks=8, per_task=40, splits=5, dev=16, pool=60,
         subset=12, subsets=10, ft_epochs=2, ft_max_length=128, enc_epochs=3, enc_lr=2e-5,
         max_seq_length=128, warmup=32, paper_splits=2, paper_dev=12, paper_pool=40, paper_subset=16,
-        paper_subsets=6, volume_splits=8, volume_subsets=40, ablations=("volume", "mix"),
+        paper_subsets=6, volume_splits=8, volume_subsets=40, ablations=tuple(ABLATIONS),
         smollm2_examples=2, **_UNUSED,
     ),
     # The sweep the issue asks for (the reproduction's default labels and gold): hours on 2 CPU cores.
