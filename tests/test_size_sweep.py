@@ -88,6 +88,9 @@ def test_size_sweep_micro(tmp_path, tiny_bert_dir, monkeypatch):
     assert {a["encoder"] for a in ablations} >= {"airrep:airrep_S0_retrain", "airrep:airrep_S0_mix"}
     assert sum(a["chosen"] for a in ablations) == 1
     assert all(a["held_out_split_lds"] is not None for a in ablations)
+    kept = next(a["encoder"] for a in ablations if a["chosen"])  # chosen on the held-out split
+    for s in sizes:  # and, unless it is the baseline, evaluated at every size
+        assert kept in {r["name"] for r in res["rows"][s]}
     assert set(res["goals"]) == {
         "S0: AirRep beats BM25 and base",
         "S2: AirRep on the Pareto frontier",
