@@ -49,8 +49,18 @@ def cache_root() -> Path:
     return Path(os.environ.get("AIRSEARCH_CACHE") or Path.home() / ".cache" / "airsearch")
 
 
+# The activation precision every runtime is asked for. OpenVINO's CPU plugin otherwise picks bf16 on
+# processors with avx512_bf16 or AMX (and f16 on some ARM cores), so one "fp32" runtime name would give
+# different vectors on two machines. int8 builds quantise weights only: their activations stay f32 too.
+ACTIVATION_PRECISION = "f32"
+
+
 class CompiledEncoder:
-    """An exported encoder graph loaded into ONNX Runtime or OpenVINO: ``__call__(features) -> [n, dim]``."""
+    """An exported encoder graph loaded into ONNX Runtime or OpenVINO: ``__call__(features) -> [n, dim]``.
+
+    :attr:`precision` is the activation precision the runtime reports it computes in, read back from
+    the compiled model (OpenVINO) or the session's provider (ONNX Runtime's CPU provider computes fp32
+    unless a graph is converted, which :func:`compile_encoder` never does)."""
 
     def __init__(self, path: Path, runtime: str, inputs: tuple[str, ...]) -> None:
         self.path, self.runtime, self.inputs = path, runtime, inputs
@@ -60,17 +70,37 @@ class CompiledEncoder:
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
+            # no fast-math bf16 GEMMs (an ARM option today; asked for explicitly so it never applies)
+            options.add_session_config_entry("mlas.enable_gemm_fastmath_arm64_bfloat16", "0")
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             self._run = lambda feeds: self._session.run(None, feeds)[0]
+            self.precision = "f32" if self._session.get_providers() == ["CPUExecutionProvider"] else "unknown"
         else:
             import openvino as ov
 
-            compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads})
+            settings = {
+                "INFERENCE_NUM_THREADS": threads,
+                "INFERENCE_PRECISION_HINT": ACTIVATION_PRECISION,
+                "EXECUTION_MODE_HINT": "ACCURACY",
+            }
+            compiled = ov.Core().compile_model(str(path), "CPU", settings)
             self._run = lambda feeds: compiled(feeds)[0]
+            self.precision = openvino_precision(compiled)
+        if self.precision != ACTIVATION_PRECISION:
+            raise InputError(
+                f"the {runtime} runtime computes in {self.precision}, not {ACTIVATION_PRECISION}; "
+                "its vectors would not match the fp32 encoder's"
+            )
 
     def __call__(self, features: dict[str, np.ndarray]) -> np.ndarray:
         feeds = {k: np.ascontiguousarray(features[k], dtype=np.int64) for k in self.inputs}
         return np.asarray(self._run(feeds), dtype=np.float32)
+
+
+def openvino_precision(compiled: Any) -> str:
+    """The inference precision a compiled OpenVINO model reports (``f32``, ``bf16``, ``f16``)."""
+    value = compiled.get_property("INFERENCE_PRECISION_HINT")
+    return str(getattr(value, "type_name", None) or value).lower()
 
 
 def compile_encoder(

@@ -237,7 +237,19 @@ class AirRepEncoder:
             "fingerprint": self.fingerprint,
             "runtime": self.runtime,
             "quantize": self.quantize,
+            "precision": self.precision,
         }
+
+    @property
+    def precision(self) -> str:
+        """The activation precision the encoder computes in: ``f32`` (torch in fp32, or what the
+        exported runtime reports for its compiled model; int8 quantises weights only)."""
+        if self._compiled is not None:
+            return self._compiled.precision
+        import torch
+
+        matmul = torch.get_float32_matmul_precision()  # "highest" unless a caller allowed bf16/tf32 GEMMs
+        return "f32" if matmul == "highest" else f"f32 (matmul precision {matmul})"
 
     # ----------------------------------------------------------------- encoding
     def text(self, example: Example) -> str:

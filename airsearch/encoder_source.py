@@ -56,7 +56,8 @@ def load_st(source: str, *, device: str, trust_remote_code: bool) -> SentenceTra
             source,
             device=device,
             trust_remote_code=trust_remote_code,
-            model_kwargs={"use_safetensors": True},
+            # fp32 whatever the folder stores: the index's vectors are fp32 (transformers 5 would keep bf16)
+            model_kwargs={"use_safetensors": True, "dtype": torch.float32},
         )
     except OSError as e:  # a hub name that is not there, or the hub offline
         raise InputError(f"cannot load the encoder: {' '.join(str(e).split())}", path=source) from None

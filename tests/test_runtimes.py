@@ -47,6 +47,49 @@ def test_exported_encoder_gives_the_torch_vectors_and_its_own_fingerprint(
     assert again.fingerprint == enc.fingerprint
 
 
+@pytest.mark.parametrize(
+    ("runtime", "quantize"), [("onnx", "none"), ("openvino", "none"), ("openvino", "int8")]
+)
+def test_exported_encoder_computes_at_the_precision_its_name_says(
+    runtime, quantize, tiny_encoder_dir, corpus_file
+):
+    """Read from the compiled model itself, so the check means something on a CPU with avx512_bf16 or
+    AMX, where OpenVINO's CPU plugin would otherwise choose bf16 (int8 quantises weights only)."""
+    enc = AirRepEncoder.load(tiny_encoder_dir, device="cpu", runtime=runtime, quantize=quantize)
+    assert enc.precision == "f32"
+    assert enc.describe()["precision"] == "f32"
+    if runtime == "openvino":
+        import openvino as ov
+
+        from airsearch.compiled import openvino_precision
+
+        compiled = ov.Core().compile_model(
+            str(enc._compiled.path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+        )
+        assert openvino_precision(compiled) == "f32"
+        examples = load_corpus(corpus_file).examples[:8]
+        torch_vectors = AirRepEncoder.load(tiny_encoder_dir, device="cpu").encode(examples)
+        tolerance = 1e-5 if quantize == "none" else 0.05
+        np.testing.assert_allclose(enc.encode(examples), torch_vectors, atol=tolerance)
+
+
+def test_lm_and_encoder_load_in_fp32_from_a_bf16_folder(tmp_path, tiny_lm_dir):
+    """transformers 5 keeps a checkpoint's stored dtype unless asked: airsearch asks for fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from airsearch.lm.model import load_lm
+
+    folder = tmp_path / "bf16"
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir).to(torch.bfloat16)
+    model.save_pretrained(folder)
+    for extra in Path(tiny_lm_dir).iterdir():  # the tokenizer files
+        if not extra.name.endswith((".safetensors", "config.json")):
+            (folder / extra.name).write_bytes(extra.read_bytes())
+    assert next(load_lm(folder, device="cpu").model.parameters()).dtype == torch.float32
+    assert next(load_lm(folder, device="cpu", dtype="bf16").model.parameters()).dtype == torch.bfloat16
+
+
 def test_int8_index_is_queried_on_int8_and_other_runtimes_are_refused(
     tmp_path, tiny_encoder_dir, corpus_file
 ):

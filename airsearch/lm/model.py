@@ -121,7 +121,9 @@ def load_lm(
 ) -> TargetLM:
     """Load a HF causal-LM folder (or, with a network, a hub name) and its tokenizer.
 
-    Weights are read from safetensors only. ``device`` defaults to CUDA when available.
+    Weights are read from safetensors only. ``device`` defaults to CUDA when available. ``dtype``
+    defaults to float32 whatever the folder stores (transformers would otherwise load a bf16
+    checkpoint in bf16, and every gradient would silently be a bf16 one); ask for bf16 explicitly.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -148,7 +150,7 @@ def load_lm(
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=_resolve_dtype(dtype), use_safetensors=True, **kwargs
+            source, dtype=_resolve_dtype(dtype) or torch.float32, use_safetensors=True, **kwargs
         )
     except OSError as e:
         hint = (
