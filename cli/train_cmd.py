@@ -14,6 +14,13 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
+STOPS = {
+    "plateau": "held-out LDS stopped rising (plateau)",
+    "max_steps": "the --max-steps cap (LDS may still be rising: raise it, or resume with a higher cap)",
+    "epochs": "the --epochs cap (LDS may still be rising)",
+}
+
+
 def _human(r: TrainResult) -> str:
     if r.already_complete:
         head = f"already trained: {r.out} (nothing to do; use a new --out to train again)"
@@ -22,7 +29,7 @@ def _human(r: TrainResult) -> str:
     gain = (r.best_lds - r.base_lds) if r.best_lds is not None and r.base_lds is not None else float("nan")
     lines = [
         head,
-        f"  held-out LDS   base {_fmt(r.base_lds)} -> best {_fmt(r.best_lds)} at epoch {r.best_epoch}"
+        f"  held-out LDS   base {_fmt(r.base_lds)} -> best {_fmt(r.best_lds)} at step {r.best_step}"
         + ("" if math.isnan(gain) else f"  ({gain:+.4f})"),
         *(
             [
@@ -31,7 +38,8 @@ def _human(r: TrainResult) -> str:
             if r.runtime_lds is not None
             else []
         ),
-        f"  epochs         {r.epochs}  ({r.steps} steps, final loss {_fmt(r.final_loss)})",
+        f"  steps          {r.steps}, stopped: {STOPS.get(r.stop_reason, r.stop_reason)}  "
+        f"({_fmt(r.seconds_per_step)} s per step, final loss {_fmt(r.final_loss)})",
         f"  splits         train {len(r.train_splits)}, held out {r.heldout_splits}",
         f"  device         {r.device or 'auto'}" + (f"  (chose {r.step_sizes})" if r.step_sizes else ""),
         f"  encoder        [{r.encoder_fingerprint}]  labels [{r.labels_fingerprint}]",
@@ -39,7 +47,7 @@ def _human(r: TrainResult) -> str:
         f"  use it with    airsearch index CORPUS --db DIR --encoder {r.out}",
     ]
     if not r.heldout_splits:
-        lines.insert(2, "  (no held-out splits: the last epoch is kept; set --holdout-splits to measure LDS)")
+        lines.insert(2, "  (no held-out splits: the last step is kept; set --holdout-splits to measure LDS)")
     elif not math.isnan(gain) and gain <= 0:
         lines.insert(2, "  warning: training did not beat the base encoder on the held-out splits")
     return "\n".join(lines)
@@ -52,9 +60,12 @@ def _human(r: TrainResult) -> str:
 @config_options(TrainConfig)
 @handle_errors
 def train_cmd(config: TrainConfig, as_json: bool) -> Any:
-    """Train an AirRep encoder on a label store (Eq. 9 pairwise ranking, held-out LDS every epoch).
+    """Train an AirRep encoder on a label store (Eq. 9 pairwise ranking) until held-out LDS stops rising.
 
-    Rerunning the same command resumes an interrupted run from its last checkpoint.
+    Held-out LDS is measured every --eval-every steps on the label splits set aside (--holdout-splits);
+    the best step's encoder is kept, and training stops after --patience measurements without a gain
+    of --min-delta, or at --max-steps. Rerunning the same command resumes an interrupted run from its
+    last checkpoint.
     """
     from airsearch.trainers.encoder_training.trainer import train_encoder
 

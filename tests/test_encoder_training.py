@@ -115,6 +115,7 @@ def small_cfg(tmp_path, tiny_bert_dir, **kw) -> TrainConfig:
         batch_size=8,
         device="cpu",
         checkpoint_every=2,
+        eval_every=3,  # once per epoch (3 training splits)
     )
     base.update(kw)
     return TrainConfig(**base)
@@ -193,7 +194,7 @@ def _weights(path) -> dict[str, torch.Tensor]:
 def test_resume_after_interruption_gives_same_weights(tmp_path, tiny_bert_dir, labels):
     splits, examples = labels
     full = train_encoder(small_cfg(tmp_path / "a", tiny_bert_dir), splits=splits, examples=examples)
-    assert full.steps == 6 and full.epochs == 2 and not full.resumed
+    assert full.steps == 6 and full.stop_reason == "epochs" and not full.resumed
 
     cfg = small_cfg(tmp_path / "b", tiny_bert_dir)
 
@@ -208,7 +209,8 @@ def test_resume_after_interruption_gives_same_weights(tmp_path, tiny_bert_dir, l
     assert resumed.resumed and resumed.steps == 6
     a, b = _weights(full.out), _weights(resumed.out)
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    assert resumed.lds_per_epoch == pytest.approx(full.lds_per_epoch, abs=1e-6)
+    assert [p["step"] for p in resumed.lds_curve] == [p["step"] for p in full.lds_curve] == [0, 3, 6]
+    assert [p["lds"] for p in resumed.lds_curve] == pytest.approx([p["lds"] for p in full.lds_curve], abs=1e-6)
     # a finished run is reported, not redone; a different run is refused
     again = train_encoder(cfg, splits=splits, examples=examples)
     assert again.already_complete and again.encoder_fingerprint == resumed.encoder_fingerprint
@@ -231,7 +233,7 @@ def test_crash_after_the_last_epoch_resumes_to_the_same_result(tmp_path, tiny_be
         train_encoder(cfg, splits=splits, examples=examples)
     monkeypatch.setattr(_Run, "_finish", finish)
     result = train_encoder(cfg, splits=splits, examples=examples)
-    assert result.resumed and result.steps == 3 and result.epochs == 1
+    assert result.resumed and result.steps == 3 and result.stop_reason == "epochs"
     reference = train_encoder(
         small_cfg(tmp_path / "ref", tiny_bert_dir, epochs=1), splits=splits, examples=examples
     )
@@ -302,7 +304,7 @@ def test_cli_trains_from_a_label_store_and_the_encoder_round_trips(tmp_path, tin
     ]
     assert not (out / "checkpoints").exists()
     enc = AirRepEncoder.load(out, device="cpu")
-    assert enc.info.trained and enc.info.training["best_epoch"] == 1
+    assert enc.info.trained and enc.info.training["best_step"] == 3
     assert enc.info.training["labels"]["fingerprint"] == result["labels_fingerprint"]
     assert enc.info.training["labels"]["manifest"]["teacher"] == "synthetic"
     assert enc.info.training["heldout_lds"] == pytest.approx(result["best_lds"])
@@ -313,7 +315,7 @@ def test_cli_trains_from_a_label_store_and_the_encoder_round_trips(tmp_path, tin
     base = AirRepEncoder.from_base(str(tiny_bert_dir), device="cpu")
     assert not np.allclose(enc.encode_texts(texts), base.encode_texts(texts))
     log = json.loads((out / "training.json").read_text())
-    assert log["complete"] and len(log["losses"]) == 3 and [h["epoch"] for h in log["lds"]] == [0, 1]
+    assert log["complete"] and len(log["losses"]) == 3 and [h["step"] for h in log["lds"]] == [0, 3]
 
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "already trained" in again.stdout
@@ -346,4 +348,4 @@ def test_training_on_learnable_labels_raises_heldout_lds(tmp_path, tiny_bert_dir
     assert result.heldout_splits == [4] and result.train_splits == [0, 1, 2, 3]
     enc = AirRepEncoder.load(result.out, device="cpu")
     assert heldout_lds(enc, [splits[-1]], examples)["lds"] == pytest.approx(result.best_lds, abs=1e-6)
-    assert result.best_lds > result.base_lds + 0.15, result.lds_per_epoch
+    assert result.best_lds > result.base_lds + 0.15, result.lds_curve

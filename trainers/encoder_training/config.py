@@ -24,6 +24,10 @@ RUNTIME_FIELDS = (
 # Per-step sizes when the user gives none: the paper's on a GPU (methods.md §1 [C]); on a CPU a step of
 # those sizes takes minutes, so a CPU run samples fewer subsets and dev examples per step.
 STEP_SIZES = {"cuda": (32, 1000), "cpu": (8, 128)}
+# The stopping schedule when the user gives none: (max_steps, eval_every). The paper trains up to 2,000
+# steps on GPUs; a 2-core CPU step of the CPU sizes takes seconds, so the cap is lower and LDS is
+# measured more often relative to it. Training normally stops earlier, on a plateau (`patience`).
+SCHEDULES = {"cuda": (2000, 50), "cpu": (1000, 25)}
 
 
 @dataclass(kw_only=True)
@@ -43,7 +47,44 @@ class TrainConfig(CommandConfig):
             "help": "Encoder to start from: 'default' (packaged all-MiniLM-L6-v2), a model folder or a hub name."
         },
     )
-    epochs: int = field(default=50, metadata={"help": "Passes over the training splits."})
+    max_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after this many optimiser steps if no plateau came first (default: 2000 on a GPU, "
+            "1000 on a CPU)."
+        },
+    )
+    epochs: int | None = field(
+        default=None,
+        metadata={
+            "help": "Also stop after this many passes over the training splits (default: no such cap)."
+        },
+    )
+    eval_every: int | None = field(
+        default=None,
+        metadata={
+            "help": "Measure held-out LDS every N steps (default: 50 on a GPU, 25 on a CPU; "
+            "also at step 0, the base encoder, and at the last step)."
+        },
+    )
+    patience: int = field(
+        default=5,
+        metadata={
+            "help": "Stop when this many held-out LDS measurements in a row did not beat the best by "
+            "--min-delta (a plateau); 0: never stop early."
+        },
+    )
+    min_delta: float = field(
+        default=0.002, metadata={"help": "The held-out LDS gain that counts as an improvement."}
+    )
+    freeze_layers: int = field(
+        default=0,
+        metadata={
+            "help": "Freeze the embeddings and the lowest N transformer layers and compute their outputs "
+            "once per row (faster steps; the saved encoder computes the same function). 0: train every "
+            "layer, as in the paper."
+        },
+    )
     lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     subsets_per_step: int | None = field(
@@ -59,7 +100,8 @@ class TrainConfig(CommandConfig):
     holdout_splits: int = field(
         default=1,
         metadata={
-            "help": "Splits (the highest split ids) never trained on, used for held-out LDS every epoch."
+            "help": "Splits (the highest split ids) never trained on, used for the held-out LDS that "
+            "chooses the best step and detects the plateau."
         },
     )
     warmup_steps: int = field(default=10, metadata={"help": "Linear warm-up steps, then a constant lr."})
@@ -83,7 +125,12 @@ class TrainConfig(CommandConfig):
 
     def validate(self) -> None:
         require(bool(self.out), "out", "is required (the output folder)")
-        require(self.epochs >= 1, "epochs", "must be at least 1")
+        require(self.max_steps is None or self.max_steps >= 1, "max_steps", "must be at least 1")
+        require(self.epochs is None or self.epochs >= 1, "epochs", "must be at least 1")
+        require(self.eval_every is None or self.eval_every >= 1, "eval_every", "must be at least 1")
+        require(self.patience >= 0, "patience", "must be >= 0 (0: never stop early)")
+        require(self.min_delta >= 0, "min_delta", "must be >= 0")
+        require(self.freeze_layers >= 0, "freeze_layers", "must be >= 0")
         require(self.lr > 0, "lr", "must be positive")
         require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         require(
@@ -100,20 +147,24 @@ class TrainConfig(CommandConfig):
         check_runtime(self.runtime, self.quantize)
 
     def with_step_sizes(self, device: str) -> tuple[TrainConfig, str]:
-        """This config with the per-step sizes the user left out filled in for ``device`` (the type of
-        the torch device the run uses), and a note of what was chosen (``""`` when both were given)."""
+        """This config with the per-step sizes and the stopping schedule the user left out filled in for
+        ``device`` (the type of the torch device the run uses), and a note of what was chosen (``""``
+        when everything was given)."""
         kind = "cuda" if device.startswith("cuda") else "cpu"
         subsets, dev = STEP_SIZES[kind]
-        chosen = {
-            name: value
-            for name, value in (("subsets_per_step", subsets), ("dev_per_step", dev))
-            if getattr(self, name) is None
-        }
+        max_steps, eval_every = SCHEDULES[kind]
+        defaults = (
+            ("subsets_per_step", subsets),
+            ("dev_per_step", dev),
+            ("max_steps", max_steps),
+            ("eval_every", eval_every),
+        )
+        chosen = {name: value for name, value in defaults if getattr(self, name) is None}
         if not chosen:
             return self, ""
         what = ", ".join(f"{name} {value}" for name, value in chosen.items())
         note = f"{what}: the defaults on {'a GPU' if kind == 'cuda' else 'a CPU'}"
-        if kind == "cpu":
+        if kind == "cpu" and {"subsets_per_step", "dev_per_step"} & set(chosen):
             note += (
                 " (the paper's 32 subsets x 1000 dev examples are the GPU defaults; set them to use those)"
             )
@@ -129,14 +180,15 @@ class TrainResult(Result):
     """What :func:`train_encoder` returns (also stored in ``training.json``)."""
 
     out: str
-    epochs: int
     steps: int
+    stop_reason: str  # "plateau", "max_steps" or "epochs" (the cap reached), "no_heldout" (no LDS to watch)
     base_lds: float
     best_lds: float
-    best_epoch: int
-    lds_per_epoch: list[float]
+    best_step: int
+    lds_curve: list[dict[str, float]]  # one {"step", "seconds", "lds"} per held-out measurement
     final_loss: float
     seconds: float
+    seconds_per_step: float  # training steps only (held-out measurements excluded)
     train_splits: list[int]
     heldout_splits: list[int]
     labels_fingerprint: str

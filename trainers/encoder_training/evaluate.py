@@ -7,11 +7,12 @@ subsets (:func:`airsearch.metrics.lds`). Each split's union of members is encode
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from airsearch.trainers.encoder_training.two_pass import encode_no_grad
+from airsearch.trainers.encoder_training.two_pass import Forward, encode_no_grad
 
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder, EncoderInput
@@ -23,13 +24,18 @@ from airsearch.scoring import group_score
 
 
 def predict_split_scores(
-    encoder: AirRepEncoder, split: SplitLabels, examples: Mapping[str, Example], *, batch_size: int = 64
+    encoder: AirRepEncoder,
+    split: SplitLabels,
+    examples: Mapping[str, Example],
+    *,
+    batch_size: int = 64,
+    forward: Forward | None = None,
 ) -> np.ndarray:
-    """Predicted Eq. 7 scores ``[n_subsets, n_dev]`` of one split."""
+    """Predicted Eq. 7 scores ``[n_subsets, n_dev]`` of one split (``forward``: see :mod:`.two_pass`)."""
     union = list(dict.fromkeys(i for m in split.members for i in m))
     row = {ex_id: r for r, ex_id in enumerate(union)}
-    members = _embed(encoder, inputs_of(encoder, union, examples, split.split), batch_size)
-    dev = _embed(encoder, inputs_of(encoder, split.dev_ids, examples, split.split), batch_size)
+    members = _embed(encoder, inputs_of(encoder, union, examples, split.split), batch_size, forward)
+    dev = _embed(encoder, inputs_of(encoder, split.dev_ids, examples, split.split), batch_size, forward)
     with torch.no_grad():
         scores = [
             group_score(dev, members[torch.tensor([row[i] for i in m], device=members.device)])
@@ -38,10 +44,12 @@ def predict_split_scores(
     return torch.stack(scores).double().cpu().numpy()
 
 
-def _embed(encoder: AirRepEncoder, inputs: Sequence[EncoderInput], batch_size: int) -> torch.Tensor:
+def _embed(
+    encoder: AirRepEncoder, inputs: Sequence[EncoderInput], batch_size: int, forward: Forward | None
+) -> torch.Tensor:
     """Embeddings on the encoder's runtime: torch during training, an exported one when measured on it."""
     if encoder.runtime == "torch":
-        return encode_no_grad(encoder, inputs, batch_size)
+        return encode_no_grad(encoder, inputs, batch_size, forward)
     return torch.from_numpy(encoder.encode_ids(inputs, batch_size=batch_size))
 
 
@@ -51,6 +59,7 @@ def heldout_lds(
     examples: Mapping[str, Example],
     *,
     batch_size: int = 64,
+    forward: Forward | None = None,
 ) -> dict:
     """``{"lds": mean over splits, "per_split": {split: lds}}``; ``lds`` is NaN with no splits."""
     was_training = encoder.model.training
@@ -59,7 +68,8 @@ def heldout_lds(
     bar = progress(desc="held-out LDS", total=len(splits), unit="split")
     for split in splits:
         per[str(split.split)] = lds(
-            predict_split_scores(encoder, split, examples, batch_size=batch_size), split.targets()
+            predict_split_scores(encoder, split, examples, batch_size=batch_size, forward=forward),
+            split.targets(),
         )
         bar.update(1)
     bar.close()
@@ -80,3 +90,18 @@ def inputs_of(
             f"split {split}: example id {e.args[0]!r} is in the labels but not among the examples",
             row=e.args[0],
         ) from None
+
+
+def plateau(curve: Sequence[Mapping[str, float]], patience: int, min_delta: float) -> str | None:
+    """``"plateau"`` when the last ``patience`` held-out measurements all failed to beat the best earlier
+    one by more than ``min_delta``, else ``None`` (``patience`` 0: never).
+
+    The reference is the best LDS measured before those points, the base encoder's (step 0) included,
+    so a run whose LDS never rises above its base stops after ``patience`` measurements too."""
+    if patience <= 0 or len(curve) <= patience:
+        return None
+    recent, earlier = curve[-patience:], curve[:-patience]
+    finite = [p["lds"] for p in earlier if math.isfinite(p["lds"])]
+    reference = max(finite) if finite else -math.inf
+    gained = any(math.isfinite(p["lds"]) and p["lds"] > reference + min_delta for p in recent)
+    return None if gained else "plateau"

@@ -5,6 +5,12 @@ examples, sampled by a generator seeded with ``(seed, epoch, step)``, so that a 
 exactly what an uninterrupted one would. Gradients come from the two-pass memory trick
 (:mod:`.two_pass`); AdamW, linear warm-up then constant lr, grad-norm clip, dropout off.
 
+Training stops on evidence: held-out LDS (on the label splits set aside, never on an evaluation gold)
+is measured every ``eval_every`` steps, the best step's encoder is kept, and the run stops after
+``patience`` measurements in a row without a gain of ``min_delta`` (a plateau), or at the
+``max_steps`` / ``epochs`` cap. ``freeze_layers`` freezes the lower encoder and computes it once per row
+(:mod:`.frozen`).
+
 The output folder, while training: ``train_config.json``, ``training.json`` (the log),
 ``training_curve.png`` and ``checkpoints/{last,best}``. When training ends it is replaced atomically
 by the best encoder (an AirRep folder that ``SentenceTransformer(path)`` loads) plus the log files.
@@ -28,7 +34,8 @@ from airsearch.trainers.encoder_training.checkpoint import load_checkpoint, save
 from airsearch.trainers.encoder_training.config import TrainConfig, TrainResult
 from airsearch.trainers.encoder_training.curve import plot_training_curve
 from airsearch.trainers.encoder_training.data import TrainingLabels, load_training_labels, manifest_summary
-from airsearch.trainers.encoder_training.evaluate import heldout_lds, inputs_of
+from airsearch.trainers.encoder_training.evaluate import heldout_lds, inputs_of, plateau
+from airsearch.trainers.encoder_training.frozen import FrozenPrefix
 from airsearch.trainers.encoder_training.two_pass import two_pass_backward
 
 from airsearch.atomic import atomic_path, write_json_atomic
@@ -150,11 +157,16 @@ class _Run:
         self.device, self.step_sizes = device, step_sizes
         self.train, self.heldout = labels.partition(cfg.holdout_splits)
         self.steps_per_epoch = len(self.train)
-        self.total_steps = self.steps_per_epoch * cfg.epochs
+        assert cfg.max_steps is not None and cfg.eval_every is not None  # filled by with_step_sizes
+        self.max_steps = cfg.max_steps
+        if cfg.epochs is not None:
+            self.max_steps = min(self.max_steps, cfg.epochs * self.steps_per_epoch)
         self.targets = {s.split: torch.tensor(s.targets(), dtype=torch.float32) for s in self.train}
         seed_everything(cfg.seed)
         self.encoder = AirRepEncoder.load(cfg.base_encoder, device=device)
         disable_dropout(self.encoder.model)
+        self.frozen = FrozenPrefix(self.encoder, cfg.freeze_layers) if cfg.freeze_layers else None
+        self.forward = self.frozen.forward_ids if self.frozen else None
         params = [p for p in self.encoder.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         warm = cfg.warmup_steps
@@ -164,10 +176,12 @@ class _Run:
         self.record: dict[str, Any] = {
             "step": 0,
             "losses": [],
-            "lds": [],
-            "best_epoch": None,
+            "lds": [],  # one {"step", "epoch", "seconds", "lds", "per_split"} per measurement
+            "best_step": None,
             "best_lds": None,
             "seconds": 0.0,
+            "step_seconds": 0.0,  # time in training steps only
+            "stop_reason": None,
         }
 
     # ------------------------------------------------------------------ main loop
@@ -183,47 +197,54 @@ class _Run:
             write_json_atomic(self.out / CONFIG_FILE, self.identity)
         started, seconds_before = time.monotonic(), self.record["seconds"]
         self._elapsed = lambda: seconds_before + time.monotonic() - started
-        bar = progress(desc="training", total=self.total_steps, unit="step", initial=self.record["step"])
+        bar = progress(desc="training", total=self.max_steps, unit="step", initial=self.record["step"])
         self._timing: dict[str, float] = {}
-        while True:
+        while self.record["stop_reason"] is None:
             step = self.record["step"]
-            evaluated = len(self.record["lds"])  # epochs 0..evaluated-1 have an LDS
-            if evaluated > self.cfg.epochs:  # e.g. a crash after the last epoch, before _finish
-                break
-            if evaluated == 0 or step == evaluated * self.steps_per_epoch:
+            measured = self.record["lds"][-1]["step"] if self.record["lds"] else -1
+            if measured != step and (step % self.cfg.eval_every == 0 or step >= self.max_steps):
                 t0 = time.monotonic()
-                self._end_epoch(evaluated)
+                self._measure(step)
                 self._timing.setdefault("eval", time.monotonic() - t0)
                 continue
+            if step >= self.max_steps:
+                capped_by_epochs = self.cfg.epochs is not None and self.max_steps < (self.cfg.max_steps or 0)
+                self.record["stop_reason"] = "epochs" if capped_by_epochs else "max_steps"
+                break
             t0 = time.monotonic()
             loss = self._train_step(step)
+            self.record["step_seconds"] += time.monotonic() - t0
             if "step" not in self._timing:
                 self._timing["step"] = time.monotonic() - t0
-                announce(self._plan(step + 1, len(self.record["lds"])))
+                announce(self._plan(step + 1))
             self.record["losses"].append(loss)
             self.record["step"] = step + 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
-            if (
-                self.record["step"] % self.cfg.checkpoint_every == 0
-                and self.record["step"] % self.steps_per_epoch
-            ):
+            bar.set_postfix(loss=f"{loss:.4f}", best=f"{self.record['best_lds'] or float('nan'):.3f}")
+            if self.record["step"] % self.cfg.checkpoint_every == 0:
                 self._checkpoint()
             if self.on_step is not None:
                 self.on_step(self.record["step"], loss)
         bar.close()
         return self._finish()
 
-    def _plan(self, steps_done: int, evaluated: int) -> str:
-        """The plan line after the first (warm-up) step: the work left, where it goes, an estimate."""
+    def _plan(self, steps_done: int) -> str:
+        """The plan line after the first (warm-up) step: the work left at most, where it goes, an estimate."""
         cfg = self.cfg
-        left = (self.total_steps - steps_done) * self._timing["step"]
-        left += max(cfg.epochs + 1 - evaluated, 0) * self._timing.get("eval", 0.0)
+        left = (self.max_steps - steps_done) * self._timing["step"]
+        left += (self.max_steps - steps_done) / cfg.eval_every * self._timing.get("eval", 0.0)
+        stop = (
+            f"until held-out LDS stops rising ({cfg.patience} measurements without +{cfg.min_delta:g}) or "
+            if cfg.patience and self.heldout
+            else ""
+        )
+        frozen = f"; lowest {cfg.freeze_layers} layers frozen" if cfg.freeze_layers else ""
         return (
-            f"plan: train {self.total_steps} steps ({cfg.epochs} epochs x {self.steps_per_epoch} splits; "
-            f"{cfg.subsets_per_step} subsets x {cfg.dev_per_step} dev examples per step) on "
-            f"{self.device} -> {self.out}; about {format_seconds(left)} left "
-            f"(first step {self._timing['step']:.1f} s, held-out LDS {self._timing.get('eval', 0.0):.1f} s)"
+            f"plan: train {stop}{self.max_steps} steps ({self.steps_per_epoch} splits per epoch; "
+            f"{cfg.subsets_per_step} subsets x {cfg.dev_per_step} dev examples per step{frozen}; held-out "
+            f"LDS every {cfg.eval_every} steps) on {self.device} -> {self.out}; at most about "
+            f"{format_seconds(left)} left (first step {self._timing['step']:.1f} s, held-out LDS "
+            f"{self._timing.get('eval', 0.0):.1f} s)"
         )
 
     def _train_step(self, step: int) -> float:
@@ -239,7 +260,12 @@ class _Run:
         targets = self.targets[split.split][torch.as_tensor(rows)][:, torch.as_tensor(cols)]
         self.optimizer.zero_grad(set_to_none=True)
         loss = two_pass_backward(
-            self.encoder, member_inputs, dev_inputs, targets, batch_size=self.cfg.batch_size
+            self.encoder,
+            member_inputs,
+            dev_inputs,
+            targets,
+            batch_size=self.cfg.batch_size,
+            forward=self.forward,
         )
         torch.nn.utils.clip_grad_norm_(self.encoder.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
@@ -247,20 +273,26 @@ class _Run:
         self.encoder.invalidate_fingerprint()
         return loss
 
-    def _end_epoch(self, epoch: int) -> None:
-        """Held-out LDS after ``epoch`` epochs (0 = base), best-encoder update, checkpoint, log."""
-        result = heldout_lds(self.encoder, self.heldout, self.labels.examples, batch_size=self.cfg.batch_size)
-        self.record["lds"].append({"epoch": epoch, **result})
+    def _measure(self, step: int) -> None:
+        """Held-out LDS after ``step`` steps (0 = base), best-encoder update, plateau check, checkpoint."""
+        result = heldout_lds(
+            self.encoder,
+            self.heldout,
+            self.labels.examples,
+            batch_size=self.cfg.batch_size,
+            forward=self.forward,
+        )
+        point = {"step": step, "epoch": step / self.steps_per_epoch, "seconds": self._elapsed(), **result}
+        self.record["lds"].append(point)
         best = self.record["best_lds"]
         score = result["lds"] if math.isfinite(result["lds"]) else -math.inf
         best_score = best if best is not None and math.isfinite(best) else -math.inf
-        # epoch 0 is the base encoder: the output is always a trained epoch
-        improved = epoch >= 1 and (
-            not self.heldout or self.record["best_epoch"] is None or score > best_score
-        )
-        if improved:
-            self.record["best_epoch"], self.record["best_lds"] = epoch, result["lds"]
+        # step 0 is the base encoder: the output is always a trained step
+        if step >= 1 and (not self.heldout or self.record["best_step"] is None or score > best_score):
+            self.record["best_step"], self.record["best_lds"] = step, result["lds"]
             self._save_encoder(self.out / CHECKPOINTS / "best")
+        if self.heldout:
+            self.record["stop_reason"] = plateau(self.record["lds"], self.cfg.patience, self.cfg.min_delta)
         self._checkpoint()
 
     # ------------------------------------------------------------------ persistence
@@ -271,6 +303,9 @@ class _Run:
         )
         self._write_log(complete=False)
 
+    def _curve(self) -> list[dict[str, float]]:
+        return [{"step": p["step"], "seconds": p["seconds"], "lds": p["lds"]} for p in self.record["lds"]]
+
     def _training_info(self) -> dict[str, Any]:
         lds = self.record["lds"]
         return {
@@ -280,11 +315,12 @@ class _Run:
                 "train_splits": [s.split for s in self.train],
                 "heldout_splits": [s.split for s in self.heldout],
             },
-            "best_epoch": self.record["best_epoch"],
+            "best_step": self.record["best_step"],
             "heldout_lds": self.record["best_lds"],
             "base_lds": lds[0]["lds"] if lds else None,
-            "lds_per_epoch": [h["lds"] for h in lds],
+            "lds_curve": self._curve(),
             "steps": self.record["step"],
+            "stop_reason": self.record["stop_reason"],
         }
 
     def _save_encoder(self, path: Path) -> None:
@@ -295,23 +331,24 @@ class _Run:
 
     def _result(self) -> TrainResult:
         lds = self.record["lds"]
-        best_dir = self.out / CHECKPOINTS / "best"
-        info_file = best_dir / "airsearch_encoder.json"
+        info_file = self.out / CHECKPOINTS / "best" / "airsearch_encoder.json"
         fp = (
             json.loads(info_file.read_text())["fingerprint"]
             if info_file.exists()
             else self.encoder.fingerprint
         )
+        steps = self.record["step"]
         return TrainResult(
             out=str(self.out),
-            epochs=len(lds) - 1,
-            steps=self.record["step"],
+            steps=steps,
+            stop_reason=self.record["stop_reason"] or "running",
             base_lds=lds[0]["lds"],
             best_lds=self.record["best_lds"],
-            best_epoch=self.record["best_epoch"],
-            lds_per_epoch=[h["lds"] for h in lds],
+            best_step=self.record["best_step"],
+            lds_curve=self._curve(),
             final_loss=self.record["losses"][-1] if self.record["losses"] else float("nan"),
             seconds=self._elapsed(),
+            seconds_per_step=self.record["step_seconds"] / steps if steps else float("nan"),
             train_splits=[s.split for s in self.train],
             heldout_splits=[s.split for s in self.heldout],
             labels_fingerprint=self.labels.fingerprint,
@@ -332,7 +369,7 @@ class _Run:
             "losses": self.record["losses"],
             "lds": self.record["lds"],
             "steps_per_epoch": self.steps_per_epoch,
-            "total_steps": self.total_steps,
+            "max_steps": self.max_steps,
         }
         write_json_atomic(directory / LOG_FILE, log)
         plot_training_curve(self.record["losses"], self.record["lds"], directory / CURVE_FILE)
@@ -348,14 +385,10 @@ class _Run:
         """Replace the run folder by the best encoder plus the log (atomically)."""
         self.record["seconds"] = self._elapsed()
         best = self.out / CHECKPOINTS / "best"
-        # the best encoder's info gets the full history (later epochs were not known when it was saved)
+        # the best encoder's info gets the full history (later steps were not known when it was saved)
         info_file = best / "airsearch_encoder.json"
         info = json.loads(info_file.read_text())
-        info["training"] = {
-            **self._training_info(),
-            "best_epoch": self.record["best_epoch"],
-            "heldout_lds": self.record["best_lds"],
-        }
+        info["training"] = self._training_info()
         runtime_lds = self._runtime_lds(best)
         if runtime_lds is not None:
             info["training"]["runtime"] = {"runtime": self.cfg.runtime, "quantize": self.cfg.quantize}

@@ -14,11 +14,14 @@ graph for all K x members + D inputs at once does not fit, so the gradient is ta
 By the chain rule the accumulated parameter gradient equals that of the naive single pass
 (:func:`single_pass_backward`, kept as the reference); peak memory is one chunk's activations.
 Members shared by several subsets are encoded once per pass.
+
+``forward`` replaces :meth:`AirRepEncoder.forward_ids` (e.g. :class:`.frozen.FrozenPrefix`, the same
+function with a cached frozen lower part).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from airsearch.trainers.encoder_training.loss import pairwise_rank_loss
@@ -27,23 +30,33 @@ from airsearch.encoder import AirRepEncoder, EncoderInput
 from airsearch.errors import InputError
 from airsearch.scoring import group_score
 
+Forward = Callable[[Sequence[EncoderInput]], torch.Tensor]
 
-def encode_no_grad(encoder: AirRepEncoder, inputs: Sequence[EncoderInput], batch_size: int) -> torch.Tensor:
+
+def encode_no_grad(
+    encoder: AirRepEncoder, inputs: Sequence[EncoderInput], batch_size: int, forward: Forward | None = None
+) -> torch.Tensor:
     """Embeddings ``[n, dim]`` in chunks of ``batch_size`` (the same chunking as :func:`backprop_embeddings`)."""
+    forward = forward or encoder.forward_ids
     with torch.no_grad():
-        parts = [encoder.forward_ids(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
+        parts = [forward(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
     return torch.cat(parts) if parts else torch.zeros(0, encoder.dim, device=encoder.model.device)
 
 
 def backprop_embeddings(
-    encoder: AirRepEncoder, inputs: Sequence[EncoderInput], grads: torch.Tensor, batch_size: int
+    encoder: AirRepEncoder,
+    inputs: Sequence[EncoderInput],
+    grads: torch.Tensor,
+    batch_size: int,
+    forward: Forward | None = None,
 ) -> None:
     """Re-encode ``inputs`` chunk by chunk with grad and accumulate ``d/dθ sum(grads * e(inputs))``."""
+    forward = forward or encoder.forward_ids
     for i in range(0, len(inputs), batch_size):
         g = grads[i : i + batch_size]
         if not bool(g.any()):
             continue
-        emb = encoder.forward_ids(inputs[i : i + batch_size])
+        emb = forward(inputs[i : i + batch_size])
         (emb * g.to(emb.dtype)).sum().backward()
 
 
@@ -66,6 +79,7 @@ def two_pass_backward(
     targets: torch.Tensor,
     *,
     batch_size: int = 64,
+    forward: Forward | None = None,
 ) -> float:
     """Accumulate the Eq. 9 gradient of one step into the encoder's ``.grad``; returns the loss.
 
@@ -78,8 +92,8 @@ def two_pass_backward(
         )
     union, rows = _index_members(member_inputs)
     # pass 1: no-grad embeddings, scores, loss and dL/ds
-    members = encode_no_grad(encoder, union, batch_size)
-    dev = encode_no_grad(encoder, dev_inputs, batch_size)
+    members = encode_no_grad(encoder, union, batch_size, forward)
+    dev = encode_no_grad(encoder, dev_inputs, batch_size, forward)
     with torch.no_grad():
         scores = torch.stack([group_score(dev, members[r.to(members.device)]) for r in rows])
     scores.requires_grad_(True)
@@ -95,9 +109,9 @@ def two_pass_backward(
         (d_scores[k] * s_k).sum().backward()
     # pass 2b: re-encode in chunks with grad and push the embedding grads into the encoder
     if members_leaf.grad is not None:
-        backprop_embeddings(encoder, union, members_leaf.grad, batch_size)
+        backprop_embeddings(encoder, union, members_leaf.grad, batch_size, forward)
     if dev_leaf.grad is not None:
-        backprop_embeddings(encoder, dev_inputs, dev_leaf.grad, batch_size)
+        backprop_embeddings(encoder, dev_inputs, dev_leaf.grad, batch_size, forward)
     return float(loss.detach())
 
 
