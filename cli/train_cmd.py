@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import click
@@ -62,6 +63,9 @@ def _human(r: TrainResult) -> str:
 def train_cmd(config: TrainConfig, as_json: bool) -> Any:
     """Train an AirRep encoder on a label store (Eq. 9 pairwise ranking) until held-out LDS stops rising.
 
+    Several processes or GPUs: torchrun --nproc-per-node N -m airsearch.cli.main train ... (each step's
+    rows are split between the processes; the encoder is the one a single process would train).
+
     Held-out LDS is measured every --eval-every steps on the label splits set aside (--holdout-splits);
     the best step's encoder is kept, and training stops after --patience measurements without a gain
     of --min-delta, or at --max-steps. Rerunning the same command resumes an interrupted run from its
@@ -69,4 +73,6 @@ def train_cmd(config: TrainConfig, as_json: bool) -> Any:
     """
     from airsearch.trainers.encoder_training.trainer import train_encoder
 
-    emit(train_encoder(config), as_json, _human)
+    result = train_encoder(config)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 speaks for the group
+        emit(result, as_json, _human)

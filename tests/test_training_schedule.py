@@ -145,3 +145,52 @@ def test_training_with_frozen_layers_keeps_them_and_saves_the_full_model(tmp_pat
     # the saved encoder is the ordinary full model: it reproduces the best step's held-out LDS
     reloaded = AirRepEncoder.load(result.out, device="cpu")
     assert heldout_lds(reloaded, [splits[-1]], examples)["lds"] == pytest.approx(result.best_lds, abs=1e-6)
+
+
+def test_two_processes_train_the_encoder_one_process_trains(tmp_path, tiny_bert_dir):
+    """torchrun with 2 CPU processes (gloo) and the same global step sizes gives the same encoder."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests.test_encoder_training import write_label_store
+
+    splits, examples = synthetic_labels()
+    store = write_label_store(tmp_path / "labels", splits, examples)
+    args = [
+        "train", "--labels", store, "--base-encoder", str(tiny_bert_dir), "--lr", "1e-3",
+        "--subsets-per-step", "4", "--dev-per-step", "4", "--holdout-splits", "1", "--device", "cpu",
+        "--batch-size", "3", "--max-steps", "4", "--eval-every", "2", "--patience", "0", "--json",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    single = subprocess.run(
+        [sys.executable, "-m", "airsearch.cli.main", *args, "--out", str(tmp_path / "one")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-2000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launcher = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+        "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "airsearch.cli.main",
+    ]  # fmt: skip
+    double = subprocess.run(
+        [*launcher, *args, "--out", str(tmp_path / "two")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert double.returncode == 0, double.stderr[-3000:]
+    assert json.loads(double.stdout)["processes"] == 2 and json.loads(single.stdout)["processes"] == 1
+    one = AirRepEncoder.load(tmp_path / "one", device="cpu").model.state_dict()
+    two = AirRepEncoder.load(tmp_path / "two", device="cpu").model.state_dict()
+    base = AirRepEncoder.from_base(str(tiny_bert_dir), device="cpu").model.state_dict()
+    assert any(not torch.allclose(one[k], base[k]) for k in one)  # it trained
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5, msg=k)
+    a = json.loads((tmp_path / "one" / "training.json").read_text())["result"]
+    b = json.loads((tmp_path / "two" / "training.json").read_text())["result"]
+    assert [p["lds"] for p in b["lds_curve"]] == pytest.approx([p["lds"] for p in a["lds_curve"]], abs=1e-4)

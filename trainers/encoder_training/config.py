@@ -199,3 +199,4 @@ class TrainResult(Result):
     step_sizes: str = ""  # the per-step sizes chosen for the device when the user gave none
     runtime: str = "torch"  # the encoder runtime the run measured the trained encoder on too
     runtime_lds: float | None = omitted_when_none()  # held-out LDS of the best encoder on that runtime
+    processes: int = 1  # processes that shared every step (torchrun; see distributed.py)

@@ -21,21 +21,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import random
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from airsearch.trainers.encoder_training.checkpoint import load_checkpoint, save_checkpoint
 from airsearch.trainers.encoder_training.config import TrainConfig, TrainResult
 from airsearch.trainers.encoder_training.curve import plot_training_curve
 from airsearch.trainers.encoder_training.data import TrainingLabels, load_training_labels, manifest_summary
+from airsearch.trainers.encoder_training.distributed import Group, join_group
 from airsearch.trainers.encoder_training.evaluate import heldout_lds, inputs_of, plateau
 from airsearch.trainers.encoder_training.frozen import FrozenPrefix
+from airsearch.trainers.encoder_training.sampling import (
+    disable_dropout,
+    epoch_order,
+    sample_step,
+    seed_everything,
+)
 from airsearch.trainers.encoder_training.two_pass import two_pass_backward
 
 from airsearch.atomic import atomic_path, write_json_atomic
@@ -67,16 +72,22 @@ def train_encoder(
     loss)`` is called after every optimiser step (and after that step's checkpoint, if any).
     """
     labels = load_training_labels(cfg.labels, splits=splits, examples=examples)
+    group = join_group()  # several processes under torchrun (distributed.py), else just this one
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if group.active and device == "cuda":
+        device = f"cuda:{group.local_rank}"
     cfg, step_sizes = cfg.with_step_sizes(device)
     out = Path(cfg.out)
     identity = {"config": cfg.run_identity(), "labels_fingerprint": labels.fingerprint}
     existing = _check_out_dir(out, identity)
+    group.barrier()  # every process has read the folder before the first one writes to it
     if existing == "complete":
         return TrainResult(**{**json.loads((out / LOG_FILE).read_text())["result"], "already_complete": True})
-    run = _Run(cfg, labels, out, identity, on_step, device=device, step_sizes=step_sizes)
-    if step_sizes:
+    run = _Run(cfg, labels, out, identity, on_step, device=device, step_sizes=step_sizes, group=group)
+    if step_sizes and group.is_main:
         announce(f"train on {device}: {step_sizes}")
+    if group.active and group.is_main:
+        announce(f"training on {group.world} processes (each encodes 1/{group.world} of every step)")
     return run.run(resume=existing == "resume")
 
 
@@ -112,35 +123,6 @@ def _check_out_dir(out: Path, identity: dict[str, Any]) -> str:
     return "resume" if (out / CHECKPOINTS / "last").exists() else "fresh"
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def disable_dropout(model: torch.nn.Module) -> None:
-    """Dropout off (methods.md §1 [C]): every dropout probability 0 and eval mode."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-    model.eval()
-
-
-def sample_step(
-    split: SplitLabels, cfg: TrainConfig, epoch: int, index: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(subset rows, dev columns) of one step, from a generator seeded by (seed, epoch, index)."""
-    rng = np.random.default_rng([cfg.seed, epoch, index])
-    k, d = split.losses.shape
-    subsets = rng.choice(k, size=min(cfg.subsets_per_step, k), replace=False)
-    dev = rng.choice(d, size=min(cfg.dev_per_step, d), replace=False)
-    return subsets, dev
-
-
-def epoch_order(n_train: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch, 2**31 - 1]).permutation(n_train)
-
-
 class _Run:
     def __init__(
         self,
@@ -152,9 +134,10 @@ class _Run:
         *,
         device: str,
         step_sizes: str = "",
+        group: Group | None = None,
     ):
         self.cfg, self.labels, self.out, self.identity, self.on_step = cfg, labels, out, identity, on_step
-        self.device, self.step_sizes = device, step_sizes
+        self.device, self.step_sizes, self.group = device, step_sizes, group or Group()
         self.train, self.heldout = labels.partition(cfg.holdout_splits)
         self.steps_per_epoch = len(self.train)
         assert cfg.max_steps is not None and cfg.eval_every is not None  # filled by with_step_sizes
@@ -167,7 +150,8 @@ class _Run:
         disable_dropout(self.encoder.model)
         self.frozen = FrozenPrefix(self.encoder, cfg.freeze_layers) if cfg.freeze_layers else None
         self.forward = self.frozen.forward_ids if self.frozen else None
-        params = [p for p in self.encoder.model.parameters() if p.requires_grad]
+        self.params = [p for p in self.encoder.model.parameters() if p.requires_grad]
+        params = self.params
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         warm = cfg.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -193,11 +177,17 @@ class _Run:
                 self.out / CHECKPOINTS / "last", self.encoder.model, self.optimizer, self.scheduler
             )
             disable_dropout(self.encoder.model)
-        else:
+        elif self.group.is_main:
             write_json_atomic(self.out / CONFIG_FILE, self.identity)
         started, seconds_before = time.monotonic(), self.record["seconds"]
         self._elapsed = lambda: seconds_before + time.monotonic() - started
-        bar = progress(desc="training", total=self.max_steps, unit="step", initial=self.record["step"])
+        bar = progress(
+            desc="training",
+            total=self.max_steps,
+            unit="step",
+            initial=self.record["step"],
+            quiet=True if not self.group.is_main else None,
+        )
         self._timing: dict[str, float] = {}
         while self.record["stop_reason"] is None:
             step = self.record["step"]
@@ -216,7 +206,8 @@ class _Run:
             self.record["step_seconds"] += time.monotonic() - t0
             if "step" not in self._timing:
                 self._timing["step"] = time.monotonic() - t0
-                announce(self._plan(step + 1))
+                if self.group.is_main:
+                    announce(self._plan(step + 1))
             self.record["losses"].append(loss)
             self.record["step"] = step + 1
             bar.update(1)
@@ -266,7 +257,9 @@ class _Run:
             targets,
             batch_size=self.cfg.batch_size,
             forward=self.forward,
+            group=self.group,
         )
+        self.group.sum_gradients(self.params)
         torch.nn.utils.clip_grad_norm_(self.encoder.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
@@ -274,7 +267,15 @@ class _Run:
         return loss
 
     def _measure(self, step: int) -> None:
-        """Held-out LDS after ``step`` steps (0 = base), best-encoder update, plateau check, checkpoint."""
+        """Held-out LDS after ``step`` steps (0 = base), best-encoder update, plateau check, checkpoint
+        (on process 0, which tells the others what it found)."""
+        if self.group.is_main:
+            self._measure_main(step)
+        shared = ("lds", "best_step", "best_lds", "stop_reason")
+        found = self.group.broadcast({k: self.record[k] for k in shared})
+        self.record.update(found)  # type: ignore[arg-type]
+
+    def _measure_main(self, step: int) -> None:
         result = heldout_lds(
             self.encoder,
             self.heldout,
@@ -297,6 +298,8 @@ class _Run:
 
     # ------------------------------------------------------------------ persistence
     def _checkpoint(self) -> None:
+        if not self.group.is_main:
+            return
         self.record["seconds"] = self._elapsed()
         save_checkpoint(
             self.out / CHECKPOINTS / "last", self.encoder.model, self.optimizer, self.scheduler, self.record
@@ -358,6 +361,7 @@ class _Run:
             step_sizes=self.step_sizes,
             runtime=runtime_label(self.cfg.runtime, self.cfg.quantize),
             runtime_lds=getattr(self, "runtime_lds", None),
+            processes=self.group.world,
         )
 
     def _write_log(self, *, complete: bool, directory: Path | None = None) -> None:
@@ -382,7 +386,13 @@ class _Run:
         return heldout_lds(enc, self.heldout, self.labels.examples, batch_size=self.cfg.batch_size)["lds"]
 
     def _finish(self) -> TrainResult:
-        """Replace the run folder by the best encoder plus the log (atomically)."""
+        """Replace the run folder by the best encoder plus the log (atomically); process 0's result."""
+        if not self.group.active:
+            return self._finish_main()
+        result = self._finish_main().to_dict() if self.group.is_main else None
+        return TrainResult(**self.group.broadcast(result))  # type: ignore[arg-type]
+
+    def _finish_main(self) -> TrainResult:
         self.record["seconds"] = self._elapsed()
         best = self.out / CHECKPOINTS / "best"
         # the best encoder's info gets the full history (later steps were not known when it was saved)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from airsearch.trainers.encoder_training.distributed import Group
 from airsearch.trainers.encoder_training.loss import pairwise_rank_loss
 
 from airsearch.encoder import AirRepEncoder, EncoderInput
@@ -80,8 +81,12 @@ def two_pass_backward(
     *,
     batch_size: int = 64,
     forward: Forward | None = None,
+    group: Group | None = None,
 ) -> float:
     """Accumulate the Eq. 9 gradient of one step into the encoder's ``.grad``; returns the loss.
+
+    With a ``group`` of several processes, this process encodes and back-propagates only its block of
+    the rows (:mod:`.distributed`); the caller sums the parameter gradients across the group.
 
     ``member_inputs[k]`` are subset k's member inputs (:meth:`AirRepEncoder.input_ids`), ``targets`` is ``[K, D]`` (Eq. 8, clipped).
     The caller zeroes grads before and steps the optimiser after.
@@ -91,9 +96,14 @@ def two_pass_backward(
             f"targets {tuple(targets.shape)} do not match {len(member_inputs)} subsets x {len(dev_inputs)} dev"
         )
     union, rows = _index_members(member_inputs)
-    # pass 1: no-grad embeddings, scores, loss and dL/ds
-    members = encode_no_grad(encoder, union, batch_size, forward)
-    dev = encode_no_grad(encoder, dev_inputs, batch_size, forward)
+    dev_inputs = list(dev_inputs)
+    group = group or Group()
+    mine, mine_dev = group.block(len(union)), group.block(len(dev_inputs))
+    # pass 1: no-grad embeddings (each process its block, then gathered), scores, loss and dL/ds
+    members = group.gather_rows(encode_no_grad(encoder, union[mine], batch_size, forward), len(union))
+    dev = group.gather_rows(
+        encode_no_grad(encoder, dev_inputs[mine_dev], batch_size, forward), len(dev_inputs)
+    )
     with torch.no_grad():
         scores = torch.stack([group_score(dev, members[r.to(members.device)]) for r in rows])
     scores.requires_grad_(True)
@@ -109,9 +119,9 @@ def two_pass_backward(
         (d_scores[k] * s_k).sum().backward()
     # pass 2b: re-encode in chunks with grad and push the embedding grads into the encoder
     if members_leaf.grad is not None:
-        backprop_embeddings(encoder, union, members_leaf.grad, batch_size, forward)
+        backprop_embeddings(encoder, union[mine], members_leaf.grad[mine], batch_size, forward)
     if dev_leaf.grad is not None:
-        backprop_embeddings(encoder, dev_inputs, dev_leaf.grad, batch_size, forward)
+        backprop_embeddings(encoder, dev_inputs[mine_dev], dev_leaf.grad[mine_dev], batch_size, forward)
     return float(loss.detach())
 
 
