@@ -217,7 +217,7 @@ class Pipeline:
             labels=str(self.out / labels) if labels else None,
             out=str(self.out / out),
             base_encoder=self.base_encoder,
-            epochs=self.p.enc_epochs,
+            **self.p.encoder_schedule(),
             lr=self.p.enc_lr,
             subsets_per_step=min(8, self.p.subsets),
             dev_per_step=self.p.dev,

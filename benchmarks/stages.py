@@ -93,6 +93,23 @@ class Scale:
     ft_max_length: int = 256
     enc_lr: float = 1e-4
     max_seq_length: int | None = None  # None: the base encoder's own
+    # training to a plateau (issue 24): with enc_max_steps set, `enc_epochs` no longer caps the run;
+    # held-out LDS every enc_eval_every steps, stop after enc_patience measurements without a gain
+    enc_max_steps: int | None = None
+    enc_eval_every: int = 20
+    enc_patience: int = 5
+    enc_freeze_layers: int = 0
+
+    def encoder_schedule(self) -> dict[str, Any]:
+        """The TrainConfig fields of the stopping rule: a plateau (``enc_max_steps`` set) or epochs."""
+        if self.enc_max_steps is None:
+            return {"epochs": self.enc_epochs}
+        return {
+            "max_steps": self.enc_max_steps,
+            "eval_every": self.enc_eval_every,
+            "patience": self.enc_patience,
+            "freeze_layers": self.enc_freeze_layers,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
