@@ -7,6 +7,8 @@ import dataclasses
 import re
 from typing import Literal, get_args
 
+from airsearch.indexers.lock import DEFAULT_LOCK_TIMEOUT
+
 from airsearch.config import CommandConfig, require
 from airsearch.data.text import DEFAULT_ENCODING, check_encoding
 from airsearch.errors import InputError
@@ -47,6 +49,14 @@ def check_filter(where: str | None, field: str = "where") -> None:
                 f"in {where!r}",
                 field=field,
             )
+
+
+def lock_timeout_field() -> float:
+    """The ``lock_timeout`` field of every command that writes a table (:mod:`airsearch.indexers.lock`)."""
+    return F(
+        default=DEFAULT_LOCK_TIMEOUT,
+        metadata={"help": "seconds to wait for another writer of the same table before giving up"},
+    )
 
 
 QUERY_RUNTIME_HELP = "encoder runtime (default: the one the index was built with; another is refused)"
@@ -121,9 +131,11 @@ class IndexConfig(CommandConfig):
         default=None,
         metadata={"help": "HNSW candidate list size per query (default: 300, or 1000 from 500k rows)"},
     )
+    lock_timeout: float = lock_timeout_field()
 
     def validate(self) -> None:
         require(bool(self.corpus), "corpus", "give at least one corpus file or folder")
+        require(self.lock_timeout >= 0, "lock_timeout", "must be >= 0")
         require(bool(self.db), "db", "is required (the index directory)")
         require(self.batch_size > 0, "batch_size", "must be positive")
         require(self.chunk_size > 0, "chunk_size", "must be positive")
@@ -340,8 +352,11 @@ class DeleteConfig(CommandConfig):
     where: str | None = F(
         default=None, metadata={"help": "SQL filter of rows to delete, e.g. \"task = 'x'\""}
     )
+    dry_run: bool = F(default=False, metadata={"help": "count the rows that would go; delete nothing"})
+    lock_timeout: float = lock_timeout_field()
 
     def validate(self) -> None:
         require(bool(self.db), "db", "is required (the index directory)")
         require(bool(self.ids) or bool(self.where), "ids", "give row ids and/or a where filter")
         check_filter(self.where)
+        require(self.lock_timeout >= 0, "lock_timeout", "must be >= 0")
