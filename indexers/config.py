@@ -36,6 +36,8 @@ def check_filter(where: str | None, field: str = "where") -> None:
     or a comment (``--``, ``/*``) outside string literals, which the SQL parser would silently drop."""
     if where is None:
         return
+    if not where.strip():
+        raise InputError("the filter is empty; leave it out to use every row", field=field)
     quote: str | None = None
     for i, c in enumerate(where):
         if quote:
