@@ -77,7 +77,7 @@ def _reads_whole(folder: Path, version: int | None) -> tuple[bool, str | None]:
                 dim = ds.schema.field("vector").type.list_size
                 ds.to_table(nearest={"column": "vector", "q": [0.0] * dim, "k": 1}, columns=["id"])
             else:
-                ds.to_table(full_text_query="the", columns=["id"])
+                ds.to_table(full_text_query={"query": "the", "columns": idx.field_names}, columns=["id"])
         except Exception:  # noqa: BLE001
             uuids = [str(s.uuid) for s in getattr(idx, "segments", [])] or [idx.name]
             kind = "vector" if "vector" in idx.field_names else "full-text (BM25)"
