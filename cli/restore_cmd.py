@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from airsearch.cli.common import config_options, emit, handle_errors, json_option
-from airsearch.indexers.restore import RestoreConfig
+from airsearch.indexers.config import RestoreConfig
 
 if TYPE_CHECKING:
     from airsearch.indexers.restore import RestoreSummary

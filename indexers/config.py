@@ -1,5 +1,6 @@
-"""The configs of ``airsearch index``, ``query``, ``select``, ``info`` and ``delete`` (one dataclass per
-command). ``QueryConfig`` carries the ``--rerank`` options too, so ``query --config FILE`` sets them."""
+"""The configs of ``airsearch index``, ``query``, ``select``, ``info``, ``delete`` and ``restore`` (one
+dataclass per command). ``QueryConfig`` carries the ``--rerank`` options too, so ``query --config FILE``
+sets them."""
 
 from __future__ import annotations
 
@@ -361,4 +362,27 @@ class DeleteConfig(CommandConfig):
         require(bool(self.db), "db", "is required (the index directory)")
         require(bool(self.ids) or bool(self.where), "ids", "give row ids and/or a where filter")
         check_filter(self.where)
+        require(self.lock_timeout >= 0, "lock_timeout", "must be >= 0")
+
+
+@dataclasses.dataclass(kw_only=True)
+class RestoreConfig(CommandConfig):
+    """Bring back an earlier version of an index table."""
+
+    db: str = F(metadata={"help": "LanceDB directory"})
+    table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
+    version: int | None = F(
+        default=None, metadata={"help": "the version to bring back (see `airsearch info`)"}
+    )
+    before_last: bool = F(default=False, metadata={"help": "bring back the version before the newest one"})
+    lock_timeout: float = lock_timeout_field()
+
+    def validate(self) -> None:
+        require(bool(self.db), "db", "is required (the index directory)")
+        require(
+            (self.version is not None) != self.before_last,
+            "version",
+            "give --version N or --before-last (one of them)",
+        )
+        require(self.version is None or self.version >= 1, "version", "must be >= 1")
         require(self.lock_timeout >= 0, "lock_timeout", "must be >= 0")

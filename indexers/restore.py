@@ -13,40 +13,15 @@ import dataclasses
 from pathlib import Path
 
 import lance
-from airsearch.indexers.config import lock_timeout_field
+from airsearch.indexers.config import RestoreConfig
 from airsearch.indexers.damage import manifest_version
 from airsearch.indexers.lock import table_lock
 from airsearch.indexers.store import IndexStore, check_name
 
-from airsearch.config import CommandConfig, require
 from airsearch.errors import InputError
 from airsearch.results import Result
 
-F = dataclasses.field
 DAMAGED = "_damaged"  # where restore keeps the unreadable manifests it set aside
-
-
-@dataclasses.dataclass(kw_only=True)
-class RestoreConfig(CommandConfig):
-    """Bring back an earlier version of an index table."""
-
-    db: str = F(metadata={"help": "LanceDB directory"})
-    table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
-    version: int | None = F(
-        default=None, metadata={"help": "the version to bring back (see `airsearch info`)"}
-    )
-    before_last: bool = F(default=False, metadata={"help": "bring back the version before the newest one"})
-    lock_timeout: float = lock_timeout_field()
-
-    def validate(self) -> None:
-        require(bool(self.db), "db", "is required (the index directory)")
-        require(
-            (self.version is not None) != self.before_last,
-            "version",
-            "give --version N or --before-last (one of them)",
-        )
-        require(self.version is None or self.version >= 1, "version", "must be >= 1")
-        require(self.lock_timeout >= 0, "lock_timeout", "must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
