@@ -40,26 +40,17 @@ def delete_cmd(config: DeleteConfig, as_json: bool, yes: bool) -> Any:
     if not config.dry_run and not yes:
         counted = delete_rows(dataclasses.replace(config, dry_run=True))
         if counted.deleted == 0:
-            emit(counted, as_json, lambda r: f"no rows match in table '{r.table}'; nothing deleted")
+            none = dataclasses.replace(counted, dry_run=False)
+            emit(none, as_json, lambda r: f"no rows match in table '{r.table}'; nothing deleted")
             return
         question = f"delete {counted.deleted} of {counted.rows} rows from table '{counted.table}'?"
-        if not sys.stdin.isatty() and not _has_input():
-            click.secho(
-                f"error: {question} Pass --yes to confirm (no terminal to ask at).", fg="red", err=True
-            )
+        click.echo(f"{question} [y/N]: ", err=True, nl=False)
+        answer = sys.stdin.readline()
+        if not answer:  # end of input: nobody to ask
+            click.echo("", err=True)
+            click.secho(f"error: {question} Pass --yes to confirm (no answer on stdin).", fg="red", err=True)
             sys.exit(2)
-        if not click.confirm(question, default=False, err=True):
+        if answer.strip().lower() not in ("y", "yes"):
             click.echo("nothing deleted", err=True)
             sys.exit(1)
     emit(delete_rows(config), as_json, _human)
-
-
-def _has_input() -> bool:
-    """Whether stdin can answer the question (a pipe or file with data, as in scripted use)."""
-    try:
-        import select
-
-        ready, _, _ = select.select([sys.stdin], [], [], 0)
-        return bool(ready)
-    except (OSError, ValueError, TypeError):  # no real file behind stdin (a test runner's): try it
-        return True

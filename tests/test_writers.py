@@ -198,6 +198,8 @@ def test_delete_counts_asks_and_restore_brings_the_rows_back(tmp_path, corpus_fi
 
     no = CliRunner().invoke(app, ["delete", "--db", str(db), "--where", "true"], input="n\n")
     assert no.exit_code == 1 and "delete 60 of 60 rows from table 'corpus'?" in no.output
+    nobody = CliRunner().invoke(app, ["delete", "--db", str(db), "--where", "true"], input="")
+    assert nobody.exit_code == 2 and "Pass --yes to confirm" in nobody.output
     assert len(_ids(db)) == 60
     yes = CliRunner().invoke(app, ["delete", "--db", str(db), "--where", "n < 10"], input="y\n")
     assert yes.exit_code == 0 and "deleted 10 rows" in yes.output and len(_ids(db)) == 50
