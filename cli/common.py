@@ -240,16 +240,25 @@ def handle_errors(fn: Callable) -> Callable:
             click.secho("interrupted; finished work is kept, rerun the same command to resume", err=True)
             sys.exit(130)
         except Exception as e:
-            damage = _damaged_table(e, kwargs)
-            if damage is None:
-                raise
-            click.secho(f"error: {render_error(damage)}", fg="red", err=True)
-            sys.exit(damage.exit_code)
+            _exit_if_damaged(e, kwargs)
+            raise
+        except BaseException as e:  # a Rust panic inside Lance arrives as a BaseException
+            if type(e).__name__ == "PanicException":
+                _exit_if_damaged(e, kwargs)
+            raise
 
     return wrapper
 
 
-def _damaged_table(e: Exception, params: dict[str, Any]) -> AirsearchError | None:
+def _exit_if_damaged(e: BaseException, params: dict[str, Any]) -> None:
+    """Exit with one line when ``e`` came from a damaged table of the command's ``--db``."""
+    damage = _damaged_table(e, params)
+    if damage is not None:
+        click.secho(f"error: {render_error(damage)}", fg="red", err=True)
+        sys.exit(damage.exit_code)
+
+
+def _damaged_table(e: BaseException, params: dict[str, Any]) -> AirsearchError | None:
     """The one-line error for a failure caused by a damaged table of the command's ``--db`` (naming the
     damaged file and whether ``restore`` helps), else ``None``."""
     db = params.get("db")
