@@ -2,12 +2,12 @@
 
 Every CLI command is a thin layer over one function here that takes the command's config dataclass:
 ``build_index(IndexConfig)``, ``query(QueryConfig)`` / ``Searcher``, ``select(SelectConfig)``,
-``delete_rows(DeleteConfig)``, ``restore_table(RestoreConfig)``, ``info``,
-``generate_labels(LabelConfig)`` / ``LabelStore``, ``train_encoder(TrainConfig)``,
-``attribute(AttributeConfig)`` / ``load_method(MethodConfig)``, ``make_gold(GoldConfig)`` (the LDS
-gold, either protocol), ``eval_lds`` / ``eval_classify`` / ``eval_trace`` / ``eval_select`` with
-their ``Eval*Config``. Hessian-aware influence: the ``PreconditionOptions`` of every gradient
-command's config, ``Precondition`` / ``Preconditioner`` and the K-FAC / EK-FAC factors of a ``ParamSet`` (``linear_blocks``, ``fit_factors``, ``KroneckerFactors``,
+``delete_rows(DeleteConfig)``, ``info``, ``generate_labels(LabelConfig)`` / ``LabelStore``,
+``train_encoder(TrainConfig)``, ``attribute(AttributeConfig)`` / ``load_method(MethodConfig)``,
+``make_gold(GoldConfig)`` (the LDS gold, either protocol), ``eval_lds`` / ``eval_classify`` /
+``eval_trace`` / ``eval_select`` with their ``Eval*Config``. Hessian-aware influence: the
+``PreconditionOptions`` of every gradient command's config, ``Precondition`` / ``Preconditioner`` and
+the K-FAC / EK-FAC factors of a ``ParamSet`` (``linear_blocks``, ``fit_factors``, ``KroneckerFactors``,
 ``save_factors`` / ``open_factors``);
 token-level scores: ``AttributionMethod.token_scores`` -> ``TokenScores`` (``attribute(per_token=True)``
 -> ``TokenShare``).
