@@ -40,10 +40,12 @@ if TYPE_CHECKING:
         IndexConfig,
         InfoConfig,
         QueryConfig,
+        RestoreConfig,
         SelectConfig,
     )
     from airsearch.indexers.explain import RowExplanation, explain_score
     from airsearch.indexers.query import Candidate, GroupScore, QueryResult, Searcher, query
+    from airsearch.indexers.restore import RestoreSummary, restore_table
     from airsearch.indexers.select import SelectSummary, select
     from airsearch.indexers.serve import ServeConfig, create_app
     from airsearch.indexers.store import delete_rows, info
@@ -114,10 +116,12 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "IndexConfig",
         "InfoConfig",
         "QueryConfig",
+        "RestoreConfig",
         "SelectConfig",
     ),
     "airsearch.indexers.explain": ("RowExplanation", "explain_score"),
     "airsearch.indexers.query": ("Candidate", "GroupScore", "QueryResult", "Searcher", "query"),
+    "airsearch.indexers.restore": ("RestoreSummary", "restore_table"),
     "airsearch.indexers.select": ("SelectSummary", "select"),
     "airsearch.indexers.serve": ("ServeConfig", "create_app"),
     "airsearch.indexers.store": ("delete_rows", "info"),
@@ -181,6 +185,8 @@ __all__ = [
     "QueryConfig",
     "QueryResult",
     "Reranker",
+    "RestoreConfig",
+    "RestoreSummary",
     "RowExplanation",
     "Searcher",
     "SelectConfig",
@@ -231,6 +237,7 @@ __all__ = [
     "open_factors",
     "query",
     "reciprocal_rank_fusion",
+    "restore_table",
     "run_daunce",
     "sample_corpus_path",
     "sample_queries_path",

@@ -43,6 +43,10 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
     On any exception the temporary file or folder is removed and ``target`` is untouched.
     """
     target = Path(target)
+    if not is_dir and target.is_dir():
+        from airsearch.errors import InputError
+
+        raise InputError("is a folder; give the path of a file to write", path=target)
     make_parent(target)
     prefix = f".{target.name}.tmp-"
     tmp = (

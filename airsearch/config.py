@@ -114,10 +114,20 @@ class CommandConfig:
         path = Path(path)
         if not path.exists():
             raise InputError("config file not found", path=path)
-        try:
-            data = (
-                json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+        if path.is_dir():
+            raise InputError("is a folder, not a config file", path=path)
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise InputError(
+                f"config file is over {MAX_CONFIG_BYTES:,} bytes; a config is a short mapping", path=path
             )
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"cannot read config: {getattr(e, 'strerror', None) or e}", path=path) from None
+        try:
+            data = _parse_json(text) if path.suffix == ".json" else _parse_yaml(text)
+        except ConfigTooLarge as e:
+            raise InputError(str(e), path=path) from None
         except json.JSONDecodeError as e:
             raise InputError(
                 f"cannot parse config: {e.msg} at column {e.colno}", path=path, line=e.lineno
@@ -192,8 +202,12 @@ def require(cond: bool, field_name: str, message: str) -> None:
         raise InputError(message, field=field_name)
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _coerce(value: Any, hint: Any) -> Any:
-    """``value`` as the field type ``hint`` (raises ``TypeError``/``ValueError`` when it cannot be)."""
+    """``value`` as the field type ``hint``, strictly: nothing is lost on the way (``1.5`` is not an
+    int, ``[1, 2]`` not a string, ``"maybe"`` not a bool). Raises ``TypeError``/``ValueError``."""
     if value is None or hint is None:
         return value
     origin = typing.get_origin(hint)
@@ -204,14 +218,115 @@ def _coerce(value: Any, hint: Any) -> Any:
     if origin in (tuple, list):
         if isinstance(value, str):
             value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(value)
         inner = args[0] if args else None
         items = (_coerce(v, inner) for v in value)
         return tuple(items) if origin is tuple else list(items)
-    if hint is bool and isinstance(value, str):
-        return value.lower() in ("1", "true", "yes", "on")
-    if hint in (int, float, str, bool):
-        return hint(value)
+    if origin is typing.Literal:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise TypeError(value)
+    if hint is int:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        if isinstance(value, (int, float)) or (
+            isinstance(value, str) and value.strip().lstrip("+-").isdigit()
+        ):
+            return int(value)
+        raise TypeError(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise TypeError(value)
+        return float(value)
+    if hint is str:
+        if isinstance(value, (dict, list, tuple, set, bool)) or value is None:
+            raise TypeError(value)
+        return str(value)
     return value
+
+
+MAX_CONFIG_BYTES = 1_000_000  # a config is a short mapping of options
+MAX_CONFIG_DEPTH = 32  # nesting of lists and mappings
+MAX_CONFIG_VALUES = 100_000  # values after YAML aliases are expanded (an alias bomb is refused)
+
+
+class ConfigTooLarge(ValueError):
+    """A config file nested too deep or expanding to too many values."""
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ConfigTooLarge(f"nested deeper than {MAX_CONFIG_DEPTH} levels") from None
+    _check_depth(data)
+    return data
+
+
+def _check_depth(data: Any) -> None:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_CONFIG_DEPTH:
+                raise ConfigTooLarge(f"nested deeper than {MAX_CONFIG_DEPTH} levels")
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((v, depth + 1) for v in items)
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with limits: depth while composing (its composer recurses), and the
+    number of values the document expands to, aliases counted each time they are used."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_CONFIG_DEPTH:
+                raise ConfigTooLarge(f"nested deeper than {MAX_CONFIG_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many values ``node`` stands for once every alias is expanded (shared nodes counted once
+    per use; each distinct node computed once, so this is quick even for an alias bomb)."""
+    if id(node) in memo:
+        if memo[id(node)] < 0:
+            raise ConfigTooLarge("a YAML alias refers to the value that holds it")
+        return memo[id(node)]
+    memo[id(node)] = -1  # being counted
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(n, memo) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = size
+    return size
+
+
+def _parse_yaml(text: str) -> Any:
+    loader = _LimitedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_CONFIG_VALUES:
+            raise ConfigTooLarge(f"expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases)")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _type_name(hint: Any) -> str:

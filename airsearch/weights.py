@@ -65,3 +65,23 @@ def require_safetensors(folder: str | os.PathLike, *, field: str | None = None) 
             )
         if main and not safe:
             raise InputError("no model weights here (no *.safetensors file)", path=part, field=field)
+
+
+def refuse_remote_code(folder: str | os.PathLike, *, trust_remote_code: bool = False) -> None:
+    """Refuse a model folder whose ``config.json`` (or a sentence-transformers module's) maps its classes
+    to Python files it ships (``auto_map``): loading it would run that code, and ``trust_remote_code``
+    is off unless asked for."""
+    if trust_remote_code:
+        return
+    root = Path(folder)
+    for config in [root / "config.json", root / "tokenizer_config.json", *root.glob("*/config.json")]:
+        try:
+            data = json.loads(config.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise InputError(
+                f"{config.relative_to(root)} maps the model to Python code shipped in the folder "
+                "('auto_map'); airsearch does not run code from model folders (trust_remote_code is off)",
+                path=folder,
+            )

@@ -239,8 +239,35 @@ def handle_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             click.secho("interrupted; finished work is kept, rerun the same command to resume", err=True)
             sys.exit(130)
+        except Exception as e:
+            _exit_if_damaged(e, kwargs)
+            raise
+        except BaseException as e:  # a Rust panic inside Lance arrives as a BaseException
+            if type(e).__name__ == "PanicException":
+                _exit_if_damaged(e, kwargs)
+            raise
 
     return wrapper
+
+
+def _exit_if_damaged(e: BaseException, params: dict[str, Any]) -> None:
+    """Exit with one line when ``e`` came from a damaged table of the command's ``--db``."""
+    damage = _damaged_table(e, params)
+    if damage is not None:
+        click.secho(f"error: {render_error(damage)}", fg="red", err=True)
+        sys.exit(damage.exit_code)
+
+
+def _damaged_table(e: BaseException, params: dict[str, Any]) -> AirsearchError | None:
+    """The one-line error for a failure caused by a damaged table of the command's ``--db`` (naming the
+    damaged file and whether ``restore`` helps), else ``None``."""
+    db = params.get("db")
+    if not isinstance(db, str) or not db:
+        return None
+    from airsearch.indexers.damage import diagnose_failure
+
+    table = params.get("table")
+    return diagnose_failure(e, db, table if isinstance(table, str) and table else None)
 
 
 def render_error(e: AirsearchError) -> str:

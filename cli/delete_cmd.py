@@ -1,7 +1,14 @@
-"""``airsearch delete``: remove rows from an index table by id or SQL filter."""
+"""``airsearch delete``: remove rows from an index table by id or SQL filter.
+
+The rows are counted first and the command asks before deleting them (``--yes`` skips the question,
+``--dry-run`` only counts). Deleted rows stay in the table's earlier versions: ``airsearch restore
+--before-last`` brings them back.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -13,15 +20,37 @@ if TYPE_CHECKING:
 
 
 def _human(r: DeleteSummary) -> str:
-    return f"deleted {r.deleted} rows from table '{r.table}' ({r.rows} left) in {r.db}"
+    if r.dry_run:
+        return f"would delete {r.deleted} of {r.rows} rows from table '{r.table}' in {r.db} (dry run: nothing deleted)"
+    return (
+        f"deleted {r.deleted} rows from table '{r.table}' in {r.db} ({r.rows} left, version {r.version}); "
+        "`airsearch restore --before-last` brings them back"
+    )
 
 
 @click.command("delete")
 @handle_errors
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking.")
 @json_option
 @config_options(DeleteConfig)
-def delete_cmd(config: DeleteConfig, as_json: bool) -> Any:
-    """Delete rows by --id (repeatable) and/or --where SQL filter."""
+def delete_cmd(config: DeleteConfig, as_json: bool, yes: bool) -> Any:
+    """Delete rows by --id (repeatable) and/or --where SQL filter; shows the count and asks first."""
     from airsearch.indexers.store import delete_rows
 
+    if not config.dry_run and not yes:
+        counted = delete_rows(dataclasses.replace(config, dry_run=True))
+        if counted.deleted == 0:
+            none = dataclasses.replace(counted, dry_run=False)
+            emit(none, as_json, lambda r: f"no rows match in table '{r.table}'; nothing deleted")
+            return
+        question = f"delete {counted.deleted} of {counted.rows} rows from table '{counted.table}'?"
+        click.echo(f"{question} [y/N]: ", err=True, nl=False)
+        answer = sys.stdin.readline()
+        if not answer:  # end of input: nobody to ask
+            click.echo("", err=True)
+            click.secho(f"error: {question} Pass --yes to confirm (no answer on stdin).", fg="red", err=True)
+            sys.exit(2)
+        if answer.strip().lower() not in ("y", "yes"):
+            click.echo("nothing deleted", err=True)
+            sys.exit(1)
     emit(delete_rows(config), as_json, _human)

@@ -37,6 +37,11 @@ def _human(d: IndexInfo) -> str:
             f"  corpora   {corpora}",
             f"  metadata  {', '.join(t.metadata_columns) or '-'}",
             f"  built by  airsearch {t.airsearch_version}",
+            "  versions  "
+            + ", ".join(
+                f"{v.version} ({v.time}, {'?' if v.rows is None else v.rows} rows)" for v in t.versions
+            )
+            + "  (airsearch restore --version N brings one back)",
         ]
     return "\n".join(lines)
 

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "select": ("airsearch.cli.select_cmd", "select_cmd"),
     "info": ("airsearch.cli.info_cmd", "info_cmd"),
     "delete": ("airsearch.cli.delete_cmd", "delete_cmd"),
+    "restore": ("airsearch.cli.restore_cmd", "restore_cmd"),
     "explain": ("airsearch.cli.explain_cmd", "explain_cmd"),
     "serve": ("airsearch.cli.serve_cmd", "serve_cmd"),
     "labels": ("airsearch.cli.labels_cmd", "labels"),

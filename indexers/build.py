@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 from airsearch.indexers.ann import AnnConfig, IndexStatus
 from airsearch.indexers.config import IndexConfig
+from airsearch.indexers.lock import table_lock
 from airsearch.indexers.results import describe_encoder
 from airsearch.indexers.rows import infer_columns, table_schema, to_batch
 from airsearch.indexers.staging import Staging, staging_key
-from airsearch.indexers.store import META_KEY, IndexStore, IndexTable, TableMeta
+from airsearch.indexers.store import META_KEY, IndexStore, IndexTable, TableMeta, check_name
 from airsearch.indexers.writes import finish_append, finish_create
 
 from airsearch.atomic import removed_if_left_empty
@@ -88,37 +89,51 @@ def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> In
     Rerunning a killed or interrupted build resumes it. A refused build leaves nothing behind: no
     table, no new version, no staging table, and no ``db`` folder if it made one."""
     start = time.perf_counter()
+    check_name(cfg.table)
     with removed_if_left_empty(cfg.db):
         store = IndexStore(cfg.db, create=True)
-        adding = cfg.append or cfg.upsert
-        if adding and not store.exists(cfg.table):
-            raise InputError(
-                f"no table named {cfg.table!r} to add rows to yet; create it first",
-                field="upsert" if cfg.upsert else "append",
-                path=cfg.db,
-            )
-        if not adding:
-            store.check_new_table(cfg.table, overwrite=cfg.overwrite)
-        live = store.open(cfg.table) if adding else None
-        if live is not None and encoder is None:  # a runtime other than the table's: before loading
-            live.check_encoder(
-                live.meta.encoder_fingerprint, runtime=runtime_label(cfg.runtime, cfg.quantize)
-            )
-        enc = encoder or load_encoder(cfg.encoder, cfg.runtime, cfg.quantize)
-        if live is not None:  # before anything is encoded
-            live.check_encoder(enc.fingerprint, dim=enc.dim, runtime=enc.runtime_label)
-        staging = Staging.claim(store, cfg.table, staging_key(build_identity(cfg, enc, live)))
-        try:
-            build = _Build(cfg, store, enc, staging, live, start)
-            if cfg.ray is None:
-                return build.run()
-            from airsearch.indexers.distributed import run_on_ray
+        what = f"airsearch index ({build_mode(cfg)})"
+        with table_lock(store.path, cfg.table, what=what, timeout=cfg.lock_timeout):
+            return _build_locked(cfg, store, encoder, start)
 
-            build.encoder_given = encoder is not None
-            return run_on_ray(build)
-        except AirsearchError:
-            staging.discard()  # a refused input: the rerun needs other input, nothing to resume
-            raise
+
+def _build_locked(
+    cfg: IndexConfig, store: IndexStore, encoder: AirRepEncoder | None, start: float
+) -> IndexSummary:
+    """:func:`build_index` while holding the table's write lock (:mod:`airsearch.indexers.lock`): the
+    live table read here is the one the commit lands on."""
+    adding = cfg.append or cfg.upsert
+    if adding and not store.exists(cfg.table):
+        raise InputError(
+            f"no table named {cfg.table!r} to add rows to yet; create it first",
+            field="upsert" if cfg.upsert else "append",
+            path=cfg.db,
+        )
+    if not adding:
+        store.check_new_table(cfg.table, overwrite=cfg.overwrite)
+    live = store.open(cfg.table) if adding else None
+    if live is not None and encoder is None:  # a runtime other than the table's: before loading
+        live.check_encoder(live.meta.encoder_fingerprint, runtime=runtime_label(cfg.runtime, cfg.quantize))
+    enc = encoder or load_encoder(cfg.encoder, cfg.runtime, cfg.quantize)
+    if live is not None:  # before anything is encoded
+        live.check_encoder(enc.fingerprint, dim=enc.dim, runtime=enc.runtime_label)
+    staging = Staging.claim(store, cfg.table, staging_key(build_identity(cfg, enc, live)))
+    try:
+        build = _Build(cfg, store, enc, staging, live, start)
+        if cfg.ray is None:
+            return build.run()
+        from airsearch.indexers.distributed import run_on_ray
+
+        build.encoder_given = encoder is not None
+        return run_on_ray(build)
+    except AirsearchError:
+        staging.discard()  # a refused input: the rerun needs other input, nothing to resume
+        raise
+
+
+def build_mode(cfg: IndexConfig) -> str:
+    """create / append / upsert / overwrite."""
+    return "upsert" if cfg.upsert else "append" if cfg.append else "overwrite" if cfg.overwrite else "create"
 
 
 def build_identity(cfg: IndexConfig, enc: AirRepEncoder, live: IndexTable | None) -> dict[str, Any]:
@@ -162,9 +177,7 @@ class _Build:
             "encoding": cfg.encoding,
             "source_field": "corpus",
         }
-        self.mode = (
-            "upsert" if cfg.upsert else "append" if cfg.append else "overwrite" if cfg.overwrite else "create"
-        )
+        self.mode = build_mode(cfg)
         self.estimate: float | None = None
         self.encoder_given = False
 

@@ -1,11 +1,14 @@
-"""The configs of ``airsearch index``, ``query``, ``select``, ``info`` and ``delete`` (one dataclass per
-command). ``QueryConfig`` carries the ``--rerank`` options too, so ``query --config FILE`` sets them."""
+"""The configs of ``airsearch index``, ``query``, ``select``, ``info``, ``delete`` and ``restore`` (one
+dataclass per command). ``QueryConfig`` carries the ``--rerank`` options too, so ``query --config FILE``
+sets them."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 from typing import Literal, get_args
+
+from airsearch.indexers.lock import DEFAULT_LOCK_TIMEOUT
 
 from airsearch.config import CommandConfig, require
 from airsearch.data.text import DEFAULT_ENCODING, check_encoding
@@ -34,6 +37,8 @@ def check_filter(where: str | None, field: str = "where") -> None:
     or a comment (``--``, ``/*``) outside string literals, which the SQL parser would silently drop."""
     if where is None:
         return
+    if not where.strip():
+        raise InputError("the filter is empty; leave it out to use every row", field=field)
     quote: str | None = None
     for i, c in enumerate(where):
         if quote:
@@ -47,6 +52,14 @@ def check_filter(where: str | None, field: str = "where") -> None:
                 f"in {where!r}",
                 field=field,
             )
+
+
+def lock_timeout_field() -> float:
+    """The ``lock_timeout`` field of every command that writes a table (:mod:`airsearch.indexers.lock`)."""
+    return F(
+        default=DEFAULT_LOCK_TIMEOUT,
+        metadata={"help": "seconds to wait for another writer of the same table before giving up"},
+    )
 
 
 QUERY_RUNTIME_HELP = "encoder runtime (default: the one the index was built with; another is refused)"
@@ -121,9 +134,11 @@ class IndexConfig(CommandConfig):
         default=None,
         metadata={"help": "HNSW candidate list size per query (default: 300, or 1000 from 500k rows)"},
     )
+    lock_timeout: float = lock_timeout_field()
 
     def validate(self) -> None:
         require(bool(self.corpus), "corpus", "give at least one corpus file or folder")
+        require(self.lock_timeout >= 0, "lock_timeout", "must be >= 0")
         require(bool(self.db), "db", "is required (the index directory)")
         require(self.batch_size > 0, "batch_size", "must be positive")
         require(self.chunk_size > 0, "chunk_size", "must be positive")
@@ -340,8 +355,34 @@ class DeleteConfig(CommandConfig):
     where: str | None = F(
         default=None, metadata={"help": "SQL filter of rows to delete, e.g. \"task = 'x'\""}
     )
+    dry_run: bool = F(default=False, metadata={"help": "count the rows that would go; delete nothing"})
+    lock_timeout: float = lock_timeout_field()
 
     def validate(self) -> None:
         require(bool(self.db), "db", "is required (the index directory)")
         require(bool(self.ids) or bool(self.where), "ids", "give row ids and/or a where filter")
         check_filter(self.where)
+        require(self.lock_timeout >= 0, "lock_timeout", "must be >= 0")
+
+
+@dataclasses.dataclass(kw_only=True)
+class RestoreConfig(CommandConfig):
+    """Bring back an earlier version of an index table."""
+
+    db: str = F(metadata={"help": "LanceDB directory"})
+    table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
+    version: int | None = F(
+        default=None, metadata={"help": "the version to bring back (see `airsearch info`)"}
+    )
+    before_last: bool = F(default=False, metadata={"help": "bring back the version before the newest one"})
+    lock_timeout: float = lock_timeout_field()
+
+    def validate(self) -> None:
+        require(bool(self.db), "db", "is required (the index directory)")
+        require(
+            (self.version is not None) != self.before_last,
+            "version",
+            "give --version N or --before-last (one of them)",
+        )
+        require(self.version is None or self.version >= 1, "version", "must be >= 1")
+        require(self.lock_timeout >= 0, "lock_timeout", "must be >= 0")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from airsearch.indexers.ann import IndexStatus
@@ -27,6 +27,16 @@ class TableInfo(Result):
     index: IndexStatus
     airsearch_version: str
     fts: bool = False  # the BM25 full-text index exists (query --mode bm25|hybrid)
+    versions: list[VersionInfo] = field(default_factory=list)  # the kept versions, oldest first
+
+
+@dataclass(frozen=True)
+class VersionInfo(Result):
+    """One kept version of a table (``airsearch restore --version N`` brings it back)."""
+
+    version: int
+    time: str  # when it was written (ISO 8601, UTC)
+    rows: int | None  # None: its manifest cannot be read
 
 
 @dataclass(frozen=True)
@@ -46,8 +56,10 @@ class DeleteSummary(Result):
 
     db: str
     table: str
-    deleted: int
+    deleted: int  # with dry_run: the rows that would go
     rows: int  # rows left in the table
+    dry_run: bool = False
+    version: int | None = None  # the table's version after the delete
 
 
 def describe_encoder(record: dict[str, Any]) -> str:

@@ -7,6 +7,12 @@ chunk of examples; nested values (lists, dicts) are stored as JSON strings and d
 column whose values mix strings with other types (kind ``text``) holds each string as it is, so that
 ``task = 'x'`` filters match, and any other value as its JSON text, with the typed value kept in
 ``metadata_extra`` so that it reads back unchanged.
+
+Column names: a metadata key becomes a column only when the store can hold and filter it safely
+(:func:`is_column_name`): not empty, at most 128 characters, no ``.`` (Lance reads it as a nested
+field), no backtick (it breaks the SQL quoting) and no control character. Any other key is kept,
+byte for byte, in ``metadata_extra``: every row still returns it, but ``--where`` and ``--group-by``
+cannot name it. Nothing is renamed.
 """
 
 from __future__ import annotations
@@ -48,12 +54,25 @@ def _kind_of(value: Any) -> str:
     return "json"
 
 
+MAX_COLUMN_NAME = 128
+
+
+def is_column_name(key: object) -> bool:
+    """Whether metadata ``key`` can be a column (see the module docstring); others stay in ``metadata_extra``."""
+    return (
+        isinstance(key, str)
+        and 0 < len(key) <= MAX_COLUMN_NAME
+        and key not in RESERVED
+        and not any(c in ".`" or ord(c) < 32 or ord(c) == 127 for c in key)
+    )
+
+
 def infer_columns(examples: Sequence[Example]) -> dict[str, str]:
     """Metadata column name -> kind (bool/int/float/str/json) from a sample of examples."""
     kinds: dict[str, set[str]] = {}
     for ex in examples:
         for key, value in ex.metadata.items():
-            if key in RESERVED or not isinstance(key, str) or not key:
+            if not is_column_name(key):
                 continue
             seen = kinds.setdefault(key, set())
             if value is not None:

@@ -25,7 +25,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from airsearch.indexers.search import exact_topk
 
 from airsearch.atomic import atomic_path, write_json_atomic
 from airsearch.data.corpus import load_queries
+from airsearch.data.example import Example
 from airsearch.errors import InputError
 from airsearch.fingerprint import fingerprint_file
 from airsearch.results import Result
@@ -155,8 +156,12 @@ class SelectSummary(Result):
     rounds: int
 
 
-def select(cfg: SelectConfig, *, encoder: Any = None) -> SelectSummary:
-    """Python API of ``airsearch select``: choose rows, write them with score/rank and a manifest."""
+def select(
+    cfg: SelectConfig, *, encoder: Any = None, targets: Sequence[Example] | None = None
+) -> SelectSummary:
+    """Python API of ``airsearch select``: choose rows, write them with score/rank and a manifest.
+    ``targets``: the targets already read (the server's, which may have an empty prompt as a query
+    may); ``cfg.targets`` still names their file for the manifest."""
     start = time.perf_counter()
     searcher = Searcher(
         cfg.db,
@@ -168,7 +173,8 @@ def select(cfg: SelectConfig, *, encoder: Any = None) -> SelectSummary:
         quantize=cfg.quantize,
     )
     table = searcher.table
-    targets = load_queries(cfg.targets, encoding=cfg.encoding, source_field="targets").examples
+    if targets is None:
+        targets = load_queries(cfg.targets, encoding=cfg.encoding, source_field="targets").examples
     n_items = table.count(cfg.where)
     if n_items == 0:
         raise InputError(

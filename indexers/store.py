@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from airsearch.indexers import ann, fts
 from airsearch.indexers.config import DeleteConfig, bad_filter
-from airsearch.indexers.results import DeleteSummary, IndexInfo, TableInfo
+from airsearch.indexers.lock import DEFAULT_LOCK_TIMEOUT, table_lock
+from airsearch.indexers.results import DeleteSummary, IndexInfo, TableInfo, VersionInfo
 from airsearch.indexers.rows import (
     VECTOR,
     rows_to_examples,
@@ -84,6 +86,8 @@ class IndexTable:
     def __init__(self, store: IndexStore, name: str, table: lancedb.table.LanceTable) -> None:
         self.store = store
         self.name = name
+        self.folder = store.path / f"{name}.lance"
+        self.identity = folder_identity(self.folder)  # before the dataset: a swap in between is seen
         self.table = table
         self.dataset: lance.LanceDataset = table.to_lance()
         self.path = f"{store.path}/{name}"
@@ -99,8 +103,29 @@ class IndexTable:
         return vector_dim(self.dataset.schema) or self.meta.dim
 
     def is_latest(self) -> bool:
-        """Whether this view is the table's newest version (no rows appended or deleted since)."""
-        return self.dataset.latest_version == self.dataset.version
+        """Whether this view is the table's newest version: no rows appended or deleted since, and the
+        table folder not replaced (``index --overwrite`` swaps in a new folder whose version number
+        may be the same or lower)."""
+        if folder_identity(self.folder) != self.identity:
+            return False
+        try:
+            return self.dataset.latest_version == self.dataset.version
+        except (OSError, RuntimeError, ValueError):  # replaced or damaged under us: reopen to know
+            return False
+
+    def versions(self, last: int = 20) -> list[VersionInfo]:
+        """The table's kept versions (the ``last`` ones, oldest first), for ``info`` and ``restore``."""
+        out = []
+        for v in self.dataset.versions()[-last:]:
+            number = int(v["version"])
+            try:
+                rows = lance.dataset(str(self.folder), version=number).count_rows()
+            except (OSError, RuntimeError, ValueError):
+                rows = None
+            stamp = v.get("timestamp")
+            when = stamp.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if stamp else ""
+            out.append(VersionInfo(version=number, time=when, rows=rows))
+        return out
 
     def count(self, where: str | None = None) -> int:
         if not where:
@@ -234,6 +259,7 @@ class IndexTable:
             index=ann.index_status(self.table, self.meta.ann),
             fts=self.has_fts(),
             airsearch_version=self.meta.airsearch_version,
+            versions=self.versions(),
         )
 
 
@@ -246,7 +272,10 @@ class IndexStore:
             raise InputError("index directory not found (build one with `airsearch index`)", path=self.path)
         if self.path.exists() and not self.path.is_dir():
             raise InputError("exists and is not a directory; choose another index directory", path=self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create the index folder: {e.strerror or e}", path=self.path) from None
         self.db = lancedb.connect(str(self.path))
 
     def table_names(self) -> list[str]:
@@ -276,7 +305,7 @@ class IndexStore:
     # ------------------------------------------------------------------ writing
     def check_new_table(self, name: str, *, overwrite: bool) -> None:
         """Refuse a bad table name, or an existing table unless it is to be overwritten."""
-        _check_name(name)
+        check_name(name)
         if self.exists(name) and not overwrite:
             raise InputError(
                 f"table {name!r} already exists; append rows to it or overwrite it",
@@ -326,23 +355,40 @@ class IndexStore:
             upsert=upsert,
         )
 
-    def delete(self, name: str | None = None, *, ids: Sequence[str] = (), where: str | None = None) -> int:
-        """Delete rows by id and/or SQL filter; returns how many rows went."""
+    def delete(
+        self,
+        name: str | None = None,
+        *,
+        ids: Sequence[str] = (),
+        where: str | None = None,
+        dry_run: bool = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> int:
+        """Delete rows by id and/or SQL filter under the table's write lock; returns how many rows
+        went (``dry_run``: how many would go, deleting nothing)."""
         if not ids and not where:
             raise InputError("give ids or a filter to delete", field="where")
-        current = self.open(name)
+        name = name or self._default_name()
         clauses = []
         if ids:
             clauses.append(ids_filter(ids))
         if where:
             clauses.append(f"({where})")
         predicate = " OR ".join(clauses)
-        before = current.count()
-        try:
-            current.table.delete(predicate)
-        except (OSError, ValueError, RuntimeError) as e:
-            raise bad_filter(where or predicate, e) from None
-        return before - self.db.open_table(current.name).count_rows()
+        if dry_run:
+            return self.open(name).count(predicate)
+        with table_lock(self.path, name, what="airsearch delete", timeout=lock_timeout):
+            current = self.open(name)
+            before = current.count()
+            try:
+                current.table.delete(predicate)
+            except (OSError, ValueError, RuntimeError) as e:
+                if isinstance(e, PermissionError) or "ermission denied" in str(e):
+                    raise InputError(
+                        "cannot write the table (permission denied)", path=current.path
+                    ) from None
+                raise bad_filter(where or predicate, e, field="where" if where else "ids") from None
+            return before - self.db.open_table(current.name).count_rows()
 
     def drop(self, name: str) -> None:
         if self.exists(name):
@@ -360,7 +406,7 @@ def ids_filter(ids: Sequence[str]) -> str:
     return "id IN (" + ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids) + ")"
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     ok = name and all(c.isalnum() or c in "_-." for c in name) and not name.startswith((".", BUILDING_PREFIX))
     if not ok:
         raise InputError(f"table names use letters, digits, '_', '-' and '.', not {name!r}", field="table")
@@ -382,5 +428,24 @@ def delete_rows(cfg: DeleteConfig) -> DeleteSummary:
     """Python API of ``airsearch delete``: remove rows by id and/or filter; readers see a new version."""
     store = IndexStore(cfg.db)
     name = cfg.table or store._default_name()
-    deleted = store.delete(name, ids=cfg.ids, where=cfg.where)
-    return DeleteSummary(db=str(store.path), table=name, deleted=deleted, rows=store.open(name).count())
+    deleted = store.delete(
+        name, ids=cfg.ids, where=cfg.where, dry_run=cfg.dry_run, lock_timeout=cfg.lock_timeout
+    )
+    table = store.open(name)
+    return DeleteSummary(
+        db=str(store.path),
+        table=name,
+        deleted=deleted,
+        rows=table.count(),
+        dry_run=cfg.dry_run,
+        version=table.version,
+    )
+
+
+def folder_identity(folder: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of a table folder: a replaced table (``index --overwrite``) has another."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

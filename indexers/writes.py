@@ -9,7 +9,9 @@ and reaches the live table whole, or not at all.
 * :func:`create_table` / :func:`append_rows`: the same for chunks already encoded in memory (a
   one-off staging table, not resumable; ``airsearch index`` resumes through its own).
 
-Each final commit and the removal of its staging table happen with Ctrl-C held back
+Callers hold the table's write lock (:mod:`airsearch.indexers.lock`) from before they read the live
+table until the commit: :func:`create_table` and :func:`append_rows` take it themselves, ``airsearch
+index`` around its whole build. Each final commit and the removal of its staging table happen with Ctrl-C held back
 (:func:`airsearch.atomic.deferred_interrupt`), so they land together.
 """
 
@@ -22,6 +24,7 @@ from typing import Any
 import lance
 import numpy as np
 from airsearch.indexers import ann, fts
+from airsearch.indexers.lock import table_lock
 from airsearch.indexers.rows import infer_columns, table_schema, to_batch
 from airsearch.indexers.staging import Staging, staging_key
 from airsearch.indexers.store import META_KEY, IndexStore, IndexTable, TableMeta
@@ -45,6 +48,19 @@ def create_table(
 
     ``full_text`` also builds the BM25 index on prompt and response (``query --mode bm25|hybrid``)."""
     store.check_new_table(name, overwrite=overwrite)
+    with table_lock(store.path, name, what="create_table"):
+        return _create_locked(store, name, chunks, meta, ann_config=ann_config, full_text=full_text)
+
+
+def _create_locked(
+    store: IndexStore,
+    name: str,
+    chunks: Iterable[tuple[Sequence[Example], np.ndarray]],
+    meta: TableMeta,
+    *,
+    ann_config: ann.AnnConfig | None,
+    full_text: bool,
+) -> IndexTable:
     staging = Staging.claim(store, name, staging_key({"one-off": uuid.uuid4().hex}))
     try:
         schema, rows = None, 0
@@ -98,6 +114,28 @@ def append_rows(
 ) -> IndexTable:
     """Add rows to table ``name`` in one commit (``upsert``: replacing rows of the same id). Refuses
     vectors from a different encoder, and (without ``upsert``) ids already in the table."""
+    with table_lock(store.path, name, what="append_rows"):
+        return _append_locked(
+            store,
+            name,
+            chunks,
+            encoder_fingerprint=encoder_fingerprint,
+            corpus=corpus,
+            ann_config=ann_config,
+            upsert=upsert,
+        )
+
+
+def _append_locked(
+    store: IndexStore,
+    name: str,
+    chunks: Iterable[tuple[Sequence[Example], np.ndarray]],
+    *,
+    encoder_fingerprint: str,
+    corpus: dict[str, Any] | None,
+    ann_config: ann.AnnConfig | None,
+    upsert: bool,
+) -> IndexTable:
     current = store.open(name)
     current.check_encoder(encoder_fingerprint)
     staging = Staging.claim(store, name, staging_key({"one-off": uuid.uuid4().hex}))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,24 @@ def _to_pickle(folder: Path, weights: str = "model.safetensors") -> Path:
     (folder / weights).unlink()
     torch.save(tensors, folder / "pytorch_model.bin")
     return folder
+
+
+def _with_auto_map(folder: Path) -> Path:
+    """``folder`` whose config.json maps its model class to code shipped in the folder (remote code)."""
+    config = next(p for p in [folder / "config.json", *folder.glob("*/config.json")] if p.exists())
+    data = json.loads(config.read_text())
+    data["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    config.write_text(json.dumps(data))
+    (config.parent / "modeling_evil.py").write_text("raise SystemExit('remote code ran')\n")
+    return folder
+
+
+DEEP_YAML = b"db: " + b"[" * 100_000 + b"]" * 100_000 + b"\n"
+DEEP_JSON = b'{"db": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+ALIAS_BOMB = b"".join(  # 9 levels of 9 aliases: 9**9 values once expanded, 414 bytes on disk
+    (f"{n}: &{n} [" + ", ".join([f"*{p}" if p else '"lol"'] * 9) + "]\n").encode()
+    for p, n in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+)
 
 
 class Assets:
@@ -104,6 +123,19 @@ class Assets:
             self.lm_corpus, "--out", self.root / "attr8", "--vectors", vec, "--proj-dim", 8,
         )  # fmt: skip
         return vec
+
+    @functools.cached_property
+    def remote_code_encoder(self) -> Path:
+        return _with_auto_map(Path(shutil.copytree(self.encoder, self.root / "remote_encoder")))
+
+    @functools.cached_property
+    def remote_code_lm(self) -> Path:
+        return _with_auto_map(Path(shutil.copytree(self.lm, self.root / "remote_lm")))
+
+    def folder(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(exist_ok=True)
+        return path
 
     @functools.cached_property
     def lm_corpus(self) -> Path:
@@ -222,6 +254,50 @@ CASES: list[tuple[str, Case, tuple[str, ...]]] = [
     # files named by an option are reported as that option's
     ("missing-queries-file", lambda a, t: ["query", "--db", a.db, "--queries", t / "nope.jsonl"],
      ("nope.jsonl", "option '--queries'", "file not found")),
+    # issue 27: empty filters, an output that is a folder, config limits and strict types
+    ("query-where-empty", lambda a, t: [*QUERY, "--db", a.db, "--where", ""],
+     ("option '--where'", "the filter is empty")),
+    ("select-where-empty",
+     lambda a, t: ["select", "--db", a.db, "--targets", a.corpus, "-n", 2, "--out", t / "s.jsonl", "--where", " "],
+     ("option '--where'", "the filter is empty")),
+    ("delete-where-empty", lambda a, t: ["delete", "--db", a.db, "--where", ""],
+     ("option '--id'", "give row ids and/or a where filter")),
+    ("select-out-is-a-folder",
+     lambda a, t: ["select", "--db", a.db, "--targets", a.corpus, "-n", 2, "--out", a.folder("sel.jsonl")],
+     ("sel.jsonl", "is a folder; give the path of a file")),
+    ("config-nested-100000-deep-yaml", lambda a, t: ["index", "--config", a.file("deep.yaml", DEEP_YAML)],
+     ("deep.yaml", "nested deeper than 32 levels")),
+    ("config-nested-100000-deep-json", lambda a, t: ["index", "--config", a.file("deep.json", DEEP_JSON)],
+     ("deep.json", "nested deeper than 32 levels")),
+    ("config-yaml-alias-bomb", lambda a, t: ["index", "--config", a.file("bomb.yaml", ALIAS_BOMB)],
+     ("bomb.yaml", "expands to more than 100,000 values (YAML aliases)")),
+    ("config-yaml-self-alias", lambda a, t: ["index", "--config", a.file("self.yaml", b"db: &x [*x]\n")],
+     ("self.yaml", "alias refers to the value that holds it")),
+    ("config-over-1-mb", lambda a, t: ["index", "--config", a.file("big.yaml", b"# " + b"x" * 1_000_001)],
+     ("big.yaml", "over 1,000,000 bytes")),
+    ("config-is-a-folder", lambda a, t: ["index", "--config", a.folder("conf.yaml")],
+     ("conf.yaml", "is a directory")),
+    ("config-db-is-a-list",
+     lambda a, t: ["index", "--config", a.file("dblist.yaml", f"db: [1, 2]\ncorpus: [{a.corpus}]\n".encode())],
+     ("dblist.yaml", "option '--db'", "expected str, got [1, 2]")),
+    ("config-batch-size-1.5",
+     lambda a, t: ["index", "--config", a.file("bs.yaml", f"db: {t}/db\ncorpus: [{a.corpus}]\nbatch_size: 1.5\n".encode())],
+     ("bs.yaml", "option '--batch-size'", "expected int, got 1.5")),
+    ("config-bool-not-a-bool",
+     lambda a, t: ["index", "--config", a.file("fts.yaml", f"db: {t}/db\ncorpus: [{a.corpus}]\nfts: maybe\n".encode())],
+     ("fts.yaml", "option '--fts", "expected bool, got 'maybe'")),
+    # model folders that would run their own code are refused (trust_remote_code is off)
+    ("encoder-with-remote-code", lambda a, t: ["index", a.corpus, "--db", t / "db", "--encoder", a.remote_code_encoder],
+     ("remote_encoder", "'auto_map'", "trust_remote_code is off")),
+    ("lm-with-remote-code",
+     lambda a, t: ["attribute", "--method", "gradcos", "--lm", a.remote_code_lm, "--corpus", a.lm_corpus,
+                   "--queries", a.lm_corpus, "--out", t / "out"],
+     ("remote_lm", "'auto_map'", "trust_remote_code is off")),
+    # undo
+    ("restore-without-a-version", lambda a, t: ["restore", "--db", a.db],
+     ("option '--version'", "give --version N or --before-last")),
+    ("restore-version-not-kept", lambda a, t: ["restore", "--db", a.db, "--version", 99],
+     ("option '--version'", "version 99 is not kept; kept versions: 1-")),
     ("missing-targets-file",
      lambda a, t: ["select", "--db", a.db, "--targets", t / "none.jsonl", "-n", 2, "--out", t / "sel.jsonl"],
      ("none.jsonl", "option '--targets'", "file not found")),

@@ -164,7 +164,7 @@ def test_cli_delete_by_id_and_filter(tmp_path, corpus_file, tiny_encoder_dir):
         run("query", "--db", db, "--prompt", "p", "--response", "r", "-k", "2", "--json").stdout
     )
     first = rows[0]["proponents"][0]["id"]
-    gone = json.loads(run("delete", "--db", db, "--id", first, "--json").stdout)
+    gone = json.loads(run("delete", "--db", db, "--id", first, "--json", "--yes").stdout)
     assert gone["deleted"] == 1 and gone["rows"] == 59
     again = json.loads(
         run("query", "--db", db, "--prompt", "p", "--response", "r", "-k", "59", "--json").stdout
@@ -172,7 +172,7 @@ def test_cli_delete_by_id_and_filter(tmp_path, corpus_file, tiny_encoder_dir):
     assert first not in {c["id"] for c in again[0]["proponents"]}
     tasks = {c["metadata"]["task"] for c in again[0]["proponents"]}
     task = sorted(tasks)[0]
-    out = json.loads(run("delete", "--db", db, "--where", f"task = '{task}'", "--json").stdout)
+    out = json.loads(run("delete", "--db", db, "--where", f"task = '{task}'", "--json", "--yes").stdout)
     assert out["deleted"] > 0 and out["rows"] == 59 - out["deleted"]
     bad = run("delete", "--db", db, ok=False)
     assert bad.exit_code != 0 and "--id" in bad.output and "Traceback" not in bad.output

@@ -32,7 +32,18 @@ ARGVS = [
     ["lm", "--help"],
     *[
         [cmd, "--help"]
-        for cmd in ("index", "query", "select", "info", "delete", "explain", "serve", "attribute", "train")
+        for cmd in (
+            "index",
+            "query",
+            "select",
+            "info",
+            "delete",
+            "restore",
+            "explain",
+            "serve",
+            "attribute",
+            "train",
+        )
     ],
     ["index", "--bogus"],
     ["query", "--k", "notanumber"],

@@ -202,8 +202,8 @@ def _example(
     if explicit is not None:
         if isinstance(explicit, bool) or not isinstance(explicit, (str, int)):
             raise RowProblem(f"id must be a string or an integer, got {type(explicit).__name__}", id_field)
-        ex_id = str(explicit).strip()
-        if not ex_id:
+        ex_id = str(explicit)  # byte for byte: spaces are part of an id
+        if not ex_id.strip():
             raise RowProblem("id is empty", id_field)
         if ex_id in seen:
             raise RowProblem(f"duplicate id '{ex_id}' (an earlier row has the same id)", id_field)

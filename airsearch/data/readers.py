@@ -119,6 +119,11 @@ def iter_raw_rows(
             yield from _hub_rows(text, hub_split, missing_path=True)
             return
         raise InputError("file not found", path=text)
+    if path.is_file():
+        try:
+            open(path, "rb").close()  # noqa: SIM115 - an unreadable file is refused here, in one line
+        except OSError as e:
+            raise InputError(f"cannot read this file: {e.strerror or e}", path=text) from None
     fmt = detect_format(path)
     if fmt == "parquet":
         yield from _parquet_rows(path, text)

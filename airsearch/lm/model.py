@@ -31,7 +31,7 @@ from airsearch.data.example import ANSWER_PREFIX, QUESTION_PREFIX, Example
 from airsearch.errors import InputError
 from airsearch.fingerprint import fingerprint_state_dict
 from airsearch.progress import quiet_libraries
-from airsearch.weights import require_safetensors
+from airsearch.weights import refuse_remote_code, require_safetensors
 
 LM_INFO_FILE = "airsearch_lm.json"
 IGNORE_INDEX = -100
@@ -140,6 +140,7 @@ def load_lm(
         if not (path / "config.json").exists():
             raise InputError("not a HF model folder: config.json is missing", path=name)
         require_safetensors(path)
+        refuse_remote_code(path, trust_remote_code=trust_remote_code)
         source = str(path.resolve())
     elif _looks_like_path(name):
         raise InputError("model folder not found", path=name)

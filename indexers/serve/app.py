@@ -18,7 +18,9 @@ the body is read, per-request limits answered with JSON 4xx errors, and CORS onl
 from __future__ import annotations
 
 import hmac
+import logging
 import os
+import re
 from importlib import resources
 from typing import Any
 
@@ -45,8 +47,17 @@ TOKEN_ENV = "AIRSEARCH_TOKEN"
 
 
 def error_body(message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
-    """The JSON of every error: the message and the request field it is about (server paths are not sent)."""
-    return {"error": {"message": message, "field": field, **extra}}
+    """The JSON of every error: the message and the request field it is about. Server paths are not
+    sent: any in the message are cut to their last part (:func:`without_paths`)."""
+    return {"error": {"message": without_paths(message), "field": field, **extra}}
+
+
+_PATH = re.compile(r"(?<![\w.\-])(?:/[^\s/,'\"():;]+){2,}/?")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with every file path of two or more parts replaced by ``.../<last part>``."""
+    return _PATH.sub(lambda m: ".../" + m.group(0).rstrip("/").rsplit("/", 1)[-1], text)
 
 
 class BodyLimit:
@@ -61,20 +72,20 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             return await self._refuse(send)
-        seen = 0
-
-        async def counted() -> dict:
-            nonlocal seen
+        # a streamed (chunked) body is read here, up to the limit, before the app sees any of it:
+        # over the limit is a 413, never the app's "error parsing the body"
+        chunks, seen, more = [], 0, True
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
+            if message["type"] != "http.request":
+                return await self.app(scope, _replay([message]), send)
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
             if seen > self.limit:
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(send)
+                return await self._refuse(send)
+            more = message.get("more_body", False)
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
 
     async def _refuse(self, send: Any) -> None:
         response = JSONResponse(
@@ -83,8 +94,18 @@ class BodyLimit:
         await response({"type": "http"}, None, send)
 
 
-class _TooLarge(Exception):
-    pass
+def _replay(messages: list[dict], then: Any = None) -> Any:
+    """An ASGI ``receive`` that gives ``messages`` first, then waits on ``then`` (disconnects)."""
+    queue = list(messages)
+
+    async def receive() -> dict:
+        if queue:
+            return queue.pop(0)
+        if then is None:
+            return {"type": "http.disconnect"}
+        return await then()
+
+    return receive
 
 
 def create_app(cfg: ServeConfig, *, encoder: AirRepEncoder | None = None) -> FastAPI:
@@ -112,28 +133,32 @@ def create_app(cfg: ServeConfig, *, encoder: AirRepEncoder | None = None) -> Fas
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
-        return service.health()
+        return service.reading(service.health)
 
     @app.get("/api/info", dependencies=auth)
     def table_info() -> dict[str, Any]:
-        return service.info()
+        return service.reading(service.info)
 
     @app.post("/api/query", dependencies=auth)
     def run_query(req: QueryRequest) -> dict[str, Any]:
-        return service.query(req)
+        return service.reading(service.query, req)
 
-    @app.get("/api/rows/{row_id}", dependencies=auth)
+    @app.get("/api/rows", dependencies=auth)
+    def row_by_query(id: str) -> dict[str, Any]:  # noqa: A002 - the query parameter's name
+        return service.reading(service.row, id)
+
+    @app.get("/api/rows/{row_id:path}", dependencies=auth)  # an id may hold '/'
     def row(row_id: str) -> dict[str, Any]:
-        return service.row(row_id)
+        return service.reading(service.row, row_id)
 
     @app.post("/api/explain", dependencies=auth)
     def explain(req: ExplainRequest) -> dict[str, Any]:
-        return service.explain(req)
+        return service.reading(service.explain, req)
 
     @app.post("/api/select", dependencies=auth)
     def selection(req: SelectRequest) -> StreamingResponse:
         return StreamingResponse(
-            service.select_lines(req),
+            service.reading(service.select_lines, req),
             media_type="application/x-ndjson",
             headers={"Content-Disposition": 'attachment; filename="selection.jsonl"'},
         )
@@ -177,6 +202,18 @@ def _errors(app: FastAPI) -> None:
             error_body(f"invalid request: {first['message']}", first["field"], details=details),
             status_code=422,
         )
+
+    @app.exception_handler(Exception)
+    def unexpected(request: Request, e: Exception) -> JSONResponse:
+        """A failure that is not the request's fault: a damaged table (503, naming the damaged part),
+        else 500; either way one message without server paths (the traceback goes to the log)."""
+        from airsearch.indexers.damage import diagnose_failure
+
+        damage = diagnose_failure(e, request.app.state.service.cfg.db, request.app.state.service.cfg.table)
+        if damage is not None:
+            return JSONResponse(error_body(damage.message, "table"), status_code=503)
+        logging.getLogger("airsearch.serve").error("request failed", exc_info=e)
+        return JSONResponse(error_body(f"internal error ({type(e).__name__}); see the server log"), 500)
 
     @app.exception_handler(HTTPException)
     def http_error(_: Request, e: HTTPException) -> JSONResponse:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from airsearch.indexers.config import SelectConfig
 from airsearch.indexers.explain import example_dict, explain_row, find_row, load_gradient_method
@@ -27,6 +27,8 @@ from airsearch.data.corpus import write_rows
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import AirsearchError
+
+T = TypeVar("T")
 
 
 class LimitError(AirsearchError):
@@ -55,9 +57,20 @@ class SearchService:
         fresh = current.at_latest()
         if fresh is not current:
             with self._lock:
-                if self._searcher.table.version < fresh.table.version:
+                if self._searcher is current:  # a replaced table's version may not be higher
                     self._searcher = fresh
         return fresh
+
+    def reading(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, once more on the new table when it failed because a writer replaced or
+        changed the table under it (``index --overwrite`` removes the old folder's files)."""
+        before = self.searcher()
+        try:
+            return fn(*args)
+        except Exception:
+            if before.table.is_latest():
+                raise
+            return fn(*args)
 
     def method(self, name: str) -> tuple[Any, threading.Lock]:
         """A gradient method on the server's LM (built once), and the lock that serialises its use."""
@@ -226,6 +239,7 @@ class SearchService:
                     where=where,
                 ),
                 encoder=searcher.encoder,
+                targets=targets,  # as read here: an empty prompt is a target as it is a query
             )
             fh = open(path / "selection.jsonl", "rb")  # noqa: SIM115 - closed by the stream
         except BaseException:

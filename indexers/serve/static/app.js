@@ -175,7 +175,7 @@ async function openRow(c, li) {
     const q = state.lastQuery;
     const body = { id: c.id, prompt: q.prompt, response: q.response };
     if (q.rerank) body.method = q.rerank;
-    const [row, ex] = await Promise.all([api("/api/rows/" + encodeURIComponent(c.id)), api("/api/explain", body)]);
+    const [row, ex] = await Promise.all([api("/api/rows?id=" + encodeURIComponent(c.id)), api("/api/explain", body)]);
     $("detail").hidden = false;
     $("detail-id").textContent = row.id;
     $("detail-score").textContent = `AirRep score ${ex.airrep.score.toFixed(4)}`;
