@@ -12,11 +12,11 @@ the same vectors (the published loader casts to whatever dtype it is asked for).
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from airsearch.atomic import atomic_path
+from airsearch.config import CommandConfig, require
 from airsearch.encoder_layout import (
     AIRREP_PREFIX,
     DENSE_PREFIX,
@@ -57,6 +57,19 @@ def save_st_folder(net: object, path: Path, *, max_seq_length: int) -> None:
 
 
 @dataclass
+class ExportConfig(CommandConfig):
+    """``airsearch encoder export``: an airsearch encoder written in the published AirRep format."""
+
+    encoder: str = field(metadata={"help": "encoder folder (or short name / hub id) to export"})
+    out: str = field(metadata={"help": "output folder (published AirRep format)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a non-empty output folder"})
+
+    def validate(self) -> None:
+        require(bool(self.encoder), "encoder", "is required (the encoder folder to export)")
+        require(bool(self.out), "out", "is required (the folder to write)")
+
+
+@dataclass
 class ExportSummary:
     """What :func:`export_airrep` wrote."""
 
@@ -72,14 +85,15 @@ class ExportSummary:
         return asdict(self)
 
 
-def export_airrep(
-    source: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False
-) -> ExportSummary:
-    """Write the airsearch encoder ``source`` (a folder, short name or hub id) to ``out`` in the
-    published AirRep format, plus ``airsearch_encoder.json`` so that airsearch keeps its template,
-    input rule and training record. Loading ``out`` gives the same vectors as ``source``."""
-    out = Path(out)
-    if out.exists() and not overwrite and any(out.iterdir()):
+def export_airrep(cfg: ExportConfig) -> ExportSummary:
+    """Write the airsearch encoder ``cfg.encoder`` (a folder, short name or hub id) to ``cfg.out`` in
+    the published AirRep format, plus ``airsearch_encoder.json`` so that airsearch keeps its template,
+    input rule and training record. Loading the output gives the same vectors as the source (checked
+    before the folder is put in place)."""
+    source, out = cfg.encoder, Path(cfg.out)
+    if out.is_file():
+        raise InputError("the output must be a folder, not a file", path=out, field="out")
+    if out.exists() and not cfg.overwrite and any(out.iterdir()):
         raise InputError(
             "the output folder exists and is not empty (pass --overwrite)", path=out, field="out"
         )

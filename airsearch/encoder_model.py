@@ -210,8 +210,9 @@ def _projector(layout: FolderLayout, weights: dict[str, torch.Tensor], hidden: i
     stray = sorted(set(weights) - {"weight", "bias"})
     if stray:
         raise InputError(f"unexpected weight '{name}{stray[0]}' in the projection", path=layout.root)
-    if "weight" not in weights:
-        raise InputError(f"missing weight '{name}weight' (the projection)", path=layout.root)
+    for part in ("weight", "bias") if layout.dense_config.get("bias", True) else ("weight",):
+        if part not in weights:
+            raise InputError(f"missing weight '{name}{part}' (the projection)", path=layout.root)
     w, bias = weights["weight"], weights.get("bias")
     if w.ndim != 2 or w.shape[1] != hidden or (bias is not None and tuple(bias.shape) != (w.shape[0],)):
         raise InputError(
