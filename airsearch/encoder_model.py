@@ -125,18 +125,31 @@ def load_net(
 
 
 def _config(layout: FolderLayout, trust_remote_code: bool) -> Any:
-    if layout.kind == "airrep":  # a BERT config under another model_type: build it as BERT
+    if layout.kind == AIRREP_MODEL_TYPE:  # a BERT config under another model_type: build it as BERT
         from transformers import BertConfig
 
-        fields = {
-            k: v for k, v in layout.config.items() if k not in ("model_type", "architectures", "auto_map")
-        }
-        return BertConfig(**fields)
+        drop = ("model_type", "architectures", "auto_map")
+        return BertConfig(**{k: v for k, v in layout.config.items() if k not in drop})
+    import transformers
     from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+    model_type = layout.config.get("model_type")
+    if model_type not in CONFIG_MAPPING and not ("auto_map" in layout.config and trust_remote_code):
+        remote = (
+            "; it names its own code (auto_map): pass --trust-remote-code if you trust it"
+            if "auto_map" in layout.config
+            else ""
+        )
+        raise InputError(
+            f"config.json names model type {model_type!r}, which is neither 'airrep' (the published AirRep "
+            f"format) nor an architecture of the installed transformers {transformers.__version__}{remote}",
+            path=layout.transformer_dir,
+            field="encoder",
+        )
     try:
         return AutoConfig.from_pretrained(str(layout.transformer_dir), trust_remote_code=trust_remote_code)
-    except (ValueError, OSError, KeyError) as e:
+    except (ValueError, OSError, KeyError, TypeError) as e:
         raise InputError(
             f"cannot read the encoder's config.json: {_one_line(e)}", path=layout.transformer_dir
         ) from None

@@ -22,6 +22,9 @@ def _human(r: DeleteSummary) -> str:
 @config_options(DeleteConfig)
 def delete_cmd(config: DeleteConfig, as_json: bool) -> Any:
     """Delete rows by --id (repeatable) and/or --where SQL filter."""
+    from airsearch.indexers.precheck import precheck
+
+    precheck(config)  # before the heavy imports
     from airsearch.indexers.store import delete_rows
 
     emit(delete_rows(config), as_json, _human)

@@ -47,6 +47,9 @@ def _human(d: IndexInfo) -> str:
 @config_options(InfoConfig)
 def info_cmd(config: InfoConfig, as_json: bool) -> Any:
     """Tables, row counts, dimension, encoder, index status and versions of an index directory."""
+    from airsearch.indexers.precheck import precheck
+
+    precheck(config)  # before the heavy imports
     from airsearch.indexers.store import info
 
     emit(info(config.db), as_json, _human)

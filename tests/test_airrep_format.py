@@ -202,3 +202,16 @@ def test_short_name_offline_is_one_line_and_exit_2(tmp_path, monkeypatch):
     assert_one_line_error(res, "sunweiwei/AirRep-Flan-Small", "download", "--local-dir", "--encoder DIR")
     assert len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "db").exists()
+
+
+def test_unknown_model_type_is_one_line_naming_the_folder(published, tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for f in published.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "nosuchmodel"}))
+    corpus = write_corpus(tmp_path / "c.jsonl", make_rows(3))
+    res = run("index", corpus, "--db", tmp_path / "db", "--encoder", folder, ok=False)
+    assert_one_line_error(res, str(folder), "'nosuchmodel'")
+    assert "upgrade" not in res.output and len(res.output.strip().splitlines()) == 1
