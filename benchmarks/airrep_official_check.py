@@ -176,6 +176,13 @@ def main() -> None:
             ),
         }
         if args.authors_code:
+            from airsearch.encoder_export import ExportConfig, export_airrep
+
+            saved = enc.save(Path(tmp) / "airsearch-folder")  # sentence-transformers layout
+            exported = Path(
+                export_airrep(ExportConfig(encoder=str(saved), out=str(Path(tmp) / "exported"))).out
+            )
+            theirs_of_export = authors(args.authors_code, exported, ROWS, QUERIES)["rows"]
             got = authors(args.authors_code, folder, ROWS, QUERIES)
             result["authors_code"] = {
                 "source": f"{args.authors_label} airrep/modeling_airrep.py (run from outside the project)",
@@ -184,6 +191,7 @@ def main() -> None:
                 ),
                 "group_scores_max_rel_diff": rel(np.array(ours_groups), got["similarity"]),
                 "their_default_bf16_vectors_max_rel_diff_from_fp32": rel(got["bf16_rows"], got["rows"]),
+                "airsearch_export_loaded_by_their_code_max_rel_diff": rel(theirs_of_export, ours_rows),
             }
     checks = [
         result["reimplementation"]["vectors_max_rel_diff"],
@@ -226,6 +234,10 @@ def write(result: dict) -> None:
             "",
             f"The authors' `AirRep.from_pretrained` computes in bf16: its vectors differ from its own fp32 "
             f"ones by {a['their_default_bf16_vectors_max_rel_diff_from_fp32']:.1e} (airsearch computes in fp32).",
+            "",
+            "`airsearch encoder export` of the same encoder (saved first as an airsearch folder), loaded by the "
+            f"authors' `AirRepModel`: vectors differ from airsearch's by "
+            f"{a['airsearch_export_loaded_by_their_code_max_rel_diff']:.1e}.",
         ]
     else:
         lines += [
