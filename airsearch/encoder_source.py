@@ -21,9 +21,9 @@ SHORT_NAMES = {"airrep-flan-small": "sunweiwei/AirRep-Flan-Small"}
 # what a hub download fetches: weights (never pickles), configs and tokenizer files
 HUB_FILES = ["*.safetensors", "*.json", "*.txt", "*.model"]
 DEFAULT_IS_UNTRAINED = (
-    "the default encoder (bundled all-MiniLM-L6-v2) is an untrained base encoder: its scores are "
-    "similarity, not attribution; use the released AirRep (--encoder airrep-flan-small) or one you "
-    "trained (airsearch train)"
+    "the default encoder (bundled all-MiniLM-L6-v2) is an untrained base encoder (no AirRep training): "
+    "its scores are text similarity, not attribution; for attribution use the released AirRep "
+    "(--encoder airrep-flan-small) or one you trained (airsearch train)"
 )
 
 

@@ -12,6 +12,15 @@ if TYPE_CHECKING:
     from airsearch.indexers.results import IndexInfo
 
 
+def untrained_note(record: dict) -> str:
+    """What an index built with an untrained encoder must say: its scores are not attribution."""
+    from airsearch.encoder_source import DEFAULT_IS_UNTRAINED
+
+    if str(record.get("source", "default")) == "default":
+        return DEFAULT_IS_UNTRAINED
+    return DEFAULT_IS_UNTRAINED.replace("the default encoder (bundled all-MiniLM-L6-v2) is", "this encoder is")
+
+
 def _human(d: IndexInfo) -> str:
     from airsearch.indexers.results import describe_encoder
 
@@ -38,6 +47,8 @@ def _human(d: IndexInfo) -> str:
             f"  metadata  {', '.join(t.metadata_columns) or '-'}",
             f"  built by  airsearch {t.airsearch_version}",
         ]
+        if not t.encoder.get("trained"):
+            lines.append(f"  note      {untrained_note(t.encoder)}")
     return "\n".join(lines)
 
 
