@@ -19,8 +19,6 @@ fp32 whatever the folder stores (a bf16 projector is upcast).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,7 +32,6 @@ from airsearch.encoder_layout import (
     LEGACY_TRANSFORMER,
     PROJECTOR_PREFIX,
     FolderLayout,
-    read_layout,
     read_weights,
 )
 from airsearch.errors import InputError
@@ -107,6 +104,10 @@ def load_net(
             )
         projection = _strip(weights, PROJECTOR_PREFIX)
     elif layout.dense_file is not None and not base_only:
+        if layout.pooling not in (None, "mean"):
+            raise InputError(
+                f"an AirRep encoder pools by mean, this folder by {layout.pooling}", path=layout.root
+            )
         projection = _strip(read_weights([layout.dense_file]), DENSE_PREFIX, keep_others=True)
     else:
         projection = None
@@ -255,15 +256,3 @@ def _tokenizer(layout: FolderLayout, config: Any, trust_remote_code: bool) -> An
 
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())[:300]
-
-
-def load_folder_net(
-    folder: str | os.PathLike,
-    *,
-    device: str = "cpu",
-    trust_remote_code: bool = False,
-    base_only: bool = False,
-) -> tuple[AirRepNet, FolderLayout]:
-    """:func:`read_layout` then :func:`load_net` (the network and the layout it was read from)."""
-    layout = read_layout(Path(folder))
-    return load_net(layout, device=device, trust_remote_code=trust_remote_code, base_only=base_only), layout
