@@ -61,16 +61,20 @@ def wall(argv: list[str], repeats: int) -> dict:
     return {"argv": " ".join(argv), "exit_code": code, "median_s": round(statistics.median(times), 3)}
 
 
-def importtime(statement: str) -> dict:
-    """Total and largest cumulative import times (seconds) reported by ``python -X importtime``."""
-    err = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", statement], capture_output=True, text=True
-    ).stderr
+def import_rows(args: list[str]) -> list[tuple[str, int, int]]:
+    """``(module, cumulative microseconds, nesting)`` of every import ``python -X importtime ARGS`` reports."""
+    err = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True, text=True).stderr
     rows = []
     for line in err.splitlines():
         m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
         if m:
             rows.append((m.group(4), int(m.group(2)), len(m.group(3))))
+    return rows
+
+
+def importtime(statement: str) -> dict:
+    """Total and largest cumulative import times (seconds) reported by ``python -X importtime``."""
+    rows = import_rows(["-c", statement])
     top_level = [r for r in rows if r[2] == min(r[2] for r in rows)]
     heavy = sorted((r for r in rows if "." not in r[0]), key=lambda r: -r[1])[:5]
     return {
@@ -167,18 +171,9 @@ def cold(pythons: dict[str, str], lines: dict[str, list[str]], repeats: int, roo
 
 def query_imports(argv: list[str]) -> dict:
     """``-X importtime`` of one cold query: total import time, the largest top-level packages."""
-    err = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "airsearch.cli.main", "-q", *argv],
-        capture_output=True,
-        text=True,
-    ).stderr
-    rows = []
-    for line in err.splitlines():
-        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
-        if m:
-            rows.append((m.group(4), int(m.group(2)), len(m.group(3))))
+    rows = import_rows(["-m", "airsearch.cli.main", "-q", *argv])
     top = min(r[2] for r in rows)
-    heavy = sorted((r for r in rows if r[2] == top), key=lambda r: -r[1])[:8]
+    heavy = sorted((r for r in rows if "." not in r[0]), key=lambda r: -r[1])[:8]
     return {
         "total_s": round(sum(r[1] for r in rows if r[2] == top) / 1e6, 2),
         "largest_s": {name: round(us / 1e6, 2) for name, us, _ in heavy},
