@@ -215,3 +215,18 @@ def test_unknown_model_type_is_one_line_naming_the_folder(published, tmp_path):
     res = run("index", corpus, "--db", tmp_path / "db", "--encoder", folder, ok=False)
     assert_one_line_error(res, str(folder), "'nosuchmodel'")
     assert "upgrade" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_published_encoder_trains_and_saves_as_an_airsearch_folder(published, tmp_path):
+    """``train --base-encoder FOLDER`` starts from it: gradients reach BERT and the projector, and the
+    saved folder (sentence-transformers layout) gives the same vectors and fingerprint."""
+    enc = AirRepEncoder.load(published, device="cpu")
+    enc.model.train()
+    enc.forward_ids(enc.input_ids(ROWS)).pow(2).sum().backward()
+    grads = {n: p.grad for n, p in enc.model.named_parameters()}
+    assert grads["projector.weight"].abs().sum() > 0
+    assert grads["bert.embeddings.word_embeddings.weight"].abs().sum() > 0
+    enc.model.zero_grad(set_to_none=True)
+    saved = AirRepEncoder.load(enc.save(tmp_path / "saved"), device="cpu")
+    assert saved.fingerprint == enc.fingerprint and saved.info.trained
+    np.testing.assert_array_equal(saved.encode(ROWS), enc.encode(ROWS))
