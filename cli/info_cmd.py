@@ -18,7 +18,9 @@ def untrained_note(record: dict) -> str:
 
     if str(record.get("source", "default")) == "default":
         return DEFAULT_IS_UNTRAINED
-    return DEFAULT_IS_UNTRAINED.replace("the default encoder (bundled all-MiniLM-L6-v2) is", "this encoder is")
+    return DEFAULT_IS_UNTRAINED.replace(
+        "the default encoder (bundled all-MiniLM-L6-v2) is", "this encoder is"
+    )
 
 
 def _human(d: IndexInfo) -> str:
