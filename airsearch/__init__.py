@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from airsearch.data.corpus import Corpus, iter_corpus, load_corpus, load_queries, write_rows
     from airsearch.data.example import Example
     from airsearch.encoder import AirRepEncoder, EncoderInfo
+    from airsearch.encoder_export import ExportConfig, ExportSummary, export_airrep
     from airsearch.errors import AirsearchError, FingerprintMismatch, InputError
     from airsearch.explain import AirRepExplanation, explain_airrep
     from airsearch.fusion import reciprocal_rank_fusion
@@ -88,6 +89,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "airsearch.data.corpus": ("Corpus", "iter_corpus", "load_corpus", "load_queries", "write_rows"),
     "airsearch.data.example": ("Example",),
     "airsearch.encoder": ("AirRepEncoder", "EncoderInfo"),
+    "airsearch.encoder_export": ("ExportConfig", "ExportSummary", "export_airrep"),
     "airsearch.errors": ("AirsearchError", "FingerprintMismatch", "InputError"),
     "airsearch.explain": ("AirRepExplanation", "explain_airrep"),
     "airsearch.fusion": ("reciprocal_rank_fusion",),
@@ -162,6 +164,8 @@ __all__ = [
     "EvalTraceConfig",
     "Example",
     "ExplainConfig",
+    "ExportConfig",
+    "ExportSummary",
     "FactorManifest",
     "FinetuneConfig",
     "FingerprintMismatch",
@@ -214,6 +218,7 @@ __all__ = [
     "example_losses",
     "explain_airrep",
     "explain_score",
+    "export_airrep",
     "finetune",
     "fit_factors",
     "fitting_sample",

@@ -106,7 +106,7 @@ def openvino_precision(compiled: Any) -> str:
 def compile_encoder(
     model: Any, *, fingerprint: str, runtime: str, quantize: str, check_ids: list[list[int]]
 ) -> CompiledEncoder:
-    """The ``runtime``/``quantize`` build of the sentence-transformers ``model`` (weights fingerprint
+    """The ``runtime``/``quantize`` build of ``model`` (an :class:`~airsearch.encoder_model.AirRepNet`, weights fingerprint
     ``fingerprint``), exported on first use and cached. ``check_ids`` are token-id rows on which a
     fused graph must match torch."""
     require_runtime(runtime)
@@ -140,14 +140,14 @@ def _input_names(model: Any) -> tuple[str, ...]:
 
 
 class _Graph(torch.nn.Module):
-    """The sentence-transformers pipeline as a function of the token-id tensors (for the exporter)."""
+    """The AirRep network as a function of the token-id tensors (for the exporter)."""
 
     def __init__(self, model: Any, inputs: tuple[str, ...]) -> None:
         super().__init__()
         self.model, self.inputs = model, inputs
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.model(dict(zip(self.inputs, tensors, strict=True)))["sentence_embedding"]
+        return self.model(dict(zip(self.inputs, tensors, strict=True)))
 
 
 def export_onnx(model: Any, path: Path, inputs: tuple[str, ...], check_ids: list[list[int]]) -> Path:
@@ -160,7 +160,7 @@ def export_onnx(model: Any, path: Path, inputs: tuple[str, ...], check_ids: list
     model.eval()
     with _eager_attention(model), warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        reference = model(dict(zip(inputs, example, strict=True)))["sentence_embedding"]
+        reference = model(dict(zip(inputs, example, strict=True)))
         torch.onnx.export(
             _Graph(model, inputs).eval(),
             example,
@@ -197,7 +197,7 @@ def _features(model: Any, ids: list[list[int]], inputs: tuple[str, ...]) -> dict
 @contextlib.contextmanager
 def _eager_attention(model: Any) -> Iterator[None]:
     """Export with eager attention (sdpa exports to a graph the fusion does not recognise)."""
-    auto = getattr(model[0], "auto_model", None)
+    auto = model.bert
     config = getattr(auto, "config", None)
     before = getattr(config, "_attn_implementation", None)
     switch = getattr(auto, "set_attn_implementation", None)
@@ -217,7 +217,7 @@ def _eager_attention(model: Any) -> Iterator[None]:
 
 def _fuse(model: Any, path: Path) -> Path | None:
     """ONNX Runtime's BERT fusion of the exported graph, or ``None`` when it does not apply."""
-    config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    config = getattr(model.bert, "config", None)
     heads, hidden = getattr(config, "num_attention_heads", 0), getattr(config, "hidden_size", 0)
     if not heads or not hidden:
         return None

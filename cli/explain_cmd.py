@@ -43,6 +43,9 @@ def render(e: RowExplanation, top: int) -> str:
 @config_options(ExplainConfig)
 def explain_cmd(config: ExplainConfig, as_json: bool) -> Any:
     """Token-level split of a row's score for a query: AirRep exactly, and a gradient method with --lm."""
+    from airsearch.indexers.precheck import precheck
+
+    precheck(config)  # before the heavy imports
     from airsearch.indexers.explain import explain_score
 
     result = explain_score(config)

@@ -45,6 +45,9 @@ def index_cmd(config: IndexConfig, as_json: bool) -> Any:
 
     CORPUS may instead come from --config FILE (its ``corpus`` list).
     """
+    from airsearch.indexers.precheck import precheck
+
+    precheck(config, creates_db=True)  # before the heavy imports
     from airsearch.indexers.build import build_index
 
     emit(build_index(config), as_json, _human)

@@ -12,6 +12,17 @@ if TYPE_CHECKING:
     from airsearch.indexers.results import IndexInfo
 
 
+def untrained_note(record: dict) -> str:
+    """What an index built with an untrained encoder must say: its scores are not attribution."""
+    from airsearch.encoder_source import DEFAULT_IS_UNTRAINED
+
+    if str(record.get("source", "default")) == "default":
+        return DEFAULT_IS_UNTRAINED
+    return DEFAULT_IS_UNTRAINED.replace(
+        "the default encoder (bundled all-MiniLM-L6-v2) is", "this encoder is"
+    )
+
+
 def _human(d: IndexInfo) -> str:
     from airsearch.indexers.results import describe_encoder
 
@@ -43,6 +54,8 @@ def _human(d: IndexInfo) -> str:
             )
             + "  (airsearch restore --version N brings one back)",
         ]
+        if not t.encoder.get("trained"):
+            lines.append(f"  note      {untrained_note(t.encoder)}")
     return "\n".join(lines)
 
 
@@ -52,6 +65,9 @@ def _human(d: IndexInfo) -> str:
 @config_options(InfoConfig)
 def info_cmd(config: InfoConfig, as_json: bool) -> Any:
     """Tables, row counts, dimension, encoder, index status and versions of an index directory."""
+    from airsearch.indexers.precheck import precheck
+
+    precheck(config)  # before the heavy imports
     from airsearch.indexers.store import info
 
     emit(info(config.db), as_json, _human)

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("airsearch.cli.eval_cmd", "eval_group"),
     "attribute": ("airsearch.cli.attribute_cmd", "attribute_cmd"),
     "train": ("airsearch.cli.train_cmd", "train_cmd"),
+    "encoder": ("airsearch.cli.encoder_cmd", "encoder_group"),
 }
 
 LIBRARIES = (

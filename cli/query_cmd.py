@@ -66,6 +66,9 @@ def query_cmd(config: QueryConfig, as_json: bool) -> Any:
     tracin / gradcos / dda / haif / haif-t on --lm (DDA: --checkpoint DIR ..., --base-lm DIR),
     or daunce from --daunce-run DIR.
     """
+    from airsearch.indexers.precheck import precheck
+
+    precheck(config)  # before the heavy imports
     from airsearch.indexers.query import query
 
     results = query(config)

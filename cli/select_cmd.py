@@ -25,6 +25,9 @@ def _human(s: SelectSummary) -> str:
 @config_options(SelectConfig)
 def select_cmd(config: SelectConfig, as_json: bool) -> Any:
     """Write the training rows that best serve --targets (best rank over targets, or summed score)."""
+    from airsearch.indexers.precheck import precheck
+
+    precheck(config)  # before the heavy imports
     from airsearch.indexers.select import select
 
     emit(select(config), as_json, _human)

@@ -18,6 +18,9 @@ def serve_cmd(config: ServeConfig) -> Any:
     Binds 127.0.0.1 unless --host says otherwise (then a warning is printed). With --lm, queries can
     be reranked by a gradient method and explanations add its per-token view.
     """
+    from airsearch.indexers.precheck import precheck
+
+    precheck(config)  # before the heavy imports
     from airsearch.indexers.serve import serve
 
     serve(config)

@@ -236,8 +236,8 @@ def test_airrep_token_contributions_sum_to_the_score(tiny_bert_dir):
     torch.manual_seed(0)
     enc = AirRepEncoder.from_base(tiny_bert_dir, device="cpu")
     with torch.no_grad():  # a trained-like projection with a bias, so the bias share matters
-        enc.model[2].linear.weight.add_(0.2 * torch.randn_like(enc.model[2].linear.weight))
-        enc.model[2].linear.bias.add_(0.3 * torch.randn_like(enc.model[2].linear.bias))
+        enc.model.projector.weight.add_(0.2 * torch.randn_like(enc.model.projector.weight))
+        enc.model.projector.bias.add_(0.3 * torch.randn_like(enc.model.projector.bias))
     enc.invalidate_fingerprint()
     q = Example("q", "what colour is the sky", "the sky is blue")
     row = Example("r", "name a colour " * 5, "blue like the sea")

@@ -165,7 +165,7 @@ def test_two_pass_gradient_equals_single_pass(tiny_bert_dir, labels):
     torch.manual_seed(0)
     enc = AirRepEncoder.from_base(str(tiny_bert_dir), device="cpu")
     with torch.no_grad():  # a non-identity projection so every parameter path matters
-        enc.model[2].linear.weight.add_(0.1 * torch.randn_like(enc.model[2].linear.weight))
+        enc.model.projector.weight.add_(0.1 * torch.randn_like(enc.model.projector.weight))
     enc.model.double()  # float64 so that the only differences are rounding far below the tolerance
     disable_dropout(enc.model)
     members = [enc.input_ids([examples[i] for i in m]) for m in split.members]  # subsets share members
