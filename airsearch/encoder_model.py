@@ -64,8 +64,11 @@ class AirRepNet(torch.nn.Module):
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """AirRep vectors ``[n, dim]``: the mean of the unmasked token states, then the projection."""
-        states = self.token_states(features)
-        mask = features["attention_mask"].unsqueeze(-1).to(states.dtype)
+        return self.pool_and_project(self.token_states(features), features["attention_mask"])
+
+    def pool_and_project(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The masked mean of token states ``[n, tokens, hidden]``, then the projection: ``[n, dim]``."""
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         return self.projector(pooled)
 

@@ -7,7 +7,7 @@ it is computed once, kept, and each later forward runs only the upper layers, th
 the projection. The finished encoder is the ordinary full model (the frozen weights are the base
 encoder's, untouched), so query-time vectors are computed exactly as for a fully trained encoder.
 
-BERT-family encoders only (``auto_model.encoder.layer`` and ``auto_model.embeddings``); anything else
+BERT-family encoders only (``bert.encoder.layer`` and ``bert.embeddings`` of :class:`AirRepNet`); anything else
 is refused with a clear message.
 """
 
@@ -28,8 +28,7 @@ class FrozenPrefix:
     """``forward_ids`` of ``encoder`` with its embeddings and lowest ``layers`` layers frozen and cached."""
 
     def __init__(self, encoder: AirRepEncoder, layers: int, *, cache_rows: int = CACHE_ROWS) -> None:
-        transformer = encoder.model[0]
-        bert = getattr(transformer, "auto_model", None)
+        bert = getattr(encoder.model, "bert", None)
         blocks = getattr(getattr(bert, "encoder", None), "layer", None)
         if bert is None or blocks is None or not hasattr(bert, "embeddings"):
             raise InputError("freeze_layers needs a BERT-family base encoder (embeddings + encoder.layer)")
@@ -39,7 +38,6 @@ class FrozenPrefix:
                 field="freeze_layers",
             )
         self.encoder, self.bert, self.blocks, self.layers = encoder, bert, blocks, layers
-        self.pool_and_project = list(encoder.model)[1:]  # the sentence-transformers modules after the model
         for module in (bert.embeddings, *blocks[:layers]):
             for p in module.parameters():
                 p.requires_grad_(False)
@@ -85,10 +83,5 @@ class FrozenPrefix:
         for row, p in enumerate(parts):
             hidden[row, : len(p)] = p
             mask[row, : len(p)] = 1
-        features = {
-            "token_embeddings": self._run(self.blocks[self.layers :], hidden, mask),
-            "attention_mask": mask,
-        }
-        for module in self.pool_and_project:
-            features = module(features)
-        return features["sentence_embedding"]
+        states = self._run(self.blocks[self.layers :], hidden, mask)
+        return self.encoder.model.pool_and_project(states, mask)
