@@ -13,7 +13,10 @@ if TYPE_CHECKING:
 
 
 def _human(r: DeleteSummary) -> str:
-    return f"deleted {r.deleted} rows from table '{r.table}' ({r.rows} left) in {r.db}"
+    out = f"deleted {r.deleted} rows from table '{r.table}' ({r.rows} left) in {r.db}"
+    if r.missing:
+        out += f"\nnot in table '{r.table}', nothing deleted for: {', '.join(r.missing)}"
+    return out
 
 
 @click.command("delete")

@@ -260,7 +260,10 @@ class ExplainConfig(PreconditionOptions):
         default="haif", metadata={"help": "gradient method for the token view (with --lm)"}
     )
     params: str = F(default="all", metadata={"help": PARAMS_HELP})
-    top: int = F(default=10, metadata={"help": "tokens listed per side in the summary"})
+    top: int = F(
+        default=10,
+        metadata={"help": "tokens listed per side in the summary", "flag": ("--top-tokens", "--top")},
+    )
 
     def validate(self) -> None:
         super().validate()

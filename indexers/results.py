@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from airsearch.indexers.ann import IndexStatus
@@ -48,6 +48,7 @@ class DeleteSummary(Result):
     table: str
     deleted: int
     rows: int  # rows left in the table
+    missing: list[str] = field(default_factory=list)  # ids given to delete that the table does not hold
 
 
 def describe_encoder(record: dict[str, Any]) -> str:

@@ -37,7 +37,7 @@ class AttributeConfig(MethodConfig):
         default=DEFAULT_ENCODING, metadata={"help": "Text encoding of JSONL, JSON and CSV/TSV files."}
     )
     out: str = field(metadata={"help": "Output folder."})
-    k: int = field(default=10, metadata={"help": "Top-k train examples per query."})
+    k: int = field(default=10, metadata={"help": "Top-k train examples per query.", "flag": ("-k", "--k")})
     full_matrix: bool = field(default=False, metadata={"help": "Also write the full score matrix."})
     vectors: str | None = field(default=None, metadata={"help": "Store / reuse train vectors here."})
     block_size: int = field(default=256, metadata={"help": "Train examples per scoring block."})

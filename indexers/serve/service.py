@@ -134,10 +134,16 @@ class SearchService:
         if req.rerank:
             method, lock = self.method(req.rerank)
             from airsearch.methods.registry import Reranker
+            from airsearch.score_kinds import score_kind
 
             with lock:
                 results = searcher.search(
-                    examples, req.k, candidates=req.candidates, rerank=Reranker(method), **kwargs
+                    examples,
+                    req.k,
+                    candidates=req.candidates,
+                    rerank=Reranker(method),
+                    rerank_kind=score_kind(req.mode, req.rerank, cfg.precondition),
+                    **kwargs,
                 )
         else:
             results = searcher.search(examples, req.k, **kwargs)
