@@ -112,3 +112,30 @@ def test_top_k_is_spelled_the_same_everywhere(command):
     argv = command if isinstance(command, tuple) else (command,)
     assert "-k, --k INTEGER" in run(*argv, "--help").stdout
     assert "--top-tokens" in run("explain", "--help").stdout
+
+
+def test_explain_separates_template_and_special_tokens(db, tiny_encoder_dir):
+    from airsearch.data.example import Example
+    from airsearch.encoder import AirRepEncoder
+    from airsearch.explain import explain_airrep
+
+    enc = AirRepEncoder.load(str(tiny_encoder_dir), device="cpu")
+    query, row = Example("q", "what colour is the sky", "blue"), Example("r", "", "the sea is blue too")
+    ex = explain_airrep(enc, query, row)
+    tok = enc.model.tokenizer
+    for side, example in ((ex.query_tokens, query), (ex.row_tokens, row)):
+        parts = [t.part for t in side]
+        assert parts[0] == parts[-1] == "special" and parts[1] == "template"
+        # special, template ("question :"), prompt, template ("answer :"), response, special: in this order
+        runs = [p for i, p in enumerate(parts) if i == 0 or parts[i - 1] != p]
+        want = ["special", "template", "prompt", "template", "response", "special"]
+        assert runs == (want if example.prompt else [w for w in want if w != "prompt"][:2] + want[4:])
+        for part in ("prompt", "response"):
+            text = [t.token for t in side if t.part == part]
+            assert text == tok.tokenize(getattr(example, part))
+    assert {t.token for t in ex.row_tokens if t.part == "template"} >= {"question", "answer", ":"}
+    (hit,) = json.loads(run("query", "--db", db, "--response", "sat", "-k", "1", "--json").stdout)
+    out = run("explain", "--db", db, "--id", hit["proponents"][0]["id"], "--response", "sat").stdout
+    text_line = next(line for line in out.splitlines() if "row text tokens" in line)
+    assert "[CLS]" not in text_line and "question:" not in text_line and "answer:" not in text_line
+    assert "template and special tokens (share" in out and "[CLS]" in out
