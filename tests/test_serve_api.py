@@ -343,7 +343,7 @@ def test_explain_and_query_mode_on_the_cli(db, tiny_encoder_dir):
         e["airrep"]["score"], abs=1e-5
     )
     human = CliRunner().invoke(app, ["explain", *args, "--id", "r0007", "--top", "3"])
-    assert human.exit_code == 0 and "row tokens carrying the score" in human.stdout
+    assert human.exit_code == 0 and "row text tokens carrying the score" in human.stdout
     missing = CliRunner().invoke(app, ["explain", *args, "--id", "nope"])
     assert missing.exit_code == 2 and "no row with id 'nope'" in missing.output
     q = CliRunner().invoke(app, ["query", *args, "-k", "3", "--mode", "hybrid", "--json"])
