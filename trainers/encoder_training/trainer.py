@@ -61,7 +61,9 @@ def train_encoder(
     """
     labels = load_training_labels(cfg.labels, splits=splits, examples=examples)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    cfg, step_sizes = cfg.with_step_sizes(device)
+    train_splits = labels.partition(cfg.holdout_splits)[0]
+    holds = tuple(max(s.losses.shape[i] for s in train_splits) for i in (0, 1))
+    cfg, step_sizes = cfg.with_step_sizes(device, holds)  # type: ignore[arg-type]
     out = Path(cfg.out)
     identity = {"config": cfg.run_identity(), "labels_fingerprint": labels.fingerprint}
     existing = _check_out_dir(out, identity)
