@@ -7,7 +7,7 @@ import dataclasses
 import re
 from typing import Literal, get_args
 
-from airsearch.config import CommandConfig, require
+from airsearch.config import CommandConfig, CorpusReadOptions, require
 from airsearch.data.text import DEFAULT_ENCODING, check_encoding
 from airsearch.errors import InputError
 from airsearch.methods.names import METHOD_NAMES, MethodName
@@ -57,7 +57,7 @@ SEARCH_MODES = ("vector", "bm25", "hybrid")
 
 
 @dataclasses.dataclass(kw_only=True)
-class IndexConfig(CommandConfig):
+class IndexConfig(CorpusReadOptions):
     """Encode a corpus with AirRep and store it in a LanceDB table."""
 
     corpus: list[str] = F(metadata={"help": "corpus files or folders (the CORPUS arguments)", "cli": False})
@@ -91,10 +91,6 @@ class IndexConfig(CommandConfig):
         default=None,
         metadata={"help": "encoder actors with --ray (default: one per GPU, else one per 2 CPUs)"},
     )
-    prompt_field: str | None = F(default=None, metadata={"help": "column holding the prompt"})
-    response_field: str | None = F(default=None, metadata={"help": "column holding the response"})
-    id_field: str = F(default="id", metadata={"help": "column holding row ids"})
-    skip_bad_rows: bool = F(default=False, metadata={"help": "skip unreadable rows and report them"})
     encoding: str = F(default=DEFAULT_ENCODING, metadata={"help": ENCODING_HELP})
     ann_threshold: int = F(
         default=DEFAULT_THRESHOLD, metadata={"help": "build an ANN index at this many rows (-1: never)"}
