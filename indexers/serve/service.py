@@ -27,6 +27,7 @@ from airsearch.data.corpus import write_rows
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import AirsearchError
+from airsearch.score_kinds import HINT, SCORE_KINDS, score_kind
 
 
 class LimitError(AirsearchError):
@@ -134,7 +135,6 @@ class SearchService:
         if req.rerank:
             method, lock = self.method(req.rerank)
             from airsearch.methods.registry import Reranker
-            from airsearch.score_kinds import score_kind
 
             with lock:
                 results = searcher.search(
@@ -171,6 +171,8 @@ class SearchService:
             "params": self.cfg.params,
             "precondition": self.cfg.precondition,
             "allow_sql": self.cfg.allow_sql,
+            "hint": HINT,  # which scores are attribution and which retrieval (one line on the page)
+            "score_kinds": SCORE_KINDS,
             "limits": {
                 k: getattr(self.cfg, k)
                 for k in (
