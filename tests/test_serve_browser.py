@@ -197,9 +197,9 @@ def test_narrow_phone_viewport_cuts_nothing_off(server, tmp_path):
         page.fill("#k", "30")
         page.select_option("#group-by", "task")
         page.click("#search")
-        page.wait_for_selector("#results .result")
+        page.wait_for_function("document.querySelector('#status').textContent === '30 results'")
+        assert page.locator("#group-chart .group").count() == 3
         assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
-        page.wait_for_selector("#group-chart .group")
         for selector in ("#results-panel", "#query-panel", "#results .result", "#groups"):
             box = page.locator(selector).first.bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (selector, box)

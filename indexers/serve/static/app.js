@@ -49,10 +49,9 @@ async function loadInfo() {
   info.modes.forEach((m) => option(mode, m));
   const gb = $("group-by"); gb.textContent = ""; option(gb, "", "(none)");
   Object.keys(info.filterable_columns).filter((c) => c !== "id").forEach((c) => option(gb, c));
-  if (info.rerank_methods.length) {
-    $("rerank-box").hidden = false;
-    info.rerank_methods.forEach((m) => option($("rerank"), m));
-  }
+  const rerank = $("rerank"); rerank.textContent = ""; option(rerank, "", "(none)");
+  info.rerank_methods.forEach((m) => option(rerank, m));
+  $("rerank-box").hidden = !info.rerank_methods.length;  // an empty dropdown is never shown
   $("k").max = info.limits.max_k;
   $("hint").textContent = info.hint; $("hint").hidden = false;
   status("ready");
