@@ -13,6 +13,7 @@ from __future__ import annotations
 SCORE_KINDS: dict[str, str] = {
     "airrep": "AirRep dot product e(q)·e(row)",
     "airrep-group": "AirRep Eq. 7 group score",
+    "airrep-sum": "sum over targets of AirRep dot products",
     "bm25": "BM25 word overlap",
     "rrf": "RRF of AirRep and BM25 ranks",
     "tracin": "TracIn gradient dot product",

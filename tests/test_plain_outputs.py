@@ -139,3 +139,11 @@ def test_explain_separates_template_and_special_tokens(db, tiny_encoder_dir):
     text_line = next(line for line in out.splitlines() if "row text tokens" in line)
     assert "[CLS]" not in text_line and "question:" not in text_line and "answer:" not in text_line
     assert "template and special tokens (share" in out and "[CLS]" in out
+
+
+@pytest.mark.parametrize(("strategy", "kind"), [("best-rank", "airrep"), ("sum", "airrep-sum")])
+def test_selection_manifest_names_its_score_column(db, tmp_path, corpus_file, strategy, kind):
+    out = tmp_path / "sel.jsonl"
+    run("select", "--db", db, "--targets", corpus_file, "-n", "3", "--strategy", strategy, "--out", out)
+    manifest = json.loads((tmp_path / "sel.jsonl.manifest.json").read_text())
+    assert manifest["score_kind"] == kind and manifest["score_label"] == kind_label(kind)
