@@ -39,7 +39,7 @@ def test_formats_page_lists_every_shape_and_flag():
     readme = (ROOT / "README.md").read_text()
     assert "docs/usage/corpus-formats.md" in readme
     # every command that reads a training corpus takes the read options the page documents
-    for argv in (("index",), ("attribute",)):
+    for argv in (("index",), ("attribute",), ("labels", "generate"), ("eval", "lds"), ("eval", "gold")):
         help_text = run(*argv, "--help").stdout
         assert all(
             f in help_text for f in ("--prompt-field", "--response-field", "--id-field", "--skip-bad-rows")

@@ -218,7 +218,7 @@ def eval_trace(
     from airsearch.lm import load_lm
 
     if corpus is None and cfg.corpus:
-        corpus = load_corpus(list(cfg.corpus))
+        corpus = load_corpus(list(cfg.corpus), **cfg.read_options())
     if lm is None:
         if not cfg.lm:
             raise InputError("a target LM folder is needed", field="lm")

@@ -95,7 +95,7 @@ def generate_labels(
             raise InputError("no corpus given", field="corpus")
         from airsearch.data.corpus import load_corpus
 
-        corpus = load_corpus(list(cfg.corpus))
+        corpus = load_corpus(list(cfg.corpus), **cfg.read_options())
     from airsearch.lm import load_lm
 
     model_path = _model_source(cfg.lm)
