@@ -147,3 +147,12 @@ def test_selection_manifest_names_its_score_column(db, tmp_path, corpus_file, st
     run("select", "--db", db, "--targets", corpus_file, "-n", "3", "--strategy", strategy, "--out", out)
     manifest = json.loads((tmp_path / "sel.jsonl.manifest.json").read_text())
     assert manifest["score_kind"] == kind and manifest["score_label"] == kind_label(kind)
+
+
+def test_reading_scores_page_lists_every_kind():
+    from pathlib import Path
+
+    from airsearch.score_kinds import SCORE_KINDS
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "usage" / "reading-scores.md").read_text()
+    assert all(f"`{kind}`" in page for kind in SCORE_KINDS)
