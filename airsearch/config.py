@@ -150,6 +150,36 @@ class CommandConfig:
         return dataclasses.replace(self, **changes)
 
 
+@dataclasses.dataclass(kw_only=True)
+class CorpusReadOptions(CommandConfig):
+    """How a command reads its corpus's rows: the same four options on every command that indexes or
+    scores a corpus, so one file gives the same ids and texts everywhere (docs/usage/corpus-formats.md).
+    Listed after the command's own options."""
+
+    prompt_field: str | None = dataclasses.field(
+        default=None, metadata={"late": True, "help": "column holding the prompt (default: detect the shape)"}
+    )
+    response_field: str | None = dataclasses.field(
+        default=None, metadata={"late": True, "help": "column holding the response"}
+    )
+    id_field: str = dataclasses.field(
+        default="id",
+        metadata={"late": True, "help": "column holding row ids (rows without one get content ids)"},
+    )
+    skip_bad_rows: bool = dataclasses.field(
+        default=False, metadata={"late": True, "help": "skip unreadable rows and report them"}
+    )
+
+    def read_options(self) -> dict[str, Any]:
+        """These options as keywords of :func:`airsearch.data.corpus.load_corpus`."""
+        return {
+            "prompt_field": self.prompt_field,
+            "response_field": self.response_field,
+            "id_field": self.id_field or None,
+            "skip_bad_rows": self.skip_bad_rows,
+        }
+
+
 def required_fields(cls: type[CommandConfig]) -> list[str]:
     """Fields of ``cls`` without a default (the ones a config file or the flags must give)."""
     return [

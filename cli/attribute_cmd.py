@@ -13,10 +13,18 @@ from airsearch.trainers.attribute import AttributeConfig, AttributeResult, attri
 
 
 def _human(r: AttributeResult, top_tokens: int) -> str:
-    lines = [f"{r.method}: {r.queries} queries x {r.train} train examples -> {r.out}"]
+    from airsearch.data.example import preview
+    from airsearch.score_kinds import kind_label
+
+    kind = r.results[0].top[0].score_kind if r.results and r.results[0].top else r.method
+    lines = [
+        f"{r.method}: {r.queries} queries x {r.train} train examples -> {r.out}",
+        f"  scores: {kind}: {kind_label(kind)}, highest first",
+    ]
     for q in r.results[:5]:
-        top = ", ".join(f"{t.id} ({t.score:+.4f})" for t in q.top[:3])
-        lines.append(f"  {q.query_id}: {top}")
+        lines.append(f"  {q.query_id}:")
+        for t in q.top[:3]:
+            lines.append(f"    {kind} {t.score:+.4f}  {t.id}  {preview(t.response, 60)}")
         for t in q.top[:3]:
             if t.tokens is not None:
                 ranked = sorted(t.tokens, key=lambda s: -abs(s.contribution))[:top_tokens]

@@ -21,11 +21,15 @@ if TYPE_CHECKING:
 
 def _human(r: DeleteSummary) -> str:
     if r.dry_run:
-        return f"would delete {r.deleted} of {r.rows} rows from table '{r.table}' in {r.db} (dry run: nothing deleted)"
-    return (
-        f"deleted {r.deleted} rows from table '{r.table}' in {r.db} ({r.rows} left, version {r.version}); "
-        "`airsearch restore --before-last` brings them back"
-    )
+        out = f"would delete {r.deleted} of {r.rows} rows from table '{r.table}' in {r.db} (dry run: nothing deleted)"
+    else:
+        out = (
+            f"deleted {r.deleted} rows from table '{r.table}' in {r.db} ({r.rows} left, version {r.version}); "
+            "`airsearch restore --before-last` brings them back"
+        )
+    if r.missing:
+        out += f"\nnot in table '{r.table}', nothing deleted for: {', '.join(r.missing)}"
+    return out
 
 
 @click.command("delete")

@@ -14,7 +14,17 @@ if TYPE_CHECKING:
 
 def _top(tokens: Any, n: int) -> str:
     ranked = sorted(tokens, key=lambda t: -abs(t.contribution))[:n]
-    return "  ".join(f"{t.token}:{t.contribution:+.4f}" for t in ranked)
+    return "  ".join(f"{t.token}:{t.contribution:+.4f}" for t in ranked) or "(none)"
+
+
+def _sides(name: str, tokens: Any, top: int) -> list[str]:
+    """A side's content tokens, then its template and special tokens apart, with their summed share."""
+    content = [t for t in tokens if t.content]
+    frame = [t for t in tokens if not t.content]
+    return [
+        f"  {name} text tokens carrying the score:{' ' * (6 - len(name))} {_top(content, top)}",
+        f"    template and special tokens (share {sum(t.contribution for t in frame):+.4f}): {_top(frame, top)}",
+    ]
 
 
 def render(e: RowExplanation, top: int) -> str:
@@ -22,16 +32,20 @@ def render(e: RowExplanation, top: int) -> str:
 
     a = e.airrep
     lines = [
-        f"row {e.row.id}: AirRep score {a.score:+.4f} = sum of {len(a.row_tokens)} row-token shares "
-        f"({sum(t.contribution for t in a.row_tokens):+.4f}) = sum of {len(a.query_tokens)} query-token shares",
-        f"  row tokens carrying the score:   {_top(a.row_tokens, top)}",
-        f"  query tokens carrying the score: {_top(a.query_tokens, top)}",
+        f"row {e.row.id}: AirRep score {a.score:+.4f} (airrep: AirRep dot product) = sum of "
+        f"{len(a.row_tokens)} row-token shares ({sum(t.contribution for t in a.row_tokens):+.4f}) "
+        f"= sum of {len(a.query_tokens)} query-token shares",
+        *_sides("row", a.row_tokens, top),
+        *_sides("query", a.query_tokens, top),
     ]
     if e.gradient is not None:
+        from airsearch.score_kinds import kind_label
+
         g = e.gradient
         shares = [TokenContribution(t, c, False) for t, c in zip(g.tokens, g.contributions, strict=True)]
         lines += [
-            f"  {g.method} score {g.score:+.6g} over {len(g.tokens)} response tokens:",
+            f"  {g.method} score {g.score:+.6g} ({g.method}: {kind_label(g.method)}) over {len(g.tokens)} "
+            "response tokens:",
             f"    {_top(shares, top)}",
         ]
     return "\n".join(lines)

@@ -46,10 +46,17 @@ def _generate_text(s: LabelSummary) -> str:
         )
     else:
         how = f"nothing to run: all {s.skipped_jobs} were already done"
-    return (
+    out = (
         f"labels: {s.done_jobs}/{s.total_jobs} jobs done in {s.out} ({how})\n"
         f"teacher {s.teacher}, corpus {s.corpus_fingerprint}, model {s.model_fingerprint}"
     )
+    if s.spread is not None:
+        out += f"\nlabel spread {s.spread:.4f} nats (a dev example's loss std across subsets, mean)"
+    if s.low_signal:
+        from airsearch.trainers.labels.generate import low_signal_warning
+
+        out += "\n" + low_signal_warning(s.spread)  # type: ignore[arg-type]
+    return out
 
 
 @labels.command("info")

@@ -21,33 +21,40 @@ def _meta(c: Candidate) -> str:
 def _candidates(title: str, cands: list[Candidate], n: int) -> list[str]:
     lines = [f"  {title}:"]
     for i, c in enumerate(cands, 1):
-        rs = "" if c.retrieval_score is None else f" (retrieval {c.retrieval_score:+.4f})"
-        lines.append(f"  {i:>3}. {c.score:+9.4f}{rs}  {c.id}  {_meta(c)}")
+        rs = "" if c.retrieval_score is None else f" ({c.retrieval_kind} {c.retrieval_score:+.4f})"
+        lines.append(f"  {i:>3}. {c.score_kind} {c.score:+9.4f}{rs}  {c.id}  {_meta(c)}")
         lines.append(f"        prompt:   {preview(c.prompt, n)}")
         lines.append(f"        response: {preview(c.response, n)}")
     return lines
 
 
 def render(results: list[QueryResult], n: int = 100) -> str:
-    out: list[str] = []
+    from airsearch.score_kinds import HINT, kind_label
+
+    out: list[str] = [HINT, ""] if results else []
     for r in results:
-        how = f"{r.search} search" + (f", reranked by {r.reranked_by}" if r.reranked_by else "")
         # a --prompt/--response pair is the one query "query"; rows of a --queries file are named by id
         title = "query" if r.query.id == "query" else f"query '{r.query.id}'"
-        out.append(f"{title} ({how})")
+        out.append(f"{title} (ranked by {r.ranked_by})")
         if r.query.prompt:
             out.append(f"  prompt:   {preview(r.query.prompt, n)}")
         out.append(f"  response: {preview(r.query.response, n)}")
-        ranked = (
-            f"highest {r.reranked_by} score; AirRep retrieval score in parentheses"
-            if r.reranked_by
-            else "highest AirRep score, the dot product"
-        )
-        out += _candidates(f"proponents ({ranked})", r.proponents, n)
+        scored = f"highest first; {r.score_kind}: {kind_label(r.score_kind)}"
+        if r.reranked_by and r.proponents:
+            kind = r.proponents[0].retrieval_kind
+            scored += f"; the retrieval score in parentheses, {kind}: {kind_label(kind or '')}"
+        out += _candidates(f"proponents ({scored})", r.proponents, n)
         if r.opponents is not None:
-            out += _candidates("opponents (most negative dot product)", r.opponents, n)
+            title = "opponents (most negative first; airrep: AirRep dot product, negative only)"
+            out += (
+                _candidates(title, r.opponents, n)
+                if r.opponents
+                else [f"  {title}: none, no row has a negative AirRep score for this query"]
+            )
         if r.groups is not None:
-            out.append(f"  groups by '{r.group_by}' (Eq. 7 group score over all members):")
+            out.append(
+                f"  groups by '{r.group_by}' (airrep-group: {kind_label('airrep-group')} over all members):"
+            )
             out += [
                 f"  {i:>3}. {g.score:+9.4f}  {g.group}  ({g.size} rows)" for i, g in enumerate(r.groups, 1)
             ]

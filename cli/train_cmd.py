@@ -45,12 +45,20 @@ def _human(r: TrainResult) -> str:
         f"  device         {r.device or 'auto'}" + (f"  (chose {r.step_sizes})" if r.step_sizes else ""),
         f"  encoder        [{r.encoder_fingerprint}]  labels [{r.labels_fingerprint}]",
         f"  time           {r.seconds:.1f} s",
-        f"  use it with    airsearch index CORPUS --db DIR --encoder {r.out}",
     ]
-    if not r.heldout_splits:
+    use = f"airsearch index CORPUS --db DIR --encoder {r.out}"
+    if not r.heldout_splits or math.isnan(gain):
         lines.insert(2, "  (no held-out splits: the last step is kept; set --holdout-splits to measure LDS)")
-    elif not math.isnan(gain) and gain <= 0:
+        lines.append(f"  try it with    {use}  (not measured against its base encoder)")
+    elif gain <= 0:
+        # an encoder that does not beat its base is never recommended
         lines.insert(2, "  warning: training did not beat the base encoder on the held-out splits")
+        lines.append(
+            "  do not use it: keep the base encoder; more label splits (labels generate --splits), "
+            "more --epochs or labels with more signal may help"
+        )
+    else:
+        lines.append(f"  use it with    {use}")
     return "\n".join(lines)
 
 

@@ -169,14 +169,7 @@ class _Build:
             live,
             start,
         )
-        self.read = {
-            "prompt_field": cfg.prompt_field,
-            "response_field": cfg.response_field,
-            "id_field": cfg.id_field or None,
-            "skip_bad_rows": cfg.skip_bad_rows,
-            "encoding": cfg.encoding,
-            "source_field": "corpus",
-        }
+        self.read = {**cfg.read_options(), "encoding": cfg.encoding, "source_field": "corpus"}
         self.mode = build_mode(cfg)
         self.estimate: float | None = None
         self.encoder_given = False

@@ -10,7 +10,7 @@ from typing import Literal, get_args
 
 from airsearch.indexers.lock import DEFAULT_LOCK_TIMEOUT
 
-from airsearch.config import CommandConfig, require
+from airsearch.config import CommandConfig, CorpusReadOptions, require
 from airsearch.data.text import DEFAULT_ENCODING, check_encoding
 from airsearch.errors import InputError
 from airsearch.methods.names import METHOD_NAMES, MethodName
@@ -70,7 +70,7 @@ SEARCH_MODES = ("vector", "bm25", "hybrid")
 
 
 @dataclasses.dataclass(kw_only=True)
-class IndexConfig(CommandConfig):
+class IndexConfig(CorpusReadOptions):
     """Encode a corpus with AirRep and store it in a LanceDB table."""
 
     corpus: list[str] = F(metadata={"help": "corpus files or folders (the CORPUS arguments)", "cli": False})
@@ -104,10 +104,6 @@ class IndexConfig(CommandConfig):
         default=None,
         metadata={"help": "encoder actors with --ray (default: one per GPU, else one per 2 CPUs)"},
     )
-    prompt_field: str | None = F(default=None, metadata={"help": "column holding the prompt"})
-    response_field: str | None = F(default=None, metadata={"help": "column holding the response"})
-    id_field: str = F(default="id", metadata={"help": "column holding row ids"})
-    skip_bad_rows: bool = F(default=False, metadata={"help": "skip unreadable rows and report them"})
     encoding: str = F(default=DEFAULT_ENCODING, metadata={"help": ENCODING_HELP})
     ann_threshold: int = F(
         default=DEFAULT_THRESHOLD, metadata={"help": "build an ANN index at this many rows (-1: never)"}
@@ -275,7 +271,10 @@ class ExplainConfig(PreconditionOptions):
         default="haif", metadata={"help": "gradient method for the token view (with --lm)"}
     )
     params: str = F(default="all", metadata={"help": PARAMS_HELP})
-    top: int = F(default=10, metadata={"help": "tokens listed per side in the summary"})
+    top: int = F(
+        default=10,
+        metadata={"help": "tokens listed per side in the summary", "flag": ("--top-tokens", "--top")},
+    )
 
     def validate(self) -> None:
         super().validate()

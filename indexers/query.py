@@ -10,7 +10,8 @@ Modes (``mode=``): ``vector`` ranks by the dot product (exact or ANN), ``bm25`` 
 full-text index (:mod:`airsearch.indexers.fts`), and ``hybrid`` fuses the two rankings of the
 ``HYBRID_POOL`` best rows each by reciprocal rank fusion (:func:`airsearch.fusion.reciprocal_rank_fusion`,
 Cormack et al. 2009 Eq. 1); a candidate's ``score`` is then its fused score. Opponents and group
-scores are always AirRep's (dot products, Eq. 7).
+scores are always AirRep's (dot products, Eq. 7); opponents are only rows with a negative dot product.
+Every candidate names the kind of its score (:mod:`airsearch.score_kinds`).
 
 Rerank hook: ``Searcher.search(..., candidates=N, rerank=fn)`` retrieves N candidates with their full
 prompt/response and calls ``fn(query_example, candidates) -> scores``; the k best by those scores are
@@ -39,6 +40,7 @@ from airsearch.errors import InputError
 from airsearch.fusion import reciprocal_rank_fusion
 from airsearch.results import Result
 from airsearch.runtime import recorded_runtime, runtime_label
+from airsearch.score_kinds import kind_label, score_kind
 
 HYBRID_POOL = 100  # rows taken from each ranking before fusion (at least the candidates asked for)
 
@@ -53,7 +55,9 @@ class Candidate(Result):
     response: str
     metadata: dict[str, Any]
     row_id: int
-    retrieval_score: float | None = None  # the dot product, when ``score`` comes from a reranker
+    retrieval_score: float | None = None  # the retrieval ranking's score, when ``score`` is a reranker's
+    score_kind: str = "airrep"  # what ``score`` is (airsearch.score_kinds)
+    retrieval_kind: str | None = None  # what ``retrieval_score`` is
 
     def example(self) -> Example:
         return Example(self.id, self.prompt, self.response, self.metadata)
@@ -66,6 +70,7 @@ class Candidate(Result):
             out["response"] = preview(self.response, preview_chars)
         if out["retrieval_score"] is None:
             out.pop("retrieval_score")
+            out.pop("retrieval_kind")
         return out
 
 
@@ -76,6 +81,7 @@ class GroupScore(Result):
     group: Any
     score: float
     size: int
+    score_kind: str = "airrep-group"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +96,17 @@ class QueryResult(Result):
     search: str = "exact"
     reranked_by: str | None = None
     mode: str = "vector"
+    score_kind: str = "airrep"  # what the proponents' scores are (opponents': always ``airrep``)
+
+    @property
+    def ranked_by(self) -> str:
+        """Which method ranked the proponents, in words (the result header)."""
+        found = {"vector": f"AirRep, {self.search} search", "bm25": "BM25 full-text search"}.get(
+            self.mode, f"RRF of AirRep ({self.search.split('+')[0]} search) and BM25 ranks"
+        )
+        if self.reranked_by:
+            return f"{kind_label(self.score_kind)}, reranking the top candidates by {found}"
+        return found
 
     def to_dict(self, preview_chars: int | None = None) -> dict[str, Any]:
         """The JSON of ``--json`` (the query without its metadata; only the parts asked for)."""
@@ -97,6 +114,9 @@ class QueryResult(Result):
             "query": {"id": self.query.id, "prompt": self.query.prompt, "response": self.query.response},
             "search": self.search,
             "mode": self.mode,
+            "ranked_by": self.ranked_by,
+            "score_kind": self.score_kind,
+            "score_label": kind_label(self.score_kind),
             "proponents": [c.to_dict(preview_chars) for c in self.proponents],
         }
         if self.opponents is not None:
@@ -230,12 +250,20 @@ class Searcher:
         width = min((len(s) for s in scores), default=0)
         return np.stack([s[:width] for s in scores]), np.stack([i[:width] for i in ids])
 
-    def candidates(self, scores: np.ndarray, row_ids: np.ndarray) -> list[Candidate]:
+    def candidates(self, scores: np.ndarray, row_ids: np.ndarray, kind: str = "airrep") -> list[Candidate]:
         rows = self.table.take(row_ids)
         return [
-            Candidate(ex.id, float(s), ex.prompt, ex.response, ex.metadata, int(r))
+            Candidate(ex.id, float(s), ex.prompt, ex.response, ex.metadata, int(r), score_kind=kind)
             for ex, s, r in zip(rows, scores, row_ids, strict=True)
         ]
+
+    def opponents(
+        self, vectors: np.ndarray, k: int, *, where: str | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query, ``(scores, row_ids)`` of up to ``k`` rows with the most negative AirRep scores, most
+        negative first: only rows scoring below zero (a row that raises the score is no opponent)."""
+        scores, ids = self.top_k(vectors, k, where=where, largest=False)
+        return [(s[s < 0], i[s < 0]) for s, i in zip(scores, ids, strict=True)]
 
     def group_scores(
         self, vectors: np.ndarray, column: str, *, where: str | None = None
@@ -302,8 +330,10 @@ class Searcher:
         rerank: Rerank | None = None,
         rerank_name: str | None = None,
         mode: str = "vector",
+        rerank_kind: str | None = None,
     ) -> list[QueryResult]:
-        """Proponents (and opponents / group ranking) for each query example."""
+        """Proponents (and opponents / group ranking) for each query example. ``rerank_kind`` is the
+        kind id of the reranker's scores (:func:`airsearch.score_kinds.score_kind`; default its name)."""
         qs = [queries] if isinstance(queries, Example) else list(queries)
         if not qs:
             return []
@@ -312,36 +342,41 @@ class Searcher:
             self.refresh()
         vectors = self.encode(qs)
         found = self.retrieve(qs, vectors, max(k, candidates or 0), where=where, mode=mode)
-        if opponents:
-            neg_scores, neg_ids = self.top_k(vectors, k, where=where, largest=False)
+        against = self.opponents(vectors, k, where=where) if opponents else None
         groups = self.group_scores(vectors, group_by, where=where) if group_by else None
         how = "ann" if self.use_ann else "exact"
+        found_kind = score_kind(mode)
+        name = (rerank_name or getattr(rerank, "__name__", "rerank")) if rerank else None
+        kind = (rerank_kind or name or found_kind) if rerank else found_kind
         results = []
         for qi, q in enumerate(qs):
-            cands = self.candidates(*found[qi])
+            cands = self.candidates(*found[qi], kind=found_kind)
             if rerank is not None:
-                cands = _rerank(q, cands, rerank)
+                cands = _rerank(q, cands, rerank, kind)
             results.append(
                 QueryResult(
                     query=q,
                     proponents=cands[:k],
-                    opponents=self.candidates(neg_scores[qi], neg_ids[qi]) if opponents else None,
+                    opponents=self.candidates(*against[qi]) if against is not None else None,
                     groups=groups[qi] if groups else None,
                     group_by=group_by,
-                    search="full-text" if mode == "bm25" else how,
-                    reranked_by=(rerank_name or getattr(rerank, "__name__", "rerank")) if rerank else None,
+                    search={"bm25": "full-text", "hybrid": f"{how}+full-text"}.get(mode, how),
+                    reranked_by=name,
                     mode=mode,
+                    score_kind=kind,
                 )
             )
         return results
 
 
-def _rerank(query: Example, cands: list[Candidate], rerank: Rerank) -> list[Candidate]:
+def _rerank(query: Example, cands: list[Candidate], rerank: Rerank, kind: str) -> list[Candidate]:
     new = np.asarray(rerank(query, cands), dtype=np.float64)
     if new.shape != (len(cands),):
         raise InputError(f"the reranker returned {new.shape} scores for {len(cands)} candidates")
     rescored = [
-        dataclasses.replace(c, score=float(s), retrieval_score=c.score)
+        dataclasses.replace(
+            c, score=float(s), retrieval_score=c.score, score_kind=kind, retrieval_kind=c.score_kind
+        )
         for c, s in zip(cands, new, strict=True)
     ]
     return sorted(rescored, key=lambda c: -c.score)
@@ -392,4 +427,5 @@ def query(
         candidates=cfg.candidates if rerank is not None else None,
         rerank=rerank,
         mode=cfg.mode,
+        rerank_kind=score_kind(cfg.mode, cfg.rerank, cfg.precondition) if cfg.rerank else None,
     )

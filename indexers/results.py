@@ -60,6 +60,7 @@ class DeleteSummary(Result):
     rows: int  # rows left in the table
     dry_run: bool = False
     version: int | None = None  # the table's version after the delete
+    missing: list[str] = field(default_factory=list)  # ids given to delete that the table does not hold
 
 
 def describe_encoder(record: dict[str, Any]) -> str:

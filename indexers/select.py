@@ -43,6 +43,7 @@ from airsearch.data.example import Example
 from airsearch.errors import InputError
 from airsearch.fingerprint import fingerprint_file
 from airsearch.results import Result
+from airsearch.score_kinds import kind_label
 
 Blocks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
@@ -193,11 +194,15 @@ def select(
     out = Path(cfg.out)
     extra_cols = _write_selection(out, table, sel, [t.id for t in targets])
     manifest = out.with_name(out.name + ".manifest.json")
+    kind = "airrep-sum" if cfg.strategy == "sum" else "airrep"
     write_json_atomic(
         manifest,
         {
             "config": cfg.to_dict(),
             "strategy": cfg.strategy,
+            # the file's score column: the AirRep dot product at the best rank, or the sum over targets
+            "score_kind": kind,
+            "score_label": kind_label(kind),
             "selected": len(sel.row_ids),
             "requested": n,
             "targets": len(targets),

@@ -286,7 +286,7 @@ class IndexStore:
         return (self.path / f"{name}.lance").is_dir()
 
     def open(self, name: str | None = None) -> IndexTable:
-        """Open a table; ``None`` means the only table (or ``corpus``)."""
+        """Open a table; ``None`` means the only table (refused, naming them, when there are several)."""
         name = name or self._default_name()
         if not self.exists(name):
             raise InputError(
@@ -296,11 +296,12 @@ class IndexStore:
 
     def _default_name(self) -> str:
         names = self.table_names()
-        if len(names) == 1 or not names:
+        if len(names) <= 1:
             return names[0] if names else DEFAULT_TABLE
-        if DEFAULT_TABLE in names:
-            return DEFAULT_TABLE
-        raise InputError(f"several tables here ({names}); choose one by name", field="table", path=self.path)
+        # never a silent pick (not even ``corpus``): the user says which table they mean
+        raise InputError(
+            f"several tables here ({', '.join(names)}); name the one to use", field="table", path=self.path
+        )
 
     # ------------------------------------------------------------------ writing
     def check_new_table(self, name: str, *, overwrite: bool) -> None:
@@ -428,6 +429,8 @@ def delete_rows(cfg: DeleteConfig) -> DeleteSummary:
     """Python API of ``airsearch delete``: remove rows by id and/or filter; readers see a new version."""
     store = IndexStore(cfg.db)
     name = cfg.table or store._default_name()
+    found = store.open(name).find(cfg.ids) if cfg.ids else {}
+    missing = [i for i in dict.fromkeys(cfg.ids) if i not in found]  # reported, never silently ignored
     deleted = store.delete(
         name, ids=cfg.ids, where=cfg.where, dry_run=cfg.dry_run, lock_timeout=cfg.lock_timeout
     )
@@ -439,6 +442,7 @@ def delete_rows(cfg: DeleteConfig) -> DeleteSummary:
         rows=table.count(),
         dry_run=cfg.dry_run,
         version=table.version,
+        missing=missing,
     )
 
 

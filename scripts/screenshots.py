@@ -1,7 +1,8 @@
 """Screenshots of the served page for the README (docs/img/serve_*.png), taken in headless Chromium.
 
 Serves the demo index (``bash scripts/demo.sh`` builds runs/demo/db), runs the demo's group-by query,
-and captures the results with the group chart, the token highlights of the top result, and the chart.
+and captures the results with the group chart, the token highlights of the top result, the chart, and
+the same query on a 390 px phone screen (serve_narrow.png, the whole page).
 
     python scripts/screenshots.py [--db runs/demo/db] [--out docs/img]
 """
@@ -61,6 +62,16 @@ def main() -> None:
         page.locator("#results .result").first.click()
         page.wait_for_selector("#row-tokens .tok.pos")
         page.screenshot(path=str(out / "serve_tokens.png"))
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.reload()
+        page.wait_for_function("document.querySelector('#status').textContent === 'ready'")
+        page.fill("#prompt", PROMPT)
+        page.fill("#response", RESPONSE)
+        page.fill("#k", "3")
+        page.select_option("#group-by", "task")
+        page.click("#search")
+        page.wait_for_selector("#group-chart .group")
+        page.screenshot(path=str(out / "serve_narrow.png"), full_page=True)
         browser.close()
     server.should_exit = True
     print("wrote", *sorted(str(p) for p in out.glob("serve_*.png")))

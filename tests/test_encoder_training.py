@@ -210,7 +210,9 @@ def test_resume_after_interruption_gives_same_weights(tmp_path, tiny_bert_dir, l
     a, b = _weights(full.out), _weights(resumed.out)
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert [p["step"] for p in resumed.lds_curve] == [p["step"] for p in full.lds_curve] == [0, 3, 6]
-    assert [p["lds"] for p in resumed.lds_curve] == pytest.approx([p["lds"] for p in full.lds_curve], abs=1e-6)
+    assert [p["lds"] for p in resumed.lds_curve] == pytest.approx(
+        [p["lds"] for p in full.lds_curve], abs=1e-6
+    )
     # a finished run is reported, not redone; a different run is refused
     again = train_encoder(cfg, splits=splits, examples=examples)
     assert again.already_complete and again.encoder_fingerprint == resumed.encoder_fingerprint
@@ -349,3 +351,54 @@ def test_training_on_learnable_labels_raises_heldout_lds(tmp_path, tiny_bert_dir
     enc = AirRepEncoder.load(result.out, device="cpu")
     assert heldout_lds(enc, [splits[-1]], examples)["lds"] == pytest.approx(result.best_lds, abs=1e-6)
     assert result.best_lds > result.base_lds + 0.15, result.lds_curve
+
+
+def test_step_sizes_are_capped_at_what_the_splits_hold(tmp_path, tiny_bert_dir, labels):
+    """Issue 28: on splits of 6 subsets x 6 dev rows, the CPU defaults (8 x 128) are capped to 6 x 6,
+    the run uses and records 6 x 6, and the note says what was capped and why."""
+    splits, examples = labels
+    cfg = small_cfg(tmp_path, tiny_bert_dir, epochs=1, subsets_per_step=None, dev_per_step=None)
+    result = train_encoder(cfg, splits=splits, examples=examples)
+    assert "dev_per_step 128 capped at 6: the largest training split holds 6" in result.step_sizes
+    assert "subsets_per_step 8 capped at 6" in result.step_sizes
+    saved = json.loads((tmp_path / "enc" / "train_config.json").read_text())["config"]
+    assert (saved["subsets_per_step"], saved["dev_per_step"]) == (6, 6)
+    given, note = cfg.replace(dev_per_step=50, subsets_per_step=3).with_step_sizes("cpu", (6, 6))
+    assert (given.subsets_per_step, given.dev_per_step) == (3, 6) and note == (
+        "dev_per_step 50 capped at 6: the largest training split holds 6"
+    )
+
+
+def test_train_recommends_only_an_encoder_that_beat_its_base():
+    from airsearch.cli.train_cmd import _human
+    from airsearch.trainers.encoder_training.config import TrainResult
+
+    def result(base: float, best: float, heldout: list[int]) -> str:
+        return _human(
+            TrainResult(
+                out="runs/airrep",
+                steps=3,
+                stop_reason="plateau",
+                base_lds=base,
+                best_lds=best,
+                best_step=1,
+                lds_curve=[],
+                final_loss=0.5,
+                seconds=1.0,
+                seconds_per_step=0.3,
+                train_splits=[0],
+                heldout_splits=heldout,
+                labels_fingerprint="l",
+                encoder_fingerprint="e",
+            )  # fmt: skip
+        )
+
+    worse = result(0.0214, -0.0000, [3])
+    assert (
+        "did not beat the base encoder" in worse and "do not use it" in worse and "use it with" not in worse
+    )
+    better = result(0.02, 0.05, [3])
+    assert "use it with    airsearch index CORPUS --db DIR --encoder runs/airrep" in better
+    assert "do not use it" not in better
+    unmeasured = result(float("nan"), float("nan"), [])
+    assert "try it with" in unmeasured and "not measured against its base" in unmeasured

@@ -174,8 +174,8 @@ def test_texts_say_what_happened(tmp_path, corpus_file, tiny_encoder_dir):
     db = tmp_path / "db"
     run("index", corpus_file, "--db", db, "--encoder", tiny_encoder_dir)
     out = run("query", "--db", db, "--prompt", "the cat", "--response", "sat", "-k", 2).stdout
-    assert out.startswith("query (exact search)") and "query query" not in out
-    assert "proponents (highest AirRep score, the dot product)" in out
+    assert "\nquery (ranked by AirRep, exact search)" in out and "query query" not in out
+    assert "proponents (highest first; airrep: AirRep dot product" in out
     teacher = LabelSummary("o", "tracin", 16, 16, 0, 16, 1.5, None, "teacher", "c", "m")
     assert "no jobs run" not in _generate_text(teacher) and "one scoring pass" in _generate_text(teacher)
     nothing = LabelSummary("o", "retrain", 16, 16, 16, 0, 0.1, None, "local", "c", "m")
@@ -200,7 +200,7 @@ def test_query_file_rows_are_titled_by_id(tmp_path, corpus_file, tiny_encoder_di
     run("index", corpus_file, "--db", db, "--encoder", tiny_encoder_dir)
     queries = write_rows(tmp_path / "q.jsonl", [{"id": "q7", "prompt": "p", "response": "r"}])
     out = run("query", "--db", db, "--queries", queries, "-k", 1).stdout
-    assert out.startswith("query 'q7' (exact search)")
+    assert "\nquery 'q7' (ranked by AirRep, exact search)" in out
     assert (
         json.loads(run("query", "--db", db, "--queries", queries, "-k", 1, "--json").stdout)[0]["query"]["id"]
         == "q7"

@@ -185,12 +185,15 @@ def test_ann_index_built_above_threshold_and_refreshed_on_append(tmp_path, tiny_
         hits += len({c.id for c in ra.proponents} & {c.id for c in re.proponents})
         assert [c.score for c in ra.proponents] == sorted((c.score for c in ra.proponents), reverse=True)
     assert hits / 100 >= 0.9
-    # opponents through the ANN index (search for -q) and a prefiltered --where
-    ra = ann.search(queries[0], k=5, opponents=True, where="task = 'beta'")[0]
-    re = exact.search(queries[0], k=5, opponents=True, where="task = 'beta'")[0]
-    assert all(c.metadata["task"] == "beta" for c in ra.proponents + ra.opponents)
-    assert len({c.id for c in ra.opponents} & {c.id for c in re.opponents}) >= 4
-    assert max(c.score for c in ra.opponents) < min(c.score for c in ra.proponents)
+    # opponents through the ANN index (search for -q) and a prefiltered --where, for a query vector
+    # opposite to a beta row (the untrained encoder scores every row positive for a text query)
+    beta = next(r["id"] for r in rows if r["task"] == "beta")
+    away = -exact.table.take_vectors([exact.table.find([beta])[beta]]).astype(np.float32)
+    ((sa, ia),) = ann.opponents(away, 5, where="task = 'beta'")
+    ((se, ie),) = exact.opponents(away, 5, where="task = 'beta'")
+    assert len(ie) == 5 and (se < 0).all() and (sa < 0).all()
+    assert all(ex.metadata["task"] == "beta" for ex in ann.table.take(ia))
+    assert len(set(ia.tolist()) & set(ie.tolist())) >= 4
     with pytest.raises(InputError, match="field 'where': bad filter") as err:
         ann.search(queries[0], k=5, where="nosuch = 1")
     assert err.value.field == "where" and "--" not in str(err.value)  # the library names fields, not flags

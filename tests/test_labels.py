@@ -385,3 +385,26 @@ def test_cli_generate_and_info(base_cfg, reference, tmp_path):
     assert text.exit_code == 0 and "12/12 jobs" in text.output
     bad = runner.invoke(app, [*generate, "--lr", "0.5"])
     assert bad.exit_code == 2 and "config mismatch" in bad.output and "Traceback" not in bad.output
+
+
+def test_labels_without_signal_are_reported_early(base_cfg, reference, tmp_path, capsys):
+    """Issue 28: at the default lr (2e-5) fine-tuning barely moves the tiny LM; the run warns after the
+    first PROBE_JOBS subsets and its summary reports the spread; a learning rate that suits the tiny LM
+    (the reference's 1e-2) gives labels well above the floor and no warning."""
+    from airsearch.cli.labels_cmd import _generate_text
+    from airsearch.trainers.labels.config import LabelConfig
+    from airsearch.trainers.labels.generate import PROBE_JOBS, SPREAD_FLOOR
+
+    cfg = base_cfg.replace(out=str(tmp_path / "flat"), splits=1, subsets_per_split=PROBE_JOBS + 1)
+    cfg = cfg.replace(lr=LabelConfig.__dataclass_fields__["lr"].default)
+    summary = generate_labels(cfg, quiet=False)
+    err = capsys.readouterr().err
+    assert summary.low_signal and summary.spread < SPREAD_FLOOR and summary.completed_jobs == PROBE_JOBS + 1
+    assert "warning: the labels hold almost no signal" in err and "Raise --lr (now 2e-05" in err
+    assert "the labels hold almost no signal" in _generate_text(summary)
+    assert f"label spread {summary.spread:.4f} nats" in _generate_text(summary)
+    assert reference.stats().spread_mean > SPREAD_FLOOR
+    again = generate_labels(cfg, quiet=False)  # a finished store: nothing runs, the spread is kept
+    assert (
+        again.completed_jobs == 0 and again.skipped_jobs == PROBE_JOBS + 1 and again.spread == summary.spread
+    )

@@ -113,7 +113,10 @@ def test_query_proponents_opponents_where_and_groups_equal_brute_force(db, brute
     searcher = Searcher(str(db), encoder=str(tiny_encoder_dir))
     r = searcher.search(query, k=5, opponents=True, group_by="task")[0]
     assert [c.id for c in r.proponents] == [examples[i].id for i in np.argsort(-s, kind="stable")[:5]]
-    assert [c.id for c in r.opponents] == [examples[i].id for i in np.argsort(s, kind="stable")[:5]]
+    # opponents: the most negative scores, and only negative ones (none here when every row scores > 0)
+    assert [c.id for c in r.opponents] == [
+        examples[i].id for i in np.argsort(s, kind="stable")[:5] if s[i] < 0
+    ]
     assert r.proponents[0].prompt == examples[int(np.argmax(s))].prompt
     # --group-by: exact Eq. 7 over each task's members
     ref = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -30,6 +31,8 @@ def test_query_rerank_gradcos_orders_airrep_candidates_by_method_score(
     got = res["proponents"]
     assert len(got) == k
     assert all("score" in c and "retrieval_score" in c for c in got)
+    assert res["score_kind"] == "gradcos" and res["ranked_by"].startswith("grad-cos")
+    assert all(c["score_kind"] == "gradcos" and c["retrieval_kind"] == "airrep" for c in got)
 
     # the candidates are the AirRep top-N (plain dot products of the saved encoder)
     enc = AirRepEncoder.load(str(tiny_encoder_dir), device="cpu")
@@ -54,7 +57,8 @@ def test_query_rerank_gradcos_orders_airrep_candidates_by_method_score(
         "query", "--db", tiny_lm_db, "--prompt", QUERY[0], "--response", QUERY[1], "-k", 2,
         "--rerank", "gradcos", "--lm", tiny_lm_dir, "--candidates", n,
     ).stdout  # fmt: skip
-    assert "reranked by gradcos" in human and "(retrieval " in human
+    assert "ranked by grad-cos, gradient cosine in [-1, 1], reranking the top candidates by AirRep" in human
+    assert re.search(r"\d\. gradcos +[-+]\d\.\d{4} \(airrep [-+]\d", human), human
 
 
 @pytest.mark.parametrize(

@@ -171,3 +171,17 @@ def test_ray_backend_without_ray_says_how_to_install(tmp_path, monkeypatch):
     with pytest.raises(MissingDependency, match=r"airsearch\[distributed\]"):
         run_jobs(make_jobs(1), square_job, tmp_path, ray_address="local")
     assert finished_job_ids(tmp_path) == set()
+
+
+def test_progress_bar_shows_one_time_left(tmp_path, capsys):
+    """Issue 28: the jobs bar carries one estimate of the time left (ours, not tqdm's as well)."""
+    run_jobs(make_jobs(2), square_job, tmp_path / "first", quiet=False)  # jobs done before are skipped
+    run_jobs(make_jobs(6), square_job, tmp_path / "first", quiet=False, progress_desc="fine-tunes")
+    err = capsys.readouterr().err
+    final = [
+        seg for seg in err.replace("\r", "\n").split("\n") if seg.startswith("fine-tunes") and "6/6" in seg
+    ]
+    assert final, err
+    for seg in final:
+        assert seg.count("left") == 1 and "<" not in seg and "ETA" not in seg, seg
+        assert "jobs/h, about " in seg

@@ -92,12 +92,16 @@ def test_batch_group_by_opponents_and_modes(client):
     results = client.post("/api/query", headers=AUTH, json=body).json()["results"]
     assert len(results) == 2
     for res in results:
-        assert len(res["proponents"]) == 3 and len(res["opponents"]) == 3
+        # opponents: negative AirRep scores only (the untrained tiny encoder scores every row positive)
+        assert len(res["proponents"]) == 3 and all(c["score"] < 0 for c in res["opponents"])
+        assert res["score_kind"] == "airrep" and all(c["score_kind"] == "airrep" for c in res["proponents"])
         assert {g["group"] for g in res["groups"]} == {"alpha", "beta", "gamma"}
         assert sum(g["size"] for g in res["groups"]) == 40
     for mode in ("bm25", "hybrid"):
         res = client.post("/api/query", headers=AUTH, json={**Q, "k": 4, "mode": mode}).json()["results"][0]
         assert res["mode"] == mode and 0 < len(res["proponents"]) <= 4
+        kind = {"bm25": "bm25", "hybrid": "rrf"}[mode]
+        assert res["score_kind"] == kind and all(c["score_kind"] == kind for c in res["proponents"])
 
 
 def test_structured_filters_are_validated_and_quoted(client):
@@ -343,7 +347,7 @@ def test_explain_and_query_mode_on_the_cli(db, tiny_encoder_dir):
         e["airrep"]["score"], abs=1e-5
     )
     human = CliRunner().invoke(app, ["explain", *args, "--id", "r0007", "--top", "3"])
-    assert human.exit_code == 0 and "row tokens carrying the score" in human.stdout
+    assert human.exit_code == 0 and "row text tokens carrying the score" in human.stdout
     missing = CliRunner().invoke(app, ["explain", *args, "--id", "nope"])
     assert missing.exit_code == 2 and "no row with id 'nope'" in missing.output
     q = CliRunner().invoke(app, ["query", *args, "-k", "3", "--mode", "hybrid", "--json"])

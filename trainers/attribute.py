@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airsearch.config import require
+from airsearch.config import CorpusReadOptions, require
 from airsearch.data.text import DEFAULT_ENCODING, check_encoding
 from airsearch.errors import InputError
 from airsearch.methods.registry import MethodConfig, load_method
@@ -28,8 +28,10 @@ if TYPE_CHECKING:
 
 
 @dataclass(kw_only=True)
-class AttributeConfig(MethodConfig):
-    """Attribute every query of ``queries`` to the whole ``corpus`` with one method."""
+class AttributeConfig(MethodConfig, CorpusReadOptions):
+    """Attribute every query of ``queries`` to the whole ``corpus`` with one method. The corpus is read
+    with the same options as ``airsearch index`` (``id_field`` ...), so ids match an index of the same
+    file; each result carries its row's text preview and metadata."""
 
     corpus: list[str] = field(metadata={"help": "Training corpus file(s) (JSONL/Parquet/...; repeatable)."})
     queries: list[str] = field(metadata={"help": "Query file(s) (prompt/response rows; repeatable)."})
@@ -37,7 +39,7 @@ class AttributeConfig(MethodConfig):
         default=DEFAULT_ENCODING, metadata={"help": "Text encoding of JSONL, JSON and CSV/TSV files."}
     )
     out: str = field(metadata={"help": "Output folder."})
-    k: int = field(default=10, metadata={"help": "Top-k train examples per query."})
+    k: int = field(default=10, metadata={"help": "Top-k train examples per query.", "flag": ("-k", "--k")})
     full_matrix: bool = field(default=False, metadata={"help": "Also write the full score matrix."})
     vectors: str | None = field(default=None, metadata={"help": "Store / reuse train vectors here."})
     block_size: int = field(default=256, metadata={"help": "Train examples per scoring block."})
@@ -50,6 +52,9 @@ class AttributeConfig(MethodConfig):
     top_tokens: int = field(
         default=5, metadata={"help": "Tokens shown per example in the summary (--per-token)."}
     )
+    preview_chars: int = field(
+        default=200, metadata={"help": "Characters of each result's prompt and response kept in the results."}
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -59,6 +64,7 @@ class AttributeConfig(MethodConfig):
         require(self.block_size >= 1, "block_size", "must be at least 1")
         check_encoding(self.encoding)
         require(self.top_tokens >= 1, "top_tokens", "must be at least 1")
+        require(self.preview_chars >= 1, "preview_chars", "must be at least 1")
         require(
             not self.per_token or self.method not in ("daunce", "repsim"),
             "per_token",
@@ -88,11 +94,16 @@ class TokenShare(Result):
 
 @dataclass(frozen=True)
 class Attributed(Result):
-    """A train example and its attribution score for one query (with ``per_token``, the shares of
-    its response tokens, in token order; they add up to ``score``)."""
+    """A train example and its attribution score for one query (``score_kind``: the method, see
+    :mod:`airsearch.score_kinds`), its text preview and metadata (with ``per_token``, the shares of its
+    response tokens, in token order; they add up to ``score``)."""
 
     id: str
     score: float
+    score_kind: str = ""
+    prompt: str = ""
+    response: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
     tokens: list[TokenShare] | None = omitted_when_none()
 
 
@@ -137,12 +148,15 @@ def _attribute(cfg: AttributeConfig) -> AttributeResult:
 
     from airsearch.atomic import write_json_atomic
     from airsearch.data.corpus import load_corpus, load_queries
+    from airsearch.data.example import preview
     from airsearch.methods.base import topk_from_store
     from airsearch.methods.store import VectorStoreWriter, open_store
+    from airsearch.score_kinds import score_kind
     from airsearch.scoring import TopK
 
-    train = list(load_corpus(list(cfg.corpus), encoding=cfg.encoding, source_field="corpus").examples)
-    queries = list(load_queries(list(cfg.queries), encoding=cfg.encoding, source_field="queries").examples)
+    read = {**cfg.read_options(), "encoding": cfg.encoding}
+    train = list(load_corpus(list(cfg.corpus), **read, source_field="corpus").examples)
+    queries = list(load_queries(list(cfg.queries), **read, source_field="queries").examples)
     method = load_method(cfg, fit_sample=train)
     qf = method.test_features(queries)
     out = Path(cfg.out)
@@ -169,11 +183,20 @@ def _attribute(cfg: AttributeConfig) -> AttributeResult:
             writer.close()
         scores, idx = heap.result()
     shares = _token_shares(method, train, queries, idx) if cfg.per_token else {}
+    kind = score_kind(method=method.name, precondition=cfg.precondition)
     results = [
         QueryAttribution(
             query_id=q.id,
             top=[
-                Attributed(id=ids[int(i)], score=float(sc), tokens=shares.get((j, int(i))))
+                Attributed(
+                    id=ids[int(i)],
+                    score=float(sc),
+                    score_kind=kind,
+                    prompt=preview(train[int(i)].prompt, cfg.preview_chars),
+                    response=preview(train[int(i)].response, cfg.preview_chars),
+                    metadata=train[int(i)].metadata,
+                    tokens=shares.get((j, int(i))),
+                )
                 for sc, i in zip(scores[j], idx[j], strict=True)
             ],
         )

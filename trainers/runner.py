@@ -44,7 +44,7 @@ from airsearch.errors import InputError, MissingDependency
 from airsearch.jobfiles import JSON_KEY as _JSON_KEY
 from airsearch.jobfiles import finished_job_ids, result_path
 from airsearch.jobfiles import read_result as read_result  # the reading half lives in the core
-from airsearch.progress import progress
+from airsearch.progress import format_seconds, progress
 from airsearch.results import Result
 
 _LOCK_NAME = ".runner.lock"
@@ -163,7 +163,14 @@ def run_jobs(
             else ("in-process" if workers == 1 else f"processes({workers})")
         )
         t0 = time.perf_counter()
-        bar = progress(desc=progress_desc, total=len(parts), unit="job", quiet=quiet, initial=skipped)
+        bar = progress(
+            desc=progress_desc,
+            total=len(parts),
+            unit="job",
+            quiet=quiet,
+            initial=skipped,
+            bar_format=BAR_FORMAT,
+        )
         completed = 0
         stream: Any = ()
         try:
@@ -193,12 +200,18 @@ def run_jobs(
         )
 
 
+# tqdm's bar without its own time-left estimate: the one estimate shown is _rate_text's, from this run's
+# finished jobs only (tqdm's would be a second, different one, smoothed over the bar's updates)
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+
+
 def _rate_text(completed: int, todo: int, elapsed: float) -> str:
+    """Throughput and the time left, from the jobs this run finished (jobs done before are not timed)."""
     if completed == 0 or elapsed <= 0:
         return ""
     per_hour = completed * 3600.0 / elapsed
     eta = (todo - completed) * elapsed / completed
-    return f"{per_hour:.1f} jobs/h, ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}"
+    return f"{per_hour:.1f} jobs/h, about {format_seconds(eta)} left"
 
 
 def _run_processes(todo: Sequence[Job], fn: Callable, workers: int) -> Iterator[tuple[str, dict]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 from collections import Counter
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 
 ID_HEX_CHARS = 12
 SKIP_HINT = " (use --skip-bad-rows / skip_bad_rows=True to skip bad rows)"
+LOOKAHEAD_ROWS = 1000  # rows read past a first bad row to tell "some rows are bad" from "every row is"
+FORMATS_DOC = "docs/usage/corpus-formats.md"
 Sources = str | os.PathLike | Sequence[str | os.PathLike]
 
 
@@ -160,16 +163,21 @@ def iter_corpus(
     seen: set[str] = set()
     produced = n_skipped = 0
     for source in labels:
-        for raw in _raw_rows(source, hub_split, encoding, source_field):
+        rows = _raw_rows(source, hub_split, encoding, source_field)
+        for raw in rows:
             try:
-                if raw.error is not None:
-                    raise RowProblem(raw.error, raw.error_field)
-                ex = _example(raw.row, mapping, id_field, seen, require_response)  # type: ignore[arg-type]
+                ex = _read_row(raw, mapping, id_field, seen, require_response)
             except RowProblem as problem:
                 if not skip_bad_rows:
-                    raise InputError(
-                        problem.reason + SKIP_HINT, field=problem.field, **raw.location()
-                    ) from None
+                    hint = (
+                        SKIP_HINT
+                        if produced or _any_good(rows, mapping, id_field, seen, require_response)
+                        else (
+                            f" (no row read is usable: check the row shape or map the columns with "
+                            f"--prompt-field/--response-field; accepted shapes: {FORMATS_DOC})"
+                        )
+                    )
+                    raise InputError(problem.reason + hint, field=problem.field, **raw.location()) from None
                 n_skipped += 1
                 if skipped is not None:
                     skipped.append(SkippedRow(raw.source, raw.line, problem.field, problem.reason))
@@ -179,6 +187,32 @@ def iter_corpus(
     if not produced:
         what = f"all {n_skipped} rows were bad and skipped" if n_skipped else "no rows"
         raise InputError(f"empty corpus: {what}", path=", ".join(labels), field=source_field)
+
+
+def _read_row(
+    raw: RawRow, mapping: FieldMapping, id_field: str | None, seen: set[str], require_response: bool
+) -> Example:
+    if raw.error is not None:
+        raise RowProblem(raw.error, raw.error_field)
+    return _example(raw.row, mapping, id_field, seen, require_response)  # type: ignore[arg-type]
+
+
+def _any_good(
+    rows: Iterator[RawRow],
+    mapping: FieldMapping,
+    id_field: str | None,
+    seen: set[str],
+    require_response: bool,
+) -> bool:
+    """Whether any of the next :data:`LOOKAHEAD_ROWS` rows reads (so that skipping bad rows would leave
+    a corpus); called only on the way to refusing the first row, so consuming ``rows`` is harmless."""
+    for raw in itertools.islice(rows, LOOKAHEAD_ROWS):
+        try:
+            _read_row(raw, mapping, id_field, seen, require_response)
+            return True
+        except (RowProblem, InputError):
+            continue
+    return False
 
 
 def _raw_rows(source: str, hub_split: str, encoding: str, source_field: str | None) -> Iterator[RawRow]:

@@ -140,7 +140,7 @@ def extract(
     keys = sorted(row)[:8]
     raise RowProblem(
         f"unknown row shape (columns {keys}); expected prompt+response, instruction+output, "
-        "inputs+targets, messages or text, or name the columns (prompt_field/response_field)"
+        "inputs+targets, messages or text, or name the columns with --prompt-field/--response-field"
     )
 
 

@@ -1,5 +1,6 @@
 """``create_app(ServeConfig)``: the ASGI app of ``airsearch serve`` (FastAPI; OpenAPI at /openapi.json,
-docs at /docs).
+docs at /docs: a page shipped in the package that renders the OpenAPI JSON, so it works offline;
+FastAPI's own Swagger UI would fetch its scripts from a CDN).
 
 Routes (all under ``/api`` read the index and never write it):
 
@@ -114,6 +115,8 @@ def create_app(cfg: ServeConfig, *, encoder: AirRepEncoder | None = None) -> Fas
         cfg = cfg.replace(token=os.environ[TOKEN_ENV])
     service = SearchService(cfg, encoder=encoder)
     app = FastAPI(
+        docs_url=None,  # Swagger UI / ReDoc load from a CDN: /docs is the packaged page below
+        redoc_url=None,
         title="airsearch",
         version=__version__,
         description="Training-data attribution search: AirRep retrieval, BM25/hybrid, token explanations.",
@@ -168,6 +171,14 @@ def create_app(cfg: ServeConfig, *, encoder: AirRepEncoder | None = None) -> Fas
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(str(static / "index.html"), media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> FileResponse:
+        return FileResponse(str(static / "docs.html"), media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(str(static / "favicon.svg"), media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     if cfg.cors_origin:

@@ -27,6 +27,7 @@ from airsearch.data.corpus import write_rows
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import AirsearchError
+from airsearch.score_kinds import HINT, SCORE_KINDS, score_kind
 
 T = TypeVar("T")
 
@@ -150,7 +151,12 @@ class SearchService:
 
             with lock:
                 results = searcher.search(
-                    examples, req.k, candidates=req.candidates, rerank=Reranker(method), **kwargs
+                    examples,
+                    req.k,
+                    candidates=req.candidates,
+                    rerank=Reranker(method),
+                    rerank_kind=score_kind(req.mode, req.rerank, cfg.precondition),
+                    **kwargs,
                 )
         else:
             results = searcher.search(examples, req.k, **kwargs)
@@ -178,6 +184,8 @@ class SearchService:
             "params": self.cfg.params,
             "precondition": self.cfg.precondition,
             "allow_sql": self.cfg.allow_sql,
+            "hint": HINT,  # which scores are attribution and which retrieval (one line on the page)
+            "score_kinds": SCORE_KINDS,
             "limits": {
                 k: getattr(self.cfg, k)
                 for k in (

@@ -146,10 +146,12 @@ class TrainConfig(CommandConfig):
         require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1")
         check_runtime(self.runtime, self.quantize)
 
-    def with_step_sizes(self, device: str) -> tuple[TrainConfig, str]:
+    def with_step_sizes(self, device: str, holds: tuple[int, int] | None = None) -> tuple[TrainConfig, str]:
         """This config with the per-step sizes and the stopping schedule the user left out filled in for
         ``device`` (the type of the torch device the run uses), and a note of what was chosen (``""``
-        when everything was given)."""
+        when everything was given and fits). ``holds`` is ``(subsets, dev examples)`` of the largest
+        training split: a step size above it, chosen or given, is capped to it (a step cannot sample
+        more than its split holds), and the note says so."""
         kind = "cuda" if device.startswith("cuda") else "cpu"
         subsets, dev = STEP_SIZES[kind]
         max_steps, eval_every = SCHEDULES[kind]
@@ -160,15 +162,25 @@ class TrainConfig(CommandConfig):
             ("eval_every", eval_every),
         )
         chosen = {name: value for name, value in defaults if getattr(self, name) is None}
-        if not chosen:
+        notes = []
+        if chosen:
+            what = ", ".join(f"{name} {value}" for name, value in chosen.items())
+            notes.append(f"{what}: the defaults on {'a GPU' if kind == 'cuda' else 'a CPU'}")
+            if kind == "cpu" and {"subsets_per_step", "dev_per_step"} & set(chosen):
+                notes[0] += (
+                    " (the paper's 32 subsets x 1000 dev examples are the GPU defaults; set them to use those)"
+                )
+        sizes = {"subsets_per_step": self.subsets_per_step, "dev_per_step": self.dev_per_step}
+        sizes = {name: chosen.get(name, value) for name, value in sizes.items()}
+        for (name, value), most in zip(sizes.items(), holds or (), strict=False):
+            if value > most:
+                sizes[name] = max(most, 2 if name == "subsets_per_step" else 1)
+                notes.append(
+                    f"{name} {value} capped at {sizes[name]}: the largest training split holds {most}"
+                )
+        if not notes:
             return self, ""
-        what = ", ".join(f"{name} {value}" for name, value in chosen.items())
-        note = f"{what}: the defaults on {'a GPU' if kind == 'cuda' else 'a CPU'}"
-        if kind == "cpu" and {"subsets_per_step", "dev_per_step"} & set(chosen):
-            note += (
-                " (the paper's 32 subsets x 1000 dev examples are the GPU defaults; set them to use those)"
-            )
-        return self.replace(**chosen), note
+        return self.replace(**{**chosen, **sizes}), "; ".join(notes)
 
     def run_identity(self) -> dict[str, Any]:
         """The fields that define what a run computes (a resume must match them)."""

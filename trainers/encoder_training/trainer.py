@@ -76,7 +76,9 @@ def train_encoder(
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if group.active and device == "cuda":
         device = f"cuda:{group.local_rank}"
-    cfg, step_sizes = cfg.with_step_sizes(device)
+    train_splits = labels.partition(cfg.holdout_splits)[0]
+    holds = tuple(max(s.losses.shape[i] for s in train_splits) for i in (0, 1))
+    cfg, step_sizes = cfg.with_step_sizes(device, holds)  # type: ignore[arg-type]
     out = Path(cfg.out)
     identity = {"config": cfg.run_identity(), "labels_fingerprint": labels.fingerprint}
     existing = _check_out_dir(out, identity)

@@ -41,7 +41,9 @@ class EvalClassifyConfig(EvalConfig):
 
     queries: list[str] = field(default_factory=list, metadata={"help": "Query file(s) with labels."})
     label_field: str = field(default="task", metadata={"help": "Metadata field holding each row's label."})
-    k: int = field(default=5, metadata={"help": "Also report top-k accuracy for this k."})
+    k: int = field(
+        default=5, metadata={"help": "Also report top-k accuracy for this k.", "flag": ("-k", "--k")}
+    )
 
     def validate(self) -> None:
         super().validate()

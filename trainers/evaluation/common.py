@@ -28,7 +28,7 @@ from airsearch.trainers.evaluation.specs import (
 )
 
 from airsearch.atomic import write_json_atomic
-from airsearch.config import CommandConfig, require
+from airsearch.config import CorpusReadOptions, require
 from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
@@ -42,8 +42,8 @@ DEFAULT_METHODS = ("airrep", "base", "bm25", "random")
 
 
 @dataclasses.dataclass(kw_only=True)
-class EvalConfig(CommandConfig):
-    """Options every eval command shares."""
+class EvalConfig(CorpusReadOptions):
+    """Options every eval command shares (the corpus is read like ``airsearch index`` reads it)."""
 
     corpus: list[str] = field(default_factory=list, metadata={"help": "Training corpus file(s)."})
     methods: tuple[str, ...] = field(
@@ -302,7 +302,7 @@ def corpus_from(cfg: EvalConfig, corpus: Corpus | None = None) -> Corpus:
         raise InputError("a training corpus is needed", field="corpus")
     from airsearch.data.corpus import load_corpus
 
-    return load_corpus(list(cfg.corpus))
+    return load_corpus(list(cfg.corpus), **cfg.read_options())
 
 
 def queries_from(

@@ -259,7 +259,7 @@ def make_gold(cfg: GoldConfig, *, corpus: Corpus | None = None, quiet: bool | No
             raise InputError("no corpus given", field="corpus")
         from airsearch.data.corpus import load_corpus
 
-        corpus = load_corpus(list(cfg.corpus))
+        corpus = load_corpus(list(cfg.corpus), **cfg.read_options())
     out = Path(cfg.out)
     rec_path = out / GOLD_RECORD
     base = load_lm(cfg.lm, max_length=cfg.max_length)

@@ -275,7 +275,7 @@ def eval_lds(
             raise InputError("the evaluation corpus the gold was generated on is needed", field="corpus")
         from airsearch.data.corpus import load_corpus
 
-        corpus = load_corpus(list(cfg.corpus))
+        corpus = load_corpus(list(cfg.corpus), **cfg.read_options())
     gold = open_gold(cfg.gold)
     gold_store, gold_path = gold.store, gold.root
     manifest = dict(gold_store.manifest)

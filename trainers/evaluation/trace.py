@@ -104,7 +104,10 @@ class EvalTraceConfig(EvalConfig):
     max_length: int = field(default=256, metadata={"help": "Tokens per example."})
     k: int = field(
         default=10,
-        metadata={"help": "R@k: share of positives among the top k (at most the type's positives)."},
+        metadata={
+            "help": "R@k: share of positives among the top k (at most the type's positives).",
+            "flag": ("-k", "--k"),
+        },
     )
     max_new_tokens: int = field(default=24, metadata={"help": "Greedy generation length."})
 
@@ -215,7 +218,7 @@ def eval_trace(
     from airsearch.lm import load_lm
 
     if corpus is None and cfg.corpus:
-        corpus = load_corpus(list(cfg.corpus))
+        corpus = load_corpus(list(cfg.corpus), **cfg.read_options())
     if lm is None:
         if not cfg.lm:
             raise InputError("a target LM folder is needed", field="lm")

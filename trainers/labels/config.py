@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import field
 
-from airsearch.config import require
+from airsearch.config import CorpusReadOptions, require
 from airsearch.methods.registry import PreconditionOptions
 
 # Fields that change how a run executes (or what is recorded beside the labels) but not the labels: a
@@ -19,7 +19,7 @@ GRADIENT_TEACHERS = ("tracin", "gradcos", "dda", "haif", "haif-t")
 
 
 @dataclasses.dataclass(kw_only=True)
-class LabelConfig(PreconditionOptions):
+class LabelConfig(PreconditionOptions, CorpusReadOptions):
     """Subset-retraining labels (AirRep §3.2, Eq. 8; methods.md §1), or a gradient teacher's scores.
 
     A gradient teacher may be K-FAC / EK-FAC preconditioned (:class:`PreconditionOptions`): the

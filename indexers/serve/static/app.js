@@ -49,11 +49,11 @@ async function loadInfo() {
   info.modes.forEach((m) => option(mode, m));
   const gb = $("group-by"); gb.textContent = ""; option(gb, "", "(none)");
   Object.keys(info.filterable_columns).filter((c) => c !== "id").forEach((c) => option(gb, c));
-  if (info.rerank_methods.length) {
-    $("rerank-box").hidden = false;
-    info.rerank_methods.forEach((m) => option($("rerank"), m));
-  }
+  const rerank = $("rerank"); rerank.textContent = ""; option(rerank, "", "(none)");
+  info.rerank_methods.forEach((m) => option(rerank, m));
+  $("rerank-box").hidden = !info.rerank_methods.length;  // an empty dropdown is never shown
   $("k").max = info.limits.max_k;
+  $("hint").textContent = info.hint; $("hint").hidden = false;
   status("ready");
 }
 
@@ -95,18 +95,38 @@ function queryBody() {
   return body;
 }
 
+function kindLabel(kind) {
+  const known = (state.info && state.info.score_kinds) || {};
+  const [method, pre] = kind.split("+");
+  const base = known[method] || method;
+  return pre ? `${pre === "ekfac" ? "EK-FAC" : "K-FAC"} influence (${base})` : base;
+}
+
+function scoreText(score) {
+  return Math.abs(score) >= 1e-3 || score === 0 ? score.toFixed(4) : score.toExponential(3);
+}
+
 function renderList(list, cands) {
   list.textContent = "";
   const top = Math.max(1e-12, ...cands.map((c) => Math.abs(c.score)));
   cands.forEach((c, i) => {
     const li = el("li", "result");
     li.dataset.id = c.id;
+    li.dataset.score = String(c.score);
     const head = el("div", "head");
     const bar = el("div", "bar" + (c.score < 0 ? " negative" : ""));
     const fill = el("span"); fill.style.width = (100 * Math.abs(c.score) / top).toFixed(1) + "%";
     bar.appendChild(fill);
-    head.append(el("span", "rank", String(i + 1)), bar, el("span", "score", c.score.toFixed(4)), el("span", "rid", c.id));
-    Object.entries(c.metadata).forEach(([k, v]) => head.appendChild(el("span", "chip", `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`)));
+    const kind = el("span", "kind", c.score_kind); kind.title = kindLabel(c.score_kind);
+    const score = el("span", "score", scoreText(c.score)); score.title = `${kindLabel(c.score_kind)}: ${c.score}`;
+    head.append(el("span", "rank", String(i + 1)), bar, kind, score, el("span", "rid", c.id));
+    const chips = el("div", "chips");
+    Object.entries(c.metadata).forEach(([k, v]) => {
+      const chip = el("span", "chip", `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`);
+      chip.title = chip.textContent;
+      chips.appendChild(chip);
+    });
+    if (chips.childElementCount) head.appendChild(chips);
     li.append(head, el("div", "preview", c.prompt), el("div", "preview", "→ " + c.response));
     li.onclick = () => openRow(c, li);
     list.appendChild(li);
@@ -125,7 +145,9 @@ function renderGroups(res) {
     const bar = el("div", "bar" + (g.score < 0 ? " negative" : ""));
     const fill = el("span"); fill.style.width = (100 * Math.abs(g.score) / top).toFixed(1) + "%";
     bar.appendChild(fill);
-    row.append(el("span", "name", `${g.group} (${g.size})`), bar, el("span", "score", g.score.toFixed(4)));
+    const name = el("span", "name", `${g.group} (${g.size})`); name.title = `${g.group}: ${g.size} rows`;
+    const score = el("span", "score", scoreText(g.score)); score.title = `${kindLabel(g.score_kind || "airrep-group")}: ${g.score}`;
+    row.append(name, bar, score);
     chart.appendChild(row);
   });
 }
@@ -139,10 +161,17 @@ async function search(ev) {
     const res = out.results[0];
     state.lastQuery = body; state.lastResults = res;
     $("results-title").hidden = false;
-    $("results-title").textContent = `Proponents (${res.mode}${res.reranked_by ? ", reranked by " + res.reranked_by : ""}, table version ${out.table_version})`;
+    $("results-title").textContent = `Proponents, ranked by ${res.ranked_by}`;
+    $("results-score").hidden = false;
+    $("results-score").textContent = `score: ${res.score_kind}, ${res.score_label}; table version ${out.table_version}`;
     renderList($("results"), res.proponents);
+    $("results-empty").hidden = res.proponents.length > 0;
+    $("results-empty").textContent = body.filters.length
+      ? `No rows match these filters (${body.filters.length} given): remove one or loosen it, then search again.`
+      : "No rows found for this query.";
     $("opponents-title").hidden = !res.opponents;
     renderList($("opponent-results"), res.opponents || []);
+    $("opponents-empty").hidden = !res.opponents || res.opponents.length > 0;
     renderGroups(res);
     $("download-results").disabled = false; $("download-selection").disabled = false;
     status(`${res.proponents.length} results`);
@@ -153,11 +182,12 @@ function tokenText(t) { return t.startsWith("##") ? t.slice(2) : (t.startsWith("
 
 function renderTokens(box, tokens) {
   box.textContent = "";
-  const top = Math.max(1e-12, ...tokens.filter((t) => !t.special).map((t) => Math.abs(t.contribution)));
+  const top = Math.max(1e-12, ...tokens.filter((t) => !t.special && t.part !== "template").map((t) => Math.abs(t.contribution)));
   tokens.forEach((t) => {
-    const span = el("span", "tok" + (t.special ? " special" : ""), t.special ? t.token : tokenText(t.token));
-    span.title = `${t.token}: ${t.contribution.toExponential(3)}`;
-    if (!t.special) {
+    const frame = t.special || t.part === "template";  // not the row's own text
+    const span = el("span", "tok" + (frame ? " special" : ""), frame ? t.token : tokenText(t.token));
+    span.title = `${t.token}${t.part ? " (" + t.part + ")" : ""}: ${t.contribution.toExponential(3)}`;
+    if (!frame) {
       const a = Math.min(1, Math.abs(t.contribution) / top);
       span.classList.add(t.contribution >= 0 ? "pos" : "neg");
       span.style.backgroundColor = t.contribution >= 0 ? `rgba(30,142,90,${(0.08 + 0.7 * a).toFixed(3)})` : `rgba(192,57,43,${(0.08 + 0.7 * a).toFixed(3)})`;
@@ -178,13 +208,16 @@ async function openRow(c, li) {
     const [row, ex] = await Promise.all([api("/api/rows?id=" + encodeURIComponent(c.id)), api("/api/explain", body)]);
     $("detail").hidden = false;
     $("detail-id").textContent = row.id;
-    $("detail-score").textContent = `AirRep score ${ex.airrep.score.toFixed(4)}`;
+    $("detail-score").textContent = `AirRep dot product ${ex.airrep.score.toFixed(4)}`;
+    // the list may rank by another score (BM25, RRF, a reranking method): say which, beside the AirRep one
+    $("detail-list-score").hidden = c.score_kind === "airrep";
+    $("detail-list-score").textContent = `listed with ${c.score_kind} ${scoreText(c.score)} (${kindLabel(c.score_kind)}); the token shares below split the AirRep dot product`;
     renderTokens($("row-tokens"), ex.airrep.row_tokens);
     renderTokens($("query-tokens"), ex.airrep.query_tokens);
     $("gradient-box").hidden = !ex.gradient;
     if (ex.gradient) {
       $("gradient-method").textContent = ex.gradient.method;
-      $("gradient-score").textContent = `score ${ex.gradient.score.toExponential(3)}`;
+      $("gradient-score").textContent = `${kindLabel(ex.gradient.method)} ${ex.gradient.score.toExponential(3)}`;
       renderTokens($("gradient-tokens"), ex.gradient.tokens.map((t) => ({ ...t, special: false })));
     }
     $("detail-meta").textContent = JSON.stringify({ id: row.id, row_id: row.row_id, ...row.metadata }, null, 2);
