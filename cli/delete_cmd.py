@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 def _human(r: DeleteSummary) -> str:
     if r.dry_run:
         out = f"would delete {r.deleted} of {r.rows} rows from table '{r.table}' in {r.db} (dry run: nothing deleted)"
+    elif r.deleted == 0:
+        out = f"deleted 0 rows from table '{r.table}' in {r.db}: no row matched ({r.rows} rows)"
     else:
         out = (
             f"deleted {r.deleted} rows from table '{r.table}' in {r.db} ({r.rows} left, version {r.version}); "
@@ -48,7 +50,7 @@ def delete_cmd(config: DeleteConfig, as_json: bool, yes: bool) -> Any:
         counted = delete_rows(dataclasses.replace(config, dry_run=True))
         if counted.deleted == 0:
             none = dataclasses.replace(counted, dry_run=False)
-            emit(none, as_json, lambda r: f"no rows match in table '{r.table}'; nothing deleted")
+            emit(none, as_json, _human)
             return
         question = f"delete {counted.deleted} of {counted.rows} rows from table '{counted.table}'?"
         click.echo(f"{question} [y/N]: ", err=True, nl=False)

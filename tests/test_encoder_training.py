@@ -365,7 +365,7 @@ def test_step_sizes_are_capped_at_what_the_splits_hold(tmp_path, tiny_bert_dir, 
     assert (saved["subsets_per_step"], saved["dev_per_step"]) == (6, 6)
     given, note = cfg.replace(dev_per_step=50, subsets_per_step=3).with_step_sizes("cpu", (6, 6))
     assert (given.subsets_per_step, given.dev_per_step) == (3, 6) and note == (
-        "dev_per_step 50 capped at 6: the largest training split holds 6"
+        "max_steps 1000: the defaults on a CPU; dev_per_step 50 capped at 6: the largest training split holds 6"
     )
 
 

@@ -94,7 +94,7 @@ def test_delete_reports_a_missing_id(tmp_path, corpus_file, tiny_encoder_dir):
     run("index", corpus_file, "--db", db, "--encoder", tiny_encoder_dir)
     first = json.loads(run("query", "--db", db, "--response", "sat", "-k", "1", "--json").stdout)
     hit = first[0]["proponents"][0]["id"]
-    out = json.loads(run("delete", "--db", db, "--id", hit, "--id", "no-such-row", "--json").stdout)
+    out = json.loads(run("delete", "--db", db, "--id", hit, "--id", "no-such-row", "--yes", "--json").stdout)
     assert out["deleted"] == 1 and out["missing"] == ["no-such-row"]
     human = run("delete", "--db", db, "--id", "no-such-row").stdout
     assert "deleted 0 rows" in human and "nothing deleted for: no-such-row" in human
