@@ -38,6 +38,14 @@ def _human(d: IndexInfo) -> str:
             f"  metadata  {', '.join(t.metadata_columns) or '-'}",
             f"  built by  airsearch {t.airsearch_version}",
         ]
+        for name, c in t.method_columns.items():
+            made = c["manifest"]
+            lines.append(
+                f"  column    {name}: {c['method']}, {c['dim']} x {c['dtype']}, "
+                f"{(c.get('ann') or {}).get('type', 'exact')}, model {made['model_fingerprint'][:12]}, "
+                f"params {made['param_set'].get('kind')}, projection {made['projection'].get('dim') or 'none'} "
+                f"[{c['fingerprint'][:16]}]"
+            )
     return "\n".join(lines)
 
 

@@ -31,7 +31,8 @@ def _candidates(title: str, cands: list[Candidate], n: int) -> list[str]:
 def render(results: list[QueryResult], n: int = 100) -> str:
     out: list[str] = []
     for r in results:
-        how = f"{r.search} search" + (f", reranked by {r.reranked_by}" if r.reranked_by else "")
+        how = f"{r.search} search" + (f" of column {r.method}" if r.method else "")
+        how += f", reranked by {r.reranked_by}" if r.reranked_by else ""
         # a --prompt/--response pair is the one query "query"; rows of a --queries file are named by id
         title = "query" if r.query.id == "query" else f"query '{r.query.id}'"
         out.append(f"{title} ({how})")
@@ -41,11 +42,13 @@ def render(results: list[QueryResult], n: int = 100) -> str:
         ranked = (
             f"highest {r.reranked_by} score; AirRep retrieval score in parentheses"
             if r.reranked_by
+            else f"highest {r.method} score, query . row vector"
+            if r.method
             else "highest AirRep score, the dot product"
         )
         out += _candidates(f"proponents ({ranked})", r.proponents, n)
         if r.opponents is not None:
-            out += _candidates("opponents (most negative dot product)", r.opponents, n)
+            out += _candidates(f"opponents (most negative {r.method or 'dot product'})", r.opponents, n)
         if r.groups is not None:
             out.append(f"  groups by '{r.group_by}' (Eq. 7 group score over all members):")
             out += [

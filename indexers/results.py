@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from airsearch.indexers.ann import IndexStatus
@@ -27,6 +27,8 @@ class TableInfo(Result):
     index: IndexStatus
     airsearch_version: str
     fts: bool = False  # the BM25 full-text index exists (query --mode bm25|hybrid)
+    # method columns (airsearch.indexers.method_columns): name -> what made it (ColumnSpec.to_dict())
+    method_columns: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -234,6 +234,7 @@ class IndexTable:
             index=ann.index_status(self.table, self.meta.ann),
             fts=self.has_fts(),
             airsearch_version=self.meta.airsearch_version,
+            method_columns=method_column_info(self.dataset.schema),
         )
 
 
@@ -347,6 +348,13 @@ class IndexStore:
     def drop(self, name: str) -> None:
         if self.exists(name):
             self.db.drop_table(name)
+
+
+def method_column_info(schema: pa.Schema) -> dict[str, dict[str, Any]]:
+    """What made each method column (:mod:`airsearch.indexers.method_columns`), for ``info``."""
+    from airsearch.indexers.method_columns import column_specs
+
+    return {name: spec.to_dict() for name, spec in column_specs(schema).items()}
 
 
 def _runtime_options(label: str) -> str:
