@@ -333,3 +333,17 @@ def test_killed_column_build_resumes_to_the_same_table(base, tmp_path, tiny_lm_d
     for i in a:  # the same chunks were computed; CPU kernels may round differently across processes
         np.testing.assert_allclose(a[i], b[i], rtol=1e-5, atol=1e-7)
     assert not list(side.glob("*.lance"))  # the side dataset is gone once merged
+
+
+def test_query_rerank_options_reach_the_method_config():
+    """Every MethodConfig field a command flattens into its flags reaches the method (one conversion,
+    ``method_config_from``): ``query --rerank dda`` sets beta, debias and seed."""
+    from airsearch.indexers.config import QueryConfig
+
+    cfg = QueryConfig(
+        db="x", prompt="a", response="b", rerank="dda", lm="L", beta=0.5, debias="eq9", seed=3, proj_dim=16
+    )
+    m = cfg.rerank_method()
+    assert (m.method, m.lm, m.beta, m.debias, m.seed, m.proj_dim) == ("dda", "L", 0.5, "eq9", 3, 16)
+    help_text = run("query", "--help").output
+    assert all(flag in help_text for flag in ("--beta", "--debias", "--seed", "--method", "--lora-rank"))
