@@ -132,3 +132,53 @@ def stored_reranker(table: IndexTable, method_cfg: Any) -> StoredReranker | None
         return None  # another LM than the column's: recompute
     searcher = ColumnSearcher(str(table.store.path), table.name, spec.column, method_cfg.lm, method=method)
     return StoredReranker(searcher)
+
+
+class StoredRows:
+    """An attribution method whose train vectors are read from a method column where the table holds
+    the same example (same id, prompt and response), and computed otherwise (the label teachers,
+    ``labels generate --teacher M --teacher-db DB``). Query vectors and manifest are the method's."""
+
+    def __init__(self, method: Any, searcher: ColumnSearcher) -> None:
+        self.method, self.searcher = method, searcher
+        self.name = method.name
+        self.read = self.computed = 0
+
+    def __getattr__(self, name: str) -> Any:  # test_features, manifest, describe, ... of the method
+        return getattr(self.method, name)
+
+    def train_features(self, examples: Sequence[Example]) -> Any:
+        import torch
+
+        table = self.searcher.table
+        found = table.find([e.id for e in examples])
+        stored = table.take([found[e.id] for e in examples if e.id in found])
+        same = {
+            s.id
+            for s, e in zip(stored, [e for e in examples if e.id in found], strict=True)
+            if (s.prompt, s.response) == (e.prompt, e.response)
+        }
+        out = torch.zeros(len(examples), self.searcher.spec.dim)
+        have = [i for i, e in enumerate(examples) if e.id in same]
+        if have:
+            out[have] = torch.from_numpy(
+                self.searcher.row_vectors([found[examples[i].id] for i in have]).copy()
+            )
+        rest = [i for i in range(len(examples)) if i not in set(have)]
+        if rest:
+            out[rest] = self.method.train_features([examples[i] for i in rest]).float()
+        self.read, self.computed = self.read + len(have), self.computed + len(rest)
+        return out
+
+    def score_against(self, train: Sequence[Example], queries: Any) -> Any:
+        return self.train_features(train) @ queries.T
+
+
+def stored_rows(db: str, method_cfg: Any, method: Any) -> Any:
+    """The method of a column of ``db`` made by ``method_cfg``'s settings (:func:`stored_reranker`'s
+    match), reading its train vectors from the column (:class:`StoredRows`); ``method`` itself when
+    the table has no such column. A preconditioned column brings its own factors."""
+    store = IndexStore(db)
+    rer = stored_reranker(store.open(), method_cfg)
+    # the column's own method (its K-FAC / EK-FAC factors, when preconditioned) on both sides
+    return method if rer is None else StoredRows(rer.searcher.method, rer.searcher)

@@ -347,3 +347,44 @@ def test_query_rerank_options_reach_the_method_config():
     assert (m.method, m.lm, m.beta, m.debias, m.seed, m.proj_dim) == ("dda", "L", 0.5, "eq9", 3, 16)
     help_text = run("query", "--help").output
     assert all(flag in help_text for flag in ("--beta", "--debias", "--seed", "--method", "--lora-rank"))
+
+
+def test_teacher_reads_a_matching_column(tmp_path, tiny_lm_dir, tiny_lm_examples, tiny_encoder_dir):
+    """``labels generate --teacher gradcos --teacher-db DB`` reads the pool rows' vectors from the
+    table's grad-cos column (same settings: --max-length 32) and writes the same labels."""
+    from airsearch.jobfiles import read_result
+    from airsearch.trainers.labels.store import LabelStore
+
+    corpus = write_corpus(tmp_path / "corpus.jsonl", [e.to_row() for e in tiny_lm_examples[:24]])
+    db = tmp_path / "db"
+    run("index", corpus, "--db", db, "--encoder", tiny_encoder_dir)
+    run("method-column", "--db", db, "--method", "gradcos", "--lm", tiny_lm_dir, "--max-length", 32)
+    sizes = ["--splits", 1, "--dev-size", 3, "--pool-size", 8, "--subset-size", 3, "--subsets-per-split", 2]
+    common = [
+        "labels",
+        "generate",
+        corpus,
+        "--lm",
+        tiny_lm_dir,
+        *sizes,
+        "--max-length",
+        32,
+        "--teacher",
+        "gradcos",
+    ]
+    run(*common, "--out", tmp_path / "plain")
+    run(*common, "--out", tmp_path / "stored", "--teacher-db", db)
+    plain, stored = LabelStore.open(tmp_path / "plain"), LabelStore.open(tmp_path / "stored")
+    jobs = plain.done_job_ids()
+    assert jobs and jobs == stored.done_job_ids()
+    for j in jobs:
+        a, b = read_result(plain.results_dir, j), read_result(stored.results_dir, j)
+        np.testing.assert_allclose(b["losses"], a["losses"], rtol=1e-5, atol=1e-6)
+    # the teacher's method reads the stored rows (and computes a row the table does not hold)
+    from airsearch.indexers.method_search import StoredRows, stored_rows
+    from airsearch.methods.registry import MethodConfig
+
+    method = stored_rows(str(db), MethodConfig(method="gradcos", lm=str(tiny_lm_dir), max_length=32), None)
+    assert isinstance(method, StoredRows)
+    rows = method.train_features([*tiny_lm_examples[:5], tiny_lm_examples[30]])
+    assert (method.read, method.computed) == (5, 1) and rows.shape[0] == 6
