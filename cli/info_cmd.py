@@ -31,7 +31,7 @@ def _human(d: IndexInfo) -> str:
         # corpora are the records stored in the table (free-form JSON), read as such
         corpora = ", ".join(f"{c.get('rows')} rows [{c.get('fingerprint')}]" for c in t.corpora)
         lines += [
-            f"table '{t.name}': {t.rows:,} rows, dim {t.dim}, version {t.version}",
+            f"table '{t.name}': {t.rows:,} rows, dim {t.dim}, version {t.version} [{t.fingerprint[:16]}]",
             f"  encoder   {describe_encoder(t.encoder)} [{t.encoder_fingerprint}] template {t.template}",
             f"  index     {kind}",
             f"  corpora   {corpora}",

@@ -29,6 +29,8 @@ class TableInfo(Result):
     fts: bool = False  # the BM25 full-text index exists (query --mode bm25|hybrid)
     # method columns (airsearch.indexers.method_columns): name -> what made it (ColumnSpec.to_dict())
     method_columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # of the encoder, the corpora and every method column's fingerprint: what the table's vectors are
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)

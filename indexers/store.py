@@ -41,7 +41,7 @@ from airsearch.indexers.staging import BUILDING_PREFIX
 from airsearch import __version__
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
-from airsearch.fingerprint import check_match
+from airsearch.fingerprint import check_match, fingerprint_json
 
 META_KEY = "airsearch"
 DEFAULT_TABLE = "corpus"
@@ -234,7 +234,14 @@ class IndexTable:
             index=ann.index_status(self.table, self.meta.ann),
             fts=self.has_fts(),
             airsearch_version=self.meta.airsearch_version,
-            method_columns=method_column_info(self.dataset.schema),
+            method_columns=(columns := method_column_info(self.dataset.schema)),
+            fingerprint=fingerprint_json(
+                [
+                    self.meta.encoder_fingerprint,
+                    [c.get("fingerprint") for c in self.meta.corpora],
+                    {name: c["fingerprint"] for name, c in columns.items()},
+                ]
+            ),
         )
 
 

@@ -232,9 +232,14 @@ def test_append_upsert_delete_keep_columns_aligned(db, base, tmp_path, tiny_lm_d
     for name in ("m_gradcos", "m_tracin"):
         left = _column(db, name)
         assert len(left) == 23 and new[1].id not in left and changed.id not in left
-    info = json.loads(run("info", "--db", db, "--json").stdout)["tables"][0]["method_columns"]
+    table = json.loads(run("info", "--db", db, "--json").stdout)["tables"][0]
+    info = table["method_columns"]
     assert set(info) == {"m_gradcos", "m_tracin"}
     assert info["m_tracin"]["dtype"] == "float16" and info["m_tracin"]["dim"] == 64
+    # the table fingerprint covers the columns: another column changes it
+    run("method-column", "--db", db, "--method", "repsim", "--lm", tiny_lm_dir)
+    again = json.loads(run("info", "--db", db, "--json").stdout)["tables"][0]
+    assert again["fingerprint"] != table["fingerprint"] and "m_repsim" in again["method_columns"]
 
 
 def test_search_column_where_group_by_opponents_and_ann(db, base, tiny_lm_dir):
