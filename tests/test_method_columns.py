@@ -420,3 +420,33 @@ def test_teacher_reads_a_matching_column(tmp_path, tiny_lm_dir, tiny_lm_examples
     assert isinstance(method, StoredRows)
     rows = method.train_features([*tiny_lm_examples[:5], tiny_lm_examples[30]])
     assert (method.read, method.computed) == (5, 1) and rows.shape[0] == 6
+
+
+def test_api_searches_a_column_and_reranks_from_it(db, tiny_lm_dir, tiny_encoder_dir):
+    """``POST /api/query`` with ``method`` searches the column (the CLI's scores); ``rerank`` reads it."""
+    from airsearch.indexers.serve import ServeConfig, create_app
+    from fastapi.testclient import TestClient
+
+    from airsearch.encoder import AirRepEncoder
+
+    run("method-column", "--db", db, "--method", "gradcos", "--lm", tiny_lm_dir)
+    q = {"prompt": QUERIES[0].prompt, "response": QUERIES[0].response, "k": 3}
+    (cli,) = json.loads(
+        run("query", "--db", db, "--method", "m_gradcos", "--lm", tiny_lm_dir, "--prompt", q["prompt"],
+            "--response", q["response"], "-k", 3, "--json").stdout
+    )  # fmt: skip
+    cfg = ServeConfig(db=str(db), token="t0ken-long", lm=str(tiny_lm_dir))
+    auth = {"Authorization": "Bearer t0ken-long"}
+    with TestClient(create_app(cfg, encoder=AirRepEncoder.load(tiny_encoder_dir))) as client:
+        r = client.post("/api/query", json={**q, "method": "m_gradcos"}, headers=auth)
+        assert r.status_code == 200, r.text
+        (res,) = r.json()["results"]
+        assert res["method"] == "m_gradcos"
+        np.testing.assert_allclose(
+            [c["score"] for c in res["proponents"]], [c["score"] for c in cli["proponents"]], rtol=1e-5
+        )
+        r = client.post("/api/query", json={**q, "rerank": "gradcos", "candidates": 8}, headers=auth)
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["reranked_by"] == "gradcos (stored m_gradcos)"
+        bad = client.post("/api/query", json={**q, "method": "m_nope"}, headers=auth)
+        assert bad.status_code in (400, 422) and "no method column" in bad.text
