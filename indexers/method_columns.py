@@ -222,7 +222,10 @@ def add_method_column(cfg: MethodColumnConfig, *, show_progress: bool = True) ->
         raise InputError(f"{name!r} is a column of the table's rows; choose another name", field="column")
     mcfg = cfg.method_config()
     if mcfg.precondition != "none" and not mcfg.factors:
-        mcfg = mcfg.replace(factors=str(store.path / FACTORS_DIR / f"{table.name}.{name}"))
+        own = store.path / FACTORS_DIR / f"{table.name}.{name}"
+        if cfg.overwrite and name in table.dataset.schema.names:
+            shutil.rmtree(own, ignore_errors=True)  # refit on the table as it is now
+        mcfg = mcfg.replace(factors=str(own))
     method = method_on_table(mcfg, table, show_progress=show_progress)
     match = _match(method)
     fingerprint = fingerprint_json({"manifest": match, "dtype": cfg.dtype})
