@@ -42,7 +42,7 @@ def _human(d: IndexInfo) -> str:
         # corpora are the records stored in the table (free-form JSON), read as such
         corpora = ", ".join(f"{c.get('rows')} rows [{c.get('fingerprint')}]" for c in t.corpora)
         lines += [
-            f"table '{t.name}': {t.rows:,} rows, dim {t.dim}, version {t.version}",
+            f"table '{t.name}': {t.rows:,} rows, dim {t.dim}, version {t.version} [{t.fingerprint[:16]}]",
             f"  encoder   {describe_encoder(t.encoder)} [{t.encoder_fingerprint}] template {t.template}",
             f"  index     {kind}",
             f"  corpora   {corpora}",
@@ -56,6 +56,14 @@ def _human(d: IndexInfo) -> str:
         ]
         if not t.encoder.get("trained"):
             lines.append(f"  note      {untrained_note(t.encoder)}")
+        for name, c in t.method_columns.items():
+            made = c["manifest"]
+            lines.append(
+                f"  column    {name}: {c['method']}, {c['dim']} x {c['dtype']}, "
+                f"{(c.get('ann') or {}).get('type', 'exact')}, model {made['model_fingerprint'][:12]}, "
+                f"params {made['param_set'].get('kind')}, projection {made['projection'].get('dim') or 'none'} "
+                f"[{c['fingerprint'][:16]}]"
+            )
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ from airsearch import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("airsearch.cli.index_cmd", "index_cmd"),
     "query": ("airsearch.cli.query_cmd", "query_cmd"),
+    "method-column": ("airsearch.cli.column_cmd", "column_cmd"),
     "select": ("airsearch.cli.select_cmd", "select_cmd"),
     "info": ("airsearch.cli.info_cmd", "info_cmd"),
     "delete": ("airsearch.cli.delete_cmd", "delete_cmd"),

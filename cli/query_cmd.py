@@ -45,11 +45,12 @@ def render(results: list[QueryResult], n: int = 100) -> str:
             scored += f"; the retrieval score in parentheses, {kind}: {kind_label(kind or '')}"
         out += _candidates(f"proponents ({scored})", r.proponents, n)
         if r.opponents is not None:
-            title = "opponents (most negative first; airrep: AirRep dot product, negative only)"
+            kind = r.score_kind
+            title = f"opponents (most negative first; {kind}: {kind_label(kind)}, negative only)"
             out += (
                 _candidates(title, r.opponents, n)
                 if r.opponents
-                else [f"  {title}: none, no row has a negative AirRep score for this query"]
+                else [f"  {title}: none, no row has a negative {kind} score for this query"]
             )
         if r.groups is not None:
             out.append(

@@ -182,8 +182,10 @@ def search(
     nprobes: int | None = None,
     refine_factor: int | None = None,
     ef: int | None = None,
+    column: str = VECTOR,
 ) -> Any:
-    """ANN top-k by dot product; returns an Arrow table with ``_rowid`` (scores recomputed by caller).
+    """ANN top-k by dot product over ``column`` (the AirRep vectors, or a method column); returns an
+    Arrow table with ``_rowid`` (scores recomputed by caller).
     Search settings: the arguments, else those recorded at build, else :func:`search_defaults` (for
     tables recorded before the defaults were)."""
     rec = recorded or {}
@@ -194,7 +196,7 @@ def search(
     def pick(name: str, given: int | None) -> int | None:
         return next((int(v) for v in (given, rec.get(name), default[name]) if v is not None), None)
 
-    q = table.search(vector, vector_column_name=VECTOR).distance_type("dot").limit(k).with_row_id(True)
+    q = table.search(vector, vector_column_name=column).distance_type("dot").limit(k).with_row_id(True)
     q = q.nprobes(pick("nprobes", nprobes) or 1)
     rf = pick("refine_factor", refine_factor) or 0
     if rf:

@@ -117,9 +117,11 @@ def _build_locked(
     enc = encoder or load_encoder(cfg.encoder, cfg.runtime, cfg.quantize)
     if live is not None:  # before anything is encoded
         live.check_encoder(enc.fingerprint, dim=enc.dim, runtime=enc.runtime_label)
+    filler = method_column_filler(cfg, live)  # refused before anything is encoded
     staging = Staging.claim(store, cfg.table, staging_key(build_identity(cfg, enc, live)))
     try:
         build = _Build(cfg, store, enc, staging, live, start)
+        build.filler = filler
         if cfg.ray is None:
             return build.run()
         from airsearch.indexers.distributed import run_on_ray
@@ -134,6 +136,18 @@ def _build_locked(
 def build_mode(cfg: IndexConfig) -> str:
     """create / append / upsert / overwrite."""
     return "upsert" if cfg.upsert else "append" if cfg.append else "overwrite" if cfg.overwrite else "create"
+
+
+def method_column_filler(cfg: IndexConfig, live: IndexTable | None) -> Any:
+    """The method columns of the table rows are added to (:mod:`airsearch.indexers.method_columns`):
+    ``None`` without any; refused without ``cfg.lm`` or on Ray."""
+    if live is None:
+        return None
+    from airsearch.indexers.method_columns import ColumnFiller, column_specs
+
+    if cfg.ray is not None and column_specs(live):
+        raise InputError("rows with method columns are added without --ray (one process)", field="ray")
+    return ColumnFiller.for_table(live, cfg.lm)
 
 
 def build_identity(cfg: IndexConfig, enc: AirRepEncoder, live: IndexTable | None) -> dict[str, Any]:
@@ -173,6 +187,7 @@ class _Build:
         self.mode = build_mode(cfg)
         self.estimate: float | None = None
         self.encoder_given = False
+        self.filler: Any = None  # computes the live table's method columns of added rows
 
     def run(self) -> IndexSummary:
         cfg = self.cfg
@@ -200,8 +215,9 @@ class _Build:
                 )
             if schema is None:
                 meta, schema = self.table_meta(chunk)
+            extra = self.filler.arrays(chunk) if self.filler is not None else None
             self.staging.commit(
-                to_batch(chunk, vectors, schema, meta.columns), rows=hasher.count, hasher=hasher
+                to_batch(chunk, vectors, schema, meta.columns, extra), rows=hasher.count, hasher=hasher
             )
         bar.close()
         if not planned:

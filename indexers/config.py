@@ -14,7 +14,7 @@ from airsearch.config import CommandConfig, CorpusReadOptions, require
 from airsearch.data.text import DEFAULT_ENCODING, check_encoding
 from airsearch.errors import InputError
 from airsearch.methods.names import METHOD_NAMES, MethodName
-from airsearch.methods.registry import PARAMS_HELP, MethodConfig, PreconditionOptions
+from airsearch.methods.registry import PARAMS_HELP, MethodConfig, PreconditionOptions, method_config_from
 from airsearch.runtime import QUANTIZE_HELP, RUNTIME_HELP, Quantize, Runtime, check_runtime
 
 F = dataclasses.field
@@ -92,6 +92,10 @@ class IndexConfig(CorpusReadOptions):
     )
     batch_size: int = F(default=64, metadata={"help": "encoder batch size"})
     chunk_size: int = F(default=1024, metadata={"help": "rows encoded and written per chunk"})
+    lm: str | None = F(
+        default=None,
+        metadata={"help": "target LM folder: computes the table's method columns of added rows"},
+    )
     runtime: Runtime = F(default="torch", metadata={"help": RUNTIME_HELP})
     quantize: Quantize = F(default="none", metadata={"help": QUANTIZE_HELP})
     ray: str | None = F(
@@ -199,13 +203,31 @@ class QueryConfig(PreconditionOptions):
         metadata={"help": "DDA/TracIn checkpoint folders (repeatable)", "flag": "--checkpoint"},
     )
     params: str = F(default="all", metadata={"help": PARAMS_HELP})
+    lora_rank: int = F(default=8, metadata={"help": "rank of the gradient LoRA adapters (--params lora)"})
     proj_dim: int = F(default=0, metadata={"help": "JL projection dimension (0 = exact)"})
+    seed: int = F(default=0, metadata={"help": "seed of the JL projection and of the factor sample"})
+    beta: float = F(default=1.0, metadata={"help": "DDA debias weight"})
+    debias: str = F(default="eq11", metadata={"help": "DDA debias reading: eq11 or eq9"})
     daunce_run: str | None = F(default=None, metadata={"help": "Daunce: folder of a finished run"})
+    # --method: search a method column of the table (airsearch.indexers.method_columns)
+    method: str | None = F(
+        default=None,
+        metadata={
+            "help": "search this method column (its name, e.g. m_gradcos, or a method name) with the "
+            "query's method vector; needs --lm (the column's LM)"
+        },
+    )
 
     def validate(self) -> None:
         super().validate()
         require(bool(self.db), "db", "is required (the index directory)")
         require(self.k > 0, "k", "must be positive")
+        require(
+            self.method is None or (self.mode == "vector" and self.rerank is None),
+            "method",
+            "searches a method column by vector; it takes no --mode bm25/hybrid and no --rerank",
+        )
+        require(self.method is None or bool(self.lm), "lm", "searching a method column needs --lm")
         require(self.mode in SEARCH_MODES, "mode", f"must be one of {SEARCH_MODES}")
         check_runtime(self.runtime or "onnx", self.quantize or "none")
         has_pair = self.prompt is not None or self.response is not None
@@ -241,16 +263,7 @@ class QueryConfig(PreconditionOptions):
         """The registry config of the ``--rerank`` method (``None`` without ``--rerank``)."""
         if self.rerank is None:
             return None
-        return MethodConfig(
-            method=self.rerank,
-            lm=self.lm,
-            base_lm=self.base_lm,
-            checkpoints=list(self.checkpoints),
-            params=self.params,
-            proj_dim=self.proj_dim,
-            daunce_run=self.daunce_run,
-            **self.precondition_options(),
-        )
+        return method_config_from(self, self.rerank)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -296,7 +309,7 @@ class ExplainConfig(PreconditionOptions):
         """The registry config of the gradient token view (``None`` without ``lm``)."""
         if not self.lm:
             return None
-        return MethodConfig(method=self.method, lm=self.lm, params=self.params, **self.precondition_options())
+        return method_config_from(self, self.method)
 
 
 @dataclasses.dataclass(kw_only=True)

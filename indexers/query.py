@@ -13,6 +13,10 @@ Cormack et al. 2009 Eq. 1); a candidate's ``score`` is then its fused score. Opp
 scores are always AirRep's (dot products, Eq. 7); opponents are only rows with a negative dot product.
 Every candidate names the kind of its score (:mod:`airsearch.score_kinds`).
 
+Method columns: ``QueryConfig.method`` searches a method column instead
+(:mod:`airsearch.indexers.method_search`), and ``--rerank`` reads stored row vectors when the table has
+a column made by the same settings.
+
 Rerank hook: ``Searcher.search(..., candidates=N, rerank=fn)`` retrieves N candidates with their full
 prompt/response and calls ``fn(query_example, candidates) -> scores``; the k best by those scores are
 returned (retrieval scores kept in ``Candidate.retrieval_score``). ``QueryConfig.rerank`` names an
@@ -31,6 +35,7 @@ import numpy as np
 from airsearch.indexers import ann, fts
 from airsearch.indexers.build import load_encoder
 from airsearch.indexers.config import SEARCH_MODES, QueryConfig, bad_filter, check_filter
+from airsearch.indexers.rows import VECTOR
 from airsearch.indexers.search import exact_topk, group_scores
 from airsearch.indexers.store import IndexStore, IndexTable
 
@@ -104,9 +109,13 @@ class QueryResult(Result):
         found = {"vector": f"AirRep, {self.search} search", "bm25": "BM25 full-text search"}.get(
             self.mode, f"RRF of AirRep ({self.search.split('+')[0]} search) and BM25 ranks"
         )
+        if self.method:
+            found = f"the {self.method} method column, {self.search} search"
         if self.reranked_by:
             return f"{kind_label(self.score_kind)}, reranking the top candidates by {found}"
         return found
+
+    method: str | None = None  # the method column searched (query --method), if any
 
     def to_dict(self, preview_chars: int | None = None) -> dict[str, Any]:
         """The JSON of ``--json`` (the query without its metadata; only the parts asked for)."""
@@ -126,6 +135,8 @@ class QueryResult(Result):
             out["groups"] = [g.to_dict() for g in self.groups]
         if self.reranked_by:
             out["reranked_by"] = self.reranked_by
+        if self.method:
+            out["method"] = self.method
         return out
 
 
@@ -219,31 +230,52 @@ class Searcher:
         return self.encoder.encode(list(queries), show_progress=False)
 
     # ------------------------------------------------------------------ retrieval
+    # what a search reads: the AirRep vectors here; a method column in ColumnSearcher
+    column: str = VECTOR
+
+    def _dim(self) -> int:
+        return self.table.dim
+
+    def _ann_record(self) -> dict[str, Any] | None:
+        return self.table.meta.ann
+
+    def _blocks(self, where: str | None, columns: Sequence[str] = ()) -> Any:
+        """``(row_ids, vectors [b, d], batch of ``columns``)`` of the rows passing ``where``."""
+        return self.table.iter_blocks(where=where, columns=columns)
+
+    def row_vectors(self, row_ids: Sequence[int]) -> np.ndarray:
+        return self.table.take_vectors(row_ids)
+
     def top_k(
         self, vectors: np.ndarray, k: int, *, where: str | None = None, largest: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(scores [q, k'], row_ids [q, k'])``: ANN when the table has an index, else exact blocks."""
-        if vectors.ndim != 2 or vectors.shape[1] != self.table.dim:
+        if vectors.ndim != 2 or vectors.shape[1] != self._dim():
             raise InputError(
-                f"query vectors of shape {tuple(vectors.shape)} do not match the table's {self.table.dim} "
-                "dimensions",
+                f"query vectors of shape {tuple(vectors.shape)} do not match the {self._dim()} "
+                f"dimensions of column {self.column!r}",
                 path=self.table.path,
             )
         if not self.use_ann:
-            blocks = ((ids, vecs) for ids, vecs, _ in self.table.iter_blocks(where=where))
+            blocks = ((ids, vecs) for ids, vecs, _ in self._blocks(where))
             return exact_topk(vectors, blocks, k, largest=largest, backend=self.backend)
         scores, ids = [], []
         for v in vectors:
             try:
                 found = ann.search(
-                    self.table.table, v if largest else -v, k, self.table.meta.ann, where=where
+                    self.table.table,
+                    v if largest else -v,
+                    k,
+                    self._ann_record(),
+                    where=where,
+                    column=self.column,
                 )
             except (OSError, ValueError, RuntimeError) as e:
                 if not where:
                     raise
                 raise bad_filter(where, e) from None
             rid = found.column("_rowid").to_numpy().astype(np.int64)
-            s = self.table.take_vectors(rid) @ v  # exact dot products of the candidates
+            s = self.row_vectors(rid) @ v  # exact dot products of the candidates
             order = np.argsort(-s if largest else s, kind="stable")
             scores.append(s[order])
             ids.append(rid[order])
@@ -275,8 +307,7 @@ class Searcher:
                 field="group_by",
             )
         blocks = (
-            (vecs, batch.column(column).to_pylist())
-            for _, vecs, batch in self.table.iter_blocks(where=where, columns=[column])
+            (vecs, batch.column(column).to_pylist()) for _, vecs, batch in self._blocks(where, [column])
         )
         groups, scores, sizes = group_scores(vectors, blocks)
         out = []
@@ -402,6 +433,13 @@ def query(
     table's rows (:func:`~airsearch.indexers.table_methods.table_sample`), or reads them from
     ``cfg.factors``.
     """
+    if cfg.method is not None:  # a method column: its own query vectors, no AirRep encoder
+        from airsearch.indexers.method_search import ColumnSearcher
+
+        column = ColumnSearcher(cfg.db, cfg.table, cfg.method, cfg.lm, backend=cfg.backend, exact=cfg.exact)
+        return column.search(
+            query_examples(cfg), cfg.k, where=cfg.where, opponents=cfg.opponents, group_by=cfg.group_by
+        )
     searcher = Searcher(
         cfg.db,
         cfg.table,
@@ -413,11 +451,15 @@ def query(
     )
     method_cfg = cfg.rerank_method()
     if rerank is None and method_cfg is not None:
+        from airsearch.indexers.method_search import stored_reranker
         from airsearch.indexers.table_methods import method_on_table
 
         from airsearch.methods.registry import Reranker
 
-        rerank = Reranker(method_on_table(method_cfg, searcher.table))
+        # a column made by the same settings: read the candidates' vectors instead of recomputing
+        rerank = stored_reranker(searcher.table, method_cfg) or Reranker(
+            method_on_table(method_cfg, searcher.table)
+        )
     return searcher.search(
         query_examples(cfg),
         cfg.k,

@@ -28,6 +28,10 @@ class TableInfo(Result):
     airsearch_version: str
     fts: bool = False  # the BM25 full-text index exists (query --mode bm25|hybrid)
     versions: list[VersionInfo] = field(default_factory=list)  # the kept versions, oldest first
+    # method columns (airsearch.indexers.method_columns): name -> what made it (ColumnSpec.to_dict())
+    method_columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # of the encoder, the corpora and every method column's fingerprint: what the table's vectors are
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)

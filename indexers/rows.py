@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from airsearch.data.example import Example
+from airsearch.errors import InputError
 
 VECTOR = "vector"
 EXTRA = "metadata_extra"
@@ -105,9 +106,14 @@ def _fits(kind: str, value: Any) -> bool:
 
 
 def to_batch(
-    examples: Sequence[Example], vectors: np.ndarray, schema: pa.Schema, columns: dict[str, str]
+    examples: Sequence[Example],
+    vectors: np.ndarray,
+    schema: pa.Schema,
+    columns: dict[str, str],
+    method_arrays: dict[str, pa.Array] | None = None,
 ) -> pa.RecordBatch:
-    """One record batch for ``examples`` and their ``vectors`` (``[n, dim]`` float32)."""
+    """One record batch for ``examples`` and their ``vectors`` (``[n, dim]`` float32); ``method_arrays``
+    holds the arrays of the schema's method columns (:mod:`airsearch.indexers.method_columns`)."""
     cols: dict[str, list[Any]] = {name: [] for name in columns}
     extra: list[str | None] = []
     for ex in examples:
@@ -136,6 +142,16 @@ def to_batch(
         pa.array(extra, pa.string()),
         pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1), pa.float32()), dim),
     ]
+    rest = schema.names[len(arrays) :]
+    given = method_arrays or {}
+    missing = [name for name in rest if name not in given]
+    if missing:
+        raise InputError(
+            f"the table has method columns {missing}; rows added to it need their vectors too "
+            "(give --lm, the LM the columns were built with)",
+            field="lm",
+        )
+    arrays += [given[name] for name in rest]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 

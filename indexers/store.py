@@ -43,7 +43,7 @@ from airsearch.indexers.staging import BUILDING_PREFIX
 from airsearch import __version__
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
-from airsearch.fingerprint import check_match
+from airsearch.fingerprint import check_match, fingerprint_json
 
 META_KEY = "airsearch"
 DEFAULT_TABLE = "corpus"
@@ -260,6 +260,14 @@ class IndexTable:
             fts=self.has_fts(),
             airsearch_version=self.meta.airsearch_version,
             versions=self.versions(),
+            method_columns=(columns := method_column_info(self.dataset.schema)),
+            fingerprint=fingerprint_json(
+                [
+                    self.meta.encoder_fingerprint,
+                    [c.get("fingerprint") for c in self.meta.corpora],
+                    {name: c["fingerprint"] for name, c in columns.items()},
+                ]
+            ),
         )
 
 
@@ -394,6 +402,13 @@ class IndexStore:
     def drop(self, name: str) -> None:
         if self.exists(name):
             self.db.drop_table(name)
+
+
+def method_column_info(schema: pa.Schema) -> dict[str, dict[str, Any]]:
+    """What made each method column (:mod:`airsearch.indexers.method_columns`), for ``info``."""
+    from airsearch.indexers.method_columns import column_specs
+
+    return {name: spec.to_dict() for name, spec in column_specs(schema).items()}
 
 
 def _runtime_options(label: str) -> str:

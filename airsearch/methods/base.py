@@ -10,7 +10,7 @@ profiles) and RepSim (unit mean hidden states) all have this form, so one block-
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,9 +48,23 @@ class TokenScores:
 
 
 class AttributionMethod(abc.ABC):
-    """``score(train, test) -> [n_train, n_test]`` and block-wise top-k through train/test features."""
+    """``score(train, test) -> [n_train, n_test]`` and block-wise top-k through train/test features.
+
+    The plug-in contract (one module per method, built by name in
+    :func:`airsearch.methods.registry.load_method` from one
+    :class:`~airsearch.methods.registry.MethodConfig`):
+
+    - :attr:`name`, and the options the config carries;
+    - :meth:`row_vectors` (train side, streamed in blocks) and :meth:`query_vectors` (test side),
+      deterministic for given settings, fingerprinted by :meth:`fingerprint` (the manifest of what
+      made them: model, checkpoints, parameter set, projection, preconditioning, options);
+    - :attr:`score_kind`: how a score is read from the two vectors. Every method here is ``"dot"``:
+      ``score = query_vector . row_vector`` (module docstring), which is what lets each of them be a
+      vector column of an index table (:mod:`airsearch.indexers.method_columns`).
+    """
 
     name: str = "method"
+    score_kind: str = "dot"
 
     @abc.abstractmethod
     def train_features(self, examples: Sequence[Example]) -> torch.Tensor:
@@ -59,6 +73,23 @@ class AttributionMethod(abc.ABC):
     @abc.abstractmethod
     def test_features(self, examples: Sequence[Example]) -> torch.Tensor:
         """``[q, d]`` test-side vectors."""
+
+    def row_vectors(self, examples: Sequence[Example], block_size: int = 256) -> Iterator[torch.Tensor]:
+        """The train-side vectors of ``examples``, ``[b, d]`` blocks of at most ``block_size`` rows in
+        order (a fixed split, so the same examples always give the same blocks)."""
+        for start in range(0, len(examples), block_size):
+            yield self.train_features(examples[start : start + block_size])
+
+    def query_vectors(self, queries: Sequence[Example]) -> torch.Tensor:
+        """``[q, d]`` query-side vectors: ``scores = row_vectors @ query_vectors.T``."""
+        return self.test_features(queries)
+
+    def fingerprint(self) -> str:
+        """Fingerprint of what makes this method's vectors (the match fields of :meth:`manifest`)."""
+        from airsearch.fingerprint import fingerprint_json
+
+        m = self.manifest()
+        return fingerprint_json({f: getattr(m, f) for f in VectorManifest.MATCH_FIELDS})
 
     def describe(self) -> dict[str, Any]:
         """Settings that determine the train vectors (recorded in manifests)."""

@@ -158,6 +158,21 @@ class MethodConfig(PreconditionOptions):
         require(self.max_length is None or self.max_length >= 2, "max_length", "must be at least 2")
 
 
+METHOD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(MethodConfig))
+
+
+def method_config_from(options: Any, method: str, **overrides: Any) -> MethodConfig:
+    """The :class:`MethodConfig` of ``method`` from a command config that flattens the method options
+    into its own flags: every :class:`MethodConfig` field that ``options`` also has (same name, same
+    meaning), then ``overrides``. One conversion for ``query --rerank``, ``query --method``,
+    ``explain`` and the method columns, so a command that adds a method field gets it passed on."""
+    values = {n: getattr(options, n) for n in METHOD_FIELDS if n != "method" and hasattr(options, n)}
+    values.update(overrides)
+    if isinstance(values.get("checkpoints"), tuple):
+        values["checkpoints"] = list(values["checkpoints"])
+    return MethodConfig(method=method, **values)  # type: ignore[arg-type]
+
+
 def load_method(
     cfg: MethodConfig,
     *,

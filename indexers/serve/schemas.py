@@ -43,6 +43,9 @@ class QueryRequest(Strict):
     opponents: bool = False
     rerank: str | None = Field(default=None, description="gradient method (needs a server --lm)")
     candidates: int = Field(default=50, ge=1, description="rows retrieved for rerank")
+    method: str | None = Field(
+        default=None, description="search this method column instead of AirRep (needs a server --lm)"
+    )
     preview_chars: int | None = Field(default=200, ge=1, description="cut prompt/response; null: full text")
 
 

@@ -84,6 +84,21 @@ class SearchService:
                 self._method_locks[name] = threading.Lock()
         return self._methods[name], self._method_locks[name]
 
+    def column(self, name: str) -> tuple[Any, threading.Lock]:
+        """A searcher over method column ``name`` with its method on the server's LM (built once)."""
+        if not self.cfg.lm:
+            raise Forbidden("method columns need a target LM; start the server with --lm DIR", field="method")
+        from airsearch.indexers.method_search import ColumnSearcher
+
+        key = f"column:{name}"
+        with self._lock:
+            if key not in self._methods:
+                self._methods[key] = ColumnSearcher(
+                    self.cfg.db, self.cfg.table, name, self.cfg.lm, exact=self.cfg.exact
+                )
+                self._method_locks[key] = threading.Lock()
+        return self._methods[key], self._method_locks[key]
+
     def check_method(self, name: str) -> None:
         """Refuse (403) a method this server does not offer."""
         if not self.cfg.lm:
@@ -145,16 +160,28 @@ class SearchService:
         kwargs: dict[str, Any] = dict(
             where=where, opponents=req.opponents, group_by=req.group_by, mode=req.mode
         )
-        if req.rerank:
+        if req.method:
+            column, lock = self.column(req.method)
+            if req.mode != "vector":
+                raise LimitError("a method column is searched by vector (mode 'vector')", field="mode")
+            kwargs.pop("mode")
+            with lock:
+                results = column.at_latest().search(examples, req.k, **kwargs)
+        elif req.rerank:
             method, lock = self.method(req.rerank)
+            from airsearch.indexers.method_search import stored_reranker
+
             from airsearch.methods.registry import Reranker
 
-            with lock:
+            with lock:  # from the stored vectors of a column made by the same settings, if any
+                rerank = stored_reranker(searcher.table, self.cfg.method_config(req.rerank)) or Reranker(
+                    method
+                )
                 results = searcher.search(
                     examples,
                     req.k,
                     candidates=req.candidates,
-                    rerank=Reranker(method),
+                    rerank=rerank,
                     rerank_kind=score_kind(req.mode, req.rerank, cfg.precondition),
                     **kwargs,
                 )

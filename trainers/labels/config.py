@@ -69,6 +69,13 @@ class LabelConfig(PreconditionOptions, CorpusReadOptions):
     teacher_base_lm: str | None = field(
         default=None, metadata={"help": "DDA teacher: the LM before fine-tuning (debias term)."}
     )
+    teacher_db: str | None = field(
+        default=None,
+        metadata={
+            "help": "Index db whose method column made by the teacher's settings holds the train rows' "
+            "vectors: read, not recomputed (rows not in it are computed)."
+        },
+    )
     teacher_params: str = field(
         default="all",
         metadata={

@@ -63,6 +63,13 @@ def teacher_method(
         params=cfg.teacher_params,
         **{**cfg.precondition_options(), "factors": cfg.factors or str(store.root / "factors")},
     )
+    if cfg.teacher_db:  # a method column made by the same settings: read its row vectors
+        from airsearch.indexers.method_columns import matching_column
+        from airsearch.indexers.method_search import stored_rows
+        from airsearch.indexers.store import IndexStore
+
+        if matching_column(IndexStore(cfg.teacher_db).open(), mcfg) is not None:
+            return stored_rows(cfg.teacher_db, mcfg, None)
     fit = list(fit_sample) if fit_sample is not None else list(examples)
     return load_method(mcfg, lm=lm, fit_sample=fit, show_progress=True)
 
