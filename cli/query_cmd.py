@@ -28,6 +28,10 @@ def _candidates(title: str, cands: list[Candidate], n: int) -> list[str]:
     return lines
 
 
+def _kind_name(kind: str) -> str:
+    return "AirRep" if kind == "airrep" else kind
+
+
 def render(results: list[QueryResult], n: int = 100) -> str:
     from airsearch.score_kinds import HINT, kind_label
 
@@ -50,7 +54,7 @@ def render(results: list[QueryResult], n: int = 100) -> str:
             out += (
                 _candidates(title, r.opponents, n)
                 if r.opponents
-                else [f"  {title}: none, no row has a negative {kind} score for this query"]
+                else [f"  {title}: none, no row has a negative {_kind_name(kind)} score for this query"]
             )
         if r.groups is not None:
             out.append(

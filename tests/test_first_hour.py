@@ -146,7 +146,9 @@ def test_train_step_sizes_fit_the_device():
     assert "a CPU" in note and "32 subsets x 1000 dev examples" in note
     gpu, note = cfg.with_step_sizes("cuda:0")
     assert (gpu.subsets_per_step, gpu.dev_per_step) == (32, 1000) and "a GPU" in note
-    given, note = cfg.replace(subsets_per_step=4, dev_per_step=9).with_step_sizes("cpu")
+    given, note = cfg.replace(subsets_per_step=4, dev_per_step=9, max_steps=50, eval_every=5).with_step_sizes(
+        "cpu"
+    )
     assert (given.subsets_per_step, given.dev_per_step, note) == (4, 9, "")
     half, note = cfg.replace(dev_per_step=9).with_step_sizes("cpu")
     assert (half.subsets_per_step, half.dev_per_step) == (8, 9) and "dev_per_step" not in note

@@ -228,7 +228,7 @@ def test_append_upsert_delete_keep_columns_aligned(db, base, tmp_path, tiny_lm_d
     np.testing.assert_allclose(cols[changed.id], want, rtol=1e-5, atol=1e-6)
     assert len(cols) == 25
 
-    run("delete", "--db", db, "--id", new[1].id, "--where", "thing = 'sky'")
+    run("delete", "--db", db, "--id", new[1].id, "--where", "thing = 'sky'", "--yes")
     for name in ("m_gradcos", "m_tracin"):
         left = _column(db, name)
         assert len(left) == 23 and new[1].id not in left and changed.id not in left
@@ -256,7 +256,10 @@ def test_search_column_where_group_by_opponents_and_ann(db, base, tiny_lm_dir):
     kept = sorted(s for i, s in scores.items() if things[i] != "lemon")  # ties: compare scores
     assert all(c["metadata"]["thing"] != "lemon" for c in res["proponents"] + res["opponents"])
     np.testing.assert_allclose([c["score"] for c in res["proponents"]], kept[::-1][:3], rtol=1e-5)
-    np.testing.assert_allclose([c["score"] for c in res["opponents"]], kept[:3], rtol=1e-5)
+    # opponents are the most negative rows only (issue 28): never a positive score
+    negative = [s for s in kept if s < 0][:3]
+    assert len(res["opponents"]) == len(negative)
+    np.testing.assert_allclose([c["score"] for c in res["opponents"]], negative, rtol=1e-5)
     for g in res["groups"]:  # Eq. 7 over the method's scores of the group's rows
         s = np.array([scores[i] for i in scores if things[i] == g["group"]])
         w = np.exp(np.abs(s) - np.abs(s).max())

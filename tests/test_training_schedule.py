@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
-from tests.test_encoder_training import synthetic_labels
+from tests.helpers.training import synthetic_labels, write_label_store
 
 
 def _curve(*values: float) -> list[dict[str, float]]:
@@ -153,8 +153,6 @@ def test_two_processes_train_the_encoder_one_process_trains(tmp_path, tiny_bert_
     import socket
     import subprocess
     import sys
-
-    from tests.test_encoder_training import write_label_store
 
     splits, examples = synthetic_labels()
     store = write_label_store(tmp_path / "labels", splits, examples)
