@@ -153,8 +153,7 @@ def size_sweep_lds(depth: int, keep: Callable[[str], bool] = lambda name: True) 
     cells: dict[str, dict[str, dict[str, Any]]] = {}
     for size in sizes:
         for row in res["rows"][size]:
-            keys = {row["name"], _sweep_key(size, row["name"])}
-            for key in keys:
+            for key in dict.fromkeys([_sweep_key(size, row["name"]), row["name"]]):
                 cells.setdefault(key, {})[size] = row
     params = {s: res["lms"][s]["num_parameters"] for s in sizes}
     head = ["method"] + [f"{s} ({params[s] / 1e6:.2f}M)" for s in sizes]
@@ -260,14 +259,16 @@ def render(text: str, depth: int, where: str) -> str:
 
 def stale(documents: tuple[str, ...] = DOCUMENTS) -> list[str]:
     """``file: region`` for every rendered region whose text differs from a fresh render."""
-    out = []
-    for doc in documents:
-        text = (ROOT / doc).read_text()
-        fresh = render(text, doc.count("/"), doc)
-        old = {m.group(2): m.group(3) for m in REGION.finditer(text)}
-        new = {m.group(2): m.group(3) for m in REGION.finditer(fresh)}
-        out += [f"{doc}: {name}" for name in old if old[name] != new[name]]
-    return out
+    return [f"{doc}: {name}" for doc in documents for name in stale_regions((ROOT / doc).read_text(), doc)]
+
+
+def stale_regions(text: str, doc: str) -> list[str]:
+    """The names of the regions of ``text`` (the document ``doc``, relative to the repository root)
+    whose content differs from a fresh render."""
+    fresh = render(text, doc.count("/"), doc)
+    old = {m.group(2): m.group(3) for m in REGION.finditer(text)}
+    new = {m.group(2): m.group(3) for m in REGION.finditer(fresh)}
+    return [name for name in old if old[name] != new[name]]
 
 
 def main(argv: list[str] | None = None) -> int:
