@@ -192,7 +192,8 @@ def test_texts_say_what_happened(tmp_path, corpus_file, tiny_encoder_dir):
 
 
 def test_readme_scripts_with_workers_guard_their_entry_point():
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs" / "usage").glob("*.md"))]
+    blocks = [b for d in docs for b in re.findall(r"```python\n(.*?)```", d.read_text(), re.S)]
     with_workers = [b for b in blocks if re.search(r"workers=[2-9]", b)]
     assert with_workers and all('if __name__ == "__main__":' in b for b in with_workers)
 
