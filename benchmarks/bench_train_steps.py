@@ -43,6 +43,12 @@ from airsearch.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 CHECKPOINTS_AT = (60, 120, 300, 600, 900, 1200, 1800)
 
 
+def time_points(budget: float) -> list[int]:
+    """The wall-clock times (s) at which the options are compared: the fixed points within the budget,
+    and the budget itself."""
+    return sorted({t for t in CHECKPOINTS_AT if t < budget} | {int(budget)})
+
+
 class _Budget(Exception):
     pass
 
@@ -173,10 +179,9 @@ def run_option(
         curve, stopped = log["result"]["lds_curve"], "wall-clock budget"
         steps, per_step = log["result"]["steps"], log["result"]["seconds_per_step"]
     at = {}
-    for t in CHECKPOINTS_AT:
-        if t <= budget:
-            seen = [p["lds"] for p in curve if p["seconds"] <= t and p["step"] > 0]
-            at[str(t)] = max(seen) if seen else None
+    for t in time_points(budget):
+        seen = [p["lds"] for p in curve if p["seconds"] <= t and p["step"] > 0]
+        at[str(t)] = max(seen) if seen else None
     return {
         "option": name,
         "steps": steps,
@@ -212,7 +217,7 @@ def markdown(res: dict[str, Any]) -> str:
     ]
     for name, p in res["profile"].items():
         lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in p.values()) + " |")
-    times = [t for t in CHECKPOINTS_AT if t <= res["budget"]]
+    times = time_points(res["budget"])
     lines += [
         "",
         "## Held-out LDS at equal wall-clock time (best measured by t seconds)",

@@ -8,8 +8,9 @@
 Stages (each writes ``stages/<name>.json`` under the results folder and is skipped when present):
 corpus (NI sample: training tasks / held-out evaluation tasks), lm (tiny Llama on the NI rows),
 labels (subset retraining on the training tasks), teacher (the best gradient teacher's labels),
-encoders (AirRep from retraining labels and from the teacher), gold-paper and gold-local (the LDS gold
-on the held-out tasks under each protocol, ``--gold-protocol``; ``eval gold``), lds-paper and
+gold-paper and gold-local (the LDS gold on the held-out tasks under each protocol, ``--gold-protocol``;
+``eval gold``), encoders (AirRep from retraining labels and from the teacher; the default and gpu
+presets train to a held-out plateau, ``airsearch train --patience``), lds-paper and
 lds-local, classify, trace-entity-swap, trace-pii, the DDA ablations, and the summary ``README.md``.
 Results: ``benchmarks/results/reproduction/<scale>/``. See ``docs/evaluation.md``.
 """
@@ -94,13 +95,15 @@ SCALES: dict[str, ReproScale] = {
     "default": ReproScale(
         tasks=20, per_task=100, queries=10, lm_steps=1000, splits=40, dev=40, pool=120, subset=12,
         subsets=30, gold_splits=4, gold_subsets=40, ft_epochs=2, enc_epochs=2, enc_lr=2e-5,
+        enc_max_steps=1000, enc_eval_every=20, enc_patience=5,  # to a plateau (issue 24), not 2 epochs
         max_seq_length=128, n_synthetic=1500, n_people=80, trace_epochs=5, proj_dim=2048,
         daunce_models=8, warmup=400, paper_splits=4, paper_dev=40, paper_pool=240, paper_subset=64,
         paper_subsets=32,
     ),
     "gpu": ReproScale(
         tasks=20, per_task=150, queries=10, lm_steps=0, splits=8, dev=100, pool=1000, subset=200,
-        subsets=32, ft_epochs=2, enc_epochs=20, n_synthetic=5000, n_people=200, trace_epochs=5,
+        subsets=32, ft_epochs=2, enc_epochs=20, enc_max_steps=2000, enc_eval_every=50, n_synthetic=5000,
+        n_people=200, trace_epochs=5,
         proj_dim=4096, daunce_models=16, warmup=500, paper_splits=4, paper_dev=100, paper_pool=800,
         paper_subset=200, paper_subsets=32, lds_proj_dims=(384, 4096),
     ),
@@ -109,7 +112,7 @@ SCALES: dict[str, ReproScale] = {
 # every stage and method of `--scale gpu` runs, so a GPU run does not meet an untried path.
 SCALES["gpu-micro"] = dataclasses.replace(
     SCALES["gpu"], tasks=4, per_task=6, queries=2, splits=2, dev=2, pool=4, subset=2, subsets=2, ft_epochs=1,
-    ft_max_length=32, enc_epochs=1, n_synthetic=12, n_people=2, trace_epochs=1, proj_dim=64, daunce_models=2,
+    ft_max_length=32, enc_epochs=1, enc_max_steps=None, n_synthetic=12, n_people=2, trace_epochs=1, proj_dim=64, daunce_models=2,
     warmup=2, paper_splits=2, paper_dev=2, paper_pool=4, paper_subset=2, paper_subsets=2, lds_proj_dims=(64,),
     dda_betas=(0.0, 1.0),
 )  # fmt: skip
