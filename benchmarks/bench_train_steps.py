@@ -241,6 +241,8 @@ def markdown(res: dict[str, Any]) -> str:
             + " | ".join(cells)
             + f" | {r['load_average_before']}/{r['load_average_after']} |"
         )
+    if res.get("not_run"):
+        lines += ["", f"Not run: {', '.join(res['not_run']['options'])} ({res['not_run']['why']})."]
     return "\n".join(lines) + "\n"
 
 
