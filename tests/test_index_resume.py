@@ -81,7 +81,7 @@ def _assert_resumed_and_whole(db: Path, corpus: Path, encoder: Path, stopped_at:
     assert summary["resumed_rows"] >= stopped_at and summary["resumed_rows"] % CHUNK == 0
     assert summary["rows_added"] == summary["rows_total"] == ROWS
     assert summary["corpus_fingerprint"] == load_corpus(corpus).fingerprint
-    table = IndexStore(db).open()
+    table = IndexStore(db).open("corpus")  # the db may hold other tables too
     row_ids = [rid for ids, _, _ in table.iter_blocks() for rid in ids]
     examples = load_corpus(corpus).examples
     assert table.take(row_ids) == examples  # every row once, in corpus order
