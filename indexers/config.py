@@ -29,7 +29,10 @@ def bad_filter(where: str, exc: BaseException, field: str = "where") -> InputErr
     """The error for a filter the SQL engine refused: its first line, without the engine's own source
     location (``, /.../sql.rs:109:22``)."""
     first = re.sub(r",\s*/\S+\.rs:\d+:\d+$", "", (str(exc).splitlines() or [type(exc).__name__])[0])
-    return InputError(f"bad filter {where!r}: {first}", field=field)
+    from airsearch.indexers.rows import not_a_column_hint
+
+    hints = [h for key in re.findall(r"`([^`]*)`", where) if (h := not_a_column_hint(key))]
+    return InputError(f"bad filter {where!r}: {hints[0] if hints else first}", field=field)
 
 
 def check_filter(where: str | None, field: str = "where") -> None:

@@ -35,7 +35,7 @@ import numpy as np
 from airsearch.indexers import ann, fts
 from airsearch.indexers.build import load_encoder
 from airsearch.indexers.config import SEARCH_MODES, QueryConfig, bad_filter, check_filter
-from airsearch.indexers.rows import VECTOR
+from airsearch.indexers.rows import VECTOR, not_a_column_hint
 from airsearch.indexers.search import exact_topk, group_scores
 from airsearch.indexers.store import IndexStore, IndexTable
 
@@ -302,8 +302,9 @@ class Searcher:
     ) -> list[list[GroupScore]]:
         """Eq. 7 score of every value of ``column`` for each query, best first."""
         if column not in self.table.meta.columns:
+            hint = not_a_column_hint(column)
             raise InputError(
-                f"no metadata column {column!r}; columns: {sorted(self.table.meta.columns)}",
+                hint or f"no metadata column {column!r}; columns: {sorted(self.table.meta.columns)}",
                 field="group_by",
             )
         blocks = (

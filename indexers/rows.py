@@ -58,6 +58,19 @@ def _kind_of(value: Any) -> str:
 MAX_COLUMN_NAME = 128
 
 
+def not_a_column_hint(key: str) -> str:
+    """Why metadata ``key`` cannot be filtered or grouped on, when it is one :func:`is_column_name`
+    refuses (else ``""``)."""
+    if is_column_name(key) or key in RESERVED:
+        return ""
+    return (
+        f"metadata key {key!r} is not a column: keys that are empty, longer than {MAX_COLUMN_NAME} "
+        "characters or hold '.', a backtick or a control character are kept byte for byte in "
+        f"{EXTRA} (returned with every row) and cannot be filtered or grouped on; rename the key in "
+        "the corpus to filter on it"
+    )
+
+
 def is_column_name(key: object) -> bool:
     """Whether metadata ``key`` can be a column (see the module docstring); others stay in ``metadata_extra``."""
     return (

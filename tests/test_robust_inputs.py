@@ -60,7 +60,11 @@ def test_metadata_keys_that_cannot_be_columns_are_kept_and_the_table_stays_usabl
     bad = run(
         "query", "--db", odd_db, "--prompt", "p", "--response", "r", "--where", "`a.b` = 'dot'", ok=False
     )
-    assert_one_line_error(bad, "option '--where'", "bad filter")
+    assert_one_line_error(bad, "option '--where'", "bad filter", "'a.b' is not a column", "metadata_extra")
+    grouped_odd = run(
+        "query", "--db", odd_db, "--prompt", "p", "--response", "r", "--group-by", "a`b", ok=False
+    )
+    assert_one_line_error(grouped_odd, "'a`b' is not a column", "rename the key")
 
 
 def test_ids_are_kept_byte_for_byte(odd_db):

@@ -155,7 +155,10 @@ class SearchService:
         examples = self.texts(items, "queries")
         searcher = self.searcher()
         if req.group_by is not None and req.group_by not in filterable_columns(searcher.table.meta.columns):
-            raise LimitError(f"unknown group-by column {req.group_by!r}", field="group_by")
+            from airsearch.indexers.rows import not_a_column_hint
+
+            hint = not_a_column_hint(req.group_by)
+            raise LimitError(hint or f"unknown group-by column {req.group_by!r}", field="group_by")
         where = self.where(searcher, req.filters, req.where)
         kwargs: dict[str, Any] = dict(
             where=where, opponents=req.opponents, group_by=req.group_by, mode=req.mode
