@@ -1,4 +1,4 @@
-"""Daunce's K perturbed fine-tunes as independent, resumable runner jobs (methods.md §4).
+"""Daunce's K perturbed fine-tunes as independent, resumable runner jobs (methods.md §5).
 
 Each job k: fresh LoRA adapters (B = 0, so training starts exactly at th0) on a copy of the target
 LM, a seeded random subset of ratio r of the train examples, ``xi ~ U(0, 1)`` per example (seeded by

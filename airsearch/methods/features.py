@@ -1,6 +1,6 @@
 """Gradient feature vectors of examples under one model: the shared pass behind every gradient method.
 
-For each example, one of (methods.md §0, §3):
+For each example, one of (methods.md §0, §4):
 
 - ``grad``: ``g(z, th)``, the gradient of the mean response NLL;
 - ``haif-t``: ``sum_j A(grad l_j(z))`` with ``A(v) = v / (||v|| + eps)`` over response tokens j

@@ -1,4 +1,4 @@
-"""Evaluation metrics (methods.md §6): LDS with a bootstrap interval, AUC, R@k, classification.
+"""Evaluation metrics (equations.md §6): LDS with a bootstrap interval, AUC, R@k, classification.
 
 LDS itself is :func:`airsearch.metrics.lds_per_example`; this module adds the statistics the
 evaluation tables report on top of it.
