@@ -45,9 +45,8 @@ from airsearch.progress import announce, progress
 
 if TYPE_CHECKING:
     from airsearch.indexers.config import IndexConfig
-    from airsearch.indexers.store import IndexTable, TableMeta
+    from airsearch.indexers.table import IndexTable, TableMeta
 
-    from airsearch.data.corpus import SkippedRow
     from airsearch.encoder import AirRepEncoder
 
 
@@ -68,15 +67,7 @@ class RayBuild(Protocol):
 
     def table_meta(self, first: list[Example] | None) -> tuple[TableMeta, Any]: ...
 
-    def finish(
-        self,
-        meta: TableMeta,
-        hasher: CorpusHasher,
-        skipped: list[SkippedRow],
-        resumed: int,
-        *,
-        workers: int | None = None,
-    ) -> Any: ...
+    def finish(self, *parts: Any, workers: int | None = None) -> Any: ...  # (meta, hasher, skipped, resumed)
 
 
 RANGES_PER_WORKER = 4  # read ranges per encoder actor (finer ranges balance the load better)
