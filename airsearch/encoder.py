@@ -41,7 +41,7 @@ from airsearch.data.example import (
     airrep_text,
     cap_prompt_words,
 )
-from airsearch.encoder_layout import AIRREP_MODEL_TYPE, read_layout
+from airsearch.encoder_layout import AIRREP_MODEL_TYPE, read_layout, save_st_folder
 from airsearch.encoder_model import AirRepNet, load_net
 from airsearch.encoder_source import DEFAULT_ENCODER as DEFAULT_ENCODER
 from airsearch.encoder_source import auto_device, encoder_folder
@@ -178,8 +178,6 @@ class AirRepEncoder:
         """Write the encoder as a sentence-transformers folder (``SentenceTransformer(path)`` loads it)
         plus ``airsearch_encoder.json``; :func:`airsearch.encoder_export.export_airrep` writes the
         published AirRep format."""
-        from airsearch.encoder_export import save_st_folder
-
         path = Path(path)
         self.info.fingerprint = self.weights_fingerprint
         save_st_folder(self.model, path, max_seq_length=self.info.max_seq_length)

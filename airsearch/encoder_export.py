@@ -1,5 +1,6 @@
-"""Writing an AirRep encoder: the sentence-transformers folder airsearch saves, and the published
-AirRep format (:func:`export_airrep`) that the authors' code and other tools load.
+"""Writing an AirRep encoder in the published AirRep format (:func:`export_airrep`) that the authors'
+code and other tools load (the sentence-transformers folder airsearch saves is
+:func:`airsearch.encoder_layout.save_st_folder`).
 
 The published format (the layout of the released ``sunweiwei/AirRep-Flan-Small``): ``config.json``
 is the BERT config with ``"model_type": "airrep"`` and ``"architectures": ["AirRepModel"]``; the
@@ -17,43 +18,8 @@ from pathlib import Path
 
 from airsearch.atomic import atomic_path
 from airsearch.config import CommandConfig, require
-from airsearch.encoder_layout import (
-    AIRREP_PREFIX,
-    DENSE_PREFIX,
-    PROJECTOR_PREFIX,
-    airrep_config,
-    write_st_layout,
-)
+from airsearch.encoder_layout import AIRREP_PREFIX, PROJECTOR_PREFIX, airrep_config, float_tensors
 from airsearch.errors import InputError
-
-
-def _tensors(module: object, prefix: str, skip: tuple[str, ...] = ()) -> dict:
-    return {
-        prefix + k: v.detach().float().cpu().contiguous().clone()
-        for k, v in module.state_dict().items()  # type: ignore[attr-defined]
-        if not k.startswith(skip)
-    }
-
-
-def save_st_folder(net: object, path: Path, *, max_seq_length: int) -> None:
-    """``net`` (:class:`~airsearch.encoder_model.AirRepNet`) as a sentence-transformers folder: the
-    transformer at the root (``config.json``, ``model.safetensors``, tokenizer), ``1_Pooling`` (mean)
-    and ``2_Dense`` (``linear.weight``/``linear.bias``)."""
-    from safetensors.torch import save_file
-
-    path.mkdir(parents=True, exist_ok=True)
-    bert, projector = net.bert, net.projector  # type: ignore[attr-defined]
-    save_file(_tensors(bert, ""), str(path / "model.safetensors"), metadata={"format": "pt"})
-    bert.config.to_json_file(str(path / "config.json"))
-    net.tokenizer.save_pretrained(str(path))  # type: ignore[attr-defined]
-    write_st_layout(
-        path, hidden=projector.in_features, dim=projector.out_features, max_seq_length=max_seq_length
-    )
-    save_file(
-        _tensors(projector, DENSE_PREFIX),
-        str(path / "2_Dense" / "model.safetensors"),
-        metadata={"format": "pt"},
-    )
 
 
 @dataclass
@@ -106,7 +72,9 @@ def export_airrep(cfg: ExportConfig) -> ExportSummary:
     if net.projector.in_features != net.projector.out_features:
         raise InputError("the published AirRep format needs a hidden -> hidden projection", path=source)
     config = airrep_config(net.bert.config.to_dict())
-    weights = _tensors(net.bert, AIRREP_PREFIX, skip=("pooler.",)) | _tensors(net.projector, PROJECTOR_PREFIX)
+    weights = float_tensors(net.bert, AIRREP_PREFIX, skip=("pooler.",)) | float_tensors(
+        net.projector, PROJECTOR_PREFIX
+    )
     dropped = sorted(AIRREP_PREFIX + k for k in net.bert.state_dict() if k.startswith("pooler."))
     with atomic_path(out, is_dir=True) as tmp:
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})

@@ -10,7 +10,8 @@ layout, or a plain transformers folder (read from the JSON files only; no heavy 
   base-model prefix (``bert.embeddings...`` beside a ``cls.*`` head, which is not the encoder).
 
 :func:`write_st_layout` writes the sentence-transformers files of an AirRep folder (what
-``SentenceTransformer(folder)`` reads), :func:`airrep_config` the published ``config.json``.
+``SentenceTransformer(folder)`` reads), :func:`save_st_folder` the whole folder with its weights,
+:func:`airrep_config` the published ``config.json``.
 """
 
 from __future__ import annotations
@@ -183,3 +184,33 @@ def write_st_layout(root: Path, *, hidden: int, dim: int, max_seq_length: int) -
     for name, obj in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def float_tensors(module: object, prefix: str, skip: tuple[str, ...] = ()) -> dict:
+    """``module``'s state dict as contiguous fp32 CPU copies, keys prefixed, ``skip`` prefixes left out."""
+    return {
+        prefix + k: v.detach().float().cpu().contiguous().clone()
+        for k, v in module.state_dict().items()  # type: ignore[attr-defined]
+        if not k.startswith(skip)
+    }
+
+
+def save_st_folder(net: object, path: Path, *, max_seq_length: int) -> None:
+    """``net`` (:class:`~airsearch.encoder_model.AirRepNet`) as a sentence-transformers folder: the
+    transformer at the root (``config.json``, ``model.safetensors``, tokenizer), ``1_Pooling`` (mean)
+    and ``2_Dense`` (``linear.weight``/``linear.bias``)."""
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    bert, projector = net.bert, net.projector  # type: ignore[attr-defined]
+    save_file(float_tensors(bert, ""), str(path / "model.safetensors"), metadata={"format": "pt"})
+    bert.config.to_json_file(str(path / "config.json"))
+    net.tokenizer.save_pretrained(str(path))  # type: ignore[attr-defined]
+    write_st_layout(
+        path, hidden=projector.in_features, dim=projector.out_features, max_seq_length=max_seq_length
+    )
+    save_file(
+        float_tensors(projector, DENSE_PREFIX),
+        str(path / "2_Dense" / "model.safetensors"),
+        metadata={"format": "pt"},
+    )

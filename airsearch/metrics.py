@@ -17,7 +17,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def lds_per_example(predicted: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Linear datamodeling score per dev example (methods.md §6).
+    """Linear datamodeling score per dev example (equations.md §6).
 
     ``predicted`` and ``targets`` are ``[n_subsets, n_dev]``: the method's group score for each subset
     and the label (negated, normalised loss) for each subset. Returns the Spearman correlation across

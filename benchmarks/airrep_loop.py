@@ -18,7 +18,7 @@ skipped when it exists; the components resume on their own inside a stage):
    all-MiniLM-L6-v2, per seed. The label splits are used three ways: *train* splits, one *validation*
    split (the trainer's per-epoch held-out LDS, which picks the best epoch) and *test* splits that the
    trainer never sees.
-5. ``eval``: LDS (methods.md §6) of the base encoder and of every trained encoder on the test splits,
+5. ``eval``: LDS (equations.md §6) of the base encoder and of every trained encoder on the test splits,
    per dev example, mean ± std over seeds and a bootstrap interval over dev examples.
 
 Heavy artefacts go to ``benchmarks/work/airrep_loop/<scale>/`` (ignored by git); the results JSON,

@@ -1,4 +1,4 @@
-"""``airsearch eval``: LDS, data classification, planted tracing and data selection (methods.md §6).
+"""``airsearch eval``: LDS, data classification, planted tracing and data selection (equations.md §6).
 
 The group is light: each subcommand lives in :mod:`airsearch.cli.eval_commands` and is imported when
 it runs, so ``airsearch eval --help`` lists them without loading the evaluation harness.

@@ -1,5 +1,5 @@
 """The ``airsearch eval`` subcommands: LDS, data classification, planted tracing and data selection
-(methods.md §6). Imported only when one of them runs (:mod:`airsearch.cli.eval_cmd` is the group).
+(equations.md §6). Imported only when one of them runs (:mod:`airsearch.cli.eval_cmd` is the group).
 
 Each subcommand writes a results JSON, a Markdown table and PNG plots into ``--out`` and prints the
 table (or the JSON with ``--json``).

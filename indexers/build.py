@@ -25,7 +25,7 @@ from airsearch.indexers.ann import AnnConfig, IndexStatus
 from airsearch.indexers.config import IndexConfig
 from airsearch.indexers.lock import table_lock
 from airsearch.indexers.results import describe_encoder
-from airsearch.indexers.rows import infer_columns, table_schema, to_batch
+from airsearch.indexers.rows import chunked, infer_columns, table_schema, to_batch
 from airsearch.indexers.staging import Staging, staging_key
 from airsearch.indexers.store import META_KEY, IndexStore, IndexTable, TableMeta, check_name
 from airsearch.indexers.writes import finish_append, finish_create
@@ -362,9 +362,3 @@ def _hashed(rows: Iterator[Example], hasher: CorpusHasher) -> Iterator[Example]:
     for ex in rows:
         hasher.add(ex)
         yield ex
-
-
-def chunked(rows: Iterator[Example], size: int) -> Iterator[list[Example]]:
-    """Lists of ``size`` rows (the last one shorter) from a stream of rows."""
-    while chunk := list(islice(rows, size)):
-        yield chunk

@@ -32,10 +32,11 @@ import os
 import pickle
 from collections.abc import Iterator
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
-from airsearch.indexers.build import chunked
+from airsearch.indexers.rows import chunked
+from airsearch.indexers.staging import Staging
 
 from airsearch.data.corpus import CorpusHasher, SkippedRow, iter_corpus
 from airsearch.data.example import Example
@@ -43,12 +44,36 @@ from airsearch.errors import AirsearchError, InputError, MissingDependency
 from airsearch.progress import announce, progress
 
 if TYPE_CHECKING:
-    from airsearch.indexers.build import IndexSummary, _Build
+    from airsearch.indexers.config import IndexConfig
+    from airsearch.indexers.table import IndexTable, TableMeta
+
+    from airsearch.encoder import AirRepEncoder
+
+
+class RayBuild(Protocol):
+    """What a Ray build reads of the single-machine build it spreads out (``build._Build`` in
+    :mod:`airsearch.indexers.build`, which calls :func:`run_on_ray`; structural, so this module does not
+    import the one that calls it)."""
+
+    cfg: IndexConfig
+    enc: AirRepEncoder
+    staging: Staging
+    live: IndexTable | None
+    read: dict[str, Any]
+    mode: str
+    encoder_given: bool
+
+    def resume_point(self) -> int: ...
+
+    def table_meta(self, first: list[Example] | None) -> tuple[TableMeta, Any]: ...
+
+    def finish(self, *parts: Any, workers: int | None = None) -> Any: ...  # (meta, hasher, skipped, resumed)
+
 
 RANGES_PER_WORKER = 4  # read ranges per encoder actor (finer ranges balance the load better)
 
 
-def run_on_ray(build: _Build) -> IndexSummary:
+def run_on_ray(build: RayBuild) -> Any:
     """Encode the rows of ``build`` that are not yet in its staging table on Ray, commit them as one
     version, and finish the build as a single-machine build does."""
     cfg = build.cfg
@@ -92,7 +117,7 @@ def run_on_ray(build: _Build) -> IndexSummary:
 
 def _encode(
     ray: Any,
-    build: _Build,
+    build: RayBuild,
     schema: pa.Schema,
     columns: dict[str, str],
     start: int,

@@ -10,7 +10,7 @@ a vector search (:mod:`airsearch.indexers.method_search`).
   (``<db>/_columns/<table>.<column>.<key>.lance``), so a killed build resumes where it stopped and
   gives the same vectors. The finished side dataset is merged into the table on ``id`` in one Lance
   commit: the column appears whole or not at all. Its field metadata (key ``airsearch.method``)
-  records what made it (:class:`ColumnSpec`): the method config, the manifest (model fingerprint,
+  records what made it (:class:`~airsearch.indexers.column_spec.ColumnSpec`): the method config, the manifest (model fingerprint,
   checkpoints, parameter set, projection, preconditioning), storage dtype and their fingerprint.
 * K-FAC / EK-FAC factors are fitted once (on a seeded sample of the table's rows) and kept in
   ``<db>/_factors/<table>.<column>`` unless ``factors`` names a folder, so that appended rows and
@@ -34,10 +34,13 @@ import numpy as np
 import pyarrow as pa
 from airsearch.indexers import ann
 from airsearch.indexers.column_config import MethodColumnConfig
+from airsearch.indexers.column_spec import FIELD_KEY as FIELD_KEY
+from airsearch.indexers.column_spec import ColumnSpec as ColumnSpec
+from airsearch.indexers.column_spec import column_specs as column_specs
 from airsearch.indexers.rows import RESERVED, rows_to_examples
-from airsearch.indexers.store import IndexStore, IndexTable
+from airsearch.indexers.store import IndexStore
+from airsearch.indexers.table import IndexTable
 
-from airsearch import __version__
 from airsearch.atomic import deferred_interrupt
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
@@ -46,43 +49,12 @@ from airsearch.methods.registry import MethodConfig
 from airsearch.progress import progress
 from airsearch.results import Result
 
-FIELD_KEY = b"airsearch.method"
 COLUMNS_DIR = "_columns"
 FACTORS_DIR = "_factors"
 ARROW_DTYPES = {"float32": pa.float32(), "float16": pa.float16()}
 # MethodConfig fields that name files or tune speed: they do not decide the vectors (the model
 # fingerprints in the manifest do), so a rerank config matches a column whatever their values.
 PATH_FIELDS = frozenset({"lm", "base_lm", "checkpoints", "factors", "factors_sample", "batch_size"})
-
-
-@dataclasses.dataclass(frozen=True)
-class ColumnSpec(Result):
-    """What made a method column (stored in its field metadata; ``info`` lists it)."""
-
-    column: str
-    method: str
-    dim: int
-    dtype: str
-    fingerprint: str  # of the manifest and dtype: equal fingerprints, equal vectors
-    manifest: dict[str, Any]  # model fingerprint, checkpoints, parameter set, projection, precondition
-    config: dict[str, Any]  # the MethodConfig (paths as given)
-    score: str = "dot"
-    rows: int = 0
-    build_seconds: float = 0.0
-    ann: dict[str, Any] | None = None
-    airsearch_version: str = __version__
-
-    @classmethod
-    def from_field(cls, field: pa.Field) -> ColumnSpec | None:
-        raw = (field.metadata or {}).get(FIELD_KEY)
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    def method_config(self, **overrides: Any) -> MethodConfig:
-        return MethodConfig.from_dict({**self.config, **{k: v for k, v in overrides.items() if v}})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,17 +70,6 @@ class ColumnSummary(Result):
 
 def default_column(method: str) -> str:
     return "m_" + method.replace("-", "_")
-
-
-def column_specs(table: IndexTable | pa.Schema) -> dict[str, ColumnSpec]:
-    """``{column: spec}`` of every method column of a table (or schema), in schema order."""
-    schema = table if isinstance(table, pa.Schema) else table.dataset.schema
-    out = {}
-    for field in schema:
-        spec = ColumnSpec.from_field(field)
-        if spec is not None:
-            out[field.name] = spec
-    return out
 
 
 def find_column(table: IndexTable, name: str) -> ColumnSpec:

@@ -25,7 +25,7 @@ from airsearch.indexers.method_columns import (
     load_column_method,
     vectors_of_column,
 )
-from airsearch.indexers.query import QueryResult, Searcher
+from airsearch.indexers.searcher import QueryResult, Searcher
 from airsearch.indexers.store import IndexStore, IndexTable
 
 from airsearch.data.example import Example

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -204,3 +205,9 @@ def vectors_of(array: pa.Array | pa.ChunkedArray, dim: int) -> np.ndarray:
         return np.zeros((0, dim), dtype=np.float32)
     flat = array.flatten() if array.offset == 0 else array.values.slice(array.offset * dim, len(array) * dim)
     return flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
+
+
+def chunked(rows: Iterator[Example], size: int) -> Iterator[list[Example]]:
+    """Lists of ``size`` rows (the last one shorter) from a stream of rows."""
+    while chunk := list(islice(rows, size)):
+        yield chunk

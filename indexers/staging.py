@@ -36,7 +36,7 @@ from airsearch.data.corpus import CorpusHasher
 from airsearch.errors import InputError
 
 if TYPE_CHECKING:
-    from airsearch.indexers.store import IndexStore
+    from airsearch.indexers.table import TableFolder
 
 BUILDING_PREFIX = "_building_"
 STATE_SUFFIX = ".json"
@@ -64,7 +64,7 @@ class StagingState:
 class Staging:
     """The staging table of one build (see the module docstring); get it with :meth:`claim`."""
 
-    def __init__(self, store: IndexStore, table: str, key: str) -> None:
+    def __init__(self, store: TableFolder, table: str, key: str) -> None:
         self.store = store
         self.table = table
         self.name = f"{BUILDING_PREFIX}{table}_{key}"
@@ -73,7 +73,7 @@ class Staging:
         self.state = StagingState(key=key, table=table, pid=os.getpid())
 
     @classmethod
-    def claim(cls, store: IndexStore, table: str, key: str) -> Staging:
+    def claim(cls, store: TableFolder, table: str, key: str) -> Staging:
         """This build's staging table: resumed when a stopped build left it, else new. Stale staging
         tables of other builds of ``table`` (their process gone) are removed."""
         remove_stale(store.path, table, keep=f"{BUILDING_PREFIX}{table}_{key}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airsearch.indexers.store import IndexTable
+from airsearch.indexers.table import IndexTable
 
 from airsearch.data.example import Example
 from airsearch.methods.registry import MethodConfig

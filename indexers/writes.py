@@ -27,7 +27,7 @@ from airsearch.indexers import ann, fts
 from airsearch.indexers.lock import table_lock
 from airsearch.indexers.rows import infer_columns, table_schema, to_batch
 from airsearch.indexers.staging import Staging, staging_key
-from airsearch.indexers.store import META_KEY, IndexStore, IndexTable, TableMeta
+from airsearch.indexers.table import META_KEY, IndexTable, TableFolder, TableMeta
 
 from airsearch.atomic import deferred_interrupt, swap_into_place
 from airsearch.data.example import Example
@@ -35,7 +35,7 @@ from airsearch.errors import InputError
 
 
 def create_table(
-    store: IndexStore,
+    store: TableFolder,
     name: str,
     chunks: Iterable[tuple[Sequence[Example], np.ndarray]],
     meta: TableMeta,
@@ -53,7 +53,7 @@ def create_table(
 
 
 def _create_locked(
-    store: IndexStore,
+    store: TableFolder,
     name: str,
     chunks: Iterable[tuple[Sequence[Example], np.ndarray]],
     meta: TableMeta,
@@ -79,7 +79,7 @@ def _create_locked(
 
 
 def finish_create(
-    store: IndexStore,
+    store: TableFolder,
     staging: Staging,
     meta: TableMeta,
     *,
@@ -103,7 +103,7 @@ def finish_create(
 
 
 def append_rows(
-    store: IndexStore,
+    store: TableFolder,
     name: str,
     chunks: Iterable[tuple[Sequence[Example], np.ndarray]],
     *,
@@ -127,7 +127,7 @@ def append_rows(
 
 
 def _append_locked(
-    store: IndexStore,
+    store: TableFolder,
     name: str,
     chunks: Iterable[tuple[Sequence[Example], np.ndarray]],
     *,
@@ -163,7 +163,7 @@ def _append_locked(
 
 
 def finish_append(
-    store: IndexStore,
+    store: TableFolder,
     staging: Staging,
     *,
     encoder_fingerprint: str,

@@ -182,3 +182,40 @@ def test_param_set_parse():
     assert ParamSet.parse("lora").kind == "lora"
     with pytest.raises(InputError):
         ParamSet.parse("bogus")
+
+
+class _Twice(torch.nn.Module):
+    """Applies one square Linear twice per forward (the case the hooked route cannot take)."""
+
+    def __init__(self, inner: torch.nn.Linear) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(self.inner(x))
+
+
+def test_linear_applied_twice_falls_back_to_vmap_and_kfac_refuses_it(lm):
+    """The internal reuse signal switches per-example gradients to vmap (same rows as a loop), and
+    K-FAC fitting turns it into one clear InputError; the signal itself is not an InputError."""
+    import copy
+
+    from airsearch.methods.kfac import fit_factors
+    from airsearch.methods.linear_layers import LayerReuseError
+
+    assert not issubclass(LayerReuseError, InputError)
+    twice = copy.copy(lm)
+    twice.model = model = copy.deepcopy(lm.model)
+    attn = model.model.layers[0].self_attn
+    attn.o_proj = _Twice(attn.o_proj)
+    examples = make_examples(4)
+    enc = encode_examples(lm, examples)
+    gm = prepare(twice, ParamSet("names", patterns=("*o_proj*",)))
+    assert gm.linear_route()  # every parameter is a Linear's: the hooked route is tried first
+    fast = gm.per_example_grads(enc, chunk_size=2)
+    assert gm._linear_path == []  # ... and given up for vmap
+    ref = loop_grads(model, gm.param_names, enc)
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-6)
+    gm = prepare(twice, ParamSet("names", patterns=("*o_proj*",)))
+    with pytest.raises(InputError, match="ran 2 times"):
+        fit_factors(gm, twice, examples, "kfac", show_progress=False)

@@ -185,3 +185,20 @@ def test_progress_bar_shows_one_time_left(tmp_path, capsys):
     for seg in final:
         assert seg.count("left") == 1 and "<" not in seg and "ETA" not in seg, seg
         assert "jobs/h, about " in seg
+
+
+def test_worker_lm_loads_once_per_process_and_lend_lm_lends_the_drivers_copy(tiny_lm_dir):
+    """The one base-LM cache of subset and Daunce jobs: loaded once per (path, max_length), and the
+    driver's own copy while lent (in-process jobs), forgotten after."""
+    from airsearch.trainers.runner import lend_lm, worker_lm
+
+    from airsearch.lm import load_lm
+
+    path = str(tiny_lm_dir)
+    first = worker_lm(path, 24)
+    assert worker_lm(path, 24) is first  # kept between jobs
+    assert worker_lm(path, 16) is not first and worker_lm(path, 16).max_length == 16
+    driver = load_lm(path, max_length=32)
+    with lend_lm(path, 32, driver):
+        assert worker_lm(path, 32) is driver
+    assert worker_lm(path, 32) is not driver  # the lent copy is forgotten: a fresh load

@@ -85,7 +85,7 @@ def test_dda_teacher_uses_given_checkpoints_and_base_model(tmp_path, corpus, tin
     a, b = LabelStore.open(tmp_path / "single").splits(), LabelStore.open(tmp_path / "full").splits()
     assert not np.allclose(a[0].losses, b[0].losses)
 
-    # explicit DDA (methods.md §2): mean over checkpoints of grad-cos minus beta=1 x the base's grad-cos
+    # explicit DDA (methods.md §3): mean over checkpoints of grad-cos minus beta=1 x the base's grad-cos
     store = LabelStore.open(tmp_path / "full")
     by_id = store.examples()
     split = b[0]

@@ -1,4 +1,4 @@
-"""Daunce's K perturbed fine-tunes as independent, resumable runner jobs (methods.md §4).
+"""Daunce's K perturbed fine-tunes as independent, resumable runner jobs (methods.md §5).
 
 Each job k: fresh LoRA adapters (B = 0, so training starts exactly at th0) on a copy of the target
 LM, a seeded random subset of ratio r of the train examples, ``xi ~ U(0, 1)`` per example (seeded by
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from airsearch.trainers.runner import Job, run_jobs
+from airsearch.trainers.runner import Job, run_jobs, worker_lm
 
 from airsearch.atomic import write_json_atomic
 from airsearch.config import renamed_fields
@@ -89,19 +89,14 @@ def train_perturbed(
     return out
 
 
-_LM_CACHE: dict[str, Any] = {}
-
-
 def run_daunce_job(payload: dict[str, Any]) -> dict[str, Any]:
     """Worker: train perturbed model k, record the loss of every train and test example under it."""
-    from airsearch.lm import example_losses, load_lm
+    from airsearch.lm import example_losses
 
     t0 = time.perf_counter()
     cfg = DaunceConfig.from_dict(payload["config"])
     k = payload["model_index"]
-    base = _LM_CACHE.get(payload["model"])
-    if base is None:
-        base = _LM_CACHE[payload["model"]] = load_lm(payload["model"], max_length=cfg.max_length)
+    base = worker_lm(payload["model"], cfg.max_length)
     train: list[Example] = payload["train"]
     idx = subset_indices(len(train), cfg.ratio, cfg.seed, k)
     subset = [train[i] for i in idx]

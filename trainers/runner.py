@@ -25,6 +25,7 @@ Both pools keep about two jobs per worker in flight and submit the next as one f
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import fcntl
 import itertools
@@ -48,6 +49,30 @@ from airsearch.progress import format_seconds, progress
 from airsearch.results import Result
 
 _LOCK_NAME = ".runner.lock"
+
+
+_WORKER_LMS: dict[tuple[str, int | None], Any] = {}  # (model path, max_length) -> TargetLM, per process
+
+
+def worker_lm(path: str, max_length: int | None) -> Any:
+    """The base LM of this process for jobs that fine-tune copies of it: loaded once and kept between
+    jobs (a worker runs many), or the driver's own copy while :func:`lend_lm` lends it."""
+    key = (path, max_length)
+    if key not in _WORKER_LMS:
+        from airsearch.lm import load_lm
+
+        _WORKER_LMS[key] = load_lm(path, max_length=max_length)
+    return _WORKER_LMS[key]
+
+
+@contextlib.contextmanager
+def lend_lm(path: str, max_length: int | None, lm: Any) -> Iterator[None]:
+    """In-process jobs get the driver's already loaded ``lm`` from :func:`worker_lm`; forgotten after."""
+    _WORKER_LMS[(path, max_length)] = lm
+    try:
+        yield
+    finally:
+        _WORKER_LMS.pop((path, max_length), None)
 
 
 @dataclasses.dataclass(frozen=True)

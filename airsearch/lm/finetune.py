@@ -1,7 +1,8 @@
 """Fine-tuning the target LM on a set of examples: full fine-tuning or LoRA (peft).
 
 Used for AirRep's subset labels (methods.md §1, Eq. 8: fine-tune on each subset, record dev losses),
-DDA's checkpoints (§2, one per epoch via ``on_epoch_end``) and LDS ground truth (§6).
+DDA's checkpoints (methods.md §3, one per epoch via ``on_epoch_end``) and LDS ground truth
+(equations.md §6).
 
 The training objective is the mean over a batch of L(z, th), each example's mean response-token NLL
 (:func:`airsearch.lm.loss.masked_token_nll`), so every example weighs the same whatever its length.

@@ -1,4 +1,4 @@
-"""Daunce: attribution through the covariance of losses across perturbed models (methods.md §4).
+"""Daunce: attribution through the covariance of losses across perturbed models (methods.md §5).
 
 White-box objective (Daunce Eq. 5, linear term in logit space as the official code):
 

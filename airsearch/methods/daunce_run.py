@@ -1,6 +1,6 @@
 """A finished white-box Daunce run, read back: its settings, recorded losses and saved adapters.
 
-``airsearch.trainers.daunce.run_daunce`` trains the K perturbed LoRA models (methods.md §4, Eq. 5) as
+``airsearch.trainers.daunce.run_daunce`` trains the K perturbed LoRA models (methods.md §5, Daunce Eq. 5) as
 runner jobs; this module only reads what they wrote, so the method registry
 (:func:`airsearch.methods.registry.load_method`) can build a :class:`~airsearch.methods.daunce.Daunce`
 from a run folder. Each job's result file (:mod:`airsearch.jobfiles`) holds the loss of every train

@@ -1,4 +1,4 @@
-"""DDA: Debias and Denoise Attribution (methods.md §2; DDA paper Eqs. 6, 9-12).
+"""DDA: Debias and Denoise Attribution (methods.md §3; DDA paper Eqs. 6, 9-12).
 
 ``IS_DD(z_t, z_e) = (1/N) sum_c ĝ(z_e, th_c) . ĝ(z_t, th_c) - beta * ĝ(z_e, th_0) . ĝ(z_t, th_0)``
 

@@ -1,4 +1,4 @@
-"""Stored K-FAC / EK-FAC factors: one folder per (model, parameter set), reused and checked on reuse.
+"""Stored K-FAC / EK-FAC factors (methods.md §0a): one folder per (model, parameter set), checked on reuse.
 
 A factor folder holds ``factors.safetensors`` (every tensor of :class:`KroneckerFactors`, in the
 dtype it was fitted in) and ``manifest.json`` (:class:`FactorManifest`: factor kind, Fisher kind,

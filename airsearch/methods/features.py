@@ -1,6 +1,6 @@
 """Gradient feature vectors of examples under one model: the shared pass behind every gradient method.
 
-For each example, one of (methods.md §0, §3):
+For each example, one of (methods.md §0, §4):
 
 - ``grad``: ``g(z, th)``, the gradient of the mean response NLL;
 - ``haif-t``: ``sum_j A(grad l_j(z))`` with ``A(v) = v / (||v|| + eps)`` over response tokens j
@@ -31,6 +31,7 @@ import torch
 
 from airsearch.data.example import Example
 from airsearch.methods.gradients import GradientModel, ParamSet, length_sorted_batches, prepare
+from airsearch.methods.linear_layers import LayerReuseError
 from airsearch.methods.precondition import Precondition, Preconditioner, Side
 from airsearch.methods.projection import Projector, unit_normalize
 from airsearch.progress import progress
@@ -122,8 +123,6 @@ class GradientFeaturizer:
         columns of ``queries`` and dropped (memory and time scale with the layers, not the rows).
         Exact features only (no projection, no train-side preconditioning) of Linear-only parameter
         sets; None otherwise (then use :meth:`features`)."""
-        from airsearch.methods.linear_layers import LayerReuseError
-
         if self.projector.dim is not None or self.projector.normalize or not self.gm.linear_route():
             return None
         out = torch.zeros(len(examples), queries.shape[0])

@@ -26,9 +26,8 @@ data-dependent control flow that vmap cannot trace.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,6 +35,12 @@ import torch
 from torch.func import functional_call, grad, vjp, vmap
 
 from airsearch.errors import InputError
+from airsearch.methods.linear_layers import (
+    LayerReuseError,
+    eager_eval,
+    layer_activations,
+    linear_blocks_or_none,
+)
 
 ParamKind = Literal["all", "names", "lora", "linear"]
 DEFAULT_LORA_TARGETS = ("q_proj", "v_proj")
@@ -158,7 +163,7 @@ class GradientModel:
         examples per pass. Otherwise they come from ``vmap(grad(L))`` over the examples. Both give the
         same gradients (tested against a per-example loop).
         """
-        ids, labels = _right_trim(batch)
+        ids, labels = right_trim(batch)
         ids, labels = ids.to(self.device), labels.to(self.device)
         if self.linear_route():
             lengths = batch["attention_mask"].sum(1)
@@ -169,22 +174,16 @@ class GradientModel:
                     rows = slice(i, i + chunk_size)
                     self._linear_grads(ids[rows], labels[rows], lengths[rows], out[rows])
                 return out
-            except InputError as e:
-                from airsearch.methods.linear_layers import LayerReuseError
-
-                if not isinstance(e, LayerReuseError):
-                    raise
+            except LayerReuseError:
                 self._linear_path = []  # a layer applied twice per forward: the vmap route handles it
         fn = vmap(grad(self.example_loss), in_dims=(None, 0, 0), chunk_size=chunk_size)
-        with _eval(self.model):
+        with eager_eval(self.model):
             return self.flatten(fn(self.params, ids, labels)).float()
 
     def linear_route(self) -> bool:
         """Whether per-example gradients come from hooked Linear layers (every parameter is the
         weight or bias of a Linear applied once per forward)."""
         if self._linear_path is None:
-            from airsearch.methods.linear_layers import linear_blocks_or_none
-
             self._linear_path = linear_blocks_or_none(self) or []
         return bool(self._linear_path)
 
@@ -195,11 +194,9 @@ class GradientModel:
         ``[q, p]``, one Linear layer at a time, so the ``[b, p]`` rows are never built (the
         :meth:`linear_route` only; a layer applied twice raises
         :class:`~airsearch.methods.linear_layers.LayerReuseError` and switches to the vmap route)."""
-        from airsearch.methods.linear_layers import LayerReuseError, layer_activations
-
         if not self.linear_route():
             raise ValueError("per_example_dots needs the Linear-layer route")
-        ids, labels = _right_trim(batch)
+        ids, labels = right_trim(batch)
         ids, labels = ids.to(self.device), labels.to(self.device)
         lengths = batch["attention_mask"].sum(1)
         queries = queries.to(self.device, torch.float32)
@@ -238,8 +235,6 @@ class GradientModel:
         self, ids: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor, out: torch.Tensor
     ) -> None:
         """Write the chunk's gradient rows into ``out`` ``[b, p]``, one Linear layer at a time."""
-        from airsearch.methods.linear_layers import layer_activations
-
         acts = layer_activations(self, ids, labels, lengths, self._linear_path)
         cols = self.param_slices()
         for block in self._linear_path:
@@ -266,7 +261,7 @@ class GradientModel:
         positions = (lab[1:] != -100).nonzero().squeeze(-1)
         if positions.numel() == 0:
             return torch.zeros(0, self.num_params, device=self.device)
-        with _eval(self.model):
+        with eager_eval(self.model):
             _, pullback = vjp(lambda p: self.token_losses(p, ids, lab)[positions], self.params)
             basis = torch.eye(positions.numel(), device=self.device)
             (grads,) = vmap(pullback, chunk_size=chunk_size)(basis)
@@ -326,7 +321,7 @@ def linear_parameter_names(model: Any) -> set[str]:
     return names
 
 
-def _right_trim(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def right_trim(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch's ids and labels, cut to the longest row; refuse left padding (it would shift tokens)."""
     mask = batch["attention_mask"]
     lengths = mask.sum(dim=1)
@@ -335,24 +330,6 @@ def _right_trim(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     if not torch.equal(mask.bool().cpu(), expected):
         raise InputError("gradient batches must be right-padded (attention_mask)")
     return batch["input_ids"][:, :width], batch["labels"][:, :width]
-
-
-@contextlib.contextmanager
-def _eval(model: Any) -> Iterator[None]:
-    """Eval mode and eager attention (SDPA has no vmap batching rule on CPU); both restored after."""
-    was = model.training
-    config = getattr(model, "config", None)
-    attn = getattr(config, "_attn_implementation", None)
-    switch = attn not in (None, "eager") and hasattr(model, "set_attn_implementation")
-    model.eval()
-    if switch:
-        model.set_attn_implementation("eager")
-    try:
-        yield
-    finally:
-        if switch:
-            model.set_attn_implementation(attn)
-        model.train(was)
 
 
 def length_sorted_batches(n: int, lengths: Sequence[int], batch_size: int) -> list[list[int]]:

@@ -1,4 +1,4 @@
-"""HAIF and HAIF-T: heuristically adjusted influence functions (methods.md §3; HAIF Eq. 23).
+"""HAIF and HAIF-T: heuristically adjusted influence functions (methods.md §4; HAIF Eq. 23).
 
 ``I(z_test, z_k) = g(z_test)^T A( sum_j A(grad l_j(z_k)) )``, ``A(v) = v / (||v|| + eps)``
 

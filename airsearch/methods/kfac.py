@@ -36,8 +36,8 @@ import torch
 
 from airsearch.data.example import Example
 from airsearch.errors import InputError
-from airsearch.methods.gradients import GradientModel, _right_trim, length_sorted_batches
-from airsearch.methods.linear_layers import LinearBlock, layer_activations, linear_blocks
+from airsearch.methods.gradients import GradientModel, length_sorted_batches, right_trim
+from airsearch.methods.linear_layers import LayerReuseError, LinearBlock, layer_activations, linear_blocks
 from airsearch.methods.names import FisherKind
 from airsearch.progress import progress
 
@@ -111,10 +111,13 @@ def layer_statistics(
     targets = (lambda logits, labels: _sample_targets(logits, labels, gen)) if fisher == "sampled" else None
     for idx in progress(batches, desc=desc, unit="batch", quiet=None if show_progress else True):
         enc = encode_examples(lm, [examples[i] for i in idx], max_length)
-        ids, labels = _right_trim(enc)
-        acts = layer_activations(
-            gm, ids.to(gm.device), labels.to(gm.device), enc["attention_mask"].sum(1), blocks, targets
-        )
+        ids, labels = right_trim(enc)
+        try:
+            acts = layer_activations(
+                gm, ids.to(gm.device), labels.to(gm.device), enc["attention_mask"].sum(1), blocks, targets
+            )
+        except LayerReuseError as e:
+            raise InputError(str(e), field="params") from None
         yield acts.stats, acts.mask
 
 

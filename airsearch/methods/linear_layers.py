@@ -19,19 +19,48 @@ is refused by name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch.func import functional_call
 
 from airsearch.errors import InputError
 
-if TYPE_CHECKING:
-    from airsearch.methods.gradients import GradientModel
-
 TargetsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class GradientModel(Protocol):
+    """What this module reads of a :class:`airsearch.methods.gradients.GradientModel` (structural, so
+    this module does not import the one that builds on it)."""
+
+    model: Any
+    param_names: list[str]
+    params: dict[str, torch.Tensor]
+    frozen: dict[str, torch.Tensor]
+
+    @property
+    def device(self) -> torch.device: ...
+
+
+@contextlib.contextmanager
+def eager_eval(model: Any) -> Iterator[None]:
+    """Eval mode and eager attention (SDPA has no vmap batching rule on CPU); both restored after."""
+    was = model.training
+    config = getattr(model, "config", None)
+    attn = getattr(config, "_attn_implementation", None)
+    switch = attn not in (None, "eager") and hasattr(model, "set_attn_implementation")
+    model.eval()
+    if switch:
+        model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        if switch:
+            model.set_attn_implementation(attn)
+        model.train(was)
 
 
 @dataclass(frozen=True)
@@ -116,8 +145,10 @@ def linear_blocks_or_none(gm: GradientModel) -> list[LinearBlock] | None:
     return linear_blocks(gm)
 
 
-class LayerReuseError(InputError):
-    """A covered Linear ran more or less than once in a forward pass."""
+class LayerReuseError(RuntimeError):
+    """Internal signal, never shown to a user: a covered Linear ran more or less than once in a forward
+    pass. The per-example gradient routes catch it and fall back to ``vmap``; K-FAC fitting turns it
+    into an :class:`~airsearch.errors.InputError` (:func:`airsearch.methods.kfac.fit_factors`)."""
 
 
 @dataclass
@@ -172,7 +203,6 @@ def layer_activations(
     the logits of real positions), as in :mod:`airsearch.methods.gradients`.
     """
     from airsearch.lm import masked_token_nll
-    from airsearch.methods.gradients import _eval
 
     mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None]).to(
         gm.device
@@ -182,7 +212,7 @@ def layer_activations(
     capture = _Capture()
     handles = _hooks(gm, blocks, capture)
     try:
-        with _eval(gm.model), torch.enable_grad():
+        with eager_eval(gm.model), torch.enable_grad():
             kwargs = {"input_ids": ids, "use_cache": False}
             logits = functional_call(gm.model, (params, gm.frozen), (), kwargs, strict=False).logits
             loss = masked_token_nll(logits, targets(logits, labels) if targets else labels, "mean").sum()
@@ -192,8 +222,7 @@ def layer_activations(
                 if runs != 1:
                     raise LayerReuseError(
                         f"module {block.module} ran {runs} times in one forward pass; K-FAC needs each "
-                        "covered Linear applied exactly once",
-                        field="params",
+                        "covered Linear applied exactly once"
                     )
                 outs.append(capture.outputs[block.module][0])
             grads = torch.autograd.grad(loss, outs, allow_unused=True)

@@ -1,4 +1,4 @@
-"""RepSim: representation similarity of the target LM itself (DATE-LM's baseline; docs/methods.md §5).
+"""RepSim: representation similarity of the target LM itself (DATE-LM's baseline; docs/methods.md §3b).
 
 One forward pass per example and no backward: the example's vector is the mean of the LM's last-layer
 hidden states over its tokens (prompt and response, as formatted for the LM, padding excluded) [D],

@@ -1,4 +1,4 @@
-"""Gradient dot product (TracIn), gradient cosine, and TracIn over several checkpoints (methods.md §5).
+"""Gradient dot product (TracIn), gradient cosine, and TracIn over several checkpoints (methods.md §2).
 
 - grad-dot, one checkpoint: ``tau(i, j) = g(z_j, th) . g(z_i, th)`` (DDA Eq. 6 with identity Hessian);
 - grad-cos: the same with both gradients unit-normalised;

@@ -1,4 +1,4 @@
-"""Held-out LDS of an encoder on label splits (methods.md §6; AirRep §4).
+"""Held-out LDS of an encoder on label splits (equations.md §6; AirRep §4).
 
 For each held-out split, every subset's Eq. 7 group score is predicted for every dev example and
 compared with the Eq. 8 targets: LDS is the mean over dev examples of the Spearman correlation across

@@ -221,7 +221,7 @@ class Timer:
 
 @dataclasses.dataclass(frozen=True)
 class Cost(Result):
-    """Time and storage of one method in one evaluation (methods.md §6 cost)."""
+    """Time and storage of one method in one evaluation (equations.md §6, cost)."""
 
     prepare_seconds: float
     score_seconds: float
@@ -231,7 +231,7 @@ class Cost(Result):
 
 
 def cost_entry(method: Method, score_seconds: float, n_queries: int) -> Cost:
-    """Time and storage per attributed query (methods.md §6 cost)."""
+    """Time and storage per attributed query (equations.md §6, cost)."""
     return Cost(
         prepare_seconds=round(method.prepare_seconds, 4),
         score_seconds=round(score_seconds, 4),

@@ -1,4 +1,4 @@
-"""``eval lds``: the linear datamodeling score against gold subset-retraining labels (methods.md §6).
+"""``eval lds``: the linear datamodeling score against gold subset-retraining labels (equations.md §6).
 
 For every gold split, each method's group score of every subset (Eq. 7 attention pooling for
 embedding methods, a sum for additive ones) is rank-correlated, per dev example, with the gold
@@ -235,7 +235,7 @@ def method_lds(
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> LdsScore:
-    """The LDS of one prepared method on the gold ``splits`` (AirRep §5; methods.md §6): per split, the
+    """The LDS of one prepared method on the gold ``splits`` (AirRep §5; equations.md §6): per split, the
     group score of every subset (``row`` maps a train id to the method's training row) rank-correlated
     per dev example with the gold targets, then the mean with the cluster-bootstrap interval over
     ``keys`` (:func:`cluster_keys`) and the example-level one."""

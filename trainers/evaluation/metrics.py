@@ -1,4 +1,4 @@
-"""Evaluation metrics (methods.md §6): LDS with a bootstrap interval, AUC, R@k, classification.
+"""Evaluation metrics (equations.md §6): LDS with a bootstrap interval, AUC, R@k, classification.
 
 LDS itself is :func:`airsearch.metrics.lds_per_example`; this module adds the statistics the
 evaluation tables report on top of it.
@@ -6,7 +6,7 @@ evaluation tables report on top of it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,23 +66,42 @@ def bootstrap_mean_ci(
     interval can miss it by rounding; the interval is then widened to include it, so
     ``low <= mean <= high`` always holds.
     """
+
+    def resampled_means(v: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        means = np.empty(n_resamples)
+        block = max(1, 2_000_000 // max(v.size, 1))  # bound memory: resample in chunks
+        for start in range(0, n_resamples, block):
+            stop = min(n_resamples, start + block)
+            idx = rng.integers(0, v.size, size=(stop - start, v.size))
+            means[start:stop] = v[idx].mean(axis=1)
+        return means
+
+    return _percentile_ci(values, resampled_means, n_resamples=n_resamples, confidence=confidence)
+
+
+def _percentile_ci(
+    values: Sequence[float] | np.ndarray,
+    resampled_means: Callable[[np.ndarray], np.ndarray],
+    *,
+    n_resamples: int,
+    confidence: float,
+) -> BootstrapCI:
+    """The one percentile interval: the point is the mean of the finite ``values``; the interval holds
+    the central ``confidence`` of ``resampled_means(finite values)``, widened to contain the point.
+    NaN everywhere (``n`` 0) when no value is finite."""
     v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
+    finite = v[np.isfinite(v)]
+    if finite.size == 0:
         nan = float("nan")
         return BootstrapCI(nan, nan, nan, 0, confidence, n_resamples)
-    point = float(v.mean())
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples)
-    block = max(1, 2_000_000 // max(v.size, 1))  # bound memory: resample in chunks
-    for start in range(0, n_resamples, block):
-        stop = min(n_resamples, start + block)
-        idx = rng.integers(0, v.size, size=(stop - start, v.size))
-        means[start:stop] = v[idx].mean(axis=1)
+    point = float(finite.mean())
+    means = resampled_means(finite)
+    means = means[np.isfinite(means)]
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return BootstrapCI(
-        point, float(min(low, point)), float(max(high, point)), int(v.size), confidence, n_resamples
+        point, float(min(low, point)), float(max(high, point)), int(finite.size), confidence, n_resamples
     )
 
 
@@ -138,18 +157,11 @@ def cluster_bootstrap_mean_ci(
     bootstrap treats them as independent and gives intervals that are too narrow. ``n`` counts the
     values; the point estimate is the plain mean, and the interval is widened to contain it.
     """
-    v = np.asarray(values, dtype=np.float64)
-    finite = v[np.isfinite(v)]
-    if finite.size == 0:
-        nan = float("nan")
-        return BootstrapCI(nan, nan, nan, 0, confidence, n_resamples)
-    point = float(finite.mean())
-    means = cluster_bootstrap_means(values, clusters, n_resamples=n_resamples, seed=seed)
-    means = means[np.isfinite(means)]
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return BootstrapCI(
-        point, float(min(low, point)), float(max(high, point)), int(finite.size), confidence, n_resamples
+    return _percentile_ci(
+        values,
+        lambda _: cluster_bootstrap_means(values, clusters, n_resamples=n_resamples, seed=seed),
+        n_resamples=n_resamples,
+        confidence=confidence,
     )
 
 

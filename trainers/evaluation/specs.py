@@ -16,14 +16,25 @@ were taken on (``tracin@1ckpt``), DDA's β and debias reading, K-FAC / EK-FAC pr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from airsearch.errors import InputError
 from airsearch.methods.names import PRECONDITION_KINDS
 from airsearch.methods.registry import MethodConfig
 
-if TYPE_CHECKING:
-    from airsearch.trainers.evaluation.common import EvalConfig
+
+class EvalOptions(Protocol):
+    """The options of :class:`airsearch.trainers.evaluation.common.EvalConfig` a method spec reads
+    (structural, so this module does not import the one that validates specs with it)."""
+
+    lm: str | None
+    proj_dim: int
+    params: str
+    seed: int
+    daunce_run: str | None
+    daunce_models: int
+    daunce_lr: float
+
 
 DAUNCE_VARIANTS = ("daunce-bb", "daunce-wb")
 BM25_TEXTS = ("full", "response")  # BM25 over prompt + response, or over responses only
@@ -82,7 +93,7 @@ def method_spec_options(spec: str) -> dict[str, Any]:
 
 
 def method_config(
-    cfg: EvalConfig, spec: str, *, batch_size: int = 8, max_length: int | None = None
+    cfg: EvalOptions, spec: str, *, batch_size: int = 8, max_length: int | None = None
 ) -> MethodConfig:
     """The registry config of an attribution-method spec (``dda``, ``dda:beta=0``, ``daunce-wb``) under
     ``cfg``; ``max_length`` is the target LM's token budget (the gold's, in ``eval lds``)."""
@@ -104,14 +115,14 @@ def method_config(
     )
 
 
-def is_whitebox_daunce(spec: str, cfg: EvalConfig) -> bool:
+def is_whitebox_daunce(spec: str, cfg: EvalOptions) -> bool:
     """``daunce-wb``, or plain ``daunce`` with a finished white-box run given."""
     name = spec.partition(":")[0]
     return name == "daunce-wb" or (name == "daunce" and bool(cfg.daunce_run))
 
 
 def run_label(
-    spec: str, cfg: EvalConfig, mcfg: MethodConfig | None, *, n_checkpoints: int = 1, has_base: bool = False
+    spec: str, cfg: EvalOptions, mcfg: MethodConfig | None, *, n_checkpoints: int = 1, has_base: bool = False
 ) -> str:
     """The row name of ``spec``: what ran (see the module docstring). ``mcfg`` is the method's registry
     config (``None`` for the baselines); ``n_checkpoints`` the models its gradients are taken on."""

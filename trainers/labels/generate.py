@@ -12,6 +12,7 @@ Gradient teachers (issue 4) plug in through :data:`TEACHERS`: ``"name": "module:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 from airsearch.trainers.labels.config import LabelConfig
 from airsearch.trainers.labels.sampling import SplitPlan, job_id, job_seed, sample_splits
 from airsearch.trainers.labels.store import LabelStore, job_result, make_manifest
-from airsearch.trainers.runner import Job, RunSummary, run_jobs
+from airsearch.trainers.runner import Job, RunSummary, lend_lm, run_jobs, worker_lm
 
 from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
@@ -34,7 +35,6 @@ TEACHERS: dict[str, str] = {
     for t in ("tracin", "gradcos", "dda", "haif", "haif-t", "daunce", "repsim")
 }
 
-_LM_CACHE: dict[str, Any] = {}  # model path -> TargetLM, per process (workers reuse the base model)
 # The signal check: the first PROBE_JOBS subsets of the first split run before the others, and when the
 # spread of their dev losses (each dev example's loss std across subsets, nats, averaged) is under
 # SPREAD_FLOOR the labels would hold almost no signal (a learning rate too small for the model: 2e-5
@@ -161,10 +161,9 @@ def generate_labels(
         f"{cfg.subsets_per_split} subsets of {cfg.subset_size} rows, {cfg.epochs} epoch(s) each) on {where} "
         f"-> {store.root}; the progress bar shows the time left after the first jobs"
     )
-    if in_process:
-        _LM_CACHE[model_path] = lm  # reuse the driver's copy; each job fine-tunes a clone
     common = dict(workers=cfg.workers, ray_address=cfg.ray, progress_desc="subset fine-tunes", quiet=quiet)
-    try:
+    # in process, the jobs reuse the driver's copy (each job fine-tunes a clone)
+    with lend_lm(model_path, cfg.max_length, lm) if in_process else contextlib.nullcontext():
         done = set(store.done_job_ids())
         probe = [j for j in jobs if j.payload["split"] == plans[0].split][:PROBE_JOBS]
         first = run_jobs(
@@ -178,9 +177,6 @@ def generate_labels(
         rest: RunSummary = run_jobs(
             jobs, run_subset_batch if cfg.subsets_per_job > 1 else run_subset_job, store.results_dir, **common
         )
-    finally:
-        if in_process:
-            _LM_CACHE.pop(model_path, None)
     run = dataclasses.replace(
         rest,
         skipped=rest.skipped - first.completed,
@@ -264,20 +260,11 @@ def batched_jobs(jobs: list[Job], size: int, done: set[str]) -> list[Job]:
     return out
 
 
-def _base_lm(path: str, max_length: int) -> Any:
-    """The base LM of this process, loaded once (workers keep it between jobs)."""
-    from airsearch.lm import load_lm
-
-    if path not in _LM_CACHE:
-        _LM_CACHE[path] = load_lm(path, max_length=max_length)
-    return _LM_CACHE[path]
-
-
 def run_subset_batch(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Worker: several subset fine-tunes of one split on one working copy of the base LM, its weights
     reset to the base's before each (no reload, no copy per fine-tune); ``{job id: result}``, each result
     what :func:`run_subset_job` gives for that subset."""
-    base = _base_lm(payload["lm"], payload["max_length"])
+    base = worker_lm(payload["lm"], payload["max_length"])
     work = base.clone()
     out = {}
     for item in payload["subsets"]:
@@ -296,7 +283,7 @@ def run_subset_job(payload: dict[str, Any], work: Any = None) -> dict[str, Any]:
     from airsearch.lm.finetune import FinetuneConfig, finetune
 
     t0 = time.perf_counter()
-    base = _base_lm(payload["lm"], payload["max_length"])
+    base = worker_lm(payload["lm"], payload["max_length"])
     ft = FinetuneConfig(**payload["finetune"])
     tuned = finetune(work or base, payload["train"], ft, show_progress=False, in_place=work is not None)
     losses = example_losses(
