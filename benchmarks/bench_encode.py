@@ -24,6 +24,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,12 +43,24 @@ def label(runtime: str, quantize: str) -> str:
     return runtime if quantize == "none" else f"{runtime}-{quantize}"
 
 
+def raw_sentence_transformer(encoder: AirRepEncoder) -> Any:
+    """The same encoder saved and loaded by sentence-transformers itself (the raw baseline; airsearch's
+    own loader no longer uses sentence-transformers)."""
+    import tempfile
+
+    from sentence_transformers import SentenceTransformer
+
+    folder = Path(tempfile.mkdtemp(prefix="bench_encode_")) / "encoder"
+    encoder.save(folder)
+    return SentenceTransformer(str(folder), device="cpu")
+
+
 def throughput(
     encoders: dict[str, AirRepEncoder], examples: list[Example], batch: int, repeats: int
 ) -> dict[str, dict]:
     """Rows/s of the raw sentence-transformers call and of every runtime, runs alternating; each
     runtime's cosine to the torch vectors of the same rows."""
-    raw_model = encoders["torch"].model
+    raw_model = raw_sentence_transformer(encoders["torch"])
     texts = [encoders["torch"].text(e) for e in examples]
     paths = {
         "raw sentence-transformers": lambda: raw_model.encode(

@@ -38,10 +38,16 @@ function option(select, value, label) {
 }
 
 async function loadInfo() {
+  // several loads can be in flight (page load, each token change): only the newest one renders, and it
+  // keeps what the user already chose in the dropdowns
+  const seq = (state.infoSeq = (state.infoSeq || 0) + 1);
   const health = await api("/api/health");
+  if (seq !== state.infoSeq) return;
   $("token-box").hidden = !health.auth;
   if (health.auth && !token()) { status("this server needs a token"); $("table-info").textContent = "table " + health.table; return; }
   const info = await api("/api/info");
+  if (seq !== state.infoSeq) return;
+  const chosen = { mode: $("mode").value, gb: $("group-by").value, rerank: $("rerank").value };
   state.info = info;
   const t = info.table;
   $("table-info").textContent = `table ${t.name}: ${t.rows.toLocaleString()} rows, version ${t.version}, ${t.index.type} search`;
@@ -51,6 +57,9 @@ async function loadInfo() {
   Object.keys(info.filterable_columns).filter((c) => c !== "id").forEach((c) => option(gb, c));
   const rerank = $("rerank"); rerank.textContent = ""; option(rerank, "", "(none)");
   info.rerank_methods.forEach((m) => option(rerank, m));
+  for (const [id, value] of [["mode", chosen.mode], ["group-by", chosen.gb], ["rerank", chosen.rerank]]) {
+    if (value && [...$(id).options].some((o) => o.value === value)) $(id).value = value;
+  }
   $("rerank-box").hidden = !info.rerank_methods.length;  // an empty dropdown is never shown
   $("k").max = info.limits.max_k;
   $("hint").textContent = info.hint; $("hint").hidden = false;
