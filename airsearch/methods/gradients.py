@@ -190,7 +190,10 @@ class GradientModel:
             loss = self.example_loss(params, ids, labels)
             wrt = [params[n] for n in self.param_names]
             grads = torch.autograd.grad(loss, wrt, allow_unused=True)
-        rows = [(g if g is not None else torch.zeros_like(w)).reshape(1, -1) for g, w in zip(grads, wrt)]
+        rows = [
+            (g if g is not None else torch.zeros_like(w)).reshape(1, -1)
+            for g, w in zip(grads, wrt, strict=True)
+        ]
         return torch.cat(rows, dim=-1).float()
 
     def linear_route(self) -> bool:
