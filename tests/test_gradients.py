@@ -44,6 +44,19 @@ def test_per_example_grads_equal_backward_loop(lm, spec, hooked):
         assert all(("mlp" in n or "norm" in n) for n in gm.param_names)
 
 
+@pytest.mark.parametrize("spec", [ParamSet("all"), ParamSet("names", patterns=("*mlp*", "norm"))])
+def test_one_example_gradient_equals_backward_loop(lm, spec):
+    """A batch of one (a query vector) takes plain autograd instead of vmap; same gradient as the
+    per-example backward loop, for each example alone."""
+    examples = make_examples(3)
+    gm = prepare(lm, spec)
+    for ex in examples:
+        enc = encode_examples(lm, [ex])
+        one = gm.per_example_grads(enc)
+        assert one.shape == (1, gm.num_params) and one.dtype == torch.float32
+        torch.testing.assert_close(one, loop_grads(lm.model, gm.param_names, enc), rtol=1e-4, atol=1e-6)
+
+
 def test_lora_b_gradient_is_weight_gradient_times_a_transpose(lm):
     """Fresh LoRA, B = 0: the model is unchanged and grad_B = dL/dW @ A^T (documented choice)."""
     examples = make_examples(3)
@@ -144,6 +157,21 @@ def test_projection_preserves_inner_products_within_jl_tolerance(kind):
     normed = Projector(dim=k, seed=3, kind=kind, normalize=True)(x)
     torch.testing.assert_close(normed.norm(dim=1), torch.ones(6))
     torch.testing.assert_close(Projector(dim=None)(x), x)
+    if kind == "sparse":  # the cached hashing arrays give the very same product as fresh ones
+        from airsearch.methods import projection
+
+        projection._SKETCHES.clear()
+        fresh = proj(x)
+        assert projection._SKETCHES  # cached now
+        torch.testing.assert_close(proj(x), fresh, rtol=0, atol=0)
+        limit = projection.SKETCH_CACHE_COORDS
+        try:  # a span over the cache limit is computed and not kept
+            projection.SKETCH_CACHE_COORDS = 100
+            projection._SKETCHES.clear()
+            torch.testing.assert_close(Projector(dim=k, seed=3, kind=kind)(x), fresh, rtol=0, atol=0)
+            assert not projection._SKETCHES
+        finally:
+            projection.SKETCH_CACHE_COORDS = limit
     # the blockwise product equals x @ P with P assembled from its blocks (the plain reference)
     dense = torch.cat([proj.block(b, min(cut, p - b * cut)) for b in range((p + cut - 1) // cut)])
     torch.testing.assert_close(x @ dense, px, rtol=1e-4, atol=1e-5)

@@ -176,9 +176,25 @@ class GradientModel:
                 return out
             except LayerReuseError:
                 self._linear_path = []  # a layer applied twice per forward: the vmap route handles it
+        if ids.shape[0] == 1:  # one example (a query vector): plain autograd, without vmap's set-up
+            return self._one_example_grad(ids[0], labels[0])
         fn = vmap(grad(self.example_loss), in_dims=(None, 0, 0), chunk_size=chunk_size)
         with eager_eval(self.model):
             return self.flatten(fn(self.params, ids, labels)).float()
+
+    def _one_example_grad(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``[1, p]``: ``grad_th L(z, th)`` of one example by reverse-mode autograd (what the vmap
+        route computes for a batch of one; a parameter the loss does not reach gets a zero gradient)."""
+        params = {n: t.detach().requires_grad_(True) for n, t in self.params.items()}
+        with eager_eval(self.model), torch.enable_grad():
+            loss = self.example_loss(params, ids, labels)
+            wrt = [params[n] for n in self.param_names]
+            grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+        rows = [
+            (g if g is not None else torch.zeros_like(w)).reshape(1, -1)
+            for g, w in zip(grads, wrt, strict=True)
+        ]
+        return torch.cat(rows, dim=-1).float()
 
     def linear_route(self) -> bool:
         """Whether per-example gradients come from hooked Linear layers (every parameter is the

@@ -8,10 +8,17 @@ batch of gradients costs more than the gradients themselves on small models. It 
 fixed blocks of :data:`BLOCK_ROWS`, each from its own generator seeded by ``(seed, block index)``,
 so the same ``(seed, k, kind)`` always gives the same P whatever the chunking of the inputs, and
 ``x P`` is accumulated block by block. Memory is ``BLOCK_ROWS x k`` floats at a time.
+
+The sparse kind's hashing arrays for a whole ``[offset, offset + p)`` span are kept in a small cache
+(:func:`sparse_sketch`, up to :data:`SKETCH_CACHE_COORDS` coordinates in all), because a query
+projects one gradient at a time and regenerating ``p / BLOCK_ROWS`` generators per call cost more than
+the gradient itself on small LMs. Cached or not, the arrays are the same.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +29,9 @@ from airsearch.errors import InputError
 BLOCK_ROWS = 4096
 ProjectionKind = Literal["sparse", "rademacher", "gaussian"]
 _BITS = torch.arange(8, dtype=torch.uint8)
+SKETCH_CACHE_COORDS = 32_000_000  # cached (bucket, sign) pairs in all: 32M x 5 bytes = 160 MB at most
+_SKETCH_LOCK = threading.Lock()  # the server projects from several threads
+_SKETCHES: OrderedDict[tuple[int, int, int, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -81,13 +91,8 @@ class Projector:
             x = x.float()
             out = torch.zeros(x.shape[0], self.dim, device=x.device)
             if self.kind == "sparse":  # O(p) hashing arrays, one scatter-add
-                parts = [
-                    self._sketch((offset + start) // BLOCK_ROWS, min(BLOCK_ROWS, x.shape[1] - start))
-                    for start in range(0, x.shape[1], BLOCK_ROWS)
-                ]
-                buckets = torch.cat([b for b, _ in parts]).to(x.device)
-                signs = torch.cat([s for _, s in parts]).to(x.device)
-                out.index_add_(1, buckets, x * signs)
+                buckets, signs = sparse_sketch(self, offset, x.shape[1])
+                out.index_add_(1, buckets.to(x.device, torch.int64), x * signs.to(x.device, x.dtype))
             else:
                 for start in range(0, x.shape[1], BLOCK_ROWS):
                     piece = x[:, start : start + BLOCK_ROWS]
@@ -95,6 +100,29 @@ class Projector:
         return unit_normalize(out) if self.normalize else out
 
     __call__ = project
+
+
+def sparse_sketch(projector: Projector, offset: int, p: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """CountSketch buckets (int32) and signs (int8, +-1) of input coordinates ``offset ... offset + p``
+    of ``projector``'s sparse P (``offset`` a block boundary), from a bounded cache: the most recently
+    used spans are kept while their coordinates total at most :data:`SKETCH_CACHE_COORDS`."""
+    key = (projector.seed, int(projector.dim), offset, p)  # type: ignore[arg-type]
+    with _SKETCH_LOCK:
+        hit = _SKETCHES.get(key)
+        if hit is not None:
+            _SKETCHES.move_to_end(key)
+            return hit
+    parts = [
+        projector._sketch((offset + start) // BLOCK_ROWS, min(BLOCK_ROWS, p - start))
+        for start in range(0, p, BLOCK_ROWS)
+    ]
+    made = (torch.cat([b for b, _ in parts]).to(torch.int32), torch.cat([s for _, s in parts]).to(torch.int8))
+    if p <= SKETCH_CACHE_COORDS:
+        with _SKETCH_LOCK:
+            _SKETCHES[key] = made
+            while sum(b.numel() for b, _ in _SKETCHES.values()) > SKETCH_CACHE_COORDS:
+                _SKETCHES.popitem(last=False)
+    return made
 
 
 def unit_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
