@@ -182,6 +182,14 @@ def add_method_column(cfg: MethodColumnConfig, *, show_progress: bool = True) ->
     if name in ("id", "prompt", "response", *table.meta.columns) or name in RESERVED:
         raise InputError(f"{name!r} is a column of the table's rows; choose another name", field="column")
     mcfg = cfg.method_config()
+    from airsearch.methods.plugin import get_plugin
+
+    if get_plugin(mcfg.method).score_kind != "dot":
+        raise InputError(
+            f"method {mcfg.method!r} does not score by a dot product of stored vectors, so it has no "
+            "column; rerank with it instead (query --rerank)",
+            field="method",
+        )
     if mcfg.precondition != "none" and not mcfg.factors:
         own = store.path / FACTORS_DIR / f"{table.name}.{name}"
         if cfg.overwrite and name in table.dataset.schema.names:
