@@ -25,9 +25,10 @@ QUERY = Example("q", "What colour is the lemon?", "The lemon is gold.")
 
 @pytest.fixture
 def token_bag_plugin():
-    (plugin,) = register_module("tests.helpers.token_bag_method")
+    plugin, pairwise = register_module("tests.helpers.token_bag_method")
     yield plugin
     unregister(plugin.name)
+    unregister(pairwise.name)
 
 
 def _reference(lm_dir, rows, query, dim, prompt_weight):
@@ -144,3 +145,32 @@ def test_a_method_added_in_one_file_runs_in_eval_specs(token_bag_plugin, tiny_lm
     np.testing.assert_allclose(
         method.score(rows, [QUERY])[:, 0].numpy(), _reference(tiny_lm_dir, rows, QUERY, 8, 2.0), rtol=1e-5
     )
+
+
+def test_a_pairwise_method_reranks_and_evaluates_but_gets_no_column(
+    token_bag_plugin, tiny_lm_db, tiny_lm_dir, tmp_path
+):
+    """The documented fallback (``score_kind="pairwise"``): the method scores rows itself."""
+    from trainers.evaluation.attribution import FeatureMethod
+
+    common = ("query", "--db", tiny_lm_db, "--prompt", QUERY.prompt, "--response", QUERY.response, "--json")
+    (plain,) = json.loads(run(*common, "-k", 6).stdout)
+    candidates = [Example(c["id"], c["prompt"], c["response"]) for c in plain["proponents"]]
+    (res,) = json.loads(
+        run(*common, "-k", 6, "--rerank", "token-bag-pairwise", "--lm", tiny_lm_dir, "--candidates", 6).stdout
+    )
+    ref = _reference(tiny_lm_dir, candidates, QUERY, 32, 0.0)
+    by_id = {e.id: r for e, r in zip(candidates, ref, strict=True)}
+    np.testing.assert_allclose([c["score"] for c in res["proponents"]], sorted(ref, reverse=True), rtol=1e-5)
+    np.testing.assert_allclose(
+        [c["score"] for c in res["proponents"]], [by_id[c["id"]] for c in res["proponents"]], rtol=1e-5
+    )
+    # the evaluation harness scores it block by block through its own score_against
+    m = FeatureMethod(MethodConfig(method="token-bag-pairwise", lm=str(tiny_lm_dir)))
+    m.prepare(candidates)
+    blocks = np.concatenate([b for _, b in m.score_blocks([QUERY], block_size=4)])
+    np.testing.assert_allclose(blocks[:, 0], ref, rtol=1e-5)
+    db = tmp_path / "db"
+    shutil.copytree(tiny_lm_db, db)
+    bad = run("method-column", "--db", db, "--method", "token-bag-pairwise", "--lm", tiny_lm_dir, ok=False)
+    assert_one_line_error(bad, "dot product", code=2)

@@ -118,7 +118,12 @@ def load_method(
         show_progress=show_progress,
         method=plugin.name,
     )
-    return plugin.build(cfg.plugin_options(), models)
+    method = plugin.build(cfg.plugin_options(), models)
+    if method.score_kind != plugin.score_kind:  # a plug-in's declaration and its method must agree
+        raise ValueError(
+            f"plug-in {plugin.name!r} declares {plugin.score_kind!r}, its method {method.score_kind!r}"
+        )
+    return method
 
 
 @dataclass

@@ -77,8 +77,23 @@ class TokenBag(AttributionMethod):
         )
 
 
+class PairwiseTokenBag(TokenBag):
+    """The same score declared ``"pairwise"`` (the fallback for a method that is not a dot product of
+    stored vectors): it scores rows against queries itself and gets no index column."""
+
+    name = "token-bag-pairwise"
+    score_kind = "pairwise"
+
+    def train_features(self, examples: Sequence[Example]) -> torch.Tensor:
+        raise AssertionError("a pairwise method is never asked for row vectors")
+
+    def score_against(self, train: Sequence[Example], queries: torch.Tensor) -> torch.Tensor:
+        return self._vectors(train) @ queries.T
+
+
 def build(options: TokenBagOptions, models: MethodModels) -> TokenBag:
-    return TokenBag(models.target(options), options)
+    cls = PairwiseTokenBag if models.method == "token-bag-pairwise" else TokenBag
+    return cls(models.target(options), options)
 
 
 PLUGINS = (
@@ -87,6 +102,14 @@ PLUGINS = (
         options=TokenBagOptions,
         build=build,
         summary="token-bag cosine (a test plug-in)",
+        spec_options=("dim", "prompt_weight"),
+    ),
+    MethodPlugin(
+        name="token-bag-pairwise",
+        options=TokenBagOptions,
+        build=build,
+        summary="token-bag cosine, scored pairwise (a test plug-in)",
+        score_kind="pairwise",
         spec_options=("dim", "prompt_weight"),
     ),
 )
