@@ -3,7 +3,8 @@
 Every CLI command is a thin layer over one function here that takes the command's config dataclass:
 ``build_index(IndexConfig)``, ``query(QueryConfig)`` / ``Searcher``, ``select(SelectConfig)``,
 ``delete_rows(DeleteConfig)``, ``info``, ``generate_labels(LabelConfig)`` / ``LabelStore``,
-``train_encoder(TrainConfig)``, ``attribute(AttributeConfig)`` / ``load_method(MethodConfig)``,
+``train_encoder(TrainConfig)``, ``attribute(AttributeConfig)`` / ``load_method(MethodConfig)`` (a
+method added in one module: ``MethodPlugin``, ``register_module``),
 ``make_gold(GoldConfig)`` (the LDS gold, either protocol), ``eval_lds`` / ``eval_classify`` /
 ``eval_trace`` / ``eval_select`` with their ``Eval*Config``. Hessian-aware influence: the
 ``PreconditionOptions`` of every gradient command's config, ``Precondition`` / ``Preconditioner`` and
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from airsearch.methods.gradients import ParamSet
     from airsearch.methods.kfac import KroneckerFactors, fit_factors
     from airsearch.methods.linear_layers import LinearBlock, linear_blocks
+    from airsearch.methods.plugin import MethodModels, MethodPlugin, register_module
     from airsearch.methods.precondition import Precondition, Preconditioner, fitting_sample
     from airsearch.methods.registry import MethodConfig, PreconditionOptions, Reranker, load_method
     from airsearch.metrics import lds
@@ -106,6 +108,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "airsearch.methods.gradients": ("ParamSet",),
     "airsearch.methods.kfac": ("KroneckerFactors", "fit_factors"),
     "airsearch.methods.linear_layers": ("LinearBlock", "linear_blocks"),
+    "airsearch.methods.plugin": ("MethodModels", "MethodPlugin", "register_module"),
     "airsearch.methods.precondition": ("Precondition", "Preconditioner", "fitting_sample"),
     "airsearch.methods.registry": ("MethodConfig", "PreconditionOptions", "Reranker", "load_method"),
     "airsearch.metrics": ("lds",),
@@ -182,6 +185,8 @@ __all__ = [
     "LabelSummary",
     "LinearBlock",
     "MethodConfig",
+    "MethodModels",
+    "MethodPlugin",
     "ParamSet",
     "Precondition",
     "PreconditionOptions",
@@ -242,6 +247,7 @@ __all__ = [
     "open_factors",
     "query",
     "reciprocal_rank_fusion",
+    "register_module",
     "restore_table",
     "run_daunce",
     "sample_corpus_path",

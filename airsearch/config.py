@@ -9,6 +9,13 @@ option when it should differ from the field name and ``"cli": False`` hides a fi
 (a command may fill it from a positional argument of the same name instead); ``"late": True`` lists
 the option after the command's own (an option group several configs inherit).
 
+A field whose type is another :class:`CommandConfig` and whose metadata says ``"flatten": True`` is a
+*nested* config (a command's ``MethodConfig``): its fields are the command's flags too (except those
+in ``"skip"`` and those the command has itself), a config file may give them flat or under the field's
+name, :meth:`~CommandConfig.to_dict` writes them nested, and the command's config reads them as its
+own attributes (``cfg.beta`` is ``cfg.method_config.beta``); :meth:`~CommandConfig.replace` routes
+them to the nested config.
+
 A config validates itself: ``__post_init__`` calls :meth:`CommandConfig.validate`, so constructing,
 :meth:`~CommandConfig.replace` and :meth:`~CommandConfig.from_dict` all refuse an invalid value with an
 :class:`~airsearch.errors.InputError` naming the field, and a config that exists is valid. Subclasses
@@ -56,12 +63,39 @@ RENAMED_FIELDS: dict[str, str] = {
 }
 
 
+class _ConfigMeta(type):
+    """Lets a config be constructed with a nested config's flattened fields as keywords
+    (``QueryConfig(db=..., rerank="dda", beta=0.5)``): they go to the nested config."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        nested = flattened_fields(cls) if dataclasses.is_dataclass(cls) else {}
+        if nested:
+            hints = typing.get_type_hints(cls)
+            for outer, inner_names in nested.items():
+                flat = {k: kwargs.pop(k) for k in list(kwargs) if k in inner_names}
+                given = kwargs.get(outer)
+                if isinstance(given, dict):
+                    flat = {**given, **flat}
+                    given = None
+                if flat:
+                    kwargs[outer] = given.replace(**flat) if given is not None else hints[outer](**flat)
+        return super().__call__(*args, **kwargs)
+
+
 @dataclasses.dataclass
-class CommandConfig:
+class CommandConfig(metaclass=_ConfigMeta):
     """Base class: serialisation and validation shared by every command's config."""
 
     def __post_init__(self) -> None:
         self.validate()
+
+    def __getattr__(self, name: str) -> Any:
+        # only called when normal lookup fails: a flattened field of a nested config
+        for outer, inner_names in flattened_fields(type(self)).items():
+            inner = self.__dict__.get(outer)
+            if inner is not None and name in inner_names:
+                return getattr(inner, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def validate(self) -> None:
         """Subclasses raise :class:`InputError` with ``field=`` (see :func:`require`) when a value is out
@@ -71,14 +105,16 @@ class CommandConfig:
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
+            out[f.name] = (
+                v.to_dict() if isinstance(v, CommandConfig) else list(v) if isinstance(v, tuple) else v
+            )
         return out
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any], *, path: str | os.PathLike | None = None) -> C:
         """Build and validate a config from plain values; ``path`` is the file they came from, if any
         (errors name it and the field). Old field spellings are renamed, with a warning."""
-        data = renamed_fields(cls, data, path=path)
+        data = nest_flattened(cls, renamed_fields(cls, data, path=path))
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -96,6 +132,9 @@ class CommandConfig:
                 raise InputError(
                     f"expected {_type_name(hints.get(k))}, got {v!r}", field=k, path=path
                 ) from None
+        for f in flattened_fields(cls):
+            if isinstance(kwargs.get(f), dict):
+                kwargs[f] = hints[f].from_dict(kwargs[f], path=path)
         return cls(**kwargs)
 
     def save(self, path: str | Path) -> None:
@@ -146,7 +185,12 @@ class CommandConfig:
         return cls.from_dict(cls.read_file(path), path=path)
 
     def replace(self: C, **changes: Any) -> C:
-        """A copy with ``changes``, validated like any new config."""
+        """A copy with ``changes``, validated like any new config (a flattened field's change goes to
+        its nested config)."""
+        for outer, inner_names in flattened_fields(type(self)).items():
+            inner = {k: changes.pop(k) for k in list(changes) if k in inner_names}
+            if inner:
+                changes[outer] = changes.get(outer, getattr(self, outer)).replace(**inner)
         return dataclasses.replace(self, **changes)
 
 
@@ -180,6 +224,41 @@ class CorpusReadOptions(CommandConfig):
         }
 
 
+def flattened_fields(cls: type) -> dict[str, tuple[str, ...]]:
+    """``{nested field: the names of its fields that ``cls`` flattens}`` (the fields marked
+    ``"flatten": True``; a nested field in the field's ``"skip"`` or named like one of ``cls``'s own
+    fields stays inside)."""
+    cached = _FLATTENED.get(cls)
+    if cached is not None:
+        return cached
+    own = {f.name for f in dataclasses.fields(cls)}
+    marked = [f for f in dataclasses.fields(cls) if f.metadata.get("flatten")]
+    hints = typing.get_type_hints(cls) if marked else {}
+    out: dict[str, tuple[str, ...]] = {}
+    for f in marked:
+        skip = set(f.metadata.get("skip", ())) | own
+        out[f.name] = tuple(g.name for g in dataclasses.fields(hints[f.name]) if g.name not in skip)
+    _FLATTENED[cls] = out
+    return out
+
+
+_FLATTENED: dict[type, dict[str, tuple[str, ...]]] = {}
+
+
+def nest_flattened(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the flat values of nested configs' fields moved under their nested field (merged
+    over a nested mapping given there; the flat value wins)."""
+    out = dict(data)
+    for outer, inner_names in flattened_fields(cls).items():
+        flat = {k: out.pop(k) for k in list(out) if k in inner_names}
+        if flat:
+            nested = out.get(outer)
+            if isinstance(nested, CommandConfig):
+                nested = nested.to_dict()
+            out[outer] = {**(nested if isinstance(nested, dict) else {}), **flat}
+    return out
+
+
 def required_fields(cls: type[CommandConfig]) -> list[str]:
     """Fields of ``cls`` without a default (the ones a config file or the flags must give)."""
     return [
@@ -208,6 +287,7 @@ def renamed_fields(
     Each rename warns with a :class:`DeprecationWarning`; giving both spellings is an :class:`InputError`.
     """
     names = {f.name for f in dataclasses.fields(cls)}
+    names |= {n for inner in flattened_fields(cls).values() for n in inner}
     out = dict(data)
     for old, new in RENAMED_FIELDS.items():
         if old not in out or old in names or new not in names:
@@ -359,5 +439,17 @@ def _parse_yaml(text: str) -> Any:
         loader.dispose()
 
 
+def coerce_value(value: Any, hint: Any) -> Any:
+    """``value`` (a string from a spec or a flag) as the field type ``hint``, strictly; raises
+    :class:`InputError` naming the expected type (the caller adds the field)."""
+    try:
+        return _coerce(value, hint)
+    except (TypeError, ValueError):
+        raise InputError(f"must be a {_type_name(hint)}, got {value!r}") from None
+
+
 def _type_name(hint: Any) -> str:
+    origin_args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(origin_args) == 1:
+        hint = origin_args[0]
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

@@ -43,7 +43,10 @@ def score_kind(mode: str = "vector", method: str | None = None, precondition: st
 
 
 def kind_label(kind: str) -> str:
-    """The label of a kind id (an id of a method this module does not know reads as itself)."""
+    """The label of a kind id: a built-in's from :data:`SCORE_KINDS`, a registered plug-in's summary
+    (:mod:`airsearch.methods.plugin`), else the id itself."""
+    from airsearch.methods.plugin import registered_summary
+
     method, _, pre = kind.partition("+")
-    base = SCORE_KINDS.get(method, method)
+    base = SCORE_KINDS.get(method) or registered_summary(method) or method
     return f"{PRECONDITIONED[pre]} ({base})" if pre in PRECONDITIONED else base

@@ -23,7 +23,7 @@ def _human(s: ColumnSummary) -> str:
         f"projection {c.manifest['projection'].get('dim') or 'none'}",
         f"  fingerprint  {c.fingerprint[:16]}",
         f"  index        {c.ann['type'] if c.ann else 'exact (ANN is built above the row threshold)'}",
-        f"  time         {s.seconds:.1f} s",
+        f"  time         {s.seconds:.1f} s" + (f" on Ray ({s.ray_workers} workers)" if s.ray_workers else ""),
     ]
     return "\n".join(lines)
 

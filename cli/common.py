@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from airsearch.config import CommandConfig, required_fields
+from airsearch.config import CommandConfig, flattened_fields, required_fields
 from airsearch.errors import AirsearchError, InputError
 from airsearch.results import to_jsonable
 
@@ -68,7 +68,7 @@ def field_labels(
     """How the CLI names each field of ``config_cls`` in an error: ``option '--flag'`` (from the field's
     metadata, :func:`flag_of`); other parameters of ``command`` by their name: ``argument 'CORPUS'``
     for a positional argument, ``option '--flag'`` for an option outside the config."""
-    fields = dataclasses.fields(config_cls) if config_cls else ()
+    fields = [f for f, _ in option_fields(config_cls)] if config_cls else ()
     labels = {
         f.name: f"option '{flag_of(f)}'" for f in fields if f.metadata.get("cli", True) and f.name not in skip
     }
@@ -81,6 +81,23 @@ def field_labels(
     return labels
 
 
+def option_fields(config_cls: type[CommandConfig]) -> list[tuple[dataclasses.Field, Any]]:
+    """``(field, type)`` of every option of ``config_cls``: its own fields, with a nested config's
+    (``"flatten": True``) replaced by the fields it flattens (:func:`airsearch.config.flattened_fields`)."""
+    hints = typing.get_type_hints(config_cls)
+    nested = flattened_fields(config_cls)
+    out: list[tuple[dataclasses.Field, Any]] = []
+    for f in dataclasses.fields(config_cls):
+        if f.name not in nested:
+            out.append((f, hints[f.name]))
+            continue
+        inner_hints = typing.get_type_hints(hints[f.name])
+        out += [
+            (g, inner_hints[g.name]) for g in dataclasses.fields(hints[f.name]) if g.name in nested[f.name]
+        ]
+    return out
+
+
 def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = ()) -> Callable:
     """Decorate a click command with one option per field of ``config_cls`` and ``--config FILE``.
 
@@ -89,8 +106,9 @@ def config_options(config_cls: type[CommandConfig], *, skip: tuple[str, ...] = (
     (``"cli": False``) is filled from the command's positional argument of the same name, when given.
     A config file's old field spellings are read with a printed deprecation warning.
     """
-    hints = typing.get_type_hints(config_cls)
-    all_fields = [f for f in dataclasses.fields(config_cls) if f.name not in skip]
+    pairs = option_fields(config_cls)
+    hints = {f.name: hint for f, hint in pairs}
+    all_fields = [f for f, _ in pairs if f.name not in skip]
     # options in field order, except that fields marked ``"late": True`` (shared option groups a
     # config inherits, such as the preconditioning options) are listed after the command's own
     fields = sorted(

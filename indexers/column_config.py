@@ -35,6 +35,16 @@ class MethodColumnConfig(MethodConfig):
         default=DEFAULT_THRESHOLD, metadata={"help": "build an ANN index on the column at this many rows"}
     )
     ann_type: AnnType = F(default=DEFAULT_TYPE, metadata={"help": "ANN index type (as for `index`)"})
+    ray: str | None = F(
+        default=None,
+        metadata={
+            "help": "compute the vectors on Ray: 'auto' (the running cluster), a cluster ADDRESS, or 'local'"
+        },
+    )
+    workers: int | None = F(
+        default=None,
+        metadata={"help": "method actors with --ray (default: one per GPU, else one per 2 CPUs)"},
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -48,6 +58,11 @@ class MethodColumnConfig(MethodConfig):
         require(
             self.column is None or valid_column_name(self.column), "column", "letters, digits and '_' only"
         )
+        require(
+            self.ray is None or bool(self.ray.strip()), "ray", "give 'auto', a cluster address or 'local'"
+        )
+        require(self.workers is None or self.workers >= 1, "workers", "must be at least 1")
+        require(self.workers is None or self.ray is not None, "workers", "sets the method actors of --ray")
 
     def method_config(self) -> MethodConfig:
         names = {f.name for f in dataclasses.fields(MethodConfig)}

@@ -13,8 +13,9 @@ from airsearch.indexers.lock import DEFAULT_LOCK_TIMEOUT
 from airsearch.config import CommandConfig, CorpusReadOptions, require
 from airsearch.data.text import DEFAULT_ENCODING, check_encoding
 from airsearch.errors import InputError
-from airsearch.methods.names import METHOD_NAMES, MethodName
-from airsearch.methods.registry import PARAMS_HELP, MethodConfig, PreconditionOptions, method_config_from
+from airsearch.methods.names import MethodName
+from airsearch.methods.plugin import get_plugin, method_names
+from airsearch.methods.registry import MethodConfig, method_config_from
 from airsearch.runtime import QUANTIZE_HELP, RUNTIME_HELP, Quantize, Runtime, check_runtime
 
 F = dataclasses.field
@@ -164,11 +165,21 @@ class IndexConfig(CorpusReadOptions):
         )
 
 
+def method_config_field(help_text: str) -> MethodConfig:
+    """A command's nested :class:`MethodConfig`: every option of every method, flattened into the
+    command's flags (the method itself is named by the command's own option: ``--rerank``, ``--method``)."""
+    return F(  # type: ignore[return-value]
+        default_factory=MethodConfig, metadata={"flatten": True, "skip": ("method",), "help": help_text}
+    )
+
+
 @dataclasses.dataclass(kw_only=True)
-class QueryConfig(PreconditionOptions):
-    """Which training examples best explain a (prompt, response)? With ``rerank``, a gradient method
-    rescoring the AirRep candidates may be K-FAC / EK-FAC preconditioned (:class:`PreconditionOptions`;
-    the factors are fitted on a seeded sample of the table's rows unless ``factors_sample`` names a file)."""
+class QueryConfig(CommandConfig):
+    """Which training examples best explain a (prompt, response)? With ``rerank``, an attribution method
+    rescores the AirRep candidates, and with ``method`` a method column is searched; either takes every
+    option of every method from the nested ``method_config`` (a gradient method may be K-FAC / EK-FAC
+    preconditioned: the factors are fitted on a seeded sample of the table's rows unless
+    ``factors_sample`` names a file)."""
 
     db: str = F(metadata={"help": "LanceDB directory"})
     table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
@@ -199,19 +210,6 @@ class QueryConfig(PreconditionOptions):
         default=None, metadata={"help": "rescore the AirRep candidates with this attribution method"}
     )
     candidates: int = F(default=200, metadata={"help": "AirRep candidates to rescore (with --rerank)"})
-    lm: str | None = F(default=None, metadata={"help": "target LM folder (with --rerank)"})
-    base_lm: str | None = F(default=None, metadata={"help": "DDA: the LM before fine-tuning"})
-    checkpoints: list[str] = F(
-        default_factory=list,
-        metadata={"help": "DDA/TracIn checkpoint folders (repeatable)", "flag": "--checkpoint"},
-    )
-    params: str = F(default="all", metadata={"help": PARAMS_HELP})
-    lora_rank: int = F(default=8, metadata={"help": "rank of the gradient LoRA adapters (--params lora)"})
-    proj_dim: int = F(default=0, metadata={"help": "JL projection dimension (0 = exact)"})
-    seed: int = F(default=0, metadata={"help": "seed of the JL projection and of the factor sample"})
-    beta: float = F(default=1.0, metadata={"help": "DDA debias weight"})
-    debias: str = F(default="eq11", metadata={"help": "DDA debias reading: eq11 or eq9"})
-    daunce_run: str | None = F(default=None, metadata={"help": "Daunce: folder of a finished run"})
     # --method: search a method column of the table (airsearch.indexers.method_columns)
     method: str | None = F(
         default=None,
@@ -220,6 +218,7 @@ class QueryConfig(PreconditionOptions):
             "query's method vector; needs --lm (the column's LM)"
         },
     )
+    method_config: MethodConfig = method_config_field("the options of the --rerank / --method method")
 
     def validate(self) -> None:
         super().validate()
@@ -243,7 +242,9 @@ class QueryConfig(PreconditionOptions):
         check_filter(self.where)
         check_encoding(self.encoding)
         require(
-            self.rerank is None or self.rerank in METHOD_NAMES, "rerank", f"must be one of {METHOD_NAMES}"
+            self.rerank is None or self.rerank in method_names(),
+            "rerank",
+            f"must be one of {list(method_names())}",
         )
         require(self.candidates >= 1, "candidates", f"must be at least 1, got {self.candidates}")
         require(
@@ -257,7 +258,7 @@ class QueryConfig(PreconditionOptions):
             "reranking with daunce needs a finished run",
         )
         require(
-            self.precondition == "none" or self.rerank not in (None, "daunce", "repsim"),
+            self.precondition == "none" or (self.rerank is not None and get_plugin(self.rerank).gradient),
             "precondition",
             "preconditions a gradient --rerank method (tracin, gradcos, dda, haif, haif-t)",
         )
@@ -270,7 +271,7 @@ class QueryConfig(PreconditionOptions):
 
 
 @dataclasses.dataclass(kw_only=True)
-class ExplainConfig(PreconditionOptions):
+class ExplainConfig(CommandConfig):
     """Why does a training row score as it does for a query? Token-level contributions: AirRep's exactly,
     and with ``lm`` a gradient method's, on parameter set ``params``, K-FAC / EK-FAC preconditioned with
     ``precondition`` (factors fitted on a seeded sample of the table's rows unless ``factors_sample``
@@ -282,22 +283,21 @@ class ExplainConfig(PreconditionOptions):
     prompt: str | None = F(default=None, metadata={"help": "query prompt (none: a text-only query)"})
     response: str = F(metadata={"help": "query response (model output)"})
     encoder: str | None = F(default=None, metadata={"help": "encoder (default: the one the index records)"})
-    lm: str | None = F(default=None, metadata={"help": "target LM folder: adds the gradient token view"})
     method: MethodName = F(
         default="haif", metadata={"help": "gradient method for the token view (with --lm)"}
     )
-    params: str = F(default="all", metadata={"help": PARAMS_HELP})
     top: int = F(
         default=10,
         metadata={"help": "tokens listed per side in the summary", "flag": ("--top-tokens", "--top")},
     )
+    method_config: MethodConfig = method_config_field("the options of the gradient token view's method")
 
     def validate(self) -> None:
         super().validate()
         require(bool(self.db), "db", "is required (the index directory)")
         require(bool(self.id), "id", "is required (the row to explain)")
         require(
-            self.method in METHOD_NAMES and self.method not in ("daunce", "repsim"),
+            self.method in method_names() and (not self.lm or get_plugin(self.method).gradient),
             "method",
             "must be a gradient method",
         )

@@ -94,7 +94,7 @@ def run_on_ray(build: RayBuild) -> Any:
         raise InputError("no rows to index", field="corpus")
     meta, schema = build.table_meta(first)
     todo = hasher.count - resumed
-    with _ray_session(cfg.ray, cfg.workers) as (ray, workers, gpus):
+    with ray_session(cfg.ray, cfg.workers) as (ray, workers, gpus):
         announce(
             f"plan: index {hasher.count:,} rows of {', '.join(map(str, cfg.corpus[:3]))} -> table "
             f"'{cfg.table}' in {cfg.db} ({build.mode}) on Ray: {workers} encoder actor(s)"
@@ -256,7 +256,7 @@ class EncoderActor:
         return pa.table(out)
 
 
-class _ray_session:
+class ray_session:
     """Ray for one build: the running session, else ``ray.init`` by ``address`` (``local`` starts a
     local cluster), shut down again if this build started it. Yields ``(ray, workers, gpus)``."""
 

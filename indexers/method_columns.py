@@ -6,7 +6,8 @@ the BM25 index and the AirRep ``vector`` in one LanceDB table, and a query is on
 a vector search (:mod:`airsearch.indexers.method_search`).
 
 * :func:`add_method_column` (``airsearch method-column``) computes ``row_vectors`` of every row, in
-  fixed chunks of the table's rows in table order, committed one chunk at a time into a side dataset
+  fixed chunks of the table's rows in table order (with ``--ray``, by Ray actors:
+  :mod:`airsearch.indexers.column_ray`), committed one chunk at a time into a side dataset
   (``<db>/_columns/<table>.<column>.<key>.lance``), so a killed build resumes where it stopped and
   gives the same vectors. The finished side dataset is merged into the table on ``id`` in one Lance
   commit: the column appears whole or not at all. Its field metadata (key ``airsearch.method``)
@@ -47,7 +48,7 @@ from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.fingerprint import fingerprint_json
 from airsearch.methods.registry import MethodConfig
 from airsearch.progress import progress
-from airsearch.results import Result
+from airsearch.results import Result, omitted_when_none
 
 COLUMNS_DIR = "_columns"
 FACTORS_DIR = "_factors"
@@ -66,6 +67,7 @@ class ColumnSummary(Result):
     resumed_rows: int
     seconds: float
     bytes_per_row: int
+    ray_workers: int | None = omitted_when_none()  # method actors, when the vectors were computed on Ray
 
 
 def default_column(method: str) -> str:
@@ -182,6 +184,14 @@ def add_method_column(cfg: MethodColumnConfig, *, show_progress: bool = True) ->
     if name in ("id", "prompt", "response", *table.meta.columns) or name in RESERVED:
         raise InputError(f"{name!r} is a column of the table's rows; choose another name", field="column")
     mcfg = cfg.method_config()
+    from airsearch.methods.plugin import get_plugin
+
+    if get_plugin(mcfg.method).score_kind != "dot":
+        raise InputError(
+            f"method {mcfg.method!r} does not score by a dot product of stored vectors, so it has no "
+            "column; rerank with it instead (query --rerank)",
+            field="method",
+        )
     if mcfg.precondition != "none" and not mcfg.factors:
         own = store.path / FACTORS_DIR / f"{table.name}.{name}"
         if cfg.overwrite and name in table.dataset.schema.names:
@@ -198,8 +208,15 @@ def add_method_column(cfg: MethodColumnConfig, *, show_progress: bool = True) ->
     done = lance.dataset(str(side)).count_rows() if side.is_dir() else 0
     total = table.count()
     bar = progress(desc=f"{name} vectors", total=total, initial=done, unit="row", quiet=not show_progress)
-    for chunk in _table_rows(table, cfg.chunk_size, done):
-        vecs = method.train_features(chunk).detach().cpu().numpy()
+    chunks = _table_rows(table, cfg.chunk_size, done)
+    ray_stats: dict[str, int] = {}
+    if cfg.ray is None:
+        computed = ((c, method.train_features(c).detach().cpu().numpy()) for c in chunks)
+    else:  # the same chunks, computed by Ray actors, committed here in table order
+        from airsearch.indexers.column_ray import ray_vector_chunks
+
+        computed = ray_vector_chunks(mcfg.to_dict(), chunks, cfg.ray, cfg.workers, ray_stats)
+    for chunk, vecs in computed:
         data = pa.table(
             {"id": pa.array([e.id for e in chunk], pa.string()), name: vector_array(vecs, cfg.dtype)}
         )
@@ -230,6 +247,7 @@ def add_method_column(cfg: MethodColumnConfig, *, show_progress: bool = True) ->
         resumed_rows=done,
         seconds=round(time.perf_counter() - start, 3),
         bytes_per_row=spec.dim * (2 if cfg.dtype == "float16" else 4),
+        ray_workers=ray_stats.get("workers"),
     )
 
 

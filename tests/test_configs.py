@@ -14,7 +14,7 @@ from airsearch.trainers.evaluation.common import EvalConfig
 from airsearch.trainers.evaluation.lds import EvalLdsConfig
 from airsearch.trainers.labels import LabelConfig
 
-from airsearch.config import RENAMED_FIELDS, CommandConfig, required_fields
+from airsearch.config import RENAMED_FIELDS, CommandConfig, flattened_fields, required_fields
 from airsearch.data.corpus import write_rows
 from airsearch.errors import InputError
 from airsearch.lm.finetune import FinetuneConfig
@@ -71,7 +71,10 @@ def test_one_name_per_idea_in_every_config():
     assert {"lm", "base_lm", "checkpoints", "proj_dim", "lora_rank"} <= {
         f.name for f in dataclasses.fields(MethodConfig)
     }
-    assert {"lm", "base_lm", "checkpoints", "proj_dim"} <= {f.name for f in dataclasses.fields(QueryConfig)}
+    # a command holding a nested MethodConfig offers its fields as its own (flattened)
+    assert {"lm", "base_lm", "checkpoints", "proj_dim", "beta", "daunce_kind"} <= set(
+        flattened_fields(QueryConfig)["method_config"]
+    )
     assert {"lm", "lora_rank", "teacher_checkpoints", "teacher_base_lm"} <= {
         f.name for f in dataclasses.fields(LabelConfig)
     }

@@ -1,16 +1,21 @@
 """Distributed indexing on a local Ray cluster (``ray.init(num_cpus=2)``): the Ray path builds the same
 table as the single-machine path, commits its fragments as one version, and a build stopped before
-that commit leaves the table as it was; the next run cleans up after it."""
+that commit leaves the table as it was; the next run cleans up after it. A method column computed on
+Ray (``method-column --ray``) equals the single-process column."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import lance
 import numpy as np
 import pytest
 import ray
 from airsearch.indexers.build import build_index
+from airsearch.indexers.column_config import MethodColumnConfig
 from airsearch.indexers.config import IndexConfig
+from airsearch.indexers.method_columns import add_method_column
 from airsearch.indexers.staging import BUILDING_PREFIX, Staging
 from airsearch.indexers.store import IndexStore
 
@@ -95,3 +100,25 @@ def test_a_ray_build_stopped_before_its_commit_leaves_the_table_and_the_rerun_cl
         [e.id for e in load_corpus(corpus_file).examples] + [e.id for e in load_corpus(more).examples]
     )
     assert not list(db.glob(f"{BUILDING_PREFIX}*"))  # the stopped build's fragments are gone
+
+
+def _method_column(db, name):
+    t = lance.dataset(str(db / "corpus.lance")).to_table(columns=["id", name])
+    return t["id"].to_pylist(), np.stack([np.asarray(v, np.float32) for v in t[name].to_pylist()])
+
+
+def test_ray_column_build_equals_the_single_process_build(local_ray, tiny_lm_db, tiny_lm_dir, tmp_path):
+    for name in ("alone", "ray"):
+        shutil.copytree(tiny_lm_db, tmp_path / name)
+    common = {"method": "gradcos", "lm": str(tiny_lm_dir), "proj_dim": 64, "chunk_size": 6}
+    alone = add_method_column(MethodColumnConfig(db=str(tmp_path / "alone"), **common), show_progress=False)
+    on_ray = add_method_column(
+        MethodColumnConfig(db=str(tmp_path / "ray"), ray="auto", workers=2, **common), show_progress=False
+    )
+    assert (
+        on_ray.column.fingerprint == alone.column.fingerprint and on_ray.rows_added == alone.rows_added == 20
+    )
+    ids, vectors = _method_column(tmp_path / "ray", "m_gradcos")
+    ids_alone, vectors_alone = _method_column(tmp_path / "alone", "m_gradcos")
+    assert ids == ids_alone
+    np.testing.assert_allclose(vectors, vectors_alone, rtol=1e-5, atol=1e-6)

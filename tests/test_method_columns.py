@@ -441,6 +441,10 @@ def test_api_searches_a_column_and_reranks_from_it(db, tiny_lm_dir, tiny_encoder
     cfg = ServeConfig(db=str(db), token="t0ken-long", lm=str(tiny_lm_dir))
     auth = {"Authorization": "Bearer t0ken-long"}
     with TestClient(create_app(cfg, encoder=AirRepEncoder.load(tiny_encoder_dir))) as client:
+        (listed,) = client.get("/api/info", headers=auth).json()["method_columns"]  # what the page offers
+        assert (listed["column"], listed["method"], listed["dtype"], listed["rows"]) == (
+            "m_gradcos", "gradcos", "float32", 20
+        )  # fmt: skip
         r = client.post("/api/query", json={**q, "method": "m_gradcos"}, headers=auth)
         assert r.status_code == 200, r.text
         (res,) = r.json()["results"]

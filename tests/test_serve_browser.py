@@ -2,7 +2,7 @@
 page, give the token, run a query, open a result, see highlighted tokens, download results and a
 selection; a 390 px phone viewport cuts nothing off, a filter that matches nothing says so, hidden
 controls stay hidden, a reranked list and its row detail show the same score, /docs and /favicon.ico
-work offline. Any console error or page exception fails a test. ``scripts/setup.sh`` installs the
+work offline, a method column is offered and searched. Any console error or page exception fails a test. ``scripts/setup.sh`` installs the
 browser and the Python package, so CI runs this test."""
 
 from __future__ import annotations
@@ -171,6 +171,7 @@ def test_hidden_controls_stay_hidden_and_empty_results_say_why(server, tmp_path)
         # no --lm: no rerank dropdown; nothing searched yet: no detail, groups or result headings
         for hidden in (
             "#rerank-box",
+            "#column-box",
             "#detail",
             "#groups",
             "#results-title",
@@ -252,3 +253,36 @@ def test_reranked_list_and_row_detail_show_the_same_score(
         page.wait_for_selector("#detail-list-score:not([hidden])")
         assert f"gradcos {listed}" in page.text_content("#detail-list-score")
         assert page.text_content("#detail-score").startswith("AirRep dot product")
+
+
+def test_page_lists_the_method_columns_and_searches_one(tiny_lm_db, tiny_lm_dir, tiny_encoder_dir, tmp_path):
+    """With ``--lm`` the page offers the table's method columns; searching one lists the CLI's
+    ``query --method`` rows and scores."""
+    from tests.helpers.cli import run
+
+    db = tmp_path / "db"
+    shutil.copytree(tiny_lm_db, db)
+    run("method-column", "--db", db, "--method", "gradcos", "--lm", tiny_lm_dir)
+    (cli,) = json.loads(
+        run("query", "--db", db, "--method", "m_gradcos", "--lm", tiny_lm_dir, "--response", "the answer",
+            "-k", 3, "--json").stdout
+    )  # fmt: skip
+    cfg = ServeConfig(db=str(db), lm=str(tiny_lm_dir), rerank_methods=("gradcos",))
+    with serving(cfg, tiny_encoder_dir) as url, browser_page(url, tmp_path) as page:
+        page.goto(url + "/")
+        page.wait_for_function("document.querySelector('#status').textContent === 'ready'")
+        assert page.is_visible("#column-box")
+        offered = page.eval_on_selector_all("#method-column option", "es => es.map(e => e.value)")
+        assert offered == ["", "m_gradcos"]
+        page.fill("#response", "the answer")
+        page.fill("#k", "3")
+        page.select_option("#method-column", "m_gradcos")
+        page.click("#search")
+        page.wait_for_selector("#results .result")
+        ids = [page.locator("#results .result").nth(i).get_attribute("data-id") for i in range(3)]
+        assert ids == [c["id"] for c in cli["proponents"]]
+        assert page.locator("#results .kind").all_text_contents() == ["gradcos"] * 3
+        titles = page.eval_on_selector_all("#results .score", "es => es.map(e => e.title)")
+        assert [float(t.rsplit(": ", 1)[1]) for t in titles] == pytest.approx(
+            [c["score"] for c in cli["proponents"]], rel=1e-5
+        )

@@ -50,17 +50,21 @@ class TokenScores:
 class AttributionMethod(abc.ABC):
     """``score(train, test) -> [n_train, n_test]`` and block-wise top-k through train/test features.
 
-    The plug-in contract (one module per method, built by name in
+    The plug-in contract (one module per method declaring a
+    :class:`~airsearch.methods.plugin.MethodPlugin`, built by name in
     :func:`airsearch.methods.registry.load_method` from one
     :class:`~airsearch.methods.registry.MethodConfig`):
 
-    - :attr:`name`, and the options the config carries;
+    - :attr:`name`, and the options dataclass its plug-in declares;
     - :meth:`row_vectors` (train side, streamed in blocks) and :meth:`query_vectors` (test side),
       deterministic for given settings, fingerprinted by :meth:`fingerprint` (the manifest of what
       made them: model, checkpoints, parameter set, projection, preconditioning, options);
     - :attr:`score_kind`: how a score is read from the two vectors. Every method here is ``"dot"``:
       ``score = query_vector . row_vector`` (module docstring), which is what lets each of them be a
-      vector column of an index table (:mod:`airsearch.indexers.method_columns`).
+      vector column of an index table (:mod:`airsearch.indexers.method_columns`). The documented
+      fallback for a method that is not a dot product is ``"pairwise"``: it overrides
+      :meth:`score_against` and gets rerank, ``attribute`` and the evaluation harness, but no column.
+      It equals the plug-in's ``score_kind`` (``load_method`` checks).
     """
 
     name: str = "method"

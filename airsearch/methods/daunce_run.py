@@ -1,7 +1,8 @@
 """A finished white-box Daunce run, read back: its settings, recorded losses and saved adapters.
 
 ``airsearch.trainers.daunce.run_daunce`` trains the K perturbed LoRA models (methods.md §5, Daunce Eq. 5) as
-runner jobs; this module only reads what they wrote, so the method registry
+runner jobs; this module only reads what they wrote (and declares Daunce's method plug-in, white-box
+from a run or black-box fine-tunes), so the method registry
 (:func:`airsearch.methods.registry.load_method`) can build a :class:`~airsearch.methods.daunce.Daunce`
 from a run folder. Each job's result file (:mod:`airsearch.jobfiles`) holds the loss of every train
 and test example under perturbed model k and its adapter weights, so a new query can be scored under
@@ -24,7 +25,10 @@ from airsearch.errors import InputError
 from airsearch.fingerprint import fingerprint_json
 from airsearch.jobfiles import finished_job_ids, read_result
 from airsearch.lm.model import TargetLM
+from airsearch.methods.base import AttributionMethod
 from airsearch.methods.daunce import Daunce, LocalLMLosses, RecordedLosses, ScoreKind
+from airsearch.methods.options import DaunceOptions
+from airsearch.methods.plugin import MethodModels, MethodPlugin
 
 ADAPTER_PREFIX = "adapter."
 MANIFEST = "daunce_manifest.json"
@@ -157,3 +161,53 @@ def load_daunce(out_dir: str | Path, models: int | None = None) -> DaunceRun:
         cfg,
         manifest["model"],
     )
+
+
+def build_daunce(options: DaunceOptions, models: MethodModels) -> AttributionMethod:
+    """Daunce from the finished white-box run ``daunce_run`` (with an LM, queries outside the run are
+    scored under its saved adapters), else ``daunce_models`` black-box fine-tunes of the LM fitted on
+    the training rows (Daunce Table 2)."""
+    if options.daunce_run:
+        lm = models.target(options) if (models.lm is not None or options.lm) else None
+        return load_daunce(options.daunce_run).method(options.daunce_kind, lm=lm)
+    if models.train is None:
+        raise InputError(
+            "daunce needs a finished run (a folder made by airsearch.trainers.daunce.run_daunce)",
+            field="daunce_run",
+        )
+    from airsearch.lm.finetune import FinetuneConfig
+    from airsearch.methods.daunce import LocalFinetuneFactory, blackbox_providers
+
+    target = models.target(options)
+    ft = FinetuneConfig(
+        epochs=options.daunce_epochs,
+        lr=options.daunce_lr,
+        batch_size=options.batch_size,
+        max_length=options.max_length or target.max_length,  # the LM's own token budget, as every method
+        seed=options.seed,
+    )
+    providers = blackbox_providers(
+        LocalFinetuneFactory(target, ft),
+        models.train,
+        options.daunce_models,
+        options.daunce_ratio,
+        options.seed,
+    )
+    extra = {
+        "mode": "black-box",
+        "ratio": options.daunce_ratio,
+        "epochs": options.daunce_epochs,
+        "lr": options.daunce_lr,
+        "batch_size": options.batch_size,
+    }
+    return Daunce(providers, kind=options.daunce_kind, fingerprint=target.fingerprint, extra=extra)
+
+
+PLUGINS = (
+    MethodPlugin(
+        name="daunce",
+        options=DaunceOptions,
+        build=build_daunce,
+        summary="Daunce: Pearson correlation (or covariance) of K perturbed models' loss profiles",
+    ),
+)

@@ -30,6 +30,8 @@ from airsearch.errors import InputError
 from airsearch.methods.base import AttributionMethod
 from airsearch.methods.gradients import ParamSet
 from airsearch.methods.names import DEBIAS_READINGS as DEBIAS_READINGS  # re-exported
+from airsearch.methods.options import DDAOptions
+from airsearch.methods.plugin import MethodModels, gradient_plugin
 from airsearch.methods.projection import Projector
 from airsearch.methods.store import VectorManifest
 from airsearch.methods.tracin import CheckpointFeatures
@@ -115,3 +117,25 @@ class DDA(AttributionMethod):
         return self.ck.manifest(
             "grad-unit" if self.normalize else "grad", dim, {"method": self.name, "base": self.use_base}
         )
+
+
+def build_dda(options: DDAOptions, models: MethodModels) -> DDA:
+    """DDA over the checkpoints, with the base model (``base_lm``) carrying the debias term."""
+    base = models.base_lm
+    if base is None and options.base_lm:
+        base = models.load(options.base_lm, options.max_length)
+    return DDA(
+        models.gradient_checkpoints(options),
+        base=base,
+        beta=options.beta,
+        debias=options.debias,
+        **models.gradient_kwargs(options),
+    )
+
+
+PLUGINS = (
+    gradient_plugin(
+        "dda", build_dda, "DDA: debiased and denoised grad-cos (Eq. 9 / 11)", options=DDAOptions,
+        spec_options=("beta", "debias"),
+    ),
+)  # fmt: skip

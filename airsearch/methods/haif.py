@@ -21,6 +21,8 @@ import torch
 from airsearch.data.example import Example
 from airsearch.methods.base import AttributionMethod
 from airsearch.methods.gradients import ParamSet
+from airsearch.methods.options import GradientOptions
+from airsearch.methods.plugin import MethodModels, gradient_plugin
 from airsearch.methods.precondition import Side
 from airsearch.methods.projection import Projector
 from airsearch.methods.store import VectorManifest
@@ -61,3 +63,15 @@ class HAIF(AttributionMethod):
 
     def manifest(self) -> VectorManifest:
         return self.ck.manifest(self.name, self.ck.featurizers[0].dim(), {"method": self.name})
+
+
+def build_haif(options: GradientOptions, models: MethodModels) -> HAIF:
+    """HAIF on the target LM (HAIF Eq. 23); HAIF-T (token normalisation on the train side only) when
+    the plug-in is ``haif-t``."""
+    return HAIF(models.target(options), outer=models.method == "haif", **models.gradient_kwargs(options))
+
+
+PLUGINS = (
+    gradient_plugin("haif", build_haif, "HAIF: normalised sum of normalised token gradients"),
+    gradient_plugin("haif-t", build_haif, "HAIF-T: HAIF's token normalisation on the train side"),
+)

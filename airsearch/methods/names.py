@@ -1,14 +1,26 @@
-"""The names of the attribution methods, of the Daunce score kinds and of the preconditioners.
+"""The names of the built-in attribution methods, of the Daunce score kinds and of the preconditioners.
 
 A light module (no torch): configs and the CLI read these names without loading any model code.
+:data:`BUILTIN_METHOD_MODULES` is the one table of built-in methods: each name's module declares its
+plug-in (:class:`airsearch.methods.plugin.MethodPlugin`); methods registered from outside join them in
+:func:`airsearch.methods.plugin.method_names`.
 """
 
 from __future__ import annotations
 
 from typing import Literal, get_args
 
-MethodName = Literal["tracin", "gradcos", "dda", "haif", "haif-t", "daunce", "repsim"]
-METHOD_NAMES: tuple[str, ...] = get_args(MethodName)
+BUILTIN_METHOD_MODULES: dict[str, str] = {
+    "tracin": "airsearch.methods.tracin",
+    "gradcos": "airsearch.methods.tracin",
+    "dda": "airsearch.methods.dda",
+    "haif": "airsearch.methods.haif",
+    "haif-t": "airsearch.methods.haif",
+    "daunce": "airsearch.methods.daunce_run",
+    "repsim": "airsearch.methods.repsim",
+}
+MethodName = str  # a built-in name (METHOD_NAMES) or a registered plug-in's
+METHOD_NAMES: tuple[str, ...] = tuple(BUILTIN_METHOD_MODULES)  # the built-in ones
 
 ScoreKind = Literal["corr", "cov"]  # Daunce: Pearson correlation or covariance across the K models
 DEBIAS_READINGS = ("eq11", "eq9")  # DDA: the two readings of the debias term (airsearch.methods.dda)

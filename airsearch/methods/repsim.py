@@ -17,6 +17,8 @@ import torch
 from airsearch.data.example import Example
 from airsearch.lm.model import encode_examples
 from airsearch.methods.base import AttributionMethod
+from airsearch.methods.options import RepSimOptions
+from airsearch.methods.plugin import MethodModels, MethodPlugin
 from airsearch.methods.store import VectorManifest
 from airsearch.methods.tracin import lm_identity
 from airsearch.progress import progress
@@ -88,3 +90,23 @@ class RepSim(AttributionMethod):
             dim=hidden,
             extra=self.describe(),
         )
+
+
+def build_repsim(options: RepSimOptions, models: MethodModels) -> RepSim:
+    """RepSim on the target LM (one forward pass, no gradient)."""
+    return RepSim(
+        models.target(options),
+        batch_size=options.batch_size,
+        max_length=options.max_length,
+        show_progress=models.show_progress,
+    )
+
+
+PLUGINS = (
+    MethodPlugin(
+        name="repsim",
+        options=RepSimOptions,
+        build=build_repsim,
+        summary="RepSim: cosine of the LM's mean last hidden states",
+    ),
+)

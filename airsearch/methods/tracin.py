@@ -21,6 +21,8 @@ from airsearch.lm.compat import require_same_model
 from airsearch.methods.base import AttributionMethod
 from airsearch.methods.features import GradientFeaturizer
 from airsearch.methods.gradients import ParamSet
+from airsearch.methods.options import GradientOptions
+from airsearch.methods.plugin import MethodModels, gradient_plugin
 from airsearch.methods.precondition import Precondition, Side
 from airsearch.methods.projection import Projector
 from airsearch.methods.store import VectorManifest
@@ -205,3 +207,20 @@ class TracIn(AttributionMethod):
 def _concat(feats: list[torch.Tensor]) -> torch.Tensor:
     """Checkpoints' feature blocks side by side (one checkpoint: its block, not a copy)."""
     return feats[0] if len(feats) == 1 else torch.cat(feats, dim=1)
+
+
+def build_tracin(options: GradientOptions, models: MethodModels) -> TracIn:
+    """Grad-dot / TracIn over the checkpoints (default: the target LM alone); grad-cos (DDA Eq. 6)
+    when the plug-in is ``gradcos``: unit-normalised gradients on both sides."""
+    normalize = models.method == "gradcos"
+    return TracIn(
+        models.gradient_checkpoints(options), normalize=normalize, **models.gradient_kwargs(options)
+    )
+
+
+PLUGINS = (
+    gradient_plugin(
+        "tracin", build_tracin, "grad-dot / TracIn: sum over checkpoints of train . test gradients"
+    ),
+    gradient_plugin("gradcos", build_tracin, "grad-cos: cosine of train and test gradients"),
+)

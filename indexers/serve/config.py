@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 
-from airsearch.config import require
-from airsearch.methods.names import METHOD_NAMES
-from airsearch.methods.registry import PARAMS_HELP, MethodConfig, PreconditionOptions
+from airsearch.indexers.config import method_config_field
+
+from airsearch.config import CommandConfig, require
+from airsearch.methods.plugin import gradient_method_names
+from airsearch.methods.registry import MethodConfig, method_config_from
 
 F = dataclasses.field
 LOOPBACK_NAMES = ("localhost",)
@@ -24,27 +26,24 @@ def is_loopback(host: str) -> bool:
 
 
 @dataclasses.dataclass(kw_only=True)
-class ServeConfig(PreconditionOptions):
+class ServeConfig(CommandConfig):
     """Serve an index over HTTP: a JSON API and one web page (read-only).
 
-    With ``lm``, the gradient methods offered for rerank and token views run on parameter set
-    ``params``, K-FAC / EK-FAC preconditioned with ``precondition``: each method's factors are fitted
-    once, at its first use, on a seeded sample of the table's rows (or ``factors_sample``), or read
-    from ``factors``, and kept for the server's life.
+    With ``lm``, the gradient methods offered for rerank and token views, and the method columns the
+    page searches, take every option of the nested ``method_config`` (parameter set ``params``, K-FAC /
+    EK-FAC ``precondition`` ...): each method's factors are fitted once, at its first use, on a seeded
+    sample of the table's rows (or ``factors_sample``), or read from ``factors``, and kept for the
+    server's life.
     """
 
     db: str = F(metadata={"help": "LanceDB directory"})
     table: str | None = F(default=None, metadata={"help": "table name (default: the only table)"})
     host: str = F(default="127.0.0.1", metadata={"help": "bind address (non-loopback prints a warning)"})
     port: int = F(default=8000, metadata={"help": "TCP port"})
-    lm: str | None = F(
-        default=None, metadata={"help": "target LM folder: enables rerank and gradient token views"}
-    )
     rerank_methods: tuple[str, ...] = F(
         default=("gradcos", "haif"),
         metadata={"help": "methods offered for rerank with --lm (repeatable)", "flag": "--rerank-method"},
     )
-    params: str = F(default="all", metadata={"help": PARAMS_HELP})
     encoder: str | None = F(default=None, metadata={"help": "encoder (default: the one the index records)"})
     token: str | None = F(
         default=None,
@@ -67,6 +66,10 @@ class ServeConfig(PreconditionOptions):
     threads: int = F(
         default=1, metadata={"help": "torch threads per request (requests run in parallel; 0: torch default)"}
     )
+    method_config: MethodConfig = method_config_field(
+        "the options of the served methods; --lm (target LM folder) enables rerank, token views and "
+        "method-column search"
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -76,9 +79,10 @@ class ServeConfig(PreconditionOptions):
             require(getattr(self, name) > 0, name, "must be positive")
         require(self.threads >= 0, "threads", "must be >= 0")
         require(self.max_targets > 0 and self.max_select > 0, "max_targets", "limits must be positive")
-        served = [m for m in METHOD_NAMES if m not in ("daunce", "repsim")]
-        unknown = [m for m in self.rerank_methods if m not in served]
-        require(not unknown, "rerank_methods", f"unknown or unsupported {unknown}; served: {served}")
+        if self.lm:  # the methods are offered (and their modules, with torch, loaded) only with an LM
+            served = list(gradient_method_names())
+            unknown = [m for m in self.rerank_methods if m not in served]
+            require(not unknown, "rerank_methods", f"unknown or unsupported {unknown}; served: {served}")
         require(
             self.precondition == "none" or bool(self.lm),
             "precondition",
@@ -86,6 +90,6 @@ class ServeConfig(PreconditionOptions):
         )
         require(self.token is None or len(self.token) >= 8, "token", "must be at least 8 characters")
 
-    def method_config(self, method: str) -> MethodConfig:
-        """The registry config of served gradient method ``method``."""
-        return MethodConfig(method=method, lm=self.lm, params=self.params, **self.precondition_options())
+    def served_method(self, method: str) -> MethodConfig:
+        """The registry config of served method ``method`` (every option of the nested config)."""
+        return method_config_from(self, method)

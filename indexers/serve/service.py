@@ -79,7 +79,7 @@ class SearchService:
         with self._lock:
             if name not in self._methods:
                 self._methods[name] = load_gradient_method(
-                    self.cfg.method_config(name), self.searcher().table
+                    self.cfg.served_method(name), self.searcher().table
                 )
                 self._method_locks[name] = threading.Lock()
         return self._methods[name], self._method_locks[name]
@@ -177,7 +177,7 @@ class SearchService:
             from airsearch.methods.registry import Reranker
 
             with lock:  # from the stored vectors of a column made by the same settings, if any
-                rerank = stored_reranker(searcher.table, self.cfg.method_config(req.rerank)) or Reranker(
+                rerank = stored_reranker(searcher.table, self.cfg.served_method(req.rerank)) or Reranker(
                     method
                 )
                 results = searcher.search(
@@ -210,6 +210,7 @@ class SearchService:
             "filterable_columns": filterable_columns(searcher.table.meta.columns),
             "modes": ["vector", "bm25", "hybrid"] if searcher.table.has_fts() else ["vector"],
             "rerank_methods": list(self.cfg.rerank_methods) if self.cfg.lm else [],
+            "method_columns": method_columns(searcher.table),
             "lm": bool(self.cfg.lm),
             "params": self.cfg.params,
             "precondition": self.cfg.precondition,
@@ -292,3 +293,21 @@ def _stream(fh: Any, tmp: tempfile.TemporaryDirectory) -> Iterator[bytes]:
     finally:
         fh.close()
         tmp.cleanup()
+
+
+def method_columns(table: Any) -> list[dict[str, Any]]:
+    """The table's method columns as the page lists them (what searches one: ``/api/query`` with
+    ``method``; it needs the server's ``--lm``)."""
+    from airsearch.indexers.column_spec import column_specs
+
+    return [
+        {
+            "column": s.column,
+            "method": s.method,
+            "dim": s.dim,
+            "dtype": s.dtype,
+            "rows": s.rows,
+            "score": s.score,
+        }
+        for s in column_specs(table).values()
+    ]

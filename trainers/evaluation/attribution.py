@@ -3,7 +3,9 @@
 :class:`FeatureMethod` builds a method through the one registry
 (:func:`airsearch.methods.registry.load_method`), computes its train vectors once in ``prepare`` (what a
 vector store keeps; identical ones are shared between rows, e.g. DDA's beta / debias variants) and
-serves score blocks ``u_i . v_j`` like every :class:`~airsearch.trainers.evaluation.methods.Method`.
+serves score blocks ``u_i . v_j`` like every :class:`~airsearch.trainers.evaluation.methods.Method`,
+through the plug-in contract (``row_vectors`` / ``query_vectors``; a ``"pairwise"`` method's own
+``score_against`` per block of rows).
 :class:`WhiteboxDaunce` trains Daunce's white-box Eq. 5 run on the training set first.
 """
 
@@ -80,6 +82,7 @@ class FeatureMethod(Method):
         self.name = name or (method.method if isinstance(method, MethodConfig) else method.name)
         self.lm, self.checkpoints, self.base_lm = lm, tuple(checkpoints), base_lm
         self.train_features: torch.Tensor | None = None
+        self.train_rows: list[Example] = []
 
     def _prepare(self, train: list[Example]) -> None:
         if self.config is not None and self.whitebox is not None:
@@ -99,9 +102,14 @@ class FeatureMethod(Method):
         key = self._shared_key(train)
         if key is not None and key in self.shared:  # type: ignore[operator]
             self.train_features, self.reused_seconds = self.shared[key]  # type: ignore[index]
+        elif getattr(self.impl, "score_kind", "dot") != "dot":  # the documented fallback: pairwise
+            self.train_rows, self.train_features = list(train), None
+            self.storage_bytes = 0
+            return
         else:
             t0 = time.perf_counter()
-            self.train_features = self.impl.train_features(train).detach().float().cpu()
+            blocks = [b.detach().float().cpu() for b in self.impl.row_vectors(train)]  # the plug-in contract
+            self.train_features = torch.cat(blocks) if blocks else self.impl.train_features(train).float()
             if key is not None:
                 self.shared[key] = (self.train_features, time.perf_counter() - t0)  # type: ignore[index]
         self.storage_bytes = int(self.train_features.numel() * 4)
@@ -126,8 +134,13 @@ class FeatureMethod(Method):
     def score_blocks(
         self, test: Sequence[Example], block_size: int = 4096
     ) -> Iterator[tuple[int, np.ndarray]]:
-        assert self.impl is not None and self.train_features is not None, "prepare() first"
-        v = self.impl.test_features(list(test)).detach().float().cpu()
+        assert self.impl is not None, "prepare() first"
+        v = self.impl.query_vectors(list(test)).detach().float().cpu()
+        if self.train_features is None:  # a pairwise method: its own scores of each block of rows
+            for start in range(0, len(self.train_rows), block_size):
+                block = self.impl.score_against(self.train_rows[start : start + block_size], v)
+                yield start, block.detach().float().cpu().numpy()
+            return
         for start in range(0, self.train_features.shape[0], block_size):
             yield start, (self.train_features[start : start + block_size] @ v.T).numpy()
 

@@ -33,8 +33,8 @@ from airsearch.data.corpus import Corpus
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.lm.model import TargetLM
-from airsearch.methods.base import METHOD_NAMES
 from airsearch.methods.daunce_run import DaunceConfig
+from airsearch.methods.plugin import method_names
 from airsearch.results import Result, omitted_when_none
 from airsearch.runtime import QUANTIZE_HELP, RUNTIME_HELP, Quantize, Runtime, check_runtime
 
@@ -179,7 +179,7 @@ def build_methods(
             bm25_dir = Path(workdir) / f"bm25-{len(out)}" if workdir else None
             text = method_spec_options(spec).get("text", "full")
             m = baseline_method(name, seed=cfg.seed, workdir=bm25_dir, text=text)
-        elif name in METHOD_NAMES or name in DAUNCE_VARIANTS:
+        elif name in method_names() or name in DAUNCE_VARIANTS:
             mcfg = method_config(cfg, spec, batch_size=batch_size, max_length=lm.max_length if lm else None)
             whitebox = None
             if is_whitebox_daunce(spec, cfg) and not cfg.daunce_run:
@@ -196,7 +196,7 @@ def build_methods(
                 mcfg, lm=lm, checkpoints=checkpoints, base_lm=base_lm, whitebox=whitebox, shared=shared
             )
         else:
-            known = list(BUILTIN_METHODS) + list(METHOD_NAMES) + list(DAUNCE_VARIANTS)
+            known = list(BUILTIN_METHODS) + list(method_names()) + list(DAUNCE_VARIANTS)
             raise InputError(f"unknown method {name!r}; known methods: {known}", field="methods")
         label = run_label(spec, cfg, mcfg, n_checkpoints=len(checkpoints) or 1, has_base=base_lm is not None)
         if label in dict(out):

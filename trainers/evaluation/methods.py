@@ -34,7 +34,7 @@ from airsearch.indexers.search import exact_topk
 from airsearch.data.example import Example
 from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
-from airsearch.methods.base import METHOD_NAMES
+from airsearch.methods.plugin import method_names
 from airsearch.scoring import StreamingGroupScore, TopK
 
 AGGREGATIONS = ("attention", "sum")
@@ -356,5 +356,5 @@ def baseline_method(
         return HybridMethod(encoder, workdir)
     if name == "random":
         return RandomMethod(seed)
-    known = list(BUILTIN_METHODS) + list(METHOD_NAMES)
+    known = list(BUILTIN_METHODS) + list(method_names())
     raise InputError(f"unknown method {name!r}; known methods: {known}", field="methods")

@@ -2,9 +2,10 @@
 
 A spec is ``NAME`` or ``NAME:key=value[,key=value]`` (``airrep:FOLDER`` / ``base:FOLDER`` name an
 encoder folder instead). ``NAME`` is a baseline (``airrep``, ``base``, ``bm25``, ``random``), a method
-of the one registry (:data:`airsearch.methods.base.METHOD_NAMES`), or ``daunce-bb`` / ``daunce-wb``
-(Daunce's black-box fine-tunes, Daunce Table 2, or its white-box Eq. 5 run). Each method accepts only
-the options in :data:`SPEC_OPTIONS`; the rest of its :class:`~airsearch.methods.registry.MethodConfig`
+of the one registry (:func:`airsearch.methods.plugin.method_names`, built-in or registered), or
+``daunce-bb`` / ``daunce-wb`` (Daunce's black-box fine-tunes, Daunce Table 2, or its white-box Eq. 5
+run). A method accepts the options its plug-in declares (``MethodPlugin.spec_options``, typed by its
+options dataclass; :func:`spec_options`); the rest of its :class:`~airsearch.methods.registry.MethodConfig`
 comes from the eval config.
 
 The row name of a method (:func:`run_label`) says what ran: the number of checkpoints its gradients
@@ -18,9 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from airsearch.config import coerce_value
 from airsearch.errors import InputError
 from airsearch.methods.names import PRECONDITION_KINDS
-from airsearch.methods.registry import MethodConfig
+from airsearch.methods.plugin import get_plugin, method_names
+from airsearch.methods.registry import METHOD_FIELDS, MethodConfig
 
 
 class EvalOptions(Protocol):
@@ -40,21 +43,17 @@ DAUNCE_VARIANTS = ("daunce-bb", "daunce-wb")
 BM25_TEXTS = ("full", "response")  # BM25 over prompt + response, or over responses only
 SPEC_PARAMS = ("all", "linear", "lora")  # ``names:PAT`` holds ':' and ',', so it is given with --params only
 
-_GRADIENT: dict[str, type] = {
-    "proj_dim": int,
-    "params": str,
-    "lora_rank": int,
-    "precondition": str,
-    "damping": float,
-}
-SPEC_OPTIONS: dict[str, dict[str, type]] = {
-    "tracin": _GRADIENT,
-    "gradcos": _GRADIENT,
-    "haif": _GRADIENT,
-    "haif-t": _GRADIENT,
-    "dda": {"beta": float, "debias": str, **_GRADIENT},
-    "bm25": {"text": str},
-}
+BASELINE_SPEC_OPTIONS: dict[str, dict[str, type]] = {"bm25": {"text": str}}
+
+
+def spec_options(name: str) -> dict[str, Any]:
+    """The options a spec of method ``name`` may set, with their types: a baseline's, else those its
+    plug-in declares (none for an unknown name or a Daunce variant)."""
+    if name in BASELINE_SPEC_OPTIONS:
+        return BASELINE_SPEC_OPTIONS[name]
+    return get_plugin(name).option_types() if name in method_names() else {}
+
+
 SPEC_PRECONDITION = PRECONDITION_KINDS
 _LABEL_ORDER = ("beta", "debias", "precondition", "damping", "params", "lora_rank", "proj_dim")
 
@@ -62,12 +61,12 @@ _LABEL_ORDER = ("beta", "debias", "precondition", "damping", "params", "lora_ran
 def method_spec_options(spec: str) -> dict[str, Any]:
     """The ``key=value[,key=value]`` options of a method spec such as ``dda:beta=0,debias=eq9``.
 
-    Only the options in :data:`SPEC_OPTIONS` are accepted; anything else is refused with the spec named.
+    Only the options of :func:`spec_options` are accepted; anything else is refused with the spec named.
     """
     name, _, rest = spec.partition(":")
     if not rest:
         return {}
-    allowed = SPEC_OPTIONS.get(name, {})
+    allowed = spec_options(name)
     opts: dict[str, Any] = {}
     for part in rest.split(","):
         key, eq, value = part.partition("=")
@@ -77,11 +76,9 @@ def method_spec_options(spec: str) -> dict[str, Any]:
                 f"method {spec!r}: unknown option {part!r} (options of {name!r}: {known})", field="methods"
             )
         try:
-            opts[key] = allowed[key](value)
-        except ValueError:
-            raise InputError(
-                f"method {spec!r}: {key} must be a {allowed[key].__name__}, got {value!r}", field="methods"
-            ) from None
+            opts[key] = coerce_value(value, allowed[key])
+        except InputError as e:
+            raise InputError(f"method {spec!r}: {key} {e.message}", field="methods") from None
     choices = {"params": SPEC_PARAMS, "text": BM25_TEXTS, "precondition": SPEC_PRECONDITION}
     for key, allowed_values in choices.items():
         if key in opts and opts[key] not in allowed_values:
@@ -100,6 +97,8 @@ def method_config(
     name = spec.partition(":")[0]
     opts = method_spec_options(spec)
     method = "daunce" if name in DAUNCE_VARIANTS else name
+    # a registered plug-in's own options (not MethodConfig fields) travel as its method_options
+    extra = [f"{k}={opts.pop(k)}" for k in list(opts) if k not in METHOD_FIELDS]
     return MethodConfig(
         method=method,  # type: ignore[arg-type]  # checked against METHOD_NAMES by MethodConfig
         lm=cfg.lm,
@@ -111,6 +110,7 @@ def method_config(
         daunce_lr=cfg.daunce_lr,
         batch_size=batch_size,
         max_length=max_length,
+        method_options=extra,
         **opts,
     )
 
@@ -154,5 +154,8 @@ def run_label(
             shown["lora_rank"] = mcfg.lora_rank
     if mcfg.proj_dim:
         shown["proj_dim"] = mcfg.proj_dim
-    opts = ",".join(f"{k}={shown[k]}" for k in _LABEL_ORDER if k in shown)
+    extra = mcfg.extra_options()  # a registered plug-in's own options, in name order
+    order = (*_LABEL_ORDER, *sorted(extra))
+    shown.update(extra)
+    opts = ",".join(f"{k}={shown[k]}" for k in order if k in shown)
     return f"{head}:{opts}" if opts else head

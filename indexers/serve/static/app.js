@@ -47,7 +47,7 @@ async function loadInfo() {
   if (health.auth && !token()) { status("this server needs a token"); $("table-info").textContent = "table " + health.table; return; }
   const info = await api("/api/info");
   if (seq !== state.infoSeq) return;
-  const chosen = { mode: $("mode").value, gb: $("group-by").value, rerank: $("rerank").value };
+  const chosen = { mode: $("mode").value, gb: $("group-by").value, rerank: $("rerank").value, column: $("method-column").value };
   state.info = info;
   const t = info.table;
   $("table-info").textContent = `table ${t.name}: ${t.rows.toLocaleString()} rows, version ${t.version}, ${t.index.type} search`;
@@ -57,10 +57,15 @@ async function loadInfo() {
   Object.keys(info.filterable_columns).filter((c) => c !== "id").forEach((c) => option(gb, c));
   const rerank = $("rerank"); rerank.textContent = ""; option(rerank, "", "(none)");
   info.rerank_methods.forEach((m) => option(rerank, m));
-  for (const [id, value] of [["mode", chosen.mode], ["group-by", chosen.gb], ["rerank", chosen.rerank]]) {
+  // the table's method columns: searched with the query's method vector instead of AirRep (needs --lm)
+  const column = $("method-column"); column.textContent = ""; option(column, "", "(AirRep)");
+  const columns = info.lm ? info.method_columns : [];
+  columns.forEach((c) => option(column, c.column, `${c.column} (${c.method}, ${c.dim}-d ${c.dtype})`));
+  for (const [id, value] of [["mode", chosen.mode], ["group-by", chosen.gb], ["rerank", chosen.rerank], ["method-column", chosen.column]]) {
     if (value && [...$(id).options].some((o) => o.value === value)) $(id).value = value;
   }
   $("rerank-box").hidden = !info.rerank_methods.length;  // an empty dropdown is never shown
+  $("column-box").hidden = !columns.length;
   $("k").max = info.limits.max_k;
   $("hint").textContent = info.hint; $("hint").hidden = false;
   status("ready");
@@ -100,7 +105,9 @@ function queryBody() {
     mode: $("mode").value, filters: filters(), opponents: $("opponents").checked, preview_chars: 160,
   };
   if ($("group-by").value) body.group_by = $("group-by").value;
-  if ($("rerank").value) body.rerank = $("rerank").value;
+  if ($("method-column").value) {  // a method column is searched by vector, without rerank
+    body.method = $("method-column").value; body.mode = "vector";
+  } else if ($("rerank").value) body.rerank = $("rerank").value;
   return body;
 }
 
