@@ -25,15 +25,18 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from airsearch.atomic import write_json_atomic, write_text_atomic
     from airsearch.config import CommandConfig
     from airsearch.data import sample_corpus_path, sample_queries_path
     from airsearch.data.corpus import Corpus, iter_corpus, load_corpus, load_queries, write_rows
     from airsearch.data.example import Example
+    from airsearch.data.synthetic import random_word_examples
     from airsearch.encoder import AirRepEncoder, EncoderInfo
     from airsearch.encoder_export import ExportConfig, ExportSummary, export_airrep
     from airsearch.errors import AirsearchError, FingerprintMismatch, InputError
     from airsearch.explain import AirRepExplanation, explain_airrep
     from airsearch.fusion import reciprocal_rank_fusion
+    from airsearch.indexers.ann import AnnConfig, build_ann_index
     from airsearch.indexers.build import IndexSummary, build_index
     from airsearch.indexers.config import (
         DeleteConfig,
@@ -45,11 +48,13 @@ if TYPE_CHECKING:
         SelectConfig,
     )
     from airsearch.indexers.explain import RowExplanation, explain_score
+    from airsearch.indexers.fts import build_text_index
     from airsearch.indexers.query import Candidate, GroupScore, QueryResult, Searcher, query
     from airsearch.indexers.restore import RestoreSummary, restore_table
-    from airsearch.indexers.select import SelectSummary, select
+    from airsearch.indexers.select import SelectSummary, select, select_best_rank
     from airsearch.indexers.serve import ServeConfig, create_app
-    from airsearch.indexers.store import delete_rows, info
+    from airsearch.indexers.store import IndexStore, delete_rows, info
+    from airsearch.indexers.table import IndexTable, TableMeta
     from airsearch.labels import SplitLabels, normalise_losses
     from airsearch.lm.finetune import FinetuneConfig, finetune
     from airsearch.lm.gguf import import_gguf
@@ -74,6 +79,7 @@ if TYPE_CHECKING:
     from airsearch.trainers.evaluation.classify import EvalClassifyConfig, eval_classify
     from airsearch.trainers.evaluation.gold import GoldConfig, GoldSummary, make_gold
     from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
+    from airsearch.trainers.evaluation.metrics import paired_difference
     from airsearch.trainers.evaluation.select import EvalSelectConfig, eval_select
     from airsearch.trainers.evaluation.trace import EvalTraceConfig, eval_trace
     from airsearch.trainers.labels.config import LabelConfig
@@ -84,10 +90,12 @@ if TYPE_CHECKING:
 # module -> the public names it defines (must match the TYPE_CHECKING block; tests/test_front_door.py)
 _MODULES: dict[str, tuple[str, ...]] = {
     # layer 0, the core
+    "airsearch.atomic": ("write_json_atomic", "write_text_atomic"),
     "airsearch.config": ("CommandConfig",),
     "airsearch.data": ("sample_corpus_path", "sample_queries_path"),
     "airsearch.data.corpus": ("Corpus", "iter_corpus", "load_corpus", "load_queries", "write_rows"),
     "airsearch.data.example": ("Example",),
+    "airsearch.data.synthetic": ("random_word_examples",),
     "airsearch.encoder": ("AirRepEncoder", "EncoderInfo"),
     "airsearch.encoder_export": ("ExportConfig", "ExportSummary", "export_airrep"),
     "airsearch.errors": ("AirsearchError", "FingerprintMismatch", "InputError"),
@@ -111,6 +119,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "airsearch.metrics": ("lds",),
     "airsearch.scoring": ("StreamingGroupScore", "blocked_dot_topk", "group_score"),
     # layer 1, the index
+    "airsearch.indexers.ann": ("AnnConfig", "build_ann_index"),
     "airsearch.indexers.build": ("IndexSummary", "build_index"),
     "airsearch.indexers.config": (
         "DeleteConfig",
@@ -122,11 +131,13 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "SelectConfig",
     ),
     "airsearch.indexers.explain": ("RowExplanation", "explain_score"),
+    "airsearch.indexers.fts": ("build_text_index",),
     "airsearch.indexers.query": ("Candidate", "GroupScore", "QueryResult", "Searcher", "query"),
     "airsearch.indexers.restore": ("RestoreSummary", "restore_table"),
-    "airsearch.indexers.select": ("SelectSummary", "select"),
+    "airsearch.indexers.select": ("SelectSummary", "select", "select_best_rank"),
     "airsearch.indexers.serve": ("ServeConfig", "create_app"),
-    "airsearch.indexers.store": ("delete_rows", "info"),
+    "airsearch.indexers.store": ("IndexStore", "delete_rows", "info"),
+    "airsearch.indexers.table": ("IndexTable", "TableMeta"),
     # layer 2, long jobs and the evaluation harness
     "airsearch.trainers.attribute": ("AttributeConfig", "AttributeResult", "TokenShare", "attribute"),
     "airsearch.trainers.daunce": ("run_daunce",),
@@ -135,6 +146,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "airsearch.trainers.evaluation.classify": ("EvalClassifyConfig", "eval_classify"),
     "airsearch.trainers.evaluation.gold": ("GoldConfig", "GoldSummary", "make_gold"),
     "airsearch.trainers.evaluation.lds": ("EvalLdsConfig", "eval_lds"),
+    "airsearch.trainers.evaluation.metrics": ("paired_difference",),
     "airsearch.trainers.evaluation.select": ("EvalSelectConfig", "eval_select"),
     "airsearch.trainers.evaluation.trace": ("EvalTraceConfig", "eval_trace"),
     "airsearch.trainers.labels.config": ("LabelConfig",),
@@ -148,6 +160,7 @@ __all__ = [
     "AirRepEncoder",
     "AirRepExplanation",
     "AirsearchError",
+    "AnnConfig",
     "AttributeConfig",
     "AttributeResult",
     "AttributionMethod",
@@ -173,7 +186,9 @@ __all__ = [
     "GoldSummary",
     "GroupScore",
     "IndexConfig",
+    "IndexStore",
     "IndexSummary",
+    "IndexTable",
     "InfoConfig",
     "InputError",
     "KroneckerFactors",
@@ -198,6 +213,7 @@ __all__ = [
     "ServeConfig",
     "SplitLabels",
     "StreamingGroupScore",
+    "TableMeta",
     "TargetLM",
     "TinyLMConfig",
     "TokenScores",
@@ -206,7 +222,9 @@ __all__ = [
     "TrainResult",
     "attribute",
     "blocked_dot_topk",
+    "build_ann_index",
     "build_index",
+    "build_text_index",
     "build_tiny_lm",
     "create_app",
     "delete_rows",
@@ -240,7 +258,9 @@ __all__ = [
     "masked_token_nll",
     "normalise_losses",
     "open_factors",
+    "paired_difference",
     "query",
+    "random_word_examples",
     "reciprocal_rank_fusion",
     "restore_table",
     "run_daunce",
@@ -249,8 +269,11 @@ __all__ = [
     "save_factors",
     "save_lm",
     "select",
+    "select_best_rank",
     "train_encoder",
+    "write_json_atomic",
     "write_rows",
+    "write_text_atomic",
 ]
 
 
