@@ -21,6 +21,7 @@ import platform
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 from bench_options import RESULTS, WORK, bench_parser
 
