@@ -12,6 +12,16 @@ the K-FAC / EK-FAC factors of a ``ParamSet`` (``linear_blocks``, ``fit_factors``
 token-level scores: ``AttributionMethod.token_scores`` -> ``TokenScores`` (``attribute(per_token=True)``
 -> ``TokenShare``).
 
+The building blocks the benchmarks and studies use are public too: the index store
+(``IndexStore``, ``IndexTable``, ``TableMeta``, ``build_ann_index`` with ``AnnConfig``,
+``build_text_index``, ``select_best_rank``), method columns (``MethodColumnConfig``,
+``add_method_column``, ``find_column``, ``column_specs``, ``ColumnSpec``, ``build_column_index``,
+``ColumnSearcher``), the label jobs (``sample_splits``, ``subset_jobs``, ``run_subset_job``), the
+metrics and reports (``lds_per_example``, ``predict_split_scores``, ``paired_difference``,
+``DevClusters``, ``cluster_keys``, ``fmt``, ``markdown_table``, ``curve_plot``, ``pareto_frontier``,
+``pareto_plot``) and small utilities (``write_json_atomic``, ``write_text_atomic``,
+``fingerprint_json``, ``random_word_examples``, ``batch_loss``, ``packaged_gguf``).
+
 Names are imported lazily (module ``__getattr__``, PEP 562) so that ``import airsearch`` stays cheap
 and the core imports no higher layer at import time; the ``if TYPE_CHECKING:`` block gives type
 checkers and IDEs every name with its real signature (docs/architecture.md, "the front door").

@@ -63,6 +63,12 @@ class LoopScale(Scale):
 
 
 SCALES: dict[str, LoopScale] = {
+    # the code path at a size that runs in seconds (tests/test_benchmarks_smoke.py); no finding
+    "micro": LoopScale(
+        lm_steps=4, splits=3, test_splits=1, dev=4, pool=12, subset=4, subsets=4, ft_epochs=1,
+        ft_lr=1e-3, enc_epochs=1, subsets_per_step=2, dev_per_step=4, max_seq_length=32, enc_lr=1e-4,
+        noise_subsets=2, bootstrap=20,
+    ),
     "small": LoopScale(
         lm_steps=150, splits=4, test_splits=1, dev=16, pool=60, subset=8, subsets=12, ft_epochs=2,
         ft_lr=1e-3, enc_epochs=1, subsets_per_step=8, dev_per_step=16, max_seq_length=96, enc_lr=1e-4,
@@ -157,10 +163,7 @@ class Loop:
         corpus = load_corpus(cfg.corpus)
         store = LabelStore.open(cfg.out)
         split0 = next(s for s in store.splits() if s.split == 0)
-        plans = sample_splits(
-            [e.id for e in corpus.examples], splits=1, dev_size=cfg.dev_size, pool_size=cfg.pool_size,
-            subset_size=cfg.subset_size, subsets_per_split=cfg.subsets_per_split, seed=cfg.seed,
-        )  # fmt: skip
+        plans = sample_splits([e.id for e in corpus.examples], **{**cfg.sampling(), "splits": 1})
         k = min(self.p.noise_subsets, len(plans[0].subsets))
         jobs = subset_jobs(cfg, plans, corpus.by_id(), str(Path(cfg.lm).resolve()))[:k]
         again = []

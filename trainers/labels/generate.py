@@ -106,15 +106,7 @@ def generate_labels(
     lm = load_lm(model_path, max_length=cfg.max_length, device=None if lm_here else "cpu")
     model_fingerprint = lm.fingerprint
     examples: list[Example] = list(corpus.examples)
-    plans = sample_splits(
-        [e.id for e in examples],
-        splits=cfg.splits,
-        dev_size=cfg.dev_size,
-        pool_size=cfg.pool_size,
-        subset_size=cfg.subset_size,
-        subsets_per_split=cfg.subsets_per_split,
-        seed=cfg.seed,
-    )
+    plans = sample_splits([e.id for e in examples], **cfg.sampling())
     manifest = make_manifest(
         cfg.to_dict(),
         plans,
