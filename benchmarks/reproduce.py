@@ -394,14 +394,8 @@ class Pipeline:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = bench_parser(
-        __doc__,
-        out=None,
-        out_help="default: benchmarks/results/reproduction/<scale>",
-        scales=list(SCALES),
-        scale="tiny",
-        quiet=True,
-    )
+    out_help = "default: benchmarks/results/reproduction/<scale>"
+    ap = bench_parser(__doc__, out=None, out_help=out_help, scales=list(SCALES), scale="tiny", quiet=True)
     ap.add_argument(
         "--base-encoder", default="default", help="base encoder folder ('default' = all-MiniLM-L6-v2)"
     )

@@ -295,14 +295,8 @@ def _eval_lds(cfg: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = bench_parser(
-        __doc__,
-        out=None,
-        out_help="default: benchmarks/results/size_sweep/<scale>",
-        scales=list(SCALES),
-        scale="small",
-        quiet=True,
-    )
+    out_help = "default: benchmarks/results/size_sweep/<scale>"
+    ap = bench_parser(__doc__, out=None, out_help=out_help, scales=list(SCALES), scale="small", quiet=True)
     ap.add_argument("--base-encoder", default="default", help="'default' = all-MiniLM-L6-v2, or a folder")
     a = ap.parse_args(argv)
     out = Path(a.out) if a.out else HERE / "results" / "size_sweep" / a.scale
