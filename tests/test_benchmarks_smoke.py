@@ -235,7 +235,8 @@ def test_benchmark_runs_at_micro_size(name: str, fixtures: Fixtures, monkeypatch
 
 
 def teacher_labels(f: Fixtures) -> Path:
-    corpus = write_corpus(f["tmp"] / "train.jsonl", [e.to_row() for e in f["examples"]])  # type: ignore[attr-defined]
+    rows = [e.to_row() for e in f["examples"] if e.prompt]  # type: ignore[attr-defined]
+    corpus = write_corpus(f["tmp"] / "train.jsonl", rows)
     cfg = airsearch.LabelConfig(
         corpus=[str(corpus)], lm=str(f["lm"]), out=str(f["tmp"] / "labels"), teacher="gradcos", splits=3,
         dev_size=4, pool_size=12, subset_size=4, subsets_per_split=4,
