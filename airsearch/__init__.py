@@ -13,6 +13,16 @@ the K-FAC / EK-FAC factors of a ``ParamSet`` (``linear_blocks``, ``fit_factors``
 token-level scores: ``AttributionMethod.token_scores`` -> ``TokenScores`` (``attribute(per_token=True)``
 -> ``TokenShare``).
 
+The building blocks the benchmarks and studies use are public too: the index store
+(``IndexStore``, ``IndexTable``, ``TableMeta``, ``build_ann_index`` with ``AnnConfig``,
+``build_text_index``, ``select_best_rank``), method columns (``MethodColumnConfig``,
+``add_method_column``, ``find_column``, ``column_specs``, ``ColumnSpec``, ``build_column_index``,
+``ColumnSearcher``), the label jobs (``sample_splits``, ``subset_jobs``, ``run_subset_job``), the
+metrics and reports (``lds_per_example``, ``predict_split_scores``, ``paired_difference``,
+``DevClusters``, ``cluster_keys``, ``fmt``, ``markdown_table``, ``curve_plot``, ``pareto_frontier``,
+``pareto_plot``) and small utilities (``write_json_atomic``, ``write_text_atomic``,
+``fingerprint_json``, ``random_word_examples``, ``batch_loss``, ``packaged_gguf``).
+
 Names are imported lazily (module ``__getattr__``, PEP 562) so that ``import airsearch`` stays cheap
 and the core imports no higher layer at import time; the ``if TYPE_CHECKING:`` block gives type
 checkers and IDEs every name with its real signature (docs/architecture.md, "the front door").
@@ -26,16 +36,22 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from airsearch.atomic import write_json_atomic, write_text_atomic
     from airsearch.config import CommandConfig
     from airsearch.data import sample_corpus_path, sample_queries_path
     from airsearch.data.corpus import Corpus, iter_corpus, load_corpus, load_queries, write_rows
     from airsearch.data.example import Example
+    from airsearch.data.synthetic import random_word_examples
     from airsearch.encoder import AirRepEncoder, EncoderInfo
     from airsearch.encoder_export import ExportConfig, ExportSummary, export_airrep
     from airsearch.errors import AirsearchError, FingerprintMismatch, InputError
     from airsearch.explain import AirRepExplanation, explain_airrep
+    from airsearch.fingerprint import fingerprint_json
     from airsearch.fusion import reciprocal_rank_fusion
+    from airsearch.indexers.ann import AnnConfig, build_ann_index
     from airsearch.indexers.build import IndexSummary, build_index
+    from airsearch.indexers.column_config import MethodColumnConfig
+    from airsearch.indexers.column_spec import ColumnSpec, column_specs
     from airsearch.indexers.config import (
         DeleteConfig,
         ExplainConfig,
@@ -46,16 +62,20 @@ if TYPE_CHECKING:
         SelectConfig,
     )
     from airsearch.indexers.explain import RowExplanation, explain_score
+    from airsearch.indexers.fts import build_text_index
+    from airsearch.indexers.method_columns import add_method_column, build_column_index, find_column
+    from airsearch.indexers.method_search import ColumnSearcher
     from airsearch.indexers.query import Candidate, GroupScore, QueryResult, Searcher, query
     from airsearch.indexers.restore import RestoreSummary, restore_table
-    from airsearch.indexers.select import SelectSummary, select
+    from airsearch.indexers.select import SelectSummary, select, select_best_rank
     from airsearch.indexers.serve import ServeConfig, create_app
-    from airsearch.indexers.store import delete_rows, info
+    from airsearch.indexers.store import IndexStore, delete_rows, info
+    from airsearch.indexers.table import IndexTable, TableMeta
     from airsearch.labels import SplitLabels, normalise_losses
     from airsearch.lm.finetune import FinetuneConfig, finetune
-    from airsearch.lm.gguf import import_gguf
+    from airsearch.lm.gguf import import_gguf, packaged_gguf
     from airsearch.lm.info import lm_info
-    from airsearch.lm.loss import example_losses, masked_token_nll
+    from airsearch.lm.loss import batch_loss, example_losses, masked_token_nll
     from airsearch.lm.model import TargetLM, encode_examples, load_lm, save_lm
     from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
     from airsearch.methods.base import AttributionMethod, TokenScores
@@ -67,39 +87,52 @@ if TYPE_CHECKING:
     from airsearch.methods.plugin import MethodModels, MethodPlugin, register_module
     from airsearch.methods.precondition import Precondition, Preconditioner, fitting_sample
     from airsearch.methods.registry import MethodConfig, PreconditionOptions, Reranker, load_method
-    from airsearch.metrics import lds
+    from airsearch.metrics import lds, lds_per_example
     from airsearch.scoring import StreamingGroupScore, blocked_dot_topk, group_score
     from airsearch.trainers.attribute import AttributeConfig, AttributeResult, TokenShare, attribute
     from airsearch.trainers.daunce import run_daunce
     from airsearch.trainers.encoder_training.config import TrainConfig, TrainResult
+    from airsearch.trainers.encoder_training.evaluate import predict_split_scores
     from airsearch.trainers.encoder_training.trainer import train_encoder
     from airsearch.trainers.evaluation.classify import EvalClassifyConfig, eval_classify
     from airsearch.trainers.evaluation.gold import GoldConfig, GoldSummary, make_gold
-    from airsearch.trainers.evaluation.lds import EvalLdsConfig, eval_lds
+    from airsearch.trainers.evaluation.lds import DevClusters, EvalLdsConfig, cluster_keys, eval_lds
+    from airsearch.trainers.evaluation.metrics import paired_difference
+    from airsearch.trainers.evaluation.report import (
+        curve_plot,
+        fmt,
+        markdown_table,
+        pareto_frontier,
+        pareto_plot,
+    )
     from airsearch.trainers.evaluation.select import EvalSelectConfig, eval_select
     from airsearch.trainers.evaluation.trace import EvalTraceConfig, eval_trace
     from airsearch.trainers.labels.config import LabelConfig
-    from airsearch.trainers.labels.generate import LabelSummary, generate_labels
+    from airsearch.trainers.labels.generate import LabelSummary, generate_labels, run_subset_job, subset_jobs
     from airsearch.trainers.labels.info import label_store_info
+    from airsearch.trainers.labels.sampling import sample_splits
     from airsearch.trainers.labels.store import LabelStore
 
 # module -> the public names it defines (must match the TYPE_CHECKING block; tests/test_front_door.py)
 _MODULES: dict[str, tuple[str, ...]] = {
     # layer 0, the core
+    "airsearch.atomic": ("write_json_atomic", "write_text_atomic"),
     "airsearch.config": ("CommandConfig",),
     "airsearch.data": ("sample_corpus_path", "sample_queries_path"),
     "airsearch.data.corpus": ("Corpus", "iter_corpus", "load_corpus", "load_queries", "write_rows"),
     "airsearch.data.example": ("Example",),
+    "airsearch.data.synthetic": ("random_word_examples",),
     "airsearch.encoder": ("AirRepEncoder", "EncoderInfo"),
     "airsearch.encoder_export": ("ExportConfig", "ExportSummary", "export_airrep"),
     "airsearch.errors": ("AirsearchError", "FingerprintMismatch", "InputError"),
     "airsearch.explain": ("AirRepExplanation", "explain_airrep"),
+    "airsearch.fingerprint": ("fingerprint_json",),
     "airsearch.fusion": ("reciprocal_rank_fusion",),
     "airsearch.labels": ("SplitLabels", "normalise_losses"),
     "airsearch.lm.finetune": ("FinetuneConfig", "finetune"),
-    "airsearch.lm.gguf": ("import_gguf",),
+    "airsearch.lm.gguf": ("import_gguf", "packaged_gguf"),
     "airsearch.lm.info": ("lm_info",),
-    "airsearch.lm.loss": ("example_losses", "masked_token_nll"),
+    "airsearch.lm.loss": ("batch_loss", "example_losses", "masked_token_nll"),
     "airsearch.lm.model": ("TargetLM", "encode_examples", "load_lm", "save_lm"),
     "airsearch.lm.tiny": ("TinyLMConfig", "build_tiny_lm"),
     "airsearch.methods.base": ("AttributionMethod", "TokenScores"),
@@ -111,10 +144,13 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "airsearch.methods.plugin": ("MethodModels", "MethodPlugin", "register_module"),
     "airsearch.methods.precondition": ("Precondition", "Preconditioner", "fitting_sample"),
     "airsearch.methods.registry": ("MethodConfig", "PreconditionOptions", "Reranker", "load_method"),
-    "airsearch.metrics": ("lds",),
+    "airsearch.metrics": ("lds", "lds_per_example"),
     "airsearch.scoring": ("StreamingGroupScore", "blocked_dot_topk", "group_score"),
     # layer 1, the index
+    "airsearch.indexers.ann": ("AnnConfig", "build_ann_index"),
     "airsearch.indexers.build": ("IndexSummary", "build_index"),
+    "airsearch.indexers.column_config": ("MethodColumnConfig",),
+    "airsearch.indexers.column_spec": ("ColumnSpec", "column_specs"),
     "airsearch.indexers.config": (
         "DeleteConfig",
         "ExplainConfig",
@@ -125,24 +161,43 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "SelectConfig",
     ),
     "airsearch.indexers.explain": ("RowExplanation", "explain_score"),
+    "airsearch.indexers.fts": ("build_text_index",),
+    "airsearch.indexers.method_columns": ("add_method_column", "build_column_index", "find_column"),
+    "airsearch.indexers.method_search": ("ColumnSearcher",),
     "airsearch.indexers.query": ("Candidate", "GroupScore", "QueryResult", "Searcher", "query"),
     "airsearch.indexers.restore": ("RestoreSummary", "restore_table"),
-    "airsearch.indexers.select": ("SelectSummary", "select"),
+    "airsearch.indexers.select": ("SelectSummary", "select", "select_best_rank"),
     "airsearch.indexers.serve": ("ServeConfig", "create_app"),
-    "airsearch.indexers.store": ("delete_rows", "info"),
+    "airsearch.indexers.store": ("IndexStore", "delete_rows", "info"),
+    "airsearch.indexers.table": ("IndexTable", "TableMeta"),
     # layer 2, long jobs and the evaluation harness
     "airsearch.trainers.attribute": ("AttributeConfig", "AttributeResult", "TokenShare", "attribute"),
     "airsearch.trainers.daunce": ("run_daunce",),
     "airsearch.trainers.encoder_training.config": ("TrainConfig", "TrainResult"),
+    "airsearch.trainers.encoder_training.evaluate": ("predict_split_scores",),
     "airsearch.trainers.encoder_training.trainer": ("train_encoder",),
     "airsearch.trainers.evaluation.classify": ("EvalClassifyConfig", "eval_classify"),
     "airsearch.trainers.evaluation.gold": ("GoldConfig", "GoldSummary", "make_gold"),
-    "airsearch.trainers.evaluation.lds": ("EvalLdsConfig", "eval_lds"),
+    "airsearch.trainers.evaluation.lds": ("DevClusters", "EvalLdsConfig", "cluster_keys", "eval_lds"),
+    "airsearch.trainers.evaluation.metrics": ("paired_difference",),
+    "airsearch.trainers.evaluation.report": (
+        "curve_plot",
+        "fmt",
+        "markdown_table",
+        "pareto_frontier",
+        "pareto_plot",
+    ),
     "airsearch.trainers.evaluation.select": ("EvalSelectConfig", "eval_select"),
     "airsearch.trainers.evaluation.trace": ("EvalTraceConfig", "eval_trace"),
     "airsearch.trainers.labels.config": ("LabelConfig",),
-    "airsearch.trainers.labels.generate": ("LabelSummary", "generate_labels"),
+    "airsearch.trainers.labels.generate": (
+        "LabelSummary",
+        "generate_labels",
+        "run_subset_job",
+        "subset_jobs",
+    ),
     "airsearch.trainers.labels.info": ("label_store_info",),
+    "airsearch.trainers.labels.sampling": ("sample_splits",),
     "airsearch.trainers.labels.store": ("LabelStore",),
 }
 _EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
@@ -151,15 +206,19 @@ __all__ = [
     "AirRepEncoder",
     "AirRepExplanation",
     "AirsearchError",
+    "AnnConfig",
     "AttributeConfig",
     "AttributeResult",
     "AttributionMethod",
     "Candidate",
+    "ColumnSearcher",
+    "ColumnSpec",
     "CommandConfig",
     "Corpus",
     "DaunceConfig",
     "DaunceRun",
     "DeleteConfig",
+    "DevClusters",
     "EncoderInfo",
     "EvalClassifyConfig",
     "EvalLdsConfig",
@@ -176,7 +235,9 @@ __all__ = [
     "GoldSummary",
     "GroupScore",
     "IndexConfig",
+    "IndexStore",
     "IndexSummary",
+    "IndexTable",
     "InfoConfig",
     "InputError",
     "KroneckerFactors",
@@ -184,6 +245,7 @@ __all__ = [
     "LabelStore",
     "LabelSummary",
     "LinearBlock",
+    "MethodColumnConfig",
     "MethodConfig",
     "MethodModels",
     "MethodPlugin",
@@ -203,17 +265,26 @@ __all__ = [
     "ServeConfig",
     "SplitLabels",
     "StreamingGroupScore",
+    "TableMeta",
     "TargetLM",
     "TinyLMConfig",
     "TokenScores",
     "TokenShare",
     "TrainConfig",
     "TrainResult",
+    "add_method_column",
     "attribute",
+    "batch_loss",
     "blocked_dot_topk",
+    "build_ann_index",
+    "build_column_index",
     "build_index",
+    "build_text_index",
     "build_tiny_lm",
+    "cluster_keys",
+    "column_specs",
     "create_app",
+    "curve_plot",
     "delete_rows",
     "encode_examples",
     "eval_classify",
@@ -224,9 +295,12 @@ __all__ = [
     "explain_airrep",
     "explain_score",
     "export_airrep",
+    "find_column",
     "finetune",
+    "fingerprint_json",
     "fit_factors",
     "fitting_sample",
+    "fmt",
     "generate_labels",
     "group_score",
     "import_gguf",
@@ -234,6 +308,7 @@ __all__ = [
     "iter_corpus",
     "label_store_info",
     "lds",
+    "lds_per_example",
     "linear_blocks",
     "lm_info",
     "load_corpus",
@@ -242,21 +317,34 @@ __all__ = [
     "load_method",
     "load_queries",
     "make_gold",
+    "markdown_table",
     "masked_token_nll",
     "normalise_losses",
     "open_factors",
+    "packaged_gguf",
+    "paired_difference",
+    "pareto_frontier",
+    "pareto_plot",
+    "predict_split_scores",
     "query",
+    "random_word_examples",
     "reciprocal_rank_fusion",
     "register_module",
     "restore_table",
     "run_daunce",
+    "run_subset_job",
     "sample_corpus_path",
     "sample_queries_path",
+    "sample_splits",
     "save_factors",
     "save_lm",
     "select",
+    "select_best_rank",
+    "subset_jobs",
     "train_encoder",
+    "write_json_atomic",
     "write_rows",
+    "write_text_atomic",
 ]
 
 

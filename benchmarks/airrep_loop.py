@@ -39,12 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from airsearch import sample_corpus_path
-from airsearch.atomic import write_json_atomic, write_text_atomic
+from airsearch import sample_corpus_path, write_json_atomic, write_text_atomic
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # benchmarks/stages.py, also when this file is loaded by path
     sys.path.insert(0, str(HERE))
+from bench_options import RESULTS, bench_parser  # noqa: E402
 from stages import Scale, Stages, short_base_encoder  # noqa: E402
 
 
@@ -63,6 +63,12 @@ class LoopScale(Scale):
 
 
 SCALES: dict[str, LoopScale] = {
+    # the code path at a size that runs in seconds (tests/test_benchmarks_smoke.py); no finding
+    "micro": LoopScale(
+        lm_steps=4, splits=3, test_splits=1, dev=4, pool=12, subset=4, subsets=4, ft_epochs=1,
+        ft_lr=1e-3, enc_epochs=1, subsets_per_step=2, dev_per_step=4, max_seq_length=32, enc_lr=1e-4,
+        noise_subsets=2, bootstrap=20,
+    ),
     "small": LoopScale(
         lm_steps=150, splits=4, test_splits=1, dev=16, pool=60, subset=8, subsets=12, ft_epochs=2,
         ft_lr=1e-3, enc_epochs=1, subsets_per_step=8, dev_per_step=16, max_seq_length=96, enc_lr=1e-4,
@@ -144,21 +150,20 @@ class Loop:
         same subset's loss across the two fine-tune seeds (the difference / sqrt 2). ``seed_spearman``:
         per dev example, Spearman across those subsets between the two seeds' losses (a ceiling on LDS).
         """
-        from airsearch.trainers.labels import LabelStore
-        from airsearch.trainers.labels.generate import run_subset_job, subset_jobs
-        from airsearch.trainers.labels.sampling import sample_splits
-
-        from airsearch.data.corpus import load_corpus
-        from airsearch.metrics import lds_per_example
+        from airsearch import (
+            LabelStore,
+            lds_per_example,
+            load_corpus,
+            run_subset_job,
+            sample_splits,
+            subset_jobs,
+        )
 
         cfg = self.label_config()
         corpus = load_corpus(cfg.corpus)
         store = LabelStore.open(cfg.out)
         split0 = next(s for s in store.splits() if s.split == 0)
-        plans = sample_splits(
-            [e.id for e in corpus.examples], splits=1, dev_size=cfg.dev_size, pool_size=cfg.pool_size,
-            subset_size=cfg.subset_size, subsets_per_split=cfg.subsets_per_split, seed=cfg.seed,
-        )  # fmt: skip
+        plans = sample_splits([e.id for e in corpus.examples], **{**cfg.sampling(), "splits": 1})
         k = min(self.p.noise_subsets, len(plans[0].subsets))
         jobs = subset_jobs(cfg, plans, corpus.by_id(), str(Path(cfg.lm).resolve()))[:k]
         again = []
@@ -180,7 +185,7 @@ class Loop:
 
     def split_roles(self) -> tuple[list[Any], Any, list[Any]]:
         """(train splits, validation split, test splits) of the label store, by split id."""
-        from airsearch.trainers.labels import LabelStore
+        from airsearch import LabelStore
 
         splits = sorted(LabelStore.open(self.work / "labels").splits(), key=lambda s: s.split)
         t = self.p.test_splits
@@ -191,7 +196,7 @@ class Loop:
 
     def encoder_tag(self) -> str:
         """Short id of the encoder-training parameters (trained encoders of other settings are kept)."""
-        from airsearch.fingerprint import fingerprint_json
+        from airsearch import fingerprint_json
 
         return fingerprint_json({k: getattr(self.p, k) for k in ENCODER_KEYS})[:8]
 
@@ -199,8 +204,7 @@ class Loop:
         return self.work / f"encoder_{self.encoder_tag()}_seed{seed}"
 
     def train(self, seed: int) -> dict[str, Any]:
-        from airsearch.trainers.encoder_training import TrainConfig, train_encoder
-        from airsearch.trainers.labels import LabelStore
+        from airsearch import LabelStore, TrainConfig, train_encoder
 
         train, val, _ = self.split_roles()
         p = self.p
@@ -224,11 +228,7 @@ class Loop:
         return {"config": cfg.run_identity(), "result": result}
 
     def evaluate(self) -> dict[str, Any]:
-        from airsearch.trainers.encoder_training import predict_split_scores
-        from airsearch.trainers.labels import LabelStore
-
-        from airsearch.encoder import AirRepEncoder
-        from airsearch.metrics import lds_per_example
+        from airsearch import AirRepEncoder, LabelStore, lds_per_example, predict_split_scores
 
         _, _, test = self.split_roles()
         examples = LabelStore.open(self.work / "labels").examples()
@@ -272,9 +272,7 @@ class Loop:
         """Context for the numbers: label throughput from the stored per-job seconds (all runs of the
         stage, resumed ones included) and the test-split LDS of an oracle that knows the NI task of every
         example and scores a subset by its count of dev-task members (not a method; a ceiling hint)."""
-        from airsearch.trainers.labels import LabelStore
-
-        from airsearch.metrics import lds
+        from airsearch import LabelStore, lds
 
         store = LabelStore.open(self.work / "labels")
         secs = [float(store.read_job(j)["seconds"]) for j in store.done_job_ids()]
@@ -374,13 +372,9 @@ def report(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=str(HERE / "results" / "airrep_loop"))
-    ap.add_argument(
-        "--work", default=None, help="artefact folder (default benchmarks/work/airrep_loop/SCALE)"
-    )
+    ap = bench_parser(__doc__, out=RESULTS / "airrep_loop", work=None, scales=sorted(SCALES), scale="default")
+    ap.set_defaults(work=None)  # default: benchmarks/work/airrep_loop/SCALE
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--scale", choices=sorted(SCALES), default="default")
     ap.add_argument("--workers", type=int, default=1, help="processes for the label jobs")
     args = ap.parse_args(argv)
     res = Loop(args).run()

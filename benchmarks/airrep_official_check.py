@@ -24,20 +24,20 @@ the official code cuts the templated text from the right.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
 import platform
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_options import RESULTS, bench_parser
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, BertConfig, BertModel
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TOLERANCE = 1e-5
 ROWS = [
     ("What is the capital of France?", "Paris is the capital of France."),
@@ -131,19 +131,17 @@ def rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = bench_parser(__doc__, out=RESULTS)
     ap.add_argument("--authors-code", help="path to the authors' airrep/modeling_airrep.py (run, not copied)")
     ap.add_argument(
         "--authors-label", default="github.com/sunnweiwei/AirRep", help="where that code came from"
     )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("AIRSEARCH_QUIET", "1")
     torch.set_num_threads(1)
-    from airsearch.data.example import Example
-    from airsearch.encoder import AirRepEncoder
-    from airsearch.scoring import group_score
+    from airsearch import AirRepEncoder, Example, group_score
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_published(Path(tmp) / "airrep")
@@ -176,7 +174,7 @@ def main() -> None:
             ),
         }
         if args.authors_code:
-            from airsearch.encoder_export import ExportConfig, export_airrep
+            from airsearch import ExportConfig, export_airrep
 
             saved = enc.save(Path(tmp) / "airsearch-folder")  # sentence-transformers layout
             exported = Path(
@@ -203,14 +201,15 @@ def main() -> None:
             result["authors_code"]["group_scores_max_rel_diff"],
         ]
     result["holds"] = all(c <= TOLERANCE for c in checks)
-    write(result)
+    write(result, args.out)
     if not result["holds"]:
         raise SystemExit("the check does not hold")
+    return 0
 
 
-def write(result: dict) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "airrep_official_check.json").write_text(json.dumps(result, indent=2) + "\n")
+def write(result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "airrep_official_check.json").write_text(json.dumps(result, indent=2) + "\n")
     r, m = result["reimplementation"], result["machine"]
     lines = [
         "# AirRep published format: airsearch against the formula and the authors' code",
@@ -251,9 +250,9 @@ def write(result: dict) -> None:
         "(docs/methods.md §1). The check " + ("**holds**." if result["holds"] else "**does not hold**."),
         "",
     ]
-    (RESULTS / "airrep_official_check.md").write_text("\n".join(lines))
+    (out / "airrep_official_check.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

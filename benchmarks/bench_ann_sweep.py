@@ -19,7 +19,6 @@ rows as ``bench_index.py``: synthetic-from-real). Queries: the 200 held-out samp
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -34,13 +33,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
-from airsearch.indexers import ann  # noqa: E402
-from airsearch.indexers.ann import AnnConfig  # noqa: E402
-from airsearch.indexers.query import Searcher  # noqa: E402
-from airsearch.indexers.store import IndexStore  # noqa: E402
 from bench_index import JITTER, bench_meta, percentiles, real_embeddings, recall, synth_chunks, time_queries  # noqa: E402
+from bench_options import RESULTS, WORK, bench_parser  # noqa: E402
 
-RESULTS = HERE / "results"
+from airsearch import AnnConfig, IndexStore, Searcher, build_ann_index  # noqa: E402
 
 # plan -> (index type, partitions, sub-vectors (PQ), searches); {} searches with the recorded settings
 PLANS: dict[str, tuple[str, int | None, int | None, list[dict]]] = {
@@ -108,7 +104,7 @@ def lance_plan(store: IndexStore, name: str, queries: np.ndarray, truth: np.ndar
     table = store.open("sweep")
     cfg = AnnConfig(threshold=0, index_type=index_type, num_partitions=parts, num_sub_vectors=subs)
     t0 = time.perf_counter()
-    rec = ann.build(table.table, cfg)
+    rec = build_ann_index(table.table, cfg)
     build = round(time.perf_counter() - t0, 1)
     table = store.open("sweep")
     rows = []
@@ -193,8 +189,7 @@ def faiss_plans(
 SELECT_CODE = """
 import json, resource, sys, time
 import numpy as np
-from airsearch.indexers.select import select_best_rank
-from airsearch.indexers.store import IndexStore
+from airsearch import IndexStore, select_best_rank
 table = IndexStore(sys.argv[1]).open("sweep")
 targets = np.load(sys.argv[2])
 n_items = table.count()
@@ -228,32 +223,33 @@ def measure_select(store: IndexStore, queries: np.ndarray, n_targets: int, work:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = bench_parser(__doc__, out=RESULTS, work=WORK / "ann_sweep")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--plans", nargs="*", default=list(PLANS))
     ap.add_argument("--faiss", nargs="*", default=["ivf_flat", "hnsw"])
     ap.add_argument("--select-targets", type=int, default=10_000)
     ap.add_argument("--skip-select", action="store_true", help="keep the committed select figures")
     ap.add_argument("--queries", type=int, default=100)
-    ap.add_argument("--work", default=str(HERE / "work" / "ann_sweep"))
     ap.add_argument("--cache", default="runs/bench_cache")
+    ap.add_argument("--encoder", default=None, help="AirRep folder (default: the packaged untrained AirRep)")
+    ap.add_argument("--sample-rows", type=int, default=None, help="encode only the first N sample rows")
     ap.add_argument("--rewrite", action="store_true", help="only rewrite ann_sweep.md from its JSON")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    results_path = args.out / "ann_sweep.json"
     if args.rewrite:
-        write_results(json.loads((RESULTS / "ann_sweep.json").read_text()))
-        return
+        write_results(json.loads(results_path.read_text()), results_path)
+        return 0
     os.environ.setdefault("AIRSEARCH_QUIET", "1")
-    work = Path(args.work)
+    work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    base, queries = real_embeddings(Path(args.cache))
+    base, queries = real_embeddings(Path(args.cache), args.encoder, args.sample_rows)
     queries = queries[: args.queries]
     store, write_seconds = build_table(work, args.rows, base)
     table = store.open("sweep")
     exact = Searcher.for_vectors(table, exact=True)
     stats, _ = time_queries(exact, queries[:20])
     _, truth = exact.top_k(queries, 10)
-    results_path = RESULTS / "ann_sweep.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results.update(
         {
@@ -293,11 +289,13 @@ def main() -> None:
         print(results["select"], flush=True)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     write_results(results, results_path)
+    return 0
 
 
-def write_results(results: dict, path: Path | None = None) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (path or RESULTS / "ann_sweep.json").write_text(json.dumps(results, indent=2))
+def write_results(results: dict, path: Path) -> None:
+    """Write ``path`` (``ann_sweep.json``) and the Markdown table beside it (``ann_sweep.md``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
     exact = results["exact"]["p50_ms"]
     lines = [
         "# 1M-row ANN sweep (`benchmarks/bench_ann_sweep.py`)",
@@ -340,8 +338,8 @@ def write_results(results: dict, path: Path | None = None) -> None:
             f"{sel['rows']:,} rows: {sel['seconds']} s wall, peak resident memory {sel['peak_rss_mb']:,} MB "
             f"({sel['rounds']} round(s), top-{sel['list_size']} lists per target).",
         ]
-    (RESULTS / "ann_sweep.md").write_text("\n".join(lines) + "\n")
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,29 +13,33 @@ One run measures, on the same machine state:
   encoded on the runtime, against the same search in fp32.
 
     python benchmarks/bench_encode.py [--rows 128] [--short-rows 512] [--repeats 3] [--batch-size 64]
-        [--recall-rows 2000] [--queries 200]
+        [--recall-rows 2000] [--queries 200] [--runtimes torch onnx-int8 ...] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from bench_options import RESULTS, bench_parser
 
-from airsearch.data import sample_corpus_path, sample_queries_path
-from airsearch.data.corpus import load_corpus, load_queries
-from airsearch.data.example import Example
-from airsearch.data.synthetic import random_word_examples
-from airsearch.encoder import AirRepEncoder
+from airsearch import (
+    AirRepEncoder,
+    Example,
+    load_corpus,
+    load_queries,
+    random_word_examples,
+    sample_corpus_path,
+    sample_queries_path,
+)
 
-RESULTS = Path(__file__).resolve().parent / "results"
 RUNTIMES = (("torch", "none"), ("onnx", "none"), ("onnx", "int8"), ("openvino", "none"), ("openvino", "int8"))
 
 
@@ -156,22 +160,32 @@ def quality(
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = bench_parser(__doc__, out=RESULTS)
     ap.add_argument("--rows", type=int, default=128, help="sample rows timed")
     ap.add_argument("--short-rows", type=int, default=512, help="short synthetic rows timed")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--recall-rows", type=int, default=2000, help="sample rows searched for recall@10")
     ap.add_argument("--queries", type=int, default=200, help="held-out queries for recall@10")
-    args = ap.parse_args()
+    ap.add_argument(
+        "--runtimes",
+        nargs="+",
+        choices=[label(*r) for r in RUNTIMES],
+        default=[label(*r) for r in RUNTIMES],
+        help="runtimes measured (torch, the reference, always is)",
+    )
+    ap.add_argument("--encoder", default=None, help="AirRep folder (default: the packaged untrained AirRep)")
+    args = ap.parse_args(argv)
     os.environ.setdefault("AIRSEARCH_QUIET", "1")
     t_load = {}
     encoders = {}
     for runtime, quantize in RUNTIMES:
+        if label(runtime, quantize) not in {"torch", *args.runtimes}:
+            continue
         t0 = time.perf_counter()
         encoders[label(runtime, quantize)] = AirRepEncoder.load(
-            None, device="cpu", runtime=runtime, quantize=quantize
+            args.encoder, device="cpu", runtime=runtime, quantize=quantize
         )
         t_load[label(runtime, quantize)] = round(time.perf_counter() - t0, 1)
     sample = load_corpus(sample_corpus_path()).examples
@@ -185,8 +199,8 @@ def main() -> None:
         f"torch threads {torch.get_num_threads()}",
         "cpu_bf16_flags": cpu_flags(("avx512_bf16", "amx_bf16", "avx512_fp16")),
         "precision": {name: enc.precision for name, enc in encoders.items()},
-        "model": "default AirRep (all-MiniLM-L6-v2 + identity projection), max_seq_length "
-        f"{tok.info.max_seq_length}",
+        "model": (args.encoder or "default AirRep (all-MiniLM-L6-v2 + identity projection)")
+        + f", max_seq_length {tok.info.max_seq_length}",
         "batch_size": args.batch_size,
         "repeats": args.repeats,
         "load_seconds": t_load,
@@ -207,16 +221,18 @@ def main() -> None:
         "queries": len(queries),
         "by_runtime": quality(encoders, sample[: args.recall_rows], queries, args.batch_size),
     }
-    previous = json.loads((RESULTS / "encode.json").read_text()) if (RESULTS / "encode.json").exists() else {}
+    out = args.out
+    previous = json.loads((out / "encode.json").read_text()) if (out / "encode.json").exists() else {}
     if "lds" in previous:  # measured by a separate run (see write_markdown); kept
         result["lds"] = previous["lds"]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "encode.json").write_text(json.dumps(result, indent=2))
-    write_markdown(result)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "encode.json").write_text(json.dumps(result, indent=2))
+    write_markdown(result, out)
     print(json.dumps(result["quality"], indent=1))
+    return 0
 
 
-def write_markdown(result: dict) -> None:
+def write_markdown(result: dict, out: Path) -> None:
     lines = [
         "# Encode throughput and quality by runtime (`benchmarks/bench_encode.py`)",
         "",
@@ -271,8 +287,8 @@ def write_markdown(result: dict) -> None:
         lines += [lds["markdown"], ""]
     else:
         lines += ["LDS on the evaluation harness: not measured in this run.", ""]
-    (RESULTS / "encode.md").write_text("\n".join(lines))
+    (out / "encode.md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,12 +13,11 @@ The encoder is the untrained default AirRep (``base``), encoded once on torch fp
 The default runtime may change only if the LDS moves by less than 0.5 points (x100) with its whole
 clustered interval inside +-0.5. Results go into ``encode.json`` / ``encode.md`` (section "LDS").
 
-    python benchmarks/bench_encode_lds.py [--runtime onnx] [--quantize int8]
+    python benchmarks/bench_encode_lds.py [--runtime onnx] [--quantize int8] [--scale tiny] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -29,29 +28,50 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
-from airsearch.trainers.evaluation.metrics import paired_difference  # noqa: E402
-from bench_encode import RESULTS, write_markdown  # noqa: E402
-from reproduce import Pipeline  # noqa: E402
+from bench_encode import write_markdown  # noqa: E402
+from bench_options import RESULTS, WORK, bench_parser  # noqa: E402
+from reproduce import SCALES, Pipeline  # noqa: E402
 
-from airsearch import EvalClassifyConfig, EvalLdsConfig, eval_classify, eval_lds  # noqa: E402
-from airsearch.data import sample_corpus_path, sample_queries_path  # noqa: E402
+from airsearch import (  # noqa: E402
+    EvalClassifyConfig,
+    EvalLdsConfig,
+    eval_classify,
+    eval_lds,
+    load_corpus,
+    load_queries,
+    paired_difference,
+    sample_corpus_path,
+    sample_queries_path,
+    write_rows,
+)
 
 RULE_POINTS = 0.5  # LDS x100
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = bench_parser(__doc__, out=RESULTS, work=WORK / "encode_lds", scales=list(SCALES), scale="tiny")
     ap.add_argument("--runtime", default="onnx")
     ap.add_argument("--quantize", default="int8")
-    ap.add_argument("--work", default=str(HERE / "work" / "encode_lds"))
-    args = ap.parse_args()
+    ap.add_argument("--base-encoder", default="default", help="'default' = all-MiniLM-L6-v2, or a folder")
+    ap.add_argument(
+        "--classify-rows", type=int, default=None, help="first N sample rows classified (default: all)"
+    )
+    ap.add_argument(
+        "--classify-queries", type=int, default=None, help="first N sample queries (default: all)"
+    )
+    args = ap.parse_args(argv)
     os.environ.setdefault("AIRSEARCH_QUIET", "1")
-    work = Path(args.work)
-    pipe = Pipeline("tiny", work, "default", None, True, protocols=("local",))
+    work = args.work
+    pipe = Pipeline(args.scale, work, args.base_encoder, None, True, protocols=("local",))
     pipe.stage("corpus", pipe.corpus)
     pipe.lm_path = pipe.stage("lm", pipe.lm)["lm"]
     pipe.stage("gold-local", lambda: pipe.gold("local"))
     runtimes = {"torch": ("torch", "none"), f"{args.runtime}-{args.quantize}": (args.runtime, args.quantize)}
+    rows, queries = str(sample_corpus_path()), str(sample_queries_path())
+    if args.classify_rows or args.classify_queries:
+        rows = str(write_rows(work / "classify_rows.jsonl", load_corpus(rows).examples[: args.classify_rows]))
+        chosen = load_queries(queries).examples[: args.classify_queries]
+        queries = str(write_rows(work / "classify_queries.jsonl", chosen))
     lds, classify = {}, {}
     for name, (runtime, quantize) in runtimes.items():
         lds[name] = eval_lds(
@@ -60,6 +80,7 @@ def main() -> None:
                 gold=str(work / "gold_local"),
                 out=str(work / "eval" / f"lds_{name}"),
                 methods=("base",),
+                base_encoder=pipe.base_encoder,
                 bootstrap=1000,
                 runtime=runtime,
                 quantize=quantize,
@@ -67,10 +88,11 @@ def main() -> None:
         )
         classify[name] = eval_classify(
             EvalClassifyConfig(
-                corpus=[str(sample_corpus_path())],
-                queries=[str(sample_queries_path())],
+                corpus=[rows],
+                queries=[queries],
                 out=str(work / "eval" / f"classify_{name}"),
                 methods=("base",),
+                base_encoder=pipe.base_encoder,
                 runtime=runtime,
                 quantize=quantize,
             )
@@ -122,13 +144,16 @@ def main() -> None:
         f"**{'met' if record['rule_met'] else 'not met'}**.",
     ]
     record["markdown"] = "\n".join(lines)
-    result = json.loads((RESULTS / "encode.json").read_text())
+    path = args.out / "encode.json"
+    result = json.loads(path.read_text()) if path.exists() else {}
     result["lds"] = record
-    (RESULTS / "encode.json").write_text(json.dumps(result, indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
     if "corpora" in result:  # else bench_encode.py writes the Markdown when it has run
-        write_markdown(result)
+        write_markdown(result, args.out)
     print(record["markdown"])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,7 +9,7 @@ hybrid (reciprocal rank fusion of the two, as ``airsearch query --mode hybrid``)
 The encoder is the untrained base AirRep (all-MiniLM-L6-v2, ``base``) unless ``--encoder`` names a
 trained one; ``hybrid`` fuses that encoder's ranking with BM25's.
 
-    python benchmarks/bench_hybrid.py [--per-task 50] [--queries-per-task 5] [--n-synthetic 400]
+    python benchmarks/bench_hybrid.py [--per-task 50] [--queries-per-task 5] [--n-synthetic 400] [--out DIR]
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench_options import RESULTS, WORK, bench_parser
 
 
 def per_task(rows: list, n: int) -> list:
@@ -35,31 +36,40 @@ def per_task(rows: list, n: int) -> list:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = bench_parser(__doc__, out=RESULTS, work=WORK / "hybrid")
     ap.add_argument("--per-task", type=int, default=50)
     ap.add_argument("--queries-per-task", type=int, default=5)
     ap.add_argument("--n-synthetic", type=int, default=400)
     ap.add_argument("--n-people", type=int, default=40)
     ap.add_argument("--lm-steps", type=int, default=300)
     ap.add_argument("--encoder", default="", help="a trained AirRep folder (default: the base encoder)")
-    ap.add_argument("--work", default="benchmarks/work/hybrid")
-    args = ap.parse_args()
+    ap.add_argument("--lm", type=Path, default=None, help="target LM folder (default: a tiny LM built here)")
+    ap.add_argument("--trace-epochs", type=int, default=3, help="fine-tuning epochs on the planted corpus")
+    args = ap.parse_args(argv)
     os.environ.setdefault("AIRSEARCH_QUIET", "1")
     import torch
 
     torch.set_num_threads(1)
-    from airsearch.trainers.evaluation.classify import EvalClassifyConfig, eval_classify
-    from airsearch.trainers.evaluation.trace import EvalTraceConfig, eval_trace
+    from airsearch import (
+        EvalClassifyConfig,
+        EvalTraceConfig,
+        TinyLMConfig,
+        build_tiny_lm,
+        eval_classify,
+        eval_trace,
+        load_corpus,
+        load_queries,
+        sample_corpus_path,
+        sample_queries_path,
+        write_rows,
+    )
 
-    from airsearch.data import sample_corpus_path, sample_queries_path
-    from airsearch.data.corpus import load_corpus, load_queries, write_rows
-    from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
-
-    work = Path(args.work)
+    work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    vector = f"airrep:{args.encoder}" if args.encoder else "base"
-    methods = (vector, "bm25", "hybrid" + (f":{args.encoder}" if args.encoder else ""))
+    # hybrid fuses BM25 with the trained encoder when one is given (the config's encoder), else the base
+    methods = ("airrep" if args.encoder else "base", "bm25", "hybrid")
+    encoder = args.encoder or None
     train = per_task(load_corpus(sample_corpus_path()).examples, args.per_task)
     queries = per_task(load_queries(sample_queries_path()).examples, args.queries_per_task)
     write_rows(work / "train.jsonl", train)
@@ -75,6 +85,7 @@ def main() -> None:
             corpus=[str(work / "train.jsonl")],
             queries=[str(work / "queries.jsonl")],
             methods=methods,
+            encoder=encoder,
             out=str(work / "classify"),
         )
     )
@@ -85,7 +96,7 @@ def main() -> None:
         **cls.to_dict()["methods"],
     }
     out["classify_seconds"] = round(time.perf_counter() - t0, 1)
-    lm = work / "lm"
+    lm = args.lm or work / "lm"
     if not (lm / "config.json").exists():
         build_tiny_lm(load_corpus(sample_corpus_path()).examples, lm, TinyLMConfig(steps=args.lm_steps))
     for bench in ("entity-swap", "pii"):
@@ -95,9 +106,10 @@ def main() -> None:
                 benchmark=bench,
                 lm=str(lm),
                 methods=methods,
+                encoder=encoder,
                 n_synthetic=args.n_synthetic,
                 n_people=args.n_people,
-                epochs=3,
+                epochs=args.trace_epochs,
                 k=max(5, args.n_synthetic // 100),
                 out=str(work / "trace"),
             )
@@ -105,11 +117,12 @@ def main() -> None:
         out[bench] = {"table": res.table, **res.to_dict()["methods"]}
         out[f"{bench}_seconds"] = round(time.perf_counter() - t0, 1)
     write_results(out, args)
+    return 0
 
 
 def write_results(out: dict, args: argparse.Namespace) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "hybrid.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "hybrid.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
     lines = [
         "# Hybrid retrieval on the evaluation harness (`benchmarks/bench_hybrid.py`)",
         "",
@@ -129,8 +142,8 @@ def write_results(out: dict, args: argparse.Namespace) -> None:
         "",
         out["pii"]["table"],
     ]
-    (RESULTS / "hybrid.md").write_text("\n".join(lines) + "\n")
+    (args.out / "hybrid.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

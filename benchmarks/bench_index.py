@@ -7,42 +7,52 @@ them: each row is a real corpus embedding plus Gaussian jitter (0.25 x the per-d
 real held-out query embeddings. Metric: dot product (AirRep scores). Exact search streams the Lance
 table in blocks (FAISS flat inner product per block); ANN goes through LanceDB with the refine step.
 
-    python benchmarks/bench_index.py [--sizes 10000 100000 1000000] [--types IVF_PQ IVF_HNSW_SQ]
+    python benchmarks/bench_index.py [--sizes 10000 100000 1000000] [--types IVF_PQ IVF_HNSW_SQ] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from airsearch.indexers import ann
-from airsearch.indexers.ann import AnnConfig
-from airsearch.indexers.query import Searcher
-from airsearch.indexers.store import IndexStore, TableMeta
+from bench_options import RESULTS, bench_parser
 
-from airsearch.data import sample_corpus_path, sample_queries_path
-from airsearch.data.corpus import load_corpus, load_queries
-from airsearch.data.example import Example
+from airsearch import (
+    AirRepEncoder,
+    AnnConfig,
+    Example,
+    IndexStore,
+    Searcher,
+    TableMeta,
+    build_ann_index,
+    load_corpus,
+    load_queries,
+    sample_corpus_path,
+    sample_queries_path,
+)
 
-RESULTS = Path(__file__).resolve().parent / "results"
 JITTER = 0.25
 
 
-def real_embeddings(cache: Path) -> tuple[np.ndarray, np.ndarray]:
+def real_embeddings(
+    cache: Path, encoder: str | None = None, rows: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sample corpus (its first ``rows``) and its held-out queries encoded with ``encoder`` (default:
+    the packaged AirRep), cached in ``cache`` (the file names say which encoder and rows when not the
+    defaults)."""
     cache.mkdir(parents=True, exist_ok=True)
-    c, q = cache / "sample_corpus.npy", cache / "sample_queries.npy"
+    tag = "" if encoder is None and rows is None else f"_{Path(encoder or 'default').name}_{rows or 'all'}"
+    c, q = cache / f"sample_corpus{tag}.npy", cache / f"sample_queries{tag}.npy"
     if not (c.exists() and q.exists()):
-        from airsearch.encoder import AirRepEncoder
-
-        enc = AirRepEncoder.load(None)
-        np.save(c, enc.encode(load_corpus(sample_corpus_path()).examples))
-        np.save(q, enc.encode(load_queries(sample_queries_path()).examples))
+        enc = AirRepEncoder.load(encoder)
+        np.save(c, enc.encode(load_corpus(sample_corpus_path()).examples[:rows]))
+        np.save(q, enc.encode(load_queries(sample_queries_path()).examples[:rows]))
     return np.load(c), np.load(q)
 
 
@@ -123,7 +133,7 @@ def bench_size(
             threshold=0, index_type=index_type, num_partitions=int(np.sqrt(n)) if parts == "sqrt" else parts
         )
         t0 = time.perf_counter()
-        rec = ann.build(t.table, cfg)
+        rec = build_ann_index(t.table, cfg)
         build = round(time.perf_counter() - t0, 2)
         t = store.open(tname)
         for params in searches:
@@ -144,23 +154,24 @@ def bench_size(
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = bench_parser(__doc__, out=RESULTS, work="runs/bench_index")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--types", nargs="+", default=["IVF_PQ", "IVF_HNSW_SQ"])
-    ap.add_argument("--work", default="runs/bench_index")
     ap.add_argument("--cache", default="runs/bench_cache")
+    ap.add_argument("--encoder", default=None, help="AirRep folder (default: the packaged untrained AirRep)")
+    ap.add_argument("--sample-rows", type=int, default=None, help="encode only the first N sample rows")
     ap.add_argument("--rewrite", action="store_true", help="only rewrite index.md from index.json")
     ap.add_argument(
         "--merge", action="store_true", help="add to the existing results (same sizes: more ANN rows)"
     )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.rewrite:
-        write_results(json.loads((RESULTS / "index.json").read_text()))
-        return
+        write_results(json.loads((args.out / "index.json").read_text()), args.out)
+        return 0
     os.environ.setdefault("AIRSEARCH_QUIET", "1")
-    base, queries = real_embeddings(Path(args.cache))
-    work = Path(args.work)
+    base, queries = real_embeddings(Path(args.cache), args.encoder, args.sample_rows)
+    work = args.work
     shutil.rmtree(work, ignore_errors=True)
     hnsw = [{"nprobes": 8, "refine_factor": r, "ef": ef} for r, ef in ((10, 150), (20, 300), (50, 500))]
     pq = [{"nprobes": p, "refine_factor": r} for p, r in ((50, 10), (100, 20))]
@@ -190,7 +201,7 @@ def main() -> None:
         "k": 10,
         "sizes": [],
     }
-    previous = json.loads((RESULTS / "index.json").read_text()) if args.merge else {"sizes": []}
+    previous = json.loads((args.out / "index.json").read_text()) if args.merge else {"sizes": []}
     results["sizes"] = [s for s in previous["sizes"] if s["rows"] not in args.sizes]
     for n in args.sizes:
         big = n >= 1_000_000
@@ -208,14 +219,15 @@ def main() -> None:
                 a for a in old[0]["ann"] if tuple(a.get(k) for k in key) not in seen
             ] + new
         results["sizes"].sort(key=lambda s: s["rows"])
-        write_results(results)
+        write_results(results, args.out)
     shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
-def write_results(results: dict) -> None:
+def write_results(results: dict, out: Path) -> None:
     """Write ``index.json`` and the Markdown table (``--rewrite`` regenerates it from the JSON)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "index.json").write_text(json.dumps(results, indent=2))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "index.json").write_text(json.dumps(results, indent=2))
     lines = [
         "# Index benchmark (`benchmarks/bench_index.py`)",
         "",
@@ -258,8 +270,8 @@ def write_results(results: dict) -> None:
         "its top-10 scores nearly tie; the two 1M builds (867 s, 620 s) differ only in machine load.",
         "Times were taken while other engineers' jobs shared the 2 cores (load average about 6 to 10).",
     ]
-    (RESULTS / "index.md").write_text("\n".join(lines) + "\n")
+    (out / "index.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

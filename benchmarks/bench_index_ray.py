@@ -5,29 +5,24 @@ Rows/s are those ``airsearch index`` reports (whole command: reading, encoding, 
 indexes, the Ray actors' start-up included); each run builds a new table, and the tables are checked
 to hold the same ids and vectors (to 1e-5) as the single-machine one.
 
-    python benchmarks/bench_index_ray.py [--rows 600] [--workers 1 2] [--runtime torch]
+    python benchmarks/bench_index_ray.py [--rows 600] [--workers 1 2] [--runtime torch] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from airsearch.indexers.build import build_index
-from airsearch.indexers.config import IndexConfig
-from airsearch.indexers.store import IndexStore
+from bench_options import RESULTS, WORK, bench_parser
 
-from airsearch.data import sample_corpus_path
-from airsearch.data.corpus import load_corpus, write_rows
+from airsearch import IndexConfig, IndexStore, build_index, load_corpus, sample_corpus_path, write_rows
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 NOTE = (
     "On this 2-core machine Ray adds encoder processes but no CPU, so it cannot be faster than one machine "
     "here: the gap is Ray's overhead (a local cluster's worker processes importing torch and loading one model "
@@ -42,21 +37,23 @@ def table_rows(db: Path) -> tuple[list[str], np.ndarray]:
     return data.column("id").to_pylist(), np.stack(data.column("vector").to_numpy(zero_copy_only=False))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = bench_parser(__doc__, out=RESULTS, work=WORK / "index_ray")
     ap.add_argument("--rows", type=int, default=600)
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument(
+        "--workers", type=int, nargs="*", default=[1, 2], help="Ray encoder actors per run (none: no Ray run)"
+    )
     ap.add_argument("--runtime", default="torch")
-    ap.add_argument("--work", default=str(HERE / "work" / "index_ray"))
-    args = ap.parse_args()
+    ap.add_argument("--encoder", default=None, help="AirRep folder (default: the packaged untrained AirRep)")
+    args = ap.parse_args(argv)
     os.environ.setdefault("AIRSEARCH_QUIET", "1")
     import ray
 
-    work = Path(args.work)
+    work = args.work
     shutil.rmtree(work, ignore_errors=True)
     corpus = work / "rows.jsonl"
     write_rows(corpus, load_corpus(sample_corpus_path()).examples[: args.rows])
-    common = {"corpus": [str(corpus)], "runtime": args.runtime}
+    common = {"corpus": [str(corpus)], "runtime": args.runtime, "encoder": args.encoder or "default"}
     runs = []
     t0 = time.perf_counter()
     alone = build_index(IndexConfig(db=str(work / "alone"), **common))
@@ -72,7 +69,8 @@ def main() -> None:
     ids, vectors = table_rows(work / "alone")
     cpus = os.cpu_count() or 1
     t_init = time.perf_counter()
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    if args.workers:
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     init_seconds = round(time.perf_counter() - t_init, 1)
     for w in args.workers:
         db = work / f"ray{w}"
@@ -81,18 +79,19 @@ def main() -> None:
         assert got_ids == ids and np.allclose(got, vectors, atol=1e-5), "the Ray table differs"
         runs.append({"path": "Ray", "workers": w, "seconds": s.seconds, "rows_per_second": s.rows_per_second})
         print(runs[-1], flush=True)
-    ray.shutdown()
+    if args.workers:
+        ray.shutdown()
     result = {
         "machine": f"{platform.machine()}, {cpus} cores (shared with other jobs)",
         "rows": args.rows,
         "corpus": f"the first {args.rows} rows of the bundled sample",
-        "encoder": f"default AirRep (all-MiniLM-L6-v2), runtime {args.runtime}",
+        "encoder": f"{args.encoder or 'default AirRep (all-MiniLM-L6-v2)'}, runtime {args.runtime}",
         "ray_init_seconds": init_seconds,
         "runs": runs,
         "total_seconds": round(time.perf_counter() - t0, 1),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "index_ray.json").write_text(json.dumps(result, indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "index_ray.json").write_text(json.dumps(result, indent=2))
     lines = [
         "# Indexing on Ray (`benchmarks/bench_index_ray.py`)",
         "",
@@ -107,9 +106,10 @@ def main() -> None:
     for r in runs:
         lines.append(f"| {r['path']} | {r['workers'] or '-'} | {r['seconds']} | {r['rows_per_second']} |")
     lines += ["", NOTE]
-    (RESULTS / "index_ray.md").write_text("\n".join(lines) + "\n")
+    (args.out / "index_ray.md").write_text("\n".join(lines) + "\n")
     shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

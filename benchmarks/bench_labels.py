@@ -1,6 +1,6 @@
 """Label throughput (issue 11): retraining jobs per hour one task per subset vs batched, and teacher labels.
 
-    python benchmarks/bench_labels.py [--lm DIR] [--repeats 2] [--batch 8] [--teacher-subsets 2000]
+    python benchmarks/bench_labels.py [--lm DIR] [--repeats 2] [--batch 8] [--teacher-subsets 2000] [--out DIR]
 
 - **Retraining** (AirRep Eq. 8, one fine-tune per subset) of the S0 target LM (hidden 128, 2 layers):
   the same jobs with ``subsets_per_job`` 1 (before: one task per subset, a copy of the LM each) and
@@ -17,7 +17,6 @@ stores go to ``benchmarks/work/bench_labels/``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -28,13 +27,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
-from airsearch.trainers.evaluation.report import fmt, markdown_table  # noqa: E402
-from stages import WORK  # noqa: E402
+from bench_options import RESULTS, WORK, bench_parser  # noqa: E402
 
-from airsearch.atomic import write_json_atomic, write_text_atomic  # noqa: E402
+from airsearch import fmt, markdown_table, write_json_atomic, write_text_atomic  # noqa: E402
 
-RESULTS = HERE / "results"
-OUT = WORK / "bench_labels"
 # The gpu preset's label job (reproduce.py --scale gpu): 200 rows x 2 epochs, 100 dev rows, 256 tokens.
 GPU_JOB = {"params": 134.5e6, "rows": 200, "epochs": 2, "dev": 100, "tokens": 256}
 ASSUMED_TFLOPS = {
@@ -43,14 +39,14 @@ ASSUMED_TFLOPS = {
 }
 
 
-def s0_lm(rows: list[Any]) -> str:
+def s0_lm(rows: list[Any], work: Path) -> str:
     """The small size sweep's S0 when it is there, else an S0 layout pre-trained for a few steps."""
     sweep = HERE / "results" / "size_sweep" / "small" / "S0" / "lm"
     if (sweep / "config.json").is_file():
         return str(sweep)
     from airsearch import TinyLMConfig, build_tiny_lm
 
-    path = OUT / "lm"
+    path = work / "lm"
     if not (path / "config.json").is_file():
         build_tiny_lm(rows, path, TinyLMConfig(steps=60, context=64, min_frequency=1), show_progress=False)
     return str(path)
@@ -83,8 +79,9 @@ def gpu_estimate() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = bench_parser(__doc__, out=RESULTS, work=WORK / "bench_labels")
     ap.add_argument("--lm", default=None)
+    ap.add_argument("--rows", type=int, default=300, help="first N sample rows the labels are drawn from")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--teacher-splits", type=int, default=40)
@@ -92,26 +89,27 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     from airsearch import LabelConfig, LabelStore, load_corpus, sample_corpus_path, write_rows
 
-    rows = load_corpus(sample_corpus_path()).examples[:300]
-    corpus = write_rows(OUT / "train.jsonl", rows)
-    lm = a.lm or s0_lm(rows)
+    work = a.work
+    rows = load_corpus(sample_corpus_path()).examples[: a.rows]
+    corpus = write_rows(work / "train.jsonl", rows)
+    lm = a.lm or s0_lm(rows, work)
     cfg = LabelConfig(
-        corpus=[str(corpus)], lm=lm, out=str(OUT / "x"), splits=2, dev_size=16, pool_size=60, subset_size=12,
+        corpus=[str(corpus)], lm=lm, out=str(work / "x"), splits=2, dev_size=16, pool_size=60, subset_size=12,
         subsets_per_split=8, epochs=2, lr=1e-3, batch_size=8, max_length=128,
     )  # fmt: skip
     retrain: dict[str, list[dict]] = {"before (1 subset per task)": [], f"after ({a.batch} per task)": []}
     for r in range(a.repeats):
         for runs, per in zip(retrain.values(), (1, a.batch), strict=True):
-            runs.append(timed_labels(cfg.replace(subsets_per_job=per), OUT / f"retrain_{per}_{r}"))
+            runs.append(timed_labels(cfg.replace(subsets_per_job=per), work / f"retrain_{per}_{r}"))
     same = all(
         (x.losses == y.losses).all()
         for x, y in zip(
-            LabelStore.open(OUT / "retrain_1_0").splits(), LabelStore.open(OUT / f"retrain_{a.batch}_0").splits(), strict=True
+            LabelStore.open(work / "retrain_1_0").splits(), LabelStore.open(work / f"retrain_{a.batch}_0").splits(), strict=True
         )
     )  # fmt: skip
     teacher = timed_labels(
         cfg.replace(teacher="gradcos", splits=a.teacher_splits, subsets_per_split=a.teacher_subsets),
-        OUT / "teacher",
+        work / "teacher",
     )
     result = {
         "machine": {
@@ -128,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         "teacher": teacher,
         "gpu_extrapolated": gpu_estimate(),
     }
-    write_json_atomic(RESULTS / "label_throughput.json", result)
-    write_text_atomic(RESULTS / "label_throughput.md", report(result))
+    write_json_atomic(a.out / "label_throughput.json", result)
+    write_text_atomic(a.out / "label_throughput.md", report(result))
     print(report(result))
     return 0
 

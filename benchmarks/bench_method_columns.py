@@ -14,7 +14,7 @@ with a grad-cos column (every parameter, sparse JL projection to ``--proj-dim``)
 * today's rerank (recompute every candidate's gradient) at C=200, for the speed-up of stored vectors;
 * build cost (seconds, rows/s) and bytes per row of the column (float32 and float16).
 
-Run: ``python benchmarks/bench_method_columns.py`` (writes benchmarks/results/method_columns.{json,md}).
+Run: ``python benchmarks/bench_method_columns.py [--out DIR]`` (writes benchmarks/results/method_columns.{json,md}).
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_options import RESULTS, WORK, bench_parser
 
-RESULTS = Path(__file__).parent / "results"
 CS = (50, 200, 1000)
 
 
@@ -46,9 +47,8 @@ def timed(fn, *a, **kw):
     return out, time.perf_counter() - t0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--work", default="benchmarks/work/method_columns")
+def main(argv: list[str] | None = None) -> int:
+    ap = bench_parser(__doc__, out=RESULTS, work=WORK / "method_columns")
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--lm-steps", type=int, default=300)
     ap.add_argument("--proj-dim", type=int, default=2048)
@@ -60,32 +60,45 @@ def main() -> None:
         help="on the built work dir: time the stored rerank's gather + dot and the recompute of 200 train "
         "gradients (without the query vector both need) and add them to the results",
     )
-    args = ap.parse_args()
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--sample-rows", type=int, default=None, help="index only the first N sample rows")
+    ap.add_argument(
+        "--encoder", default="default", help="AirRep folder of the index (default: the packaged one)"
+    )
+    args = ap.parse_args(argv)
     os.environ.setdefault("AIRSEARCH_QUIET", "1")
     if args.rerank_split:
         rerank_split(args)
-        return
+        return 0
     import torch
 
-    torch.set_num_threads(2)
-    from airsearch.indexers.build import build_index
-    from airsearch.indexers.column_config import MethodColumnConfig
-    from airsearch.indexers.config import IndexConfig
-    from airsearch.indexers.method_columns import add_method_column, find_column
-    from airsearch.indexers.method_search import ColumnSearcher
-    from airsearch.indexers.query import Searcher
+    torch.set_num_threads(args.threads)
+    from airsearch import (
+        ColumnSearcher,
+        IndexConfig,
+        IndexStore,
+        MethodColumnConfig,
+        Reranker,
+        Searcher,
+        TinyLMConfig,
+        add_method_column,
+        build_index,
+        build_tiny_lm,
+        find_column,
+        load_corpus,
+        load_queries,
+        sample_corpus_path,
+        sample_queries_path,
+        write_rows,
+    )
 
-    from airsearch.data import sample_corpus_path, sample_queries_path
-    from airsearch.data.corpus import load_corpus, load_queries
-    from airsearch.lm.tiny import TinyLMConfig, build_tiny_lm
-    from airsearch.methods.registry import Reranker
-
-    work = Path(args.work)
+    work = args.work
     work.mkdir(parents=True, exist_ok=True)
     lm = work / "lm"
     t0 = time.perf_counter()
+    sample = load_corpus(sample_corpus_path()).examples[: args.sample_rows]
     if not (lm / "config.json").exists():
-        build_tiny_lm(load_corpus(sample_corpus_path()).examples, lm, TinyLMConfig(steps=args.lm_steps))
+        build_tiny_lm(sample, lm, TinyLMConfig(steps=args.lm_steps))
     out: dict = {
         "machine": f"{platform.machine()} 2-core AMD EPYC (avx512_bf16), CPU only, shared with other jobs",
         "lm": f"tiny Llama pre-trained on the sample ({args.lm_steps} steps)",
@@ -94,11 +107,10 @@ def main() -> None:
     }
     db = work / "db3k"
     if not (db / "corpus.lance").is_dir():  # resumes a killed build
-        build_index(IndexConfig(corpus=[str(sample_corpus_path())], db=str(db), ann_threshold=-1))
+        rows = sample_corpus_path() if args.sample_rows is None else write_rows(work / "rows.jsonl", sample)
+        build_index(IndexConfig(corpus=[str(rows)], db=str(db), encoder=args.encoder, ann_threshold=-1))
     store_path = str(db)
     col = "m_gradcos"
-    from airsearch.indexers.store import IndexStore
-
     if col not in IndexStore(store_path).open().dataset.schema.names:
         cfg = MethodColumnConfig(
             db=store_path, method="gradcos", lm=str(lm), proj_dim=args.proj_dim, ann_threshold=1
@@ -130,7 +142,7 @@ def main() -> None:
     out["recompute_rerank_c200_ms"] = round(1000 * statistics.median(times), 1)
     write_results(out, args)  # the 3,000-row figures, before the long 100k part
     if args.big_rows <= 0:
-        return
+        return 0
     big = work / "db100k"
     if not (big / "corpus.lance").is_dir():
         replicate(db, big, args.big_rows)
@@ -142,6 +154,7 @@ def main() -> None:
     out["big"] = measure(queries[:10], airrep_b, exact_b, ann_b, args, recall_too=True)
     out["big"]["rows"] = IndexStore(str(big)).open().count()
     write_results(out, args)
+    return 0
 
 
 def measure(queries, airrep, exact, annc, args, *, recall_too: bool) -> dict:
@@ -180,14 +193,11 @@ def rerank_split(args: argparse.Namespace) -> None:
     """The two parts of a rerank at C=200 that differ between stored and recomputed: gathering 200 row
     vectors and one product (3,000 and 100,000 rows), against 200 train gradients (median of queries)."""
     import torch
-    from airsearch.indexers.method_search import ColumnSearcher
-    from airsearch.indexers.query import Searcher
 
-    from airsearch.data import sample_queries_path
-    from airsearch.data.corpus import load_queries
+    from airsearch import ColumnSearcher, Searcher, load_queries, sample_queries_path
 
-    torch.set_num_threads(2)
-    work, qs = Path(args.work), load_queries(sample_queries_path()).examples[:5]
+    torch.set_num_threads(args.threads)
+    work, qs = args.work, load_queries(sample_queries_path()).examples[:5]
     exact = ColumnSearcher(str(work / "db3k"), None, "m_gradcos", str(work / "lm"), exact=True)
     split = {}
     for name in ("db3k", "db100k"):
@@ -206,7 +216,7 @@ def rerank_split(args: argparse.Namespace) -> None:
         _, secs = timed(exact.method.score_against, cands, qv)
         times.append(secs)
     split["recompute_200_train_gradients_ms"] = round(1000 * statistics.median(times), 1)
-    path = RESULTS / "method_columns.json"
+    path = args.out / "method_columns.json"
     out = json.loads(path.read_text())
     out["rerank_split"] = split
     write_results(out, args)
@@ -215,11 +225,12 @@ def rerank_split(args: argparse.Namespace) -> None:
 def replicate(src: Path, dst: Path, rows: int) -> None:
     """``rows`` rows: the source table's rows, then copies with new ids (vectors copied), with the
     column's ANN index, the AirRep ANN index and the BM25 index built as ``index`` would."""
+    import dataclasses
+
     import lancedb
     import pyarrow as pa
-    from airsearch.indexers import ann, fts
-    from airsearch.indexers.column_config import MethodColumnConfig  # noqa: F401
-    from airsearch.indexers.method_columns import FIELD_KEY, ColumnSpec, column_specs
+
+    from airsearch import AnnConfig, build_column_index, build_text_index, column_specs
 
     src_t = lancedb.connect(str(src)).open_table("corpus")
     base = src_t.to_arrow()
@@ -233,29 +244,14 @@ def replicate(src: Path, dst: Path, rows: int) -> None:
     data = pa.concat_tables(parts)
     db = lancedb.connect(str(dst))
     table = db.create_table("corpus", data=data, schema=base.schema)
-    fts.build(table)  # AirRep's vectors stay exact (no ANN index): 100k x 384 is a ~30 ms scan
-    for name, spec in column_specs(base.schema).items():
-        cfg = ann.AnnConfig(threshold=1)
-        t0 = time.perf_counter()
-        table.create_index(name, config=cfg.index_config(data.num_rows, spec.dim), replace=True)
-        rec = {
-            "type": cfg.resolved_type(data.num_rows),
-            "metric": "dot",
-            "num_partitions": cfg.partitions(data.num_rows),
-            **cfg.search_params(data.num_rows),
-            "rows_indexed": data.num_rows,
-            "build_seconds": round(time.perf_counter() - t0, 1),
-        }
-        import dataclasses
-
-        new = dataclasses.replace(spec, ann=rec, rows=data.num_rows)
-        table.to_lance().update_field_metadata({name: {FIELD_KEY.decode(): json.dumps(new.to_dict())}})
-    _ = ColumnSpec
+    build_text_index(table)  # AirRep's vectors stay exact (no ANN index): 100k x 384 is a ~30 ms scan
+    for spec in column_specs(base.schema).values():
+        build_column_index(table, dataclasses.replace(spec, rows=data.num_rows), AnnConfig(threshold=1))
 
 
 def write_results(out: dict, args: argparse.Namespace) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "method_columns.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "method_columns.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
     s, b = out["small"], out.get("big") or {"rows": 0, "latency_ms": {}}
     lines = [
         "# Method columns vs retrieve-then-rerank (`benchmarks/bench_method_columns.py`)",
@@ -330,8 +326,8 @@ def write_results(out: dict, args: argparse.Namespace) -> None:
             f"{(out.get('big_ann') or {}).get('build_seconds')} s.",
             "",
         ]
-    (RESULTS / "method_columns.md").write_text("\n".join(lines) + "\n")
+    (args.out / "method_columns.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

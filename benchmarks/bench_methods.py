@@ -1,35 +1,40 @@
 """Cost per attributed (query, train example) pair and storage per train example: gradient methods,
 HAIF, DDA and Daunce against AirRep (encode + dot), side by side in one run on this CPU, tiny LM.
 
-Run: ``python benchmarks/bench_methods.py [--train 32 --queries 4]``; writes
-``benchmarks/results/bench_methods.{json,md}``. Every method featurises the train set and the queries
+Run: ``python benchmarks/bench_methods.py [--train 32 --queries 4] [--out DIR]``; writes
+``benchmarks/results/bench_methods.{json,md}`` (or into ``--out``). Every method featurises the train set and the queries
 and scores all pairs; the cost per pair is that wall time / (n_train x n_queries). Storage is the
 train-side vector a store keeps (float32). Daunce's time includes its K short perturbed fine-tunes.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("AIRSEARCH_QUIET", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from bench_options import RESULTS, bench_parser  # noqa: E402
 
-from airsearch import FinetuneConfig, TinyLMConfig, build_tiny_lm, finetune, load_lm  # noqa: E402
-from airsearch.data.synthetic import random_word_examples as make_examples  # noqa: E402
-from airsearch.methods.dda import DDA  # noqa: E402
-from airsearch.methods.haif import HAIF  # noqa: E402
-from airsearch.methods.projection import Projector  # noqa: E402
-from airsearch.methods.tracin import TracIn  # noqa: E402
-
-OUT = Path(__file__).resolve().parent / "results"
+from airsearch import (  # noqa: E402
+    AirRepEncoder,
+    FinetuneConfig,
+    MethodConfig,
+    TinyLMConfig,
+    build_tiny_lm,
+    finetune,
+    load_lm,
+    load_method,
+)
+from airsearch import random_word_examples as make_examples  # noqa: E402
 
 
 def timed(fn):
@@ -38,14 +43,15 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = bench_parser(__doc__, out=RESULTS)
     ap.add_argument("--train", type=int, default=32)
     ap.add_argument("--queries", type=int, default=4)
     ap.add_argument("--lm-steps", type=int, default=100)
     ap.add_argument("--daunce-models", type=int, default=4)
-    args = ap.parse_args()
-    torch.set_num_threads(2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     train = make_examples(args.train, "tr", seed=1)
     queries = make_examples(args.queries, "q", seed=2)
     tmp = Path(tempfile.mkdtemp(prefix="bench_methods_"))
@@ -70,13 +76,18 @@ def main() -> None:
     )
     n_params = base.num_parameters()
     pairs = args.train * args.queries
-    kw = {"batch_size": 8, "show_progress": False}
+
+    def method(name: str, proj_dim: int = 0, **models: Any) -> Any:
+        """The method by name through the registry, on the models in memory (batch 8, no bar)."""
+        cfg = MethodConfig(method=name, proj_dim=proj_dim, batch_size=8)
+        return load_method(cfg, show_progress=False, **models)
+
     methods = {
-        "tracin (exact grads)": lambda: TracIn([cks[-1]], **kw),
-        "gradcos (JL 1024)": lambda: TracIn([cks[-1]], normalize=True, projector=Projector(1024), **kw),
-        "dda (2 ckpts + base, JL 1024)": lambda: DDA(cks, base=base, projector=Projector(1024), **kw),
-        "haif (exact)": lambda: HAIF(cks[-1], **kw),
-        "haif-t (exact)": lambda: HAIF(cks[-1], outer=False, **kw),
+        "tracin (exact grads)": lambda: method("tracin", checkpoints=[cks[-1]]),
+        "gradcos (JL 1024)": lambda: method("gradcos", 1024, checkpoints=[cks[-1]]),
+        "dda (2 ckpts + base, JL 1024)": lambda: method("dda", 1024, checkpoints=cks, base_lm=base),
+        "haif (exact)": lambda: method("haif", lm=cks[-1]),
+        "haif-t (exact)": lambda: method("haif-t", lm=cks[-1]),
     }
     rows = []
     for name, make in methods.items():
@@ -106,9 +117,7 @@ def main() -> None:
         }
     )
 
-    from airsearch.encoder import AirRepEncoder, default_encoder_path
-
-    enc = AirRepEncoder.from_base(default_encoder_path())
+    enc = AirRepEncoder.from_base(None)  # the packaged default base encoder, untrained
 
     def airrep():
         a = torch.as_tensor(enc.encode([e for e in train]))
@@ -141,8 +150,9 @@ def main() -> None:
         "rows": rows,
         "note": "one run, side by side; AirRep's encoder (22.7M) is 20x the tiny LM",
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "bench_methods.json").write_text(json.dumps(result, indent=2))
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_methods.json").write_text(json.dumps(result, indent=2))
     lines = [
         f"# Attribution cost per (query, train) pair — tiny LM ({n_params:,} params), "
         f"{args.train} train x {args.queries} queries, CPU, {torch.get_num_threads()} threads",
@@ -156,9 +166,10 @@ def main() -> None:
             f"| {r['method']} | {r['seconds']:.2f} | {r['per_pair_ms']:.2f} | "
             f"{r['bytes_per_train']:,} | {ratio} |"
         )
-    (OUT / "bench_methods.md").write_text("\n".join(lines) + "\n")
+    (out / "bench_methods.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

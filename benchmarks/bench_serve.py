@@ -32,17 +32,25 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from bench_options import RESULTS, bench_parser
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from airsearch import (
+    AnnConfig,
+    Example,
+    IndexConfig,
+    IndexStore,
+    build_index,
+    load_corpus,
+    sample_corpus_path,
+    sample_queries_path,
+    write_rows,
+)
+
 JITTER = 0.25
 
 
 def jittered(db: str, n: int, seed: int, start: int):
     """``n`` synthetic-from-real rows (examples, vectors) from the table's real rows, ids from ``start``."""
-    from airsearch.indexers.store import IndexStore
-
-    from airsearch.data.example import Example
-
     table = IndexStore(db).open()
     real = [rid for ids, _, _ in table.iter_blocks() for rid in ids][:3000]
     rows, vecs = table.take(real), table.take_vectors(real)
@@ -59,24 +67,19 @@ def jittered(db: str, n: int, seed: int, start: int):
 
 def append_rows(db: str, n: int, seed: int, start: int, chunk: int = 20_000) -> None:
     """Append ``n`` synthetic-from-real rows in one commit (then the ANN / BM25 index refresh)."""
-    from airsearch.indexers.ann import AnnConfig
-    from airsearch.indexers.store import IndexStore
-
     store = IndexStore(db)
     fp = store.open().meta.encoder_fingerprint
     chunks = (jittered(db, min(chunk, n - s), seed + s, start + s) for s in range(0, n, chunk))
     store.append("corpus", chunks, encoder_fingerprint=fp, ann_config=AnnConfig())
 
 
-def build(db: str, rows: int) -> dict:
-    from airsearch.indexers.build import build_index
-    from airsearch.indexers.config import IndexConfig
-    from airsearch.indexers.store import IndexStore
-
-    from airsearch.data import sample_corpus_path
-
+def build(db: str, rows: int, encoder: str = "default", sample_rows: int | None = None) -> dict:
+    """The sample (its first ``sample_rows``) indexed with ``encoder``, then jittered copies up to ``rows``."""
     t0 = time.perf_counter()
-    build_index(IndexConfig(corpus=[str(sample_corpus_path())], db=db))
+    corpus = sample_corpus_path()
+    if sample_rows is not None:
+        corpus = write_rows(Path(db).parent / "rows.jsonl", load_corpus(corpus).examples[:sample_rows])
+    build_index(IndexConfig(corpus=[str(corpus)], db=db, encoder=encoder))
     encoded = time.perf_counter() - t0
     table = IndexStore(db).open()
     append_rows(db, rows - table.count(), seed=1, start=0)
@@ -166,17 +169,19 @@ def run_load(url: str, queries: list[dict], clients: int, seconds: float) -> dic
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = bench_parser(__doc__, out=RESULTS, work="runs/bench_serve")
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--append-rows", type=int, default=500)
     ap.add_argument("--append-every", type=float, default=5.0)
     ap.add_argument("--single-seconds", type=float, default=15, help="one client first (service time)")
-    ap.add_argument("--work", default="runs/bench_serve")
+    ap.add_argument("--warmup-seconds", type=float, default=5, help="two clients first, not counted")
+    ap.add_argument("--encoder", default="default", help="AirRep folder (default: the packaged one)")
+    ap.add_argument("--sample-rows", type=int, default=None, help="index only the first N sample rows")
     ap.add_argument("--appender", nargs=4, metavar=("DB", "EVERY", "N", "SECONDS"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     os.environ.setdefault("AIRSEARCH_QUIET", "1")
     import torch
 
@@ -184,13 +189,11 @@ def main() -> None:
     if args.appender:
         db, every, n, secs = args.appender
         appender(db, float(every), int(n), float(secs))
-        return
-    from airsearch.data import sample_queries_path
-
-    work = Path(args.work)
+        return 0
+    work = args.work
     shutil.rmtree(work, ignore_errors=True)
     db = str(work / "db")
-    table = build(db, args.rows)
+    table = build(db, args.rows, args.encoder, args.sample_rows)
     print("table", table, flush=True)
     queries = [
         json.loads(line) for line in Path(sample_queries_path()).read_text(encoding="utf-8").splitlines()
@@ -209,7 +212,7 @@ def main() -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        run_load(url, queries[:20], 2, 5)  # warm-up (model, caches), not counted
+        run_load(url, queries[:20], 2, args.warmup_seconds)  # warm-up (model, caches), not counted
         single = run_load(url, queries, 1, args.single_seconds)  # service time: one client, no appends
         append = subprocess.Popen(
             [
@@ -239,13 +242,14 @@ def main() -> None:
         **load,
         "single_client": {k: single[k] for k in ("requests", "errors", "throughput_rps", "p50_ms", "p95_ms")},
     }
-    write_results(result)
+    write_results(result, args.out)
     shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
-def write_results(r: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serve.json").write_text(json.dumps(r, indent=2) + "\n")
+def write_results(r: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "serve.json").write_text(json.dumps(r, indent=2) + "\n")
     goal = r["errors"] == 0 and r["row_count_never_decreased"] and r["p95_ms"] < 100
     lines = [
         "# Serve load benchmark (`benchmarks/bench_serve.py`)",
@@ -274,8 +278,8 @@ def write_results(r: dict) -> None:
         "Latency is measured at the client, so it includes queueing behind the other clients: with one",
         "server process on 2 shared cores, the 8 clients mostly wait for each other's query encodes.",
     ]
-    (RESULTS / "serve.md").write_text("\n".join(lines) + "\n")
+    (out / "serve.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

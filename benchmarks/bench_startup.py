@@ -33,7 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench_options import RESULTS, bench_parser
+
 LINES = [
     ["--help"],
     ["--version"],
@@ -119,13 +120,13 @@ def data_lines(root: Path) -> dict[str, list[str]]:
     }
 
 
-def prepare(root: Path) -> None:
-    """A 3,000-row corpus indexed with the default encoder, a target file and a malformed corpus."""
-    from airsearch.data.corpus import write_rows
-    from airsearch.data.synthetic import random_word_examples
+def prepare(root: Path, rows: int = ROWS, encoder: str = "default") -> None:
+    """A ``rows``-row corpus (3,000) indexed with ``encoder`` (the default one), a target file and a
+    malformed corpus."""
+    from airsearch import random_word_examples, write_rows
 
     if not (root / "db").exists():
-        write_rows(root / "corpus.jsonl", random_word_examples(ROWS, seed=0))
+        write_rows(root / "corpus.jsonl", random_word_examples(rows, seed=0))
         subprocess.run(
             [
                 sys.executable,
@@ -136,6 +137,8 @@ def prepare(root: Path) -> None:
                 str(root / "corpus.jsonl"),
                 "--db",
                 str(root / "db"),
+                "--encoder",
+                encoder,
             ],
             check=True,
             capture_output=True,
@@ -182,8 +185,8 @@ def query_imports(argv: list[str]) -> dict:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = bench_parser(__doc__, out=RESULTS)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data-repeats", type=int, default=3)
     ap.add_argument(
@@ -191,11 +194,15 @@ def main() -> None:
     )
     ap.add_argument("--before-label", default="before (main 26959a2)")
     ap.add_argument("--work", help="folder for the index (kept; reused when it holds one)")
-    args = ap.parse_args()
+    ap.add_argument("--rows", type=int, default=ROWS, help="rows of the indexed corpus")
+    ap.add_argument(
+        "--encoder", default="default", help="AirRep folder of the index (default: the packaged one)"
+    )
+    args = ap.parse_args(argv)
     os.environ.setdefault("AIRSEARCH_QUIET", "1")
     root = Path(args.work or tempfile.mkdtemp(prefix="bench_startup_"))
     root.mkdir(parents=True, exist_ok=True)
-    prepare(root)
+    prepare(root, args.rows, args.encoder)
     lines = data_lines(root)
     pythons = {"after": sys.executable, **({"before": args.before} if args.before else {})}
     load_start = round(os.getloadavg()[0], 2)
@@ -213,13 +220,13 @@ def main() -> None:
         "import_eager_before": importtime(f"import airsearch.cli.main, {EAGER}"),
         "cold_data_commands": {
             "before": args.before_label if args.before else None,
-            "rows": ROWS,
+            "rows": args.rows,
             "runs": data,
         },
         "cold_query_imports": query_imports(lines["query (3,000 rows)"]),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "startup.json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "startup.json").write_text(json.dumps(result, indent=2) + "\n")
     m, now, before = result["machine"], result["import_now"], result["import_eager_before"]
     lines_md = [
         "# Start-up (`benchmarks/bench_startup.py`)",
@@ -248,8 +255,9 @@ def main() -> None:
         "",
         *data_markdown(result, args),
     ]
-    (RESULTS / "startup.md").write_text("\n".join(lines_md))
+    (args.out / "startup.md").write_text("\n".join(lines_md))
     print("\n".join(lines_md))
+    return 0
 
 
 def data_markdown(result: dict, args: argparse.Namespace) -> list[str]:
@@ -281,4 +289,4 @@ def data_markdown(result: dict, args: argparse.Namespace) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,18 +17,17 @@ Results: ``benchmarks/results/reproduction/<scale>/``. See ``docs/evaluation.md`
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
-from airsearch import Example
-from airsearch.atomic import write_text_atomic
+from airsearch import Example, write_text_atomic
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # benchmarks/stages.py, also when this file is loaded by path
     sys.path.insert(0, str(HERE))
+from bench_options import bench_parser  # noqa: E402
 from reproduce_report import summary  # noqa: E402
 from stages import Scale, Stages, StopAfter, short_base_encoder, smollm2_folder  # noqa: E402
 
@@ -395,9 +394,8 @@ class Pipeline:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--scale", choices=list(SCALES), default="tiny")
-    ap.add_argument("--out", default=None, help="default: benchmarks/results/reproduction/<scale>")
+    out_help = "default: benchmarks/results/reproduction/<scale>"
+    ap = bench_parser(__doc__, out=None, out_help=out_help, scales=list(SCALES), scale="tiny", quiet=True)
     ap.add_argument(
         "--base-encoder", default="default", help="base encoder folder ('default' = all-MiniLM-L6-v2)"
     )
@@ -412,7 +410,6 @@ def main(argv: list[str] | None = None) -> int:
         default="both",
         help="LDS gold: paper (warm-up model, gold fine-tunes from the base LM), local, or both",
     )
-    ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--until", default=None, help="stop after this stage (e.g. gold-local); rerun to go on")
     a = ap.parse_args(argv)
     if a.scale.startswith("gpu") and not a.lm:

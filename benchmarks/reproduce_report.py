@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from airsearch.trainers.evaluation.report import fmt, markdown_table
+from airsearch import fmt, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

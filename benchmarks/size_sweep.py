@@ -29,7 +29,6 @@ AirRep encodings at equal text length. Stages: ``stages/<name>.json`` (skipped w
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -39,6 +38,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # sibling modules, also when this file is loaded by path
     sys.path.insert(0, str(HERE))
+from bench_options import bench_parser  # noqa: E402
 from reproduce import Pipeline, ReproScale  # noqa: E402
 from size_sweep_cost import smollm2_cost  # noqa: E402
 from size_sweep_report import write_report  # noqa: E402
@@ -295,11 +295,9 @@ def _eval_lds(cfg: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--scale", choices=list(SCALES), default="small")
-    ap.add_argument("--out", default=None, help="default: benchmarks/results/size_sweep/<scale>")
+    out_help = "default: benchmarks/results/size_sweep/<scale>"
+    ap = bench_parser(__doc__, out=None, out_help=out_help, scales=list(SCALES), scale="small", quiet=True)
     ap.add_argument("--base-encoder", default="default", help="'default' = all-MiniLM-L6-v2, or a folder")
-    ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     out = Path(a.out) if a.out else HERE / "results" / "size_sweep" / a.scale
     SizeSweep(a.scale, out, a.base_encoder, a.quiet).run()

@@ -38,7 +38,7 @@ def per_row(fn: Callable[[Any], Any], rows: list[Any], repeats: int = 1) -> list
 
 def smollm2_cost(sweep: Any) -> dict[str, Any]:
     """Seconds per query of SmolLM2 gradients and of AirRep encodings on the same rows (module docstring)."""
-    from airsearch.lm.gguf import packaged_gguf
+    from airsearch import packaged_gguf
 
     n, tokens = sweep.p.smollm2_examples, sweep.p.smollm2_tokens
     if not n:
@@ -49,9 +49,15 @@ def smollm2_cost(sweep: Any) -> dict[str, Any]:
         }
     import torch
 
-    from airsearch import AirRepEncoder, load_corpus
-    from airsearch.lm import batch_loss, encode_examples, load_lm
-    from airsearch.methods.registry import MethodConfig, load_method
+    from airsearch import (
+        AirRepEncoder,
+        MethodConfig,
+        batch_loss,
+        encode_examples,
+        load_corpus,
+        load_lm,
+        load_method,
+    )
 
     t0 = time.perf_counter()
     folder = smollm2_folder()

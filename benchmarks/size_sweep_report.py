@@ -18,12 +18,20 @@ import math
 import re
 from typing import Any
 
-from airsearch.trainers.evaluation.lds import DevClusters, cluster_keys
-from airsearch.trainers.evaluation.metrics import paired_difference
-from airsearch.trainers.evaluation.report import curve_plot, fmt, markdown_table, pareto_frontier, pareto_plot
 from reproduce_report import display_path, machine
 
-from airsearch.atomic import write_json_atomic, write_text_atomic
+from airsearch import (
+    DevClusters,
+    cluster_keys,
+    curve_plot,
+    fmt,
+    markdown_table,
+    paired_difference,
+    pareto_frontier,
+    pareto_plot,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 _FOLDER = re.compile(r"airrep:airrep_(S\w+?)_(\S+)$")
 

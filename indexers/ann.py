@@ -114,8 +114,9 @@ def _sub_vectors(dim: int) -> int:
     return 1
 
 
-def build(table: lancedb.table.LanceTable, cfg: AnnConfig) -> dict[str, Any]:
-    """Train and write the index; returns what table metadata records about it."""
+def build_ann_index(table: lancedb.table.LanceTable, cfg: AnnConfig) -> dict[str, Any]:
+    """Train and write the ANN index on the vector column (replacing one there); returns what the table
+    metadata records about it."""
     rows = table.count_rows()
     dim = table.schema.field(VECTOR).type.list_size
     index_type = cfg.resolved_type(rows)

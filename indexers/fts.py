@@ -25,8 +25,8 @@ MAX_QUERY_TERMS = 256
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def build(table: Any) -> dict[str, Any]:
-    """Create (or replace) the inverted index on each text column; what the table metadata records."""
+def build_text_index(table: Any) -> dict[str, Any]:
+    """Create (or replace) the BM25 inverted index on each text column; what the table metadata records."""
     for column in FTS_COLUMNS:
         table.create_index(column, config=FTS(with_position=False), replace=True)
     return {"columns": list(FTS_COLUMNS), "tokenizer": "simple, lower case, English stemming"}

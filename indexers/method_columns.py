@@ -268,22 +268,32 @@ def _commit(
             ds.drop_columns([spec.column])
             ds = store.db.open_table(table.name).to_lance()
         ds.merge(built.scanner().to_reader(), left_on="id", right_on="id")
-        ds = store.db.open_table(table.name).to_lance()
-        ds.update_field_metadata({spec.column: {FIELD_KEY.decode(): json.dumps(spec.to_dict())}})
-    lt = store.db.open_table(table.name)
+        record_spec(store.db.open_table(table.name).to_lance(), spec)
     if ann_cfg.should_build(spec.rows):
-        t0 = time.perf_counter()
-        lt.create_index(spec.column, config=ann_cfg.index_config(spec.rows, spec.dim), replace=True)
-        rec = {
-            "type": ann_cfg.resolved_type(spec.rows),
-            "metric": "dot",
-            "num_partitions": ann_cfg.partitions(spec.rows),
-            **ann_cfg.search_params(spec.rows),
-            "rows_indexed": spec.rows,
-            "build_seconds": round(time.perf_counter() - t0, 3),
-        }
-        spec = dataclasses.replace(spec, ann=rec)
-        lt.to_lance().update_field_metadata({spec.column: {FIELD_KEY.decode(): json.dumps(spec.to_dict())}})
+        spec = build_column_index(store.db.open_table(table.name), spec, ann_cfg)
+    return spec
+
+
+def record_spec(dataset: lance.LanceDataset, spec: ColumnSpec) -> None:
+    """Write ``spec`` into its column's field metadata (what ``info`` and the searches read)."""
+    dataset.update_field_metadata({spec.column: {FIELD_KEY.decode(): json.dumps(spec.to_dict())}})
+
+
+def build_column_index(table: Any, spec: ColumnSpec, cfg: ann.AnnConfig) -> ColumnSpec:
+    """Build (replacing) the ANN index of the method column ``spec.column`` of ``table`` (a LanceDB
+    table of ``spec.rows`` rows) with ``cfg``, and record it in the column's spec; the new spec."""
+    t0 = time.perf_counter()
+    table.create_index(spec.column, config=cfg.index_config(spec.rows, spec.dim), replace=True)
+    rec = {
+        "type": cfg.resolved_type(spec.rows),
+        "metric": "dot",
+        "num_partitions": cfg.partitions(spec.rows),
+        **cfg.search_params(spec.rows),
+        "rows_indexed": spec.rows,
+        "build_seconds": round(time.perf_counter() - t0, 3),
+    }
+    spec = dataclasses.replace(spec, ann=rec)
+    record_spec(table.to_lance(), spec)
     return spec
 
 

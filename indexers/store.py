@@ -14,14 +14,11 @@ re-exported here).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import lance
 import lancedb
-import numpy as np
-from airsearch.indexers import ann
 from airsearch.indexers.config import DeleteConfig, bad_filter
 from airsearch.indexers.lock import DEFAULT_LOCK_TIMEOUT, table_lock
 from airsearch.indexers.results import DeleteSummary, IndexInfo
@@ -33,7 +30,6 @@ from airsearch.indexers.table import ids_filter
 from airsearch.indexers.writes import append_rows, create_table
 
 from airsearch import __version__
-from airsearch.data.example import Example
 from airsearch.errors import InputError
 
 DEFAULT_TABLE = "corpus"
@@ -90,43 +86,12 @@ class IndexStore:
                 path=self.path,
             )
 
-    def create(
-        self,
-        name: str,
-        chunks: Iterable[tuple[Sequence[Example], np.ndarray]],
-        meta: TableMeta,
-        *,
-        overwrite: bool = False,
-        ann_config: ann.AnnConfig | None = None,
-        full_text: bool = True,
-    ) -> IndexTable:
-        """Write ``(examples, vectors)`` chunks into a new table; it appears only once complete
-        (:func:`airsearch.indexers.writes.create_table`)."""
-        return create_table(
-            self, name, chunks, meta, overwrite=overwrite, ann_config=ann_config, full_text=full_text
-        )
-
-    def append(
-        self,
-        name: str,
-        chunks: Iterable[tuple[Sequence[Example], np.ndarray]],
-        *,
-        encoder_fingerprint: str,
-        corpus: dict[str, Any] | None = None,
-        ann_config: ann.AnnConfig | None = None,
-        upsert: bool = False,
-    ) -> IndexTable:
-        """Add rows in one commit (``upsert``: replacing rows of the same id); see
-        :func:`airsearch.indexers.writes.append_rows`."""
-        return append_rows(
-            self,
-            name,
-            chunks,
-            encoder_fingerprint=encoder_fingerprint,
-            corpus=corpus,
-            ann_config=ann_config,
-            upsert=upsert,
-        )
+    # Writes live in airsearch.indexers.writes (one implementation, taking the store as its first
+    # argument); bound here as methods: ``store.create(name, chunks, meta, ...)`` writes a new table
+    # that appears only once complete, ``store.append(name, chunks, encoder_fingerprint=..., ...)``
+    # adds rows in one commit (``upsert``: replacing rows of the same id).
+    create = create_table
+    append = append_rows
 
     def delete(
         self,

@@ -92,9 +92,9 @@ def finish_create(
     staging.compact()
     table = store.db.open_table(staging.name)
     if ann_config is not None and ann_config.should_build(table.count_rows()):
-        meta.ann = ann.build(table, ann_config)
+        meta.ann = ann.build_ann_index(table, ann_config)
     if full_text:
-        meta.fts = fts.build(table)
+        meta.fts = fts.build_text_index(table)
     table.to_lance().update_schema_metadata({META_KEY: meta.to_json()})  # final corpus entries
     with deferred_interrupt():  # the swap and forgetting the staging land together
         swap_into_place(staging.dir, store.path / f"{staging.table}.lance")
@@ -198,7 +198,7 @@ def finish_append(
             ann.refresh(table)
             meta.ann = {**(meta.ann or {}), "rows_indexed": count}
         elif ann_config.should_build(count):
-            meta.ann = ann.build(table, ann_config)
+            meta.ann = ann.build_ann_index(table, ann_config)
             if fts.has_index(table):
                 ann.refresh(table)  # the new ANN index is current; fold the rows into the BM25 one
         elif fts.has_index(table):

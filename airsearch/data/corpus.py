@@ -266,47 +266,9 @@ def _check_encodable(value: Any, field: str | None = None) -> None:
             _check_encodable(item, field)
 
 
-def load_corpus(
-    sources: Sources,
-    *,
-    prompt_field: str | None = None,
-    response_field: str | None = None,
-    id_field: str | None = "id",
-    skip_bad_rows: bool = False,
-    hub_split: str = "train",
-    require_response: bool = True,
-    encoding: str = DEFAULT_ENCODING,
-    source_field: str | None = None,
-) -> Corpus:
-    """Read every example of ``sources`` (one path or name, or several) into a :class:`Corpus`.
-
-    ``prompt_field``/``response_field`` override row-shape detection; ``id_field`` names the id column
-    (None: always derive content ids); ``hub_split`` picks the split of an HF dataset;
-    ``require_response=False`` accepts rows without a response (queries, targets); ``encoding`` is
-    the text encoding of JSONL, JSON and CSV/TSV files (UTF-8 by default); ``source_field`` names the
-    config field that gave the sources in errors about a whole file (see :func:`iter_corpus`).
-    """
-    skipped: list[SkippedRow] = []
-    labels = _source_list(sources)
-    examples = list(
-        iter_corpus(
-            labels,
-            prompt_field=prompt_field,
-            response_field=response_field,
-            id_field=id_field,
-            skip_bad_rows=skip_bad_rows,
-            hub_split=hub_split,
-            skipped=skipped,
-            require_response=require_response,
-            encoding=encoding,
-            source_field=source_field,
-        )
-    )
-    return Corpus(examples, fingerprint_examples(examples), skipped, labels)
-
-
 class ReadOptions(TypedDict, total=False):
-    """The keyword options of :func:`load_corpus` that :func:`load_queries` passes on."""
+    """The keyword options of :func:`iter_corpus` that :func:`load_corpus` and :func:`load_queries` pass on
+    (defaults: those of :func:`iter_corpus`)."""
 
     prompt_field: str | None
     response_field: str | None
@@ -315,6 +277,22 @@ class ReadOptions(TypedDict, total=False):
     hub_split: str
     encoding: str
     source_field: str | None
+
+
+def load_corpus(sources: Sources, *, require_response: bool = True, **options: Unpack[ReadOptions]) -> Corpus:
+    """Read every example of ``sources`` (one path or name, or several) into a :class:`Corpus`.
+
+    The options (:class:`ReadOptions`, the keywords of :func:`iter_corpus`): ``prompt_field`` /
+    ``response_field`` override row-shape detection; ``id_field`` names the id column (None: always
+    derive content ids); ``hub_split`` picks the split of an HF dataset;
+    ``require_response=False`` accepts rows without a response (queries, targets); ``encoding`` is
+    the text encoding of JSONL, JSON and CSV/TSV files (UTF-8 by default); ``source_field`` names the
+    config field that gave the sources in errors about a whole file (see :func:`iter_corpus`).
+    """
+    skipped: list[SkippedRow] = []
+    labels = _source_list(sources)
+    examples = list(iter_corpus(labels, skipped=skipped, require_response=require_response, **options))
+    return Corpus(examples, fingerprint_examples(examples), skipped, labels)
 
 
 def load_queries(source: Sources, **options: Unpack[ReadOptions]) -> Corpus:

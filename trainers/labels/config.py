@@ -155,6 +155,14 @@ class LabelConfig(PreconditionOptions, CorpusReadOptions):
                 f"only for the gradient teachers {', '.join(GRADIENT_TEACHERS)}, not {self.teacher!r}",
             )
 
+    def sampling(self) -> dict[str, int]:
+        """The keywords of :func:`~airsearch.trainers.labels.sampling.sample_splits` (the splits, their dev
+        sets, pools and subsets: AirRep Eq. 8's sampling), from this config."""
+        return {name: getattr(self, name) for name in SAMPLING_FIELDS}
+
     def identity(self) -> dict:
         """The fields that determine the labels (everything but :data:`EXECUTION_FIELDS`)."""
         return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+
+
+SAMPLING_FIELDS = ("splits", "dev_size", "pool_size", "subset_size", "subsets_per_split", "seed")

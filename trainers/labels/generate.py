@@ -106,15 +106,7 @@ def generate_labels(
     lm = load_lm(model_path, max_length=cfg.max_length, device=None if lm_here else "cpu")
     model_fingerprint = lm.fingerprint
     examples: list[Example] = list(corpus.examples)
-    plans = sample_splits(
-        [e.id for e in examples],
-        splits=cfg.splits,
-        dev_size=cfg.dev_size,
-        pool_size=cfg.pool_size,
-        subset_size=cfg.subset_size,
-        subsets_per_split=cfg.subsets_per_split,
-        seed=cfg.seed,
-    )
+    plans = sample_splits([e.id for e in examples], **cfg.sampling())
     manifest = make_manifest(
         cfg.to_dict(),
         plans,
@@ -130,20 +122,15 @@ def generate_labels(
         started = time.perf_counter()
         mod, _, fn = TEACHERS[cfg.teacher].partition(":")
         getattr(importlib.import_module(mod), fn)(cfg, store, plans, corpus, lm)
-        prog = store.progress()
-        return LabelSummary(
-            out=str(store.root),
-            teacher=cfg.teacher,
-            total_jobs=prog.total,
-            done_jobs=prog.done,
-            skipped_jobs=0,
-            completed_jobs=prog.done,
+        done_now = store.progress().done
+        teacher_run = RunSummary(
+            total=done_now,
+            skipped=0,
+            completed=done_now,
             seconds=round(time.perf_counter() - started, 3),
-            jobs_per_hour=None,
             backend="teacher",
-            corpus_fingerprint=corpus.fingerprint,
-            model_fingerprint=model_fingerprint,
         )
+        return _summary(cfg, store, teacher_run, corpus.fingerprint, model_fingerprint, with_rates=False)
 
     if not in_process:
         del lm
@@ -183,6 +170,20 @@ def generate_labels(
         completed=rest.completed + first.completed,
         seconds=rest.seconds + first.seconds,
     )
+    return _summary(cfg, store, run, corpus.fingerprint, model_fingerprint, with_rates=True)
+
+
+def _summary(
+    cfg: LabelConfig,
+    store: LabelStore,
+    run: RunSummary,
+    corpus_fingerprint: str,
+    model_fingerprint: str,
+    *,
+    with_rates: bool,
+) -> LabelSummary:
+    """The :class:`LabelSummary` of a finished run (``with_rates``: subset fine-tunes, so their
+    throughput and the labels' spread; a gradient teacher reports neither)."""
     prog = store.progress()
     return LabelSummary(
         out=str(store.root),
@@ -192,11 +193,11 @@ def generate_labels(
         skipped_jobs=run.skipped,
         completed_jobs=run.completed,
         seconds=run.seconds,
-        jobs_per_hour=run.jobs_per_hour if run.completed else None,
+        jobs_per_hour=run.jobs_per_hour if with_rates and run.completed else None,
         backend=run.backend,
-        corpus_fingerprint=corpus.fingerprint,
+        corpus_fingerprint=corpus_fingerprint,
         model_fingerprint=model_fingerprint,
-        spread=store.stats().spread_mean,
+        spread=store.stats().spread_mean if with_rates else None,
     )
 
 

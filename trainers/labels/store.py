@@ -160,20 +160,17 @@ class LabelStore:
     def _check_same(self, new: dict[str, Any]) -> None:
         manifest_path = self.root / MANIFEST
         old = self.manifest
-        check_match(
-            "corpus",
-            old.get("corpus_fingerprint"),
-            new.get("corpus_fingerprint"),
-            path=manifest_path,
-            hint="This store was generated from a different corpus; use another output folder.",
-        )
-        check_match(
-            "model",
-            old.get("model_fingerprint"),
-            new.get("model_fingerprint"),
-            path=manifest_path,
-            hint="This store was generated with a different target model; use another output folder.",
-        )
+        for what, made_from in (
+            ("corpus", "from a different corpus"),
+            ("model", "with a different target model"),
+        ):
+            check_match(
+                what,
+                old.get(f"{what}_fingerprint"),
+                new.get(f"{what}_fingerprint"),
+                path=manifest_path,
+                hint=f"This store was generated {made_from}; use another output folder.",
+            )
         if old.get("teacher") != new.get("teacher"):
             raise FingerprintMismatch(
                 f"teacher mismatch: the store was made by teacher {old.get('teacher')!r}, "
