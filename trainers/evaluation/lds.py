@@ -310,7 +310,7 @@ class _LdsTask(EvalTask[LdsScore, EvalLdsResult]):
 
     def __init__(self, cfg: EvalLdsConfig, corpus: Corpus, lm: TargetLM | None) -> None:
         self.cfg, self.corpus = cfg, corpus
-        self.gold_ = gold = open_gold(cfg.gold)
+        self.gold_labels = gold = open_gold(cfg.gold)
         self.manifest = manifest = dict(gold.store.manifest)
         gold.check_corpus(corpus.fingerprint)
         if manifest.get("teacher", "retrain") != "retrain":
@@ -360,32 +360,17 @@ class _LdsTask(EvalTask[LdsScore, EvalLdsResult]):
 
     def report(self, results: dict[str, LdsScore], **common: Any) -> EvalLdsResult:
         cfg, lm, clusters, manifest = self.cfg, self.lm, self.clusters, self.manifest
+        pq, n = {m: r.per_query for m, r in results.items()}, cfg.bootstrap
         paired = {
-            f"{a} - {b}": paired_difference(
-                a,
-                b,
-                results[a].per_query,
-                results[b].per_query,
-                self.keys,
-                n_resamples=cfg.bootstrap,
-                seed=cfg.seed,
-            )  # fmt: skip
+            f"{a} - {b}": paired_difference(a, b, pq[a], pq[b], self.keys, n_resamples=n, seed=cfg.seed)
             for a in results
             if a.startswith("airrep")
             for b in results
             if not b.startswith("airrep")
         }
         by = " x ".join(f"{w} ({clusters.n_clusters[w]})" for w in clusters.ways) or "examples"
-        rows = [
-            [
-                m,
-                fmt(r.lds.mean, 2, 100),
-                f"[{fmt(r.lds.low, 2, 100)}, {fmt(r.lds.high, 2, 100)}]",
-                r.lds.n,
-                r.aggregation,
-            ]
-            for m, r in results.items()  # fmt: skip
-        ]
+        ci = {m: f"[{fmt(r.lds.low, 2, 100)}, {fmt(r.lds.high, 2, 100)}]" for m, r in results.items()}
+        rows = [[m, fmt(r.lds.mean, 2, 100), ci[m], r.lds.n, r.aggregation] for m, r in results.items()]
         head = ["method", "LDS (x100)", f"95% CI, resampling {by}", "dev examples", "aggregation"]
         return EvalLdsResult(
             command="eval lds",
@@ -393,13 +378,13 @@ class _LdsTask(EvalTask[LdsScore, EvalLdsResult]):
                 "corpus": self.corpus.fingerprint,
                 "gold_corpus": manifest.get("corpus_fingerprint"),
                 "gold_model": manifest.get("model_fingerprint"),
-                "gradient_model": self.gold_.gradient_fingerprint,
+                "gradient_model": self.gold_labels.gradient_fingerprint,
                 "lm": lm.fingerprint if lm else None,
                 "proxy_lm": lm.fingerprint if lm and cfg.proxy_lm else None,
             },
             gold=GoldSplits(
-                protocol=self.gold_.protocol,
-                max_length=self.gold_.max_length,
+                protocol=self.gold_labels.protocol,
+                max_length=self.gold_labels.max_length,
                 splits=[s.split for s in self.splits],
                 n_subsets=[len(s.members) for s in self.splits],
                 n_train=len(self.train),

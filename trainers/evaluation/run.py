@@ -43,7 +43,7 @@ class EvalTask(abc.ABC, Generic[S, R]):
     #: to ``<name>_gold.json`` in ``cfg.out``; ``None``: the command checks its gold itself.
     gold: tuple[dict[str, Any], tuple[str, ...], str] | None = None
 
-    def start(self, out: Path | None) -> dict[str, S]:
+    def start(self) -> dict[str, S]:
         """Work between the gold check and the methods (fine-tunes); returns rows shown first."""
         return {}
 
@@ -86,7 +86,7 @@ def run_eval(cfg: EvalConfig, task: EvalTask[S, R]) -> R:
         if path:
             record, keys, what = task.gold
             check_or_write_gold(path, record, keys=keys, what=what)
-    results = task.start(out)
+    results = task.start()
     for label, method in build_methods(cfg, workdir=out / "work" if out else None, **task.method_options()):
         row = task.row_name(label, method)
         if row is None:

@@ -151,7 +151,7 @@ class _SelectTask(EvalTask[SelectionScore, EvalSelectResult]):
         self.gold = (self.record, ("corpus", "dev", "lm"), "selection dev set")
         self.f1 = float(np.mean([len(d.response.split()) for d in dev])) <= cfg.f1_max_words
 
-    def start(self, out: Path | None) -> dict[str, SelectionScore]:
+    def start(self) -> dict[str, SelectionScore]:
         from airsearch.lm import example_losses
 
         base_loss = float(np.mean(example_losses(self.lm, self.dev, show_progress=False)))

@@ -270,7 +270,7 @@ class _TraceTask(EvalTask[TraceScore, EvalTraceResult]):
         }
         self.gold = (self.record, ("source_corpus", "planted_corpus"), f"{cfg.benchmark} plant")
 
-    def start(self, out: Path | None) -> dict[str, TraceScore]:
+    def start(self) -> dict[str, TraceScore]:
         """Fine-tune the target with checkpoints, then collect the queries that show the plant."""
         cfg = self.cfg
         with Timer() as t_ft:
