@@ -13,20 +13,11 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from airsearch.trainers.evaluation.common import (
-    Cost,
-    EvalConfig,
-    EvalResult,
-    Timer,
-    build_methods,
-    check_or_write_gold,
-    corpus_from,
-    cost_entry,
-    queries_from,
-)
-from airsearch.trainers.evaluation.methods import BUILTIN_METHODS, topk
+from airsearch.trainers.evaluation.common import Cost, EvalConfig, EvalResult, corpus_from, queries_from
+from airsearch.trainers.evaluation.methods import BUILTIN_METHODS, Method, topk
 from airsearch.trainers.evaluation.metrics import LabelAccuracy, top_k_label_accuracy
 from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table
+from airsearch.trainers.evaluation.run import EvalTask, run_eval
 
 from airsearch.config import require
 from airsearch.data.corpus import Corpus
@@ -90,72 +81,75 @@ def eval_classify(
 
     ``corpus`` / ``queries`` / ``lm`` already in memory replace reading ``cfg.corpus`` / ``cfg.queries``
     / ``cfg.lm``."""
-    from airsearch.data.corpus import fingerprint_examples
+    task = _ClassifyTask(cfg, corpus_from(cfg, corpus), queries_from(cfg.queries, queries), lm)
+    return run_eval(cfg, task)
 
-    corpus = corpus_from(cfg, corpus)
-    query_list = queries_from(cfg.queries, queries)
-    train = list(corpus.examples)
-    train_labels = labels_of(train, cfg.label_field, what="corpus")
-    query_labels = labels_of(query_list, cfg.label_field, what="query")
-    out = Path(cfg.out) if cfg.out else None
-    record = {
-        "corpus": corpus.fingerprint,
-        "queries": fingerprint_examples(query_list),
-        "label_field": cfg.label_field,
-    }
-    gold = Path(cfg.gold) if cfg.gold else (out / "classify_gold.json" if out else None)
-    if gold:
-        check_or_write_gold(
-            gold, record, keys=("corpus", "queries", "label_field"), what="classification labels"
+
+class _ClassifyTask(EvalTask[ClassifyScore, EvalClassifyResult]):
+    """``eval classify`` for :func:`run_eval`: the labels of each method's top-k training rows."""
+
+    name = "classify"
+
+    def __init__(
+        self, cfg: EvalClassifyConfig, corpus: Corpus, queries: list[Example], lm: TargetLM | None
+    ) -> None:
+        from airsearch.data.corpus import fingerprint_examples
+
+        self.cfg, self.train, self.queries, self.lm = cfg, list(corpus.examples), queries, lm
+        self.n_queries = len(queries)
+        self.train_labels = labels_of(self.train, cfg.label_field, what="corpus")
+        self.query_labels = labels_of(queries, cfg.label_field, what="query")
+        self.record = {
+            "corpus": corpus.fingerprint,
+            "queries": fingerprint_examples(queries),
+            "label_field": cfg.label_field,
+        }
+        self.gold = (self.record, ("corpus", "queries", "label_field"), "classification labels")
+
+    def method_options(self) -> dict[str, Any]:
+        if (
+            self.lm is None
+            and self.cfg.lm
+            and any(m.split(":")[0] not in BUILTIN_METHODS for m in self.cfg.methods)
+        ):
+            from airsearch.lm import load_lm
+
+            self.lm = load_lm(self.cfg.lm, device=self.cfg.device)
+        return {"lm": self.lm}
+
+    def answers(self, method: Method) -> Any:
+        return topk(method, self.queries, self.cfg.k, block_size=self.cfg.block_size)[1]
+
+    def score(self, method: Method, answers: Any, cost: Cost) -> ClassifyScore:
+        ranked = [[self.train_labels[i] for i in row] for row in answers]
+        acc = top_k_label_accuracy(ranked, self.query_labels, self.cfg.k)
+        fields = {f.name: getattr(acc, f.name) for f in dataclasses.fields(acc)}
+        return ClassifyScore(**fields, fingerprint=method.fingerprint(), cost=cost)
+
+    def report(self, results: dict[str, ClassifyScore], **common: Any) -> EvalClassifyResult:
+        labels, k = self.train_labels, self.cfg.k
+        chance = max(labels.count(lbl) for lbl in set(labels)) / len(labels) if labels else float("nan")
+        rows = [
+            [m, fmt(r.top1, 1, 100), fmt(r.topk_any, 1, 100), fmt(r.topk_share, 1, 100)]
+            for m, r in results.items()
+        ]
+        head = ["method", "top-1 acc (%)", f"top-{k} any (%)", f"top-{k} share (%)"]
+        return EvalClassifyResult(
+            command="eval classify",
+            fingerprints=self.record,
+            n_train=len(self.train),
+            n_queries=self.n_queries,
+            n_labels=len(set(labels)),
+            majority_share=chance,
+            table=markdown_table(head, rows),
+            **common,
         )
-    if lm is None and cfg.lm and any(m.split(":")[0] not in BUILTIN_METHODS for m in cfg.methods):
-        from airsearch.lm import load_lm
 
-        lm = load_lm(cfg.lm, device=cfg.device)
-
-    results: dict[str, ClassifyScore] = {}
-    for label, method in build_methods(cfg, lm=lm, workdir=out / "work" if out else None):
-        method.prepare(train)
-        with Timer() as t:
-            _, idx = topk(method, query_list, cfg.k, block_size=cfg.block_size)
-        ranked = [[train_labels[i] for i in row] for row in idx]
-        acc = top_k_label_accuracy(ranked, query_labels, cfg.k)
-        results[label] = ClassifyScore(
-            **{f.name: getattr(acc, f.name) for f in dataclasses.fields(acc)},
-            fingerprint=method.fingerprint(),
-            cost=cost_entry(method, t.seconds, len(query_list)),
-        )
-    n_labels = len(set(train_labels))
-    chance = (
-        max(train_labels.count(lbl) for lbl in set(train_labels)) / len(train_labels)
-        if train_labels
-        else float("nan")
-    )
-    rows = [
-        [m, fmt(r.top1, 1, 100), fmt(r.topk_any, 1, 100), fmt(r.topk_share, 1, 100)]
-        for m, r in results.items()
-    ]
-    table = markdown_table(
-        ["method", "top-1 acc (%)", f"top-{cfg.k} any (%)", f"top-{cfg.k} share (%)"], rows
-    )
-    result = EvalClassifyResult(
-        command="eval classify",
-        config=cfg.to_dict(),
-        fingerprints=record,
-        n_train=len(train),
-        n_queries=len(query_list),
-        n_labels=n_labels,
-        majority_share=chance,
-        methods=results,
-        table=table,
-    )
-
-    def plots(d: Path) -> dict[str, Path]:
+    def plots(self, out: Path, results: dict[str, ClassifyScore]) -> dict[str, Path]:
         series = {
             "top-1": [r.top1 for r in results.values()],
-            f"top-{cfg.k} any": [r.topk_any for r in results.values()],
+            f"top-{self.cfg.k} any": [r.topk_any for r in results.values()],
         }
-        title = f"data classification by '{cfg.label_field}'"
-        return {"plot": bar_plot(d / "classify.png", list(results), series, title=title, ylabel="accuracy")}
-
-    return result.written(out, "classify", plots)
+        title = f"data classification by '{self.cfg.label_field}'"
+        plot = bar_plot(out / "classify.png", list(results), series, title=title, ylabel="accuracy")
+        return {"plot": plot}

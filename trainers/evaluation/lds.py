@@ -32,7 +32,6 @@ from airsearch.trainers.evaluation.common import (
     EvalResult,
     Timer,
     aggregation_for,
-    build_methods,
     cost_entry,
 )
 from airsearch.trainers.evaluation.gold import Gold, open_gold
@@ -45,6 +44,7 @@ from airsearch.trainers.evaluation.metrics import (
     paired_difference,
 )
 from airsearch.trainers.evaluation.report import bar_plot, distribution_plot, fmt, markdown_table
+from airsearch.trainers.evaluation.run import EvalTask, run_eval
 from airsearch.trainers.labels.store import LabelStore
 
 from airsearch.config import require
@@ -223,6 +223,43 @@ def cluster_keys(clusters: DevClusters, field_name: str) -> np.ndarray:
     return np.asarray(clusters.per_query, dtype=object)[:, cols] if cols else np.zeros((0, 0))
 
 
+def lds_values(
+    method: Method,
+    splits: Sequence[Any],
+    gold_examples: dict[str, Example],
+    row: dict[str, int],
+    *,
+    aggregation: str,
+    block_size: int = 4096,
+) -> np.ndarray:
+    """Each dev example's LDS for one prepared method (AirRep §5; equations.md §6): per gold split, the
+    group score of every subset (``row`` maps a train id to the method's training row) rank-correlated
+    with the gold targets."""
+    per: list[np.ndarray] = []
+    for s in splits:
+        dev = [gold_examples[i] for i in s.dev_ids]
+        members = [[row[i] for i in m] for m in s.members]
+        pred = group_scores(method, dev, members, aggregation, block_size=block_size)
+        per.append(lds_per_example(pred, s.targets()))
+    return np.concatenate(per)
+
+
+def lds_score(
+    method: Method, values: np.ndarray, keys: np.ndarray, cost: Cost, *, aggregation: str, n_resamples: int,
+    seed: int,
+) -> LdsScore:  # fmt: skip
+    """One method's :class:`LdsScore` from its per-example ``values``: the mean with the cluster-bootstrap
+    interval over ``keys`` (:func:`cluster_keys`) and the example-level one."""
+    return LdsScore(
+        lds=clustered_mean_ci(values, keys, n_resamples=n_resamples, seed=seed),
+        lds_examples=bootstrap_mean_ci(values, n_resamples=n_resamples, seed=seed),
+        aggregation=aggregation,
+        fingerprint=method.fingerprint(),
+        cost=cost,
+        per_query=values.tolist(),
+    )
+
+
 def method_lds(
     method: Method,
     splits: Sequence[Any],
@@ -235,28 +272,14 @@ def method_lds(
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> LdsScore:
-    """The LDS of one prepared method on the gold ``splits`` (AirRep §5; equations.md §6): per split, the
-    group score of every subset (``row`` maps a train id to the method's training row) rank-correlated
-    per dev example with the gold targets, then the mean with the cluster-bootstrap interval over
-    ``keys`` (:func:`cluster_keys`) and the example-level one."""
-    per: list[np.ndarray] = []
-    n_queries = 0
+    """The LDS of one prepared method on the gold ``splits``: :func:`lds_values`, timed, then
+    :func:`lds_score`."""
     with Timer() as t:
-        for s in splits:
-            dev = [gold_examples[i] for i in s.dev_ids]
-            members = [[row[i] for i in m] for m in s.members]
-            pred = group_scores(method, dev, members, aggregation, block_size=block_size)
-            per.append(lds_per_example(pred, s.targets()))
-            n_queries += len(dev)
-    values = np.concatenate(per)
-    return LdsScore(
-        lds=clustered_mean_ci(values, keys, n_resamples=n_resamples, seed=seed),
-        lds_examples=bootstrap_mean_ci(values, n_resamples=n_resamples, seed=seed),
-        aggregation=aggregation,
-        fingerprint=method.fingerprint(),
-        cost=cost_entry(method, t.seconds, n_queries),
-        per_query=values.tolist(),
-    )
+        values = lds_values(
+            method, splits, gold_examples, row, aggregation=aggregation, block_size=block_size
+        )
+    cost = cost_entry(method, t.seconds, len(values))
+    return lds_score(method, values, keys, cost, aggregation=aggregation, n_resamples=n_resamples, seed=seed)
 
 
 def eval_lds(
@@ -276,95 +299,104 @@ def eval_lds(
         from airsearch.data.corpus import load_corpus
 
         corpus = load_corpus(list(cfg.corpus), **cfg.read_options())
-    gold = open_gold(cfg.gold)
-    gold_store, gold_path = gold.store, gold.root
-    manifest = dict(gold_store.manifest)
-    gold.check_corpus(corpus.fingerprint)
-    if manifest.get("teacher", "retrain") != "retrain":
-        raise InputError(
-            f"gold labels must come from subset retraining, not {manifest.get('teacher')!r}", path=gold_path
-        )
-    gold_examples = gold_store.examples()
-    stores = encoder_stores(cfg)
-    for store in stores:
-        gold.check_disjoint(store)
-    gold.check_max_length(cfg.max_length, lm, stores)
-    splits = gold_store.splits()
-    if cfg.max_splits:
-        splits = splits[: cfg.max_splits]
-    if not splits:
-        raise InputError("the gold store has no finished split", path=gold_path)
-    by_id = {e.id: e for e in corpus.examples}
-    train_ids = sorted({i for s in splits for m in s.members for i in m})
-    missing = [i for i in train_ids if i not in by_id]
-    if missing:
-        raise InputError(
-            f"{len(missing)} subset member(s) are not in the corpus (e.g. {missing[:3]})", path=gold_path
-        )
-    row = {i: r for r, i in enumerate(train_ids)}
-    train = [by_id[i] for i in train_ids]
-    lm, base_lm = _models(cfg, gold, lm)
-    clusters = dev_clusters(gold_examples, splits, cfg.cluster_field)
-    keys = cluster_keys(clusters, cfg.cluster_field)
+    return run_eval(cfg, _LdsTask(cfg, corpus, lm))
 
-    out = Path(cfg.out) if cfg.out else None
-    results: dict[str, LdsScore] = {}
-    workdir = out / "work" if out else None
-    for label, method in build_methods(cfg, lm=lm, base_lm=base_lm, workdir=workdir):
-        if cfg.proxy_lm and isinstance(method, FeatureMethod):
+
+class _LdsTask(EvalTask[LdsScore, EvalLdsResult]):
+    """``eval lds`` for :func:`run_eval`: the gold (opened and checked here, not by a gold record), the
+    training rows its subsets draw on, and each method's LDS over the gold splits."""
+
+    name = "lds"
+
+    def __init__(self, cfg: EvalLdsConfig, corpus: Corpus, lm: TargetLM | None) -> None:
+        self.cfg, self.corpus = cfg, corpus
+        self.gold_labels = gold = open_gold(cfg.gold)
+        self.manifest = manifest = dict(gold.store.manifest)
+        gold.check_corpus(corpus.fingerprint)
+        if manifest.get("teacher", "retrain") != "retrain":
+            raise InputError(
+                f"gold labels must come from subset retraining, not {manifest.get('teacher')!r}",
+                path=gold.root,
+            )
+        self.gold_examples = gold.store.examples()
+        stores = encoder_stores(cfg)
+        for store in stores:
+            gold.check_disjoint(store)
+        gold.check_max_length(cfg.max_length, lm, stores)
+        self.splits = splits = gold.store.splits()[: cfg.max_splits or None]
+        if not splits:
+            raise InputError("the gold store has no finished split", path=gold.root)
+        by_id = {e.id: e for e in corpus.examples}
+        train_ids = sorted({i for s in splits for m in s.members for i in m})
+        missing = [i for i in train_ids if i not in by_id]
+        if missing:
+            raise InputError(
+                f"{len(missing)} subset member(s) are not in the corpus (e.g. {missing[:3]})", path=gold.root
+            )
+        self.row = {i: r for r, i in enumerate(train_ids)}
+        self.train = [by_id[i] for i in train_ids]
+        self.n_queries = sum(len(s.dev_ids) for s in splits)
+        self.lm, self.base_lm = _models(cfg, gold, lm)
+        self.clusters = dev_clusters(self.gold_examples, splits, cfg.cluster_field)
+        self.keys = cluster_keys(self.clusters, cfg.cluster_field)
+
+    def method_options(self) -> dict[str, Any]:
+        return {"lm": self.lm, "base_lm": self.base_lm}
+
+    def row_name(self, label: str, method: Method) -> str | None:
+        if self.cfg.proxy_lm and isinstance(method, FeatureMethod):
             label = method.name = f"proxy:{label}"
-        method.prepare(train)
-        results[label] = method_lds(
-            method, splits, gold_examples, row, keys, aggregation=aggregation_for(cfg, method),
-            block_size=cfg.block_size, n_resamples=cfg.bootstrap, seed=cfg.seed,
-        )  # fmt: skip
+        return label
 
-    paired = {
-        f"{a} - {b}": paired_difference(
-            a, b, results[a].per_query, results[b].per_query, keys, n_resamples=cfg.bootstrap, seed=cfg.seed
+    def answers(self, method: Method) -> np.ndarray:
+        agg, bs = aggregation_for(self.cfg, method), self.cfg.block_size
+        return lds_values(method, self.splits, self.gold_examples, self.row, aggregation=agg, block_size=bs)
+
+    def score(self, method: Method, answers: np.ndarray, cost: Cost) -> LdsScore:
+        agg, cfg = aggregation_for(self.cfg, method), self.cfg
+        return lds_score(
+            method, answers, self.keys, cost, aggregation=agg, n_resamples=cfg.bootstrap, seed=cfg.seed
         )
-        for a in results
-        if a.startswith("airrep")
-        for b in results
-        if not b.startswith("airrep")
-    }
-    by = " x ".join(f"{w} ({clusters.n_clusters[w]})" for w in clusters.ways) or "examples"
-    rows = [
-        [
-            m,
-            fmt(r.lds.mean, 2, 100),
-            f"[{fmt(r.lds.low, 2, 100)}, {fmt(r.lds.high, 2, 100)}]",
-            r.lds.n,
-            r.aggregation,
-        ]
-        for m, r in results.items()
-    ]
-    result = EvalLdsResult(
-        command="eval lds",
-        config=cfg.to_dict(),
-        fingerprints={
-            "corpus": corpus.fingerprint,
-            "gold_corpus": manifest.get("corpus_fingerprint"),
-            "gold_model": manifest.get("model_fingerprint"),
-            "gradient_model": gold.gradient_fingerprint,
-            "lm": lm.fingerprint if lm else None,
-            "proxy_lm": lm.fingerprint if lm and cfg.proxy_lm else None,
-        },
-        gold=GoldSplits(
-            protocol=gold.protocol,
-            max_length=gold.max_length,
-            splits=[s.split for s in splits],
-            n_subsets=[len(s.members) for s in splits],
-            n_train=len(train),
-        ),
-        clusters=clusters,
-        paired=paired,
-        methods=results,
-        table=markdown_table(
-            ["method", "LDS (x100)", f"95% CI, resampling {by}", "dev examples", "aggregation"], rows
-        ),
-    )
-    return result.written(out, "lds", lambda d: lds_plots(d, results))
+
+    def report(self, results: dict[str, LdsScore], **common: Any) -> EvalLdsResult:
+        cfg, lm, clusters, manifest = self.cfg, self.lm, self.clusters, self.manifest
+        pq, n = {m: r.per_query for m, r in results.items()}, cfg.bootstrap
+        paired = {
+            f"{a} - {b}": paired_difference(a, b, pq[a], pq[b], self.keys, n_resamples=n, seed=cfg.seed)
+            for a in results
+            if a.startswith("airrep")
+            for b in results
+            if not b.startswith("airrep")
+        }
+        by = " x ".join(f"{w} ({clusters.n_clusters[w]})" for w in clusters.ways) or "examples"
+        ci = {m: f"[{fmt(r.lds.low, 2, 100)}, {fmt(r.lds.high, 2, 100)}]" for m, r in results.items()}
+        rows = [[m, fmt(r.lds.mean, 2, 100), ci[m], r.lds.n, r.aggregation] for m, r in results.items()]
+        head = ["method", "LDS (x100)", f"95% CI, resampling {by}", "dev examples", "aggregation"]
+        return EvalLdsResult(
+            command="eval lds",
+            fingerprints={
+                "corpus": self.corpus.fingerprint,
+                "gold_corpus": manifest.get("corpus_fingerprint"),
+                "gold_model": manifest.get("model_fingerprint"),
+                "gradient_model": self.gold_labels.gradient_fingerprint,
+                "lm": lm.fingerprint if lm else None,
+                "proxy_lm": lm.fingerprint if lm and cfg.proxy_lm else None,
+            },
+            gold=GoldSplits(
+                protocol=self.gold_labels.protocol,
+                max_length=self.gold_labels.max_length,
+                splits=[s.split for s in self.splits],
+                n_subsets=[len(s.members) for s in self.splits],
+                n_train=len(self.train),
+            ),
+            clusters=clusters,
+            paired=paired,
+            table=markdown_table(head, rows),
+            **common,
+        )
+
+    def plots(self, out: Path, results: dict[str, LdsScore]) -> dict[str, Path]:
+        return lds_plots(out, results)
 
 
 def lds_plots(out: Path, results: dict[str, LdsScore]) -> dict[str, Path]:

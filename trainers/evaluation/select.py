@@ -13,23 +13,15 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from airsearch.indexers.select import best_rank_selection
-from airsearch.trainers.evaluation.common import (
-    Cost,
-    EvalConfig,
-    EvalResult,
-    Timer,
-    build_methods,
-    check_or_write_gold,
-    corpus_from,
-    cost_entry,
-    queries_from,
-)
+from airsearch.trainers.evaluation.common import Cost, EvalConfig, EvalResult, corpus_from, queries_from
 from airsearch.trainers.evaluation.lmtools import greedy_generate, unigram_f1
 from airsearch.trainers.evaluation.methods import Method
 from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table
+from airsearch.trainers.evaluation.run import EvalTask, run_eval
 
 from airsearch.config import require
 from airsearch.data.corpus import Corpus
@@ -128,8 +120,7 @@ def eval_select(
 
     ``corpus`` / ``queries`` / ``lm`` already in memory replace reading ``cfg.corpus`` / ``cfg.queries``
     / ``cfg.lm``."""
-    from airsearch.data.corpus import fingerprint_examples
-    from airsearch.lm import example_losses, load_lm
+    from airsearch.lm import load_lm
 
     corpus = corpus_from(cfg, corpus)
     queries_list = queries_from(cfg.queries, queries, what="a dev file with reference responses")
@@ -140,57 +131,73 @@ def eval_select(
         if not cfg.lm:
             raise InputError("a target LM folder is needed", field="lm")
         lm = load_lm(cfg.lm, device=cfg.device, max_length=cfg.max_length)
-    train = list(corpus.examples)
-    if cfg.n_select > len(train):
-        raise InputError(f"cannot select {cfg.n_select} of {len(train)} examples", field="n_select")
-    out = Path(cfg.out) if cfg.out else None
-    record = {"corpus": corpus.fingerprint, "dev": fingerprint_examples(dev), "lm": lm.fingerprint}
-    gold = Path(cfg.gold) if cfg.gold else (out / "select_gold.json" if out else None)
-    if gold:
-        check_or_write_gold(gold, record, keys=("corpus", "dev", "lm"), what="selection dev set")
-    f1 = float(np.mean([len(d.response.split()) for d in dev])) <= cfg.f1_max_words
+    return run_eval(cfg, _SelectTask(cfg, corpus, dev, lm))
 
-    results: dict[str, SelectionScore] = {
-        "base LM (no fine-tuning)": SelectionScore(
-            dev_loss=float(np.mean(example_losses(lm, dev, show_progress=False)))
-        )
-    }
-    rng = np.random.default_rng(cfg.seed)
-    rand_idx = sorted(rng.choice(len(train), size=cfg.n_select, replace=False).tolist())
-    results[f"random {cfg.n_select}"] = _downstream(cfg, lm, [train[i] for i in rand_idx], dev, f1)
-    for label, method in build_methods(cfg, lm=lm, workdir=out / "work" if out else None):
-        if label == "random":
-            continue
-        method.prepare(train)
-        with Timer() as t:
-            chosen = select_by_best_rank(method, dev, cfg.n_select, cfg.block_size)
-        results[label] = dataclasses.replace(
-            _downstream(cfg, lm, [train[i] for i in chosen], dev, f1),
-            selected_ids=[train[i].id for i in chosen],
-            fingerprint=method.fingerprint(),
-            cost=cost_entry(method, t.seconds, len(dev)),
-        )
-    headers = ["selection", "dev loss"] + (["unigram F1 (%)"] if f1 else [])
-    rows = [
-        [m, fmt(r.dev_loss, 3)] + ([fmt(float("nan") if r.f1 is None else r.f1, 1, 100)] if f1 else [])
-        for m, r in results.items()
-    ]
-    result = EvalSelectResult(
-        command="eval select",
-        config=cfg.to_dict(),
-        fingerprints=record,
-        n_train=len(train),
-        n_dev=len(dev),
-        f1_reported=f1,
-        methods=results,
-        table=markdown_table(headers, rows),
-    )
 
-    def plots(d: Path) -> dict[str, Path]:
-        series = {"dev loss": [r.dev_loss for r in results.values()]}
-        title = f"fine-tuning on {cfg.n_select} selected examples"
+class _SelectTask(EvalTask[SelectionScore, EvalSelectResult]):
+    """``eval select`` for :func:`run_eval`: fine-tune on each method's best-rank selection; the base
+    LM and a random selection come first."""
+
+    name = "select"
+
+    def __init__(self, cfg: EvalSelectConfig, corpus: Corpus, dev: list[Example], lm: TargetLM) -> None:
+        from airsearch.data.corpus import fingerprint_examples
+
+        self.cfg, self.train, self.dev, self.lm = cfg, list(corpus.examples), dev, lm
+        self.n_queries = len(dev)
+        if cfg.n_select > len(self.train):
+            raise InputError(f"cannot select {cfg.n_select} of {len(self.train)} examples", field="n_select")
+        self.record = {"corpus": corpus.fingerprint, "dev": fingerprint_examples(dev), "lm": lm.fingerprint}
+        self.gold = (self.record, ("corpus", "dev", "lm"), "selection dev set")
+        self.f1 = float(np.mean([len(d.response.split()) for d in dev])) <= cfg.f1_max_words
+
+    def start(self) -> dict[str, SelectionScore]:
+        from airsearch.lm import example_losses
+
+        base_loss = float(np.mean(example_losses(self.lm, self.dev, show_progress=False)))
+        rng = np.random.default_rng(self.cfg.seed)
+        rand_idx = sorted(rng.choice(len(self.train), size=self.cfg.n_select, replace=False).tolist())
         return {
-            "plot": bar_plot(d / "select.png", list(results), series, title=title, ylabel="mean dev loss")
+            "base LM (no fine-tuning)": SelectionScore(dev_loss=base_loss),
+            f"random {self.cfg.n_select}": self.downstream(rand_idx),
         }
 
-    return result.written(out, "select", plots)
+    def downstream(self, rows: list[int]) -> SelectionScore:
+        return _downstream(self.cfg, self.lm, [self.train[i] for i in rows], self.dev, self.f1)
+
+    def method_options(self) -> dict[str, Any]:
+        return {"lm": self.lm}
+
+    def row_name(self, label: str, method: Method) -> str | None:
+        return None if label == "random" else label  # the random selection is already a row
+
+    def answers(self, method: Method) -> Any:
+        return select_by_best_rank(method, self.dev, self.cfg.n_select, self.cfg.block_size)
+
+    def score(self, method: Method, answers: Any, cost: Cost) -> SelectionScore:
+        ids = [self.train[i].id for i in answers]
+        fp = method.fingerprint()
+        return dataclasses.replace(self.downstream(answers), selected_ids=ids, fingerprint=fp, cost=cost)
+
+    def report(self, results: dict[str, SelectionScore], **common: Any) -> EvalSelectResult:
+        f1 = self.f1
+        headers = ["selection", "dev loss"] + (["unigram F1 (%)"] if f1 else [])
+        rows = [
+            [m, fmt(r.dev_loss, 3)] + ([fmt(float("nan") if r.f1 is None else r.f1, 1, 100)] if f1 else [])
+            for m, r in results.items()
+        ]
+        return EvalSelectResult(
+            command="eval select",
+            fingerprints=self.record,
+            n_train=len(self.train),
+            n_dev=len(self.dev),
+            f1_reported=f1,
+            table=markdown_table(headers, rows),
+            **common,
+        )
+
+    def plots(self, out: Path, results: dict[str, SelectionScore]) -> dict[str, Path]:
+        series = {"dev loss": [r.dev_loss for r in results.values()]}
+        title = f"fine-tuning on {self.cfg.n_select} selected examples"
+        plot = bar_plot(out / "select.png", list(results), series, title=title, ylabel="mean dev loss")
+        return {"plot": plot}

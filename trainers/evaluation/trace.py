@@ -31,17 +31,12 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from airsearch.trainers.evaluation.common import (
-    EvalConfig,
-    EvalResult,
-    Timer,
-    build_methods,
-    check_or_write_gold,
-    cost_entry,
-)
+from airsearch.trainers.evaluation.common import Cost, EvalConfig, EvalResult, Timer
+from airsearch.trainers.evaluation.methods import Method
 from airsearch.trainers.evaluation.pii import answered_correctly, make_pii_benchmark
 from airsearch.trainers.evaluation.planted import entity_swap_benchmark
 from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table
+from airsearch.trainers.evaluation.run import EvalTask, run_eval
 from airsearch.trainers.evaluation.trace_scoring import (
     SwapTypeScore,
     TraceScore,
@@ -227,131 +222,127 @@ def eval_trace(
     name = cfg.benchmark.replace("-", "_")
     with tempfile.TemporaryDirectory(prefix="airsearch-trace-") as tmp:
         # the checkpoints are always saved: a method may reload the final one from its folder
-        return _eval_trace(cfg, corpus, lm, out, name, out / f"trace_{name}_lm" if out else Path(tmp))
-
-
-def _eval_trace(
-    cfg: EvalTraceConfig, corpus: Corpus | None, lm: TargetLM, out: Path | None, name: str, lm_dir: Path
-) -> EvalTraceResult:
-    from airsearch.data.corpus import fingerprint_examples
-
-    if cfg.benchmark == "entity-swap":
-        bench = entity_swap_benchmark(
-            corpus.examples if corpus is not None else None,
-            n_synthetic=cfg.n_synthetic,
-            p=cfg.swap_p,
-            seed=cfg.seed,
-            n_queries_per_type=cfg.queries_per_type,
-        )
-        if not bench.queries:
-            raise InputError(
-                "the corpus has entity rows but no held-out queries; leave the corpus out "
-                "to use the synthetic news corpus",
-                field="corpus",
-            )
-        train, candidates = bench.examples, bench.examples
-        gold_ids: Any = {
-            t: [e.id for e, p in zip(train, bench.positives(t), strict=True) if p] for t in bench.swap_types
-        }
-    else:
-        pii = make_pii_benchmark(cfg.n_people, bios_per_person=cfg.bios_per_person, seed=cfg.seed)
-        train, candidates = pii.train, pii.biographies
-        gold_ids = pii.target
-    record = {
-        "benchmark": cfg.benchmark,
-        "source_corpus": corpus.fingerprint if corpus is not None else "synthetic",
-        "planted_corpus": fingerprint_examples(train),
-        "seed": cfg.seed,
-        "gold": gold_ids,
-    }
-    gold = Path(cfg.gold) if cfg.gold else (out / f"trace_{name}_gold.json" if out else None)
-    if gold:
-        check_or_write_gold(
-            gold, record, keys=("source_corpus", "planted_corpus"), what=f"{cfg.benchmark} plant"
+        return run_eval(
+            cfg, _TraceTask(cfg, corpus, lm, name, out / f"trace_{name}_lm" if out else Path(tmp))
         )
 
-    with Timer() as t_ft:
-        if cfg.benchmark == "entity-swap":
-            cks, training = _finetune_with_checkpoints(
-                cfg, lm, train, lm_dir, max_epochs=cfg.epochs, lr=cfg.lr
+
+class _TraceTask(EvalTask[TraceScore, EvalTraceResult]):
+    """``eval trace`` for :func:`run_eval`: the planted benchmark and its gold, the fine-tune with
+    checkpoints (:meth:`start`), then each method's tracing figures on the queries that show the plant."""
+
+    def __init__(
+        self, cfg: EvalTraceConfig, corpus: Corpus | None, lm: TargetLM, name: str, lm_dir: Path
+    ) -> None:
+        from airsearch.data.corpus import fingerprint_examples
+
+        self.cfg, self.lm, self.lm_dir, self.name = cfg, lm, lm_dir, f"trace_{name}"
+        self.swap = cfg.benchmark == "entity-swap"
+        if self.swap:
+            self.bench = entity_swap_benchmark(
+                corpus.examples if corpus is not None else None,
+                n_synthetic=cfg.n_synthetic,
+                p=cfg.swap_p,
+                seed=cfg.seed,
+                n_queries_per_type=cfg.queries_per_type,
             )
+            if not self.bench.queries:
+                raise InputError(
+                    "the corpus has entity rows but no held-out queries; leave the corpus out "
+                    "to use the synthetic news corpus",
+                    field="corpus",
+                )
+            self.planted = self.train = self.bench.examples
+            positives = {t: self.bench.positives(t) for t in self.bench.swap_types}
+            gold_ids: Any = {
+                t: [e.id for e, p in zip(self.planted, v, strict=True) if p] for t, v in positives.items()
+            }
         else:
+            self.pii = make_pii_benchmark(cfg.n_people, bios_per_person=cfg.bios_per_person, seed=cfg.seed)
+            self.planted, self.train = self.pii.train, self.pii.biographies  # methods rank the biographies
+            gold_ids = self.pii.target
+        self.record = {
+            "benchmark": cfg.benchmark,
+            "source_corpus": corpus.fingerprint if corpus is not None else "synthetic",
+            "planted_corpus": fingerprint_examples(self.planted),
+            "seed": cfg.seed,
+            "gold": gold_ids,
+        }
+        self.gold = (self.record, ("source_corpus", "planted_corpus"), f"{cfg.benchmark} plant")
 
-            def share(m: TargetLM) -> float:
-                return float(answered_correctly(m, pii.heldout, max_length=cfg.max_length).mean())
-
-            cks, training = _finetune_with_checkpoints(
-                cfg,
-                lm,
-                train,
-                lm_dir,
-                max_epochs=cfg.pii_max_epochs,
-                lr=cfg.pii_lr,
-                until=share,
-                target=cfg.pii_target,
-            )
-    final = cks[-1]
-    if cfg.benchmark == "entity-swap":
-        queries, qinfo = swap_queries(final, bench.queries, cfg.max_new_tokens)
-    else:
-        queries, qinfo = pii_queries(final, pii.heldout, cfg.max_length, cfg.max_new_tokens)
-    qinfo["finetune_seconds"] = t_ft.seconds
-    qinfo["training"] = {k: v for k, v in training.items() if k != "settings"}
-
-    results: dict[str, TraceScore] = {}
-    methods = build_methods(
-        cfg,
-        lm=final,
-        checkpoints=cks,
-        base_lm=lm,
-        batch_size=cfg.batch_size,
-        workdir=out / "work" if out else None,
-    )
-    for label, method in methods:
-        if not queries:
-            results[label] = TraceScore(note="no query showed the planted behaviour")
-            continue
-        method.prepare(candidates)
-        with Timer() as t:
-            if cfg.benchmark == "entity-swap":
-                score = score_swaps(method, queries, bench, cfg.k, block_size=cfg.block_size)
+    def start(self) -> dict[str, TraceScore]:
+        """Fine-tune the target with checkpoints, then collect the queries that show the plant."""
+        cfg = self.cfg
+        with Timer() as t_ft:
+            if self.swap:
+                self.cks, training = _finetune_with_checkpoints(
+                    cfg, self.lm, self.planted, self.lm_dir, max_epochs=cfg.epochs, lr=cfg.lr
+                )
             else:
-                score = score_pii(method, queries, candidates, pii.target, block_size=cfg.block_size)
-        results[label] = dataclasses.replace(
-            score,
-            settings=method.describe().get("settings"),
-            fingerprint=method.fingerprint(),
-            cost=cost_entry(method, t.seconds, len(queries)),
+
+                def share(m: TargetLM) -> float:
+                    return float(answered_correctly(m, self.pii.heldout, max_length=cfg.max_length).mean())
+
+                self.cks, training = _finetune_with_checkpoints(
+                    cfg, self.lm, self.planted, self.lm_dir, max_epochs=cfg.pii_max_epochs, lr=cfg.pii_lr,
+                    until=share, target=cfg.pii_target,
+                )  # fmt: skip
+        final = self.cks[-1]
+        if self.swap:
+            self.queries, self.qinfo = swap_queries(final, self.bench.queries, cfg.max_new_tokens)
+        else:
+            self.queries, self.qinfo = pii_queries(
+                final, self.pii.heldout, cfg.max_length, cfg.max_new_tokens
+            )
+        self.qinfo["finetune_seconds"] = t_ft.seconds
+        self.qinfo["training"] = {k: v for k, v in training.items() if k != "settings"}
+        self.n_queries = len(self.queries)
+        return {}
+
+    def method_options(self) -> dict[str, Any]:
+        kw = {"checkpoints": self.cks, "base_lm": self.lm, "batch_size": self.cfg.batch_size}
+        return {"lm": self.cks[-1], **kw}
+
+    def unscored(self) -> TraceScore | None:
+        return None if self.queries else TraceScore(note="no query showed the planted behaviour")
+
+    def answers(self, method: Method) -> TraceScore:
+        bs = self.cfg.block_size
+        if self.swap:
+            return score_swaps(method, self.queries, self.bench, self.cfg.k, block_size=bs)
+        return score_pii(method, self.queries, self.train, self.pii.target, block_size=bs)
+
+    def score(self, method: Method, answers: TraceScore, cost: Cost) -> TraceScore:
+        settings = method.describe().get("settings")
+        return dataclasses.replace(answers, settings=settings, fingerprint=method.fingerprint(), cost=cost)
+
+    def report(self, results: dict[str, TraceScore], **common: Any) -> EvalTraceResult:
+        fps = {k: self.record[k] for k in ("source_corpus", "planted_corpus")} | {"lm": self.lm.fingerprint}
+        return EvalTraceResult(
+            command="eval trace",
+            benchmark=self.cfg.benchmark,
+            fingerprints=fps,
+            queries={k: v for k, v in self.qinfo.items() if k != "generations"},
+            n_train=len(self.planted),
+            n_candidates=len(self.train),
+            n_injected=len(self.bench.injected) if self.swap else None,
+            positives_per_type=self.bench.n_positives() if self.swap else None,
+            table=_table(self.cfg, results, self.qinfo),
+            **common,
         )
 
-    result = EvalTraceResult(
-        command="eval trace",
-        benchmark=cfg.benchmark,
-        config=cfg.to_dict(),
-        fingerprints={k: record[k] for k in ("source_corpus", "planted_corpus")} | {"lm": lm.fingerprint},
-        queries={k: v for k, v in qinfo.items() if k != "generations"},
-        n_train=len(train),
-        n_candidates=len(candidates),
-        n_injected=len(bench.injected) if cfg.benchmark == "entity-swap" else None,
-        positives_per_type=bench.n_positives() if cfg.benchmark == "entity-swap" else None,
-        methods=results,
-        table=_table(cfg, results, qinfo),
-    )
-
-    def plots(d: Path) -> dict[str, Path]:
+    def plots(self, out: Path, results: dict[str, TraceScore]) -> dict[str, Path]:
         scored = {n: r for n, r in results.items() if r.note is None}
         series = (
             {
                 "AUC (types)": [r.auc for r in scored.values()],
                 "R@k (types)": [r.r_at_k for r in scored.values()],
             }
-            if cfg.benchmark == "entity-swap"
+            if self.swap
             else {"top-1": [r.top1 for r in scored.values()]}
         )
-        title = f"tracing: {cfg.benchmark}"
-        return {"plot": bar_plot(d / f"trace_{name}.png", list(scored), series, title=title, ylabel="score")}
-
-    return result.written(out, f"trace_{name}", plots)
+        title = f"tracing: {self.cfg.benchmark}"
+        return {"plot": bar_plot(out / f"{self.name}.png", list(scored), series, title=title, ylabel="score")}
 
 
 def _table(cfg: EvalTraceConfig, results: dict[str, TraceScore], qinfo: dict[str, Any]) -> str:
