@@ -27,6 +27,7 @@ BENCH = Path(__file__).parents[1] / "benchmarks"
 ROOT = BENCH.parent
 COVERED_ELSEWHERE = {
     "reproduce": "tests/test_eval_commands.py",  # test_reproduction_pipeline_micro_scale
+    "reproduce_interim": "tests/test_eval_commands.py",  # the same test, after the full micro run
     "size_sweep": "tests/test_size_sweep.py",
 }
 # the one import past the front door: bench_train_steps.py times the two passes of a training step by

@@ -317,3 +317,21 @@ def test_reproduction_pipeline_micro_scale(tmp_path, tiny_bert_dir, monkeypatch)
         == 0
     )
     assert (out / "stages" / "lds-paper.json").stat().st_mtime == stamp  # finished stages are skipped
+    # benchmarks/reproduce_interim.py: the finished encoders against the goal rows, in stages of its own
+    spec = importlib.util.spec_from_file_location("reproduce_interim", benchmarks / "reproduce_interim.py")
+    interim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(interim)
+    argv = ["--scale", "micro", "--out", str(out), "--base-encoder", str(tiny_bert_dir), "--quiet", "--trace"]
+    assert interim.main(argv) == 0
+    tag = "retrain_teacher"
+    for protocol in ("paper", "local"):
+        lds = json.loads((out / "eval" / f"interim_{tag}_lds_{protocol}" / "lds.json").read_text())
+        assert {"base", "bm25", "repsim", "gradcos@1ckpt:proj_dim=384"} <= set(lds["methods"])
+        assert sum(m.startswith("airrep:") for m in lds["methods"]) == 2 and lds["paired"]
+    assert (out / "eval" / f"interim_{tag}_classify" / "classify.json").is_file()
+    assert (out / "eval" / f"interim_{tag}_trace" / "trace_entity_swap.json").is_file()
+    names = {p.name for p in (out / "stages" / "interim").glob("*.json")}
+    assert names == {
+        f"interim-{tag}-{s}.json" for s in ("lds-paper", "lds-local", "classify", "trace-entity-swap")
+    }
+    assert (out / "stages" / "lds-paper.json").stat().st_mtime == stamp  # the full run's stages untouched
