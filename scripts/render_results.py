@@ -15,72 +15,25 @@ it). Each table ends with the committed file(s) it was rendered from.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = "benchmarks/results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling modules, also when loaded by path
+from render_converged import RENDERERS as CONVERGED_RENDERERS  # noqa: E402
+from results_tables import KINDS, READABLE, RESULTS, ROOT, load, sources, table, x100  # noqa: E402
+
 DOCUMENTS = ("README.md", "docs/results.md")
+
 REGION = re.compile(r"(<!-- results:([\w-]+) -->\n)(.*?)(<!-- /results:\2 -->)", re.DOTALL)
 
 REPRO = f"{RESULTS}/reproduction/default"
 SWEEP = f"{RESULTS}/size_sweep/default"
 
 
-@cache
-def load(path: str) -> Any:
-    return json.loads((ROOT / path).read_text())
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    return "\n".join(out + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
-
-
-def sources(*paths: str, depth: int) -> str:
-    """The files a table was rendered from, as links relative to the document (``depth`` folders down)."""
-    up = "../" * depth
-    return "Rendered from " + ", ".join(f"[`{p}`]({up}{p})" for p in paths) + ".\n"
-
-
-def x100(stat: dict[str, Any] | None, interval: bool = True, sign: bool = False) -> str:
-    """An LDS (or a difference of two) x100 with its 95% interval: ``17.0 [8.5, 27.0]``."""
-    if stat is None:
-        return "not run"
-    f = "{:+.1f}" if sign else "{:.1f}"
-    text = f.format(100 * stat["mean"])
-    if interval and stat.get("low") is not None:
-        text += " [" + ", ".join(f.format(100 * stat[k]) for k in ("low", "high")) + "]"
-    return text
-
-
 # The reproduction (benchmarks/reproduce.py --scale default): LDS under the two gold protocols
-
-READABLE = {
-    "airrep:airrep_retrain": "AirRep, retraining labels",
-    "airrep:airrep_teacher": "AirRep, grad-cos teacher labels",
-    "base": "base encoder (all-MiniLM-L6-v2, untrained)",
-    "bm25": "BM25, full text",
-    "bm25:text=response": "BM25, responses only",
-    "repsim": "RepSim (target LM hidden states)",
-    "random": "random",
-}
-KINDS = {"retrain": "retraining labels", "teacher": "grad-cos teacher labels"}
-HEADLINE = [
-    "airrep:airrep_retrain",
-    "base",
-    "bm25",
-    "repsim",
-    "gradcos@1ckpt:proj_dim=384",
-    "gradcos@1ckpt:proj_dim=2048",
-    "haif:proj_dim=2048",
-    "random",
-]
 
 
 def _lds(protocol: str) -> dict[str, Any]:
@@ -95,17 +48,21 @@ def _lds_cell(protocol: str, method: str) -> str:
     return x100(entry["lds"]) + (f" ({n} dev examples)" if n != total else "")
 
 
+def _reproduction_name(method: str) -> str:
+    """The row's name; an AirRep row names the optimizer steps its encoder ran."""
+    name = READABLE.get(method, f"`{method}`")
+    if method.startswith("airrep:airrep_"):
+        kind = method.removeprefix("airrep:airrep_")
+        name += f" ({load(f'{REPRO}/stages/encoder_{kind}.json')['steps']} steps)"
+    return name
+
+
 def _reproduction_rows(methods: list[str]) -> list[list[str]]:
-    return [[READABLE.get(m, f"`{m}`"), _lds_cell("paper", m), _lds_cell("local", m)] for m in methods]
+    return [[_reproduction_name(m), _lds_cell("paper", m), _lds_cell("local", m)] for m in methods]
 
 
 def _lds_sources(depth: int) -> str:
     return sources(*(f"{REPRO}/eval/lds_{p}/lds.json" for p in ("paper", "local")), depth=depth)
-
-
-def headline(depth: int) -> str:
-    head = ["method", "LDS x100, paper gold [95% CI]", "LDS x100, local gold [95% CI]"]
-    return table(head, _reproduction_rows(HEADLINE)) + "\n" + _lds_sources(depth)
 
 
 def reproduction_lds(depth: int) -> str:
@@ -122,7 +79,7 @@ def reproduction_paired(depth: int) -> str:
             continue
         other = key.split(" - ", 1)[1]
         cells = [x100(_lds(p)["paired"].get(key, {}).get("clustered"), sign=True) for p in ("paper", "local")]
-        rows.append([f"AirRep (retraining labels) - {READABLE.get(other, f'`{other}`')}", *cells])
+        rows.append([f"{_reproduction_name('airrep:airrep_retrain')} - {_reproduction_name(other)}", *cells])
     head = ["paired difference (x100, 95% clustered CI)", "paper gold", "local gold"]
     return table(head, rows) + "\n" + _lds_sources(depth)
 
@@ -141,10 +98,22 @@ def _sweep_label(key: str, first: str) -> str:
         source, labels = key.removeprefix("airrep:airrep_").split("_", 1)
         kind = KINDS.get(labels, "teacher + retraining labels mixed")
         if source == "<size>":
-            return f"AirRep, that size's {kind}"
-        return f"AirRep, {source} {kind} (the same encoder at every size)"
+            return f"AirRep, that size's {kind} ({_sweep_steps(labels)})"
+        return f"AirRep, {source} {kind} (the same encoder at every size; {_sweep_steps(labels, source)})"
     label = READABLE.get(key, f"`{key}`")
     return f"{label} with {first}'s gradients (proxy)" if proxy else label
+
+
+def _sweep_steps(labels: str, size: str | None = None) -> str:
+    """How many optimizer steps the sweep's ``labels`` encoder(s) ran (of ``size``, or of every size)."""
+    stages = ROOT / SWEEP / "stages"
+    found = [
+        load(f"{SWEEP}/stages/{path.name}")["steps"]
+        for path in sorted(stages.glob(f"{size or 'S*'}-*-{labels}.json"))
+        if "encoder" in path.name or "ablation" in path.name
+    ]
+    steps = sorted(set(found))
+    return "steps: " + ("/".join(map(str, steps)) if steps else "not recorded")
 
 
 def size_sweep_lds(depth: int, keep: Callable[[str], bool] = lambda name: True) -> str:
@@ -235,13 +204,13 @@ def bench_methods(depth: int) -> str:
 
 
 RENDERERS: dict[str, Callable[[int], str]] = {
-    "headline": headline,
     "reproduction-lds": reproduction_lds,
     "reproduction-paired": reproduction_paired,
     "size-sweep-lds": size_sweep_lds,
     "size-sweep-headline": size_sweep_headline,
     "encoder-training": encoder_training,
     "bench-methods": bench_methods,
+    **CONVERGED_RENDERERS,
 }
 
 

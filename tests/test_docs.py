@@ -36,12 +36,12 @@ def test_the_check_catches_a_figure_typed_over_and_a_region_of_no_known_name() -
     render = _renderer()
     readme = (ROOT / "README.md").read_text()
     names = [m.group(2) for m in render.REGION.finditer(readme)]
-    assert "headline" in names and render.stale_regions(readme, "README.md") == []
-    start = readme.index("<!-- results:headline -->")
-    row = readme.index("| AirRep, retraining labels | ", start)
+    assert "converged-headline" in names and render.stale_regions(readme, "README.md") == []
+    start = readme.index("<!-- results:converged-headline -->")
+    row = readme.index("| AirRep, retraining labels (", start)
     cell = readme.index("[", row)
     edited = readme[: cell + 1] + "9" + readme[cell + 1 :]  # one interval bound typed over
-    assert render.stale_regions(edited, "README.md") == ["headline"]
+    assert render.stale_regions(edited, "README.md") == ["converged-headline"]
     unknown = "<!-- results:no-such-table -->\n<!-- /results:no-such-table -->\n"
     try:
         render.render(unknown, 0, "x.md")

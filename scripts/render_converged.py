@@ -1,0 +1,147 @@
+"""The converged reproduction's tables (issue 24) for ``render_results.py``: the AirRep encoders trained
+until their held-out LDS stopped rising (``benchmarks/reproduce.py --out .../converged``), evaluated as
+each finishes (``benchmarks/reproduce_interim.py``), against the rows the goals compare them with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from results_tables import KINDS, READABLE, RESULTS, ROOT, load, sources, table, x100
+
+CONVERGED = f"{RESULTS}/reproduction/converged"
+
+
+CONVERGED_ROWS = [
+    "base",
+    "bm25",
+    "bm25:text=response",
+    "repsim",
+    "gradcos@1ckpt:proj_dim=384",
+    "gradcos@1ckpt:proj_dim=2048",
+    "tracin@1ckpt:proj_dim=384",
+    "random",
+]
+
+
+def _converged_tag() -> str:
+    """The interim evaluation's tag: the encoders that had finished (``retrain``, ``retrain_teacher``)."""
+    found = sorted((ROOT / CONVERGED / "eval").glob("interim_*_lds_paper"), key=lambda q: len(q.name))
+    return found[-1].name.removeprefix("interim_").removesuffix("_lds_paper")
+
+
+def _converged(kind: str) -> str:
+    return f"{CONVERGED}/eval/interim_{_converged_tag()}_{kind}"
+
+
+def _converged_stage(kind: str) -> dict[str, Any]:
+    return load(f"{CONVERGED}/stages/encoder_{kind}.json")
+
+
+def _converged_name(method: str) -> str:
+    kind = method.removeprefix("airrep:airrep_")
+    if method.startswith("airrep:"):
+        st = _converged_stage(kind)
+        return f"AirRep, {KINDS[kind]} ({st['steps']} steps, stopped: {st['stop_reason']})"
+    return READABLE.get(method, f"`{method}`")
+
+
+def _converged_lds(protocol: str) -> dict[str, Any]:
+    return load(f"{_converged(f'lds_{protocol}')}/lds.json")
+
+
+CONVERGED_FILES = {
+    "lds_paper": "lds_paper/lds.json",
+    "lds_local": "lds_local/lds.json",
+    "classify": "classify/classify.json",
+    "trace_entity_swap": "trace/trace_entity_swap.json",
+}
+
+
+def _converged_sources(depth: int, *kinds: str) -> str:
+    files = (CONVERGED_FILES[k].split("/") for k in kinds)
+    return sources(*(f"{_converged(folder)}/{name}" for folder, name in files), depth=depth)
+
+
+def converged_headline(depth: int) -> str:
+    encoders = [m for m in _converged_lds("paper")["methods"] if m.startswith("airrep:")]
+    rows = []
+    for m in encoders + CONVERGED_ROWS:
+        cells = []
+        for protocol in ("paper", "local"):
+            entry = _converged_lds(protocol)["methods"].get(m)
+            cells.append(x100(entry["lds"]) if entry else "not run")
+        rows.append([_converged_name(m), *cells])
+    head = ["method", "LDS x100, paper gold [95% CI]", "LDS x100, local gold [95% CI]"]
+    return table(head, rows) + "\n" + _converged_sources(depth, "lds_paper", "lds_local")
+
+
+def converged_paired(depth: int) -> str:
+    rows = []
+    for key in _converged_lds("paper")["paired"]:
+        if not key.startswith("airrep:"):
+            continue
+        mine, other = key.split(" - ", 1)
+        if other.startswith("airrep:") or other == "random":
+            continue
+        cells = [
+            x100(_converged_lds(p)["paired"].get(key, {}).get("clustered"), sign=True)
+            for p in ("paper", "local")
+        ]
+        rows.append([f"{_converged_name(mine)} - {_converged_name(other)}", *cells])
+    head = ["paired difference (x100, 95% clustered CI)", "paper gold", "local gold"]
+    return table(head, rows) + "\n" + _converged_sources(depth, "lds_paper", "lds_local")
+
+
+def converged_training(depth: int) -> str:
+    rows, paths = [], []
+    for kind in ("retrain", "teacher"):
+        path = f"{CONVERGED}/stages/encoder_{kind}.json"
+        if not (ROOT / path).is_file():
+            rows.append([KINDS[kind], "training", "", "", "", ""])
+            continue
+        st, paths = load(path), [*paths, path]
+        rows.append(
+            [
+                KINDS[kind],
+                f"{st['steps']} ({st['stop_reason']})",
+                f"step {st['best_step']}",
+                f"{100 * st['base_lds']:.1f} -> {100 * st['best_lds']:.1f}",
+                f"{st['best_lds'] / st['base_lds']:.2f}x",
+                f"{st['seconds_per_step']:.1f} s ({st['seconds'] / 3600:.1f} h)",
+            ]
+        )
+    head = ["encoder", "steps (stop)", "kept", "held-out LDS x100, base -> kept", "gain", "per step (wall)"]
+    return table(head, rows) + "\n" + sources(*paths, depth=depth)
+
+
+def converged_goals(depth: int) -> str:
+    """Issue 24's goals, each read from the converged run's files (the retraining-label encoder)."""
+    enc = "airrep:airrep_retrain"
+    paper = _converged_lds("paper")
+    lds = {m: v["lds"]["mean"] for m, v in paper["methods"].items()}
+    pair = {
+        k.split(" - ", 1)[1]: v["clustered"] for k, v in paper["paired"].items() if k.startswith(enc + " - ")
+    }
+    cls = load(f"{_converged('classify')}/classify.json")["methods"]
+    swap = load(f"{_converged('trace')}/trace_entity_swap.json")["methods"]
+    st = _converged_stage("retrain")
+    ratio = lds[enc] / lds["base"]
+    yes = {True: "met", False: "not met"}
+    rows = [
+        ["stopped on a plateau, not a cap", f"{st['steps']} steps, stop: {st['stop_reason']}", yes[st["stop_reason"] == "plateau"]],
+        ["LDS >= 2x the base encoder's (paper: 3.4x)", f"{ratio:.2f}x ({100 * lds[enc]:.1f} vs {100 * lds['base']:.1f})", yes[ratio >= 2]],
+        ["beats full-text BM25, paired interval above 0", x100(pair["bm25"], sign=True), yes[pair["bm25"]["low"] > 0]],
+        ["moonshot: >= `gradcos@1ckpt:proj_dim=384` (equal storage)", x100(pair["gradcos@1ckpt:proj_dim=384"], sign=True), yes[pair["gradcos@1ckpt:proj_dim=384"]["mean"] >= 0]],
+        ["classification top-1 >= 95%", f"{100 * cls[enc]['top1']:.0f}% (base {100 * cls['base']['top1']:.0f}%)", yes[cls[enc]["top1"] >= 0.95]],
+        ["entity-swap tracing, R@k vs its base encoder", f"{100 * swap[enc]['r_at_k']:.1f} vs {100 * swap['base']['r_at_k']:.1f}", "worse than base" if swap[enc]["r_at_k"] < swap["base"]["r_at_k"] else "not worse"],
+    ]  # fmt: skip
+    head = ["goal (retraining-label encoder; paper-protocol gold, clustered CI)", "measured", ""]
+    return table(head, rows) + "\n" + _converged_sources(depth, "lds_paper", "classify", "trace_entity_swap")
+
+
+RENDERERS = {
+    "converged-headline": converged_headline,
+    "converged-paired": converged_paired,
+    "converged-training": converged_training,
+    "converged-goals": converged_goals,
+}
