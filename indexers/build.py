@@ -123,14 +123,26 @@ def _build_locked(
         build = _Build(cfg, store, enc, staging, live, start)
         build.filler = filler
         if cfg.ray is None:
-            return build.run()
-        from airsearch.indexers.distributed import run_on_ray
+            summary = build.run()
+        else:
+            from airsearch.indexers.distributed import run_on_ray
 
-        build.encoder_given = encoder is not None
-        return run_on_ray(build)
+            build.encoder_given = encoder is not None
+            summary = run_on_ray(build)
     except AirsearchError:
         staging.discard()  # a refused input: the rerun needs other input, nothing to resume
         raise
+    if encoder is None:
+        prepare_queries(enc, cfg.encoder)
+    return summary
+
+
+def prepare_queries(enc: AirRepEncoder, source: str | None) -> None:
+    """The query export of the index's encoder (once per encoder), so that the first ``query`` runs
+    without torch (:mod:`airsearch.query_encoder`)."""
+    from airsearch.query_export import prepare_fast_queries
+
+    prepare_fast_queries(enc, Path(resolve_encoder_source(source)))
 
 
 def build_mode(cfg: IndexConfig) -> str:

@@ -67,7 +67,7 @@ def lock_timeout_field() -> float:
 
 QUERY_RUNTIME_HELP = "encoder runtime (default: the one the index was built with; another is refused)"
 QUERY_QUANTIZE_HELP = "encoder int8 or none (default: the index's)"
-Backend = Literal["auto", "faiss", "torch"]
+Backend = Literal["auto", "faiss", "numpy", "torch"]
 SearchMode = Literal["vector", "bm25", "hybrid"]
 SEARCH_MODES = ("vector", "bm25", "hybrid")
 

@@ -172,6 +172,7 @@ def select(
         exact=True,
         runtime=cfg.runtime,
         quantize=cfg.quantize,
+        fast=encoder is None,
     )
     table = searcher.table
     if targets is None:
