@@ -52,19 +52,24 @@ def prepare_fast_queries(encoder: AirRepEncoder, folder: Path | None) -> bool:
         return False
     fingerprint = encoder.weights_fingerprint
     target = export_dir(fingerprint)
-    if not (target / META_FILE).exists():
-        announce("preparing the torch-free query encoder (once per encoder)")
-        try:
-            _write_export(encoder, fingerprint, target)
-        except Exception as e:  # noqa: BLE001 - any failure only means queries keep using torch
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(target, is_dir=True) as tmp:
-                write_json_atomic(
-                    tmp / META_FILE, _meta(encoder, fingerprint, usable=False, why=repr(e)[:300])
-                )
-    if folder is not None and folder.is_dir():
-        remember_folder(folder, fingerprint)
-    return bool(json.loads((target / META_FILE).read_text()).get("usable"))
+    try:
+        if not (target / META_FILE).exists():
+            announce("preparing the torch-free query encoder (once per encoder)")
+            try:
+                _write_export(encoder, fingerprint, target)
+            except Exception as e:  # noqa: BLE001 - any failure only means queries keep using torch
+                _write_unusable(encoder, fingerprint, target, repr(e)[:300])
+        if folder is not None and folder.is_dir():
+            remember_folder(folder, fingerprint)
+        return bool(json.loads((target / META_FILE).read_text()).get("usable"))
+    except OSError:  # an unwritable cache: queries keep using torch
+        return False
+
+
+def _write_unusable(encoder: AirRepEncoder, fingerprint: str, target: Path, why: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target, is_dir=True) as tmp:
+        write_json_atomic(tmp / META_FILE, _meta(encoder, fingerprint, usable=False, why=why))
 
 
 def _meta(encoder: AirRepEncoder, fingerprint: str, **extra: Any) -> dict[str, Any]:

@@ -165,7 +165,7 @@ class IndexConfig(CorpusReadOptions):
 
 
 @dataclasses.dataclass(kw_only=True)
-class QueryConfig(PreconditionOptions):
+class QueryConfig(PreconditionOptions, CorpusReadOptions):
     """Which training examples best explain a (prompt, response)? With ``rerank``, a gradient method
     rescoring the AirRep candidates may be K-FAC / EK-FAC preconditioned (:class:`PreconditionOptions`;
     the factors are fitted on a seeded sample of the table's rows unless ``factors_sample`` names a file)."""
@@ -316,7 +316,7 @@ class ExplainConfig(PreconditionOptions):
 
 
 @dataclasses.dataclass(kw_only=True)
-class SelectConfig(CommandConfig):
+class SelectConfig(CorpusReadOptions):
     """Select training data for a set of targets (AirRep App. G)."""
 
     db: str = F(metadata={"help": "LanceDB directory"})

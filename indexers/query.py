@@ -30,7 +30,8 @@ def query_examples(cfg: QueryConfig) -> list[Example]:
     if cfg.queries is not None:
         from airsearch.data.corpus import load_queries
 
-        return load_queries(cfg.queries, encoding=cfg.encoding, source_field="queries").examples
+        read = {**cfg.read_options(), "encoding": cfg.encoding}
+        return load_queries(cfg.queries, **read, source_field="queries").examples
     return [Example("query", cfg.prompt or "", cfg.response or "")]
 
 

@@ -176,7 +176,8 @@ def select(
     )
     table = searcher.table
     if targets is None:
-        targets = load_queries(cfg.targets, encoding=cfg.encoding, source_field="targets").examples
+        read = {**cfg.read_options(), "encoding": cfg.encoding}
+        targets = load_queries(cfg.targets, **read, source_field="targets").examples
     n_items = table.count(cfg.where)
     if n_items == 0:
         raise InputError(
