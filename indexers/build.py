@@ -94,14 +94,17 @@ def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> In
         store = IndexStore(cfg.db, create=True)
         what = f"airsearch index ({build_mode(cfg)})"
         with table_lock(store.path, cfg.table, what=what, timeout=cfg.lock_timeout):
-            return _build_locked(cfg, store, encoder, start)
+            summary, enc = _build_locked(cfg, store, encoder, start)
+    if encoder is None:  # after the lock: another writer need not wait for the export
+        prepare_queries(enc, cfg.encoder)
+    return summary
 
 
 def _build_locked(
     cfg: IndexConfig, store: IndexStore, encoder: AirRepEncoder | None, start: float
-) -> IndexSummary:
+) -> tuple[IndexSummary, AirRepEncoder]:
     """:func:`build_index` while holding the table's write lock (:mod:`airsearch.indexers.lock`): the
-    live table read here is the one the commit lands on."""
+    live table read here is the one the commit lands on. Returns the summary and the encoder used."""
     adding = cfg.append or cfg.upsert
     if adding and not store.exists(cfg.table):
         raise InputError(
@@ -132,9 +135,7 @@ def _build_locked(
     except AirsearchError:
         staging.discard()  # a refused input: the rerun needs other input, nothing to resume
         raise
-    if encoder is None:
-        prepare_queries(enc, cfg.encoder)
-    return summary
+    return summary, enc
 
 
 def prepare_queries(enc: AirRepEncoder, source: str | None) -> None:
