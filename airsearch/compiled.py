@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 
 from airsearch.atomic import atomic_path
 from airsearch.errors import InputError, MissingDependency
+from airsearch.runtime import cache_root as cache_root
 from airsearch.runtime import require_runtime, runtime_label
 
 EXPORT_FORMAT = "airsearch-onnx-v1"  # changes when the exported graph would differ: part of fingerprints
@@ -42,11 +42,6 @@ ONNX_FILE = "model.onnx"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OPSET = 17
 CHECK_COSINE = 0.9999  # the fused fp32 graph must agree with torch this well on the check rows
-
-
-def cache_root() -> Path:
-    """Where exported encoders are kept (``$AIRSEARCH_CACHE``, default ``~/.cache/airsearch``)."""
-    return Path(os.environ.get("AIRSEARCH_CACHE") or Path.home() / ".cache" / "airsearch")
 
 
 # The activation precision every runtime is asked for. OpenVINO's CPU plugin otherwise picks bf16 on
@@ -150,9 +145,12 @@ class _Graph(torch.nn.Module):
         return self.model(dict(zip(self.inputs, tensors, strict=True)))
 
 
-def export_onnx(model: Any, path: Path, inputs: tuple[str, ...], check_ids: list[list[int]]) -> Path:
+def export_onnx(
+    model: Any, path: Path, inputs: tuple[str, ...], check_ids: list[list[int]], *, fuse: bool = True
+) -> Path:
     """Export ``model`` to ``path`` (fp32, dynamic batch and length), fused for BERT-family models
-    when the fused graph matches torch on ``check_ids``; returns the path written."""
+    (unless ``fuse`` is false) when the fused graph matches torch on ``check_ids``; returns the path
+    written."""
     features = _features(model, check_ids, inputs)
     example = tuple(torch.as_tensor(features[k], device=model.device) for k in inputs)
     axes = {k: {0: "batch", 1: "tokens"} for k in inputs} | {"embedding": {0: "batch"}}
@@ -173,7 +171,7 @@ def export_onnx(model: Any, path: Path, inputs: tuple[str, ...], check_ids: list
         )
     model.train(was_training)
     reference = reference.float().cpu().numpy()
-    fused = _fuse(model, path)
+    fused = _fuse(model, path) if fuse else None
     if fused is not None and _agrees(fused, features, reference):
         fused.replace(path)
     elif fused is not None:

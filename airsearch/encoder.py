@@ -33,14 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from airsearch.data.example import (
-    AIRREP_PROMPT_WORDS,
-    ANSWER_PREFIX,
-    QUESTION_PREFIX,
-    Example,
-    airrep_text,
-    cap_prompt_words,
-)
+from airsearch.data.example import AIRREP_PROMPT_WORDS, ANSWER_PREFIX, QUESTION_PREFIX, Example, airrep_text
+from airsearch.encoder_inputs import INPUT_RULE as INPUT_RULE
+from airsearch.encoder_inputs import LEGACY_INPUT_RULE as LEGACY_INPUT_RULE
+from airsearch.encoder_inputs import EncoderInput as EncoderInput
+from airsearch.encoder_inputs import TemplateTokens, template_input_ids
+from airsearch.encoder_inputs import budget_input as budget_input
 from airsearch.encoder_layout import AIRREP_MODEL_TYPE, read_layout, save_st_folder
 from airsearch.encoder_model import AirRepNet, load_net
 from airsearch.encoder_source import DEFAULT_ENCODER as DEFAULT_ENCODER
@@ -53,12 +51,8 @@ from airsearch.progress import progress, quiet_default
 from airsearch.runtime import DEFAULT_QUANTIZE, DEFAULT_RUNTIME, check_runtime, runtime_label
 
 ENCODER_INFO_FILE = "airsearch_encoder.json"
-EncoderInput = tuple[int, ...]  # one example's encoder token ids, special tokens included
 MAX_SEQ_LENGTH = 512
 TEMPLATE_NAME = "airrep-question-answer-v1"
-# How an example is cut to max_seq_length; recorded in the encoder info and its fingerprint.
-INPUT_RULE = "keep-response-cut-prompt-left-v2"
-LEGACY_INPUT_RULE = "cut-right-v1"  # before v2: the tokenizer cut the templated text from the right
 
 
 @dataclass
@@ -249,20 +243,26 @@ class AirRepEncoder:
     def input_ids(self, examples: Sequence[Example]) -> list[EncoderInput]:
         """Encoder token ids of each example under the answer-preserving budget (:data:`INPUT_RULE`).
 
-        The one function that turns examples into encoder inputs, for indexing, queries and training.
+        The one function that turns examples into encoder inputs, for indexing, queries and training
+        (:func:`airsearch.encoder_inputs.template_input_ids`).
         """
-        tok = self.model.tokenizer
-        marks = tok([QUESTION_PREFIX, ANSWER_PREFIX], add_special_tokens=False)["input_ids"]
-        q_mark, a_mark = tuple(marks[0]), tuple(marks[1])
-        prompts = [cap_prompt_words(e.prompt, self.info.max_prompt_words) for e in examples]
-        prompt_ids = tok(prompts, add_special_tokens=False)["input_ids"] if examples else []
-        response_ids = tok([e.response for e in examples], add_special_tokens=False)["input_ids"]
+        return template_input_ids(
+            self._tokenize,
+            [e.prompt for e in examples],
+            [e.response for e in examples],
+            self.template_tokens(),
+            max_seq_length=self.info.max_seq_length,
+            max_prompt_words=self.info.max_prompt_words,
+        )
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        return self.model.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+    def template_tokens(self) -> TemplateTokens:
+        """The template markers and the special tokens the tokenizer puts around one sequence."""
+        marks = self._tokenize([QUESTION_PREFIX, ANSWER_PREFIX])
         head, tail = self._special_tokens()
-        budget = self.info.max_seq_length - len(head) - len(tail)
-        return [
-            head + budget_input(q_mark, p, a_mark, r, budget) + tail
-            for p, r in zip(prompt_ids, response_ids, strict=True)
-        ]
+        return TemplateTokens(tuple(marks[0]), tuple(marks[1]), head, tail)
 
     def _special_tokens(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """The special tokens the tokenizer puts before and after one sequence (``[CLS]``, ``[SEP]``)."""
@@ -398,22 +398,6 @@ def _tick(bar: Any, on_batch: Callable[[int], Any] | None, n: int) -> None:
     bar.update(n)
     if on_batch is not None:
         on_batch(n)
-
-
-def budget_input(
-    q_mark: Sequence[int], prompt: Sequence[int], a_mark: Sequence[int], response: Sequence[int], budget: int
-) -> tuple[int, ...]:
-    """``q_mark + prompt + a_mark + response`` cut to ``budget`` tokens, the response kept first.
-
-    The response keeps up to ``budget - len(q_mark) - len(a_mark)`` tokens from its beginning; the
-    prompt gets the rest, keeping its last tokens (nearest the answer, as the official AirRep code's
-    ``input_ids[-max_len:]`` does). If even the markers do not fit, the tail of the sequence is cut.
-    """
-    room = max(budget - len(q_mark) - len(a_mark), 0)
-    response = tuple(response[:room])
-    keep = room - len(response)
-    prompt = tuple(prompt[max(len(prompt) - keep, 0) :]) if keep > 0 else ()
-    return (tuple(q_mark) + prompt + tuple(a_mark) + response)[:budget]
 
 
 def _read_info(path: Path) -> EncoderInfo:

@@ -12,6 +12,8 @@ This module is light (no numpy, torch or runtime library): configs import it.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal, get_args
 
 from airsearch.errors import InputError, MissingDependency
@@ -26,6 +28,12 @@ RUNTIME_HELP = "encoder runtime: torch, onnx (ONNX Runtime) or openvino (CPU inf
 QUANTIZE_HELP = "encoder weights: none (fp32) or int8 (dynamic int8, with --runtime onnx or openvino)"
 # the packages each runtime needs (the export is checked with ONNX Runtime), and the extra installing them
 PACKAGES = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnxruntime", "onnx")}
+
+
+def cache_root() -> Path:
+    """Where exported encoders are kept (``$AIRSEARCH_CACHE``, default ``~/.cache/airsearch``): the
+    runtimes' builds (:mod:`airsearch.compiled`) and the query encoder (:mod:`airsearch.query_encoder`)."""
+    return Path(os.environ.get("AIRSEARCH_CACHE") or Path.home() / ".cache" / "airsearch")
 
 
 def runtime_label(runtime: str = DEFAULT_RUNTIME, quantize: str = DEFAULT_QUANTIZE) -> str:

@@ -12,8 +12,9 @@ load inside the command that needs them. This measures, on this machine:
   a malformed corpus line given to ``index`` and a missing index given to ``query``, each a new
   process (the OS file cache is warm: "cold" means no airsearch process was running), run by this
   checkout and, with ``--before PYTHON``, by an older checkout's Python in the same run, alternating;
-  plus ``-X importtime`` of the cold ``query`` (where its time goes, and whether sentence-transformers
-  is imported).
+  plus ``-X importtime`` of the cold ``query`` (where its time goes, and whether torch, transformers or
+  sentence-transformers is imported). The index is built by this checkout, so its ``index`` writes the
+  torch-free query encoder (``airsearch.query_encoder``) into ``WORK/cache`` (``$AIRSEARCH_CACHE``).
 
     python benchmarks/bench_startup.py [--repeats 5] [--data-repeats 3] [--before /tmp/before/.venv/bin/python]
 """
@@ -181,6 +182,7 @@ def query_imports(argv: list[str]) -> dict:
         "total_s": round(sum(r[1] for r in rows if r[2] == top) / 1e6, 2),
         "largest_s": {name: round(us / 1e6, 2) for name, us, _ in heavy},
         "sentence_transformers_imported": any(r[0] == "sentence_transformers" for r in rows),
+        "torch_imported": any(r[0] == "torch" for r in rows),
         "transformers_imported": any(r[0] == "transformers" for r in rows),
     }
 
@@ -190,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data-repeats", type=int, default=3)
     ap.add_argument(
-        "--before", help="Python of an older checkout, timed in the same run (e.g. main at 26959a2)"
+        "--before", help="Python of an older checkout, timed in the same run (e.g. main at 79180a1)"
     )
-    ap.add_argument("--before-label", default="before (main 26959a2)")
+    ap.add_argument("--before-label", default="before (main 79180a1)")
     ap.add_argument("--work", help="folder for the index (kept; reused when it holds one)")
     ap.add_argument("--rows", type=int, default=ROWS, help="rows of the indexed corpus")
     ap.add_argument(
@@ -202,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("AIRSEARCH_QUIET", "1")
     root = Path(args.work or tempfile.mkdtemp(prefix="bench_startup_"))
     root.mkdir(parents=True, exist_ok=True)
+    os.environ["AIRSEARCH_CACHE"] = str(root / "cache")  # the query export `index` writes, not the user's
     prepare(root, args.rows, args.encoder)
     lines = data_lines(root)
     pythons = {"after": sys.executable, **({"before": args.before} if args.before else {})}
@@ -282,10 +285,15 @@ def data_markdown(result: dict, args: argparse.Namespace) -> list[str]:
         "",
         f"Where the cold `query` spends its imports (`-X importtime`, this checkout): {q['total_s']:.2f} s in all; "
         + ", ".join(f"{k} {v:.2f} s" for k, v in q["largest_s"].items())
-        + f". sentence-transformers imported: {'yes' if q['sentence_transformers_imported'] else 'no'}.",
+        + f". Imported: torch {_yes(q.get('torch_imported'))}, transformers {_yes(q['transformers_imported'])}, "
+        f"sentence-transformers {_yes(q['sentence_transformers_imported'])}.",
         "",
     ]
     return out
+
+
+def _yes(flag: bool | None) -> str:
+    return "yes" if flag else "no"
 
 
 if __name__ == "__main__":

@@ -17,15 +17,16 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lancedb
 from airsearch.indexers.config import DEFAULT_THRESHOLD, DEFAULT_TYPE, INDEX_TYPES
 from airsearch.indexers.rows import VECTOR
-from lancedb.index import HnswPq, HnswSq, IvfFlat, IvfPq, IvfSq
 
 from airsearch.errors import InputError
 from airsearch.results import Result, omitted_when_none
+
+if TYPE_CHECKING:  # lancedb loads when an index is built or searched, not for an exact search
+    import lancedb
 
 # From this many rows ``auto`` builds IVF_FLAT and HNSW searches widen (see the module docstring).
 LARGE_TABLE_ROWS = 500_000
@@ -81,6 +82,8 @@ class AnnConfig:
         return {k: defaults[k] if v is None else v for k, v in given.items()}
 
     def index_config(self, rows: int, dim: int) -> Any:
+        from lancedb.index import HnswPq, HnswSq, IvfFlat, IvfPq, IvfSq
+
         parts = self.partitions(rows)
         subs = self.num_sub_vectors or _sub_vectors(dim)
         common = {"distance_type": "dot", "num_partitions": parts}

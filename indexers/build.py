@@ -94,14 +94,17 @@ def build_index(cfg: IndexConfig, *, encoder: AirRepEncoder | None = None) -> In
         store = IndexStore(cfg.db, create=True)
         what = f"airsearch index ({build_mode(cfg)})"
         with table_lock(store.path, cfg.table, what=what, timeout=cfg.lock_timeout):
-            return _build_locked(cfg, store, encoder, start)
+            summary, enc = _build_locked(cfg, store, encoder, start)
+    if encoder is None:  # after the lock: another writer need not wait for the export
+        prepare_queries(enc, cfg.encoder)
+    return summary
 
 
 def _build_locked(
     cfg: IndexConfig, store: IndexStore, encoder: AirRepEncoder | None, start: float
-) -> IndexSummary:
+) -> tuple[IndexSummary, AirRepEncoder]:
     """:func:`build_index` while holding the table's write lock (:mod:`airsearch.indexers.lock`): the
-    live table read here is the one the commit lands on."""
+    live table read here is the one the commit lands on. Returns the summary and the encoder used."""
     adding = cfg.append or cfg.upsert
     if adding and not store.exists(cfg.table):
         raise InputError(
@@ -123,14 +126,24 @@ def _build_locked(
         build = _Build(cfg, store, enc, staging, live, start)
         build.filler = filler
         if cfg.ray is None:
-            return build.run()
-        from airsearch.indexers.distributed import run_on_ray
+            summary = build.run()
+        else:
+            from airsearch.indexers.distributed import run_on_ray
 
-        build.encoder_given = encoder is not None
-        return run_on_ray(build)
+            build.encoder_given = encoder is not None
+            summary = run_on_ray(build)
     except AirsearchError:
         staging.discard()  # a refused input: the rerun needs other input, nothing to resume
         raise
+    return summary, enc
+
+
+def prepare_queries(enc: AirRepEncoder, source: str | None) -> None:
+    """The query export of the index's encoder (once per encoder), so that the first ``query`` runs
+    without torch (:mod:`airsearch.query_encoder`)."""
+    from airsearch.query_export import prepare_fast_queries
+
+    prepare_fast_queries(enc, Path(resolve_encoder_source(source)))
 
 
 def build_mode(cfg: IndexConfig) -> str:

@@ -68,7 +68,7 @@ def lock_timeout_field() -> float:
 
 QUERY_RUNTIME_HELP = "encoder runtime (default: the one the index was built with; another is refused)"
 QUERY_QUANTIZE_HELP = "encoder int8 or none (default: the index's)"
-Backend = Literal["auto", "faiss", "torch"]
+Backend = Literal["auto", "faiss", "numpy", "torch"]
 SearchMode = Literal["vector", "bm25", "hybrid"]
 SEARCH_MODES = ("vector", "bm25", "hybrid")
 
@@ -174,7 +174,7 @@ def method_config_field(help_text: str) -> MethodConfig:
 
 
 @dataclasses.dataclass(kw_only=True)
-class QueryConfig(CommandConfig):
+class QueryConfig(CorpusReadOptions):
     """Which training examples best explain a (prompt, response)? With ``rerank``, an attribution method
     rescores the AirRep candidates, and with ``method`` a method column is searched; either takes every
     option of every method from the nested ``method_config`` (a gradient method may be K-FAC / EK-FAC
@@ -316,7 +316,7 @@ class ExplainConfig(CommandConfig):
 
 
 @dataclasses.dataclass(kw_only=True)
-class SelectConfig(CommandConfig):
+class SelectConfig(CorpusReadOptions):
     """Select training data for a set of targets (AirRep App. G)."""
 
     db: str = F(metadata={"help": "LanceDB directory"})

@@ -15,7 +15,6 @@ from typing import Any
 import lance
 import numpy as np
 from lance.query import MultiMatchQuery
-from lancedb.index import FTS
 
 from airsearch.data.example import Example
 from airsearch.errors import InputError
@@ -27,14 +26,17 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 def build_text_index(table: Any) -> dict[str, Any]:
     """Create (or replace) the BM25 inverted index on each text column; what the table metadata records."""
+    from lancedb.index import FTS
+
     for column in FTS_COLUMNS:
         table.create_index(column, config=FTS(with_position=False), replace=True)
     return {"columns": list(FTS_COLUMNS), "tokenizer": "simple, lower case, English stemming"}
 
 
 def has_index(table: Any) -> bool:
-    """True when every text column has a full-text index."""
-    indexed = {c for idx in table.list_indices() if str(idx.index_type) == "FTS" for c in idx.columns}
+    """True when every text column has a full-text index (``table``: a Lance dataset or a LanceDB table)."""
+    dataset = table if isinstance(table, lance.LanceDataset) else table.to_lance()
+    indexed = {c for idx in dataset.describe_indices() if "Inverted" in idx.type_url for c in idx.field_names}
     return set(FTS_COLUMNS) <= indexed
 
 

@@ -37,7 +37,8 @@ def precheck(cfg: Any, *, creates_db: bool = False) -> None:
         if source:
             from airsearch.data.corpus import load_queries
 
-            load_queries(source, encoding=getattr(cfg, "encoding", "utf-8"), source_field=name)
+            read = cfg.read_options() if hasattr(cfg, "read_options") else {}
+            load_queries(source, **read, encoding=getattr(cfg, "encoding", "utf-8"), source_field=name)
     corpus = getattr(cfg, "corpus", None)
     if corpus and hasattr(cfg, "skip_bad_rows"):
         from airsearch.data.corpus import iter_corpus

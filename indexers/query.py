@@ -8,6 +8,8 @@ scores, the vector / bm25 / hybrid modes and the rerank hook; re-exported here).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from airsearch.indexers.config import QueryConfig
 from airsearch.indexers.searcher import HYBRID_POOL as HYBRID_POOL
 from airsearch.indexers.searcher import Candidate as Candidate
@@ -17,8 +19,10 @@ from airsearch.indexers.searcher import Rerank as Rerank
 from airsearch.indexers.searcher import Searcher
 
 from airsearch.data.example import Example
-from airsearch.encoder import AirRepEncoder
 from airsearch.score_kinds import score_kind
+
+if TYPE_CHECKING:
+    from airsearch.encoder import AirRepEncoder
 
 
 def query_examples(cfg: QueryConfig) -> list[Example]:
@@ -26,7 +30,8 @@ def query_examples(cfg: QueryConfig) -> list[Example]:
     if cfg.queries is not None:
         from airsearch.data.corpus import load_queries
 
-        return load_queries(cfg.queries, encoding=cfg.encoding, source_field="queries").examples
+        read = {**cfg.read_options(), "encoding": cfg.encoding}
+        return load_queries(cfg.queries, **read, source_field="queries").examples
     return [Example("query", cfg.prompt or "", cfg.response or "")]
 
 
@@ -48,6 +53,7 @@ def query(
         return column.search(
             query_examples(cfg), cfg.k, where=cfg.where, opponents=cfg.opponents, group_by=cfg.group_by
         )
+    method_cfg = cfg.rerank_method()
     searcher = Searcher(
         cfg.db,
         cfg.table,
@@ -56,8 +62,9 @@ def query(
         exact=cfg.exact,
         runtime=cfg.runtime,
         quantize=cfg.quantize,
+        # a reranker loads torch anyway: the encoder it may need too; a plain search needs no torch
+        fast=encoder is None and rerank is None and method_cfg is None,
     )
-    method_cfg = cfg.rerank_method()
     if rerank is None and method_cfg is not None:
         from airsearch.indexers.method_search import stored_reranker
         from airsearch.indexers.table_methods import method_on_table

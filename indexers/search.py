@@ -3,7 +3,8 @@
 Scores are AirRep's single-example scores, plain dot products (methods.md §1). Each corpus block is
 read once and scored against every query block; per query only a running top-k (ids and scores) is
 kept, in :class:`airsearch.scoring.TopK` (the one top-k heap). FAISS does the per-block search when
-it is importable (a GPU index when ``faiss.get_num_gpus() > 0``); otherwise torch matmul blocks.
+it is importable (a GPU index when ``faiss.get_num_gpus() > 0``); otherwise numpy matmul blocks
+(``backend="torch"``: torch matmul blocks). Neither of the default paths imports torch.
 :func:`group_scores` streams the exact Eq. 7 group score of every metadata group with
 :class:`airsearch.scoring.StreamingGroupScore`.
 """
@@ -15,12 +16,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from airsearch.errors import InputError
-from airsearch.scoring import StreamingGroupScore, TopK
+from airsearch.scoring import TopK
 
-BACKENDS = ("auto", "faiss", "torch")
+BACKENDS = ("auto", "faiss", "numpy", "torch")
 QUERY_BLOCK = 2048
 
 
@@ -32,7 +32,7 @@ def resolve_backend(backend: str = "auto") -> str:
     if backend not in BACKENDS:
         raise InputError(f"unknown search backend {backend!r}; choose one of {BACKENDS}", field="backend")
     if backend == "auto":
-        return "faiss" if faiss_available() else "torch"
+        return "faiss" if faiss_available() else "numpy"
     if backend == "faiss" and not faiss_available():
         raise InputError(
             "the faiss backend needs faiss: pip install 'airsearch[cpu]' (or [gpu])", field="backend"
@@ -81,16 +81,20 @@ def exact_topk(
     faiss_search = _FaissBlockSearch(q_all.shape[1]) if backend == "faiss" else None
     for ids, vecs in blocks:
         vecs = np.ascontiguousarray(vecs, dtype=np.float32)
-        ids_t = torch.from_numpy(np.asarray(ids, dtype=np.int64))
+        ids_np = np.asarray(ids, dtype=np.int64)
         for heap, s in zip(heaps, starts, strict=True):
             qb = sign * q_all[s : s + query_block]
             if qb.shape[0] == 0:
                 continue
             if faiss_search is not None:
                 d, local = faiss_search(np.ascontiguousarray(qb), vecs, k)
-                heap.push(torch.from_numpy(d), ids_t[torch.from_numpy(local)])
+                heap.push(d, ids_np[local])
+            elif backend == "torch":
+                import torch
+
+                heap.push(torch.from_numpy(qb) @ torch.from_numpy(vecs).T, torch.from_numpy(ids_np))
             else:
-                heap.push(torch.from_numpy(qb) @ torch.from_numpy(vecs).T, ids_t)
+                heap.push(qb @ vecs.T, ids_np)
     scores = np.concatenate([h.result()[0] for h in heaps], axis=0) * sign
     out_ids = np.concatenate([h.result()[1] for h in heaps], axis=0)
     return scores.astype(np.float32), out_ids
@@ -104,6 +108,8 @@ def group_scores(
     ``score(S, z) = sum_i softmax_i(|e_z . e_i|) (e_z . e_i)`` over all members of each group S.
     Returns ``(groups, scores [groups, q], sizes [groups])``; rows with a null label are skipped.
     """
+    from airsearch.scoring import StreamingGroupScore
+
     q = np.ascontiguousarray(queries, dtype=np.float32)
     acc: dict[Any, StreamingGroupScore] = {}
     for vecs, labels in blocks:

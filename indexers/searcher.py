@@ -26,24 +26,28 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from airsearch.indexers import ann, fts
-from airsearch.indexers.build import load_encoder
 from airsearch.indexers.config import SEARCH_MODES, bad_filter, check_filter
 from airsearch.indexers.rows import VECTOR, not_a_column_hint
 from airsearch.indexers.search import exact_topk, group_scores
 from airsearch.indexers.store import IndexStore, IndexTable
 
 from airsearch.data.example import Example, preview
-from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
 from airsearch.fusion import reciprocal_rank_fusion
+from airsearch.query_encoder import QueryEncoder, fast_query_encoder
 from airsearch.results import Result
-from airsearch.runtime import recorded_runtime, runtime_label
+from airsearch.runtime import DEFAULT_QUANTIZE, DEFAULT_RUNTIME, recorded_runtime, runtime_label
 from airsearch.score_kinds import kind_label, score_kind
+
+if TYPE_CHECKING:
+    from airsearch.encoder import AirRepEncoder
 
 HYBRID_POOL = 100  # rows taken from each ranking before fusion (at least the candidates asked for)
 
@@ -155,26 +159,53 @@ class Searcher:
         db: str,
         table: str | None = None,
         *,
-        encoder: str | AirRepEncoder | None = None,
+        encoder: str | AirRepEncoder | QueryEncoder | None = None,
         backend: str = "auto",
         exact: bool = False,
         auto_refresh: bool = False,
         runtime: str | None = None,
         quantize: str | None = None,
+        fast: bool = False,
     ) -> None:
+        """``fast``: encode queries without torch when the index's encoder has a query export
+        (:mod:`airsearch.query_encoder`; same vectors to 1e-5), and write one when it has none; for
+        commands that only search (``query``, ``select``). :attr:`encoder` is then a
+        :class:`~airsearch.query_encoder.QueryEncoder`, which has no differentiable paths."""
         self.store = IndexStore(db)
         self.table: IndexTable = self.store.open(table)
         self.backend, self.exact, self.auto_refresh = backend, exact, auto_refresh
         self.use_ann = self.table.has_ann() and not exact
-        if isinstance(encoder, AirRepEncoder):
+        source = None
+        if encoder is not None and not isinstance(encoder, (str, os.PathLike)):
             self.encoder = encoder
         else:
             source = encoder if encoder is not None else self.table.meta.encoder.get("source", "default")
             built = recorded_runtime(self.table.meta.encoder)
             wanted = (runtime or built[0], quantize or (built[1] if runtime in (None, built[0]) else "none"))
             self.table.check_encoder(self.table.meta.encoder_fingerprint, runtime=runtime_label(*wanted))
-            self.encoder = load_encoder(source, *wanted)
+            self.encoder = self._load_encoder(source, wanted, fast=fast)
         self._check(self.table)
+        if fast and source is not None and not isinstance(self.encoder, QueryEncoder):
+            self._prepare_fast_queries(source)
+
+    def _load_encoder(self, source: Any, wanted: tuple[str, str], *, fast: bool) -> Any:
+        """The torch-free query encoder when ``fast`` and the index's encoder has one, else the encoder."""
+        if fast and wanted == (DEFAULT_RUNTIME, DEFAULT_QUANTIZE):
+            found = fast_query_encoder(str(source), self.table.meta.encoder_fingerprint)
+            if found is not None:
+                return found
+        from airsearch.indexers.build import load_encoder
+
+        return load_encoder(source, *wanted)
+
+    def _prepare_fast_queries(self, source: Any) -> None:
+        """After a query took the torch path: the query export for the next one (once per encoder)."""
+        if self.encoder.runtime_label != DEFAULT_RUNTIME:
+            return
+        from airsearch.encoder_source import resolve_encoder_source
+        from airsearch.query_export import prepare_fast_queries
+
+        prepare_fast_queries(self.encoder, Path(resolve_encoder_source(str(source))))
 
     def _check(self, table: IndexTable) -> None:
         """Refuse an encoder (weights, input rule, runtime, dimension) other than the table's."""

@@ -172,10 +172,12 @@ def select(
         exact=True,
         runtime=cfg.runtime,
         quantize=cfg.quantize,
+        fast=encoder is None,
     )
     table = searcher.table
     if targets is None:
-        targets = load_queries(cfg.targets, encoding=cfg.encoding, source_field="targets").examples
+        read = {**cfg.read_options(), "encoding": cfg.encoding}
+        targets = load_queries(cfg.targets, **read, source_field="targets").examples
     n_items = table.count(cfg.where)
     if n_items == 0:
         raise InputError(

@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lance
-import lancedb
 from airsearch.indexers.config import DeleteConfig, bad_filter
 from airsearch.indexers.lock import DEFAULT_LOCK_TIMEOUT, table_lock
 from airsearch.indexers.results import DeleteSummary, IndexInfo
@@ -48,7 +48,16 @@ class IndexStore:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise InputError(f"cannot create the index folder: {e.strerror or e}", path=self.path) from None
-        self.db = lancedb.connect(str(self.path))
+        self._db: Any = None
+
+    @property
+    def db(self) -> Any:
+        """The LanceDB connection, made on first use (reads go through Lance: :class:`IndexTable`)."""
+        if self._db is None:
+            import lancedb
+
+            self._db = lancedb.connect(str(self.path))
+        return self._db
 
     def table_names(self) -> list[str]:
         found = (p.name[: -len(".lance")] for p in self.path.glob("*.lance") if p.is_dir())
@@ -64,7 +73,7 @@ class IndexStore:
             raise InputError(
                 f"no table named {name!r}; tables here: {self.table_names() or 'none'}", path=self.path
             )
-        return IndexTable(self, name, self.db.open_table(name))
+        return IndexTable(self, name)
 
     def _default_name(self) -> str:
         names = self.table_names()
@@ -141,6 +150,8 @@ def check_name(name: str) -> None:
 
 def info(db: str | os.PathLike) -> IndexInfo:
     """Python API of ``airsearch info``: every table's rows, dim, encoder, index status, versions."""
+    import lancedb
+
     store = IndexStore(db)
     return IndexInfo(
         db=str(store.path),

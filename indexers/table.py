@@ -16,10 +16,9 @@ import os
 from collections.abc import Iterator, Sequence
 from datetime import timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import lance
-import lancedb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,6 +37,9 @@ from airsearch import __version__
 from airsearch.data.example import Example
 from airsearch.errors import FingerprintMismatch, InputError
 from airsearch.fingerprint import check_match, fingerprint_json
+
+if TYPE_CHECKING:
+    import lancedb
 
 META_KEY = "airsearch"
 SHOWN_IDS = 5  # ids named when an append is refused
@@ -88,15 +90,29 @@ class TableMeta:
 class IndexTable:
     """A read view of one table, pinned to the version that was current when it was opened."""
 
-    def __init__(self, store: TableFolder, name: str, table: lancedb.table.LanceTable) -> None:
+    def __init__(self, store: TableFolder, name: str, table: lancedb.table.LanceTable | None = None) -> None:
         self.store = store
         self.name = name
         self.folder = store.path / f"{name}.lance"
         self.identity = folder_identity(self.folder)  # before the dataset: a swap in between is seen
-        self.table = table
-        self.dataset: lance.LanceDataset = table.to_lance()
+        self._table = table
+        # read with Lance itself: a search needs no LanceDB connection (LanceDB loads in ~1.5 s)
+        self.dataset: lance.LanceDataset = (
+            table.to_lance() if table is not None else lance.dataset(str(self.folder))
+        )
         self.path = f"{store.path}/{name}"
         self.meta = TableMeta.from_schema(self.dataset.schema, self.path)
+
+    @property
+    def table(self) -> lancedb.table.LanceTable:
+        """The LanceDB table (for writes, index builds and ANN search), opened on first use at this
+        view's version: a reader stays on the version it opened, as :attr:`dataset` does."""
+        if self._table is None:
+            table = self.store.db.open_table(self.name)
+            if table.version != self.dataset.version:
+                table.checkout(self.dataset.version)
+            self._table = table
+        return self._table
 
     @property
     def version(self) -> int:
@@ -144,7 +160,7 @@ class IndexTable:
         """Refuse an encoder whose vectors have another dimension than the table's, that runs on
         another runtime (``runtime``: its label, :func:`airsearch.runtime.runtime_label`), or whose
         weights or input rule differ from the one the table was built with (before any search or append)."""
-        from airsearch.encoder import INPUT_RULE, LEGACY_INPUT_RULE
+        from airsearch.encoder_inputs import INPUT_RULE, LEGACY_INPUT_RULE
         from airsearch.runtime import recorded_runtime, runtime_label
 
         if dim is not None and dim != self.dim:
@@ -245,10 +261,10 @@ class IndexTable:
             )
 
     def has_ann(self) -> bool:
-        return any(VECTOR in idx.columns for idx in self.table.list_indices())
+        return any(VECTOR in idx.field_names for idx in self.dataset.describe_indices())
 
     def has_fts(self) -> bool:
-        return fts.has_index(self.table)
+        return fts.has_index(self.dataset)
 
     def describe(self) -> TableInfo:
         return TableInfo(

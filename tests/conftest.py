@@ -22,6 +22,15 @@ from tests.helpers.corpora import make_rows, write_corpus  # noqa: E402
 from tests.helpers.models import build_tiny_bert, make_tiny_lm_examples  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This session's own cache of exported encoders (``$AIRSEARCH_CACHE``): the query exports that
+    ``index`` writes (airsearch.query_encoder) never come from an earlier run or the user's cache."""
+    cache = tmp_path_factory.mktemp("airsearch_cache")
+    os.environ["AIRSEARCH_CACHE"] = str(cache)
+    return cache
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BERT folder (HF format) to use as a fast base encoder."""

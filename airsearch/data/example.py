@@ -12,14 +12,26 @@ QUESTION_PREFIX = "Question: "
 ANSWER_PREFIX = "\nAnswer: "
 
 
+def normalize_text(text: str) -> str:
+    """The one text normalisation of every example, for every method: whitespace at either end is
+    removed (an LM tokenizer would make a trailing space a token of its own, and so change every
+    gradient score; the AirRep encoder and BM25 ignore it anyway). Text inside is kept as it is."""
+    return text.strip() if isinstance(text, str) else text
+
+
 @dataclasses.dataclass(frozen=True)
 class Example:
-    """One example. ``prompt`` is empty for pre-training style text rows."""
+    """One example. ``prompt`` is empty for pre-training style text rows. Both texts are normalised
+    on construction (:func:`normalize_text`), whichever command or file they come from."""
 
     id: str
     prompt: str
     response: str
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompt", normalize_text(self.prompt))
+        object.__setattr__(self, "response", normalize_text(self.response))
 
     def to_row(self) -> dict[str, Any]:
         return {"id": self.id, "prompt": self.prompt, "response": self.response, **self.metadata}
