@@ -310,8 +310,9 @@ def write_results(out: dict, args: argparse.Namespace) -> None:
             "",
             "At 100,000 rows the rows are copies (33 of each), so recall there is not meaningful (ties of "
             "copies); the 100k figures are latencies. The query vector (one forward + backward of one "
-            "example through `vmap(grad)`) costs as much as ~14 batched train gradients on this loaded "
-            "machine, which caps the whole-query speed-up of stored reranking.",
+            f"example) costs as much as {qv / (sp['recompute_200_train_gradients_ms'] / 200):.1f} batched "
+            "train gradients, and the AirRep retrieval (an encode and a search) about as much again: "
+            "together they cap the whole-query speed-up of stored reranking.",
             "",
         ]
     if out.get("build"):
