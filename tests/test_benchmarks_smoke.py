@@ -194,12 +194,21 @@ def _(out: Path) -> None:
 
 @case(
     "bench_train_steps",
-    lambda f: ["--labels", f["labels"], "--base-encoder", f["encoder"], "--splits", 3, "--holdout", 1,
-               "--budget", 1, "--eval-every", 1, "--options", "full", "--work", f["tmp"] / "work"],
+    lambda f: ["--labels", f["labels"], "--base-encoder", f["encoder"], "--holdout", 1, "--full-steps", 3,
+               "--profile-steps", 1, "--eval-every", 1, "--options", "freeze1", "--work", f["tmp"] / "work"],
 )  # fmt: skip
 def _(out: Path) -> None:
     res = json.loads(out.with_suffix(".json").read_text())
-    assert set(res["profile"]) == {"full"} and res["options"][0]["option"] == "full"
+    assert set(res["profile"]) == {"full", "freeze1"} and [r["option"] for r in res["options"]] == [
+        "full",
+        "freeze1",
+    ]
+    assert all(
+        r["curve"][-1]["cpu"] <= res["cpu_budget"] + max(r["cpu_seconds_per_step"], 1) for r in res["options"]
+    )
+    assert (
+        out.parent / "train_steps_runs" / "freeze1_t0.json"
+    ).is_file()  # a stage: kept, skipped when rerun
 
 
 @case("airrep_loop", lambda f: ["--scale", "micro", "--seeds", 0, "--work", f["tmp"] / "work"])
