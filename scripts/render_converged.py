@@ -1,6 +1,8 @@
 """The converged reproduction's tables (issue 24) for ``render_results.py``: the AirRep encoders trained
-until their held-out LDS stopped rising (``benchmarks/reproduce.py --out .../converged``), evaluated as
-each finishes (``benchmarks/reproduce_interim.py``), against the rows the goals compare them with."""
+until their held-out LDS stopped rising (``benchmarks/reproduce.py --out .../converged``), against the
+rows the goals compare them with. Each table reads the full run's own evaluation stage
+(``eval/<kind>``) once it is there, else the interim evaluation of the encoders that had finished
+(``benchmarks/reproduce_interim.py``, ``eval/interim_<tag>_<kind>``)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,11 @@ def _converged_tag() -> str:
 
 
 def _converged(kind: str) -> str:
+    """The folder of an evaluation (``lds_paper``, ``lds_local``, ``classify``, ``trace``): the full run's
+    when it has written its file, else the interim one's."""
+    full = f"{CONVERGED}/eval/{kind}"
+    if (ROOT / full / CONVERGED_FILES[kind].split("/")[1]).is_file():
+        return full
     return f"{CONVERGED}/eval/interim_{_converged_tag()}_{kind}"
 
 
@@ -53,13 +60,18 @@ CONVERGED_FILES = {
     "lds_paper": "lds_paper/lds.json",
     "lds_local": "lds_local/lds.json",
     "classify": "classify/classify.json",
+    "trace": "trace/trace_entity_swap.json",
     "trace_entity_swap": "trace/trace_entity_swap.json",
+    "trace_pii": "trace/trace_pii.json",
 }
+# the rows the issue pairs each encoder with
+PAIRED_WITH = ("base", "bm25", "bm25:text=response", "repsim", "gradcos@1ckpt:proj_dim=384")
 
 
 def _converged_sources(depth: int, *kinds: str) -> str:
     files = (CONVERGED_FILES[k].split("/") for k in kinds)
-    return sources(*(f"{_converged(folder)}/{name}" for folder, name in files), depth=depth)
+    paths = (f"{_converged(folder)}/{name}" for folder, name in files)
+    return sources(*(q for q in paths if (ROOT / q).is_file()), depth=depth)
 
 
 def converged_headline(depth: int) -> str:
@@ -81,7 +93,7 @@ def converged_paired(depth: int) -> str:
         if not key.startswith("airrep:"):
             continue
         mine, other = key.split(" - ", 1)
-        if other.startswith("airrep:") or other == "random":
+        if other not in PAIRED_WITH:
             continue
         cells = [
             x100(_converged_lds(p)["paired"].get(key, {}).get("clustered"), sign=True)
@@ -124,6 +136,8 @@ def converged_goals(depth: int) -> str:
     }
     cls = load(f"{_converged('classify')}/classify.json")["methods"]
     swap = load(f"{_converged('trace')}/trace_entity_swap.json")["methods"]
+    pii_path = ROOT / _converged("trace") / "trace_pii.json"
+    pii = load(f"{_converged('trace')}/trace_pii.json")["methods"] if pii_path.is_file() else None
     st = _converged_stage("retrain")
     ratio = lds[enc] / lds["base"]
     yes = {True: "met", False: "not met"}
@@ -135,11 +149,41 @@ def converged_goals(depth: int) -> str:
         ["classification top-1 >= 95%", f"{100 * cls[enc]['top1']:.0f}% (base {100 * cls['base']['top1']:.0f}%)", yes[cls[enc]["top1"] >= 0.95]],
         ["entity-swap tracing, R@k vs its base encoder", f"{100 * swap[enc]['r_at_k']:.1f} vs {100 * swap['base']['r_at_k']:.1f}", "worse than base" if swap[enc]["r_at_k"] < swap["base"]["r_at_k"] else "not worse"],
     ]  # fmt: skip
+    if pii:
+        rows.append(["PII tracing top-1 vs its base encoder", f"{100 * pii[enc]['top1']:.0f}% vs {100 * pii['base']['top1']:.0f}%",
+                     "worse than base" if pii[enc]["top1"] < pii["base"]["top1"] else "not worse"])  # fmt: skip
     head = ["goal (retraining-label encoder; paper-protocol gold, clustered CI)", "measured", ""]
     return table(head, rows) + "\n" + _converged_sources(depth, "lds_paper", "classify", "trace_entity_swap")
 
 
+TRACING_ROWS = ("base", "bm25", "random", "gradcos", "dda", "daunce")
+
+
+def converged_tracing(depth: int) -> str:
+    """Classification top-1, entity-swap AUC / R@k and PII top-1 of every encoder and the other rows."""
+    cls = load(f"{_converged('classify')}/classify.json")["methods"]
+    swap = load(f"{_converged('trace')}/trace_entity_swap.json")["methods"]
+    pii_path = ROOT / _converged("trace") / "trace_pii.json"
+    pii = load(f"{_converged('trace')}/trace_pii.json")["methods"] if pii_path.is_file() else {}
+    names = [m for m in swap if m.startswith("airrep:")]
+    names += [
+        m for m in swap if not m.startswith("airrep:") and m.split("@")[0].split(":")[0] in TRACING_ROWS
+    ]
+    rows = []
+    for m in names:
+        c, s, q = cls.get(m), swap.get(m), pii.get(m)
+        rows.append([
+            _converged_name(m),
+            f"{100 * c['top1']:.0f}%" if c else "not run",
+            f"{100 * s['auc']:.1f} / {100 * s['r_at_k']:.1f}" if s else "not run",
+            f"{100 * q['top1']:.0f}%" if q else ("not run yet" if not pii else "not run"),
+        ])  # fmt: skip
+    head = ["method", "classification top-1", "entity-swap AUC / R@k (x100)", "PII top-1"]
+    return table(head, rows) + "\n" + _converged_sources(depth, "classify", "trace_entity_swap", "trace_pii")
+
+
 RENDERERS = {
+    "converged-tracing": converged_tracing,
     "converged-headline": converged_headline,
     "converged-paired": converged_paired,
     "converged-training": converged_training,
