@@ -354,7 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     reference = Path(a.reference) if a.reference else None
     if reference:
         recorded = json.loads((reference / "train_config.json").read_text())
-        keep = {k: v for k, v in recorded["config"].items() if k not in ("max_steps", "patience", "epochs", "base_encoder")}
+        keep = {
+            k: v
+            for k, v in recorded["config"].items()
+            if k not in ("max_steps", "patience", "epochs", "base_encoder")
+        }
         base = base.replace(**keep, labels=a.labels, base_encoder=a.base_encoder)
     opts = options(a.options if reference else ["full", *[o for o in a.options if o != "full"]])
     runs = Path(f"{a.out}_runs")
