@@ -156,7 +156,7 @@ def converged_goals(depth: int) -> str:
     return table(head, rows) + "\n" + _converged_sources(depth, "lds_paper", "classify", "trace_entity_swap")
 
 
-TRACING_ROWS = ("base", "bm25", "random", "gradcos", "dda", "daunce")
+TRACING_ROWS = ("base", "bm25", "random", "tracin", "gradcos", "dda", "haif", "daunce-bb")
 
 
 def converged_tracing(depth: int) -> str:
@@ -165,10 +165,9 @@ def converged_tracing(depth: int) -> str:
     swap = load(f"{_converged('trace')}/trace_entity_swap.json")["methods"]
     pii_path = ROOT / _converged("trace") / "trace_pii.json"
     pii = load(f"{_converged('trace')}/trace_pii.json")["methods"] if pii_path.is_file() else {}
-    names = [m for m in swap if m.startswith("airrep:")]
-    names += [
-        m for m in swap if not m.startswith("airrep:") and m.split("@")[0].split(":")[0] in TRACING_ROWS
-    ]
+    every = list(dict.fromkeys([*cls, *swap, *pii]))  # a method's checkpoints differ between the runs
+    names = [m for m in every if m.startswith("airrep:")]
+    names += [m for m in every if m.split("@")[0].split(":")[0] in TRACING_ROWS]
     rows = []
     for m in names:
         c, s, q = cls.get(m), swap.get(m), pii.get(m)
