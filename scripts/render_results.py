@@ -30,7 +30,12 @@ DOCUMENTS = ("README.md", "docs/results.md")
 REGION = re.compile(r"(<!-- results:([\w-]+) -->\n)(.*?)(<!-- /results:\2 -->)", re.DOTALL)
 
 REPRO = f"{RESULTS}/reproduction/default"
-SWEEP = f"{RESULTS}/size_sweep/default"
+# the sweep with converged encoders once its report is written (size_sweep.py --scale converged)
+SWEEP = next(
+    f"{RESULTS}/size_sweep/{scale}"
+    for scale in ("converged", "default")
+    if (ROOT / RESULTS / "size_sweep" / scale / "results.json").is_file()
+)
 
 
 # The reproduction (benchmarks/reproduce.py --scale default): LDS under the two gold protocols
@@ -94,6 +99,12 @@ def _sweep_key(size: str, name: str) -> str:
 def _sweep_label(key: str, first: str) -> str:
     proxy = key.startswith("proxy:")
     key = key.removeprefix("proxy:")
+    if key in READABLE and key.startswith("airrep:"):  # the converged reproduction's encoder, transferred
+        st = load(
+            f"{RESULTS}/reproduction/converged/stages/encoder_{key.removeprefix('airrep:airrep_')}.json"
+        )
+        return (f"{READABLE[key]} of the converged reproduction (S0's layout; the same encoder at every size;"
+                f" {st['steps']} steps, stopped: {st['stop_reason']})")  # fmt: skip
     if key.startswith("airrep:airrep_"):
         source, labels = key.removeprefix("airrep:airrep_").split("_", 1)
         kind = KINDS.get(labels, "teacher + retraining labels mixed")
@@ -137,6 +148,7 @@ def size_sweep_lds(depth: int, keep: Callable[[str], bool] = lambda name: True) 
 
 def size_sweep_headline(depth: int) -> str:
     keep = {
+        "airrep:airrep_retrain",  # the converged reproduction's encoder (a row of the converged sweep)
         "airrep:airrep_S0_retrain",
         "base",
         "bm25",
@@ -154,9 +166,10 @@ def _training_runs() -> list[tuple[str, str]]:
         (f"{REPRO}/stages/encoder_{kind}.json", f"reproduction, {KINDS[kind]}")
         for kind in ("retrain", "teacher")
     ]
-    for path in sorted((ROOT / SWEEP / "stages").glob("S*-encoder-*.json")):
+    short = f"{RESULTS}/size_sweep/default"  # the earlier short runs (the converged sweep has its own table)
+    for path in sorted((ROOT / short / "stages").glob("S*-encoder-*.json")):
         size, _, kind = path.stem.split("-")
-        runs.append((f"{SWEEP}/stages/{path.name}", f"size sweep {size}, {KINDS[kind]}"))
+        runs.append((f"{short}/stages/{path.name}", f"size sweep {size}, {KINDS[kind]}"))
     return runs
 
 
