@@ -151,7 +151,7 @@ def test_a_pairwise_method_reranks_and_evaluates_but_gets_no_column(
     token_bag_plugin, tiny_lm_db, tiny_lm_dir, tmp_path
 ):
     """The documented fallback (``score_kind="pairwise"``): the method scores rows itself."""
-    from trainers.evaluation.attribution import FeatureMethod
+    from trainers.evaluation.methods import Method
 
     common = ("query", "--db", tiny_lm_db, "--prompt", QUERY.prompt, "--response", QUERY.response, "--json")
     (plain,) = json.loads(run(*common, "-k", 6).stdout)
@@ -166,7 +166,7 @@ def test_a_pairwise_method_reranks_and_evaluates_but_gets_no_column(
         [c["score"] for c in res["proponents"]], [by_id[c["id"]] for c in res["proponents"]], rtol=1e-5
     )
     # the evaluation harness scores it block by block through its own score_against
-    m = FeatureMethod(MethodConfig(method="token-bag-pairwise", lm=str(tiny_lm_dir)))
+    m = Method(MethodConfig(method="token-bag-pairwise", lm=str(tiny_lm_dir)))
     m.prepare(candidates)
     blocks = np.concatenate([b for _, b in m.score_blocks([QUERY], block_size=4)])
     np.testing.assert_allclose(blocks[:, 0], ref, rtol=1e-5)
