@@ -50,6 +50,17 @@ class EncoderOptions(CommandConfig):
 
 
 @dataclass(kw_only=True)
+class HybridOptions(EncoderOptions):
+    """``hybrid``: the encoder folder and the rows taken from each ranking (0: ``HYBRID_POOL``, as
+    ``query --mode hybrid``)."""
+
+    pool: int = field(default=0, metadata={"help": "Rows taken from each ranking before fusion."})
+
+    def validate(self) -> None:
+        require(self.pool >= 0, "pool", "must be >= 0")
+
+
+@dataclass(kw_only=True)
 class BM25Options(CommandConfig):
     """``bm25``: which text is indexed and queried: ``full`` (prompt and response) or ``response``."""
 
@@ -291,8 +302,8 @@ def build_bm25(options: BM25Options, models: MethodModels) -> BM25Method:
     return BM25Method(options.text, models.workdir)
 
 
-def build_hybrid(options: EncoderOptions, models: MethodModels) -> HybridMethod:
-    return HybridMethod(_encoder(options, models), models.workdir)
+def build_hybrid(options: HybridOptions, models: MethodModels) -> HybridMethod:
+    return HybridMethod(_encoder(options, models), models.workdir, pool=options.pool or None)
 
 
 def build_random(options: RandomOptions, models: MethodModels) -> RandomMethod:
@@ -300,12 +311,22 @@ def build_random(options: RandomOptions, models: MethodModels) -> RandomMethod:
 
 
 PLUGINS = (
-    MethodPlugin("airrep", EncoderOptions, build_encoder, "AirRep dot product e(q)·e(row)", spec_options=("encoder",)),
-    MethodPlugin("base", EncoderOptions, build_encoder, "untrained base encoder dot product", spec_options=("encoder",)),
-    MethodPlugin("bm25", BM25Options, build_bm25, "BM25 word overlap", score_kind="pairwise", spec_options=("text",)),
     MethodPlugin(
-        "hybrid", EncoderOptions, build_hybrid, "RRF of AirRep and BM25 ranks", score_kind="pairwise",
-        spec_options=("encoder",),
+        "airrep", EncoderOptions, build_encoder, "AirRep dot product e(q)·e(row)", spec_options=("encoder",)
+    ),
+    MethodPlugin(
+        "base", EncoderOptions, build_encoder, "untrained base encoder dot product", spec_options=("encoder",)
+    ),
+    MethodPlugin(
+        "bm25", BM25Options, build_bm25, "BM25 word overlap", score_kind="pairwise", spec_options=("text",)
+    ),
+    MethodPlugin(
+        "hybrid",
+        HybridOptions,
+        build_hybrid,
+        "RRF of AirRep and BM25 ranks",
+        score_kind="pairwise",
+        spec_options=("encoder", "pool"),
     ),
     MethodPlugin("random", RandomOptions, build_random, "seeded random scores", score_kind="pairwise"),
-)  # fmt: skip
+)

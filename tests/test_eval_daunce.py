@@ -40,7 +40,8 @@ def test_daunce_adapter_equals_correlation_of_blackbox_losses(tiny_lm_dir, rows)
     losses = np.stack([example_losses(p.lm, train + test, show_progress=False) for p in providers])
     ref = np.corrcoef(losses.T)[: len(train), len(train) :]
     np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)
-    assert m.describe()["settings"]["models"] == 3 and m.fingerprint() == lm.fingerprint
+    assert m.describe()["settings"]["models"] == 3 and m.impl.model_fingerprint == lm.fingerprint
+    assert m.fingerprint() == m.impl.fingerprint()  # the fingerprint of its vectors (their manifest)
 
     # an already-built method (e.g. a white-box airsearch.trainers.daunce run) is used as given
     recorded = np.random.default_rng(0).normal(size=(4, len(train) + len(test)))

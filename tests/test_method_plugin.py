@@ -46,14 +46,21 @@ def test_every_builtin_method_is_one_plugin_of_the_one_registry():
     names = [p.name for p in plugins()]
     assert names == list(METHOD_NAMES) == list(method_names())
     for p in plugins():
-        assert p.score_kind == "dot"  # every built-in method is a dot product of its two vectors
         assert dataclasses.is_dataclass(p.options)
+        assert set(p.spec_options) <= {f.name for f in dataclasses.fields(p.options)}
+        if not p.needs_lm:  # a search baseline: its own options reach a command as --method-option
+            continue
+        assert p.score_kind == "dot"  # every attribution method is a dot product of its two vectors
         # MethodConfig is the union of the options: every option of every method reaches every command
         assert {f.name for f in dataclasses.fields(p.options)} <= {
             f.name for f in dataclasses.fields(MethodConfig)
         }
-        assert set(p.spec_options) <= {f.name for f in dataclasses.fields(p.options)}
     assert {p.name for p in plugins() if p.gradient} == {"tracin", "gradcos", "dda", "haif", "haif-t"}
+    assert {p.name for p in plugins() if p.checkpoints} == {"tracin", "gradcos", "dda"}
+    # the evaluation's search baselines are plug-ins of the same registry (one list of names)
+    baselines = {p.name: p.score_kind for p in plugins() if not p.needs_lm}
+    assert baselines == {"airrep": "dot", "base": "dot", "bm25": "pairwise", "hybrid": "pairwise",
+                         "random": "pairwise"}  # fmt: skip
 
 
 def test_registry_builds_builtin_methods_with_their_options(tiny_lm_dir):

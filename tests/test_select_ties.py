@@ -57,9 +57,10 @@ def test_eval_selection_equals_airsearch_select_on_ties(tied, tiny_encoder_dir):
     root, train_file, dev_file, db = tied
     train = load_corpus(train_file).examples
     dev = load_queries(dev_file).examples
-    method = Method.of("airrep", encoder=AirRepEncoder.load(tiny_encoder_dir))
+    encoder = AirRepEncoder.load(tiny_encoder_dir)
+    method = Method.of("airrep", encoder=encoder)
     method.prepare(train)
-    scores = (method.train_vectors @ method.encoder.encode(dev).T).T  # [targets, items]
+    scores = (method.train_features.numpy() @ encoder.encode(dev).T).T  # [targets, items]
     tie_rule_mattered = False
     for n in range(1, len(train) + 1):
         out = root / f"selected_{n}.jsonl"

@@ -15,10 +15,10 @@ from typing import Any
 
 from airsearch.trainers.evaluation.common import Cost, EvalConfig, EvalResult, corpus_from, queries_from
 from airsearch.trainers.evaluation.methods import Method, topk
-from airsearch.trainers.evaluation.specs import needs_lm
 from airsearch.trainers.evaluation.metrics import LabelAccuracy, top_k_label_accuracy
 from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table
 from airsearch.trainers.evaluation.run import EvalTask, run_eval
+from airsearch.trainers.evaluation.specs import needs_lm
 
 from airsearch.config import require
 from airsearch.data.corpus import Corpus

@@ -44,6 +44,7 @@ from airsearch.trainers.evaluation.metrics import (
 )
 from airsearch.trainers.evaluation.report import bar_plot, distribution_plot, fmt, markdown_table
 from airsearch.trainers.evaluation.run import EvalTask, run_eval
+from airsearch.trainers.evaluation.specs import needs_lm
 from airsearch.trainers.labels.store import LabelStore
 
 from airsearch.config import require

@@ -85,6 +85,7 @@ class Method:
         **options: Any,
     ) -> Method:
         """The method ``name`` of the registry with ``seed`` and its own ``options`` (``text="response"``)."""
+        get_plugin(name)  # an unknown name is refused with the known ones
         extra = [f"{k}={v}" for k, v in options.items()]
         return cls(
             MethodConfig(method=name, seed=seed, method_options=extra), encoder=encoder, workdir=workdir
