@@ -166,3 +166,23 @@ def test_row_label_names_the_checkpoints_that_ran(tiny_lm_dir, tiny_lm_examples)
     finally:
         unregister(plugin.name)
         unregister(pairwise.name)
+
+
+def test_query_reranks_by_bm25_without_an_lm(tiny_lm_db, tmp_path):
+    """Every command takes every plug-in: ``query --rerank bm25`` rescores AirRep's candidates by BM25
+    over the candidates themselves, and needs no target LM."""
+    import json
+
+    from tests.helpers.cli import run
+
+    query = Example("q", "What colour is the lemon?", "The lemon is gold.")
+    common = ("query", "--db", tiny_lm_db, "--prompt", query.prompt, "--response", query.response, "--json")
+    (plain,) = json.loads(run(*common, "-k", 8).stdout)
+    candidates = [Example(c["id"], c["prompt"], c["response"]) for c in plain["proponents"]]
+    (res,) = json.loads(run(*common, "-k", 8, "--rerank", "bm25", "--candidates", 8).stdout)
+    assert res["reranked_by"] == "bm25"
+    texts = [f"{e.prompt} {e.response}" for e in candidates]
+    ref = _fts_reference(tmp_path, texts, "What colour is the lemon The lemon is gold")
+    by_id = {e.id: float(s) for e, s in zip(candidates, ref, strict=True)}
+    got = {p["id"]: p["score"] for p in res["proponents"]}
+    assert got == pytest.approx(by_id, rel=1e-5)
