@@ -248,7 +248,9 @@ class QueryConfig(CorpusReadOptions):
         )
         require(self.candidates >= 1, "candidates", f"must be at least 1, got {self.candidates}")
         require(
-            self.rerank in (None, "daunce") or bool(self.lm or self.checkpoints),
+            self.rerank in (None, "daunce")
+            or bool(self.lm or self.checkpoints)
+            or not get_plugin(self.rerank).needs_lm,  # a search baseline (bm25, ...) needs no LM
             "lm",
             "reranking needs the target LM folder",
         )

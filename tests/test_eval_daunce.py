@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from airsearch.trainers.evaluation.attribution import FeatureMethod
+from airsearch.trainers.evaluation.methods import Method
 
 from airsearch.data.corpus import write_rows
 from airsearch.data.example import Example
@@ -31,7 +31,7 @@ def test_daunce_adapter_equals_correlation_of_blackbox_losses(tiny_lm_dir, rows)
     lm = load_lm(str(tiny_lm_dir), device="cpu")
     train, test = rows[:10], rows[40:43]
     cfg = MethodConfig(method="daunce", seed=3, daunce_models=3, daunce_lr=5e-3, batch_size=4)
-    m = FeatureMethod(cfg, lm=lm)  # built by the registry in prepare: black-box fits on the train set
+    m = Method(cfg, lm=lm)  # built by the registry in prepare: black-box fits on the train set
     m.prepare(train)
     got = np.concatenate([b for _, b in m.score_blocks(test, block_size=4)])
     # plain reference: refit the K models, record losses, numpy's Pearson correlation across models
@@ -40,13 +40,14 @@ def test_daunce_adapter_equals_correlation_of_blackbox_losses(tiny_lm_dir, rows)
     losses = np.stack([example_losses(p.lm, train + test, show_progress=False) for p in providers])
     ref = np.corrcoef(losses.T)[: len(train), len(train) :]
     np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)
-    assert m.describe()["settings"]["models"] == 3 and m.fingerprint() == lm.fingerprint
+    assert m.describe()["settings"]["models"] == 3 and m.impl.model_fingerprint == lm.fingerprint
+    assert m.fingerprint() == m.impl.fingerprint()  # the fingerprint of its vectors (their manifest)
 
     # an already-built method (e.g. a white-box airsearch.trainers.daunce run) is used as given
     recorded = np.random.default_rng(0).normal(size=(4, len(train) + len(test)))
     ids = [e.id for e in train + test]
     given = Daunce([RecordedLosses(dict(zip(ids, r, strict=True))) for r in recorded], kind="cov")
-    m2 = FeatureMethod(given)
+    m2 = Method(given)
     m2.prepare(train)
     got2 = np.concatenate([b for _, b in m2.score_blocks(test)])
     np.testing.assert_allclose(got2, np.cov(recorded.T)[: len(train), len(train) :], rtol=1e-4, atol=1e-6)

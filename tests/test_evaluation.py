@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from airsearch.trainers.evaluation.methods import baseline_method, group_scores, summed_scores, topk
+from airsearch.trainers.evaluation.methods import Method, group_scores, summed_scores, topk
 from airsearch.trainers.evaluation.metrics import (
     bootstrap_mean_ci,
     lds_with_ci,
@@ -88,7 +88,7 @@ def _toy_corpus(n: int = 23) -> list[Example]:
 def test_embedding_group_scores_match_eq7_in_any_blocking(tiny_bert_dir):
     enc = AirRepEncoder.from_base(tiny_bert_dir, device="cpu")
     train, test = _toy_corpus(), _toy_corpus(3)
-    method = baseline_method("base", encoder=enc)
+    method = Method.of("base", encoder=enc)
     method.prepare(train)
     members = [[0, 1, 2, 3], [5, 7, 11, 13, 17, 19], [22, 0, 4], [3, 3, 9]]  # repeats count twice
     e_train = torch.tensor(enc.encode(train), dtype=torch.float64)
@@ -108,26 +108,26 @@ def test_embedding_group_scores_match_eq7_in_any_blocking(tiny_bert_dir):
 
 def test_bm25_and_random_adapters(tmp_path):
     train = _toy_corpus()
-    bm25 = baseline_method("bm25", workdir=tmp_path / "bm25")
+    bm25 = Method.of("bm25", workdir=tmp_path / "bm25")
     bm25.prepare(train)
     query = [Example("q", "what about storm", "storm")]
     full = np.concatenate([b for _, b in bm25.score_blocks(query, block_size=5)])[:, 0]
     storm_rows = [i for i, e in enumerate(train) if "storm" in e.response]
     assert set(np.nonzero(full)[0]) == set(storm_rows) and (full[storm_rows] > 0).all()
     assert bm25.storage_bytes > 0
-    rnd = baseline_method("random", seed=4)
+    rnd = Method.of("random", seed=4)
     rnd.prepare(train)
     a = np.concatenate([b for _, b in rnd.score_blocks(query * 2, block_size=5)])
     b = np.concatenate([b for _, b in rnd.score_blocks(query * 2, block_size=5)])
     assert a.shape == (len(train), 2) and np.array_equal(a, b)
     with pytest.raises(InputError, match="unknown method"):
-        baseline_method("nope")
+        Method.of("nope")
 
 
 # ----------------------------------------------------------------------------- eval commands
 def test_select_by_best_rank_reference():
     train = _toy_corpus(12)
-    rnd = baseline_method("random", seed=1)
+    rnd = Method.of("random", seed=1)
     rnd.prepare(train)
     dev = _toy_corpus(3)
     full = np.concatenate([b for _, b in rnd.score_blocks(dev)])  # [n, q]

@@ -101,7 +101,7 @@ def test_appended_rows_are_found_by_bm25(tmp_path, tiny_encoder_dir):
 
 def test_eval_hybrid_method_is_rrf_of_its_two_rankings(tmp_path, tiny_encoder_dir):
     import numpy as np
-    from airsearch.trainers.evaluation.methods import baseline_method
+    from airsearch.trainers.evaluation.methods import Method
 
     from airsearch.data.corpus import load_corpus
     from airsearch.encoder import AirRepEncoder
@@ -112,15 +112,14 @@ def test_eval_hybrid_method_is_rrf_of_its_two_rankings(tmp_path, tiny_encoder_di
         Example("q2", "[gamma] big red houses", "green doors"),
     ]
     enc = AirRepEncoder.load(tiny_encoder_dir)
-    hybrid = baseline_method("hybrid", encoder=enc, workdir=tmp_path / "h")
-    hybrid.pool = 10
+    hybrid = Method.of("hybrid", encoder=enc, workdir=tmp_path / "h", pool=10)
     hybrid.prepare(train)
     fused = np.concatenate([b for _, b in hybrid.score_blocks(test, block_size=7)])
-    base = baseline_method("base", encoder=enc)
+    base = Method.of("base", encoder=enc)
     base.prepare(train)
     dots = np.concatenate([b for _, b in base.score_blocks(test)])
     for j, q in enumerate(test):
-        rows, scores = hybrid.text.query_scores(q)
+        rows, scores = hybrid.impl.text.query_scores(q)
         text_rank = {int(r): i + 1 for i, r in enumerate(rows[np.argsort(-scores, kind="stable")][:10])}
         vec_rank = {int(r): i + 1 for i, r in enumerate(np.argsort(-dots[:, j], kind="stable")[:10])}
         want = np.zeros(len(train))

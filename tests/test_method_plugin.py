@@ -46,14 +46,21 @@ def test_every_builtin_method_is_one_plugin_of_the_one_registry():
     names = [p.name for p in plugins()]
     assert names == list(METHOD_NAMES) == list(method_names())
     for p in plugins():
-        assert p.score_kind == "dot"  # every built-in method is a dot product of its two vectors
         assert dataclasses.is_dataclass(p.options)
+        assert set(p.spec_options) <= {f.name for f in dataclasses.fields(p.options)}
+        if not p.needs_lm:  # a search baseline: its own options reach a command as --method-option
+            continue
+        assert p.score_kind == "dot"  # every attribution method is a dot product of its two vectors
         # MethodConfig is the union of the options: every option of every method reaches every command
         assert {f.name for f in dataclasses.fields(p.options)} <= {
             f.name for f in dataclasses.fields(MethodConfig)
         }
-        assert set(p.spec_options) <= {f.name for f in dataclasses.fields(p.options)}
     assert {p.name for p in plugins() if p.gradient} == {"tracin", "gradcos", "dda", "haif", "haif-t"}
+    assert {p.name for p in plugins() if p.checkpoints} == {"tracin", "gradcos", "dda"}
+    # the evaluation's search baselines are plug-ins of the same registry (one list of names)
+    baselines = {p.name: p.score_kind for p in plugins() if not p.needs_lm}
+    assert baselines == {"airrep": "dot", "base": "dot", "bm25": "pairwise", "hybrid": "pairwise",
+                         "random": "pairwise"}  # fmt: skip
 
 
 def test_registry_builds_builtin_methods_with_their_options(tiny_lm_dir):
@@ -151,7 +158,7 @@ def test_a_pairwise_method_reranks_and_evaluates_but_gets_no_column(
     token_bag_plugin, tiny_lm_db, tiny_lm_dir, tmp_path
 ):
     """The documented fallback (``score_kind="pairwise"``): the method scores rows itself."""
-    from trainers.evaluation.attribution import FeatureMethod
+    from trainers.evaluation.methods import Method
 
     common = ("query", "--db", tiny_lm_db, "--prompt", QUERY.prompt, "--response", QUERY.response, "--json")
     (plain,) = json.loads(run(*common, "-k", 6).stdout)
@@ -166,7 +173,7 @@ def test_a_pairwise_method_reranks_and_evaluates_but_gets_no_column(
         [c["score"] for c in res["proponents"]], [by_id[c["id"]] for c in res["proponents"]], rtol=1e-5
     )
     # the evaluation harness scores it block by block through its own score_against
-    m = FeatureMethod(MethodConfig(method="token-bag-pairwise", lm=str(tiny_lm_dir)))
+    m = Method(MethodConfig(method="token-bag-pairwise", lm=str(tiny_lm_dir)))
     m.prepare(candidates)
     blocks = np.concatenate([b for _, b in m.score_blocks([QUERY], block_size=4)])
     np.testing.assert_allclose(blocks[:, 0], ref, rtol=1e-5)

@@ -219,11 +219,11 @@ def test_answered_correctly_is_what_greedy_decoding_produces(tiny_lm_dir):
 
 
 def test_score_pii_traces_each_answer_to_its_biography(tmp_path):
-    from airsearch.trainers.evaluation.methods import baseline_method
+    from airsearch.trainers.evaluation.methods import Method
     from airsearch.trainers.evaluation.trace_scoring import score_pii
 
     bench = make_pii_benchmark(12, seed=4)
-    bm25 = baseline_method("bm25", workdir=tmp_path / "bm25")
+    bm25 = Method.of("bm25", workdir=tmp_path / "bm25")
     bm25.prepare(bench.biographies)
     # the question names the person and the answer is in their biography only: BM25 finds it
     got = score_pii(bm25, bench.heldout, bench.biographies, bench.target)

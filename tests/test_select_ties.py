@@ -14,7 +14,7 @@ import pytest
 from airsearch.indexers.build import build_index
 from airsearch.indexers.config import IndexConfig, SelectConfig
 from airsearch.indexers.select import select
-from airsearch.trainers.evaluation.methods import baseline_method
+from airsearch.trainers.evaluation.methods import Method
 from airsearch.trainers.evaluation.select import EvalSelectConfig, eval_select, select_by_best_rank
 
 from airsearch.data.corpus import load_corpus, load_queries, write_rows
@@ -57,9 +57,10 @@ def test_eval_selection_equals_airsearch_select_on_ties(tied, tiny_encoder_dir):
     root, train_file, dev_file, db = tied
     train = load_corpus(train_file).examples
     dev = load_queries(dev_file).examples
-    method = baseline_method("airrep", encoder=AirRepEncoder.load(tiny_encoder_dir))
+    encoder = AirRepEncoder.load(tiny_encoder_dir)
+    method = Method.of("airrep", encoder=encoder)
     method.prepare(train)
-    scores = (method.train_vectors @ method.encoder.encode(dev).T).T  # [targets, items]
+    scores = (method.train_features.numpy() @ encoder.encode(dev).T).T  # [targets, items]
     tie_rule_mattered = False
     for n in range(1, len(train) + 1):
         out = root / f"selected_{n}.jsonl"

@@ -1,10 +1,13 @@
 """The common interface of attribution methods, block-wise scoring and reranking.
 
-Every method here is a *feature method*: it maps train examples to vectors ``u_i`` and test examples
-to vectors ``v_j`` such that its score is ``tau(i, j) = u_i . v_j`` (positive = train example i
-supports test example j, i.e. lowers its loss). Grad-dot, grad-cos, multi-checkpoint TracIn, DDA
-(checkpoint blocks concatenated, the base block carrying ``-beta``), HAIF, Daunce (standardised loss
-profiles) and RepSim (unit mean hidden states) all have this form, so one block-wise scorer, one vector store and one rerank path serve all.
+Every attribution method here is a *feature method*: it maps train examples to vectors ``u_i`` and
+test examples to vectors ``v_j`` such that its score is ``tau(i, j) = u_i . v_j`` (positive = train
+example i supports test example j, i.e. lowers its loss). Grad-dot, grad-cos, multi-checkpoint TracIn,
+DDA (checkpoint blocks concatenated, the base block carrying ``-beta``), HAIF, Daunce (standardised loss
+profiles), RepSim (unit mean hidden states) and AirRep's encoder (``airrep`` / ``base``) all have this
+form, so one block-wise scorer, one vector store and one rerank path serve all. The search baselines
+``bm25``, ``hybrid`` and ``random`` (:mod:`airsearch.indexers.search_methods`) are the documented
+``"pairwise"`` fallback: they score blocks of rows themselves (:meth:`AttributionMethod.score_blocks`).
 """
 
 from __future__ import annotations
@@ -59,16 +62,24 @@ class AttributionMethod(abc.ABC):
     - :meth:`row_vectors` (train side, streamed in blocks) and :meth:`query_vectors` (test side),
       deterministic for given settings, fingerprinted by :meth:`fingerprint` (the manifest of what
       made them: model, checkpoints, parameter set, projection, preconditioning, options);
-    - :attr:`score_kind`: how a score is read from the two vectors. Every method here is ``"dot"``:
-      ``score = query_vector . row_vector`` (module docstring), which is what lets each of them be a
-      vector column of an index table (:mod:`airsearch.indexers.method_columns`). The documented
-      fallback for a method that is not a dot product is ``"pairwise"``: it overrides
-      :meth:`score_against` and gets rerank, ``attribute`` and the evaluation harness, but no column.
-      It equals the plug-in's ``score_kind`` (``load_method`` checks).
+    - :attr:`score_kind`: how a score is read from the two vectors. Every attribution method here is
+      ``"dot"``: ``score = query_vector . row_vector`` (module docstring), which is what lets each of
+      them be a vector column of an index table (:mod:`airsearch.indexers.method_columns`). The
+      documented fallback for a method that is not a dot product is ``"pairwise"``: it overrides
+      :meth:`score_against` (or, when its score depends on the whole train set, :meth:`prepare` and
+      :meth:`score_blocks`: BM25) and gets rerank, ``attribute`` and the evaluation harness, but no
+      column. It equals the plug-in's ``score_kind`` (``load_method`` checks);
+    - :attr:`aggregation`: the evaluation's default group aggregation.
+
+    The evaluation harness scores every method, attribution method or search baseline, through this
+    one class (:class:`airsearch.trainers.evaluation.methods.Method` keeps a prepared method's rows).
     """
 
     name: str = "method"
     score_kind: str = "dot"
+    #: the group aggregation the evaluation uses by default: ``"sum"`` (additive scores, DDA's group
+    #: score) or ``"attention"`` (AirRep Eq. 7, the encoder methods'); :mod:`airsearch.scoring`
+    aggregation: str = "sum"
 
     @abc.abstractmethod
     def train_features(self, examples: Sequence[Example]) -> torch.Tensor:
@@ -129,14 +140,46 @@ class AttributionMethod(abc.ABC):
         return out
 
     # ------------------------------------------------------------------------------------ scoring
+    def prepare(self, train: Sequence[Example]) -> int:
+        """Make what scoring rows of ``train`` needs before any query (a pairwise method's index over
+        it); returns the bytes it keeps. A dot method needs nothing: its row vectors are what is kept."""
+        return 0
+
+    def score_blocks(
+        self, train: Sequence[Example], test: Sequence[Example], block_size: int = 1024
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(offset, scores [b, q])`` for consecutive blocks of at most ``block_size`` rows of
+        ``train`` against ``test``: the query vectors once, then :meth:`score_against` per block. A
+        pairwise method that scores against the whole of ``train`` (BM25's index) overrides it."""
+        queries = self.query_vectors(test)
+        for start in range(0, len(train), block_size):
+            yield start, self.score_against(train[start : start + block_size], queries)
+
     def score(self, train: Sequence[Example], test: Sequence[Example]) -> torch.Tensor:
         """The full ``[n_train, n_test]`` matrix (use :meth:`topk` when it would not fit)."""
-        return self.score_against(train, self.test_features(test))
+        blocks = [b for _, b in self.score_blocks(train, test, block_size=max(1, len(train)))]
+        return torch.cat(blocks) if blocks else torch.zeros(0, len(test))
 
     def score_against(self, train: Sequence[Example], queries: torch.Tensor) -> torch.Tensor:
         """``[n_train, q]`` scores of ``train`` against query feature rows (:meth:`test_features`).
         A method may compute them without building the train feature rows."""
         return self.train_features(train) @ queries.T
+
+    def vector_scores(self, rows: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """``[b, q]`` scores of kept row vectors (:meth:`row_vectors`) against query vectors: their dot
+        products (a ``"dot"`` method's score)."""
+        return rows @ queries.T
+
+    def vector_topk(
+        self, rows: torch.Tensor, queries: torch.Tensor, k: int, block_size: int = 1024
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores [q, k'], row indices [q, k'])``, best first, of the dot products of kept row
+        vectors (:meth:`row_vectors`) and query vectors, ``block_size`` rows at a time, merged in the one
+        top-k heap (:class:`airsearch.scoring.TopK`). The encoder methods use the index's exact search."""
+        heap = TopK(queries.shape[0], k)
+        for start in range(0, rows.shape[0], block_size):
+            heap.update(self.vector_scores(rows[start : start + block_size], queries).T, start)
+        return heap.result()
 
     def topk(
         self,
@@ -147,11 +190,10 @@ class AttributionMethod(abc.ABC):
         block_size: int = 1024,
         largest: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k train indices per test example, featurising the train set ``block_size`` at a time."""
-        queries = self.test_features(test)
-        heap = TopK(queries.shape[0], k, largest=largest)
-        for start in range(0, len(train), block_size):
-            heap.update(self.score_against(train[start : start + block_size], queries).T, start)
+        """Top-k train indices per test example, scoring the train set ``block_size`` rows at a time."""
+        heap = TopK(len(test), k, largest=largest)
+        for start, block in self.score_blocks(train, test, block_size):
+            heap.update(block.T, start)
         return heap.result()
 
 

@@ -190,7 +190,7 @@ class Daunce(AttributionMethod):
         self,
         providers: Sequence[LossProvider],
         kind: ScoreKind = "corr",
-        fingerprint: str = "",
+        model_fingerprint: str = "",
         extra: dict[str, Any] | None = None,
     ) -> None:
         if len(providers) < 2:
@@ -204,7 +204,7 @@ class Daunce(AttributionMethod):
             )
         self.providers = list(providers)
         self.kind = kind
-        self.fingerprint = fingerprint
+        self.model_fingerprint = model_fingerprint  # the run / LM it scores with (in the manifest)
         self.extra = extra or {}
 
     def loss_matrix(self, examples: Sequence[Example]) -> np.ndarray:
@@ -225,7 +225,7 @@ class Daunce(AttributionMethod):
     def manifest(self) -> VectorManifest:
         return VectorManifest(
             feature=f"daunce-{self.kind}",
-            model_fingerprint=self.fingerprint,
+            model_fingerprint=self.model_fingerprint,
             checkpoints=[],
             param_set={},
             projection={},

@@ -104,7 +104,7 @@ class DaunceRun:
         return Daunce(
             providers,
             kind=kind,
-            fingerprint=fingerprint_json(json.loads((self.out_dir / MANIFEST).read_text())),
+            model_fingerprint=fingerprint_json(json.loads((self.out_dir / MANIFEST).read_text())),
             extra={"models": self.losses.shape[0]},
         )
 
@@ -200,7 +200,7 @@ def build_daunce(options: DaunceOptions, models: MethodModels) -> AttributionMet
         "lr": options.daunce_lr,
         "batch_size": options.batch_size,
     }
-    return Daunce(providers, kind=options.daunce_kind, fingerprint=target.fingerprint, extra=extra)
+    return Daunce(providers, kind=options.daunce_kind, model_fingerprint=target.fingerprint, extra=extra)
 
 
 PLUGINS = (

@@ -136,6 +136,6 @@ def build_dda(options: DDAOptions, models: MethodModels) -> DDA:
 PLUGINS = (
     gradient_plugin(
         "dda", build_dda, "DDA: debiased and denoised grad-cos (Eq. 9 / 11)", options=DDAOptions,
-        spec_options=("beta", "debias"),
+        spec_options=("beta", "debias"), checkpoints=True,
     ),
 )  # fmt: skip

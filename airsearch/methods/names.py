@@ -1,9 +1,10 @@
 """The names of the built-in attribution methods, of the Daunce score kinds and of the preconditioners.
 
 A light module (no torch): configs and the CLI read these names without loading any model code.
-:data:`BUILTIN_METHOD_MODULES` is the one table of built-in methods: each name's module declares its
-plug-in (:class:`airsearch.methods.plugin.MethodPlugin`); methods registered from outside join them in
-:func:`airsearch.methods.plugin.method_names`.
+:data:`BUILTIN_METHOD_MODULES` is the one table of built-in methods, the attribution methods and the
+evaluation's search baselines: each name's module declares its plug-in
+(:class:`airsearch.methods.plugin.MethodPlugin`); methods registered from outside join them in
+:func:`airsearch.methods.plugin.method_names`. Every list of method names derives from it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ BUILTIN_METHOD_MODULES: dict[str, str] = {
     "haif-t": "airsearch.methods.haif",
     "daunce": "airsearch.methods.daunce_run",
     "repsim": "airsearch.methods.repsim",
+    # the search baselines, beside the index they search (found by path: the core imports nothing above it)
+    "airrep": "airsearch.indexers.search_methods",
+    "base": "airsearch.indexers.search_methods",
+    "bm25": "airsearch.indexers.search_methods",
+    "hybrid": "airsearch.indexers.search_methods",
+    "random": "airsearch.indexers.search_methods",
 }
 MethodName = str  # a built-in name (METHOD_NAMES) or a registered plug-in's
 METHOD_NAMES: tuple[str, ...] = tuple(BUILTIN_METHOD_MODULES)  # the built-in ones

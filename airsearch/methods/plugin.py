@@ -11,11 +11,19 @@ A method is **one module** that declares a :class:`MethodPlugin` (``PLUGINS = (M
   :meth:`~airsearch.methods.base.AttributionMethod.fingerprint`;
 - ``score_kind``: how a score is read from the two vectors. ``"dot"`` means
   ``score = query_vector . row_vector``, which is what lets the method be a vector column of an index
-  table, be reranked from stored vectors and be scored block-wise. Every built-in method is ``"dot"``.
-  The documented fallback for a method that is not a dot product is ``"pairwise"``: the module
-  overrides :meth:`~airsearch.methods.base.AttributionMethod.score_against` (scores of train rows
-  against query vectors), which ``attribute``, ``query --rerank`` and the evaluation harness call; such
-  a method gets no index column (``airsearch method-column`` refuses it in one line).
+  table, be reranked from stored vectors and be scored block-wise. Every built-in attribution method
+  and the encoder baselines (``airrep`` / ``base``) are ``"dot"``. The documented fallback for a method
+  that is not a dot product is ``"pairwise"``: the module overrides
+  :meth:`~airsearch.methods.base.AttributionMethod.score_against` (scores of train rows against query
+  vectors), or :meth:`~airsearch.methods.base.AttributionMethod.prepare` and
+  :meth:`~airsearch.methods.base.AttributionMethod.score_blocks` when a score depends on the whole
+  train set (BM25's index), which ``attribute``, ``query --rerank`` and the evaluation harness call;
+  such a method gets no index column (``airsearch method-column`` refuses it in one line). The search
+  baselines ``bm25``, ``hybrid`` and ``random`` are ``"pairwise"``.
+
+The built-in plug-ins are the attribution methods of :mod:`airsearch.methods` and the evaluation's
+search baselines, which live beside the index they search (:mod:`airsearch.indexers.search_methods`,
+found by module path, so the core imports nothing above it).
 
 :func:`get_plugin` finds a built-in plug-in by importing its module (:data:`BUILTIN_METHOD_MODULES`,
 the one table of built-in names) or a plug-in registered with :func:`register` /
@@ -57,6 +65,8 @@ class MethodModels:
     fit_sample: Sequence[Example] | None = None
     show_progress: bool = True
     method: str = ""  # the plug-in being built (one build function may serve two: tracin / gradcos)
+    encoder: Any = None  # an AirRep encoder in memory (the encoder baselines; else options.encoder)
+    workdir: str | None = None  # a folder the method may keep files in (BM25's index), else a temporary one
 
     def load(self, path: str, max_length: int | None) -> TargetLM:
         """A target LM from a folder (the method's token budget, 512 by default)."""
@@ -116,7 +126,9 @@ class MethodPlugin:
     """One attribution method's declaration (module docstring).
 
     ``gradient``: the method takes a parameter set, a projection and K-FAC / EK-FAC preconditioning,
-    and has per-token scores (``explain``, the served token view). ``spec_options``: the options an
+    and has per-token scores (``explain``, the served token view). ``checkpoints``: it runs over the
+    checkpoints (TracIn's sum, DDA's θ'), so an evaluation row names how many (``tracin@3ckpt``).
+    ``spec_options``: the options an
     evaluation spec string may set (``dda:beta=0.5,debias=eq9``). ``summary``: one line on what its
     score is (results label a registered method's scores with it; built-ins' labels are in
     :mod:`airsearch.score_kinds`).
@@ -128,6 +140,7 @@ class MethodPlugin:
     summary: str
     score_kind: str = "dot"
     gradient: bool = False
+    checkpoints: bool = False
     spec_options: tuple[str, ...] = ()
     module: str = field(default="", compare=False)
 
@@ -138,6 +151,11 @@ class MethodPlugin:
         unknown = [o for o in self.spec_options if o not in names]
         if unknown:
             raise ValueError(f"plug-in {self.name!r}: spec options {unknown} are not fields of its options")
+
+    @property
+    def needs_lm(self) -> bool:
+        """Whether the method runs on a target LM (its options name one); the search baselines do not."""
+        return "lm" in {f.name for f in dataclasses.fields(self.options)}
 
     def make_options(self, values: dict[str, Any], extra: dict[str, str] | None = None) -> Any:
         """This plug-in's options from ``values`` (the fields of a command's method config it shares:

@@ -93,6 +93,8 @@ def load_method(
     train: Sequence[Example] | None = None,
     fit_sample: Sequence[Example] | None = None,
     show_progress: bool = True,
+    encoder: Any = None,
+    workdir: str | None = None,
 ) -> AttributionMethod:
     """The attribution method ``cfg.method`` (methods.md §2-§5) on the models ``cfg`` names, built by its
     plug-in (:mod:`airsearch.methods.plugin`) from its options (:meth:`MethodConfig.plugin_options`).
@@ -107,6 +109,9 @@ def load_method(
     With ``cfg.precondition`` kfac / ekfac the gradient methods use K-FAC / EK-FAC influence
     (methods.md §0a); the factors are fitted on ``cfg.factors_sample`` (a corpus file), else on
     ``fit_sample``, else on ``train``, or loaded from ``cfg.factors``.
+
+    The search baselines (:mod:`airsearch.indexers.search_methods`) take ``encoder`` (an AirRep encoder in
+    memory, in place of ``--method-option encoder=FOLDER``) and ``workdir`` (where BM25 keeps its index).
     """
     plugin = get_plugin(cfg.method)
     models = MethodModels(
@@ -117,6 +122,8 @@ def load_method(
         fit_sample=fit_sample,
         show_progress=show_progress,
         method=plugin.name,
+        encoder=encoder,
+        workdir=None if workdir is None else str(workdir),
     )
     method = plugin.build(cfg.plugin_options(), models)
     if method.score_kind != plugin.score_kind:  # a plug-in's declaration and its method must agree

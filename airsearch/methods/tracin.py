@@ -220,7 +220,12 @@ def build_tracin(options: GradientOptions, models: MethodModels) -> TracIn:
 
 PLUGINS = (
     gradient_plugin(
-        "tracin", build_tracin, "grad-dot / TracIn: sum over checkpoints of train . test gradients"
+        "tracin",
+        build_tracin,
+        "grad-dot / TracIn: sum over checkpoints of train . test gradients",
+        checkpoints=True,
     ),
-    gradient_plugin("gradcos", build_tracin, "grad-cos: cosine of train and test gradients"),
+    gradient_plugin(
+        "gradcos", build_tracin, "grad-cos: cosine of train and test gradients", checkpoints=True
+    ),
 )

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from airsearch.trainers.evaluation.common import Cost, EvalConfig, EvalResult, corpus_from, queries_from
-from airsearch.trainers.evaluation.methods import BUILTIN_METHODS, Method, topk
+from airsearch.trainers.evaluation.methods import Method, topk
 from airsearch.trainers.evaluation.metrics import LabelAccuracy, top_k_label_accuracy
 from airsearch.trainers.evaluation.report import bar_plot, fmt, markdown_table
 from airsearch.trainers.evaluation.run import EvalTask, run_eval
+from airsearch.trainers.evaluation.specs import needs_lm
 
 from airsearch.config import require
 from airsearch.data.corpus import Corpus
@@ -107,11 +108,7 @@ class _ClassifyTask(EvalTask[ClassifyScore, EvalClassifyResult]):
         self.gold = (self.record, ("corpus", "queries", "label_field"), "classification labels")
 
     def method_options(self) -> dict[str, Any]:
-        if (
-            self.lm is None
-            and self.cfg.lm
-            and any(m.split(":")[0] not in BUILTIN_METHODS for m in self.cfg.methods)
-        ):
+        if self.lm is None and self.cfg.lm and any(needs_lm(m) for m in self.cfg.methods):
             from airsearch.lm import load_lm
 
             self.lm = load_lm(self.cfg.lm, device=self.cfg.device)

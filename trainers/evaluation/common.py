@@ -10,21 +10,18 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, Generic, Self, TypeVar
 
-from airsearch.trainers.evaluation.attribution import FeatureMethod, WhiteboxDaunce
-from airsearch.trainers.evaluation.methods import (
-    AGGREGATIONS,
-    BUILTIN_METHODS,
-    Method,
-    baseline_method,
-)
+from airsearch.trainers.evaluation.attribution import WhiteboxDaunce
+from airsearch.trainers.evaluation.methods import AGGREGATIONS, Method
 from airsearch.trainers.evaluation.report import write_results
 from airsearch.trainers.evaluation.specs import (
     DAUNCE_VARIANTS,
     SPEC_PARAMS,
+    encoder_folder,
     is_whitebox_daunce,
     method_config,
     method_spec_options,
     run_label,
+    spec_options,
 )
 
 from airsearch.atomic import write_json_atomic
@@ -50,8 +47,8 @@ class EvalConfig(CorpusReadOptions):
         default=DEFAULT_METHODS,
         metadata={
             "help": "Methods to compare: airrep, base, bm25, hybrid, random, an attribution method (tracin, "
-            "gradcos, dda, haif, haif-t, repsim, daunce-bb, daunce-wb), 'airrep:FOLDER' for one more "
-            "encoder, options after a colon: 'dda:beta=0.5,debias=eq9', 'gradcos:proj_dim=384', "
+            "gradcos, dda, haif, haif-t, repsim, daunce-bb, daunce-wb), 'airrep:FOLDER' (or base:, "
+            "hybrid:) for one more encoder, options after a colon: 'dda:beta=0.5,debias=eq9', 'gradcos:proj_dim=384', "
             "'tracin:params=lora', 'bm25:text=response' (repeatable).",
             "flag": "--method",
         },
@@ -112,8 +109,7 @@ class EvalConfig(CorpusReadOptions):
             f"must be one of {list(SPEC_PARAMS)} or names:PAT[,PAT]",
         )
         for spec in self.methods:  # an unknown option is refused when the config is made
-            if spec.partition(":")[0] not in ("airrep", "base"):
-                method_spec_options(spec)
+            method_spec_options(spec)
         require(
             self.aggregation == "auto" or self.aggregation in AGGREGATIONS,
             "aggregation",
@@ -154,51 +150,33 @@ def build_methods(
 
     out: list[tuple[str, Method]] = []
     shared: dict[str, Any] = {}  # train vectors of identical methods, computed once (DDA's sweep)
+    known = (*method_names(), *DAUNCE_VARIANTS)
     for spec in cfg.methods:
-        name, _, path = spec.partition(":")
-        mcfg = None
-        m: Method
-        if name == "airrep":
-            path = path or cfg.encoder or ""
-            if not path and tuple(cfg.methods) == DEFAULT_METHODS:
+        name = spec.partition(":")[0]
+        if name not in known:
+            raise InputError(f"unknown method {name!r}; known methods: {list(known)}", field="methods")
+        max_length = lm.max_length if lm else None
+        mcfg = method_config(cfg, spec, batch_size=batch_size, max_length=max_length)
+        folder = f"{name}-{len(out)}"  # a search baseline's work folder (BM25's index)
+        kw: dict[str, Any] = {"workdir": Path(workdir) / folder if workdir else None}
+        if "encoder" in spec_options(name):  # an encoder method: the folder is loaded once
+            path = encoder_folder(spec, cfg)
+            if not path and name == "airrep" and tuple(cfg.methods) == DEFAULT_METHODS:
                 continue  # the default list compares a trained encoder only when one is given
             if not path:
                 raise InputError(
                     "method 'airrep' needs an encoder folder (the encoder field, or 'airrep:FOLDER')",
                     field="methods",
                 )
-            m = baseline_method("airrep", encoder=encoder(path))
-        elif name == "base":
-            m = baseline_method("base", encoder=encoder(path or cfg.base_encoder))
-        elif name == "hybrid":
-            text_dir = Path(workdir) / f"hybrid-{len(out)}" if workdir else None
-            m = baseline_method(
-                name, encoder=encoder(path or cfg.encoder or cfg.base_encoder), workdir=text_dir
+            kw["encoder"] = encoder(path)
+        elif is_whitebox_daunce(spec, cfg) and not cfg.daunce_run:
+            run_dir = Path(workdir) / f"daunce-wb-{len(out)}" if workdir else None
+            config = DaunceConfig(
+                models=cfg.daunce_models, max_length=max_length or DaunceConfig.max_length, seed=cfg.seed
             )
-        elif name in BUILTIN_METHODS:
-            bm25_dir = Path(workdir) / f"bm25-{len(out)}" if workdir else None
-            text = method_spec_options(spec).get("text", "full")
-            m = baseline_method(name, seed=cfg.seed, workdir=bm25_dir, text=text)
-        elif name in method_names() or name in DAUNCE_VARIANTS:
-            mcfg = method_config(cfg, spec, batch_size=batch_size, max_length=lm.max_length if lm else None)
-            whitebox = None
-            if is_whitebox_daunce(spec, cfg) and not cfg.daunce_run:
-                run_dir = Path(workdir) / f"daunce-wb-{len(out)}" if workdir else None
-                whitebox = WhiteboxDaunce(
-                    DaunceConfig(
-                        models=cfg.daunce_models,
-                        max_length=lm.max_length if lm else DaunceConfig.max_length,
-                        seed=cfg.seed,
-                    ),
-                    run_dir,
-                )
-            m = FeatureMethod(
-                mcfg, lm=lm, checkpoints=checkpoints, base_lm=base_lm, whitebox=whitebox, shared=shared
-            )
-        else:
-            known = list(BUILTIN_METHODS) + list(method_names()) + list(DAUNCE_VARIANTS)
-            raise InputError(f"unknown method {name!r}; known methods: {known}", field="methods")
-        label = run_label(spec, cfg, mcfg, n_checkpoints=len(checkpoints) or 1, has_base=base_lm is not None)
+            kw["whitebox"] = WhiteboxDaunce(config, run_dir)
+        m = Method(mcfg, lm=lm, checkpoints=checkpoints, base_lm=base_lm, shared=shared, **kw)
+        label = run_label(spec, cfg, mcfg, n_checkpoints=len(checkpoints), has_base=base_lm is not None)
         if label in dict(out):
             raise InputError(f"method {spec!r} runs the same as an earlier one ({label})", field="methods")
         m.name = label

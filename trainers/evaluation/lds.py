@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from airsearch.trainers.evaluation.attribution import FeatureMethod
 from airsearch.trainers.evaluation.common import (
     Cost,
     EvalConfig,
@@ -35,7 +34,7 @@ from airsearch.trainers.evaluation.common import (
     cost_entry,
 )
 from airsearch.trainers.evaluation.gold import Gold, open_gold
-from airsearch.trainers.evaluation.methods import BUILTIN_METHODS, Method, group_scores
+from airsearch.trainers.evaluation.methods import Method, group_scores
 from airsearch.trainers.evaluation.metrics import (
     BootstrapCI,
     PairedDifference,
@@ -45,6 +44,7 @@ from airsearch.trainers.evaluation.metrics import (
 )
 from airsearch.trainers.evaluation.report import bar_plot, distribution_plot, fmt, markdown_table
 from airsearch.trainers.evaluation.run import EvalTask, run_eval
+from airsearch.trainers.evaluation.specs import needs_lm
 from airsearch.trainers.labels.store import LabelStore
 
 from airsearch.config import require
@@ -180,10 +180,10 @@ def _models(cfg: EvalLdsConfig, gold: Gold, lm: TargetLM | None) -> tuple[Target
 
     specs = [m.split(":")[0] for m in cfg.methods]
     if cfg.proxy_lm:  # a stand-in for the target: nothing to check against the gold, no DDA base model
-        needed = lm is None and any(m not in BUILTIN_METHODS for m in specs)
+        needed = lm is None and any(needs_lm(m) for m in specs)
         return (load_lm(cfg.proxy_lm, device=cfg.device, max_length=gold.max_length) if needed else lm), None
     path = cfg.lm or gold.gradient_lm
-    if lm is None and path and any(m not in BUILTIN_METHODS for m in specs):
+    if lm is None and path and any(needs_lm(m) for m in specs):
         lm = load_lm(path, device=cfg.device, max_length=gold.max_length)
     if lm is None:
         return None, None
@@ -344,7 +344,7 @@ class _LdsTask(EvalTask[LdsScore, EvalLdsResult]):
         return {"lm": self.lm, "base_lm": self.base_lm}
 
     def row_name(self, label: str, method: Method) -> str | None:
-        if self.cfg.proxy_lm and isinstance(method, FeatureMethod):
+        if self.cfg.proxy_lm and method.needs_lm:
             label = method.name = f"proxy:{label}"
         return label
 

@@ -1,27 +1,23 @@
-"""Method adapters: one way to get per-(train, test) scores and group scores from every method.
+"""The evaluation's method adapter: one way to get per-(train, test) scores and group scores from every
+method of the one registry.
 
-A :class:`Method` is prepared on a training set once (encode it, index it, take its gradients) and
-then yields score blocks ``[b, q]`` over consecutive training rows for a set of test examples; the
-evaluation code never needs the full ``n x q`` matrix. On top of the blocks:
+A :class:`Method` wraps one :class:`~airsearch.methods.base.AttributionMethod` (the one method class,
+built by its plug-in through :func:`airsearch.methods.registry.load_method`): an attribution method
+(gradient methods, RepSim, Daunce) or a search baseline (``airrep`` / ``base`` encoders, ``bm25``,
+``hybrid``, ``random``: :mod:`airsearch.indexers.search_methods`). It is prepared on a training set once
+(a dot method's row vectors are computed and kept, what a vector store keeps; a pairwise method indexes
+the rows) and then yields score blocks ``[b, q]`` over consecutive training rows for a set of test
+examples; the evaluation code never needs the full ``n x q`` matrix. On top of the blocks:
 
 - :func:`group_scores` aggregates over subsets: attention pooling (AirRep Eq. 7,
-  ``sum_i softmax_i(|s_i|) s_i``, for embedding methods) or a sum (for additive methods);
+  ``sum_i softmax_i(|s_i|) s_i``, the encoder methods' default) or a sum (additive methods);
 - :func:`topk` keeps the best k training rows per query;
 - :func:`summed_scores` sums over groups of queries (one column per group), for AUC and R@k.
-
-Baselines by name (:func:`baseline_method`): ``airrep`` (any encoder folder), ``base`` (the untrained
-encoder), ``bm25`` (LanceDB's native full-text index, which ranks by BM25, over prompt + response or
-responses only), ``hybrid`` (reciprocal rank
-fusion of an encoder's and BM25's rankings, as ``query --mode hybrid``) and ``random`` (seeded). The attribution methods of :mod:`airsearch.methods` (gradient
-methods, RepSim, Daunce) come from the one registry, :func:`airsearch.methods.registry.load_method`,
-wrapped in a :class:`~airsearch.trainers.evaluation.attribution.FeatureMethod`.
 """
 
 from __future__ import annotations
 
-import abc
-import re
-import tempfile
+import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,240 +25,184 @@ from typing import Any
 
 import numpy as np
 import torch
-from airsearch.indexers.search import exact_topk
 
 from airsearch.data.example import Example
-from airsearch.encoder import AirRepEncoder
 from airsearch.errors import InputError
-from airsearch.methods.plugin import method_names
+from airsearch.lm.model import TargetLM
+from airsearch.methods.base import AttributionMethod
+from airsearch.methods.plugin import get_plugin
+from airsearch.methods.registry import MethodConfig
 from airsearch.scoring import StreamingGroupScore, TopK
 
 AGGREGATIONS = ("attention", "sum")
-BUILTIN_METHODS = ("airrep", "base", "bm25", "hybrid", "random")
 
 
-class Method(abc.ABC):
-    """A scoring method. ``prepare(train)`` once, then ``score_blocks(test)`` as often as needed."""
+class Method:
+    """An :class:`~airsearch.methods.base.AttributionMethod` prepared on a training set (module docstring).
 
-    name: str = "method"
-    aggregation: str = "sum"  # default group aggregation (Eq. 7 "attention" for embedding methods)
+    Given a :class:`MethodConfig`, ``prepare`` builds the method through the one registry on the models
+    given here (an encoder in memory for the encoder baselines; ``workdir`` for BM25's index; black-box
+    Daunce fits its K models on the training set then; with ``whitebox``, a white-box Eq. 5 run is
+    trained on the training set first and read back); an already-built method is used as it is.
 
-    def __init__(self) -> None:
-        self.n_train = 0
-        self.prepare_seconds = 0.0
-        self.storage_bytes = 0  # bytes stored for the training set (vectors, index)
+    A ``"dot"`` method's row vectors are computed once (identical ones are shared between methods of one
+    manifest through ``shared``, e.g. DDA's beta / debias variants) and scored ``u_i . v_j`` block by
+    block; a ``"pairwise"`` method prepares its own index and scores its own blocks.
+    """
 
+    def __init__(
+        self,
+        method: MethodConfig | AttributionMethod,
+        *,
+        lm: TargetLM | None = None,
+        checkpoints: Sequence[TargetLM] = (),
+        base_lm: TargetLM | None = None,
+        encoder: Any = None,
+        workdir: str | Path | None = None,
+        name: str | None = None,
+        whitebox: Any = None,
+        shared: dict[str, tuple[torch.Tensor, float]] | None = None,
+    ) -> None:
+        self.config = method if isinstance(method, MethodConfig) else None
+        self.impl: AttributionMethod | None = None if isinstance(method, MethodConfig) else method
+        self.name = name or (method.method if isinstance(method, MethodConfig) else method.name)
+        self.lm, self.checkpoints, self.base_lm = lm, tuple(checkpoints), base_lm
+        self.encoder, self.workdir = encoder, workdir
+        self.whitebox, self.shared, self.reused_seconds = whitebox, shared, 0.0
+        self.n_train, self.prepare_seconds = 0, 0.0
+        self.storage_bytes = 0  # bytes kept for the training set (vectors, index)
+        self.train_features: torch.Tensor | None = None
+        self.train_rows: list[Example] = []
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        *,
+        encoder: Any = None,
+        workdir: str | Path | None = None,
+        seed: int = 0,
+        **options: Any,
+    ) -> Method:
+        """The method ``name`` of the registry with ``seed`` and its own ``options`` (``text="response"``)."""
+        get_plugin(name)  # an unknown name is refused with the known ones
+        extra = [f"{k}={v}" for k, v in options.items()]
+        return cls(
+            MethodConfig(method=name, seed=seed, method_options=extra), encoder=encoder, workdir=workdir
+        )
+
+    @property
+    def aggregation(self) -> str:
+        """The method's default group aggregation (``"attention"``, Eq. 7, for the encoder methods)."""
+        if self.impl is not None:
+            return self.impl.aggregation
+        return "sum"
+
+    @property
+    def needs_lm(self) -> bool:
+        """Whether the method runs on the target LM (not a search baseline)."""
+        return get_plugin(self.config.method).needs_lm if self.config is not None else True
+
+    # ------------------------------------------------------------------------------------ prepare
     def prepare(self, train: Sequence[Example]) -> None:
+        """Build the method and keep what scoring ``train`` needs; ``prepare_seconds`` counts the time,
+        including that of train vectors reused from an identical method."""
         t0 = time.perf_counter()
         self._prepare(list(train))
         self.n_train = len(train)
-        self.prepare_seconds = time.perf_counter() - t0
+        self.prepare_seconds = time.perf_counter() - t0 + self.reused_seconds
 
-    @abc.abstractmethod
-    def _prepare(self, train: list[Example]) -> None: ...
+    def _prepare(self, train: list[Example]) -> None:
+        if self.config is not None and self.whitebox is not None:
+            self.config = self.config.replace(daunce_run=str(self.whitebox.run(self.lm, train)))
+        if self.config is not None:
+            from airsearch.methods.registry import load_method
 
-    @abc.abstractmethod
+            self.impl = load_method(
+                self.config,
+                lm=self.lm,
+                checkpoints=self.checkpoints,
+                base_lm=self.base_lm,
+                train=train,
+                show_progress=False,
+                encoder=self.encoder,
+                workdir=None if self.workdir is None else str(self.workdir),
+            )
+        assert self.impl is not None
+        if self.impl.score_kind != "dot":  # the documented fallback: the method scores its own blocks
+            self.train_rows, self.train_features = train, None
+            self.storage_bytes = self.impl.prepare(train)
+            return
+        key = self._shared_key(train)
+        if key is not None and key in self.shared:  # type: ignore[operator]
+            self.train_features, self.reused_seconds = self.shared[key]  # type: ignore[index]
+        else:
+            t0 = time.perf_counter()
+            blocks = [b.detach().float().cpu() for b in self.impl.row_vectors(train)]  # the plug-in contract
+            self.train_features = torch.cat(blocks) if blocks else self.impl.train_features(train).float()
+            if key is not None:
+                self.shared[key] = (self.train_features, time.perf_counter() - t0)  # type: ignore[index]
+        self.storage_bytes = int(self.train_features.numel() * 4)
+
+    def _shared_key(self, train: Sequence[Example]) -> str | None:
+        """What determines the train vectors: the method's vector-store manifest and the rows."""
+        if self.shared is None:
+            return None
+        try:
+            manifest = self.impl.manifest()  # type: ignore[union-attr]
+        except InputError:  # a method that keeps no reusable train vectors
+            return None
+        fields = {f: getattr(manifest, f) for f in manifest.MATCH_FIELDS}
+        return json.dumps([fields, [e.id for e in train]], sort_keys=True, default=str)
+
+    # ------------------------------------------------------------------------------------ scoring
+    def _queries(self, test: Sequence[Example]) -> torch.Tensor:
+        assert self.impl is not None, "prepare() first"
+        return self.impl.query_vectors(list(test)).detach().float().cpu()
+
     def score_blocks(
         self, test: Sequence[Example], block_size: int = 4096
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(offset, scores[b, q])`` for training rows ``offset .. offset+b-1`` in order."""
+        assert self.impl is not None, "prepare() first"
+        if self.train_features is None:  # a pairwise method: its own scores of each block of rows
+            for start, block in self.impl.score_blocks(self.train_rows, list(test), block_size):
+                yield start, block.detach().float().cpu().numpy()
+            return
+        v = self._queries(test)
+        for start in range(0, self.train_features.shape[0], block_size):
+            yield start, self.impl.vector_scores(self.train_features[start : start + block_size], v).numpy()
 
     def topk(self, test: Sequence[Example], k: int, block_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k training rows per test example: ``(scores [q, k'], row indices [q, k'])``, best first,
-        merged block by block in the one top-k heap (:class:`airsearch.scoring.TopK`)."""
+        """Top-k training rows per test example: ``(scores [q, k'], row indices [q, k'])``, best first:
+        a dot method's own search over its row vectors
+        (:meth:`~airsearch.methods.base.AttributionMethod.vector_topk`), else the blocks merged in the
+        one top-k heap (:class:`airsearch.scoring.TopK`)."""
+        assert self.impl is not None, "prepare() first"
+        if self.train_features is not None:
+            return self.impl.vector_topk(self.train_features, self._queries(test), k, block_size)
         heap = TopK(len(test), k)
         for start, block in self.score_blocks(test, block_size):
             heap.update(torch.from_numpy(np.ascontiguousarray(block.T)), start)
         return heap.result()
 
     def fingerprint(self) -> str | None:
-        return None
+        """The fingerprint of what makes the method's scores (``None`` for BM25 and random)."""
+        try:
+            return self.impl.fingerprint() if self.impl is not None else None
+        except InputError:  # no manifest: nothing but the options and the rows make its scores
+            return None
 
     def describe(self) -> dict[str, Any]:
+        settings = self.impl.describe() if self.impl is not None else {"method": self.name}
         return {
             "name": self.name,
             "aggregation": self.aggregation,
             "fingerprint": self.fingerprint(),
             "prepare_seconds": self.prepare_seconds,
             "storage_bytes": self.storage_bytes,
+            "settings": settings,
         }
-
-
-class EmbeddingMethod(Method):
-    """``airrep`` / ``base``: single score ``e_z . e_i`` (AirRep §3.1), group score Eq. 7.
-
-    The training set is encoded as ``airsearch index`` encodes a corpus (the same batches and chunks,
-    :class:`airsearch.indexers.config.IndexConfig`'s defaults) and :meth:`topk` is the index's exact
-    search (:func:`airsearch.indexers.search.exact_topk`), so rankings equal the product's.
-    """
-
-    aggregation = "attention"
-
-    def __init__(self, encoder: AirRepEncoder, name: str = "airrep", batch_size: int | None = None) -> None:
-        super().__init__()
-        self.encoder, self.name, self.batch_size = encoder, name, batch_size
-        self.train_vectors = np.zeros((0, encoder.dim), dtype=np.float32)
-
-    def _prepare(self, train: list[Example]) -> None:
-        from airsearch.indexers.config import IndexConfig
-
-        chunks = self.encoder.encode_stream(
-            train,
-            batch_size=self.batch_size or IndexConfig.batch_size,
-            chunk_size=IndexConfig.chunk_size,
-            total=len(train),
-            desc=f"encoding for {self.name}",  # a bar with total and ETA (silenced by -q)
-        )
-        empty = np.zeros((0, self.encoder.dim), dtype=np.float32)
-        self.train_vectors = np.concatenate([empty, *(v for _, v in chunks)])
-        self.storage_bytes = int(self.train_vectors.nbytes)
-
-    def _test_vectors(self, test: Sequence[Example]) -> np.ndarray:
-        return self.encoder.encode(list(test), show_progress=False)  # as airsearch.indexers.query encodes
-
-    def score_blocks(
-        self, test: Sequence[Example], block_size: int = 4096
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        q = self._test_vectors(test)
-        for start in range(0, self.train_vectors.shape[0], block_size):
-            yield start, self.train_vectors[start : start + block_size] @ q.T
-
-    def topk(self, test: Sequence[Example], k: int, block_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-        v, n = self.train_vectors, self.train_vectors.shape[0]
-        blocks = (
-            (np.arange(s, min(s + block_size, n)), v[s : s + block_size]) for s in range(0, n, block_size)
-        )
-        return exact_topk(self._test_vectors(test), blocks, k)
-
-    def fingerprint(self) -> str | None:
-        return self.encoder.fingerprint
-
-
-_WORD = re.compile(r"[A-Za-z0-9]+")
-
-
-def _bm25_text(example: Example, text: str) -> str:
-    return example.response if text == "response" else f"{example.prompt} {example.response}"
-
-
-def _fts_query(example: Example, max_terms: int = 256, text: str = "full") -> str:
-    return " ".join(_WORD.findall(_bm25_text(example, text))[:max_terms])
-
-
-class BM25Method(Method):
-    """``bm25``: LanceDB's native full-text index (BM25 ranking) over the training texts.
-
-    ``text="full"`` indexes and queries ``prompt response``; ``text="response"`` the responses alone
-    (``bm25:text=response``), so shared task instructions in prompts cannot match. Each query's
-    ``_score`` is taken for every training row the index returns; rows sharing no term with the query
-    score 0, as in BM25.
-    """
-
-    name = "bm25"
-
-    def __init__(self, workdir: str | Path | None = None, text: str = "full") -> None:
-        super().__init__()
-        self.text = text
-        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="airsearch-bm25-")
-        self.workdir = Path(workdir) if workdir else Path(self._tmp.name)
-        self.table: Any = None
-
-    def _prepare(self, train: list[Example]) -> None:
-        import lancedb
-        import pyarrow as pa
-        from lancedb.index import FTS
-
-        db = lancedb.connect(str(self.workdir))
-        texts = [_bm25_text(e, self.text) for e in train]
-        data = pa.table(
-            {"row": pa.array(range(len(train)), pa.int64()), "text": pa.array(texts, pa.string())}
-        )
-        self.table = db.create_table("bm25_train", data, mode="overwrite")
-        if train:
-            self.table.create_index("text", config=FTS())
-        self.storage_bytes = sum(p.stat().st_size for p in self.workdir.rglob("*") if p.is_file())
-
-    def query_scores(self, example: Example) -> tuple[np.ndarray, np.ndarray]:
-        """(row indices, BM25 scores) of the training rows matching ``example``."""
-        text = _fts_query(example, text=self.text)
-        if not text or self.n_train == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        res = (
-            self.table.search(text, query_type="fts").limit(self.n_train).select(["row", "_score"]).to_arrow()
-        )
-        return res["row"].to_numpy(), res["_score"].to_numpy().astype(np.float32)
-
-    def score_blocks(
-        self, test: Sequence[Example], block_size: int = 4096
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        hits = [self.query_scores(e) for e in test]
-        for start in range(0, self.n_train, block_size):
-            stop = min(self.n_train, start + block_size)
-            block = np.zeros((stop - start, len(test)), dtype=np.float32)
-            for j, (rows, scores) in enumerate(hits):
-                sel = (rows >= start) & (rows < stop)
-                block[rows[sel] - start, j] = scores[sel]
-            yield start, block
-
-
-class HybridMethod(Method):
-    """``hybrid``: reciprocal rank fusion (Cormack et al. 2009 Eq. 1) of an encoder's top-``pool`` rows
-    (dot product) and BM25's top-``pool`` rows per query, the fusion ``airsearch query --mode hybrid``
-    does (:func:`airsearch.fusion.reciprocal_rank_fusion`, ``pool`` = its ``HYBRID_POOL``); rows in
-    neither list score 0."""
-
-    name = "hybrid"
-
-    def __init__(self, encoder: Any, workdir: str | Path | None = None, pool: int | None = None) -> None:
-        from airsearch.indexers.query import HYBRID_POOL
-
-        super().__init__()
-        self.vector, self.text = EmbeddingMethod(encoder), BM25Method(workdir)
-        self.pool = pool or HYBRID_POOL
-
-    def _prepare(self, train: list[Example]) -> None:
-        self.vector.prepare(train)
-        self.text.prepare(train)
-        self.storage_bytes = self.vector.storage_bytes + self.text.storage_bytes
-
-    def score_blocks(
-        self, test: Sequence[Example], block_size: int = 4096
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        from airsearch.fusion import reciprocal_rank_fusion
-
-        _, vector_rows = self.vector.topk(test, self.pool)
-        fused = np.zeros((self.n_train, len(test)), dtype=np.float32)
-        for j, example in enumerate(test):
-            rows, scores = self.text.query_scores(example)
-            text_rows = rows[np.argsort(-scores, kind="stable")][: self.pool]
-            for row, score in reciprocal_rank_fusion([vector_rows[j].tolist(), text_rows.tolist()]):
-                fused[row, j] = score
-        for start in range(0, self.n_train, block_size):
-            yield start, fused[start : start + block_size]
-
-    def fingerprint(self) -> str | None:
-        return self.vector.fingerprint()
-
-
-class RandomMethod(Method):
-    """``random``: seeded i.i.d. normal scores; a block's values depend only on the seed and rows."""
-
-    name = "random"
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        self.seed = seed
-
-    def _prepare(self, train: list[Example]) -> None:
-        pass
-
-    def score_blocks(
-        self, test: Sequence[Example], block_size: int = 4096
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        for start in range(0, self.n_train, block_size):
-            stop = min(self.n_train, start + block_size)
-            rng = np.random.default_rng([self.seed, start, len(test)])
-            yield start, rng.standard_normal((stop - start, len(test))).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -329,32 +269,3 @@ def summed_scores(
             torch.from_numpy(np.asarray(block, np.float64)) @ assign
         ).numpy()
     return out
-
-
-# ----------------------------------------------------------------------------- by name
-def baseline_method(
-    name: str,
-    *,
-    encoder: AirRepEncoder | None = None,
-    seed: int = 0,
-    workdir: str | Path | None = None,
-    text: str = "full",
-) -> Method:
-    """A baseline by name: ``airrep``/``base`` (an :class:`AirRepEncoder`), ``bm25`` (its index under
-    ``workdir``, or a temporary folder; over ``text``: full or response) or ``random`` (seeded).
-    Attribution methods are wrapped in a
-    :class:`~airsearch.trainers.evaluation.attribution.FeatureMethod`, built from a ``MethodConfig``."""
-    if name in ("airrep", "base"):
-        if encoder is None:
-            raise InputError(f"method {name!r} needs an encoder", field="methods")
-        return EmbeddingMethod(encoder, name=name)
-    if name == "bm25":
-        return BM25Method(workdir, text=text)
-    if name == "hybrid":
-        if encoder is None:
-            raise InputError("method 'hybrid' needs an encoder", field="methods")
-        return HybridMethod(encoder, workdir)
-    if name == "random":
-        return RandomMethod(seed)
-    known = list(BUILTIN_METHODS) + list(method_names())
-    raise InputError(f"unknown method {name!r}; known methods: {known}", field="methods")

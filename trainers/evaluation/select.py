@@ -79,7 +79,7 @@ def select_by_best_rank(method: Method, dev: list[Example], n: int, block_size: 
 
     The same code as ``airsearch select``, so the same tie rule (competition ranks, then the higher
     score at the best rank, then corpus order); for ``airrep``/``base`` the scores come from the same
-    exact search too (:meth:`EmbeddingMethod.topk`), so these are the rows ``airsearch select`` writes
+    exact search too (:meth:`Method.topk` of an encoder method), so these are the rows ``airsearch select`` writes
     from an index of the corpus built with the same encoder.
     """
 

@@ -1,23 +1,28 @@
 """Method specs of the eval commands (``dda:beta=0.5,debias=eq9``) and the row names that say what ran.
 
-A spec is ``NAME`` or ``NAME:key=value[,key=value]`` (``airrep:FOLDER`` / ``base:FOLDER`` name an
-encoder folder instead). ``NAME`` is a baseline (``airrep``, ``base``, ``bm25``, ``random``), a method
-of the one registry (:func:`airsearch.methods.plugin.method_names`, built-in or registered), or
-``daunce-bb`` / ``daunce-wb`` (Daunce's black-box fine-tunes, Daunce Table 2, or its white-box Eq. 5
-run). A method accepts the options its plug-in declares (``MethodPlugin.spec_options``, typed by its
-options dataclass; :func:`spec_options`); the rest of its :class:`~airsearch.methods.registry.MethodConfig`
-comes from the eval config.
+A spec is ``NAME`` or ``NAME:key=value[,key=value]`` (``airrep:FOLDER`` / ``base:FOLDER`` /
+``hybrid:FOLDER`` name an encoder folder instead: any method whose plug-in takes an ``encoder``).
+``NAME`` is a method of the one registry (:func:`airsearch.methods.plugin.method_names`: the search
+baselines ``airrep``, ``base``, ``bm25``, ``hybrid``, ``random``, the attribution methods, and any
+registered plug-in), or ``daunce-bb`` / ``daunce-wb`` (Daunce's black-box fine-tunes, Daunce Table 2, or
+its white-box Eq. 5 run). A method accepts the options its plug-in declares
+(``MethodPlugin.spec_options``, typed by its options dataclass; :func:`spec_options`); the rest of its
+:class:`~airsearch.methods.registry.MethodConfig` comes from the eval config.
 
-The row name of a method (:func:`run_label`) says what ran: the number of checkpoints its gradients
-were taken on (``tracin@1ckpt``), DDA's β and debias reading, K-FAC / EK-FAC preconditioning
+The row name of a method (:func:`run_label`) says what ran: for a method that runs over checkpoints
+(its plug-in's ``checkpoints``), how many its gradients were taken on (``tracin@1ckpt``), DDA's β and
+debias reading, K-FAC / EK-FAC preconditioning
 (``tracin@1ckpt:precondition=ekfac``, methods.md §0a), the parameters and projection
-(``gradcos@1ckpt:proj_dim=384``), Daunce's variant (``daunce-bb`` / ``daunce-wb``).
+(``gradcos@1ckpt:proj_dim=384``), Daunce's variant (``daunce-bb`` / ``daunce-wb``); a search
+baseline's encoder folder by its name (``airrep:enc_a``) or its spec (``bm25:text=response``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Protocol
+
+from airsearch.indexers.search_methods import BM25_TEXTS
 
 from airsearch.config import coerce_value
 from airsearch.errors import InputError
@@ -31,6 +36,8 @@ class EvalOptions(Protocol):
     (structural, so this module does not import the one that validates specs with it)."""
 
     lm: str | None
+    encoder: str | None
+    base_encoder: str
     proj_dim: int
     params: str
     seed: int
@@ -40,18 +47,33 @@ class EvalOptions(Protocol):
 
 
 DAUNCE_VARIANTS = ("daunce-bb", "daunce-wb")
-BM25_TEXTS = ("full", "response")  # BM25 over prompt + response, or over responses only
 SPEC_PARAMS = ("all", "linear", "lora")  # ``names:PAT`` holds ':' and ',', so it is given with --params only
-
-BASELINE_SPEC_OPTIONS: dict[str, dict[str, type]] = {"bm25": {"text": str}}
 
 
 def spec_options(name: str) -> dict[str, Any]:
-    """The options a spec of method ``name`` may set, with their types: a baseline's, else those its
-    plug-in declares (none for an unknown name or a Daunce variant)."""
-    if name in BASELINE_SPEC_OPTIONS:
-        return BASELINE_SPEC_OPTIONS[name]
+    """The options a spec of method ``name`` may set, with their types: those its plug-in declares
+    (none for an unknown name or a Daunce variant)."""
     return get_plugin(name).option_types() if name in method_names() else {}
+
+
+def needs_lm(spec: str) -> bool:
+    """Whether the method of ``spec`` runs on the target LM: every method but the search baselines (an
+    unknown name too: it is refused when the methods are built)."""
+    name = spec.partition(":")[0]
+    return name in DAUNCE_VARIANTS or name not in method_names() or get_plugin(name).needs_lm
+
+
+def encoder_folder(spec: str, cfg: EvalOptions) -> str:
+    """The encoder folder of an encoder method's spec: ``NAME:FOLDER``, else the eval config's (``airrep``:
+    the trained ``encoder``; ``base``: ``base_encoder``; ``hybrid``: ``encoder``, else ``base_encoder``);
+    ``""`` when none is given."""
+    name = spec.partition(":")[0]
+    given = method_spec_options(spec).get("encoder")
+    if given:
+        return str(given)
+    if name == "airrep":
+        return cfg.encoder or ""
+    return (cfg.encoder if name == "hybrid" else None) or cfg.base_encoder
 
 
 SPEC_PRECONDITION = PRECONDITION_KINDS
@@ -67,6 +89,8 @@ def method_spec_options(spec: str) -> dict[str, Any]:
     if not rest:
         return {}
     allowed = spec_options(name)
+    if "encoder" in allowed and "=" not in rest:  # NAME:FOLDER names an encoder folder
+        return {"encoder": rest}
     opts: dict[str, Any] = {}
     for part in rest.split(","):
         key, eq, value = part.partition("=")
@@ -122,22 +146,28 @@ def is_whitebox_daunce(spec: str, cfg: EvalOptions) -> bool:
 
 
 def run_label(
-    spec: str, cfg: EvalOptions, mcfg: MethodConfig | None, *, n_checkpoints: int = 1, has_base: bool = False
+    spec: str,
+    cfg: EvalOptions,
+    mcfg: MethodConfig | None,
+    *,
+    n_checkpoints: int = 0,
+    has_base: bool = False,
 ) -> str:
     """The row name of ``spec``: what ran (see the module docstring). ``mcfg`` is the method's registry
-    config (``None`` for the baselines); ``n_checkpoints`` the models its gradients are taken on."""
+    config (``None``: a search baseline's); ``n_checkpoints`` the models in memory its gradients are
+    taken on (0: the checkpoint folders ``mcfg`` names, else the LM alone)."""
     name, _, rest = spec.partition(":")
-    if mcfg is None:  # a baseline: an encoder folder by its name, or the spec's own options
-        if name in ("airrep", "base"):
-            return f"{name}:{Path(rest).name}" if rest else name
+    if mcfg is None or not get_plugin(mcfg.method).needs_lm:  # a search baseline: its encoder, or its spec
+        if rest and "=" not in rest and "encoder" in spec_options(name):
+            return f"{name}:{Path(rest).name}"
         return spec
     if mcfg.method == "daunce":
         return "daunce-wb" if is_whitebox_daunce(spec, cfg) else "daunce-bb"
     if mcfg.method == "repsim":
         return "repsim"
-    head = (
-        f"{mcfg.method}@{n_checkpoints}ckpt" if mcfg.method in ("tracin", "gradcos", "dda") else mcfg.method
-    )
+    plugin = get_plugin(mcfg.method)
+    ran_on = n_checkpoints or len(mcfg.checkpoints) or 1  # the models the plug-in's build runs over
+    head = f"{mcfg.method}@{ran_on}ckpt" if plugin.checkpoints else mcfg.method
     shown: dict[str, Any] = {}
     if mcfg.method == "dda":
         if has_base and mcfg.beta != 0:

@@ -14,8 +14,21 @@ from airsearch.methods.registry import PreconditionOptions
 EXECUTION_FIELDS = frozenset(
     {"corpus", "lm", "out", "workers", "ray", "eval_batch_size", "movement", "factors", "subsets_per_job"}
 )
-# The teachers that take gradients (the ones --teacher-params and --precondition apply to).
-GRADIENT_TEACHERS = ("tracin", "gradcos", "dda", "haif", "haif-t")
+
+
+def gradient_teachers() -> tuple[str, ...]:
+    """The teachers that take gradients (the ones --teacher-params and --precondition apply to): the
+    registry's gradient methods (imports the methods' modules, so it is asked only when needed)."""
+    from airsearch.methods.plugin import gradient_method_names
+
+    return gradient_method_names()
+
+
+def checkpoint_teachers() -> tuple[str, ...]:
+    """The teachers that run over checkpoints (--teacher-checkpoints): plug-ins declaring ``checkpoints``."""
+    from airsearch.methods.plugin import plugins
+
+    return tuple(p.name for p in plugins() if p.checkpoints)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -138,22 +151,26 @@ class LabelConfig(PreconditionOptions, CorpusReadOptions):
             "batched subset jobs are for full fine-tuning (lora_rank 0)",
         )
         require(bool(self.teacher), "teacher", "must name a teacher ('retrain' or a gradient teacher)")
-        require(
-            not self.teacher_checkpoints or self.teacher in ("tracin", "gradcos", "dda"),
-            "teacher_checkpoints",
-            f"only for the tracin, gradcos and dda teachers, not {self.teacher!r}",
-        )
+        if self.teacher_checkpoints:
+            names = checkpoint_teachers()
+            require(
+                self.teacher in names,
+                "teacher_checkpoints",
+                f"only for the {', '.join(names)} teachers, not {self.teacher!r}",
+            )
         require(
             not self.teacher_base_lm or self.teacher == "dda",
             "teacher_base_lm",
             f"only for the dda teacher, not {self.teacher!r}",
         )
         for name, unset in (("teacher_params", "all"), ("precondition", "none")):
-            require(
-                getattr(self, name) == unset or self.teacher in GRADIENT_TEACHERS,
-                name,
-                f"only for the gradient teachers {', '.join(GRADIENT_TEACHERS)}, not {self.teacher!r}",
-            )
+            if getattr(self, name) != unset:
+                names = gradient_teachers()
+                require(
+                    self.teacher in names,
+                    name,
+                    f"only for the gradient teachers {', '.join(names)}, not {self.teacher!r}",
+                )
 
     def sampling(self) -> dict[str, int]:
         """The keywords of :func:`~airsearch.trainers.labels.sampling.sample_splits` (the splits, their dev
