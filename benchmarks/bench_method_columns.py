@@ -72,8 +72,22 @@ def main(argv: list[str] | None = None) -> int:
         "(airsearch lm import-gguf), added to the existing results",
     )
     ap.add_argument("--smollm2-rows", type=int, default=256)
+    ap.add_argument(
+        "--render",
+        nargs="*",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="only write the page again from the results JSON, after adding the SmolLM2 section of "
+        "these results files (a --smollm2 run with another --out)",
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("AIRSEARCH_QUIET", "1")
+    if args.render is not None:
+        for extra in args.render:
+            save({"smollm2": json.loads(extra.read_text())["smollm2"]}, args)
+        save({}, args)
+        return 0
     import torch
 
     torch.set_num_threads(args.threads)
@@ -183,12 +197,22 @@ def save(update: dict, args: argparse.Namespace) -> None:
     section; the SmolLM2 run adds its section to them."""
     path = args.out / "method_columns.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
-    keep = {k: v for k, v in old.items() if k == "smollm2" or "smollm2" in update}
+    keep = {k: v for k, v in old.items() if k == "smollm2" or "smollm2" in update or not update}
     out = {**keep, **update}
     args.out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2, default=str) + "\n")
     if "end_to_end_c200" in out.get("small", {}):  # a page needs the main run's figures
         (args.out / "method_columns.md").write_text(render(out))
+
+
+def rate(build: dict) -> float:
+    """Rows per CPU second of the rows a (possibly resumed) build computed."""
+    return round((build["rows"] - build.get("resumed_rows", 0)) / build["cpu_seconds"], 1)
+
+
+def resumed(build: dict) -> str:
+    n = build.get("resumed_rows", 0)
+    return f", for the last {build['rows'] - n:,} rows: the build was resumed after {n:,}" if n else ""
 
 
 def render(out: dict) -> str:
@@ -275,8 +299,8 @@ def render(out: dict) -> str:
     for p in cols:
         bd = p["build"]
         lines.append(
-            f"- grad-cos column, {bd['rows']:,} rows: {bd['cpu_seconds']} CPU s ({bd['rows_per_cpu_second']} rows "
-            f"per CPU second; {bd['wall_seconds']} s wall), ANN {(bd.get('ann') or {}).get('type')} built in "
+            f"- grad-cos column, {bd['rows']:,} rows: {rate(bd)} rows per CPU second ({bd['cpu_seconds']} CPU s, "
+            f"{bd['wall_seconds']} s wall{resumed(bd)}), ANN {(bd.get('ann') or {}).get('type')} built in "
             f"{(bd.get('ann') or {}).get('build_seconds')} s. Bytes per row: {bd['bytes_per_row_float32']:,} "
             f"(float32) or {bd['bytes_per_row_float16']:,} (float16, `--dtype float16`); AirRep's vector: 1,536."
         )
@@ -290,8 +314,8 @@ def render(out: dict) -> str:
             f"LM: {sm['lm']}; grad-cos, params lora (rank 8, q_proj / v_proj), sparse JL projection to "
             f"{bd['dim']}, float32.",
             "",
-            f"- Column build: {bd['cpu_seconds']} CPU s, **{bd['rows_per_cpu_second']} rows per CPU second** "
-            f"({bd['wall_seconds']} s wall); {bd['bytes_per_row_float32']:,} bytes per row (float32), "
+            f"- Column build: **{rate(bd)} rows per CPU second** ({bd['cpu_seconds']} CPU s, "
+            f"{bd['wall_seconds']} s wall{resumed(bd)}); {bd['bytes_per_row_float32']:,} bytes per row (float32), "
             f"{bd['bytes_per_row_float16']:,} (float16).",
             f"- Query vector: {sm['query_vector_ms']} ms; exact search over the column: "
             f"{sm['column_exact_search_ms']} ms.",
