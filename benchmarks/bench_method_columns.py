@@ -307,7 +307,11 @@ def render(out: dict) -> str:
         "search over the column given that vector. `airrep_query_encode`: the AirRep vector of the query "
         f"({s['encoder']}). `*_rerank_cC_search`: the candidates' retrieval (with the AirRep encode for "
         "airrep / hybrid), the gather of their stored row vectors and the product; a query adds "
-        "`query_vector` to any of them.",
+        "`query_vector` to any of them. CPU time is steadier than wall time here but not immune to the "
+        "load (the two vCPUs share caches with the evaluation run): the same query vector measures "
+        f"{s['latency_ms']['query_vector']} ms in this table and "
+        f"{s['end_to_end_c200']['bm25']['stored']['query_vector_ms']}-"
+        f"{s['end_to_end_c200']['airrep']['stored']['query_vector_ms']} ms in the end-to-end runs below.",
         "",
         "| path | " + " | ".join(f"{p['rows']:,} rows" for p in cols) + " |",
         "|---|" + "---|" * len(cols),
@@ -336,15 +340,28 @@ def render(out: dict) -> str:
                 f"**{e['speedup']}x** |"
             )
     e = s["end_to_end_c200"]
-    floor = {n: v["stored"]["total_ms"] for n, v in e.items()}
-    best = min(floor, key=floor.get)
+    met = [n for n, v in e.items() if v["speedup"] >= 50]
+    short = {n: v for n, v in e.items() if v["speedup"] < 50}
+    st, enc = e["airrep"]["stored"], s["latency_ms"]["airrep_query_encode"]
     lines += [
         "",
-        f"Recompute queries: {e[best]['recompute']['queries']} per source; stored: {e[best]['stored']['queries']}. "
-        "Goal >= 50x. What caps it: the stored path's floor is the query vector (one forward + backward "
-        f"of one example, {s['latency_ms']['query_vector']} ms, what 200 batched train gradients cost in "
-        f"{e[best]['recompute']['rerank_ms'] / max(s['latency_ms']['query_vector'], 1e-9):.0f}x its time) "
-        "plus the retrieval; the gather + dot is a few ms.",
+        f"Queries: {e['airrep']['stored']['queries']} stored, {e['airrep']['recompute']['queries']} recomputed "
+        f"per source ({s['rows']:,} rows). Wall clock (same runs, a loaded machine): stored "
+        f"{st['wall_total_ms']:,} ms, recompute {e['airrep']['recompute']['wall_total_ms']:,} ms from AirRep "
+        "candidates.",
+        "",
+        f"Goal >= 50x: met from {', '.join(met) or 'no source'}"
+        + (
+            "; " + ", ".join(f"{n} {v['speedup']}x" for n, v in short.items()) + " short of it"
+            if short
+            else ""
+        )
+        + f". A stored rerank is the retrieval (the AirRep query encode alone {enc} ms for airrep / hybrid; "
+        f"BM25 {e['bm25']['stored']['retrieval_ms']} ms), the query vector ({st['query_vector_ms']} ms, one "
+        f"forward + backward of one example) and the gather + dot ({st['gather_dot_ms']} ms); a recompute "
+        f"adds 200 train gradients ({e['airrep']['recompute']['rerank_ms']:,} ms) to the same retrieval. "
+        "So the speed-up is capped by (retrieval + recompute) / (retrieval + query vector + gather): "
+        "the AirRep encode and the query vector, not the stored vectors, set it.",
         "",
         "## Build cost and size",
         "",
