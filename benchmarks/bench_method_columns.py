@@ -172,6 +172,7 @@ def grow(small: Path, db: Path, extra: list, lm: str, args: argparse.Namespace) 
     """``db``: a copy of the small table (its AirRep vectors and column) with ``extra`` rows appended by
     ``index --append --lm`` (each row's AirRep vector and column vector), then the column's ANN index
     rebuilt over every row; the append's cost, kept beside the table for a rerun."""
+    import dataclasses
     import shutil
 
     from airsearch import (
@@ -193,7 +194,7 @@ def grow(small: Path, db: Path, extra: list, lm: str, args: argparse.Namespace) 
     cfg = IndexConfig(corpus=[str(corpus)], db=str(db), encoder=args.encoder, append=True, lm=lm)
     _, cpu, wall = clocked(build_index, cfg)
     table = IndexStore(str(db)).open()
-    spec = find_column(table, COL)
+    spec = dataclasses.replace(find_column(table, COL), rows=table.count())  # the index sized for every row
     (spec, ann_cpu, _) = clocked(build_column_index, table.table, spec, AnnConfig(threshold=1))
     stats = {
         "rows": table.count(),
@@ -340,28 +341,29 @@ def render(out: dict) -> str:
                 f"**{e['speedup']}x** |"
             )
     e = s["end_to_end_c200"]
-    met = [n for n, v in e.items() if v["speedup"] >= 50]
-    short = {n: v for n, v in e.items() if v["speedup"] < 50}
+    speed = {f"{n} ({p['rows']:,} rows)": v["speedup"] for p in cols for n, v in p["end_to_end_c200"].items()}
+    met = [n for n, x in speed.items() if x >= 50]
+    short = {n: x for n, x in speed.items() if x < 50}
     st, enc = e["airrep"]["stored"], s["latency_ms"]["airrep_query_encode"]
     lines += [
         "",
-        f"Queries: {e['airrep']['stored']['queries']} stored, {e['airrep']['recompute']['queries']} recomputed "
-        f"per source ({s['rows']:,} rows). Wall clock (same runs, a loaded machine): stored "
-        f"{st['wall_total_ms']:,} ms, recompute {e['airrep']['recompute']['wall_total_ms']:,} ms from AirRep "
-        "candidates.",
+        f"Queries per source: {st['queries']} stored; recomputed: "
+        + ", ".join(
+            f"{p['end_to_end_c200']['airrep']['recompute']['queries']} ({p['rows']:,} rows)" for p in cols
+        )
+        + f". Wall clock (same runs, a loaded machine): stored {st['wall_total_ms']:,} ms, recompute "
+        f"{e['airrep']['recompute']['wall_total_ms']:,} ms from AirRep candidates ({s['rows']:,} rows).",
         "",
         f"Goal >= 50x: met from {', '.join(met) or 'no source'}"
-        + (
-            "; " + ", ".join(f"{n} {v['speedup']}x" for n, v in short.items()) + " short of it"
-            if short
-            else ""
-        )
+        + ("; " + ", ".join(f"{n} {x}x" for n, x in short.items()) + " short of it" if short else "")
         + f". A stored rerank is the retrieval (the AirRep query encode alone {enc} ms for airrep / hybrid; "
         f"BM25 {e['bm25']['stored']['retrieval_ms']} ms), the query vector ({st['query_vector_ms']} ms, one "
         f"forward + backward of one example) and the gather + dot ({st['gather_dot_ms']} ms); a recompute "
         f"adds 200 train gradients ({e['airrep']['recompute']['rerank_ms']:,} ms) to the same retrieval. "
         "So the speed-up is capped by (retrieval + recompute) / (retrieval + query vector + gather): "
-        "the AirRep encode and the query vector, not the stored vectors, set it.",
+        "the AirRep encode and the query vector, not the stored vectors, set it. On the larger table the "
+        "retrieval (an exact AirRep scan of every row, the candidates' rows taken from more fragments after "
+        "the append) and the gather grow by a few ms each, and that is what takes airrep / hybrid under 50x.",
         "",
         "## Build cost and size",
         "",
