@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--proj-dim", type=int, default=2048)
     ap.add_argument("--recompute-queries", type=int, default=3)
     ap.add_argument(
-        "--big-rows", type=int, default=100_000, help="rows of the large table (distinct rows; 0: skip it)"
+        "--big-rows", type=int, default=6000, help="rows of the large table (distinct rows; 0: skip it)"
     )
     ap.add_argument(
         "--parts", default="small,big", help="small (the sample table), big (--big-rows), or both"
