@@ -17,7 +17,7 @@ The building blocks the benchmarks and studies use are public too: the index sto
 (``IndexStore``, ``IndexTable``, ``TableMeta``, ``build_ann_index`` with ``AnnConfig``,
 ``build_text_index``, ``select_best_rank``), method columns (``MethodColumnConfig``,
 ``add_method_column``, ``find_column``, ``column_specs``, ``ColumnSpec``, ``build_column_index``,
-``ColumnSearcher``), the label jobs (``sample_splits``, ``subset_jobs``, ``run_subset_job``), the
+``ColumnSearcher``, ``StoredReranker``), the label jobs (``sample_splits``, ``subset_jobs``, ``run_subset_job``), the
 metrics and reports (``lds_per_example``, ``predict_split_scores``, ``paired_difference``,
 ``DevClusters``, ``cluster_keys``, ``fmt``, ``markdown_table``, ``curve_plot``, ``pareto_frontier``,
 ``pareto_plot``) and small utilities (``write_json_atomic``, ``write_text_atomic``,
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from airsearch.indexers.explain import RowExplanation, explain_score
     from airsearch.indexers.fts import build_text_index
     from airsearch.indexers.method_columns import add_method_column, build_column_index, find_column
-    from airsearch.indexers.method_search import ColumnSearcher
+    from airsearch.indexers.method_search import ColumnSearcher, StoredReranker
     from airsearch.indexers.query import Candidate, GroupScore, QueryResult, Searcher, query
     from airsearch.indexers.restore import RestoreSummary, restore_table
     from airsearch.indexers.select import SelectSummary, select, select_best_rank
@@ -163,7 +163,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "airsearch.indexers.explain": ("RowExplanation", "explain_score"),
     "airsearch.indexers.fts": ("build_text_index",),
     "airsearch.indexers.method_columns": ("add_method_column", "build_column_index", "find_column"),
-    "airsearch.indexers.method_search": ("ColumnSearcher",),
+    "airsearch.indexers.method_search": ("ColumnSearcher", "StoredReranker"),
     "airsearch.indexers.query": ("Candidate", "GroupScore", "QueryResult", "Searcher", "query"),
     "airsearch.indexers.restore": ("RestoreSummary", "restore_table"),
     "airsearch.indexers.select": ("SelectSummary", "select", "select_best_rank"),
@@ -264,6 +264,7 @@ __all__ = [
     "SelectSummary",
     "ServeConfig",
     "SplitLabels",
+    "StoredReranker",
     "StreamingGroupScore",
     "TableMeta",
     "TargetLM",

@@ -24,6 +24,7 @@ def untrained_note(record: dict) -> str:
 
 
 def _human(d: IndexInfo) -> str:
+    from airsearch.indexers.column_config import bytes_per_row
     from airsearch.indexers.results import describe_encoder
 
     lines = [
@@ -59,7 +60,8 @@ def _human(d: IndexInfo) -> str:
         for name, c in t.method_columns.items():
             made = c["manifest"]
             lines.append(
-                f"  column    {name}: {c['method']}, {c['dim']} x {c['dtype']}, "
+                f"  column    {name}: {c['method']}, {c['dim']} x {c['dtype']} "
+                f"({bytes_per_row(c['dim'], c['dtype']):,} bytes per row), "
                 f"{(c.get('ann') or {}).get('type', 'exact')}, model {made['model_fingerprint'][:12]}, "
                 f"params {made['param_set'].get('kind')}, projection {made['projection'].get('dim') or 'none'} "
                 f"[{c['fingerprint'][:16]}]"

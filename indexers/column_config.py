@@ -15,6 +15,11 @@ DTYPES = ("float32", "float16")
 RESERVED_COLUMNS = frozenset({"id", "prompt", "response", "vector", "metadata_extra", "_rowid", "_distance"})
 
 
+def bytes_per_row(dim: int, dtype: str) -> int:
+    """Storage of one row's vector in a method column of ``dim`` values of ``dtype``."""
+    return dim * (2 if dtype == "float16" else 4)
+
+
 def valid_column_name(name: str) -> bool:
     return bool(name) and name.replace("_", "a").isalnum() and name not in RESERVED_COLUMNS
 

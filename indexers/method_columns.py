@@ -34,7 +34,7 @@ import lance
 import numpy as np
 import pyarrow as pa
 from airsearch.indexers import ann
-from airsearch.indexers.column_config import MethodColumnConfig
+from airsearch.indexers.column_config import MethodColumnConfig, bytes_per_row
 from airsearch.indexers.column_spec import FIELD_KEY as FIELD_KEY
 from airsearch.indexers.column_spec import ColumnSpec as ColumnSpec
 from airsearch.indexers.column_spec import column_specs as column_specs
@@ -246,7 +246,7 @@ def add_method_column(cfg: MethodColumnConfig, *, show_progress: bool = True) ->
         rows_added=total - done,
         resumed_rows=done,
         seconds=round(time.perf_counter() - start, 3),
-        bytes_per_row=spec.dim * (2 if cfg.dtype == "float16" else 4),
+        bytes_per_row=bytes_per_row(spec.dim, cfg.dtype),
         ray_workers=ray_stats.get("workers"),
     )
 

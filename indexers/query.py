@@ -62,8 +62,9 @@ def query(
         exact=cfg.exact,
         runtime=cfg.runtime,
         quantize=cfg.quantize,
-        # a reranker loads torch anyway: the encoder it may need too; a plain search needs no torch
-        fast=encoder is None and rerank is None and method_cfg is None,
+        # the torch-free query encoder whenever the index's encoder has an export (same vectors to
+        # 1e-5): a reranker loads torch for its own vectors, but ONNX encodes the query faster
+        fast=encoder is None,
     )
     if rerank is None and method_cfg is not None:
         from airsearch.indexers.method_search import stored_reranker

@@ -349,7 +349,7 @@ class Searcher:
     def retrieve(
         self,
         queries: Sequence[Example],
-        vectors: np.ndarray,
+        vectors: np.ndarray | None,
         n: int,
         *,
         where: str | None = None,
@@ -401,7 +401,8 @@ class Searcher:
         check_filter(where)
         if self.auto_refresh:
             self.refresh()
-        vectors = self.encode(qs)
+        # BM25 retrieval reads no query vector: encode only when something else does
+        vectors = self.encode(qs) if mode != "bm25" or opponents or group_by else None
         found = self.retrieve(qs, vectors, max(k, candidates or 0), where=where, mode=mode)
         against = self.opponents(vectors, k, where=where) if opponents else None
         groups = self.group_scores(vectors, group_by, where=where) if group_by else None

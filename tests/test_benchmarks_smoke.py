@@ -141,8 +141,12 @@ def _(out: Path) -> None:
 )  # fmt: skip
 def _(out: Path) -> None:
     res = read_json(out / "method_columns.json")
-    assert res["build"]["rows"] == 40 and res["big"]["rows"] == 60
+    assert res["small"]["build"]["rows"] == 40 and res["big"]["rows"] == 60
     assert 0 <= res["small"]["recall_at_10"]["column_ann"] <= 1
+    for source in ("airrep", "bm25", "hybrid"):
+        e = res["small"]["end_to_end_c200"][source]
+        assert e["stored"]["total_ms"] > 0 and e["recompute"]["total_ms"] > 0
+    assert (out / "method_columns.md").is_file()
 
 
 @case(
@@ -242,6 +246,19 @@ def test_benchmark_runs_at_micro_size(name: str, fixtures: Fixtures, monkeypatch
     out = fixtures["tmp"] / ("results" if name != "bench_train_steps" else "results/train_steps")
     run_benchmark(name, [*argv(fixtures), "--out", out], monkeypatch)
     check(out)
+
+
+def test_method_columns_large_lm_section_at_micro_size(
+    fixtures: Fixtures, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bench_method_columns.py --smollm2 DIR`` (the LoRA cost section), on the tiny LM's folder."""
+    out = fixtures["tmp"] / "results"
+    argv = ["--smollm2", fixtures["lm"], "--smollm2-rows", 12, "--proj-dim", 16, "--encoder", fixtures["encoder"],
+            "--work", fixtures["tmp"] / "work", "--out", out]  # fmt: skip
+    run_benchmark("bench_method_columns", argv, monkeypatch)
+    sm = read_json(out / "method_columns.json")["smollm2"]
+    assert sm["build"]["rows"] == 12 and sm["build"]["params"] == "lora"
+    assert sm["end_to_end"]["airrep"]["recompute"]["total_ms"] > 0
 
 
 def teacher_labels(f: Fixtures) -> Path:

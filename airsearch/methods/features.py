@@ -143,8 +143,11 @@ class GradientFeaturizer:
         if not examples:
             return
         max_length = self.max_length or self.lm.max_length
-        lengths = [len(tokenize_example(self.lm.tokenizer, ex, max_length)[0]) for ex in examples]
-        batches = length_sorted_batches(len(examples), lengths, self.batch_size)
+        if len(examples) == 1:  # a query: one batch, no length pass (it would tokenise it twice)
+            batches = [[0]]
+        else:
+            lengths = [len(tokenize_example(self.lm.tokenizer, ex, max_length)[0]) for ex in examples]
+            batches = length_sorted_batches(len(examples), lengths, self.batch_size)
         for idx in progress(batches, desc=desc, unit="batch", quiet=None if self.show_progress else True):
             yield idx, encode_examples(self.lm, [examples[i] for i in idx], max_length)
 

@@ -116,6 +116,7 @@ class GradientModel:
     frozen: dict[str, torch.Tensor]
     spec: ParamSet = field(default_factory=ParamSet)
     _linear_path: list[Any] | None = field(default=None, repr=False)
+    _own: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def num_params(self) -> int:
@@ -184,17 +185,44 @@ class GradientModel:
 
     def _one_example_grad(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``[1, p]``: ``grad_th L(z, th)`` of one example by reverse-mode autograd (what the vmap
-        route computes for a batch of one; a parameter the loss does not reach gets a zero gradient)."""
-        params = {n: t.detach().requires_grad_(True) for n, t in self.params.items()}
-        with eager_eval(self.model), torch.enable_grad():
-            loss = self.example_loss(params, ids, labels)
+        route computes for a batch of one; a parameter the loss does not reach gets a zero gradient).
+
+        When the model's own parameters are the selected ones and require grad (a loaded model), the
+        model is called as it is: ``functional_call``'s swap of every parameter in and out, and the
+        attention switch that only vmap needs, cost as much as the forward pass on a small LM."""
+        from airsearch.lm import masked_token_nll
+
+        own = self._own_parameters()
+        if own is None:
+            params = {n: t.detach().requires_grad_(True) for n, t in self.params.items()}
             wrt = [params[n] for n in self.param_names]
-            grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+            with eager_eval(self.model), torch.enable_grad():
+                loss = self.example_loss(params, ids, labels)
+                grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+        else:
+            wrt = own
+            with eager_eval(self.model, attention=False), torch.enable_grad():
+                logits = self.model(input_ids=ids[None], use_cache=False).logits
+                loss = masked_token_nll(logits, labels[None], "mean")[0]
+                grads = torch.autograd.grad(loss, wrt, allow_unused=True)
         rows = [
             (g if g is not None else torch.zeros_like(w)).reshape(1, -1)
             for g, w in zip(grads, wrt, strict=True)
         ]
         return torch.cat(rows, dim=-1).float()
+
+    def _own_parameters(self) -> list[torch.Tensor] | None:
+        """The model's own parameters in :attr:`param_names` order, when each one requires grad and
+        holds the selected tensor (the same storage); ``None`` otherwise."""
+        if self._own is None:
+            self._own = dict(self.model.named_parameters())
+        own = [self._own.get(n) for n in self.param_names]
+        if any(
+            p is None or not p.requires_grad or p.data_ptr() != self.params[n].data_ptr()
+            for p, n in zip(own, self.param_names, strict=True)
+        ):
+            return None
+        return own  # type: ignore[return-value]
 
     def linear_route(self) -> bool:
         """Whether per-example gradients come from hooked Linear layers (every parameter is the

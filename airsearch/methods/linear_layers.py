@@ -46,13 +46,16 @@ class GradientModel(Protocol):
 
 
 @contextlib.contextmanager
-def eager_eval(model: Any) -> Iterator[None]:
-    """Eval mode and eager attention (SDPA has no vmap batching rule on CPU); both restored after."""
+def eager_eval(model: Any, *, attention: bool = True) -> Iterator[None]:
+    """Eval mode and (``attention``) eager attention (SDPA has no vmap batching rule on CPU); both
+    restored after. Nothing is switched that is already so: a model walk per switch costs more than
+    a query gradient's forward pass on a small LM."""
     was = model.training
     config = getattr(model, "config", None)
     attn = getattr(config, "_attn_implementation", None)
-    switch = attn not in (None, "eager") and hasattr(model, "set_attn_implementation")
-    model.eval()
+    switch = attention and attn not in (None, "eager") and hasattr(model, "set_attn_implementation")
+    if was:
+        model.eval()
     if switch:
         model.set_attn_implementation("eager")
     try:
@@ -60,7 +63,8 @@ def eager_eval(model: Any) -> Iterator[None]:
     finally:
         if switch:
             model.set_attn_implementation(attn)
-        model.train(was)
+        if was:
+            model.train(True)
 
 
 @dataclass(frozen=True)

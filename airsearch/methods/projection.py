@@ -29,7 +29,7 @@ from airsearch.errors import InputError
 BLOCK_ROWS = 4096
 ProjectionKind = Literal["sparse", "rademacher", "gaussian"]
 _BITS = torch.arange(8, dtype=torch.uint8)
-SKETCH_CACHE_COORDS = 32_000_000  # cached (bucket, sign) pairs in all: 32M x 5 bytes = 160 MB at most
+SKETCH_CACHE_COORDS = 13_000_000  # cached (bucket, sign) pairs in all: 13M x 12 bytes = 156 MB at most
 _SKETCH_LOCK = threading.Lock()  # the server projects from several threads
 _SKETCHES: OrderedDict[tuple[int, int, int, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
@@ -92,7 +92,7 @@ class Projector:
             out = torch.zeros(x.shape[0], self.dim, device=x.device)
             if self.kind == "sparse":  # O(p) hashing arrays, one scatter-add
                 buckets, signs = sparse_sketch(self, offset, x.shape[1])
-                out.index_add_(1, buckets.to(x.device, torch.int64), x * signs.to(x.device, x.dtype))
+                out.index_add_(1, buckets.to(x.device), x * signs.to(x.device))
             else:
                 for start in range(0, x.shape[1], BLOCK_ROWS):
                     piece = x[:, start : start + BLOCK_ROWS]
@@ -103,7 +103,8 @@ class Projector:
 
 
 def sparse_sketch(projector: Projector, offset: int, p: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """CountSketch buckets (int32) and signs (int8, +-1) of input coordinates ``offset ... offset + p``
+    """CountSketch buckets (int64, the index type ``index_add_`` is fast with) and signs (float32, +-1;
+    converting them per call cost 6x the scatter itself) of input coordinates ``offset ... offset + p``
     of ``projector``'s sparse P (``offset`` a block boundary), from a bounded cache: the most recently
     used spans are kept while their coordinates total at most :data:`SKETCH_CACHE_COORDS`."""
     key = (projector.seed, int(projector.dim), offset, p)  # type: ignore[arg-type]
@@ -116,7 +117,7 @@ def sparse_sketch(projector: Projector, offset: int, p: int) -> tuple[torch.Tens
         projector._sketch((offset + start) // BLOCK_ROWS, min(BLOCK_ROWS, p - start))
         for start in range(0, p, BLOCK_ROWS)
     ]
-    made = (torch.cat([b for b, _ in parts]).to(torch.int32), torch.cat([s for _, s in parts]).to(torch.int8))
+    made = (torch.cat([b for b, _ in parts]).to(torch.int64), torch.cat([s for _, s in parts]).float())
     if p <= SKETCH_CACHE_COORDS:
         with _SKETCH_LOCK:
             _SKETCHES[key] = made
