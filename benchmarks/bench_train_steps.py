@@ -31,6 +31,7 @@ Writes ``<out>.json`` and ``<out>.md``; encoders go to ``--work``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -45,12 +46,11 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 from bench_options import RESULTS, WORK, bench_parser  # noqa: E402
+from train_steps_report import markdown  # noqa: E402
 
 from airsearch import write_json_atomic, write_text_atomic  # noqa: E402
 
 SCRATCH = {"dir": WORK / "train_steps"}  # --work: the encoders trained here
-
-FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # of the CPU budget: where the options are compared
 
 
 class _Budget(Exception):
@@ -244,6 +244,28 @@ def run_option(name: str, cfg: Any, cpu_budget: float) -> dict[str, Any]:
     }
 
 
+def full_cost(cfg: Any, steps: int) -> dict[str, float]:
+    """Median CPU and wall seconds per ``full`` step over ``steps`` steps, measured as an option's run is
+    (no held-out measurement in between): the profile's few steps are noisier on a loaded machine."""
+    from airsearch import train_encoder
+
+    out = SCRATCH["dir"] / "full_cost"
+    shutil.rmtree(out, ignore_errors=True)
+    clock = StepClock(eval_every=10_000)
+
+    def on_step(step: int, loss: float) -> None:
+        clock(step, loss)
+        if step >= steps:
+            raise _Budget
+
+    with contextlib.suppress(_Budget):
+        train_encoder(cfg.replace(out=str(out), eval_every=10_000, patience=0), on_step=on_step)
+    shutil.rmtree(out, ignore_errors=True)
+    cpu = [v for n, v in clock.cpu.items() if n > 1]
+    wall = [v for n, v in clock.wall.items() if n > 1]
+    return {"steps": len(cpu), "cpu": statistics.median(cpu), "wall": statistics.median(wall)}
+
+
 def reference_full(reference: Path, cpu_per_step: float, wall_per_step: float, cpu_budget: float) -> dict:
     """``full`` from the reference run's own curve (the same steps) and the CPU per step measured here."""
     log = json.loads((reference / "training.json").read_text())["result"]
@@ -257,58 +279,6 @@ def reference_full(reference: Path, cpu_per_step: float, wall_per_step: float, c
         "curve": [c for c in curve if c["cpu"] <= cpu_budget * 1.0001],
         "reference_seconds_per_step_quiet": log["seconds_per_step"],
     }
-
-
-def best_by(curve: list[dict], cpu: float) -> float | None:
-    seen = [c["lds"] for c in curve if c["cpu"] <= cpu * 1.0001 and c["step"] > 0]
-    return max(seen) if seen else None
-
-
-def markdown(res: dict[str, Any]) -> str:
-    budget = res["cpu_budget"]
-    lines = [
-        "# AirRep training steps on a CPU: CPU seconds per step and held-out LDS at equal CPU time",
-        "",
-        f"Machine: {res['machine']}; torch threads per run: {res['threads']}. Labels: {res['labels']} "
-        f"(the held-out split, seed and schedule of the reference {res['reference'] or '(none: full trained here)'}). "
-        f"Budget: the CPU time of {res['full_steps']} `full` steps, {budget:.0f} CPU-s per option "
-        "(held-out measurements excluded).",
-        "",
-        "Token lengths of the rows (template included, before any budget): "
-        + ", ".join(
-            f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in res["token_lengths"].items()
-        ),
-        "",
-        "## Per-phase profile (CPU / wall seconds per step)",
-        "",
-    ]
-    first = next(iter(res["profile"].values()))
-    lines += ["| option | " + " | ".join(first) + " |", "|---|" + "---|" * len(first)]
-    for name, prof in res["profile"].items():
-        lines.append(
-            f"| {name} | " + " | ".join(f"{v['cpu']:.2f} / {v['wall']:.2f}" for v in prof.values()) + " |"
-        )
-    points = [f * budget for f in FRACTIONS]
-    lines += [
-        "",
-        "## Best held-out LDS by equal CPU time",
-        "",
-        "| option | CPU-s / step | wall s / step | steps in budget | base | "
-        + " | ".join(f"{p:.0f} CPU-s" for p in points)
-        + " | stopped |",
-        "|---|---|---|---|---|" + "---|" * len(points) + "---|",
-    ]
-    for r in res["options"]:
-        cells = [best_by(r["curve"], p) for p in points]
-        lines.append(
-            f"| {r['option']} | {r['cpu_seconds_per_step']:.2f} | {r['wall_seconds_per_step']:.2f} | "
-            f"{r['steps']} | {r['curve'][0]['lds']:.3f} | "
-            + " | ".join("n/a" if c is None else f"{c:.3f}" for c in cells)
-            + f" | {r['stopped']} |"
-        )
-    if res.get("not_run"):
-        lines += ["", f"Not run yet: {', '.join(res['not_run'])}."]
-    return "\n".join(lines) + "\n"
 
 
 def stage(runs: Path, name: str, fn: Any) -> Any:
@@ -334,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--options", nargs="+", default=["freeze3", "freeze5", "dev16", "len64"])
     ap.add_argument("--full-steps", type=int, default=120, help="the CPU budget: this many `full` steps")
     ap.add_argument("--profile-steps", type=int, default=4)
+    ap.add_argument(
+        "--full-cost-steps", type=int, default=0,
+        help="with --reference: measure full's CPU per step over this many steps (0: the profile's)",
+    )  # fmt: skip
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--eval-every", type=int, default=20, help="without --reference")
     ap.add_argument("--holdout", type=int, default=1, help="without --reference")
@@ -369,11 +343,15 @@ def main(argv: list[str] | None = None) -> int:
             base.replace(**opts.get(n, {})), a.profile_steps))
         for name in ("full", first_freeze) if name
     }  # fmt: skip
-    full_cpu = prof["full"]["step_total"]["cpu"]
+    full_cpu, full_wall = prof["full"]["step_total"]["cpu"], prof["full"]["step_total"]["wall"]
+    cost = None
+    if reference and a.full_cost_steps:
+        cost = stage(runs, f"full_cost_t{a.threads}", lambda: full_cost(base, a.full_cost_steps))
+        full_cpu, full_wall = cost["cpu"], cost["wall"]
     budget = a.full_steps * full_cpu
     done = []
     if reference:
-        done.append(reference_full(reference, full_cpu, prof["full"]["step_total"]["wall"], budget))
+        done.append(reference_full(reference, full_cpu, full_wall, budget))
     for name, change in opts.items():
         change = dict(change)
         if "max_seq_length" in change:
@@ -395,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": dataclasses.asdict(base),
         "token_lengths": token_lengths(a.base_encoder, store.splits(warn=False), store.examples()),
         "profile": prof,
+        "full_cost": cost,
         "options": done,
         "other_stages_in_runs": [s for s in stages_here if s not in {f"{o}_t{a.threads}" for o in opts}],
     }

@@ -181,7 +181,45 @@ def converged_tracing(depth: int) -> str:
     return table(head, rows) + "\n" + _converged_sources(depth, "classify", "trace_entity_swap", "trace_pii")
 
 
+STEP_COST = f"{RESULTS}/train_steps.json"
+STEP_OPTIONS = {
+    "full": "every layer trained (the paper's setting; the converged run)",
+    "freeze3": "embeddings + lowest 3 of 6 layers frozen, cached per row",
+    "freeze5": "embeddings + lowest 5 of 6 layers frozen, cached per row",
+    "dev16": "16 dev examples per step instead of 40",
+    "len64": "64-token budget instead of 128 (changes the query-time encoder)",
+}
+
+
+def converged_step_cost(depth: int) -> str:
+    """Issue 24's step-cost options at equal CPU time (``benchmarks/bench_train_steps.py``)."""
+    res = load(STEP_COST)
+    budget, full = res["cpu_budget"], res["options"][0]["cpu_seconds_per_step"]
+    fractions = (0.25, 0.5, 1.0)
+    rows = []
+    for r in res["options"]:
+        best = []
+        for f in fractions:
+            seen = [c["lds"] for c in r["curve"] if c["cpu"] <= f * budget * 1.0001 and c["step"] > 0]
+            best.append(f"{100 * max(seen):.1f}" if seen else "n/a")
+        rows.append([
+            f"`{r['option']}`: {STEP_OPTIONS.get(r['option'], '')}",
+            f"{r['cpu_seconds_per_step']:.1f} ({full / r['cpu_seconds_per_step']:.2f}x)",
+            str(r["steps"]),
+            *best,
+        ])  # fmt: skip
+    head = ["option", "CPU-s per step (speed-up)", "steps in budget"]
+    head += [f"best held-out LDS x100 by {f * budget:.0f} CPU-s" for f in fractions]
+    tok = res["profile"]["full"]["tokenize_step_rows"]["cpu"]
+    note = (
+        f"\nTokenising one step's rows: {tok:.3f} CPU-s of the full step's {full:.1f} (what a pre-tokenised"
+        " cache would save).\n"
+    )
+    return table(head, rows) + note + "\n" + sources(STEP_COST, depth=depth)
+
+
 RENDERERS = {
+    "converged-step-cost": converged_step_cost,
     "converged-tracing": converged_tracing,
     "converged-headline": converged_headline,
     "converged-paired": converged_paired,
