@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if name == "latency":
             qs = queries[: args.latency_queries]
-            out[name] = latency_part(small, work / f"db{rows}_copies", rows, qs, str(lm), COL)
+            out[name] = latency_part(small, work / f"db{rows}_copies", rows, qs, COL)
             save(out, args)
             continue
         db = small if rows is None else work / f"db{rows // 1000}k"

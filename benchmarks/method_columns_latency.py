@@ -69,18 +69,17 @@ def replicate(src: Path, dst: Path, rows: int) -> dict[str, Any]:
     return stats
 
 
-def latency_part(
-    small: Path, db: Path, rows: int, queries: list[Any], lm: str, column: str
-) -> dict[str, Any]:
+def latency_part(small: Path, db: Path, rows: int, queries: list[Any], column: str) -> dict[str, Any]:
     """The latency figures of a ``rows``-row table of copies of the table ``small`` (built at ``db`` when
-    missing): per query path, median CPU ms and wall ms over ``queries`` (no recall: rows are copies)."""
+    missing): per query path, median CPU ms and wall ms over ``queries`` (no recall: rows are copies).
+    The query vectors come from the LM the column records (its fingerprint names the LM folder's path)."""
     from airsearch import ColumnSearcher, Searcher
 
     if not (small / "corpus.lance").is_dir():
         raise SystemExit(f"no sample table at {small}: run the small part first (--parts small,latency)")
     build = replicate(small, db, rows)
-    exact = ColumnSearcher(str(db), None, column, lm, exact=True)
-    annc = ColumnSearcher(str(db), None, column, lm, method=exact.method)
+    exact = ColumnSearcher(str(db), None, column, None, exact=True)
+    annc = ColumnSearcher(str(db), None, column, None, method=exact.method)
     part = measure(queries, Searcher(str(db), fast=True), exact, annc)
     del part["recall_at_10"]  # ties among copies: not a recall figure
     return {**part, "rows": build["rows"], "queries": len(queries), "build": build, "column": column}
