@@ -104,8 +104,10 @@ def latency_lines(out: dict[str, Any]) -> list[str]:
         "gradient recomputed). Every score ties with its row's copies, so recall on this table means nothing "
         "and is not reported: the recall figures are the 3,000- and 6,000-row tables' above. The column's "
         f"ANN ({a['type']}, {a['num_partitions']} partitions, the default search settings for that size) was "
-        f"built over every row in {a['cpu_seconds']} CPU s ({a['wall_seconds']} s wall); AirRep's vectors are "
-        f"searched exactly, as in the smaller tables. {p['queries']} held-out queries; median CPU ms, the "
+        f"built over every row in {a['cpu_seconds']} CPU s ({a['wall_seconds']} s wall). AirRep's vectors are "
+        "searched exactly, as in the smaller tables (`index` would build an AirRep ANN index at this size; "
+        "this table has none), so the airrep / hybrid rows below include an exact scan of every AirRep "
+        f"vector. {p['queries']} held-out queries; median CPU ms, the "
         "wall-clock median beside it (a loaded machine: wall includes waiting for a core). Paths as in the "
         "table above.",
         "",
