@@ -13,10 +13,12 @@ with a grad-cos column (every parameter, sparse JL projection to ``--proj-dim``)
   recompute (same retrieval), split by stage;
 * the same on ``--big-rows`` distinct rows (the sample's rows, then rows pairing one row's prompt with
   another's response: no copies, so recall there means something);
+* latency only at ``--latency-rows`` rows (100,000): the sample table's rows and stored vectors copied,
+  the column's ANN over every row (``method_columns_latency``), against the goal query vector + 50 ms;
 * build cost (CPU seconds, rows per CPU second) and bytes per row of the column (float32 and float16);
 * ``--smollm2 DIR``: the SmolLM2-135M LoRA cost section (a converted folder, ``airsearch lm import-gguf``).
 
-Run: ``python benchmarks/bench_method_columns.py [--big-rows N]``, then
+Run: ``python benchmarks/bench_method_columns.py [--big-rows N] [--parts small,big,latency]``, then
 ``python benchmarks/bench_method_columns.py --smollm2 DIR`` (each run adds its part to
 benchmarks/results/method_columns.{json,md}).
 """
@@ -30,23 +32,25 @@ import platform
 import sys
 from pathlib import Path
 
-import numpy as np
 from bench_options import RESULTS, WORK, bench_parser
-from method_columns_parts import MODES, build_column, clocked, distinct_rows, end_to_end, ms, smollm2_section
+from method_columns_latency import latency_lines, latency_part
+from method_columns_parts import (
+    CS,
+    MODES,
+    build_column,
+    clocked,
+    distinct_rows,
+    end_to_end,
+    measure,
+    smollm2_section,
+)
 
-CS = (50, 200, 1000)
+PARTS = ("small", "big", "latency")
 COL = "m_gradcos"
 MACHINE = (
     f"{platform.machine()} 2-core AMD EPYC (avx512_bf16), CPU only, shared with other agents and loaded by a "
     "long evaluation run"
 )
-
-
-def recall(found_scores: np.ndarray, exact_scores: np.ndarray) -> float:
-    """Share of the top-10 returned whose exact score reaches the exact 10th best (tie-robust)."""
-    bar = exact_scores[min(9, len(exact_scores) - 1)]
-    tol = 1e-5 * max(abs(bar), 1e-12)
-    return float(np.mean(np.asarray(found_scores[:10]) >= bar - tol))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         "--big-rows", type=int, default=6000, help="rows of the large table (distinct rows; 0: skip it)"
     )
     ap.add_argument(
-        "--parts", default="small,big", help="small (the sample table), big (--big-rows), or both"
+        "--latency-rows", type=int, default=100_000, help="rows of the latency table (copies; 0: skip it)"
+    )
+    ap.add_argument("--latency-queries", type=int, default=10, help="queries timed on the latency table")
+    ap.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="comma-separated: small (the sample table), big (--big-rows), latency (--latency-rows)",
     )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (CPU time is the clock)")
     ap.add_argument("--sample-rows", type=int, default=None, help="index only the first N sample rows")
@@ -85,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         "these results files (a --smollm2 run with another --out)",
     )
     args = ap.parse_args(argv)
+    wanted = args.parts.split(",")
+    if not set(wanted) <= set(PARTS):
+        ap.error(f"--parts: choose from {', '.join(PARTS)} (comma-separated), not {args.parts!r}")
     os.environ.setdefault("AIRSEARCH_QUIET", "1")
     if args.render is not None:
         for extra in args.render:
@@ -133,12 +146,19 @@ def main(argv: list[str] | None = None) -> int:
         "method": f"gradcos, params all, sparse JL projection to {args.proj_dim}",
         "queries": len(queries),
     }
-    parts = [("small", None)] * ("small" in args.parts) + [("big", args.big_rows)] * ("big" in args.parts)
-    if "small" not in args.parts:  # the large table alone: keep the file's small-table figures
-        out["small"] = json.loads((args.out / "method_columns.json").read_text())["small"]
+    sizes = {"small": None, "big": args.big_rows, "latency": args.latency_rows}
+    parts = [(name, sizes[name]) for name in PARTS if name in wanted]
+    path = args.out / "method_columns.json"
+    prev = json.loads(path.read_text()) if path.is_file() else {}
+    out.update({k: prev[k] for k in PARTS if k not in wanted and k in prev})  # keep the parts not run
     small = work / "db3k"
     for name, rows in parts:
         if rows is not None and rows <= 0:
+            continue
+        if name == "latency":
+            qs = queries[: args.latency_queries]
+            out[name] = latency_part(small, work / f"db{rows}_copies", rows, qs, COL)
+            save(out, args)
             continue
         db = small if rows is None else work / f"db{rows // 1000}k"
         if rows is None and not (db / "corpus.lance").is_dir():  # resumes a killed build
@@ -207,39 +227,6 @@ def grow(small: Path, db: Path, extra: list, lm: str, args: argparse.Namespace) 
     }
     record.write_text(json.dumps(stats, indent=2, default=str) + "\n")
     return stats
-
-
-def measure(queries, airrep, exact, annc) -> dict:
-    """Median per-query CPU milliseconds of each path and mean recall@10 against exact column search."""
-    lat: dict[str, list[float]] = {}
-    rec: dict[str, list[float]] = {}
-
-    def add(d, k, v):
-        d.setdefault(k, []).append(v)
-
-    exact.encode(queries[:1])  # warm-up
-    for q in queries:
-        qv, secs, _ = clocked(exact.encode, [q])
-        add(lat, "query_vector", secs)
-        (ex_scores, _), secs, _ = clocked(exact.top_k, qv, 10)
-        add(lat, "column_exact_search", secs)
-        (an_scores, _), secs, _ = clocked(annc.top_k, qv, 10)
-        add(lat, "column_ann_search", secs)
-        add(rec, "column_ann", recall(an_scores[0], ex_scores[0]))
-        av, secs_enc, _ = clocked(airrep.encode, [q])
-        add(lat, "airrep_query_encode", secs_enc)
-        for source, mode in MODES.items():
-            for c in CS:
-                found, secs, _ = clocked(airrep.retrieve, [q], av, c, mode=mode)
-                rids = found[0][1]
-                (s, _), gather, _ = clocked(lambda r=rids, v=qv: (exact.row_vectors(r) @ v[0], None))
-                top = np.sort(s)[::-1][:10]
-                add(lat, f"{source}_rerank_c{c}_search", secs + gather + (secs_enc if mode != "bm25" else 0))
-                add(rec, f"{source}_rerank_c{c}", recall(top, ex_scores[0]))
-    return {
-        "latency_ms": {k: ms(v) for k, v in lat.items()},
-        "recall_at_10": {k: round(float(np.mean(v)), 3) for k, v in rec.items()},
-    }
 
 
 def save(update: dict, args: argparse.Namespace) -> None:
@@ -319,6 +306,7 @@ def render(out: dict) -> str:
     ]
     for key in s["latency_ms"]:
         lines.append(f"| {key} | " + " | ".join(str(p["latency_ms"].get(key, "-")) for p in cols) + " |")
+    lines += latency_lines(out)
     lines += [
         "",
         "## Rerank from stored vectors vs today's recompute, C=200, end to end",

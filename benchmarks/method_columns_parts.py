@@ -1,5 +1,5 @@
-"""Parts of ``bench_method_columns.py``: CPU-time clocks, the end-to-end rerank comparison, distinct rows
-for the large table, and the SmolLM2-135M LoRA cost section.
+"""Parts of ``bench_method_columns.py``: CPU-time clocks, the per-query paths with recall, the end-to-end
+rerank comparison, distinct rows for the large table, and the SmolLM2-135M LoRA cost section.
 
 Clock: the process's CPU seconds (``time.process_time``: every thread of the process, Lance's included)
 with torch on one thread. On a machine whose cores another job keeps busy, wall time of the same query
@@ -17,7 +17,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 MODES = {"airrep": "vector", "bm25": "bm25", "hybrid": "hybrid"}
+CS = (50, 200, 1000)
 
 
 def clocked(fn: Callable[..., Any], *a: Any, **kw: Any) -> tuple[Any, float, float]:
@@ -30,6 +33,52 @@ def clocked(fn: Callable[..., Any], *a: Any, **kw: Any) -> tuple[Any, float, flo
 def ms(values: Sequence[float]) -> float:
     """Median of seconds, in milliseconds."""
     return round(1000 * statistics.median(values), 2)
+
+
+def recall(found_scores: np.ndarray, exact_scores: np.ndarray) -> float:
+    """Share of the top-10 returned whose exact score reaches the exact 10th best (tie-robust)."""
+    bar = exact_scores[min(9, len(exact_scores) - 1)]
+    tol = 1e-5 * max(abs(bar), 1e-12)
+    return float(np.mean(np.asarray(found_scores[:10]) >= bar - tol))
+
+
+def measure(queries: Sequence[Any], airrep: Any, exact: Any, annc: Any) -> dict[str, Any]:
+    """Median per-query CPU milliseconds of each path (wall-clock medians beside them) and mean recall@10
+    against exact column search."""
+    cpu: dict[str, list[float]] = {}
+    wall: dict[str, list[float]] = {}
+    rec: dict[str, list[float]] = {}
+
+    def add(key: str, c: float, w: float) -> None:
+        cpu.setdefault(key, []).append(c)
+        wall.setdefault(key, []).append(w)
+
+    exact.encode(queries[:1])  # warm-up
+    for q in queries:
+        qv, c, w = clocked(exact.encode, [q])
+        add("query_vector", c, w)
+        (ex_scores, _), c, w = clocked(exact.top_k, qv, 10)
+        add("column_exact_search", c, w)
+        (an_scores, _), c, w = clocked(annc.top_k, qv, 10)
+        add("column_ann_search", c, w)
+        rec.setdefault("column_ann", []).append(recall(an_scores[0], ex_scores[0]))
+        av, enc_c, enc_w = clocked(airrep.encode, [q])
+        add("airrep_query_encode", enc_c, enc_w)
+        for source, mode in MODES.items():
+            enc = (enc_c, enc_w) if mode != "bm25" else (0.0, 0.0)
+            for n in CS:
+                found, c, w = clocked(airrep.retrieve, [q], av, n, mode=mode)
+                rids = found[0][1]
+                s, gc, gw = clocked(lambda r=rids, v=qv: exact.row_vectors(r) @ v[0])
+                add(f"{source}_rerank_c{n}_search", c + gc + enc[0], w + gw + enc[1])
+                rec.setdefault(f"{source}_rerank_c{n}", []).append(
+                    recall(np.sort(s)[::-1][:10], ex_scores[0])
+                )
+    return {
+        "latency_ms": {k: ms(v) for k, v in cpu.items()},
+        "wall_ms": {k: ms(v) for k, v in wall.items()},
+        "recall_at_10": {k: round(float(np.mean(v)), 3) for k, v in rec.items()},
+    }
 
 
 class TimedHook:

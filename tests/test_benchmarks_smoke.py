@@ -137,11 +137,16 @@ def _(out: Path) -> None:
 @case(
     "bench_method_columns",
     lambda f: ["--sample-rows", 40, "--queries", 2, "--lm-steps", 2, "--proj-dim", 16, "--recompute-queries", 1,
-               "--big-rows", 60, "--encoder", f["encoder"], "--threads", 1, "--work", f["tmp"] / "work"],
+               "--big-rows", 60, "--latency-rows", 90, "--latency-queries", 2, "--encoder", f["encoder"],
+               "--threads", 1, "--work", f["tmp"] / "work"],
 )  # fmt: skip
 def _(out: Path) -> None:
     res = read_json(out / "method_columns.json")
     assert res["small"]["build"]["rows"] == 40 and res["big"]["rows"] == 60
+    lat = res["latency"]  # 90 rows: the 40 sample rows and their vectors copied; latency only, no recall
+    assert lat["rows"] == 90 and lat["build"]["copied_from_rows"] == 40 and "recall_at_10" not in lat
+    assert lat["latency_ms"]["column_ann_search"] > 0 and lat["wall_ms"]["query_vector"] > 0
+    assert "Goal: latency at 90 rows" in (out / "method_columns.md").read_text()
     assert 0 <= res["small"]["recall_at_10"]["column_ann"] <= 1
     for source in ("airrep", "bm25", "hybrid"):
         e = res["small"]["end_to_end_c200"][source]
