@@ -42,7 +42,7 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         "## Best held-out LDS by equal CPU time",
         "",
-        "| option | CPU-s / step | wall s / step | steps in budget | base | "
+        "| option | CPU-s / step | wall s / step | steps run | base | "
         + " | ".join(f"{p:.0f} CPU-s" for p in points)
         + " | stopped |",
         "|---|---|---|---|---|" + "---|" * len(points) + "---|",
@@ -62,5 +62,5 @@ def markdown(res: dict[str, Any]) -> str:
                   "(the profile's few steps ran under a heavier load)."]  # fmt: skip
     if ref:
         lines += ["", f"Wall seconds per step are this loaded machine's; the reference run's own was {ref:.1f} s "
-                  "per `full` step (2 threads, the quiet first 200 steps)."]  # fmt: skip
+                  "per `full` step (2 threads, averaged over its whole run and its varying load)."]  # fmt: skip
     return "\n".join(lines) + "\n"
