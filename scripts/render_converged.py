@@ -205,7 +205,7 @@ def converged_step_cost(depth: int) -> str:
         rows.append([
             f"`{r['option']}`: {STEP_OPTIONS.get(r['option'], '')}",
             f"{r['cpu_seconds_per_step']:.1f} ({full / r['cpu_seconds_per_step']:.2f}x)",
-            str(r["steps"]),
+            str(int(budget // r["cpu_seconds_per_step"])),
             *best,
         ])  # fmt: skip
     head = ["option", "CPU-s per step (speed-up)", "steps in budget"]
