@@ -252,6 +252,7 @@ class SizeSweep:
             encoders[name] = {
                 k: stage(f"{name}-encoder-{k}", lambda sp=sp, k=k: sp.train(k, (k,))) for k in kinds
             }
+        encoders["transfer"] = {Path(f).name: transferred(Path(f)) for f in transfer}
         s0 = sizes[p.sizes[0].name]
         if p.ablations:
             res = stage("S0-volume", lambda: s0.labels(
@@ -302,6 +303,18 @@ class SizeSweep:
         if "max_seq_length" in spec:
             overrides["max_seq_length"] = spec["max_seq_length"]
         return s0.train(name.replace("+", "plus"), sources, **overrides)
+
+
+def transferred(folder: Path) -> dict[str, Any]:
+    """What an encoder trained elsewhere cost, from its study's stage records beside it (``stages/``:
+    its labels and its training): the one-off seconds of its Pareto point, its steps and stop reason."""
+    stages = folder.parent / "stages"
+    kind = folder.name.removeprefix("airrep_")
+    train = json.loads((stages / f"encoder_{kind}.json").read_text())
+    labels = json.loads((stages / ("labels.json" if kind == "retrain" else "teacher.json")).read_text())
+    seconds = labels["stage_seconds"] + max(train["seconds"], train["stage_seconds"])  # over its sessions
+    keep = {k: train[k] for k in ("steps", "stop_reason", "best_lds", "best_step")}
+    return {**keep, "folder": str(folder), "one_off_seconds": seconds}
 
 
 def kept_encoder(main: dict[str, dict], ablations: dict[str, dict]) -> str | None:

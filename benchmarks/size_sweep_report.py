@@ -82,8 +82,8 @@ def size_rows(size: str, res: dict, golds: dict, encoders: dict, ablations: dict
 def trained_encoder(name: str, encoders: dict, ablations: dict) -> dict | None:
     """The training stage of the row ``airrep:airrep_<size>_<kind>`` (a main or an ablation encoder)."""
     m = _FOLDER.match(name)
-    if not m:
-        return None
+    if not m:  # an encoder trained elsewhere (SweepScale.transfer_encoders), by its folder name
+        return encoders.get("transfer", {}).get(name.removeprefix("airrep:"))
     size, kind = m.groups()
     return encoders.get(size, {}).get(kind) or (
         ablations.get(kind.replace("plus", "+")) if size == "S0" else None

@@ -122,3 +122,23 @@ def test_gpu_micro_preset_takes_the_gpu_code_path(monkeypatch):
         assert getattr(micro, field) == getattr(gpu, field), field
     assert micro.daunce_models >= 2 and len(micro.lds_proj_dims) == 1 and micro.splits == 2
     assert micro.tasks * micro.per_task < gpu.tasks * gpu.per_task
+
+
+def test_a_transferred_encoder_costs_its_own_labels_and_training(monkeypatch):
+    """The converged reproduction's encoder, a row at every size of ``--scale converged``: its Pareto
+    point's one-off cost is its labels' and its training's, read from the stage records beside it."""
+    sweep, report = _load("size_sweep", monkeypatch), _load("size_sweep_report", monkeypatch)
+    folder = BENCHMARKS / "results" / "reproduction" / "converged" / "airrep_retrain"
+    stages = folder.parent / "stages"
+    labels = json.loads((stages / "labels.json").read_text())["stage_seconds"]
+    training = json.loads((stages / "encoder_retrain.json").read_text())
+    got = sweep.transferred(folder)
+    assert got["steps"] == training["steps"] and got["stop_reason"] == training["stop_reason"]
+    assert got["one_off_seconds"] == labels + max(training["seconds"], training["stage_seconds"])
+    encoders = {"S0": {}, "transfer": {"airrep_retrain": got}}
+    assert report.trained_encoder("airrep:airrep_retrain", encoders, {}) is got
+    assert report.trained_encoder("airrep:airrep_S0_retrain", encoders, {}) is None  # not trained here
+    assert (
+        "benchmarks/results/reproduction/converged/airrep_retrain"
+        in sweep.SCALES["converged"].transfer_encoders
+    )
