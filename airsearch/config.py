@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from airsearch.config_file import MAX_CONFIG_BYTES, ConfigTooLarge, parse_config_text
 from airsearch.errors import InputError
 
 C = TypeVar("C", bound="CommandConfig")
@@ -164,7 +165,7 @@ class CommandConfig(metaclass=_ConfigMeta):
         except (OSError, UnicodeDecodeError) as e:
             raise InputError(f"cannot read config: {getattr(e, 'strerror', None) or e}", path=path) from None
         try:
-            data = _parse_json(text) if path.suffix == ".json" else _parse_yaml(text)
+            data = parse_config_text(text, json_format=path.suffix == ".json")
         except ConfigTooLarge as e:
             raise InputError(str(e), path=path) from None
         except json.JSONDecodeError as e:
@@ -362,81 +363,6 @@ def _coerce(value: Any, hint: Any) -> Any:
             raise TypeError(value)
         return str(value)
     return value
-
-
-MAX_CONFIG_BYTES = 1_000_000  # a config is a short mapping of options
-MAX_CONFIG_DEPTH = 32  # nesting of lists and mappings
-MAX_CONFIG_VALUES = 100_000  # values after YAML aliases are expanded (an alias bomb is refused)
-
-
-class ConfigTooLarge(ValueError):
-    """A config file nested too deep or expanding to too many values."""
-
-
-def _parse_json(text: str) -> Any:
-    try:
-        data = json.loads(text)
-    except RecursionError:
-        raise ConfigTooLarge(f"nested deeper than {MAX_CONFIG_DEPTH} levels") from None
-    _check_depth(data)
-    return data
-
-
-def _check_depth(data: Any) -> None:
-    stack = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, (dict, list)):
-            if depth > MAX_CONFIG_DEPTH:
-                raise ConfigTooLarge(f"nested deeper than {MAX_CONFIG_DEPTH} levels")
-            items = value.values() if isinstance(value, dict) else value
-            stack.extend((v, depth + 1) for v in items)
-
-
-class _LimitedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with limits: depth while composing (its composer recurses), and the
-    number of values the document expands to, aliases counted each time they are used."""
-
-    _depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self._depth += 1
-        try:
-            if self._depth > MAX_CONFIG_DEPTH:
-                raise ConfigTooLarge(f"nested deeper than {MAX_CONFIG_DEPTH} levels")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
-    """How many values ``node`` stands for once every alias is expanded (shared nodes counted once
-    per use; each distinct node computed once, so this is quick even for an alias bomb)."""
-    if id(node) in memo:
-        if memo[id(node)] < 0:
-            raise ConfigTooLarge("a YAML alias refers to the value that holds it")
-        return memo[id(node)]
-    memo[id(node)] = -1  # being counted
-    size = 1
-    if isinstance(node, yaml.SequenceNode):
-        size += sum(_expanded_size(n, memo) for n in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
-    memo[id(node)] = size
-    return size
-
-
-def _parse_yaml(text: str) -> Any:
-    loader = _LimitedLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        if _expanded_size(node, {}) > MAX_CONFIG_VALUES:
-            raise ConfigTooLarge(f"expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases)")
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
 
 
 def coerce_value(value: Any, hint: Any) -> Any:

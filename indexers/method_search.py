@@ -25,7 +25,8 @@ from airsearch.indexers.method_columns import (
     load_column_method,
     vectors_of_column,
 )
-from airsearch.indexers.searcher import QueryResult, Searcher
+from airsearch.indexers.query_result import QueryResult
+from airsearch.indexers.searcher import Searcher
 from airsearch.indexers.store import IndexStore, IndexTable
 
 from airsearch.data.example import Example

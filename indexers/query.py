@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from airsearch.indexers.config import QueryConfig
+from airsearch.indexers.query_result import Candidate as Candidate
+from airsearch.indexers.query_result import GroupScore as GroupScore
+from airsearch.indexers.query_result import QueryResult as QueryResult
+from airsearch.indexers.query_result import Rerank as Rerank
 from airsearch.indexers.searcher import HYBRID_POOL as HYBRID_POOL
-from airsearch.indexers.searcher import Candidate as Candidate
-from airsearch.indexers.searcher import GroupScore as GroupScore
-from airsearch.indexers.searcher import QueryResult as QueryResult
-from airsearch.indexers.searcher import Rerank as Rerank
 from airsearch.indexers.searcher import Searcher
 
 from airsearch.data.example import Example
