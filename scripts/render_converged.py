@@ -218,7 +218,53 @@ def converged_step_cost(depth: int) -> str:
     return table(head, rows) + note + "\n" + sources(STEP_COST, depth=depth)
 
 
+SWEEP = f"{RESULTS}/size_sweep/converged"
+SWEEP_ENCODERS = {
+    "encoder-retrain": "that size's retraining labels",
+    "encoder-teacher": "that size's grad-cos teacher labels",
+    "ablation-volume": "more grad-cos teacher labels (ablation)",
+    "ablation-mix": "more teacher labels + the retraining labels (ablation)",
+}
+
+
+def _at_the_stop(curve: list[float]) -> str:
+    """How a held-out curve (base first) stood when training stopped."""
+    base, trained = curve[0], curve[1:]
+    rising = 0  # measurements in a row, up to the last, that rose
+    while rising + 1 < len(trained) and trained[-1 - rising] > trained[-2 - rising]:
+        rising += 1
+    if max(trained) <= base:
+        return "never above its base" + (
+            f"; rising over its last {rising + 1} measurements" if rising else ""
+        )
+    return "rising at the end" if trained[-1] >= max(trained) else "past its best"
+
+
+def converged_sweep_training(depth: int) -> str:
+    """Every encoder of the converged size sweep: steps, stop, the held-out curve and how it stood."""
+    rows, paths = [], []
+    for path in sorted((ROOT / SWEEP / "stages").glob("S*-*.json")):
+        size, what = path.stem.split("-", 1)
+        if what not in SWEEP_ENCODERS:
+            continue
+        st = load(f"{SWEEP}/stages/{path.name}")
+        paths.append(f"{SWEEP}/stages/{path.name}")
+        curve = [c["lds"] for c in st["lds_curve"]]
+        every = st["lds_curve"][1]["step"] - st["lds_curve"][0]["step"] if len(curve) > 1 else 0
+        rows.append([
+            f"{size}, {SWEEP_ENCODERS[what]}",
+            f"{st['steps']} ({st['stop_reason']})",
+            f"step {st['best_step']}",
+            " -> ".join(f"{100 * v:.1f}" for v in curve) + (f" (every {every} steps)" if every else ""),
+            _at_the_stop(curve),
+            f"{st['seconds_per_step']:.1f} s",
+        ])  # fmt: skip
+    head = ["encoder", "steps (stop)", "kept", "held-out LDS x100, base first", "at the stop", "per step"]
+    return table(head, rows) + "\n" + sources(*paths, depth=depth)
+
+
 RENDERERS = {
+    "converged-sweep-training": converged_sweep_training,
     "converged-step-cost": converged_step_cost,
     "converged-tracing": converged_tracing,
     "converged-headline": converged_headline,

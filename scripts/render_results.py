@@ -158,6 +158,49 @@ def size_sweep_headline(depth: int) -> str:
     return size_sweep_lds(depth, keep=lambda name: name in keep)
 
 
+def size_sweep_goals(depth: int) -> str:
+    """The sweep's goals (``results.json`` ``goals``), each encoder's evidence beside its status."""
+    res = load(f"{SWEEP}/results.json")
+    sizes = list(res["rows"])
+    rows = []
+    for goal, found in res["goals"].items():
+        if "paired" in found:  # S0: AirRep beats BM25 and base (paired, clustered)
+            for enc, diffs in found["paired"].items():
+                evidence = "; ".join(
+                    f"vs {READABLE.get(b, b)} {x100(d, sign=True)}" for b, d in diffs.items()
+                )
+                met = enc in found["by"]
+                rows.append(
+                    [
+                        goal,
+                        _sweep_label(_sweep_key(sizes[0], enc), sizes[0]),
+                        evidence,
+                        "met" if met else "not met",
+                    ]
+                )
+        elif "dominated_by" in found:  # the largest size's LDS-versus-cost Pareto frontier
+            for enc, by in found["dominated_by"].items():
+                evidence = (
+                    "undominated"
+                    if not by
+                    else "dominated by " + ", ".join(_sweep_label(b, sizes[0]) for b in by)
+                )
+                rows.append(
+                    [
+                        goal,
+                        _sweep_label(_sweep_key(sizes[-1], enc), sizes[0]),
+                        evidence,
+                        "met" if not by else "not met",
+                    ]
+                )
+        else:  # the SmolLM2 cost ratio
+            ratios = found.get("ratios") or {}
+            evidence = "; ".join(f"`{k}` {v:.0f}x" for k, v in ratios.items()) or (found.get("why") or "")
+            rows.append([goal, "AirRep's query encode", evidence, found["status"]])
+    head = ["goal", "encoder", "measured (paired x100 [95% clustered CI] / cost)", ""]
+    return table(head, rows) + "\n" + sources(f"{SWEEP}/results.json", depth=depth)
+
+
 # AirRep encoder training: how long each committed encoder trained, and its held-out LDS per epoch
 
 
@@ -221,6 +264,7 @@ RENDERERS: dict[str, Callable[[int], str]] = {
     "reproduction-paired": reproduction_paired,
     "size-sweep-lds": size_sweep_lds,
     "size-sweep-headline": size_sweep_headline,
+    "size-sweep-goals": size_sweep_goals,
     "encoder-training": encoder_training,
     "bench-methods": bench_methods,
     **CONVERGED_RENDERERS,

@@ -338,6 +338,14 @@ def test_refusals(db, tiny_lm_dir, tmp_path):
         ok=False,
     )
     assert_one_line_error(wrong, "column 'm_gradcos'", "give the LM the column was built with", code=None)
+    # the same LM in another folder makes the same vectors: accepted, with the same scores
+    moved = shutil.copytree(tiny_lm_dir, tmp_path / "moved_lm")
+    ask = ["--method", "m_gradcos", "--prompt", "a", "--response", "b", "--json"]
+    (here,) = json.loads(run("query", "--db", db, "--lm", tiny_lm_dir, *ask).stdout)
+    (there,) = json.loads(run("query", "--db", db, "--lm", moved, *ask).stdout)
+    assert [(c["id"], c["score"]) for c in there["proponents"]] == [
+        (c["id"], c["score"]) for c in here["proponents"]
+    ]
 
 
 def test_killed_column_build_resumes_to_the_same_table(base, tmp_path, tiny_lm_dir):

@@ -44,7 +44,9 @@ class VectorManifest:
     shards: list[str] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
 
-    MATCH_FIELDS = ("feature", "model_fingerprint", "checkpoints", "param_set", "projection", "dim", "extra")
+    # ``checkpoints`` (where the models were read from) is recorded for people, not matched: the
+    # model fingerprint already names the weights in order, so a moved or copied LM folder still matches
+    MATCH_FIELDS = ("feature", "model_fingerprint", "param_set", "projection", "dim", "extra")
 
     def check_against(self, expected: VectorManifest, *, path: str | os.PathLike | None = None) -> None:
         check_fields(
