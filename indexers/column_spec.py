@@ -28,9 +28,11 @@ class ColumnSpec(Result):
     manifest: dict[str, Any]  # model fingerprint, checkpoints, parameter set, projection, precondition
     config: dict[str, Any]  # the MethodConfig (paths as given)
     score: str = "dot"
-    rows: int = 0
+    rows: int = 0  # rows of the table (kept current by appends, upserts and deletes)
     build_seconds: float = 0.0
-    ann: dict[str, Any] | None = None
+    ann: dict[str, Any] | None = (
+        None  # the column's ANN index; ``rows_indexed``: rows it covered when refreshed
+    )
     airsearch_version: str = __version__
 
     @classmethod
@@ -56,3 +58,21 @@ def column_specs(table: Any) -> dict[str, ColumnSpec]:
         if spec is not None:
             out[field.name] = spec
     return out
+
+
+def record_spec(dataset: Any, spec: ColumnSpec) -> None:
+    """Write ``spec`` into its column's field metadata (what ``info`` and the searches read) of a
+    ``lance.LanceDataset``."""
+    dataset.update_field_metadata({spec.column: {FIELD_KEY.decode(): json.dumps(spec.to_dict())}})
+
+
+def record_row_count(dataset: Any, *, ann_refreshed: bool) -> None:
+    """After rows were added or deleted: every method column's spec records the table's row count,
+    and (``ann_refreshed``: its ANN index was just brought up to date) the rows its index covers."""
+    specs = column_specs(dataset.schema)
+    if not specs:
+        return
+    rows = dataset.count_rows()
+    for spec in specs.values():
+        ann = {**spec.ann, "rows_indexed": rows} if spec.ann and ann_refreshed else spec.ann
+        record_spec(dataset, dataclasses.replace(spec, rows=rows, ann=ann))

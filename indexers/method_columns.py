@@ -38,6 +38,7 @@ from airsearch.indexers.column_config import MethodColumnConfig, bytes_per_row
 from airsearch.indexers.column_spec import FIELD_KEY as FIELD_KEY
 from airsearch.indexers.column_spec import ColumnSpec as ColumnSpec
 from airsearch.indexers.column_spec import column_specs as column_specs
+from airsearch.indexers.column_spec import record_spec
 from airsearch.indexers.rows import RESERVED, rows_to_examples
 from airsearch.indexers.store import IndexStore
 from airsearch.indexers.table import IndexTable
@@ -272,11 +273,6 @@ def _commit(
     if ann_cfg.should_build(spec.rows):
         spec = build_column_index(store.db.open_table(table.name), spec, ann_cfg)
     return spec
-
-
-def record_spec(dataset: lance.LanceDataset, spec: ColumnSpec) -> None:
-    """Write ``spec`` into its column's field metadata (what ``info`` and the searches read)."""
-    dataset.update_field_metadata({spec.column: {FIELD_KEY.decode(): json.dumps(spec.to_dict())}})
 
 
 def build_column_index(table: Any, spec: ColumnSpec, cfg: ann.AnnConfig) -> ColumnSpec:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import lance
+from airsearch.indexers.column_spec import record_row_count
 from airsearch.indexers.config import DeleteConfig, bad_filter
 from airsearch.indexers.lock import DEFAULT_LOCK_TIMEOUT, table_lock
 from airsearch.indexers.results import DeleteSummary, IndexInfo
@@ -135,7 +136,9 @@ class IndexStore:
                         "cannot write the table (permission denied)", path=current.path
                     ) from None
                 raise bad_filter(where or predicate, e, field="where" if where else "ids") from None
-            return before - self.db.open_table(current.name).count_rows()
+            after = self.db.open_table(current.name).to_lance()
+            record_row_count(after, ann_refreshed=False)
+            return before - after.count_rows()
 
     def drop(self, name: str) -> None:
         if self.exists(name):

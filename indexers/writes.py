@@ -24,6 +24,7 @@ from typing import Any
 import lance
 import numpy as np
 from airsearch.indexers import ann, fts
+from airsearch.indexers.column_spec import record_row_count
 from airsearch.indexers.lock import table_lock
 from airsearch.indexers.rows import infer_columns, table_schema, to_batch
 from airsearch.indexers.staging import Staging, staging_key
@@ -191,17 +192,22 @@ def finish_append(
             current.table.add(data)
         store.db.open_table(staging.table).to_lance().update_schema_metadata({META_KEY: meta.to_json()})
         staging.discard()
+    refreshed = False  # every index of the table (method columns' too) brought up to date
     if ann_config is not None:
         table = store.db.open_table(staging.table)
         count = table.count_rows()
         if current.has_ann():
             ann.refresh(table)
             meta.ann = {**(meta.ann or {}), "rows_indexed": count}
+            refreshed = True
         elif ann_config.should_build(count):
             meta.ann = ann.build_ann_index(table, ann_config)
             if fts.has_index(table):
                 ann.refresh(table)  # the new ANN index is current; fold the rows into the BM25 one
+                refreshed = True
         elif fts.has_index(table):
             ann.refresh(table)  # fold the appended rows into the BM25 index
+            refreshed = True
         store.db.open_table(staging.table).to_lance().update_schema_metadata({META_KEY: meta.to_json()})
+    record_row_count(store.db.open_table(staging.table).to_lance(), ann_refreshed=refreshed)
     return store.open(staging.table)

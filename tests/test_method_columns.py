@@ -211,6 +211,8 @@ def test_append_upsert_delete_keep_columns_aligned(db, base, tmp_path, tiny_lm_d
     assert len(cols) == 25
     np.testing.assert_allclose(np.stack([cols[e.id] for e in new]), ref, rtol=1e-5, atol=1e-6)
     assert len(_column(db, "m_tracin")) == 25
+    listed = json.loads(run("info", "--db", db, "--json").stdout)["tables"][0]["method_columns"]
+    assert {c["rows"] for c in listed.values()} == {25}  # each column's record follows the table
 
     changed = Example(new[0].id, new[0].prompt, "The sky is blue today.", {"thing": "sky"})
     run(
@@ -235,6 +237,7 @@ def test_append_upsert_delete_keep_columns_aligned(db, base, tmp_path, tiny_lm_d
     table = json.loads(run("info", "--db", db, "--json").stdout)["tables"][0]
     info = table["method_columns"]
     assert set(info) == {"m_gradcos", "m_tracin"}
+    assert {c["rows"] for c in info.values()} == {23}
     assert info["m_tracin"]["dtype"] == "float16" and info["m_tracin"]["dim"] == 64
     # the table fingerprint covers the columns: another column changes it
     run("method-column", "--db", db, "--method", "repsim", "--lm", tiny_lm_dir)
