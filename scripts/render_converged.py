@@ -263,7 +263,29 @@ def converged_sweep_training(depth: int) -> str:
     return table(head, rows) + "\n" + sources(*paths, depth=depth)
 
 
+NOISE = f"{RESULTS}/heldout_noise/heldout_noise.json"
+
+
+def converged_heldout_noise(depth: int) -> str:
+    """Each kept encoder's held-out LDS with the interval of its own measurement, and minus its base
+    (``benchmarks/heldout_noise.py``: subsets and dev examples of the held-out split resampled)."""
+    res = load(NOISE)
+    rows = []
+    for st in res["studies"]:
+        split = f"{st['subsets']} subsets x {st['dev_examples']} dev examples"
+        rows.append([st["study"], split, "base encoder (untrained)", "", x100(st["base"]), ""])
+        for kind, e in st["encoders"].items():
+            rows.append([
+                st["study"], split, KINDS.get(kind, SWEEP_ENCODERS.get(f"ablation-{kind}", kind)),
+                f"{e['steps']} ({e['stop_reason']}, kept step {e['best_step']})",
+                x100(e["lds"]), x100(e["minus_base"], sign=True),
+            ])  # fmt: skip
+    head = ["study", "held-out split", "encoder", "steps", "held-out LDS x100 [95%]", "minus base [95%]"]
+    return table(head, rows) + "\n" + sources(NOISE, depth=depth)
+
+
 RENDERERS = {
+    "converged-heldout-noise": converged_heldout_noise,
     "converged-sweep-training": converged_sweep_training,
     "converged-step-cost": converged_step_cost,
     "converged-tracing": converged_tracing,

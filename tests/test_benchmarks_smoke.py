@@ -220,6 +220,33 @@ def _(out: Path) -> None:
     ).is_file()  # a stage: kept, skipped when rerun
 
 
+def _micro_study(f: Fixtures) -> Path:
+    """A size sweep's layout at micro size: S0's label store (teacher labels), the base encoder and
+    one "kept" encoder (the tiny encoder again) with the stage record the trainer writes."""
+    import shutil
+
+    sweep = f["tmp"] / "sweep"
+    shutil.copytree(teacher_labels(f), sweep / "S0" / "labels")
+    shutil.copytree(f["encoder"], sweep / "base_encoder_128")
+    shutil.copytree(f["encoder"], sweep / "S0" / "airrep_S0_retrain")
+    stage = {"steps": 4, "best_step": 2, "stop_reason": "plateau", "best_lds": 0.1}
+    (sweep / "stages").mkdir()
+    (sweep / "stages" / "S0-encoder-retrain.json").write_text(json.dumps(stage))
+    return sweep
+
+
+@case(
+    "heldout_noise",
+    lambda f: ["--sweep", _micro_study(f), "--reproduction", f["tmp"] / "none", "--resamples", 20],
+)
+def _(out: Path) -> None:
+    (study,) = read_json(out / "heldout_noise.json")["studies"]
+    e = study["encoders"]["retrain"]
+    assert study["study"] == "size sweep S0" and e["steps"] == 4
+    assert e["minus_base"]["mean"] == 0.0  # the same encoder: no difference on any resample
+    assert e["lds"]["low"] <= e["lds"]["mean"] <= e["lds"]["high"]
+
+
 @case("airrep_loop", lambda f: ["--scale", "micro", "--seeds", 0, "--work", f["tmp"] / "work"])
 def _(out: Path) -> None:
     res = read_json(out / "results_micro.json")
