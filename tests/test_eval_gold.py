@@ -178,6 +178,12 @@ def test_a_max_length_mismatch_is_refused(golds, corpus, tiny_lm_dir, tmp_path):
     generate_labels(labels, quiet=True)
     with pytest.raises(InputError, match="training labels used max_length 48, the gold 32"):
         eval_lds(cfg.replace(encoder_labels=[str(tmp_path / "labels")]))
+    # labels of another target LM (an encoder transferred across targets) keep their own LM's budget
+    from tests.helpers.models import build_micro_lm
+
+    transferred = labels.replace(lm=str(build_micro_lm(tmp_path / "micro", steps=2)), out=str(tmp_path / "t"))
+    generate_labels(transferred, quiet=True)
+    assert eval_lds(cfg.replace(encoder_labels=[transferred.out])).gold.max_length == 32
     res = run("eval", "lds", "--gold", golds["local"].out, "--corpus", corpus, "--method", "tracin",
               "--max-length", 64, ok=False)  # fmt: skip
     assert res.exit_code == 2 and "--max-length" in res.output and "Traceback" not in res.output

@@ -120,7 +120,8 @@ class Gold:
         self, requested: int | None, lm: TargetLM | None, stores: Sequence[LabelStore] = ()
     ) -> None:
         """One recorded ``max_length`` follows the LM through labels, gold, gradients and evaluation:
-        refuse a requested value, an LM or an encoder's training labels that use another one."""
+        refuse a requested value, an LM or an encoder's training labels that use another one. Labels
+        made on another target LM (an encoder transferred across targets) keep their own LM's budget."""
         if requested is not None and requested != self.max_length:
             raise InputError(
                 f"max_length {requested} differs from the gold's {self.max_length}: the gold fine-tunes "
@@ -133,7 +134,10 @@ class Gold:
                 f"{self.max_length}; load it with the gold's",
                 field="max_length",
             )
+        gold_model = self.store.manifest.get("model_fingerprint")
         for store in stores:
+            if gold_model and store.manifest.get("model_fingerprint", gold_model) != gold_model:
+                continue  # another LM's labels: their budget followed that LM, not this gold's
             used = int(store.config.get("max_length") or LabelConfig.max_length)
             if used != self.max_length:
                 raise InputError(
