@@ -158,6 +158,43 @@ def size_sweep_headline(depth: int) -> str:
     return size_sweep_lds(depth, keep=lambda name: name in keep)
 
 
+def _one_encoder(name: str, first: str) -> str:
+    """The readable name of one sweep encoder (``airrep:airrep_S2_teacher``) with its own steps."""
+    if not name.startswith("airrep:airrep_S"):
+        return _sweep_label(name, first)
+    size, labels = name.removeprefix("airrep:airrep_").split("_", 1)
+    kind = KINDS.get(labels, "teacher + retraining labels mixed")
+    return f"AirRep, {size} {kind} ({_sweep_steps(labels, size)})"
+
+
+SWEEP_PAIRED_WITH = ("base", "bm25", "gradcos@1ckpt:proj_dim=384")
+
+
+def size_sweep_paired(depth: int) -> str:
+    """Each AirRep encoder of the sweep minus the base encoder, BM25 and ``gradcos@384`` at every size
+    (paired by dev query, clustered intervals), from each size's ``eval lds`` stage record."""
+    res = load(f"{SWEEP}/results.json")
+    sizes = list(res["rows"])
+    stages = {s: f"{SWEEP}/stages/{s}-lds.json" for s in sizes}
+    paired = {s: load(p)["paired"] for s, p in stages.items() if (ROOT / p).is_file()}
+    encoders = list(dict.fromkeys(
+        _sweep_key(s, k.split(" - ")[0]) for s in paired for k in paired[s] if k.startswith("airrep:")
+    ))  # fmt: skip
+    rows = []
+    for key in encoders:
+        for other in SWEEP_PAIRED_WITH:
+            cells = []
+            for s in sizes:
+                name = key.replace("airrep_<size>_", f"airrep_{s}_")
+                cells.append(x100(paired.get(s, {}).get(f"{name} - {other}", {}).get("clustered"), sign=True))
+            if sum(c != "not run" for c in cells) > ("<size>" in key):  # one size only: its own row shows it
+                rows.append([f"{_sweep_label(key, sizes[0])} - {READABLE.get(other, f'`{other}`')}", *cells])
+    head = ["paired difference (x100, 95% clustered CI)", *sizes]
+    return (
+        table(head, rows) + "\n" + sources(*(p for p in stages.values() if (ROOT / p).is_file()), depth=depth)
+    )
+
+
 def size_sweep_goals(depth: int) -> str:
     """The sweep's goals (``results.json`` ``goals``), each encoder's evidence beside its status."""
     res = load(f"{SWEEP}/results.json")
@@ -173,7 +210,7 @@ def size_sweep_goals(depth: int) -> str:
                 rows.append(
                     [
                         goal,
-                        _sweep_label(_sweep_key(sizes[0], enc), sizes[0]),
+                        _one_encoder(enc, sizes[0]),
                         evidence,
                         "met" if met else "not met",
                     ]
@@ -188,7 +225,7 @@ def size_sweep_goals(depth: int) -> str:
                 rows.append(
                     [
                         goal,
-                        _sweep_label(_sweep_key(sizes[-1], enc), sizes[0]),
+                        _one_encoder(enc, sizes[0]),
                         evidence,
                         "met" if not by else "not met",
                     ]
@@ -265,6 +302,7 @@ RENDERERS: dict[str, Callable[[int], str]] = {
     "size-sweep-lds": size_sweep_lds,
     "size-sweep-headline": size_sweep_headline,
     "size-sweep-goals": size_sweep_goals,
+    "size-sweep-paired": size_sweep_paired,
     "encoder-training": encoder_training,
     "bench-methods": bench_methods,
     **CONVERGED_RENDERERS,
